@@ -1,0 +1,1 @@
+"""Transports: UDP, TCP (RFC 7766) and the control HTTP listener. Bytes only, no DNS logic."""

@@ -1,0 +1,1 @@
+"""Zone files: load with dnspython, validate with file:line problems, save atomically."""
