@@ -1,0 +1,119 @@
+"""Compile zones into an immutable table of ready responses (design.md: compile, then serve bytes).
+
+For every existing name (and empty non-terminal) the table holds a default entry,
+valid for every qtype the name's lookup never looks at, plus one entry per qtype that
+answers differently. Missing names cost nothing to store: a name below no cut and
+without a wildcard shares its zone's NXDOMAIN entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import dns.name
+import dns.rdatatype
+
+from dynmx.answer.lookup import DS, Answer, Outcome, lookup
+from dynmx.answer.render import render
+from dynmx.answer.zoneset import WILDCARD, ZoneData, ZoneSet
+from dynmx.wire.response import Entry
+
+
+def wire_key(name: dns.name.Name) -> bytes:
+    """The table key of a name: its uncompressed wire form, lower-cased (RFC 4343)."""
+    return name.to_wire().lower()
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledZone:
+    """Byte-level indexes of one zone, for answering missing names without dnspython."""
+
+    origin: bytes
+    names: frozenset[bytes]
+    cuts: frozenset[bytes]
+    wildcard_parents: frozenset[bytes]
+    nxdomain: Entry
+
+    def plain_nxdomain(self, qname: bytes) -> bool:
+        """True when `qname` (lower wire, not in the table) is a plain NXDOMAIN in this zone.
+
+        Walks every ancestor up to the apex: a cut above means a referral, a wildcard at
+        the closest encloser means synthesis; both are left to the slow path.
+        """
+        closest: bytes | None = None
+        pos = qname[0] + 1
+        origin_len = len(self.origin)
+        while len(qname) - pos > origin_len:
+            suffix = qname[pos:]
+            if suffix in self.cuts:
+                return False
+            if closest is None and suffix in self.names:
+                closest = suffix
+            pos += qname[pos] + 1
+        if closest is None:
+            closest = self.origin
+        return closest not in self.wildcard_parents
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerTable:
+    """One immutable snapshot of everything served; swapped whole on change."""
+
+    entries: dict[bytes, Entry]
+    zones: dict[bytes, CompiledZone]
+    zoneset: ZoneSet
+
+    def find_zone(self, qname: bytes) -> CompiledZone | None:
+        """The longest served origin that `qname` (lower wire) is at or below."""
+        pos = 0
+        zones = self.zones
+        while True:
+            zone = zones.get(qname[pos:])
+            if zone is not None:
+                return zone
+            length = qname[pos]
+            if length == 0:
+                return None
+            pos += length + 1
+
+
+def _same(a: Entry, b: Entry) -> bool:
+    return a.body == b.body and a.rcode == b.rcode and a.authoritative == b.authoritative
+
+
+def compile_zone(zoneset: ZoneSet, zone: ZoneData, entries: dict[bytes, Entry]) -> CompiledZone:
+    """Add one zone's entries to `entries` and return its byte-level index."""
+    for name in zone.names:
+        key = wire_key(name)
+        default = lookup(zoneset, name, None)
+        default_entry = render(default, name)
+        entries[key] = default_entry
+        qtypes = set(default.visited_types)
+        if name in zone.cuts or name == zone.origin:
+            qtypes.add(DS)
+        qtypes.discard(dns.rdatatype.ANY)
+        for qtype in sorted(qtypes):
+            entry = render(lookup(zoneset, name, qtype), name)
+            if not _same(entry, default_entry):
+                entries[key + qtype.to_bytes(2, "big")] = entry
+    nxdomain = Answer(Outcome.NAME_ERROR, rcode=3, authority=[(zone.negative_soa, True)])
+    return CompiledZone(
+        origin=wire_key(zone.origin),
+        names=frozenset(wire_key(n) for n in zone.names),
+        cuts=frozenset(wire_key(n) for n in zone.cuts),
+        wildcard_parents=frozenset(
+            wire_key(n.parent()) for n in zone.names if n.labels and n.labels[0] == WILDCARD
+        ),
+        nxdomain=render(nxdomain, None),
+    )
+
+
+def compile_table(zones: Iterable[ZoneData]) -> AnswerTable:
+    """Compile every zone; CNAME chains may cross zones, so all see the same ZoneSet."""
+    zoneset = ZoneSet(zones)
+    entries: dict[bytes, Entry] = {}
+    compiled: dict[bytes, CompiledZone] = {}
+    for zone in zoneset:
+        compiled[wire_key(zone.origin)] = compile_zone(zoneset, zone, entries)
+    return AnswerTable(entries=entries, zones=compiled, zoneset=zoneset)

@@ -1,0 +1,249 @@
+"""Turn a query datagram into a reply: the fast path over the table, the slow path beside it.
+
+`Engine.handle(data, tcp)` is the one function the transports call. The fast path
+takes the common query (opcode QUERY, one IN question, no or a plain OPT record)
+straight to a table entry and patches ID, RD, question and OPT. Everything else —
+malformed input, EDNS options, meta types, other classes, names not in the table —
+goes through the full parser and the dnspython lookup, whose results land in a
+bounded LRU.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import dns.name
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+
+from dynmx.answer.compiler import AnswerTable, compile_table
+from dynmx.answer.lookup import Answer, Outcome, lookup
+from dynmx.answer.render import render
+from dynmx.answer.zoneset import ZoneData
+from dynmx.errors import DropPacket, FormError
+from dynmx.wire.query import OPCODE_NOTIFY, OPCODE_QUERY, OPCODE_UPDATE, Query, parse_query
+from dynmx.wire.response import (
+    OPT_DO,
+    OPT_PLAIN,
+    RCODE_BADVERS,
+    RCODE_FORMERR,
+    RCODE_NOTIMP,
+    RCODE_REFUSED,
+    RCODE_SERVFAIL,
+    TCP_LIMIT,
+    UDP_PAYLOAD,
+    Entry,
+    assemble,
+    header_only,
+    question_only,
+    udp_limit,
+)
+
+log = logging.getLogger("dynmx.engine")
+
+CLASS_IN = dns.rdataclass.IN
+CLASS_CH = dns.rdataclass.CH
+CLASS_ANY = dns.rdataclass.ANY
+TYPE_AXFR = dns.rdatatype.AXFR
+TYPE_IXFR = dns.rdatatype.IXFR
+TYPE_ANY = dns.rdatatype.ANY
+TYPE_TXT = dns.rdatatype.TXT
+META_QTYPE_MIN = 251  # IXFR, AXFR, MAILB, MAILA, ANY: never served from a default entry
+
+# Handler for opcodes NOTIFY and UPDATE, set by the control layer: (data, query, tcp) -> reply.
+ControlHandler = Callable[[bytes, Query, bool], bytes | None]
+
+
+@dataclass(frozen=True, slots=True)
+class ChaosConfig:
+    """Answers to `version.bind`/`id.server` CH TXT; empty strings keep them REFUSED."""
+
+    version: str = ""
+    identity: str = ""
+
+
+class Engine:
+    """Holds the current table and answers queries from it."""
+
+    def __init__(self, table: AnswerTable, *, chaos: ChaosConfig | None = None, lru_size: int = 10000):
+        self.table = table
+        self.chaos = chaos or ChaosConfig()
+        self.lru_size = lru_size
+        self._lru: OrderedDict[bytes, Entry] = OrderedDict()
+        self.control: ControlHandler | None = None
+        self.stats = {"slow": 0, "formerr": 0, "dropped": 0, "servfail": 0}
+
+    @classmethod
+    def from_zones(cls, zones: list[ZoneData], **kwargs: object) -> Engine:
+        return cls(compile_table(zones), **kwargs)  # type: ignore[arg-type]
+
+    def swap(self, table: AnswerTable) -> None:
+        """Serve `table` from the next query on; readers never see a half-built table."""
+        self.table = table
+        self._lru = OrderedDict()
+
+    def cache_len(self) -> int:
+        return len(self._lru)
+
+    # -- the hot path -------------------------------------------------------------------
+
+    def handle(self, data: bytes, addr: object = None, tcp: bool = False) -> bytes | None:
+        """Reply bytes for one query message, or None to stay silent; never raises."""
+        try:
+            return self._fast(data, tcp)
+        except Exception:
+            # Our fault, not the peer's: SERVFAIL and a log line (design.md, errors).
+            self.stats["servfail"] += 1
+            log.exception("event=internal-error len=%d", len(data))
+            if len(data) < 12:
+                return None
+            return header_only((data[0] << 8) | data[1], RCODE_SERVFAIL, bool(data[2] & 1))
+
+    def _fast(self, data: bytes, tcp: bool) -> bytes | None:
+        size = len(data)
+        if size < 17 or data[2] & 0xF8 or data[4:10] != b"\x00\x01\x00\x00\x00\x00":
+            return self._slow(data, tcp)
+        pos = 12
+        length = data[12]
+        while length:
+            if length > 63:
+                return self._slow(data, tcp)
+            pos += length + 1
+            if pos >= size:
+                return self._slow(data, tcp)
+            length = data[pos]
+        qend = pos + 1
+        if qend + 4 > size or data[qend + 2 : qend + 4] != b"\x00\x01" or data[qend] == 0 and data[qend + 1] >= META_QTYPE_MIN:
+            return self._slow(data, tcp)
+        arcount = data[10:12]
+        if arcount == b"\x00\x00":
+            opt = b""
+            limit = TCP_LIMIT if tcp else 512
+        elif (
+            arcount == b"\x00\x01"
+            and size == qend + 15
+            and data[qend + 4 : qend + 7] == b"\x00\x00\x29"
+            and data[qend + 10] == 0
+            and data[qend + 13 : qend + 15] == b"\x00\x00"
+        ):
+            if data[qend + 11] & 0x80:
+                opt = OPT_DO
+            else:
+                opt = OPT_PLAIN
+            if tcp:
+                limit = TCP_LIMIT
+            else:
+                limit = (data[qend + 7] << 8) | data[qend + 8]
+                if limit < 512:
+                    limit = 512
+                elif limit > UDP_PAYLOAD:
+                    limit = UDP_PAYLOAD
+        else:
+            return self._slow(data, tcp)
+        name = data[12:qend].lower()
+        entries = self.table.entries
+        entry = entries.get(name + data[qend : qend + 2]) or entries.get(name)
+        if entry is None:
+            return self._slow(data, tcp)
+        question = data[12 : qend + 4]
+        body = entry.body
+        if qend + 4 + len(body) + len(opt) > limit:
+            return self._slow(data, tcp)
+        rd = data[2] & 1
+        head = entry.head_opt[rd] if opt else entry.head[rd]
+        return b"".join((data[:2], head, question, body, opt))
+
+    # -- the slow path ------------------------------------------------------------------
+
+    def _slow(self, data: bytes, tcp: bool) -> bytes | None:
+        self.stats["slow"] += 1
+        try:
+            return self._answer_slow(data, tcp)
+        except DropPacket:
+            self.stats["dropped"] += 1
+            return None
+        except FormError as error:
+            self.stats["formerr"] += 1
+            return header_only(error.msg_id, RCODE_FORMERR, error.rd)
+
+    def _answer_slow(self, data: bytes, tcp: bool) -> bytes | None:
+        if len(data) < 12 or data[2] & 0x80:
+            raise DropPacket("short or QR=1")
+        opcode = (data[2] >> 3) & 0xF
+        if opcode not in (OPCODE_QUERY, OPCODE_NOTIFY, OPCODE_UPDATE):
+            return header_only((data[0] << 8) | data[1], RCODE_NOTIMP, bool(data[2] & 1))
+        query = parse_query(data)
+        if query.edns is not None and query.edns.version > 0:
+            return question_only(data, query, RCODE_BADVERS)  # RFC 6891 6.1.3
+        if opcode != OPCODE_QUERY:
+            if self.control is not None:
+                return self.control(data, query, tcp)
+            return question_only(data, query, RCODE_REFUSED)  # unsolicited NOTIFY/UPDATE
+        limit = TCP_LIMIT if tcp else udp_limit(query)
+        if query.qclass == CLASS_CH:
+            return self._chaos(data, query, limit)
+        if query.qclass not in (CLASS_IN, CLASS_ANY):
+            return question_only(data, query, RCODE_REFUSED)
+        if query.qtype in (TYPE_AXFR, TYPE_IXFR):
+            return self._transfer(data, query, tcp)
+        entry = self.find_entry(query.qname_lower, query.qtype, query.qclass == CLASS_ANY)
+        if entry is None:
+            return question_only(data, query, RCODE_REFUSED)  # RFC 5358: no referral upward
+        return assemble(data, query, entry, limit)
+
+    def _transfer(self, data: bytes, query: Query, tcp: bool) -> bytes:
+        """Zone transfers need permission (RFC 5936 4.2); AXFR over UDP is not a thing."""
+        if not tcp and query.qtype == TYPE_AXFR:
+            return question_only(data, query, RCODE_NOTIMP)
+        return question_only(data, query, RCODE_REFUSED)
+
+    def _chaos(self, data: bytes, query: Query, limit: int) -> bytes:
+        name = query.qname_lower
+        texts = {
+            b"\x07version\x04bind\x00": self.chaos.version,
+            b"\x07version\x06server\x00": self.chaos.version,
+            b"\x02id\x06server\x00": self.chaos.identity,
+            b"\x08hostname\x04bind\x00": self.chaos.identity,
+        }
+        text = texts.get(name, "")
+        if not text or query.qtype not in (TYPE_TXT, TYPE_ANY):
+            return question_only(data, query, RCODE_REFUSED)
+        owner = dns.name.from_wire(name, 0)[0]
+        rrset = dns.rrset.from_text(owner, 0, "CH", "TXT", '"' + text.replace('"', "") + '"')
+        entry = render(Answer(Outcome.SUCCESS, authoritative=False, answer=[rrset]), owner)
+        return assemble(data, query, entry, limit)
+
+    def find_entry(self, qname: bytes, qtype: int, class_any: bool = False) -> Entry | None:
+        """The entry for a lower-case wire name and qtype, computing and caching misses."""
+        key = qname + qtype.to_bytes(2, "big") + (b"*" if class_any else b"")
+        table = self.table
+        if qtype < META_QTYPE_MIN and not class_any:
+            entry = table.entries.get(key) or table.entries.get(qname)
+            if entry is not None:
+                return entry
+        entry = self._lru.get(key)
+        if entry is not None:
+            self._lru.move_to_end(key)
+            return entry
+        zone = table.find_zone(qname)
+        if zone is None:
+            return None
+        if qtype < META_QTYPE_MIN and not class_any and qname not in zone.names and zone.plain_nxdomain(qname):
+            return zone.nxdomain
+        owner = dns.name.from_wire(qname, 0)[0]
+        answer = lookup(table.zoneset, owner, qtype)
+        if class_any:
+            # As NSD: data for class ANY with AA clear and nothing beyond the answer.
+            answer.authoritative = False
+            if answer.answer:
+                answer.authority.clear()
+                answer.additional.clear()
+        entry = render(answer, owner)
+        self._lru[key] = entry
+        if len(self._lru) > self.lru_size:
+            self._lru.popitem(last=False)
+        return entry

@@ -1,0 +1,188 @@
+"""The authoritative lookup of RFC 1034 4.3.2 with RFC 4592 wildcards, as NSD answers.
+
+Pure: zones in, an `Answer` out. The compiler calls it for every name it
+precompiles and the slow path for everything else, so both agree by construction.
+
+Shape of the answers (measured against NSD 4.6):
+* positive: the RRset, the apex NS in authority (optional), addresses of NS/MX/SRV
+  targets in additional (optional);
+* CNAME: followed through every zone we serve, a loop or an external target ends the
+  chain without authority; a missing target gives NXDOMAIN with the chain (RFC 6604);
+* NODATA and NXDOMAIN: the SOA with TTL min(TTL, MINIMUM) in authority (RFC 2308 3);
+* at or below a cut: referral, AA clear unless a CNAME led there, glue required when
+  in-domain (RFC 9471); DS at the cut is answered by the parent (RFC 4035 3.1.4.1);
+* ANY: one RRset, the SOA where there is one, else the lowest type (RFC 8482 4.1).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import dns.name
+import dns.node
+import dns.rdatatype
+import dns.rrset
+
+from dynmx.answer.zoneset import IN, WILDCARD, ZoneData, ZoneSet, as_rrset
+
+CNAME = dns.rdatatype.CNAME
+NS = dns.rdatatype.NS
+DS = dns.rdatatype.DS
+ANY = dns.rdatatype.ANY
+SOA = dns.rdatatype.SOA
+MAX_CNAME_CHAIN = 16
+TARGET_TYPES = {dns.rdatatype.MX, dns.rdatatype.NS, dns.rdatatype.SRV}
+
+NOERROR = 0
+NXDOMAIN = 3
+REFUSED = 5
+
+
+class Outcome(enum.Enum):
+    """What a lookup found (after CoreDNS file/lookup.go)."""
+
+    SUCCESS = "success"
+    NODATA = "nodata"
+    NAME_ERROR = "nxdomain"
+    DELEGATION = "delegation"
+    REFUSED = "refused"
+    CHAIN_END = "chain-end"  # CNAME loop, overlong chain or target outside our zones
+
+
+@dataclass(slots=True)
+class Answer:
+    """Sections of a response before rendering; (rrset, required) for truncation."""
+
+    outcome: Outcome
+    rcode: int = NOERROR
+    authoritative: bool = True
+    answer: list[dns.rrset.RRset] = field(default_factory=list)
+    authority: list[tuple[dns.rrset.RRset, bool]] = field(default_factory=list)
+    additional: list[tuple[dns.rrset.RRset, bool]] = field(default_factory=list)
+    # Every rdtype present at a node the lookup visited: qtypes outside this set all get
+    # the same answer, which lets the compiler store one default entry per name.
+    visited_types: set[int] = field(default_factory=set)
+    # Zones whose data this answer used, so an edit knows what to recompile.
+    zones: set[dns.name.Name] = field(default_factory=set)
+    # Wildcard synthesis or a chain through one: the answer depends on the query name.
+    synthesized: bool = False
+
+
+def refused() -> Answer:
+    return Answer(Outcome.REFUSED, rcode=REFUSED, authoritative=False)
+
+
+def lookup(zones: ZoneSet, qname: dns.name.Name, qtype: int | None) -> Answer:
+    """Answer `qname`/`qtype` from `zones`; qtype None stands for a type present nowhere."""
+    zone = zones.find(qname, qtype)
+    if zone is None:
+        return refused()
+    result = Answer(Outcome.SUCCESS)
+    in_chain: set[dns.name.Name] = set()
+    sname = qname
+    while True:
+        result.zones.add(zone.origin)
+        cut = zone.cut_at_or_above(sname)
+        if cut is not None and not (cut == sname and qtype == DS):
+            _referral(result, zone, cut)
+            return result
+        node, synthesized = _find_node(zone, sname)
+        result.synthesized |= synthesized
+        if node is None:
+            outcome = Outcome.NODATA if sname in zone.names else Outcome.NAME_ERROR
+            _negative(result, zone, outcome)
+            return result
+        result.visited_types.update(rds.rdtype for rds in node.rdatasets)
+        if qtype == ANY:
+            result.answer.append(as_rrset(sname, _any_choice(node)))
+            return result
+        rds = node.get_rdataset(IN, qtype) if qtype is not None else None
+        if rds is not None:
+            result.answer.append(as_rrset(sname, rds))
+            _positive_extras(result, zone, qtype)
+            return result
+        cname = node.get_rdataset(IN, CNAME)
+        if cname is None:
+            _negative(result, zone, Outcome.NODATA)
+            return result
+        if sname in in_chain or len(in_chain) >= MAX_CNAME_CHAIN:
+            result.outcome = Outcome.CHAIN_END
+            return result
+        in_chain.add(sname)
+        result.answer.append(as_rrset(sname, cname))
+        target: dns.name.Name = cname[0].target  # type: ignore[attr-defined]
+        next_zone = zones.find(target)
+        if next_zone is None or target in in_chain:
+            result.outcome = Outcome.CHAIN_END
+            return result
+        zone, sname = next_zone, target
+
+
+def _find_node(zone: ZoneData, name: dns.name.Name) -> tuple[dns.node.Node | None, bool]:
+    """The node holding `name`'s data: its own, or the wildcard's at the closest encloser."""
+    node = zone.node(name)
+    if node is not None or name in zone.names:
+        return node, False
+    source = dns.name.Name((WILDCARD, *zone.closest_encloser(name).labels))
+    node = zone.node(source)
+    return node, node is not None
+
+
+def _any_choice(node: dns.node.Node) -> object:
+    soa = node.get_rdataset(IN, SOA)
+    if soa is not None:
+        return soa
+    return min(node.rdatasets, key=lambda rds: rds.rdtype)
+
+
+def _negative(result: Answer, zone: ZoneData, outcome: Outcome) -> None:
+    result.outcome = outcome
+    if outcome is Outcome.NAME_ERROR:
+        result.rcode = NXDOMAIN
+    result.authority.append((zone.negative_soa, True))
+
+
+def _referral(result: Answer, zone: ZoneData, cut: dns.name.Name) -> None:
+    result.outcome = Outcome.DELEGATION
+    result.authoritative = bool(result.answer)
+    node = zone.zone.nodes[cut]
+    ns = node.get_rdataset(IN, NS)
+    assert ns is not None
+    result.visited_types.update(rds.rdtype for rds in node.rdatasets)
+    result.authority.append((as_rrset(cut, ns), True))
+    for rdata in ns:
+        target: dns.name.Name = rdata.target  # type: ignore[attr-defined]
+        glue = zone.zone.nodes.get(target)
+        if glue is None:
+            continue
+        in_domain = target.is_subdomain(cut)
+        for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+            rds = glue.get_rdataset(IN, rdtype)
+            if rds is not None:
+                result.additional.append((as_rrset(target, rds), in_domain))
+
+
+def _positive_extras(result: Answer, zone: ZoneData, qtype: int) -> None:
+    """Apex NS in authority and target addresses in additional, both optional (as NSD)."""
+    targets: list[dns.name.Name] = []
+    for rrset in result.answer:
+        if rrset.rdtype in TARGET_TYPES:
+            targets.extend(_target(rdata) for rdata in rrset)
+    if zone.apex_ns is not None and not (qtype == NS and result.answer[-1].name == zone.origin):
+        result.authority.append((zone.apex_ns, False))
+        targets.extend(_target(rdata) for rdata in zone.apex_ns)
+    seen: set[dns.name.Name] = set()
+    for target in targets:
+        if target in seen or not target.is_subdomain(zone.origin):
+            continue
+        seen.add(target)
+        if zone.cut_at_or_above(target) is not None:
+            continue
+        result.additional.extend((rrset, False) for rrset in zone.address_rrsets(target))
+
+
+def _target(rdata: object) -> dns.name.Name:
+    name = getattr(rdata, "exchange", None) or getattr(rdata, "target", None)
+    assert isinstance(name, dns.name.Name)
+    return name

@@ -1,0 +1,132 @@
+"""The zones being served, indexed for lookups: existing names, empty non-terminals, cuts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import dns.name
+import dns.node
+import dns.rdataclass
+import dns.rdataset
+import dns.rdatatype
+import dns.rrset
+import dns.zone
+
+IN = dns.rdataclass.IN
+SOA = dns.rdatatype.SOA
+NS = dns.rdatatype.NS
+WILDCARD = b"*"
+
+
+def as_rrset(owner: dns.name.Name, rdataset: dns.rdataset.Rdataset, ttl: int | None = None) -> dns.rrset.RRset:
+    """An RRset with `owner` (the query name for wildcard synthesis, RFC 4592 2.1.1)."""
+    rrset = dns.rrset.RRset(owner, rdataset.rdclass, rdataset.rdtype, rdataset.covers)
+    for rdata in rdataset:
+        rrset.add(rdata)
+    rrset.ttl = rdataset.ttl if ttl is None else ttl
+    return rrset
+
+
+@dataclass(slots=True)
+class ZoneData:
+    """One zone plus the indexes the lookup needs; built once per zone version."""
+
+    origin: dns.name.Name
+    zone: dns.zone.Zone
+    names: set[dns.name.Name] = field(default_factory=set)  # nodes with data and empty non-terminals
+    cuts: set[dns.name.Name] = field(default_factory=set)  # delegation points below the apex
+    soa: dns.rrset.RRset = field(init=False)
+    negative_soa: dns.rrset.RRset = field(init=False)  # TTL min(SOA TTL, MINIMUM), RFC 2308 3
+    apex_ns: dns.rrset.RRset | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        origin = self.origin
+        for name, node in self.zone.nodes.items():
+            if not node.rdatasets:
+                continue
+            absolute = name if name.is_absolute() else name.derelativize(origin)
+            walk = absolute
+            while walk not in self.names:
+                self.names.add(walk)
+                if walk == origin:
+                    break
+                walk = walk.parent()
+            if absolute != origin and node.get_rdataset(IN, NS) is not None:
+                self.cuts.add(absolute)
+        apex = self.zone.get_node(origin)
+        soa = apex.get_rdataset(IN, SOA) if apex is not None else None
+        if soa is None:
+            raise ValueError(f"zone {origin} has no SOA at its apex")
+        self.soa = as_rrset(origin, soa)
+        minimum = soa[0].minimum  # type: ignore[attr-defined]
+        self.negative_soa = as_rrset(origin, soa, ttl=min(soa.ttl, minimum))
+        ns = apex.get_rdataset(IN, NS) if apex is not None else None
+        self.apex_ns = as_rrset(origin, ns) if ns is not None else None
+
+    def node(self, name: dns.name.Name) -> dns.node.Node | None:
+        node = self.zone.nodes.get(name)
+        if node is None or not node.rdatasets:
+            return None
+        return node
+
+    def cut_at_or_above(self, name: dns.name.Name) -> dns.name.Name | None:
+        """The delegation point nearest the apex that is `name` or one of its ancestors."""
+        if not self.cuts:
+            return None
+        found: dns.name.Name | None = None
+        walk = name
+        while walk != self.origin and len(walk) > len(self.origin):
+            if walk in self.cuts:
+                found = walk
+            walk = walk.parent()
+        return found
+
+    def closest_encloser(self, name: dns.name.Name) -> dns.name.Name:
+        """The longest existing ancestor of a name that does not exist (RFC 4592 3.3.1)."""
+        walk = name.parent()
+        while walk not in self.names and walk != self.origin:
+            walk = walk.parent()
+        return walk
+
+    def address_rrsets(self, target: dns.name.Name) -> Iterator[dns.rrset.RRset]:
+        """A and AAAA of a name in this zone, for the additional section."""
+        node = self.node(target)
+        owner = target
+        if node is None and target not in self.names and target.is_subdomain(self.origin):
+            source = dns.name.Name((WILDCARD, *self.closest_encloser(target).labels))
+            node = self.node(source)
+        if node is None:
+            return
+        for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+            rds = node.get_rdataset(IN, rdtype)
+            if rds is not None:
+                yield as_rrset(owner, rds)
+
+
+class ZoneSet:
+    """All served zones; finds the zone responsible for a name (longest origin wins)."""
+
+    def __init__(self, zones: Iterable[ZoneData]) -> None:
+        self.by_origin: dict[dns.name.Name, ZoneData] = {z.origin: z for z in zones}
+
+    def __iter__(self) -> Iterator[ZoneData]:
+        return iter(self.by_origin.values())
+
+    def __len__(self) -> int:
+        return len(self.by_origin)
+
+    def find(self, name: dns.name.Name, qtype: int | None = None) -> ZoneData | None:
+        """The zone for `name`; DS at a child apex goes to the parent when we serve it (RFC 4035 3.1.4.1)."""
+        walk = name
+        while True:
+            zone = self.by_origin.get(walk)
+            if zone is not None:
+                if qtype == dns.rdatatype.DS and walk == name and len(walk) > 1:
+                    parent = self.find(walk.parent())
+                    if parent is not None:
+                        return parent
+                return zone
+            if len(walk) <= 1:
+                return None
+            walk = walk.parent()

@@ -1,0 +1,240 @@
+"""Wires `serve`: config -> zones -> compiled table -> engine -> UDP/TCP/HTTP listeners.
+
+Lifecycle as uvicorn's Config/Server: start, serve until a signal, reload on SIGHUP
+(or POST /reload), drain TCP and stop on SIGTERM/SIGINT within a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dns.name
+import dns.rdataclass
+import dns.rdatatype
+
+from dynmx.answer.compiler import compile_table
+from dynmx.answer.engine import ChaosConfig, Engine
+from dynmx.answer.zoneset import ZoneData
+from dynmx.config import Config, parse_hostport
+from dynmx.errors import Problem, ZoneLoadError
+from dynmx.metrics import Metrics
+from dynmx.server.http import ControlHttp, Response, Route
+from dynmx.server.tcp import TcpConnections, TcpLimits
+from dynmx.server.udp import UdpServer
+from dynmx.zone.loader import LoadedZone, load_zone_file
+
+log = logging.getLogger("dynmx.app")
+
+SHUTDOWN_GRACE = 4.0  # seconds for in-flight TCP replies; the whole stop stays under 5 s
+
+
+@dataclass
+class ZoneState:
+    """What is being served, file by file, so a bad edit keeps the previous version."""
+
+    by_file: dict[Path, LoadedZone] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    serial_of: dict[str, int] = field(default_factory=dict)
+
+
+def scan_zones(directory: Path, previous: dict[Path, LoadedZone]) -> tuple[dict[Path, LoadedZone], list[Problem]]:
+    """Load every `*.zone`; a file that fails keeps its previous version (if any)."""
+    loaded: dict[Path, LoadedZone] = {}
+    problems: list[Problem] = []
+    try:
+        files = sorted(p for p in directory.glob("*.zone") if p.is_file())
+    except OSError as error:
+        return dict(previous), [Problem(str(directory), 0, f"cannot read directory: {error}")]
+    if not directory.is_dir():
+        return dict(previous), [Problem(str(directory), 0, "not a directory")]
+    origins: dict[dns.name.Name, Path] = {}
+    for path in files:
+        try:
+            zone = load_zone_file(path)
+        except ZoneLoadError as error:
+            problems.extend(error.problems)
+            if path in previous:
+                loaded[path] = previous[path]
+                origins[previous[path].origin] = path
+            continue
+        if zone.origin in origins:
+            problems.append(Problem(str(path), 1, f"zone {zone.origin} is also loaded from {origins[zone.origin]}"))
+            continue
+        origins[zone.origin] = path
+        loaded[path] = zone
+    return loaded, problems
+
+
+def zone_data(zones: dict[Path, LoadedZone]) -> list[ZoneData]:
+    return [ZoneData(z.origin, z.zone) for z in zones.values()]
+
+
+def soa_serial(zone: LoadedZone) -> int:
+    node = zone.zone.get_node(zone.origin)
+    assert node is not None
+    soa = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.SOA)
+    assert soa is not None
+    return int(soa[0].serial)  # type: ignore[attr-defined]
+
+
+class App:
+    """One running dynmx: owns the engine, the listeners and the reload logic."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.zones_dir = config.path(config.server.zones_dir)
+        self.state = ZoneState()
+        self.engine: Engine | None = None
+        self.metrics = Metrics()
+        self.udp: list[UdpServer] = []
+        self.transports: list[asyncio.BaseTransport] = []
+        self.tcp_servers: list[asyncio.base_events.Server] = []
+        self.tcp: TcpConnections | None = None
+        self.http: ControlHttp | None = None
+        self.started = time.time()
+        self._stop = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+        self.bound: list[tuple[str, int]] = []
+
+    # -- zones ---------------------------------------------------------------------------
+
+    def _load(self) -> tuple[dict[Path, LoadedZone], list[Problem], object]:
+        zones, problems = scan_zones(self.zones_dir, self.state.by_file)
+        table = compile_table(zone_data(zones))
+        return zones, problems, table
+
+    async def reload(self) -> list[Problem]:
+        """Re-read the zone directory; compile off the loop; swap in one assignment."""
+        async with self._reload_lock:
+            started = time.monotonic()
+            loop = asyncio.get_running_loop()
+            zones, problems, table = await loop.run_in_executor(None, self._load)
+            assert self.engine is not None
+            self.engine.swap(table)  # type: ignore[arg-type]
+            self._after_load(zones, problems, time.monotonic() - started)
+            return problems
+
+    def _after_load(self, zones: dict[Path, LoadedZone], problems: list[Problem], seconds: float) -> None:
+        self.state.by_file = zones
+        self.state.problems = problems
+        for problem in problems:
+            log.error("event=zone-refused problem=%r", str(problem))
+        for zone in zones.values():
+            serial = soa_serial(zone)
+            name = zone.origin.to_text()
+            if self.state.serial_of.get(name) != serial:
+                log.info("event=zone-loaded zone=%s serial=%d file=%s", name, serial, zone.path)
+            self.state.serial_of[name] = serial
+        for gone in set(self.state.serial_of) - {z.origin.to_text() for z in zones.values()}:
+            log.info("event=zone-removed zone=%s", gone)
+            del self.state.serial_of[gone]
+        self.metrics.observe_load(len(zones), len(problems), seconds)
+
+    # -- listeners -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        cfg = self.config.server
+        started = time.monotonic()
+        zones, problems, table = self._load()
+        self.engine = Engine(
+            table,  # type: ignore[arg-type]
+            chaos=ChaosConfig(version=cfg.version, identity=cfg.identity),
+            lru_size=cfg.cache_size,
+        )
+        self._after_load(zones, problems, time.monotonic() - started)
+        self.metrics.attach(self)
+        loop = asyncio.get_running_loop()
+        handler = self.engine.handle
+        self.tcp = TcpConnections(
+            handler,
+            TcpLimits(cfg.tcp_idle_timeout, cfg.tcp_max_connections, cfg.tcp_max_per_source),
+        )
+        for host, port in self.config.listen_addresses():
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            tcp_server = await loop.create_server(self.tcp.protocol, host, port, family=family, reuse_address=True)
+            port = tcp_server.sockets[0].getsockname()[1]  # resolve port 0 once for both
+            protocol = UdpServer(handler)
+            transport, _ = await loop.create_datagram_endpoint(lambda p=protocol: p, local_addr=(host, port), family=family)
+            self.udp.append(protocol)
+            self.transports.append(transport)
+            self.tcp_servers.append(tcp_server)
+            self.bound.append((host, port))
+            log.info("event=listening proto=udp+tcp address=%s port=%d", host, port)
+        if self.config.http.listen:
+            host, port = parse_hostport(self.config.http.listen, 9153)
+            self.http = ControlHttp(host, port, self._routes(loop))
+            self.http.start()
+            log.info("event=listening proto=http address=%s port=%d", host, self.http.port)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        if cfg.pid_file:
+            Path(self.config.path(cfg.pid_file)).write_text(f"{os.getpid()}\n")
+        log.info("event=serving zones=%d entries=%d", len(zones), len(self.engine.table.entries))
+
+    async def serve_forever(self) -> None:
+        await self.start()
+        await self._stop.wait()
+        await self.stop()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def stop(self) -> None:
+        """Close listeners, let TCP replies drain, then exit (SIGTERM drains, design.md)."""
+        log.info("event=stopping")
+        for server in self.tcp_servers:
+            server.close()
+        for transport in self.transports:
+            transport.close()
+        if self.tcp is not None:
+            await self.tcp.drain(SHUTDOWN_GRACE)
+        if self.http is not None:
+            self.http.close()
+        pid_file = self.config.server.pid_file
+        if pid_file:
+            Path(self.config.path(pid_file)).unlink(missing_ok=True)
+        log.info("event=stopped")
+
+    # -- control HTTP --------------------------------------------------------------------
+
+    def _routes(self, loop: asyncio.AbstractEventLoop) -> dict[tuple[str, str], Route]:
+        def reload_route(_: str) -> Response:
+            future = asyncio.run_coroutine_threadsafe(self.reload(), loop)
+            problems = future.result(timeout=300)
+            body = {"ok": not problems, "problems": [str(p) for p in problems]}
+            return (200 if not problems else 422), "application/json", json.dumps(body).encode() + b"\n"
+
+        def status_route(_: str) -> Response:
+            return 200, "application/json", json.dumps(self.status(), indent=2).encode() + b"\n"
+
+        def metrics_route(_: str) -> Response:
+            return 200, self.metrics.content_type, self.metrics.render()
+
+        return {
+            ("POST", "/reload"): reload_route,
+            ("GET", "/status"): status_route,
+            ("GET", "/metrics"): metrics_route,
+        }
+
+    def status(self) -> dict[str, object]:
+        """The JSON of GET /status; never holds secrets."""
+        engine = self.engine
+        return {
+            "uptime_seconds": round(time.time() - self.started, 1),
+            "listen": [f"{h}:{p}" if ":" not in h else f"[{h}]:{p}" for h, p in self.bound],
+            "zones": [
+                {"name": z.origin.to_text(), "serial": soa_serial(z), "file": str(z.path)}
+                for z in sorted(self.state.by_file.values(), key=lambda z: z.origin.to_text())
+            ],
+            "problems": [str(p) for p in self.state.problems],
+            "entries": len(engine.table.entries) if engine else 0,
+        }

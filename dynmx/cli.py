@@ -1,0 +1,178 @@
+"""The `dynmx` command: serve, check, reload."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from dynmx import __version__
+from dynmx.config import Config, HttpConfig, LogConfig, ServerConfig, load_config, parse_hostport
+from dynmx.errors import ConfigError, ControlError
+
+log = logging.getLogger("dynmx.cli")
+
+
+def _config_from_args(args: argparse.Namespace) -> Config:
+    """`--config FILE`, with `--zones`/`--listen`/`--http` overriding (or standing alone)."""
+    config = load_config(Path(args.config)) if args.config else Config()
+    server = config.server
+    http = config.http
+    overrides: dict[str, object] = {}
+    if getattr(args, "zones", None):
+        overrides["zones_dir"] = str(Path(args.zones).resolve())
+    if getattr(args, "listen", None):
+        for item in args.listen:
+            try:
+                parse_hostport(item)
+            except ValueError as error:
+                raise ConfigError(f"--listen: {error}") from None
+        overrides["listen"] = tuple(args.listen)
+    if getattr(args, "pid_file", None):
+        overrides["pid_file"] = str(Path(args.pid_file).resolve())
+    if overrides:
+        server = ServerConfig(**{**server.__dict__, **overrides})  # type: ignore[arg-type]
+    if getattr(args, "http", None) is not None:
+        if args.http:
+            try:
+                parse_hostport(args.http, 9153)
+            except ValueError as error:
+                raise ConfigError(f"--http: {error}") from None
+        http = HttpConfig(listen=args.http)
+    level = getattr(args, "log_level", None)
+    log_config = LogConfig(level=level) if level else config.log
+    return Config(server=server, http=http, log=log_config, base_dir=config.base_dir)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    config = _config_from_args(args)
+    _setup_logging(config.log.level)
+    from dynmx.app import App
+
+    try:
+        import uvloop
+
+        uvloop.install()
+        log.debug("event=event-loop kind=uvloop")
+    except ImportError:
+        log.info("event=event-loop kind=asyncio reason=uvloop-missing")
+    app = App(config)
+    try:
+        asyncio.run(app.serve_forever())
+    except OSError as error:
+        log.error("event=listen-failed error=%r", str(error))
+        return 1
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    """Validate everything `serve` would load; exit 1 with `file:line: reason` lines."""
+    from dynmx.app import scan_zones
+
+    config = _config_from_args(args)
+    zones_dir = config.path(config.server.zones_dir)
+    zones, problems = scan_zones(zones_dir, {})
+    for problem in problems:
+        print(problem)
+    if problems:
+        return 1
+    names = ", ".join(sorted(z.origin.to_text() for z in zones.values()))
+    print(f"ok: {len(zones)} zone(s): {names}" if zones else f"ok: no zones in {zones_dir}")
+    return 0
+
+
+def _control_url(config: Config, explicit: str | None) -> str | None:
+    target = explicit if explicit is not None else config.http.listen
+    if not target:
+        return None
+    host, port = parse_hostport(target, 9153)
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{port}"
+
+
+def _cmd_reload(args: argparse.Namespace) -> int:
+    """Ask the running server to re-read its zones: POST /reload, else SIGHUP to the pid file."""
+    config = _config_from_args(args)
+    url = _control_url(config, args.http)
+    if url is not None:
+        request = urllib.request.Request(url + "/reload", method="POST", data=b"")
+        try:
+            with urllib.request.urlopen(request, timeout=300) as response:
+                body = json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            body = json.loads(error.read() or b"{}")
+        except (urllib.error.URLError, OSError) as error:
+            raise ControlError(f"cannot reach {url}/reload: {error}") from None
+        for problem in body.get("problems", []):
+            print(problem)
+        print("reloaded" if body.get("ok") else "reloaded; refused zones keep their previous version")
+        return 0 if body.get("ok") else 1
+    pid_file = config.server.pid_file
+    if not pid_file:
+        raise ControlError("no control listener ([http] listen or --http) and no pid file (--pid-file)")
+    try:
+        pid = int(config.path(pid_file).read_text().strip())
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError) as error:
+        raise ControlError(f"cannot signal the server from {pid_file}: {error}") from None
+    print(f"sent SIGHUP to {pid}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dynmx", description="Authoritative DNS for mail domains")
+    parser.add_argument("--version", action="version", version=f"dynmx {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", "-c", help="TOML config file")
+        p.add_argument("--zones", help="directory of *.zone files (overrides server.zones_dir)")
+
+    serve = sub.add_parser("serve", help="serve the zones")
+    common(serve)
+    serve.add_argument("--listen", action="append", help="HOST:PORT for UDP and TCP, repeatable; [::1]:5353")
+    serve.add_argument("--http", help="HOST:PORT of the control listener (/metrics, /status); '' for off")
+    serve.add_argument("--pid-file", help="write the process ID here")
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(func=_cmd_serve)
+
+    check = sub.add_parser("check", help="validate config and zones; exit 1 on problems")
+    common(check)
+    check.set_defaults(func=_cmd_check)
+
+    reload_ = sub.add_parser("reload", help="make the running server re-read its zones")
+    common(reload_)
+    reload_.add_argument("--http", help="HOST:PORT of the control listener")
+    reload_.add_argument("--pid-file", help="signal the process in this pid file instead")
+    reload_.set_defaults(func=_cmd_reload)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ConfigError, ControlError) as error:
+        print(f"dynmx: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

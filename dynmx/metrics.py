@@ -1,0 +1,84 @@
+"""All Prometheus metrics in one place, named dynmx_<subsystem>_<name>_<unit>.
+
+Per-query counts live as plain integers on the engine and transports (no locks on
+the hot path); a collector reads them at scrape time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+if TYPE_CHECKING:
+    from dynmx.app import App
+
+
+class _HotPathCollector:
+    """Reads the hot path's plain counters when Prometheus scrapes."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        app = self.app
+        queries = CounterMetricFamily(
+            "dynmx_dns_queries", "DNS messages received", labels=["transport"]
+        )
+        queries.add_metric(["udp"], sum(p.received for p in app.udp))
+        tcp = app.tcp
+        queries.add_metric(["tcp"], tcp.messages if tcp else 0)
+        yield queries
+        engine = app.engine
+        if engine is not None:
+            slow = CounterMetricFamily(
+                "dynmx_dns_slow_path", "Queries that left the fast path, by what happened", labels=["result"]
+            )
+            for result, value in engine.stats.items():
+                slow.add_metric([result], value)
+            yield slow
+            entries = GaugeMetricFamily("dynmx_answer_table_entries", "Precompiled responses in the table")
+            entries.add_metric([], len(engine.table.entries))
+            yield entries
+            cache = GaugeMetricFamily("dynmx_answer_cache_entries", "Slow-path responses in the LRU")
+            cache.add_metric([], engine.cache_len())
+            yield cache
+        if tcp is not None:
+            open_now = GaugeMetricFamily("dynmx_tcp_connections", "Open TCP connections")
+            open_now.add_metric([], len(tcp.open))
+            yield open_now
+            refused = CounterMetricFamily("dynmx_tcp_refused_connections", "TCP connections over a cap")
+            refused.add_metric([], tcp.refused)
+            yield refused
+
+
+class Metrics:
+    """The registry and the metrics updated off the hot path."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.zones = Gauge("dynmx_zone_loaded_zones", "Zones being served", registry=self.registry)
+        self.zone_problems = Gauge(
+            "dynmx_zone_problems", "Problems found by the last load or reload", registry=self.registry
+        )
+        self.reloads = Counter("dynmx_zone_reloads", "Zone loads and reloads", registry=self.registry)
+        self.load_seconds = Gauge(
+            "dynmx_zone_last_load_seconds", "Duration of the last load and compile", registry=self.registry
+        )
+
+    def attach(self, app: App) -> None:
+        self.registry.register(_HotPathCollector(app))  # type: ignore[arg-type]
+
+    def observe_load(self, zones: int, problems: int, seconds: float) -> None:
+        self.zones.set(zones)
+        self.zone_problems.set(problems)
+        self.reloads.inc()
+        self.load_seconds.set(seconds)
+
+    def render(self) -> bytes:
+        return bytes(generate_latest(self.registry))

@@ -1,0 +1,76 @@
+"""The control HTTP listener (/metrics, /status, /reload) on a stdlib server in a thread.
+
+It stays off the event loop so that a slow scrape never delays a DNS reply; handlers
+that must touch loop state are given a thread-safe callable by the app.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+log = logging.getLogger("dynmx.server.http")
+
+# A route returns (status, content type, body).
+Response = tuple[int, str, bytes]
+Route = Callable[[str], Response]  # receives the query string
+
+
+class ControlHttp:
+    """Serves `routes[(method, path)]` on host:port until `close()`."""
+
+    def __init__(self, host: str, port: int, routes: dict[tuple[str, str], Route]) -> None:
+        self.routes = routes
+        outer = self
+
+        class _Handler(BaseHTTPRequestHandler):
+            server_version = "dynmx"
+
+            def _serve(self, method: str) -> None:
+                path, _, query = self.path.partition("?")
+                route = outer.routes.get((method, path))
+                if route is None:
+                    allowed = any(p == path for (_, p) in outer.routes)
+                    status, ctype, body = (405 if allowed else 404), "text/plain", b"not found\n"
+                else:
+                    try:
+                        status, ctype, body = route(query)
+                    except Exception:
+                        log.exception("event=http-error path=%s", path)
+                        status, ctype, body = 500, "text/plain", b"internal error\n"
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+                self._serve("GET")
+
+            def do_POST(self) -> None:  # noqa: N802
+                self._serve("POST")
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                log.debug("event=http-request " + format, *args)
+
+        server_class = ThreadingHTTPServer
+        if ":" in host:
+            import socket
+
+            class _V6(ThreadingHTTPServer):
+                address_family = socket.AF_INET6
+
+            server_class = _V6
+        self.httpd = server_class((host, port), _Handler)
+        self.httpd.daemon_threads = True
+        self.port = int(self.httpd.server_address[1])
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="dynmx-http", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -1,0 +1,121 @@
+"""TCP transport per RFC 7766: 2-byte framing, pipelining, idle timeout, connection cap."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from dynmx.server.udp import Handler
+
+log = logging.getLogger("dynmx.server.tcp")
+
+
+@dataclass(frozen=True, slots=True)
+class TcpLimits:
+    """Defaults follow NSD/Knot practice: short idle timeout, bounded connections."""
+
+    idle_timeout: float = 10.0  # RFC 7766 6.2.3: servers may close idle connections
+    max_connections: int = 200
+    max_per_source: int = 20
+
+
+class TcpConnections:
+    """Shared state of all connections on all TCP listeners (the caps are global)."""
+
+    def __init__(self, handler: Handler, limits: TcpLimits) -> None:
+        self.handler = handler
+        self.limits = limits
+        self.open: set[TcpConnection] = set()
+        self.per_source: dict[str, int] = {}
+        self.refused = 0
+        self.messages = 0
+
+    def protocol(self) -> TcpConnection:
+        return TcpConnection(self)
+
+    async def drain(self, timeout: float) -> None:
+        """Stop reading, let in-flight replies flush, then close (graceful shutdown)."""
+        for conn in list(self.open):
+            conn.close_when_flushed()
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.open and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+        for conn in list(self.open):
+            conn.abort()
+
+
+class TcpConnection(asyncio.Protocol):
+    """One client connection; replies are written as each message completes."""
+
+    def __init__(self, shared: TcpConnections) -> None:
+        self.shared = shared
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.source = ""
+        self.peer: object = None
+        self.idle: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = peer
+        self.source = str(peer[0]) if peer else ""
+        shared = self.shared
+        count = shared.per_source.get(self.source, 0)
+        if len(shared.open) >= shared.limits.max_connections or count >= shared.limits.max_per_source:
+            shared.refused += 1
+            transport.abort()
+            return
+        shared.open.add(self)
+        shared.per_source[self.source] = count + 1
+        self._arm_idle()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        shared = self.shared
+        if self in shared.open:
+            shared.open.discard(self)
+            left = shared.per_source.get(self.source, 1) - 1
+            if left:
+                shared.per_source[self.source] = left
+            else:
+                shared.per_source.pop(self.source, None)
+        if self.idle is not None:
+            self.idle.cancel()
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        buffer = self.buffer
+        transport = self.transport
+        assert transport is not None
+        while len(buffer) >= 2:
+            length = (buffer[0] << 8) | buffer[1]
+            if len(buffer) < 2 + length:
+                break
+            message = bytes(buffer[2 : 2 + length])
+            del buffer[: 2 + length]
+            self.shared.messages += 1
+            reply = self.shared.handler(message, self.peer, True)
+            if reply is None:
+                continue
+            transport.write(len(reply).to_bytes(2, "big") + reply)
+        self._arm_idle()
+
+    def _arm_idle(self) -> None:
+        if self.idle is not None:
+            self.idle.cancel()
+        loop = asyncio.get_running_loop()
+        self.idle = loop.call_later(self.shared.limits.idle_timeout, self._on_idle)
+
+    def _on_idle(self) -> None:
+        log.debug("event=tcp-idle-close peer=%s", self.source)
+        self.close_when_flushed()
+
+    def close_when_flushed(self) -> None:
+        if self.transport is not None:
+            self.transport.close()  # asyncio flushes the write buffer before closing
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()

@@ -1,0 +1,101 @@
+"""Shared fixtures: a real dynmx server in a subprocess on 127.0.0.1 with ephemeral ports."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LISTENING = re.compile(r"event=listening proto=(\S+) address=(\S+) port=(\d+)")
+
+
+@dataclass
+class RunningServer:
+    """A `dynmx serve` subprocess and where it listens."""
+
+    process: subprocess.Popen[str]
+    dns_port: int = 0
+    http_port: int = 0
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return ("127.0.0.1", self.dns_port)
+
+    def log_text(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for_log(self, needle: str, timeout: float = 10.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if needle in line:
+                    return line
+            time.sleep(0.02)
+        raise AssertionError(f"log line {needle!r} not seen; log:\n{self.log_text()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        return self.process.returncode
+
+
+def start_server(*args: str, timeout: float = 30.0) -> RunningServer:
+    """Start `python -m dynmx serve ARGS` and wait until it says it is serving."""
+    command = [sys.executable, "-m", "dynmx", "serve", *args]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=ROOT, env=env)
+    server = RunningServer(process)
+    assert process.stderr is not None
+    stream = process.stderr
+
+    def pump() -> None:
+        for line in stream:
+            server.lines.append(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in list(server.lines):
+            match = LISTENING.search(line)
+            if match and match.group(1) == "udp+tcp" and not server.dns_port:
+                server.dns_port = int(match.group(3))
+            if match and match.group(1) == "http":
+                server.http_port = int(match.group(3))
+        if any("event=serving" in line for line in server.lines):
+            return server
+        if process.poll() is not None:
+            break
+        time.sleep(0.02)
+    server.stop()
+    raise AssertionError(f"dynmx did not start: {' '.join(command)}\n{server.log_text()}")
+
+
+@pytest.fixture
+def serve() -> Iterator[object]:
+    """Factory fixture: `serve(*args)` starts a server; all are stopped at teardown."""
+    started: list[RunningServer] = []
+
+    def _start(*args: str) -> RunningServer:
+        server = start_server(*args)
+        started.append(server)
+        return server
+
+    yield _start
+    for server in started:
+        server.stop()

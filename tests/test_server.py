@@ -1,0 +1,226 @@
+"""The server over real sockets on 127.0.0.1: UDP, TCP (RFC 7766), reload, control HTTP, stop."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import dns.flags
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import pytest
+
+from tests.conftest import ROOT, RunningServer
+
+ZONE = """\
+$ORIGIN example.test.
+$TTL 3600
+@       SOA ns1 hostmaster 1 7200 3600 1209600 300
+@       NS  ns1
+@       MX  10 mx1
+ns1     A   127.0.0.1
+mx1     A   127.0.0.2
+big     TXT "{a}" "{a}" "{a}"
+big     TXT "{b}" "{b}" "{b}"
+""".format(a="a" * 200, b="b" * 200)
+
+Serve = Callable[..., RunningServer]
+
+
+@pytest.fixture
+def zones(tmp_path: Path) -> Path:
+    directory = tmp_path / "zones"
+    directory.mkdir()
+    (directory / "example.test.zone").write_text(ZONE)
+    return directory
+
+
+def _config(tmp_path: Path, zones: Path, extra: str = "") -> Path:
+    path = tmp_path / "dynmx.toml"
+    path.write_text(
+        f'[server]\nlisten = ["127.0.0.1:0"]\nzones_dir = "{zones}"\n{extra}\n[http]\nlisten = "127.0.0.1:0"\n'
+    )
+    return path
+
+
+def _udp(server: RunningServer, name: str, rdtype: str, **kwargs: object) -> dns.message.Message:
+    query = dns.message.make_query(name, rdtype, **kwargs)  # type: ignore[arg-type]
+    return dns.query.udp(query, "127.0.0.1", port=server.dns_port, timeout=2)
+
+
+def _tcp_exchange(sock: socket.socket, count: int) -> list[dns.message.Message]:
+    replies = []
+    sock.settimeout(3)
+    buffer = b""
+    while len(replies) < count:
+        chunk = sock.recv(65535)
+        assert chunk, "connection closed early"
+        buffer += chunk
+        while len(buffer) >= 2 and len(buffer) >= 2 + struct.unpack(">H", buffer[:2])[0]:
+            length = struct.unpack(">H", buffer[:2])[0]
+            replies.append(dns.message.from_wire(buffer[2 : 2 + length]))
+            buffer = buffer[2 + length :]
+    return replies
+
+
+def test_udp_query_is_answered_authoritatively(serve: Serve, zones: Path) -> None:
+    server = serve("--zones", str(zones), "--listen", "127.0.0.1:0")
+    reply = _udp(server, "example.test", "MX")
+    assert reply.rcode() == dns.rcode.NOERROR
+    assert reply.flags & dns.flags.AA
+    assert [str(r.exchange) for r in reply.answer[0]] == ["mx1.example.test."]
+
+
+def test_rfc7766_s8_truncated_udp_answer_is_complete_over_tcp(serve: Serve, zones: Path) -> None:
+    server = serve("--zones", str(zones), "--listen", "127.0.0.1:0")
+    over_udp = _udp(server, "big.example.test", "TXT")
+    assert over_udp.flags & dns.flags.TC and not over_udp.answer
+    query = dns.message.make_query("big.example.test", "TXT")
+    over_tcp = dns.query.tcp(query, "127.0.0.1", port=server.dns_port, timeout=2)
+    assert not over_tcp.flags & dns.flags.TC
+    assert len(over_tcp.answer[0]) == 2
+
+
+def test_rfc7766_s6_2_pipelined_queries_on_one_connection_are_all_answered(serve: Serve, zones: Path) -> None:
+    server = serve("--zones", str(zones), "--listen", "127.0.0.1:0")
+    queries = [dns.message.make_query(n, "A", id=1000 + i) for i, n in enumerate(["ns1.example.test", "mx1.example.test", "nope.example.test"])]
+    wire = b"".join(struct.pack(">H", len(w)) + w for w in (q.to_wire() for q in queries))
+    with socket.create_connection(server.address, timeout=3) as sock:
+        sock.sendall(wire)
+        replies = _tcp_exchange(sock, 3)
+    by_id = {r.id: r for r in replies}
+    assert set(by_id) == {1000, 1001, 1002}
+    assert by_id[1002].rcode() == dns.rcode.NXDOMAIN
+
+
+def test_rfc7766_s8_length_prefix_split_across_writes(serve: Serve, zones: Path) -> None:
+    server = serve("--zones", str(zones), "--listen", "127.0.0.1:0")
+    wire = dns.message.make_query("mx1.example.test", "A", id=77).to_wire()
+    framed = struct.pack(">H", len(wire)) + wire
+    with socket.create_connection(server.address, timeout=3) as sock:
+        sock.sendall(framed[:1])
+        time.sleep(0.1)
+        sock.sendall(framed[1:5])
+        time.sleep(0.1)
+        sock.sendall(framed[5:])
+        (reply,) = _tcp_exchange(sock, 1)
+    assert reply.id == 77 and reply.answer
+
+
+def test_rfc7766_s6_2_3_idle_tcp_connection_is_closed(serve: Serve, zones: Path, tmp_path: Path) -> None:
+    server = serve("--config", str(_config(tmp_path, zones, "tcp_idle_timeout = 0.5")))
+    with socket.create_connection(server.address, timeout=3) as sock:
+        started = time.monotonic()
+        assert sock.recv(10) == b""  # orderly close by the server
+        assert time.monotonic() - started < 2.5
+
+
+def test_listens_on_ipv6_loopback(serve: Serve, zones: Path) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        probe = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        probe.bind(("::1", 0))
+        probe.close()
+    except OSError:
+        pytest.skip("::1 not configured")
+    server = serve("--zones", str(zones), "--listen", "[::1]:0")
+    query = dns.message.make_query("example.test", "SOA")
+    reply = dns.query.udp(query, "::1", port=server.dns_port, timeout=2)
+    assert reply.answer
+
+
+def test_sighup_reload_serves_new_data(serve: Serve, zones: Path) -> None:
+    server = serve("--zones", str(zones), "--listen", "127.0.0.1:0")
+    (zones / "example.test.zone").write_text(ZONE.replace(" 1 7200", " 2 7200") + "new A 127.0.0.9\n")
+    server.process.send_signal(signal.SIGHUP)
+    server.wait_for_log("serial=2")
+    assert _udp(server, "new.example.test", "A").answer
+
+
+def test_bad_zone_on_reload_is_refused_and_previous_version_keeps_serving(serve: Serve, zones: Path) -> None:
+    server = serve("--zones", str(zones), "--listen", "127.0.0.1:0")
+    (zones / "example.test.zone").write_text(ZONE + "broken A not-an-address\n")
+    server.process.send_signal(signal.SIGHUP)
+    line = server.wait_for_log("event=zone-refused")
+    assert "example.test.zone:10:" in line
+    assert _udp(server, "mx1.example.test", "A").answer
+
+
+def test_reload_command_reaches_server_over_http(serve: Serve, zones: Path, tmp_path: Path) -> None:
+    server = serve("--config", str(_config(tmp_path, zones)))
+    (zones / "other.test.zone").write_text("$TTL 60\n@ SOA ns1.example.test. h 1 2 3 4 5\n@ NS ns1.example.test.\nwww A 127.0.0.7\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "dynmx", "reload", "--http", f"127.0.0.1:{server.http_port}"],
+        capture_output=True, text=True, timeout=30, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _udp(server, "www.other.test", "A").answer
+
+
+def test_status_and_metrics_endpoints(serve: Serve, zones: Path, tmp_path: Path) -> None:
+    server = serve("--config", str(_config(tmp_path, zones)))
+    _udp(server, "example.test", "SOA")
+    base = f"http://127.0.0.1:{server.http_port}"
+    with urllib.request.urlopen(base + "/status", timeout=5) as response:
+        status = json.loads(response.read())
+    assert [z["name"] for z in status["zones"]] == ["example.test."]
+    with urllib.request.urlopen(base + "/metrics", timeout=5) as response:
+        metrics = response.read().decode()
+    assert 'dynmx_dns_queries_total{transport="udp"}' in metrics
+
+
+def test_sigterm_stops_within_five_seconds(serve: Serve, zones: Path) -> None:
+    server = serve("--zones", str(zones), "--listen", "127.0.0.1:0")
+    with socket.create_connection(server.address, timeout=3):
+        started = time.monotonic()
+        assert server.stop(signal.SIGTERM) == 0
+        assert time.monotonic() - started < 5
+
+
+@pytest.mark.interop
+def test_dig_reads_the_answer(serve: Serve, zones: Path) -> None:
+    dig = shutil.which("dig")
+    if dig is None:
+        pytest.skip("dig not installed (./dev test installs dnsutils)")
+    server = serve("--zones", str(zones), "--listen", "127.0.0.1:0")
+    result = subprocess.run(
+        [dig, "@127.0.0.1", "-p", str(server.dns_port), "example.test", "MX", "+short", "+tries=1", "+time=2"],
+        capture_output=True, text=True, timeout=10,
+    )
+    assert result.stdout.strip() == "10 mx1.example.test."
+
+
+def test_check_accepts_good_zones(zones: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "dynmx", "check", "--zones", str(zones)], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0 and result.stdout.startswith("ok: 1 zone(s)")
+
+
+def test_check_reports_file_and_line_and_exits_1(zones: Path) -> None:
+    (zones / "bad.test.zone").write_text("$TTL 60\n@ SOA ns1 h 1 2 3 4 5\n@ NS ns1\nns1 A 127.0.0.1\nwww CNAME ns1\nwww A 127.0.0.2\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "dynmx", "check", "--zones", str(zones)], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 1
+    assert "bad.test.zone:6:" in result.stdout
+
+
+def test_example_zones_pass_check() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "dynmx", "check", "--config", str(ROOT / "examples" / "dynmx.toml")],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 0, result.stdout
