@@ -45,7 +45,9 @@ class ZoneState:
     serial_of: dict[str, int] = field(default_factory=dict)
 
 
-def scan_zones(directory: Path, previous: dict[Path, LoadedZone]) -> tuple[dict[Path, LoadedZone], list[Problem]]:
+def scan_zones(
+    directory: Path, previous: dict[Path, LoadedZone]
+) -> tuple[dict[Path, LoadedZone], list[Problem]]:
     """Load every `*.zone`; a file that fails keeps its previous version (if any)."""
     loaded: dict[Path, LoadedZone] = {}
     problems: list[Problem] = []
@@ -66,7 +68,9 @@ def scan_zones(directory: Path, previous: dict[Path, LoadedZone]) -> tuple[dict[
                 origins[previous[path].origin] = path
             continue
         if zone.origin in origins:
-            problems.append(Problem(str(path), 1, f"zone {zone.origin} is also loaded from {origins[zone.origin]}"))
+            problems.append(
+                Problem(str(path), 1, f"zone {zone.origin} is also loaded from {origins[zone.origin]}")
+            )
             continue
         origins[zone.origin] = path
         loaded[path] = zone
@@ -82,7 +86,7 @@ def soa_serial(zone: LoadedZone) -> int:
     assert node is not None
     soa = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.SOA)
     assert soa is not None
-    return int(soa[0].serial)  # type: ignore[attr-defined]
+    return int(soa[0].serial)
 
 
 class App:
@@ -159,10 +163,14 @@ class App:
         )
         for host, port in self.config.listen_addresses():
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            tcp_server = await loop.create_server(self.tcp.protocol, host, port, family=family, reuse_address=True)
+            tcp_server = await loop.create_server(
+                self.tcp.protocol, host, port, family=family, reuse_address=True
+            )
             port = tcp_server.sockets[0].getsockname()[1]  # resolve port 0 once for both
             protocol = UdpServer(handler)
-            transport, _ = await loop.create_datagram_endpoint(lambda p=protocol: p, local_addr=(host, port), family=family)
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: protocol, local_addr=(host, port), family=family
+            )
             self.udp.append(protocol)
             self.transports.append(transport)
             self.tcp_servers.append(tcp_server)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -14,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 from dynmx import __version__
-from dynmx.config import Config, HttpConfig, LogConfig, ServerConfig, load_config, parse_hostport
+from dynmx.config import Config, HttpConfig, LogConfig, load_config, parse_hostport
 from dynmx.errors import ConfigError, ControlError
 
 log = logging.getLogger("dynmx.cli")
@@ -38,7 +39,7 @@ def _config_from_args(args: argparse.Namespace) -> Config:
     if getattr(args, "pid_file", None):
         overrides["pid_file"] = str(Path(args.pid_file).resolve())
     if overrides:
-        server = ServerConfig(**{**server.__dict__, **overrides})  # type: ignore[arg-type]
+        server = dataclasses.replace(server, **overrides)  # type: ignore[arg-type]
     if getattr(args, "http", None) is not None:
         if args.http:
             try:

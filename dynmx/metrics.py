@@ -25,9 +25,7 @@ class _HotPathCollector:
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         app = self.app
-        queries = CounterMetricFamily(
-            "dynmx_dns_queries", "DNS messages received", labels=["transport"]
-        )
+        queries = CounterMetricFamily("dynmx_dns_queries", "DNS messages received", labels=["transport"])
         queries.add_metric(["udp"], sum(p.received for p in app.udp))
         tcp = app.tcp
         queries.add_metric(["tcp"], tcp.messages if tcp else 0)
@@ -72,7 +70,7 @@ class Metrics:
         )
 
     def attach(self, app: App) -> None:
-        self.registry.register(_HotPathCollector(app))  # type: ignore[arg-type]
+        self.registry.register(_HotPathCollector(app))
 
     def observe_load(self, zones: int, problems: int, seconds: float) -> None:
         self.zones.set(zones)

@@ -59,7 +59,9 @@ def start_server(*args: str, timeout: float = 30.0) -> RunningServer:
     """Start `python -m dynmx serve ARGS` and wait until it says it is serving."""
     command = [sys.executable, "-m", "dynmx", "serve", *args]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=ROOT, env=env)
+    process = subprocess.Popen(
+        command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=ROOT, env=env
+    )
     server = RunningServer(process)
     assert process.stderr is not None
     stream = process.stderr

@@ -74,7 +74,9 @@ def test_wire_imports_nothing_but_errors_and_stdlib() -> None:
     problems = []
     for path in (PACKAGE / "wire").rglob("*.py"):
         for name in _imports(path):
-            if name.startswith("dns") or (name.startswith("dynmx.") and not name.startswith(("dynmx.wire", "dynmx.errors"))):
+            if name.startswith("dns") or (
+                name.startswith("dynmx.") and not name.startswith(("dynmx.wire", "dynmx.errors"))
+            ):
                 problems.append(f"{path.relative_to(PACKAGE)} imports {name}")
     assert not problems, "\n".join(problems)
 

@@ -49,7 +49,8 @@ def zones(tmp_path: Path) -> Path:
 def _config(tmp_path: Path, zones: Path, extra: str = "") -> Path:
     path = tmp_path / "dynmx.toml"
     path.write_text(
-        f'[server]\nlisten = ["127.0.0.1:0"]\nzones_dir = "{zones}"\n{extra}\n[http]\nlisten = "127.0.0.1:0"\n'
+        f'[server]\nlisten = ["127.0.0.1:0"]\nzones_dir = "{zones}"\n{extra}\n'
+        '[http]\nlisten = "127.0.0.1:0"\n'
     )
     return path
 
@@ -94,7 +95,10 @@ def test_rfc7766_s8_truncated_udp_answer_is_complete_over_tcp(serve: Serve, zone
 
 def test_rfc7766_s6_2_pipelined_queries_on_one_connection_are_all_answered(serve: Serve, zones: Path) -> None:
     server = serve("--zones", str(zones), "--listen", "127.0.0.1:0")
-    queries = [dns.message.make_query(n, "A", id=1000 + i) for i, n in enumerate(["ns1.example.test", "mx1.example.test", "nope.example.test"])]
+    queries = [
+        dns.message.make_query(n, "A", id=1000 + i)
+        for i, n in enumerate(["ns1.example.test", "mx1.example.test", "nope.example.test"])
+    ]
     wire = b"".join(struct.pack(">H", len(w)) + w for w in (q.to_wire() for q in queries))
     with socket.create_connection(server.address, timeout=3) as sock:
         sock.sendall(wire)
@@ -160,10 +164,15 @@ def test_bad_zone_on_reload_is_refused_and_previous_version_keeps_serving(serve:
 
 def test_reload_command_reaches_server_over_http(serve: Serve, zones: Path, tmp_path: Path) -> None:
     server = serve("--config", str(_config(tmp_path, zones)))
-    (zones / "other.test.zone").write_text("$TTL 60\n@ SOA ns1.example.test. h 1 2 3 4 5\n@ NS ns1.example.test.\nwww A 127.0.0.7\n")
+    (zones / "other.test.zone").write_text(
+        "$TTL 60\n@ SOA ns1.example.test. h 1 2 3 4 5\n@ NS ns1.example.test.\nwww A 127.0.0.7\n"
+    )
     result = subprocess.run(
         [sys.executable, "-m", "dynmx", "reload", "--http", f"127.0.0.1:{server.http_port}"],
-        capture_output=True, text=True, timeout=30, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert _udp(server, "www.other.test", "A").answer
@@ -196,23 +205,43 @@ def test_dig_reads_the_answer(serve: Serve, zones: Path) -> None:
         pytest.skip("dig not installed (./dev test installs dnsutils)")
     server = serve("--zones", str(zones), "--listen", "127.0.0.1:0")
     result = subprocess.run(
-        [dig, "@127.0.0.1", "-p", str(server.dns_port), "example.test", "MX", "+short", "+tries=1", "+time=2"],
-        capture_output=True, text=True, timeout=10,
+        [
+            dig,
+            "@127.0.0.1",
+            "-p",
+            str(server.dns_port),
+            "example.test",
+            "MX",
+            "+short",
+            "+tries=1",
+            "+time=2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=10,
     )
     assert result.stdout.strip() == "10 mx1.example.test."
 
 
 def test_check_accepts_good_zones(zones: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "dynmx", "check", "--zones", str(zones)], capture_output=True, text=True, timeout=30
+        [sys.executable, "-m", "dynmx", "check", "--zones", str(zones)],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 0 and result.stdout.startswith("ok: 1 zone(s)")
 
 
 def test_check_reports_file_and_line_and_exits_1(zones: Path) -> None:
-    (zones / "bad.test.zone").write_text("$TTL 60\n@ SOA ns1 h 1 2 3 4 5\n@ NS ns1\nns1 A 127.0.0.1\nwww CNAME ns1\nwww A 127.0.0.2\n")
+    (zones / "bad.test.zone").write_text(
+        "$TTL 60\n@ SOA ns1 h 1 2 3 4 5\n@ NS ns1\nns1 A 127.0.0.1\nwww CNAME ns1\nwww A 127.0.0.2\n"
+    )
     result = subprocess.run(
-        [sys.executable, "-m", "dynmx", "check", "--zones", str(zones)], capture_output=True, text=True, timeout=30
+        [sys.executable, "-m", "dynmx", "check", "--zones", str(zones)],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 1
     assert "bad.test.zone:6:" in result.stdout
@@ -221,6 +250,8 @@ def test_check_reports_file_and_line_and_exits_1(zones: Path) -> None:
 def test_example_zones_pass_check() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "dynmx", "check", "--config", str(ROOT / "examples" / "dynmx.toml")],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 0, result.stdout

@@ -22,7 +22,9 @@ from dynmx.wire.response import Entry
 
 def wire_key(name: dns.name.Name) -> bytes:
     """The table key of a name: its uncompressed wire form, lower-cased (RFC 4343)."""
-    return name.to_wire().lower()
+    wire = name.to_wire()
+    assert wire is not None
+    return wire.lower()
 
 
 @dataclass(frozen=True, slots=True)

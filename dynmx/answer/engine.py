@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import dns.name
 import dns.rdataclass
+import dns.rdataset
 import dns.rdatatype
-import dns.rrset
 
 from dynmx.answer.compiler import AnswerTable, compile_table
 from dynmx.answer.lookup import Answer, Outcome, lookup
@@ -52,6 +52,7 @@ TYPE_AXFR = dns.rdatatype.AXFR
 TYPE_IXFR = dns.rdatatype.IXFR
 TYPE_ANY = dns.rdatatype.ANY
 TYPE_TXT = dns.rdatatype.TXT
+TYPE_SOA = dns.rdatatype.SOA
 META_QTYPE_MIN = 251  # IXFR, AXFR, MAILB, MAILA, ANY: never served from a default entry
 
 # Handler for opcodes NOTIFY and UPDATE, set by the control layer: (data, query, tcp) -> reply.
@@ -117,7 +118,11 @@ class Engine:
                 return self._slow(data, tcp)
             length = data[pos]
         qend = pos + 1
-        if qend + 4 > size or data[qend + 2 : qend + 4] != b"\x00\x01" or data[qend] == 0 and data[qend + 1] >= META_QTYPE_MIN:
+        if (
+            qend + 4 > size
+            or data[qend + 2 : qend + 4] != b"\x00\x01"
+            or (data[qend] == 0 and data[qend + 1] >= META_QTYPE_MIN)
+        ):
             return self._slow(data, tcp)
         arcount = data[10:12]
         if arcount == b"\x00\x00":
@@ -130,10 +135,7 @@ class Engine:
             and data[qend + 10] == 0
             and data[qend + 13 : qend + 15] == b"\x00\x00"
         ):
-            if data[qend + 11] & 0x80:
-                opt = OPT_DO
-            else:
-                opt = OPT_PLAIN
+            opt = OPT_DO if data[qend + 11] & 0x80 else OPT_PLAIN
             if tcp:
                 limit = TCP_LIMIT
             else:
@@ -168,17 +170,19 @@ class Engine:
             return None
         except FormError as error:
             self.stats["formerr"] += 1
-            return header_only(error.msg_id, RCODE_FORMERR, error.rd)
+            return header_only(error.msg_id, RCODE_FORMERR, error.rd, opcode=(data[2] >> 3) & 0xF)
 
     def _answer_slow(self, data: bytes, tcp: bool) -> bytes | None:
         if len(data) < 12 or data[2] & 0x80:
             raise DropPacket("short or QR=1")
         opcode = (data[2] >> 3) & 0xF
         if opcode not in (OPCODE_QUERY, OPCODE_NOTIFY, OPCODE_UPDATE):
-            return header_only((data[0] << 8) | data[1], RCODE_NOTIMP, bool(data[2] & 1))
+            return header_only((data[0] << 8) | data[1], RCODE_NOTIMP, bool(data[2] & 1), opcode=opcode)
         query = parse_query(data)
         if query.edns is not None and query.edns.version > 0:
             return question_only(data, query, RCODE_BADVERS)  # RFC 6891 6.1.3
+        if opcode == OPCODE_UPDATE and query.qtype != TYPE_SOA:
+            raise FormError("UPDATE zone section must name an SOA (RFC 2136 3.1.1)", query.msg_id, query.rd)
         if opcode != OPCODE_QUERY:
             if self.control is not None:
                 return self.control(data, query, tcp)
@@ -213,8 +217,8 @@ class Engine:
         if not text or query.qtype not in (TYPE_TXT, TYPE_ANY):
             return question_only(data, query, RCODE_REFUSED)
         owner = dns.name.from_wire(name, 0)[0]
-        rrset = dns.rrset.from_text(owner, 0, "CH", "TXT", '"' + text.replace('"', "") + '"')
-        entry = render(Answer(Outcome.SUCCESS, authoritative=False, answer=[rrset]), owner)
+        rdataset = dns.rdataset.from_text("CH", "TXT", 0, '"' + text.replace('"', "") + '"')
+        entry = render(Answer(Outcome.SUCCESS, authoritative=False, answer=[(owner, rdataset)]), owner)
         return assemble(data, query, entry, limit)
 
     def find_entry(self, qname: bytes, qtype: int, class_any: bool = False) -> Entry | None:
@@ -232,7 +236,12 @@ class Engine:
         zone = table.find_zone(qname)
         if zone is None:
             return None
-        if qtype < META_QTYPE_MIN and not class_any and qname not in zone.names and zone.plain_nxdomain(qname):
+        if (
+            qtype < META_QTYPE_MIN
+            and not class_any
+            and qname not in zone.names
+            and zone.plain_nxdomain(qname)
+        ):
             return zone.nxdomain
         owner = dns.name.from_wire(qname, 0)[0]
         answer = lookup(table.zoneset, owner, qtype)

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 
 import dns.name
 import dns.node
+import dns.rdataset
 import dns.rdatatype
-import dns.rrset
 
-from dynmx.answer.zoneset import IN, WILDCARD, ZoneData, ZoneSet, as_rrset
+from dynmx.answer.zoneset import IN, WILDCARD, RRsetRef, ZoneData, ZoneSet
 
 CNAME = dns.rdatatype.CNAME
 NS = dns.rdatatype.NS
@@ -57,9 +57,9 @@ class Answer:
     outcome: Outcome
     rcode: int = NOERROR
     authoritative: bool = True
-    answer: list[dns.rrset.RRset] = field(default_factory=list)
-    authority: list[tuple[dns.rrset.RRset, bool]] = field(default_factory=list)
-    additional: list[tuple[dns.rrset.RRset, bool]] = field(default_factory=list)
+    answer: list[RRsetRef] = field(default_factory=list)
+    authority: list[tuple[RRsetRef, bool]] = field(default_factory=list)
+    additional: list[tuple[RRsetRef, bool]] = field(default_factory=list)
     # Every rdtype present at a node the lookup visited: qtypes outside this set all get
     # the same answer, which lets the compiler store one default entry per name.
     visited_types: set[int] = field(default_factory=set)
@@ -95,11 +95,11 @@ def lookup(zones: ZoneSet, qname: dns.name.Name, qtype: int | None) -> Answer:
             return result
         result.visited_types.update(rds.rdtype for rds in node.rdatasets)
         if qtype == ANY:
-            result.answer.append(as_rrset(sname, _any_choice(node)))
+            result.answer.append((sname, _any_choice(node)))
             return result
-        rds = node.get_rdataset(IN, qtype) if qtype is not None else None
-        if rds is not None:
-            result.answer.append(as_rrset(sname, rds))
+        rds = node.get_rdataset(IN, dns.rdatatype.RdataType.make(qtype)) if qtype is not None else None
+        if rds is not None and qtype is not None:
+            result.answer.append((sname, rds))
             _positive_extras(result, zone, qtype)
             return result
         cname = node.get_rdataset(IN, CNAME)
@@ -110,8 +110,8 @@ def lookup(zones: ZoneSet, qname: dns.name.Name, qtype: int | None) -> Answer:
             result.outcome = Outcome.CHAIN_END
             return result
         in_chain.add(sname)
-        result.answer.append(as_rrset(sname, cname))
-        target: dns.name.Name = cname[0].target  # type: ignore[attr-defined]
+        result.answer.append((sname, cname))
+        target: dns.name.Name = cname[0].target
         next_zone = zones.find(target)
         if next_zone is None or target in in_chain:
             result.outcome = Outcome.CHAIN_END
@@ -129,11 +129,12 @@ def _find_node(zone: ZoneData, name: dns.name.Name) -> tuple[dns.node.Node | Non
     return node, node is not None
 
 
-def _any_choice(node: dns.node.Node) -> object:
+def _any_choice(node: dns.node.Node) -> dns.rdataset.Rdataset:
     soa = node.get_rdataset(IN, SOA)
     if soa is not None:
         return soa
-    return min(node.rdatasets, key=lambda rds: rds.rdtype)
+    lowest: dns.rdataset.Rdataset = min(node.rdatasets, key=lambda rds: int(rds.rdtype))
+    return lowest
 
 
 def _negative(result: Answer, zone: ZoneData, outcome: Outcome) -> None:
@@ -150,28 +151,34 @@ def _referral(result: Answer, zone: ZoneData, cut: dns.name.Name) -> None:
     ns = node.get_rdataset(IN, NS)
     assert ns is not None
     result.visited_types.update(rds.rdtype for rds in node.rdatasets)
-    result.authority.append((as_rrset(cut, ns), True))
+    result.authority.append(((cut, ns), True))
+    glue: list[tuple[RRsetRef, bool]] = []
     for rdata in ns:
-        target: dns.name.Name = rdata.target  # type: ignore[attr-defined]
-        glue = zone.zone.nodes.get(target)
-        if glue is None:
+        target: dns.name.Name = rdata.target
+        holder = zone.zone.nodes.get(target)
+        if holder is None:
             continue
         in_domain = target.is_subdomain(cut)
         for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
-            rds = glue.get_rdataset(IN, rdtype)
+            rds = holder.get_rdataset(IN, rdtype)
             if rds is not None:
-                result.additional.append((as_rrset(target, rds), in_domain))
+                glue.append(((target, rds), in_domain))
+    # In-domain glue first: it must fit (RFC 9471), sibling glue only may.
+    result.additional.extend(sorted(glue, key=lambda item: not item[1]))
 
 
 def _positive_extras(result: Answer, zone: ZoneData, qtype: int) -> None:
     """Apex NS in authority and target addresses in additional, both optional (as NSD)."""
     targets: list[dns.name.Name] = []
-    for rrset in result.answer:
-        if rrset.rdtype in TARGET_TYPES:
-            targets.extend(_target(rdata) for rdata in rrset)
-    if zone.apex_ns is not None and not (qtype == NS and result.answer[-1].name == zone.origin):
+    for _, rdataset in result.answer:
+        if rdataset.rdtype in TARGET_TYPES:
+            targets.extend(_target(rdata) for rdata in rdataset)
+    owner = result.answer[-1][0]
+    apex_ns_in_answer = qtype == NS and owner == zone.origin
+    ds_at_cut = qtype == DS and owner in zone.cuts  # NSD adds no NS beside a parent-side DS
+    if zone.apex_ns is not None and not apex_ns_in_answer and not ds_at_cut:
         result.authority.append((zone.apex_ns, False))
-        targets.extend(_target(rdata) for rdata in zone.apex_ns)
+        targets.extend(_target(rdata) for rdata in zone.apex_ns[1])
     seen: set[dns.name.Name] = set()
     for target in targets:
         if target in seen or not target.is_subdomain(zone.origin):

@@ -10,7 +10,6 @@ import dns.node
 import dns.rdataclass
 import dns.rdataset
 import dns.rdatatype
-import dns.rrset
 import dns.zone
 
 IN = dns.rdataclass.IN
@@ -19,13 +18,13 @@ NS = dns.rdatatype.NS
 WILDCARD = b"*"
 
 
-def as_rrset(owner: dns.name.Name, rdataset: dns.rdataset.Rdataset, ttl: int | None = None) -> dns.rrset.RRset:
-    """An RRset with `owner` (the query name for wildcard synthesis, RFC 4592 2.1.1)."""
-    rrset = dns.rrset.RRset(owner, rdataset.rdclass, rdataset.rdtype, rdataset.covers)
-    for rdata in rdataset:
-        rrset.add(rdata)
-    rrset.ttl = rdataset.ttl if ttl is None else ttl
-    return rrset
+# An RRset as the lookup hands it on: the owner to write (the query name for wildcard
+# synthesis, RFC 4592 2.1.1) and the zone's own rdataset, never copied.
+RRsetRef = tuple[dns.name.Name, dns.rdataset.Rdataset]
+
+
+def with_ttl(rdataset: dns.rdataset.Rdataset, ttl: int) -> dns.rdataset.Rdataset:
+    return dns.rdataset.from_rdata_list(ttl, list(rdataset))
 
 
 @dataclass(slots=True)
@@ -36,9 +35,9 @@ class ZoneData:
     zone: dns.zone.Zone
     names: set[dns.name.Name] = field(default_factory=set)  # nodes with data and empty non-terminals
     cuts: set[dns.name.Name] = field(default_factory=set)  # delegation points below the apex
-    soa: dns.rrset.RRset = field(init=False)
-    negative_soa: dns.rrset.RRset = field(init=False)  # TTL min(SOA TTL, MINIMUM), RFC 2308 3
-    apex_ns: dns.rrset.RRset | None = field(init=False)
+    soa: RRsetRef = field(init=False)
+    negative_soa: RRsetRef = field(init=False)  # TTL min(SOA TTL, MINIMUM), RFC 2308 3
+    apex_ns: RRsetRef | None = field(init=False)
 
     def __post_init__(self) -> None:
         origin = self.origin
@@ -58,11 +57,11 @@ class ZoneData:
         soa = apex.get_rdataset(IN, SOA) if apex is not None else None
         if soa is None:
             raise ValueError(f"zone {origin} has no SOA at its apex")
-        self.soa = as_rrset(origin, soa)
-        minimum = soa[0].minimum  # type: ignore[attr-defined]
-        self.negative_soa = as_rrset(origin, soa, ttl=min(soa.ttl, minimum))
+        self.soa = (origin, soa)
+        minimum = soa[0].minimum
+        self.negative_soa = (origin, with_ttl(soa, min(soa.ttl, minimum)))
         ns = apex.get_rdataset(IN, NS) if apex is not None else None
-        self.apex_ns = as_rrset(origin, ns) if ns is not None else None
+        self.apex_ns = (origin, ns) if ns is not None else None
 
     def node(self, name: dns.name.Name) -> dns.node.Node | None:
         node = self.zone.nodes.get(name)
@@ -89,7 +88,7 @@ class ZoneData:
             walk = walk.parent()
         return walk
 
-    def address_rrsets(self, target: dns.name.Name) -> Iterator[dns.rrset.RRset]:
+    def address_rrsets(self, target: dns.name.Name) -> Iterator[RRsetRef]:
         """A and AAAA of a name in this zone, for the additional section."""
         node = self.node(target)
         owner = target
@@ -101,7 +100,7 @@ class ZoneData:
         for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
             rds = node.get_rdataset(IN, rdtype)
             if rds is not None:
-                yield as_rrset(owner, rds)
+                yield (owner, rds)
 
 
 class ZoneSet:

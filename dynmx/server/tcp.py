@@ -57,8 +57,7 @@ class TcpConnection(asyncio.Protocol):
         self.idle: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
         self.peer = peer
         self.source = str(peer[0]) if peer else ""
@@ -66,7 +65,7 @@ class TcpConnection(asyncio.Protocol):
         count = shared.per_source.get(self.source, 0)
         if len(shared.open) >= shared.limits.max_connections or count >= shared.limits.max_per_source:
             shared.refused += 1
-            transport.abort()
+            self.abort()
             return
         shared.open.add(self)
         shared.per_source[self.source] = count + 1

@@ -31,6 +31,7 @@ FLAG_QR = 0x8000
 FLAG_AA = 0x0400
 FLAG_TC = 0x0200
 FLAG_RD = 0x0100
+OPCODE_MASK = 0x7800
 
 UDP_PAYLOAD = 1232  # our EDNS payload size (DNS flag day 2020)
 PLAIN_UDP_LIMIT = 512  # RFC 1035 4.2.1
@@ -88,9 +89,7 @@ def _heads(flags: int, an: int, ns: int, ar: int) -> tuple[bytes, bytes]:
 
 def opt_record(do: bool, extended_rcode: int = 0) -> bytes:
     """Our OPT RR: root owner, payload 1232, version 0, DO copied (RFC 3225 3)."""
-    return struct.pack(
-        ">BHHBBHH", 0, 41, UDP_PAYLOAD, extended_rcode, 0, 0x8000 if do else 0, 0
-    )
+    return struct.pack(">BHHBBHH", 0, 41, UDP_PAYLOAD, extended_rcode, 0, 0x8000 if do else 0, 0)
 
 
 OPT_PLAIN = opt_record(False)
@@ -105,14 +104,19 @@ def udp_limit(query: Query) -> int:
 
 
 def fit(entry: Entry, room: int) -> tuple[bytes, tuple[int, int, int], bool]:
-    """Cut an entry's body to `room` octets at RRset boundaries: (body, counts, truncated)."""
+    """Cut an entry's body to `room` octets at RRset boundaries: (body, counts, truncated).
+
+    Pointers only point backwards, so any prefix is a valid body; an optional RRset
+    cannot be skipped, so one that does not fit ends the body — unless a required
+    RRset follows it, which makes the reply truncated (RFC 9471 3.1).
+    """
     if len(entry.body) <= room:
         return entry.body, entry.counts, False
     counts = [0, 0, 0]
     kept = 0
-    for span in entry.spans:
+    for index, span in enumerate(entry.spans):
         if span.end > room:
-            if span.required:
+            if span.required or any(later.required for later in entry.spans[index + 1 :]):
                 return b"", (0, 0, 0), True
             break
         kept = span.end
@@ -139,9 +143,12 @@ def assemble(data: bytes, query: Query, entry: Entry, limit: int) -> bytes:
     return b"".join((header, question, body, opt))
 
 
-def header_only(msg_id: int, rcode: int, rd: bool, edns_do: bool | None = None) -> bytes:
-    """A reply with no question (FORMERR, NOTIMP as NSD sends them); OPT when the query had one."""
-    flags = FLAG_QR | (FLAG_RD if rd else 0) | (rcode & 0xF)
+def header_only(msg_id: int, rcode: int, rd: bool, edns_do: bool | None = None, opcode: int = 0) -> bytes:
+    """A reply with no question (FORMERR, NOTIMP as NSD sends them); OPT when the query had one.
+
+    The opcode is copied from the query (RFC 1035 4.1.1).
+    """
+    flags = FLAG_QR | ((opcode & 0xF) << 11) | (FLAG_RD if rd else 0) | (rcode & 0xF)
     if edns_do is None:
         return struct.pack(">HHHHHH", msg_id, flags, 0, 0, 0, 0)
     opt = OPT_DO if edns_do else OPT_PLAIN
@@ -150,7 +157,9 @@ def header_only(msg_id: int, rcode: int, rd: bool, edns_do: bool | None = None) 
 
 def question_only(data: bytes, query: Query, rcode: int, authoritative: bool = False) -> bytes:
     """A reply that echoes the question with empty sections (REFUSED, BADVERS, ...)."""
-    flags = FLAG_QR | (FLAG_AA if authoritative else 0) | (query.flags & FLAG_RD) | (rcode & 0xF)
+    flags = (
+        FLAG_QR | (query.flags & (OPCODE_MASK | FLAG_RD)) | (FLAG_AA if authoritative else 0) | (rcode & 0xF)
+    )
     question = data[HEADER_LEN : query.question_end]
     if query.edns is None:
         return struct.pack(">HHHHHH", query.msg_id, flags, 1, 0, 0, 0) + question

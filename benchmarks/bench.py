@@ -1,0 +1,364 @@
+"""Throughput of dynmx next to NSD on the same zone, measured with dnsperf on 127.0.0.1.
+
+Not a test: it asserts nothing about timings (design.md, Testing). It reports queries
+per second for each server and query mix, and the ratio dynmx/NSD, which is the number
+worth tracking: absolute qps depend on the machine, the ratio much less.
+
+Method: one generated zone (~1000 names with MX, A, AAAA, TXT) is served by NSD and by
+`python -m dynmx serve`, one server at a time, each pinned to core 0 with taskset;
+dnsperf runs pinned to core 1 with enough outstanding queries that the server, not
+dnsperf, is the bottleneck. Each run is preceded by a short warm-up that is not counted.
+
+    .venv/bin/python benchmarks/bench.py [--seconds 10] [--only nsd|dynmx]
+
+Results are printed as a table and written to benchmarks/out/bench-<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "benchmarks" / "out"
+sys.path.insert(0, str(ROOT))
+
+from tests.nsd import Nsd, find_nsd, free_port, wait_for_soa  # noqa: E402
+
+HOST = "127.0.0.1"
+ZONE = "bench.test"
+NAMES = 1000  # hostNNNN names; plus 20 MX targets and the apex
+MX_TARGETS = 20
+SERVER_CORE = "0"
+DNSPERF_CORE = "1"
+WARMUP_SECONDS = 2
+# Four clients with up to 200 outstanding queries keep a one-core server saturated
+# without dnsperf itself (on its own core) becoming the limit.
+CLIENTS = 4
+OUTSTANDING = 200
+QPS_LIMIT = 400_000  # far above what one core serves; only guards against runaway loops
+
+
+@dataclass
+class Run:
+    """What one dnsperf run measured."""
+
+    server: str
+    queries: str
+    qps: float
+    sent: int
+    completed: int
+    lost: int
+    avg_latency_ms: float
+    rcodes: str
+    server_cpu: float  # share of one core the server used; well below 1: dnsperf was the limit
+
+
+# --- setup --------------------------------------------------------------------------------
+
+
+def ensure_tools(need_nsd: bool) -> None:
+    """Install dnsperf (and NSD) from Debian when missing and we are root; else explain."""
+    missing = [pkg for pkg, ok in (("dnsperf", shutil.which("dnsperf")), ("nsd", find_nsd())) if not ok]
+    if not need_nsd and "nsd" in missing:
+        missing.remove("nsd")
+    if not missing:
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        sys.exit(f"bench: missing {' '.join(missing)}; install with: apt-get install {' '.join(missing)}")
+    print(f"bench: installing {' '.join(missing)} with apt-get", file=sys.stderr)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], env=env, check=False, timeout=300)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+        env=env,
+        check=True,
+        timeout=600,
+    )
+
+
+def write_zone(directory: Path) -> Path:
+    """A zone shaped like a mail domain host: every host has MX, A, AAAA and TXT."""
+    lines = [
+        f"$ORIGIN {ZONE}.",
+        "$TTL 3600",
+        "@ SOA ns1 hostmaster 1 7200 900 1209600 300",
+        "@ NS ns1",
+        "@ NS ns2",
+        "@ MX 10 mx01",
+        "@ A 192.0.2.1",
+        "ns1 A 192.0.2.53",
+        "ns2 A 192.0.2.54",
+    ]
+    for i in range(1, MX_TARGETS + 1):
+        lines += [f"mx{i:02d} A 198.51.100.{i}", f"mx{i:02d} AAAA 2001:db8:25::{i:x}"]
+    for i in range(NAMES):
+        first, second = i % MX_TARGETS + 1, (i + 7) % MX_TARGETS + 1
+        lines += [
+            f"host{i:04d} MX 10 mx{first:02d}",
+            f"host{i:04d} MX 20 mx{second:02d}",
+            f"host{i:04d} A 203.0.113.{i % 250 + 1}",
+            f"host{i:04d} AAAA 2001:db8:{i:x}::1",
+            f'host{i:04d} TXT "v=spf1 mx -all"',
+        ]
+    path = directory / f"{ZONE}.zone"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_query_files(directory: Path) -> dict[str, Path]:
+    """dnsperf input: MX only, and a mix of A, AAAA, MX, TXT and NXDOMAIN (shuffled, fixed seed)."""
+    rng = random.Random(1035)
+    mx = [f"host{i:04d}.{ZONE} MX" for i in range(NAMES)]
+    mixed = [f"host{i:04d}.{ZONE} {qtype}" for i in range(NAMES) for qtype in ("A", "AAAA", "MX", "TXT")]
+    mixed += [f"missing{i:04d}.{ZONE} A" for i in range(NAMES)]
+    rng.shuffle(mx)
+    rng.shuffle(mixed)
+    files = {"mx": directory / "queries-mx.txt", "mixed": directory / "queries-mixed.txt"}
+    files["mx"].write_text("\n".join(mx) + "\n")
+    files["mixed"].write_text("\n".join(mixed) + "\n")
+    return files
+
+
+def pin(core: str) -> list[str]:
+    """taskset prefix for `core`, or nothing on a machine with a single core."""
+    if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
+        return ["taskset", "-c", core]
+    return []
+
+
+# --- servers ------------------------------------------------------------------------------
+
+
+@contextmanager
+def nsd_server(zone_dir: Path) -> Iterator[tuple[int, int]]:
+    """NSD on core 0; yields (port, pid of the daemon)."""
+    with Nsd(zone_dir, {ZONE: f"{ZONE}.zone"}, prefix=pin(SERVER_CORE)) as nsd:
+        assert nsd.pid is not None
+        yield nsd.port, nsd.pid
+
+
+@contextmanager
+def dynmx_server(zone_dir: Path) -> Iterator[tuple[int, int]]:
+    """`python -m dynmx serve` on core 0 (taskset execs it: same pid); yields (port, pid)."""
+    port = free_port()
+    cmd = [*pin(SERVER_CORE), sys.executable, "-m", "dynmx", "serve"]
+    cmd += ["--zones", str(zone_dir), "--listen", f"{HOST}:{port}"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    with tempfile.TemporaryDirectory(prefix="dynmx-bench-") as workdir:
+        log = Path(workdir) / "dynmx.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            try:
+                wait_for_soa(HOST, port, ZONE, alive=lambda: proc.poll() is None)
+            except (TimeoutError, RuntimeError) as exc:
+                raise RuntimeError(f"{' '.join(cmd)}: {exc}\n{log.read_text(errors='replace')}") from None
+            yield port, proc.pid
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+
+
+SERVERS = {"nsd": nsd_server, "dynmx": dynmx_server}
+
+
+# --- measuring ----------------------------------------------------------------------------
+
+
+def dnsperf(port: int, queries: Path, seconds: int) -> str:
+    cmd = [*pin(DNSPERF_CORE), "dnsperf", "-s", HOST, "-p", str(port), "-d", str(queries)]
+    cmd += ["-l", str(seconds), "-c", str(CLIENTS), "-q", str(OUTSTANDING), "-Q", str(QPS_LIMIT)]
+    cmd += ["-t", "2"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30)
+    if run.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{run.stdout}{run.stderr}")
+    return run.stdout
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU time (user + system) used so far by process `root` and all its descendants.
+
+    NSD does its work in a forked child, so the daemon's own counters are not enough.
+    """
+    parent: dict[int, int] = {}
+    used: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        parent[int(entry.name)] = int(fields[1])
+        used[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    total = 0.0
+    for pid, seconds in used.items():
+        ancestor = pid
+        while ancestor not in (root, 0, 1) and ancestor in parent:
+            ancestor = parent[ancestor]
+        if ancestor == root:
+            total += seconds
+    return total
+
+
+def measure(server: str, name: str, port: int, pid: int, path: Path, seconds: int) -> Run:
+    """One warm-up run (not counted), then the measured run with the server's CPU share."""
+    dnsperf(port, path, WARMUP_SECONDS)
+    cpu, start = tree_cpu_seconds(pid), time.monotonic()
+    output = dnsperf(port, path, seconds)
+    share = (tree_cpu_seconds(pid) - cpu) / (time.monotonic() - start)
+    return parse_dnsperf(server, name, output, share)
+
+
+def parse_dnsperf(server: str, queries: str, output: str, server_cpu: float) -> Run:
+    """Read dnsperf's statistics block; "Queries per second:" is the number that matters."""
+
+    def number(label: str) -> float:
+        match = re.search(rf"^\s*{re.escape(label)}:\s+([\d.]+)", output, re.MULTILINE)
+        if not match:
+            raise RuntimeError(f"dnsperf output has no {label!r} line:\n{output}")
+        return float(match.group(1))
+
+    rcodes = re.search(r"^\s*Response codes:\s+(.*)$", output, re.MULTILINE)
+    return Run(
+        server=server,
+        queries=queries,
+        qps=number("Queries per second"),
+        sent=int(number("Queries sent")),
+        completed=int(number("Queries completed")),
+        lost=int(number("Queries lost")),
+        avg_latency_ms=round(number("Average Latency (s)") * 1000, 3),
+        rcodes=rcodes.group(1).strip() if rcodes else "",
+        server_cpu=round(server_cpu, 3),
+    )
+
+
+def command_output(cmd: list[str]) -> str:
+    try:
+        run = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return run.stdout + run.stderr
+
+
+def rcode_mix(rcodes: str) -> str:
+    """dnsperf's rcode line as names and shares only, e.g. 'NOERROR 80%, NXDOMAIN 20%'.
+
+    Both servers must answer the same mix, or a fast server may just be answering wrongly.
+    """
+    parts = re.findall(r"(\w+) \d+ \(([\d.]+)%\)", rcodes)
+    return ", ".join(f"{rcode} {float(share):.0f}%" for rcode, share in parts)
+
+
+def versions() -> dict[str, str]:
+    """What produced the numbers, so results from different days can be told apart."""
+    nsd = command_output([find_nsd() or "nsd", "-v"]).strip().splitlines()
+    dnsperf = command_output(["dnsperf", "-h"]).splitlines()
+    dynmx = command_output([sys.executable, "-c", "import dynmx; print(dynmx.__version__)"])
+    return {
+        "nsd": nsd[0] if nsd else "",
+        "dnsperf": next((line for line in dnsperf if line.startswith("Version")), ""),
+        "dynmx": dynmx.strip(),
+        "python": platform.python_version(),
+    }
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def print_table(runs: list[Run], names: list[str]) -> dict[str, float]:
+    """qps per query file and server, and the ratio dynmx/NSD (returned for the JSON file)."""
+    by_key = {(r.server, r.queries): r for r in runs}
+    ratios: dict[str, float] = {}
+    print(f"\n{'queries':8} {'nsd qps':>10} {'cpu':>5} {'dynmx qps':>10} {'cpu':>5} {'dynmx/nsd':>10}")
+    for name in names:
+        nsd, dynmx = by_key.get(("nsd", name)), by_key.get(("dynmx", name))
+        ratio = dynmx.qps / nsd.qps if nsd and dynmx and nsd.qps else None
+        if ratio is not None:
+            ratios[name] = round(ratio, 4)
+        cells = [f"{r.qps:10.0f} {r.server_cpu:5.0%}" if r else f"{'-':>10} {'':5}" for r in (nsd, dynmx)]
+        print(f"{name:8} {cells[0]} {cells[1]} {f'{ratio:.3f}' if ratio is not None else '-':>10}")
+    print("(cpu: share of one core the server used; well below 100% means dnsperf was the limit)")
+    for name in names:
+        mixes = {r.server: rcode_mix(r.rcodes) for r in runs if r.queries == name}
+        if len(set(mixes.values())) > 1:
+            print(f"warning: {name}: the servers answered with different rcodes: {mixes}")
+    return ratios
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=10, help="length of each measured run (1-300)")
+    parser.add_argument("--only", choices=sorted(SERVERS), help="benchmark one server only")
+    args = parser.parse_args()
+    if not 1 <= args.seconds <= 300:
+        parser.error("--seconds must be between 1 and 300")
+    servers = [args.only] if args.only else ["nsd", "dynmx"]
+    ensure_tools(need_nsd="nsd" in servers)
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    runs: list[Run] = []
+    with tempfile.TemporaryDirectory(prefix="dynmx-bench-zone-") as tmp:
+        zone_dir = Path(tmp)
+        write_zone(zone_dir)
+        query_files = write_query_files(OUT)
+        for server in servers:
+            with SERVERS[server](zone_dir) as (port, pid):
+                for name, path in query_files.items():
+                    run = measure(server, name, port, pid, path, args.seconds)
+                    runs.append(run)
+                    print(
+                        f"bench: {server:5} {name:5} {run.qps:10.0f} qps, lost {run.lost}, "
+                        f"server cpu {run.server_cpu:.0%}, rcodes {run.rcodes}",
+                        file=sys.stderr,
+                    )
+
+    ratios = print_table(runs, list(query_files))
+
+    result = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "seconds": args.seconds,
+        "clients": CLIENTS,
+        "outstanding": OUTSTANDING,
+        "zone_names": NAMES + MX_TARGETS + 3,
+        "cpu": cpu_model(),
+        "cpus": os.cpu_count(),
+        "pinned": bool(pin(SERVER_CORE)),
+        "versions": versions(),
+        "runs": [asdict(r) for r in runs],
+        "ratio_dynmx_over_nsd": ratios,
+    }
+    path = OUT / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwritten: {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
