@@ -223,14 +223,17 @@ def tree_cpu_seconds(root: int) -> float:
 def measure(server: str, name: str, port: int, pid: int, path: Path, seconds: int) -> Run:
     """One warm-up run (not counted), then the measured run with the server's CPU share."""
     dnsperf(port, path, WARMUP_SECONDS)
-    cpu, start = tree_cpu_seconds(pid), time.monotonic()
+    cpu = tree_cpu_seconds(pid)
     output = dnsperf(port, path, seconds)
-    share = (tree_cpu_seconds(pid) - cpu) / (time.monotonic() - start)
-    return parse_dnsperf(server, name, output, share)
+    return parse_dnsperf(server, name, output, tree_cpu_seconds(pid) - cpu)
 
 
-def parse_dnsperf(server: str, queries: str, output: str, server_cpu: float) -> Run:
-    """Read dnsperf's statistics block; "Queries per second:" is the number that matters."""
+def parse_dnsperf(server: str, queries: str, output: str, server_cpu_seconds: float) -> Run:
+    """Read dnsperf's statistics block; "Queries per second:" is the number that matters.
+
+    The server's CPU share is taken over dnsperf's "Run time", not the wall time of the
+    command, which includes up to 2 s of waiting for lost queries at the end.
+    """
 
     def number(label: str) -> float:
         match = re.search(rf"^\s*{re.escape(label)}:\s+([\d.]+)", output, re.MULTILINE)
@@ -248,7 +251,7 @@ def parse_dnsperf(server: str, queries: str, output: str, server_cpu: float) -> 
         lost=int(number("Queries lost")),
         avg_latency_ms=round(number("Average Latency (s)") * 1000, 3),
         rcodes=rcodes.group(1).strip() if rcodes else "",
-        server_cpu=round(server_cpu, 3),
+        server_cpu=round(server_cpu_seconds / number("Run time (s)"), 3),
     )
 
 

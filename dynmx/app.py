@@ -89,6 +89,23 @@ def soa_serial(zone: LoadedZone) -> int:
     return int(soa[0].serial)
 
 
+UDP_BUFFER = 4 << 20  # absorbs bursts while the loop is busy (a reload compiling, a scrape)
+
+
+def udp_socket(family: socket.AddressFamily, host: str, port: int) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, UDP_BUFFER)
+        except OSError:
+            pass  # the kernel caps it at net.core.rmem_max; the default still works
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    sock.bind((host, port))
+    sock.setblocking(False)
+    return sock
+
+
 class App:
     """One running dynmx: owns the engine, the listeners and the reload logic."""
 
@@ -169,7 +186,8 @@ class App:
             port = tcp_server.sockets[0].getsockname()[1]  # resolve port 0 once for both
             protocol = UdpServer(handler)
             transport, _ = await loop.create_datagram_endpoint(
-                lambda: protocol, local_addr=(host, port), family=family
+                lambda: protocol,  # noqa: B023 - called before the loop moves on
+                sock=udp_socket(family, host, port),
             )
             self.udp.append(protocol)
             self.transports.append(transport)

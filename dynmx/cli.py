@@ -85,7 +85,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
     """Validate everything `serve` would load; exit 1 with `file:line: reason` lines."""
     from dynmx.app import scan_zones
 
-    config = _config_from_args(args)
+    try:
+        config = _config_from_args(args)
+    except ConfigError as error:
+        print(error)
+        return 1
     zones_dir = config.path(config.server.zones_dir)
     zones, problems = scan_zones(zones_dir, {})
     for problem in problems:

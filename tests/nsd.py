@@ -20,7 +20,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import dns.exception
@@ -61,7 +61,7 @@ def free_port(host: str = "127.0.0.1", attempts: int = 50) -> int:
 
 
 def wait_for_soa(
-    host: str, port: int, zone: str, timeout: float = START_TIMEOUT, alive: object = None
+    host: str, port: int, zone: str, timeout: float = START_TIMEOUT, alive: Callable[[], bool] | None = None
 ) -> None:
     """Poll with SOA queries until the server answers (a log line says less than an answer).
 
@@ -71,7 +71,7 @@ def wait_for_soa(
     query = dns.message.make_query(zone, dns.rdatatype.SOA)
     last: Exception | None = None
     while time.monotonic() < deadline:
-        if callable(alive) and not alive():
+        if alive is not None and not alive():
             raise RuntimeError(f"server on {host}:{port} exited before answering")
         try:
             dns.query.udp(query, host, port=port, timeout=0.2)

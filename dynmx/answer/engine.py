@@ -150,7 +150,10 @@ class Engine:
         entries = self.table.entries
         entry = entries.get(name + data[qend : qend + 2]) or entries.get(name)
         if entry is None:
-            return self._slow(data, tcp)
+            zone = self.table.find_zone(name)
+            if zone is None or not zone.plain_nxdomain(name):
+                return self._slow(data, tcp)
+            entry = zone.nxdomain
         question = data[12 : qend + 4]
         body = entry.body
         if qend + 4 + len(body) + len(opt) > limit:
