@@ -7,6 +7,7 @@ Lifecycle as uvicorn's Config/Server: start, serve until a signal, reload on SIG
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -95,10 +96,9 @@ UDP_BUFFER = 4 << 20  # absorbs bursts while the loop is busy (a reload compilin
 def udp_socket(family: socket.AddressFamily, host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_DGRAM)
     for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-        try:
+        # The kernel caps this at net.core.rmem_max; the default size still works.
+        with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, option, UDP_BUFFER)
-        except OSError:
-            pass  # the kernel caps it at net.core.rmem_max; the default still works
     if family == socket.AF_INET6:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
     sock.bind((host, port))
