@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
 import json
 import logging
 import os
 import signal
 import socket
 import time
+import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,12 +25,14 @@ import dns.name
 import dns.rdataclass
 import dns.rdatatype
 
-from dynmx.answer.compiler import compile_table
+from dynmx.answer.compiler import AnswerTable
 from dynmx.answer.engine import ChaosConfig, Engine
 from dynmx.answer.zoneset import ZoneData
-from dynmx.config import Config, parse_hostport
-from dynmx.errors import Problem, ZoneLoadError
+from dynmx.config import Config, absolute_name, parse_hostport
+from dynmx.errors import ControlError, Problem, ZoneLoadError
 from dynmx.metrics import Metrics
+from dynmx.policy.served import PoolPlans, build_table, plan_all, pool_status, refresh_pool
+from dynmx.policy.strategies import MemberFacts
 from dynmx.server.http import ControlHttp, Response, Route
 from dynmx.server.tcp import TcpConnections, TcpLimits
 from dynmx.server.udp import UdpServer
@@ -106,6 +112,10 @@ def udp_socket(family: socket.AddressFamily, host: str, port: int) -> socket.soc
     return sock
 
 
+async def _call(function: Callable[[], None]) -> None:
+    function()
+
+
 class App:
     """One running dynmx: owns the engine, the listeners and the reload logic."""
 
@@ -123,14 +133,39 @@ class App:
         self.started = time.time()
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
+        self.facts: dict[str, dict[str, MemberFacts]] = {}
+        self.plans: dict[str, PoolPlans] = {}
         self.bound: list[tuple[str, int]] = []
 
     # -- zones ---------------------------------------------------------------------------
 
-    def _load(self) -> tuple[dict[Path, LoadedZone], list[Problem], object]:
+    def _load(self) -> tuple[dict[Path, LoadedZone], list[Problem], AnswerTable]:
         zones, problems = scan_zones(self.zones_dir, self.state.by_file)
-        table = compile_table(zone_data(zones))
+        table, plans = build_table(self.config, zone_data(zones), self.facts)
+        self.plans = plans
         return zones, problems, table
+
+    def set_member_facts(self, pool: str, host: str, **changes: object) -> None:
+        """Record a fact about a member and re-plan its pool at once (no query after sees the old order)."""
+        pool = absolute_name(pool)
+        host = absolute_name(host)
+        config = next((p for p in self.config.pool if p.name == pool), None)
+        if config is None:
+            raise ControlError(f"no pool {pool}")
+        if host not in {m.host for m in config.member}:
+            raise ControlError(f"{host} is not a member of pool {pool}")
+        members = self.facts.setdefault(pool, {})
+        members[host] = dataclasses.replace(members.get(host, MemberFacts()), **changes)  # type: ignore[arg-type]
+        plans = plan_all(config, members)
+        self.plans[pool] = plans
+        assert self.engine is not None
+        refresh_pool(self.engine.table, plans)
+        log.info(
+            "event=member-facts pool=%s host=%s %s",
+            pool,
+            host,
+            " ".join(f"{k}={v}" for k, v in changes.items()),
+        )
 
     async def reload(self) -> list[Problem]:
         """Re-read the zone directory; compile off the loop; swap in one assignment."""
@@ -139,7 +174,7 @@ class App:
             loop = asyncio.get_running_loop()
             zones, problems, table = await loop.run_in_executor(None, self._load)
             assert self.engine is not None
-            self.engine.swap(table)  # type: ignore[arg-type]
+            self.engine.swap(table)
             self._after_load(zones, problems, time.monotonic() - started)
             return problems
 
@@ -166,9 +201,10 @@ class App:
         started = time.monotonic()
         zones, problems, table = self._load()
         self.engine = Engine(
-            table,  # type: ignore[arg-type]
+            table,
             chaos=ChaosConfig(version=cfg.version, identity=cfg.identity),
             lru_size=cfg.cache_size,
+            client_subnet=cfg.client_subnet,
         )
         self._after_load(zones, problems, time.monotonic() - started)
         self.metrics.attach(self)
@@ -245,11 +281,31 @@ class App:
         def metrics_route(_: str) -> Response:
             return 200, self.metrics.content_type, self.metrics.render()
 
+        def member_load_route(query: str) -> Response:
+            params = urllib.parse.parse_qs(query)
+            try:
+                pool, host, value = params["pool"][0], params["host"][0], float(params["value"][0])
+                call = functools.partial(self.set_member_facts, pool, host, load=value)
+                asyncio.run_coroutine_threadsafe(_call(call), loop).result(timeout=30)
+            except (KeyError, ValueError):
+                return 400, "text/plain", b"need pool=, host= and a numeric value=\n"
+            except ControlError as error:
+                return 404, "text/plain", f"{error}\n".encode()
+            return 200, "text/plain", b"ok\n"
+
         return {
+            ("POST", "/members/load"): member_load_route,
             ("POST", "/reload"): reload_route,
             ("GET", "/status"): status_route,
             ("GET", "/metrics"): metrics_route,
         }
+
+    def _first_counts(self, pool: str) -> dict[str, int]:
+        if self.engine is None:
+            return {}
+        owner = dns.name.from_text(pool)
+        selector = self.engine.table.selectors.get((owner, dns.rdatatype.MX))
+        return selector.first_counts() if selector is not None else {}
 
     def status(self) -> dict[str, object]:
         """The JSON of GET /status; never holds secrets."""
@@ -262,5 +318,9 @@ class App:
                 for z in sorted(self.state.by_file.values(), key=lambda z: z.origin.to_text())
             ],
             "problems": [str(p) for p in self.state.problems],
+            "pools": [
+                pool_status(plans, self.facts.get(name, {}), self._first_counts(name))
+                for name, plans in self.plans.items()
+            ],
             "entries": len(engine.table.entries) if engine else 0,
         }

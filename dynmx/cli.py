@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def _config_from_args(args: argparse.Namespace) -> Config:
         http = HttpConfig(listen=args.http)
     level = getattr(args, "log_level", None)
     log_config = LogConfig(level=level) if level else config.log
-    return Config(server=server, http=http, log=log_config, base_dir=config.base_dir)
+    return dataclasses.replace(config, server=server, http=http, log=log_config)
 
 
 def _setup_logging(level: str) -> None:
@@ -139,6 +140,61 @@ def _cmd_reload(args: argparse.Namespace) -> int:
     return 0
 
 
+def _post(url: str, timeout: float = 30) -> str:
+    request = urllib.request.Request(url, method="POST", data=b"")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return str(response.read().decode())
+    except urllib.error.HTTPError as error:
+        raise ControlError(f"{url}: {error.read().decode().strip() or error.reason}") from None
+    except (urllib.error.URLError, OSError) as error:
+        raise ControlError(f"cannot reach {url}: {error}") from None
+
+
+def _require_url(config: Config, explicit: str | None) -> str:
+    url = _control_url(config, explicit)
+    if url is None:
+        raise ControlError("no control listener: set [http] listen in the config or pass --http HOST:PORT")
+    return url
+
+
+def _cmd_member_load(args: argparse.Namespace) -> int:
+    """Set a member's load reading (the least-load strategy) on the running server."""
+    url = _require_url(_config_from_args(args), args.http)
+    query = urllib.parse.urlencode({"pool": args.pool, "host": args.host, "value": args.value})
+    _post(f"{url}/members/load?{query}")
+    print(f"load of {args.host} in {args.pool} set to {args.value}")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    """Print the running server's /status: zones, pools, members, current first choice."""
+    url = _require_url(_config_from_args(args), args.http)
+    try:
+        with urllib.request.urlopen(url + "/status", timeout=10) as response:
+            status = json.loads(response.read())
+    except (urllib.error.URLError, OSError) as error:
+        raise ControlError(f"cannot reach {url}/status: {error}") from None
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    print(f"uptime {status['uptime_seconds']}s, listening on {', '.join(status['listen'])}")
+    for zone in status["zones"]:
+        print(f"zone {zone['name']} serial {zone['serial']}")
+    for pool in status.get("pools", []):
+        first = pool["orderings"][0][0] if pool["orderings"] else "-"
+        extra = " FAIL-OPEN" if pool["fail_open"] else ""
+        head = f"pool {pool['name']} {pool['strategy']} ({pool['mode']}) ttl {pool['ttl']}"
+        print(f"{head}: now first {first}{extra}")
+        for member in pool["members"]:
+            load = "" if member["load"] is None else f" load {member['load']}"
+            row = f"{member['host']:<30} {member['role']:<8} {member['state']:<10}"
+            print(f"  {row} first {member['first']}{load}")
+    for problem in status.get("problems", []):
+        print(f"problem: {problem}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dynmx", description="Authoritative DNS for mail domains")
     parser.add_argument("--version", action="version", version=f"dynmx {__version__}")
@@ -165,6 +221,22 @@ def build_parser() -> argparse.ArgumentParser:
     reload_.add_argument("--http", help="HOST:PORT of the control listener")
     reload_.add_argument("--pid-file", help="signal the process in this pid file instead")
     reload_.set_defaults(func=_cmd_reload)
+
+    status = sub.add_parser("status", help="show the running server's zones and pools")
+    status.add_argument("--config", "-c", help="TOML config file (for [http] listen)")
+    status.add_argument("--http", help="HOST:PORT of the control listener")
+    status.add_argument("--json", action="store_true", help="print the raw JSON")
+    status.set_defaults(func=_cmd_status)
+
+    member = sub.add_parser("member", help="act on a pool member of the running server")
+    member_sub = member.add_subparsers(dest="member_command", required=True)
+    load = member_sub.add_parser("load", help="set a member's load reading (least-load strategy)")
+    load.add_argument("pool")
+    load.add_argument("host")
+    load.add_argument("value", type=float)
+    load.add_argument("--config", "-c", help="TOML config file (for [http] listen)")
+    load.add_argument("--http", help="HOST:PORT of the control listener")
+    load.set_defaults(func=_cmd_member_load)
     return parser
 
 

@@ -1,8 +1,8 @@
 """TOML configuration into frozen dataclasses; unknown keys and bad values name their path.
 
-Each section is a dataclass whose fields are the allowed keys. `_build` checks every
-key against the fields' types, so an error reads like
-`dynmx.toml: server.listen[1]: expected HOST:PORT, got '127.0.0.1'`.
+Each section is a dataclass whose fields are the allowed keys; a field's `check`
+metadata validates its value, and a class's `problems()` checks fields together. An
+error reads like `dynmx.toml: pool[0].member[1].preference: expected 0-65535, got 70000`.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import tomllib
-import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from dynmx.errors import ConfigError
 
 T = TypeVar("T")
+Check = Callable[[Any], object]
 
 
 def parse_hostport(text: str, default_port: int = 53) -> tuple[str, int]:
@@ -48,28 +49,152 @@ def parse_hostport(text: str, default_port: int = 53) -> tuple[str, int]:
     return host, port
 
 
+def absolute_name(text: str) -> str:
+    """A domain name as configured, made absolute and lower-case (names compare so)."""
+    if not text or " " in text or ".." in text.strip("."):
+        raise ValueError(f"expected a domain name, got {text!r}")
+    return text.lower() if text.endswith(".") else text.lower() + "."
+
+
+def _label(value: str) -> str:
+    """One DNS label, as used in `<label>._hint.<pool>`."""
+    if not value or len(value) > 63 or not all(c.isalnum() or c in "-_" for c in value):
+        raise ValueError(f"expected one label of letters, digits, '-' or '_', got {value!r}")
+    return value.lower()
+
+
+def _choice(*allowed: str) -> Check:
+    def check(value: str) -> str:
+        if value not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}, got {value!r}")
+        return value
+
+    return check
+
+
+def _between(low: float, high: float) -> Check:
+    def check(value: float) -> float:
+        if not low <= value <= high:
+            raise ValueError(f"expected {low:g}-{high:g}, got {value!r}")
+        return value
+
+    return check
+
+
+def _prefix(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value, strict=False))
+    except ValueError:
+        raise ValueError(f"expected an address prefix like 192.0.2.0/24, got {value!r}") from None
+
+
+def _key(check: Check | None = None, **kwargs: Any) -> Any:
+    return field(metadata={"check": check} if check else {}, **kwargs)
+
+
+REQUIRED: Any = dataclasses.MISSING
+
+
 @dataclass(frozen=True)
 class ServerConfig:
-    listen: tuple[str, ...] = ("127.0.0.1:5353",)
+    listen: tuple[str, ...] = _key(parse_hostport, default=("127.0.0.1:5353",))
     zones_dir: str = "zones"
     state_dir: str = "state"
-    tcp_idle_timeout: float = 10.0
-    tcp_max_connections: int = 200
-    tcp_max_per_source: int = 20
-    cache_size: int = 10000
+    tcp_idle_timeout: float = _key(_between(0.1, 3600), default=10.0)
+    tcp_max_connections: int = _key(_between(1, 100000), default=200)
+    tcp_max_per_source: int = _key(_between(1, 100000), default=20)
+    cache_size: int = _key(_between(0, 10_000_000), default=10000)
     version: str = ""  # answer CH TXT version.bind with this; empty keeps it REFUSED
     identity: str = ""  # answer CH TXT id.server with this
     pid_file: str = ""
+    client_subnet: bool = False  # use EDNS Client Subnet (RFC 7871) for client actions
 
 
 @dataclass(frozen=True)
 class HttpConfig:
-    listen: str = ""  # "127.0.0.1:9153" serves /metrics, /status, /reload; empty: off
+    listen: str = _key(lambda v: v == "" or parse_hostport(v), default="")  # "" = off
 
 
 @dataclass(frozen=True)
 class LogConfig:
-    level: str = "info"
+    level: str = _key(_choice("debug", "info", "warning", "error"), default="info")
+
+
+ROLES = ("primary", "relay", "standby")
+STRATEGIES = ("static", "round-robin", "weighted", "least-load")
+
+
+@dataclass(frozen=True)
+class MemberConfig:
+    host: str = _key(absolute_name, default=REQUIRED)
+    preference: int = _key(_between(0, 65535), default=10)
+    weight: float = _key(_between(0, 1e6), default=1.0)
+    role: str = _key(_choice(*ROLES), default="primary")
+    probe: str = _key(_choice("none"), default="none")  # more kinds come with the prober
+
+    def problems(self) -> list[str]:
+        return []
+
+
+@dataclass(frozen=True)
+class HintConfig:
+    label: str = _key(lambda v: _label(v), default=REQUIRED)
+    order: tuple[str, ...] = _key(absolute_name, default=())
+
+    def problems(self) -> list[str]:
+        return [] if self.order else ["order: a hint needs at least one host"]
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    name: str = _key(absolute_name, default=REQUIRED)
+    strategy: str = _key(_choice(*STRATEGIES), default="static")
+    ttl: int = _key(_between(0, 2147483647), default=30)
+    tie_band: float = _key(_between(0, 1e9), default=0.05)  # least-load: within this of the lowest
+    member: tuple[MemberConfig, ...] = ()
+    hint: tuple[HintConfig, ...] = ()
+
+    def problems(self) -> list[str]:
+        found: list[str] = []
+        if not self.member:
+            found.append("member: a pool needs at least one member")
+        hosts = [m.host for m in self.member]
+        for index, host in enumerate(hosts):
+            if host in hosts[:index]:
+                found.append(f"member[{index}].host: {host} is listed twice")
+        if self.strategy == "weighted" and not any(m.weight > 0 for m in self.member if m.role == "primary"):
+            found.append("member: weighted needs a primary with weight > 0")
+        labels = [h.label for h in self.hint]
+        for index, hint in enumerate(self.hint):
+            if hint.label in labels[:index]:
+                found.append(f"hint[{index}].label: {hint.label!r} is defined twice")
+            for position, host in enumerate(hint.order):
+                if host not in hosts:
+                    found.append(f"hint[{index}].order[{position}]: {host} is not a member of this pool")
+        return found
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    prefix: str = _key(_prefix, default=REQUIRED)
+    action: str = _key(_choice("answer", "refuse", "drop", "hint"), default="answer")
+    hint: str = ""
+
+    def problems(self) -> list[str]:
+        if self.action == "hint" and not self.hint:
+            return ["hint: action 'hint' needs the hint label to answer with"]
+        if self.action != "hint" and self.hint:
+            return [f"hint: only used with action 'hint', not {self.action!r}"]
+        return []
+
+
+@dataclass(frozen=True)
+class NameConfig:
+    name: str = _key(absolute_name, default=REQUIRED)
+    action: str = _key(_choice("null-mx", "nxdomain", "refuse"), default=REQUIRED)
+
+    def problems(self) -> list[str]:
+        return []
 
 
 @dataclass(frozen=True)
@@ -77,6 +202,9 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    pool: tuple[PoolConfig, ...] = ()
+    client: tuple[ClientConfig, ...] = ()
+    name: tuple[NameConfig, ...] = ()
     base_dir: Path = Path(".")  # relative paths in the file are relative to the file
 
     def path(self, value: str) -> Path:
@@ -86,61 +214,71 @@ class Config:
     def listen_addresses(self) -> list[tuple[str, int]]:
         return [parse_hostport(item) for item in self.server.listen]
 
+    def problems(self) -> list[str]:
+        found: list[str] = []
+        pools = [p.name for p in self.pool]
+        for index, name in enumerate(pools):
+            if name in pools[:index]:
+                found.append(f"pool[{index}].name: {name} is a pool twice")
+        labels = {h.label for p in self.pool for h in p.hint}
+        for index, client in enumerate(self.client):
+            if client.action == "hint" and client.hint not in labels:
+                found.append(f"client[{index}].hint: no pool defines hint {client.hint!r}")
+        prefixes = [c.prefix for c in self.client]
+        for index, prefix in enumerate(prefixes):
+            if prefix in prefixes[:index]:
+                found.append(f"client[{index}].prefix: {prefix} is listed twice")
+        return found
 
-_VALIDATORS: dict[tuple[str, str], typing.Callable[[Any], object]] = {
-    ("server", "listen"): parse_hostport,
-    ("http", "listen"): lambda v: v == "" or parse_hostport(v),
-    ("log", "level"): lambda v: _choice(v, ("debug", "info", "warning", "error")),
-}
 
-
-def _choice(value: str, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise ValueError(f"expected one of {', '.join(allowed)}, got {value!r}")
-    return value
-
-
-def _coerce(value: Any, hint: Any, path: str) -> Any:
+def _coerce(value: Any, hint: Any, check: Check | None, path: str) -> Any:
     origin = typing.get_origin(hint)
     if origin is tuple:
         (item_hint, _) = typing.get_args(hint)
         if not isinstance(value, list):
             raise ConfigError(f"{path}: expected a list, got {value!r}")
-        return tuple(_coerce(v, item_hint, f"{path}[{i}]") for i, v in enumerate(value))
+        return tuple(_coerce(v, item_hint, check, f"{path}[{i}]") for i, v in enumerate(value))
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, path)  # type: ignore[arg-type]
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{path}: expected a number, got {value!r}")
-        return float(value)
-    if hint in (int, str, bool):
+        value = float(value)
+    elif hint in (int, str, bool):
         if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
             raise ConfigError(f"{path}: expected {hint.__name__}, got {value!r}")
-        return value
-    if origin in (typing.Union, types.UnionType):
-        raise ConfigError(f"{path}: unsupported type")  # pragma: no cover - no such fields yet
-    raise ConfigError(f"{path}: unsupported type {hint!r}")  # pragma: no cover
+    else:  # pragma: no cover - a field type this loader does not know
+        raise ConfigError(f"{path}: unsupported type {hint!r}")
+    if check is not None:
+        try:
+            normalised = check(value)
+        except ValueError as error:
+            raise ConfigError(f"{path}: {error}") from None
+        if isinstance(normalised, str) and isinstance(value, str):
+            value = normalised
+    return value
 
 
 def _build(cls: type[T], table: Any, path: str) -> T:
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: expected a table, got {table!r}")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "base_dir"}  # type: ignore[arg-type]
     values: dict[str, Any] = {}
+    prefix = f"{path}." if path else ""
     for key, value in table.items():
-        if key not in names:
-            raise ConfigError(f"{path}.{key}: unknown key (allowed: {', '.join(sorted(names))})")
-        coerced = _coerce(value, hints[key], f"{path}.{key}")
-        validator = _VALIDATORS.get((path, key))
-        if validator is not None:
-            items = coerced if isinstance(coerced, tuple) else (coerced,)
-            for index, item in enumerate(items):
-                where = f"{path}.{key}[{index}]" if isinstance(coerced, tuple) else f"{path}.{key}"
-                try:
-                    validator(item)
-                except ValueError as error:
-                    raise ConfigError(f"{where}: {error}") from None
-        values[key] = coerced
-    return cls(**values)
+        if key not in fields:
+            raise ConfigError(f"{prefix}{key}: unknown key (allowed: {', '.join(sorted(fields))})")
+        values[key] = _coerce(value, hints[key], fields[key].metadata.get("check"), f"{prefix}{key}")
+    for name, spec in fields.items():
+        if name not in values and spec.default is REQUIRED and spec.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{prefix}{name}: required")
+    built = cls(**values)
+    problems = getattr(built, "problems", None)
+    if problems is not None:
+        for problem in problems():
+            raise ConfigError(f"{prefix}{problem}")
+    return built
 
 
 def load_config(path: Path) -> Config:
@@ -158,11 +296,6 @@ def load_config(path: Path) -> Config:
 
 
 def from_mapping(raw: dict[str, Any], base_dir: Path = Path(".")) -> Config:
-    sections = {"server": ServerConfig, "http": HttpConfig, "log": LogConfig}
-    built: dict[str, Any] = {}
-    for key, value in raw.items():
-        cls = sections.get(key)
-        if cls is None:
-            raise ConfigError(f"{key}: unknown section (allowed: {', '.join(sorted(sections))})")
-        built[key] = _build(cls, value, key)
-    return Config(**built, base_dir=base_dir)
+    """Build a Config from parsed TOML (also what tests use)."""
+    config = _build(Config, raw, "")
+    return dataclasses.replace(config, base_dir=base_dir)

@@ -41,6 +41,15 @@ class _HotPathCollector:
             entries = GaugeMetricFamily("dynmx_answer_table_entries", "Precompiled responses in the table")
             entries.add_metric([], len(engine.table.entries))
             yield entries
+            firsts = CounterMetricFamily(
+                "dynmx_pool_first",
+                "Answers that ranked a member first, per pool and answered name",
+                labels=["pool", "name", "member"],
+            )
+            for (owner, _), selector in engine.table.selectors.items():
+                for member, count in selector.first_counts().items():
+                    firsts.add_metric([selector.name, owner.to_text(), member], count)
+            yield firsts
             cache = GaugeMetricFamily("dynmx_answer_cache_entries", "Slow-path responses in the LRU")
             cache.add_metric([], engine.cache_len())
             yield cache

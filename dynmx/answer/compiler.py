@@ -9,15 +9,16 @@ without a wildcard shares its zone's NXDOMAIN entry.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import dns.name
 import dns.rdatatype
 
+from dynmx.answer.dynamic import REFUSED_ENTRY, Selector, ServedPolicy, carrier, default_rng, render_state
 from dynmx.answer.lookup import DS, Answer, Outcome, lookup
 from dynmx.answer.render import render
 from dynmx.answer.zoneset import WILDCARD, ZoneData, ZoneSet
-from dynmx.wire.response import Entry
+from dynmx.wire.response import RCODE_NXDOMAIN, Entry
 
 
 def wire_key(name: dns.name.Name) -> bytes:
@@ -65,6 +66,7 @@ class AnswerTable:
     entries: dict[bytes, Entry]
     zones: dict[bytes, CompiledZone]
     zoneset: ZoneSet
+    selectors: dict[tuple[dns.name.Name, int], Selector] = field(default_factory=dict)
 
     def find_zone(self, qname: bytes) -> CompiledZone | None:
         """The longest served origin that `qname` (lower wire) is at or below."""
@@ -111,11 +113,38 @@ def compile_zone(zoneset: ZoneSet, zone: ZoneData, entries: dict[bytes, Entry]) 
     )
 
 
-def compile_table(zones: Iterable[ZoneData]) -> AnswerTable:
-    """Compile every zone; CNAME chains may cross zones, so all see the same ZoneSet."""
+def compile_table(zones: Iterable[ZoneData], policy: ServedPolicy | None = None) -> AnswerTable:
+    """Compile every zone, then lay the policy over it.
+
+    CNAME chains may cross zones, so every zone sees the same ZoneSet. Dynamic RRsets
+    replace their static entry with a carrier of a fresh selector; forced names (name
+    actions) replace every entry of the name.
+    """
+    policy = policy or ServedPolicy()
     zoneset = ZoneSet(zones)
     entries: dict[bytes, Entry] = {}
     compiled: dict[bytes, CompiledZone] = {}
     for zone in zoneset:
         compiled[wire_key(zone.origin)] = compile_zone(zoneset, zone, entries)
-    return AnswerTable(entries=entries, zones=compiled, zoneset=zoneset)
+    for name, rcode in policy.forced.items():
+        _force(zoneset, entries, name, rcode)
+    selectors: dict[tuple[dns.name.Name, int], Selector] = {}
+    for spec in policy.dynamic:
+        state = render_state(zoneset, spec)
+        selector = Selector(spec.name, state, policy.rules, policy.rng or default_rng())
+        selectors[(spec.owner, spec.rdtype)] = selector
+        entries[wire_key(spec.owner) + spec.rdtype.to_bytes(2, "big")] = carrier(state, selector)
+    return AnswerTable(entries=entries, zones=compiled, zoneset=zoneset, selectors=selectors)
+
+
+def _force(zoneset: ZoneSet, entries: dict[bytes, Entry], name: dns.name.Name, rcode: int) -> None:
+    """Answer every qtype at `name` with NXDOMAIN or REFUSED (a name action)."""
+    key = wire_key(name)
+    for existing in [k for k in entries if k[: len(key)] == key and len(k) in (len(key), len(key) + 2)]:
+        del entries[existing]
+    zone = zoneset.find(name)
+    if rcode == RCODE_NXDOMAIN and zone is not None:
+        answer = Answer(Outcome.NAME_ERROR, rcode=rcode, authority=[(zone.negative_soa, True)])
+        entries[key] = render(answer, name)
+    else:
+        entries[key] = REFUSED_ENTRY

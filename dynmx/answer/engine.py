@@ -25,7 +25,15 @@ from dynmx.answer.lookup import Answer, Outcome, lookup
 from dynmx.answer.render import render
 from dynmx.answer.zoneset import ZoneData
 from dynmx.errors import DropPacket, FormError
-from dynmx.wire.query import OPCODE_NOTIFY, OPCODE_QUERY, OPCODE_UPDATE, Query, parse_query
+from dynmx.wire.query import (
+    OPCODE_NOTIFY,
+    OPCODE_QUERY,
+    OPCODE_UPDATE,
+    OPTION_ECS,
+    Query,
+    ecs_address,
+    parse_query,
+)
 from dynmx.wire.response import (
     OPT_DO,
     OPT_PLAIN,
@@ -70,12 +78,20 @@ class ChaosConfig:
 class Engine:
     """Holds the current table and answers queries from it."""
 
-    def __init__(self, table: AnswerTable, *, chaos: ChaosConfig | None = None, lru_size: int = 10000):
+    def __init__(
+        self,
+        table: AnswerTable,
+        *,
+        chaos: ChaosConfig | None = None,
+        lru_size: int = 10000,
+        client_subnet: bool = False,
+    ):
         self.table = table
         self.chaos = chaos or ChaosConfig()
         self.lru_size = lru_size
         self._lru: OrderedDict[bytes, Entry] = OrderedDict()
         self.control: ControlHandler | None = None
+        self.client_subnet = client_subnet
         self.stats = {"slow": 0, "formerr": 0, "dropped": 0, "servfail": 0}
 
     @classmethod
@@ -95,7 +111,7 @@ class Engine:
     def handle(self, data: bytes, addr: object = None, tcp: bool = False) -> bytes | None:
         """Reply bytes for one query message, or None to stay silent; never raises."""
         try:
-            return self._fast(data, tcp)
+            return self._fast(data, addr, tcp)
         except Exception:
             # Our fault, not the peer's: SERVFAIL and a log line (design.md, errors).
             self.stats["servfail"] += 1
@@ -104,18 +120,18 @@ class Engine:
                 return None
             return header_only((data[0] << 8) | data[1], RCODE_SERVFAIL, bool(data[2] & 1))
 
-    def _fast(self, data: bytes, tcp: bool) -> bytes | None:
+    def _fast(self, data: bytes, addr: object, tcp: bool) -> bytes | None:
         size = len(data)
         if size < 17 or data[2] & 0xF8 or data[4:10] != b"\x00\x01\x00\x00\x00\x00":
-            return self._slow(data, tcp)
+            return self._slow(data, addr, tcp)
         pos = 12
         length = data[12]
         while length:
             if length > 63:
-                return self._slow(data, tcp)
+                return self._slow(data, addr, tcp)
             pos += length + 1
             if pos >= size:
-                return self._slow(data, tcp)
+                return self._slow(data, addr, tcp)
             length = data[pos]
         qend = pos + 1
         if (
@@ -123,7 +139,7 @@ class Engine:
             or data[qend + 2 : qend + 4] != b"\x00\x01"
             or (data[qend] == 0 and data[qend + 1] >= META_QTYPE_MIN)
         ):
-            return self._slow(data, tcp)
+            return self._slow(data, addr, tcp)
         arcount = data[10:12]
         if arcount == b"\x00\x00":
             opt = b""
@@ -145,29 +161,33 @@ class Engine:
                 elif limit > UDP_PAYLOAD:
                     limit = UDP_PAYLOAD
         else:
-            return self._slow(data, tcp)
+            return self._slow(data, addr, tcp)
         name = data[12:qend].lower()
         entries = self.table.entries
         entry = entries.get(name + data[qend : qend + 2]) or entries.get(name)
         if entry is None:
             zone = self.table.find_zone(name)
             if zone is None or not zone.plain_nxdomain(name):
-                return self._slow(data, tcp)
+                return self._slow(data, addr, tcp)
             entry = zone.nxdomain
+        elif entry.selector is not None:
+            entry = entry.selector.pick(addr)
+            if entry is None:
+                return None
         question = data[12 : qend + 4]
         body = entry.body
         if qend + 4 + len(body) + len(opt) > limit:
-            return self._slow(data, tcp)
+            return self._slow(data, addr, tcp)
         rd = data[2] & 1
         head = entry.head_opt[rd] if opt else entry.head[rd]
         return b"".join((data[:2], head, question, body, opt))
 
     # -- the slow path ------------------------------------------------------------------
 
-    def _slow(self, data: bytes, tcp: bool) -> bytes | None:
+    def _slow(self, data: bytes, addr: object, tcp: bool) -> bytes | None:
         self.stats["slow"] += 1
         try:
-            return self._answer_slow(data, tcp)
+            return self._answer_slow(data, addr, tcp)
         except DropPacket:
             self.stats["dropped"] += 1
             return None
@@ -175,7 +195,7 @@ class Engine:
             self.stats["formerr"] += 1
             return header_only(error.msg_id, RCODE_FORMERR, error.rd, opcode=(data[2] >> 3) & 0xF)
 
-    def _answer_slow(self, data: bytes, tcp: bool) -> bytes | None:
+    def _answer_slow(self, data: bytes, addr: object, tcp: bool) -> bytes | None:
         if len(data) < 12 or data[2] & 0x80:
             raise DropPacket("short or QR=1")
         opcode = (data[2] >> 3) & 0xF
@@ -200,7 +220,21 @@ class Engine:
         entry = self.find_entry(query.qname_lower, query.qtype, query.qclass == CLASS_ANY)
         if entry is None:
             return question_only(data, query, RCODE_REFUSED)  # RFC 5358: no referral upward
+        if entry.selector is not None:
+            entry = entry.selector.pick(self._client_of(query, addr))
+            if entry is None:
+                return None
         return assemble(data, query, entry, limit)
+
+    def _client_of(self, query: Query, addr: object) -> object:
+        """The address client actions look at: the ECS address when allowed (RFC 7871), else the peer."""
+        if self.client_subnet and query.edns is not None:
+            for code, value in query.edns.options:
+                if code == OPTION_ECS:
+                    address = ecs_address(value)
+                    if address is not None:
+                        return (address, 0)
+        return addr
 
     def _transfer(self, data: bytes, query: Query, tcp: bool) -> bytes:
         """Zone transfers need permission (RFC 5936 4.2); AXFR over UDP is not a thing."""

@@ -73,8 +73,13 @@ def refused() -> Answer:
     return Answer(Outcome.REFUSED, rcode=REFUSED, authoritative=False)
 
 
-def lookup(zones: ZoneSet, qname: dns.name.Name, qtype: int | None) -> Answer:
-    """Answer `qname`/`qtype` from `zones`; qtype None stands for a type present nowhere."""
+def lookup(
+    zones: ZoneSet, qname: dns.name.Name, qtype: int | None, override: RRsetRef | None = None
+) -> Answer:
+    """Answer `qname`/`qtype` from `zones`; qtype None stands for a type present nowhere.
+
+    `override` serves one rdataset in place of the zone's at its owner (a pool variant).
+    """
     zone = zones.find(qname, qtype)
     if zone is None:
         return refused()
@@ -98,6 +103,8 @@ def lookup(zones: ZoneSet, qname: dns.name.Name, qtype: int | None) -> Answer:
             result.answer.append((sname, _any_choice(node)))
             return result
         rds = node.get_rdataset(IN, dns.rdatatype.RdataType.make(qtype)) if qtype is not None else None
+        if override is not None and sname == override[0] and qtype == override[1].rdtype:
+            rds = override[1]
         if rds is not None and qtype is not None:
             result.answer.append((sname, rds))
             _positive_extras(result, zone, qtype)

@@ -33,6 +33,8 @@ class ZoneData:
 
     origin: dns.name.Name
     zone: dns.zone.Zone
+    # Nodes the policy adds or replaces (hint names, null MX); the zone itself is untouched.
+    overlay: dict[dns.name.Name, dns.node.Node] = field(default_factory=dict)
     names: set[dns.name.Name] = field(default_factory=set)  # nodes with data and empty non-terminals
     cuts: set[dns.name.Name] = field(default_factory=set)  # delegation points below the apex
     soa: RRsetRef = field(init=False)
@@ -41,7 +43,8 @@ class ZoneData:
 
     def __post_init__(self) -> None:
         origin = self.origin
-        for name, node in self.zone.nodes.items():
+        nodes = list(self.zone.nodes.items()) + list(self.overlay.items())
+        for name, node in nodes:
             if not node.rdatasets:
                 continue
             absolute = name if name.is_absolute() else name.derelativize(origin)
@@ -53,7 +56,7 @@ class ZoneData:
                 walk = walk.parent()
             if absolute != origin and node.get_rdataset(IN, NS) is not None:
                 self.cuts.add(absolute)
-        apex = self.zone.get_node(origin)
+        apex = self.node(origin)
         soa = apex.get_rdataset(IN, SOA) if apex is not None else None
         if soa is None:
             raise ValueError(f"zone {origin} has no SOA at its apex")
@@ -64,7 +67,9 @@ class ZoneData:
         self.apex_ns = (origin, ns) if ns is not None else None
 
     def node(self, name: dns.name.Name) -> dns.node.Node | None:
-        node = self.zone.nodes.get(name)
+        node = self.overlay.get(name) if self.overlay else None
+        if node is None:
+            node = self.zone.nodes.get(name)
         if node is None or not node.rdatasets:
             return None
         return node

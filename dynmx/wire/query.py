@@ -9,6 +9,7 @@ Bytes after the last counted record are ignored, as NSD does.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from dynmx.errors import DropPacket, FormError
@@ -20,6 +21,7 @@ TYPE_OPT = 41
 TYPE_TSIG = 250
 TYPE_IXFR = 251
 OPTION_COOKIE = 10
+OPTION_ECS = 8
 
 OPCODE_QUERY = 0
 OPCODE_NOTIFY = 4
@@ -196,3 +198,17 @@ def name_to_text(wire: bytes) -> str:
         labels.append(wire[pos + 1 : pos + 1 + length].decode("ascii", "backslashreplace"))
         pos += length + 1
     return ".".join(labels) + "."
+
+
+def ecs_address(value: bytes) -> str | None:
+    """The address of an EDNS Client Subnet option (RFC 7871 6), or None when malformed."""
+    if len(value) < 4:
+        return None
+    family = (value[0] << 8) | value[1]
+    source_len = value[2]
+    address = value[4:]
+    if family == 1 and source_len <= 32 and len(address) <= 4:
+        return ".".join(str(b) for b in address.ljust(4, b"\x00"))
+    if family == 2 and source_len <= 128 and len(address) <= 16:
+        return str(ipaddress.IPv6Address(address.ljust(16, b"\x00")))
+    return None

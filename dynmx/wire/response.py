@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from dynmx.wire.query import HEADER_LEN, Query
 
@@ -54,6 +55,12 @@ class RRsetSpan:
     required: bool
 
 
+class Chooser(Protocol):
+    """Picks the entry for one query (a dynamic RRset); None means stay silent."""
+
+    def pick(self, addr: object) -> Entry | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     """A response rendered once and served many times."""
@@ -62,6 +69,7 @@ class Entry:
     authoritative: bool
     body: bytes
     spans: tuple[RRsetSpan, ...]
+    selector: Chooser | None = None  # set on the table entry of a dynamic RRset
     # Derived, precomputed for the hot path.
     counts: tuple[int, int, int] = field(init=False)
     head: tuple[bytes, bytes] = field(init=False)  # flags+counts for RD=0 / RD=1, no OPT

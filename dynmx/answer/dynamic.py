@@ -1,0 +1,154 @@
+"""RRsets that change per query: every variant prerendered, one picked per query in O(1).
+
+The policy layer describes a dynamic RRset (`DynamicRRset`: the rdatasets it can
+answer with and how to choose); this module renders each variant through the normal
+lookup, so additional data, authority and truncation are exactly those of a static
+answer, and wraps them in a `Selector` that the table entry carries. Facts (a member
+down, a new load) replace a selector's state in one assignment; the table is untouched.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import dns.name
+import dns.rdataset
+
+from dynmx.answer.clients import ClientRules
+from dynmx.answer.lookup import lookup
+from dynmx.answer.render import render
+from dynmx.answer.zoneset import ZoneSet
+from dynmx.wire.response import RCODE_REFUSED, Entry
+
+FIXED, ROTATE, WEIGHTED = 0, 1, 2
+
+REFUSED_ENTRY = Entry(rcode=RCODE_REFUSED, authoritative=False, body=b"", spans=())
+
+
+@dataclass(frozen=True, slots=True)
+class DynamicRRset:
+    """What the policy wants served at owner/rdtype: variants, how to pick, hint answers."""
+
+    name: str  # the pool it belongs to, for metrics and status
+    owner: dns.name.Name
+    rdtype: int
+    mode: int
+    variants: tuple[dns.rdataset.Rdataset, ...]
+    firsts: tuple[str, ...]  # first host of each variant
+    weights: tuple[float, ...] = ()
+    hints: tuple[tuple[str, dns.rdataset.Rdataset], ...] = ()  # client action 'hint' answers
+
+
+@dataclass(frozen=True)
+class ServedPolicy:
+    """Everything the policy layer asks the compiler to serve beyond the zones."""
+
+    dynamic: tuple[DynamicRRset, ...] = ()
+    forced: dict[dns.name.Name, int] = field(default_factory=dict)  # name -> NXDOMAIN or REFUSED
+    rules: ClientRules | None = None
+    rng: Callable[[], float] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SelectorState:
+    """One immutable generation of a selector; `hits` counts picks per variant."""
+
+    variants: tuple[Entry, ...]
+    firsts: tuple[str, ...]
+    mode: int
+    cumulative: tuple[float, ...]
+    hints: dict[str, Entry]
+    hits: list[int] = field(default_factory=list)
+
+
+class Selector:
+    """Picks the variant for one query; carried by the table entry of a dynamic RRset."""
+
+    __slots__ = ("counter", "name", "random", "rules", "state", "totals")
+
+    def __init__(self, name: str, state: SelectorState, rules: ClientRules | None, rng: Callable[[], float]):
+        self.name = name
+        self.state = state
+        self.rules = rules if rules else None
+        self.random = rng
+        self.counter = 0
+        self.totals: dict[str, int] = {}
+
+    def pick(self, addr: object) -> Entry | None:
+        """The entry to answer with, or None to drop the query (client action 'drop')."""
+        state = self.state
+        rules = self.rules
+        if rules is not None and isinstance(addr, tuple):
+            action = rules.match(addr[0])
+            if action is not None and action.action != "answer":
+                if action.action == "refuse":
+                    return REFUSED_ENTRY
+                if action.action == "drop":
+                    return None
+                hinted = state.hints.get(action.hint)
+                if hinted is not None:
+                    return hinted
+        mode = state.mode
+        if mode == ROTATE:
+            index = self.counter % len(state.variants)
+            self.counter = index + 1
+        elif mode == WEIGHTED:
+            cumulative = state.cumulative
+            index = bisect.bisect_right(cumulative, self.random() * cumulative[-1])
+            if index >= len(cumulative):
+                index = len(cumulative) - 1
+        else:
+            index = 0
+        state.hits[index] += 1
+        return state.variants[index]
+
+    def replace(self, state: SelectorState) -> None:
+        """Swap in a new generation; the old one's counts move to the running totals."""
+        old = self.state
+        for first, hits in zip(old.firsts, old.hits, strict=True):
+            self.totals[first] = self.totals.get(first, 0) + hits
+        self.state = state
+
+    def first_counts(self) -> dict[str, int]:
+        """How often each host was ranked first, over every generation."""
+        counts = dict(self.totals)
+        state = self.state
+        for first, hits in zip(state.firsts, state.hits, strict=True):
+            counts[first] = counts.get(first, 0) + hits
+        return counts
+
+
+def render_state(zoneset: ZoneSet, spec: DynamicRRset) -> SelectorState:
+    """Render every variant (and hint answer) of `spec` through the ordinary lookup."""
+
+    def entry_for(rdataset: dns.rdataset.Rdataset) -> Entry:
+        answer = lookup(zoneset, spec.owner, spec.rdtype, override=(spec.owner, rdataset))
+        return render(answer, spec.owner)
+
+    variants = tuple(entry_for(rds) for rds in spec.variants)
+    cumulative: list[float] = []
+    total = 0.0
+    for weight in spec.weights:
+        total += weight
+        cumulative.append(total)
+    return SelectorState(
+        variants=variants,
+        firsts=spec.firsts,
+        mode=spec.mode,
+        cumulative=tuple(cumulative),
+        hints={label: entry_for(rds) for label, rds in spec.hints},
+        hits=[0] * len(variants),
+    )
+
+
+def carrier(state: SelectorState, selector: Selector) -> Entry:
+    """The table entry for a dynamic RRset: its first variant, carrying the selector."""
+    return dataclasses.replace(state.variants[0], selector=selector)
+
+
+def default_rng() -> Callable[[], float]:
+    return random.Random().random

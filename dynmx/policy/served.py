@@ -1,0 +1,197 @@
+"""Turn pools, hints, client and name actions into what the compiler serves.
+
+Pure: config and member facts in; dynamic RRsets, overlay nodes and forced names out.
+The pool name's MX RRset and every hint name's MX RRset are dynamic (re-planned when
+facts change); hint names and null-MX names also get overlay nodes so that they exist
+for the lookup (NODATA for other types, no NXDOMAIN below them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import dns.name
+import dns.node
+import dns.rdata
+import dns.rdataclass
+import dns.rdataset
+import dns.rdatatype
+
+from dynmx.answer.clients import ClientAction, ClientRules
+from dynmx.answer.compiler import AnswerTable, compile_table
+from dynmx.answer.dynamic import DynamicRRset, ServedPolicy, render_state
+from dynmx.answer.zoneset import ZoneData, ZoneSet
+from dynmx.config import Config, MemberConfig, PoolConfig
+from dynmx.policy.strategies import MemberFacts, Ordering, Plan, plan_hint, plan_pool
+
+MX = dns.rdatatype.MX
+IN = dns.rdataclass.IN
+HINT_LABEL = b"_hint"
+NULL_MX_TTL = 3600
+
+# pool name -> host -> facts
+Facts = Mapping[str, Mapping[str, MemberFacts]]
+
+
+def hint_owner(pool: PoolConfig, label: str) -> dns.name.Name:
+    """`<label>._hint.<pool name>`: the name a transport map points at for a message class."""
+    return dns.name.from_text(f"{label}._hint.{pool.name}")
+
+
+def mx_rdataset(ordering: Ordering, ttl: int) -> dns.rdataset.Rdataset:
+    rdatas = [dns.rdata.from_text(IN, MX, f"{preference} {host}") for host, preference in ordering]
+    return dns.rdataset.from_rdata_list(ttl, rdatas)
+
+
+def _spec(
+    pool: PoolConfig, owner: dns.name.Name, plan: Plan, hints: tuple[tuple[str, Plan], ...] = ()
+) -> DynamicRRset:
+    return DynamicRRset(
+        name=pool.name,
+        owner=owner,
+        rdtype=MX,
+        mode=int(plan.mode),
+        variants=tuple(mx_rdataset(o, pool.ttl) for o in plan.orderings),
+        firsts=plan.firsts,
+        weights=plan.weights,
+        hints=tuple((label, mx_rdataset(p.orderings[0], pool.ttl)) for label, p in hints),
+    )
+
+
+@dataclass(frozen=True)
+class PoolPlans:
+    """The current plans of one pool: its own and each hint's."""
+
+    pool: PoolConfig
+    plan: Plan
+    hints: tuple[tuple[str, Plan], ...]
+
+    def specs(self) -> list[DynamicRRset]:
+        owner = dns.name.from_text(self.pool.name)
+        found = [_spec(self.pool, owner, self.plan, self.hints)]
+        found += [_spec(self.pool, hint_owner(self.pool, label), plan) for label, plan in self.hints]
+        return found
+
+
+def plan_all(pool: PoolConfig, facts: Mapping[str, MemberFacts]) -> PoolPlans:
+    hints = tuple((hint.label, plan_hint(pool, hint, facts)) for hint in pool.hint)
+    return PoolPlans(pool, plan_pool(pool, facts), hints)
+
+
+def client_rules(config: Config) -> ClientRules:
+    return ClientRules(
+        [ClientAction(ipaddress.ip_network(c.prefix), c.action, c.hint) for c in config.client]
+    )
+
+
+def overlay_nodes(
+    config: Config, existing: Mapping[dns.name.Name, dns.node.Node | None]
+) -> dict[dns.name.Name, dns.node.Node]:
+    """Nodes to lay over the zones: hint names (a placeholder MX) and null MX names (RFC 7505)."""
+    nodes: dict[dns.name.Name, dns.node.Node] = {}
+    for pool in config.pool:
+        placeholder = mx_rdataset(tuple((m.host, m.preference) for m in pool.member), pool.ttl)
+        for hint in pool.hint:
+            node = dns.node.Node()  # type: ignore[no-untyped-call]
+            node.rdatasets.append(placeholder)
+            nodes[hint_owner(pool, hint.label)] = node
+    null_mx = dns.rdataset.from_text(IN, MX, NULL_MX_TTL, "0 .")
+    for rule in config.name:
+        if rule.action != "null-mx":
+            continue
+        name = dns.name.from_text(rule.name)
+        node = dns.node.Node()  # type: ignore[no-untyped-call]
+        old = existing.get(name)
+        if old is not None:
+            node.rdatasets.extend(rds for rds in old.rdatasets if rds.rdtype != MX)
+        node.rdatasets.append(null_mx)
+        nodes[name] = node
+    return nodes
+
+
+def forced_names(config: Config) -> dict[dns.name.Name, int]:
+    """Name actions that answer an rcode for every type: nxdomain (3) or refuse (5)."""
+    rcodes = {"nxdomain": 3, "refuse": 5}
+    return {dns.name.from_text(r.name): rcodes[r.action] for r in config.name if r.action in rcodes}
+
+
+def served_policy(config: Config, plans: list[PoolPlans], rules: ClientRules) -> ServedPolicy:
+    dynamic = tuple(spec for plans_of_pool in plans for spec in plans_of_pool.specs())
+    return ServedPolicy(dynamic=dynamic, forced=forced_names(config), rules=rules)
+
+
+def build_table(
+    config: Config, zones: list[ZoneData], facts: Facts, rng: Callable[[], float] | None = None
+) -> tuple[AnswerTable, dict[str, PoolPlans]]:
+    """Zones plus policy, compiled: the one place a new table is made."""
+    base = ZoneSet(zones)
+    existing = {}
+    for rule in config.name:
+        name = dns.name.from_text(rule.name)
+        zone = base.find(name)
+        existing[name] = zone.node(name) if zone is not None else None
+    overlays: dict[dns.name.Name, dict[dns.name.Name, dns.node.Node]] = {}
+    for name, node in overlay_nodes(config, existing).items():
+        zone = base.find(name)
+        if zone is not None:
+            overlays.setdefault(zone.origin, {})[name] = node
+    layered = [
+        ZoneData(z.origin, z.zone, overlay=overlays[z.origin]) if z.origin in overlays else z for z in zones
+    ]
+    plans = {
+        p.name: plan_all(p, facts.get(p.name, {}))
+        for p in config.pool
+        if base.find(dns.name.from_text(p.name))
+    }
+    policy = served_policy(config, list(plans.values()), client_rules(config))
+    if rng is not None:
+        policy = dataclasses.replace(policy, rng=rng)
+    return compile_table(layered, policy), plans
+
+
+def refresh_pool(table: AnswerTable, plans: PoolPlans) -> None:
+    """Re-render one pool's dynamic RRsets after its facts changed; the table stays."""
+    for spec in plans.specs():
+        selector = table.selectors.get((spec.owner, spec.rdtype))
+        if selector is not None:
+            selector.replace(render_state(table.zoneset, spec))
+
+
+def pool_status(
+    plans: PoolPlans, facts: Mapping[str, MemberFacts], first_counts: Mapping[str, int]
+) -> dict[str, object]:
+    """A pool as /status shows it: strategy, members with their facts, what is served now."""
+    plan = plans.plan
+    return {
+        "name": plans.pool.name,
+        "strategy": plans.pool.strategy,
+        "ttl": plans.pool.ttl,
+        "mode": plan.mode.name.lower(),
+        "fail_open": plan.fail_open,
+        "orderings": [[f"{preference} {host}" for host, preference in o] for o in plan.orderings],
+        "weights": list(plan.weights),
+        "members": [
+            {
+                "host": m.host,
+                "role": m.role,
+                "preference": m.preference,
+                "weight": m.weight,
+                "state": _state(m, facts.get(m.host)),
+                "load": facts[m.host].load if m.host in facts else None,
+                "first": first_counts.get(m.host, 0),
+            }
+            for m in plans.pool.member
+        ],
+        "hints": {label: [f"{pr} {h}" for h, pr in p.orderings[0]] for label, p in plans.hints},
+    }
+
+
+def _state(member: MemberConfig, facts: MemberFacts | None) -> str:
+    if facts is None:
+        return "up" if member.probe == "none" else "unknown"
+    if facts.drained:
+        return "admin-down"
+    return "up" if facts.up else "down"
