@@ -13,6 +13,7 @@ import functools
 import json
 import logging
 import os
+import random
 import signal
 import socket
 import time
@@ -135,13 +136,15 @@ class App:
         self._reload_lock = asyncio.Lock()
         self.facts: dict[str, dict[str, MemberFacts]] = {}
         self.plans: dict[str, PoolPlans] = {}
+        seed = config.server.random_seed
+        self.rng = random.Random(seed).random if seed else None
         self.bound: list[tuple[str, int]] = []
 
     # -- zones ---------------------------------------------------------------------------
 
     def _load(self) -> tuple[dict[Path, LoadedZone], list[Problem], AnswerTable]:
         zones, problems = scan_zones(self.zones_dir, self.state.by_file)
-        table, plans = build_table(self.config, zone_data(zones), self.facts)
+        table, plans = build_table(self.config, zone_data(zones), self.facts, self.rng)
         self.plans = plans
         return zones, problems, table
 

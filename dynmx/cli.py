@@ -84,7 +84,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     """Validate everything `serve` would load; exit 1 with `file:line: reason` lines."""
-    from dynmx.app import scan_zones
+    from dynmx.app import scan_zones, zone_data
+    from dynmx.policy.checks import check_policy
 
     try:
         config = _config_from_args(args)
@@ -95,10 +96,17 @@ def _cmd_check(args: argparse.Namespace) -> int:
     zones, problems = scan_zones(zones_dir, {})
     for problem in problems:
         print(problem)
-    if problems:
+    policy_problems, warnings = check_policy(config, zone_data(zones))
+    source = f"{args.config}: " if args.config else ""
+    for text in policy_problems:
+        print(f"{source}{text}")
+    for text in warnings:
+        print(f"{source}warning: {text}")
+    if problems or policy_problems:
         return 1
     names = ", ".join(sorted(z.origin.to_text() for z in zones.values()))
-    print(f"ok: {len(zones)} zone(s): {names}" if zones else f"ok: no zones in {zones_dir}")
+    pools = f", {len(config.pool)} pool(s)" if config.pool else ""
+    print(f"ok: {len(zones)} zone(s): {names}{pools}" if zones else f"ok: no zones in {zones_dir}")
     return 0
 
 

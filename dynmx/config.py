@@ -108,6 +108,7 @@ class ServerConfig:
     identity: str = ""  # answer CH TXT id.server with this
     pid_file: str = ""
     client_subnet: bool = False  # use EDNS Client Subnet (RFC 7871) for client actions
+    random_seed: int = 0  # seed of the weighted draw, for reproducible tests; 0 = unpredictable
 
 
 @dataclass(frozen=True)

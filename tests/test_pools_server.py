@@ -1,0 +1,225 @@
+"""MX pools over real sockets: each strategy's distribution, hints, client and name actions."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import pytest
+
+from tests.conftest import ROOT, RunningServer
+
+ZONE = """\
+$ORIGIN example.test.
+$TTL 3600
+@        SOA ns1 hostmaster 1 7200 3600 1209600 300
+@        NS  ns1
+ns1      A   127.0.0.1
+mx1      A   127.0.0.2
+mx2      A   127.0.0.3
+mx3      A   127.0.0.4
+relay    A   127.0.0.5
+{mx}
+suspended MX 10 mx1
+suspended TXT "kept"
+gone     A   127.0.0.9
+"""
+POOLS = ("rr", "weighted", "least", "static")
+MX_LINES = "\n".join(
+    f"{name} MX 10 mx1\n{name} MX 20 mx2\n{name} MX 30 mx3\n{name} MX 90 relay" for name in POOLS
+)
+
+
+def _pool(name: str, strategy: str, weights: tuple[int, int, int] = (1, 1, 1)) -> str:
+    members = "".join(
+        f'[[pool.member]]\nhost = "mx{i + 1}.example.test."\npreference = {10 * (i + 1)}\nweight = {w}\n'
+        for i, w in enumerate(weights)
+    )
+    relay = '[[pool.member]]\nhost = "relay.example.test."\npreference = 90\nrole = "relay"\n'
+    hint = '[[pool.hint]]\nlabel = "urgent"\norder = ["mx3.example.test."]\n' if name == "rr" else ""
+    return (
+        f'[[pool]]\nname = "{name}.example.test."\nstrategy = "{strategy}"\nttl = 30\n{members}{relay}{hint}'
+    )
+
+
+CONFIG = """\
+[server]
+listen = ["127.0.0.1:0"]
+zones_dir = "{zones}"
+random_seed = 3
+[http]
+listen = "127.0.0.1:0"
+{pools}
+[[client]]
+prefix = "127.0.0.2/32"
+action = "hint"
+hint = "urgent"
+[[client]]
+prefix = "127.0.0.3/32"
+action = "refuse"
+[[client]]
+prefix = "127.0.0.4/32"
+action = "drop"
+[[name]]
+name = "suspended.example.test."
+action = "null-mx"
+[[name]]
+name = "gone.example.test."
+action = "nxdomain"
+"""
+
+Serve = Callable[..., RunningServer]
+
+
+@pytest.fixture
+def server(serve: Serve, tmp_path: Path) -> RunningServer:
+    zones = tmp_path / "zones"
+    zones.mkdir()
+    (zones / "example.test.zone").write_text(ZONE.format(mx=MX_LINES))
+    pools = "\n".join(
+        [
+            _pool("rr", "round-robin"),
+            _pool("weighted", "weighted", (3, 1, 0)),
+            _pool("least", "least-load"),
+            _pool("static", "static"),
+        ]
+    )
+    config = tmp_path / "dynmx.toml"
+    config.write_text(CONFIG.format(zones=zones, pools=pools))
+    return serve("--config", str(config))
+
+
+def _client(source: str) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((source, 0))
+    sock.settimeout(2)
+    return sock
+
+
+def _ask(
+    server: RunningServer, name: str, source: str = "127.0.0.1", rdtype: str = "MX"
+) -> dns.message.Message:
+    query = dns.message.make_query(name, rdtype)
+    with _client(source) as sock:
+        sock.sendto(query.to_wire(), server.address)
+        data, _ = sock.recvfrom(65535)
+    return dns.message.from_wire(data)
+
+
+def _firsts(server: RunningServer, name: str, count: int) -> list[str]:
+    """Ask `count` times over one socket (bounded) and return each answer's best exchange."""
+    firsts = []
+    with _client("127.0.0.1") as sock:
+        for index in range(count):
+            query = dns.message.make_query(name, "MX", id=index)
+            sock.sendto(query.to_wire(), server.address)
+            reply = dns.message.from_wire(sock.recvfrom(65535)[0])
+            best = min(reply.answer[0], key=lambda r: r.preference)
+            firsts.append(str(best.exchange))
+    return firsts
+
+
+def test_round_robin_gives_each_primary_first_place_equally(server: RunningServer) -> None:
+    firsts = _firsts(server, "rr.example.test", 999)
+    assert Counter(firsts) == {"mx1.example.test.": 333, "mx2.example.test.": 333, "mx3.example.test.": 333}
+    assert all(len(set(firsts[i : i + 3])) == 3 for i in range(0, 999, 3))
+
+
+def test_weighted_first_place_follows_weights(server: RunningServer) -> None:
+    shares = Counter(_firsts(server, "weighted.example.test", 1000))
+    assert set(shares) == {"mx1.example.test.", "mx2.example.test."}  # weight 0 is never first
+    assert abs(shares["mx1.example.test."] / 1000 - 0.75) < 0.05
+
+
+def test_least_load_puts_the_least_loaded_member_first(server: RunningServer) -> None:
+    for host, load in (("mx1", 0.9), ("mx2", 0.2), ("mx3", 0.5)):
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "dynmx",
+                "member",
+                "load",
+                "least.example.test",
+                f"{host}.example.test",
+                str(load),
+                "--http",
+                f"127.0.0.1:{server.http_port}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=ROOT,
+        )
+        assert result.returncode == 0, result.stderr
+    assert set(_firsts(server, "least.example.test", 1000)) == {"mx2.example.test."}
+
+
+def test_static_keeps_base_preferences(server: RunningServer) -> None:
+    reply = _ask(server, "static.example.test")
+    assert sorted((r.preference, str(r.exchange)) for r in reply.answer[0]) == [
+        (10, "mx1.example.test."),
+        (20, "mx2.example.test."),
+        (30, "mx3.example.test."),
+        (90, "relay.example.test."),
+    ]
+
+
+def test_rfc5321_relay_is_always_ranked_after_primaries(server: RunningServer) -> None:
+    for _ in range(6):
+        records = sorted(_ask(server, "rr.example.test").answer[0], key=lambda r: r.preference)
+        assert str(records[-1].exchange) == "relay.example.test."
+
+
+def test_hint_name_answers_the_hint_order(server: RunningServer) -> None:
+    reply = _ask(server, "urgent._hint.rr.example.test")
+    assert [str(r.exchange) for r in reply.answer[0]] == ["mx3.example.test."]
+    assert reply.answer[0].ttl == 30
+
+
+def test_unknown_hint_label_is_nxdomain(server: RunningServer) -> None:
+    assert _ask(server, "nope._hint.rr.example.test").rcode() == dns.rcode.NXDOMAIN
+
+
+def test_client_prefix_hint_answers_as_the_hint(server: RunningServer) -> None:
+    from_hinted = _ask(server, "rr.example.test", source="127.0.0.2")
+    assert [str(r.exchange) for r in from_hinted.answer[0]] == ["mx3.example.test."]
+    from_other = _ask(server, "rr.example.test", source="127.0.0.1")
+    assert len(from_other.answer[0]) == 4
+
+
+def test_client_prefix_refuse_and_drop(server: RunningServer) -> None:
+    assert _ask(server, "rr.example.test", source="127.0.0.3").rcode() == dns.rcode.REFUSED
+    with _client("127.0.0.4") as sock:
+        sock.settimeout(0.5)
+        sock.sendto(dns.message.make_query("rr.example.test", "MX").to_wire(), server.address)
+        with pytest.raises(TimeoutError):
+            sock.recvfrom(65535)
+
+
+def test_rfc7505_null_mx_name_action_keeps_other_records(server: RunningServer) -> None:
+    reply = _ask(server, "suspended.example.test")
+    assert [(r.preference, str(r.exchange)) for r in reply.answer[0]] == [(0, ".")]
+    assert _ask(server, "suspended.example.test", rdtype="TXT").answer
+
+
+def test_nxdomain_name_action(server: RunningServer) -> None:
+    assert _ask(server, "gone.example.test", rdtype="A").rcode() == dns.rcode.NXDOMAIN
+
+
+def test_pool_answer_over_tcp_rotates_too(server: RunningServer) -> None:
+    firsts = set()
+    for _ in range(3):
+        reply = dns.query.tcp(
+            dns.message.make_query("rr.example.test", "MX"), "127.0.0.1", port=server.dns_port, timeout=2
+        )
+        firsts.add(str(min(reply.answer[0], key=lambda r: r.preference).exchange))
+    assert len(firsts) == 3
