@@ -46,7 +46,7 @@ class Sink:
     def __init__(self) -> None:
         self.received = 0
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         self.received += 1
         return "250 OK"
 

@@ -20,7 +20,7 @@ from dynmx.config import Config
 IN = dns.rdataclass.IN
 
 
-def _has(zones: ZoneSet, name: dns.name.Name, rdtypes: Iterable[int]) -> bool | None:
+def _has(zones: ZoneSet, name: dns.name.Name, rdtypes: Iterable[dns.rdatatype.RdataType]) -> bool | None:
     """Whether `name` has one of `rdtypes`; None when no served zone holds the name."""
     zone = zones.find(name)
     if zone is None:
