@@ -51,9 +51,11 @@ def parse_hostport(text: str, default_port: int = 53) -> tuple[str, int]:
 
 def absolute_name(text: str) -> str:
     """A domain name as configured, made absolute and lower-case (names compare so)."""
-    if not text or " " in text or ".." in text.strip("."):
+    relative = text[:-1] if text.endswith(".") else text
+    labels = relative.split(".")
+    if not relative or " " in text or any(not label or len(label) > 63 for label in labels):
         raise ValueError(f"expected a domain name, got {text!r}")
-    return text.lower() if text.endswith(".") else text.lower() + "."
+    return relative.lower() + "."
 
 
 def _label(value: str) -> str:
@@ -170,7 +172,9 @@ class PoolConfig:
             if hint.label in labels[:index]:
                 found.append(f"hint[{index}].label: {hint.label!r} is defined twice")
             for position, host in enumerate(hint.order):
-                if host not in hosts:
+                if host in hint.order[:position]:
+                    found.append(f"hint[{index}].order[{position}]: {host} is listed twice")
+                elif host not in hosts:
                     found.append(f"hint[{index}].order[{position}]: {host} is not a member of this pool")
         return found
 
@@ -179,7 +183,7 @@ class PoolConfig:
 class ClientConfig:
     prefix: str = _key(_prefix, default=REQUIRED)
     action: str = _key(_choice("answer", "refuse", "drop", "hint"), default="answer")
-    hint: str = ""
+    hint: str = _key(lambda v: v and _label(v), default="")
 
     def problems(self) -> list[str]:
         if self.action == "hint" and not self.hint:

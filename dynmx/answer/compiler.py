@@ -67,6 +67,7 @@ class AnswerTable:
     zones: dict[bytes, CompiledZone]
     zoneset: ZoneSet
     selectors: dict[tuple[dns.name.Name, int], Selector] = field(default_factory=dict)
+    forced: frozenset[bytes] = frozenset()  # names whose every type is NXDOMAIN or REFUSED
 
     def find_zone(self, qname: bytes) -> CompiledZone | None:
         """The longest served origin that `qname` (lower wire) is at or below."""
@@ -134,7 +135,8 @@ def compile_table(zones: Iterable[ZoneData], policy: ServedPolicy | None = None)
         selector = Selector(spec.name, state, policy.rules, policy.rng or default_rng())
         selectors[(spec.owner, spec.rdtype)] = selector
         entries[wire_key(spec.owner) + spec.rdtype.to_bytes(2, "big")] = carrier(state, selector)
-    return AnswerTable(entries=entries, zones=compiled, zoneset=zoneset, selectors=selectors)
+    forced = frozenset(wire_key(name) for name in policy.forced)
+    return AnswerTable(entries=entries, zones=compiled, zoneset=zoneset, selectors=selectors, forced=forced)
 
 
 def _force(zoneset: ZoneSet, entries: dict[bytes, Entry], name: dns.name.Name, rcode: int) -> None:

@@ -177,7 +177,9 @@ class Engine:
         question = data[12 : qend + 4]
         body = entry.body
         if qend + 4 + len(body) + len(opt) > limit:
-            return self._slow(data, addr, tcp)
+            # Too big for this client: truncate from the entry already chosen (a pool's
+            # selector has picked; picking again would skip a member).
+            return assemble(data, parse_query(data), entry, limit)
         rd = data[2] & 1
         head = entry.head_opt[rd] if opt else entry.head[rd]
         return b"".join((data[:2], head, question, body, opt))
@@ -217,7 +219,10 @@ class Engine:
             return question_only(data, query, RCODE_REFUSED)
         if query.qtype in (TYPE_AXFR, TYPE_IXFR):
             return self._transfer(data, query, tcp)
-        entry = self.find_entry(query.qname_lower, query.qtype, query.qclass == CLASS_ANY)
+        class_any = query.qclass == CLASS_ANY
+        if class_any and self._is_dynamic(query.qname_lower, query.qtype):
+            class_any = False  # a pool answer is the same in every class; client actions apply
+        entry = self.find_entry(query.qname_lower, query.qtype, class_any)
         if entry is None:
             return question_only(data, query, RCODE_REFUSED)  # RFC 5358: no referral upward
         if entry.selector is not None:
@@ -258,6 +263,10 @@ class Engine:
         entry = render(Answer(Outcome.SUCCESS, authoritative=False, answer=[(owner, rdataset)]), owner)
         return assemble(data, query, entry, limit)
 
+    def _is_dynamic(self, qname: bytes, qtype: int) -> bool:
+        entry = self.table.entries.get(qname + qtype.to_bytes(2, "big"))
+        return entry is not None and entry.selector is not None
+
     def find_entry(self, qname: bytes, qtype: int, class_any: bool = False) -> Entry | None:
         """The entry for a lower-case wire name and qtype, computing and caching misses."""
         key = qname + qtype.to_bytes(2, "big") + (b"*" if class_any else b"")
@@ -266,6 +275,8 @@ class Engine:
             entry = table.entries.get(key) or table.entries.get(qname)
             if entry is not None:
                 return entry
+        if qname in table.forced:
+            return table.entries[qname]  # a name action answers every type, ANY included
         entry = self._lru.get(key)
         if entry is not None:
             self._lru.move_to_end(key)

@@ -88,8 +88,10 @@ def plan_pool(pool: PoolConfig, facts: Mapping[str, MemberFacts]) -> Plan:
     if pool.strategy == "static" or len(primaries) <= 1:
         if pool.strategy == "static":
             ordering = tuple((m.host, m.preference) for m in primaries)
-            last = max((p for _, p in ordering), default=0)
-            ordering += tuple((m.host, max(m.preference, last + 1)) for m in eligible if m.role == "relay")
+            last = max((p for _, p in ordering), default=-1)
+            for relay in (m for m in eligible if m.role == "relay"):
+                last = max(relay.preference, last + 1)  # relays stay behind primaries and in order
+                ordering += ((relay.host, last),)
             return Plan(Mode.FIXED, (ordering,))
         return Plan(Mode.FIXED, (_numbered([m.host for m in primaries] + relays),))
     hosts = [m.host for m in primaries]
