@@ -61,9 +61,9 @@ strategy = "round-robin"
 ttl = 30
 """
     + "".join(
-        f'[[pool.member]]\nhost = "{h}.{ZONE}."\npreference = {10 * (i + 1)}\n' for i, h in enumerate(HOSTS)
+        f'[[pool.member]]\nhost = "{h}.{ZONE}."\npreference = {10 * (i + 1)}\nprobe = "none"\n' for i, h in enumerate(HOSTS)
     )
-    + f'[[pool.member]]\nhost = "relay.{ZONE}."\npreference = 40\nrole = "relay"\n'
+    + f'[[pool.member]]\nhost = "relay.{ZONE}."\npreference = 40\nrole = "relay"\nprobe = "none"\n'
 )
 
 

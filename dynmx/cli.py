@@ -175,6 +175,53 @@ def _cmd_member_load(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_member_drain(args: argparse.Namespace) -> int:
+    """`member down` drains a member (admin-down, survives restarts); `member up` undoes it."""
+    url = _require_url(_config_from_args(args), args.http)
+    drained = args.member_command == "down"
+    query = urllib.parse.urlencode({"pool": args.pool, "host": args.host, "drained": int(drained)})
+    _post(f"{url}/members/drain?{query}")
+    print(f"{args.host} in {args.pool}: {'admin-down' if drained else 'back in service'}")
+    return 0
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    """Print the answer a query for NAME would get now, and why."""
+    url = _require_url(_config_from_args(args), args.http)
+    query = urllib.parse.urlencode({"name": args.name, "from": args.source or "", "hint": args.hint or ""})
+    try:
+        with urllib.request.urlopen(f"{url}/explain?{query}", timeout=10) as response:
+            result = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        raise ControlError(f"{url}/explain: {error.read().decode().strip() or error.reason}") from None
+    except (urllib.error.URLError, OSError) as error:
+        raise ControlError(f"cannot reach {url}/explain: {error}") from None
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    answer = result.get("answer")
+    print(f"{result['name']} MX" + (f" from {result['from']}" if result.get("from") else ""))
+    if isinstance(answer, list):
+        for line in answer:
+            print(f"  {line}")
+    elif isinstance(answer, dict):
+        for share, lines in answer.items():
+            print(f"  {share}: {', '.join(lines)}")
+    else:
+        print(f"  {answer}")
+    if "ttl" in result:
+        print(f"ttl {result['ttl']}")
+    for reason in result.get("why", []):
+        print(f"why: {reason}")
+    pool = result.get("pool")
+    if isinstance(pool, dict):
+        for member in pool["members"]:
+            load = "" if member["load"] is None else f" load {member['load']}"
+            line = f"member {member['host']} {member['role']} {member['state']} {member['reason']}{load}"
+            print(line.rstrip())
+    return 0
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     """Print the running server's /status: zones, pools, members, current first choice."""
     url = _require_url(_config_from_args(args), args.http)
@@ -191,13 +238,15 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print(f"zone {zone['name']} serial {zone['serial']}")
     for pool in status.get("pools", []):
         first = pool["orderings"][0][0] if pool["orderings"] else "-"
-        extra = " FAIL-OPEN" if pool["fail_open"] else ""
+        extra = (" FAIL-OPEN" if pool["fail_open"] else "") + (" PROMOTED" if pool.get("promoted") else "")
         head = f"pool {pool['name']} {pool['strategy']} ({pool['mode']}) ttl {pool['ttl']}"
         print(f"{head}: now first {first}{extra}")
         for member in pool["members"]:
             load = "" if member["load"] is None else f" load {member['load']}"
             row = f"{member['host']:<30} {member['role']:<8} {member['state']:<10}"
-            print(f"  {row} first {member['first']}{load}")
+            latency = "" if member.get("latency") is None else f" {member['latency'] * 1000:.1f}ms"
+            reason = f" last {member['reason']}{latency}" if member.get("reason") else ""
+            print(f"  {row} first {member['first']}{load}{reason}")
     for problem in status.get("problems", []):
         print(f"problem: {problem}")
     return 0
@@ -245,6 +294,22 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--config", "-c", help="TOML config file (for [http] listen)")
     load.add_argument("--http", help="HOST:PORT of the control listener")
     load.set_defaults(func=_cmd_member_load)
+    for verb, text in (("down", "drain a member (admin-down; survives restarts)"), ("up", "undo a drain")):
+        drain = member_sub.add_parser(verb, help=text)
+        drain.add_argument("pool")
+        drain.add_argument("host")
+        drain.add_argument("--config", "-c", help="TOML config file (for [http] listen)")
+        drain.add_argument("--http", help="HOST:PORT of the control listener")
+        drain.set_defaults(func=_cmd_member_drain)
+
+    explain = sub.add_parser("explain", help="show the answer a query would get now, and why")
+    explain.add_argument("name", help="a pool name or a hint name")
+    explain.add_argument("--from", dest="source", help="the asking address (client actions, relay view)")
+    explain.add_argument("--hint", help="a hint label")
+    explain.add_argument("--json", action="store_true")
+    explain.add_argument("--config", "-c", help="TOML config file (for [http] listen)")
+    explain.add_argument("--http", help="HOST:PORT of the control listener")
+    explain.set_defaults(func=_cmd_explain)
     return parser
 
 

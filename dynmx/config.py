@@ -111,6 +111,9 @@ class ServerConfig:
     pid_file: str = ""
     client_subnet: bool = False  # use EDNS Client Subnet (RFC 7871) for client actions
     random_seed: int = 0  # seed of the weighted draw, for reproducible tests; 0 = unpredictable
+    chaos_status: bool = False  # answer CH TXT status.<pool name> with the pool's health
+    probe_concurrency: int = _key(_between(1, 10000), default=64)
+    probe_name: str = _key(absolute_name, default="dynmx.invalid.")  # EHLO name of the SMTP probe
 
 
 @dataclass(frozen=True)
@@ -127,16 +130,42 @@ ROLES = ("primary", "relay", "standby")
 STRATEGIES = ("static", "round-robin", "weighted", "least-load")
 
 
+PROBES = ("smtp", "tcp", "http", "load", "none")
+DEFAULT_PORTS = {"smtp": 25, "tcp": 25, "http": 80, "load": 80, "none": 0}
+
+
 @dataclass(frozen=True)
 class MemberConfig:
     host: str = _key(absolute_name, default=REQUIRED)
     preference: int = _key(_between(0, 65535), default=10)
     weight: float = _key(_between(0, 1e6), default=1.0)
     role: str = _key(_choice(*ROLES), default="primary")
-    probe: str = _key(_choice("none"), default="none")  # more kinds come with the prober
+    # Health probing (defaults as gdnsd/HAProxy operators know them: 10 s, 3 s, fall 3, rise 2).
+    probe: str = _key(_choice(*PROBES), default="smtp")
+    address: str = _key(lambda v: v and ipaddress.ip_address(v), default="")  # default: the host's A/AAAA
+    port: int = _key(_between(0, 65535), default=0)  # 0: the probe kind's usual port
+    url: str = ""  # http and load probes
+    interval: float = _key(_between(0.05, 86400), default=10.0)
+    timeout: float = _key(_between(0.05, 600), default=3.0)
+    fall: int = _key(_between(1, 1000), default=3)
+    rise: int = _key(_between(1, 1000), default=2)
+    starttls: bool = False  # smtp: require STARTTLS in the EHLO reply
+    expect_status: tuple[int, ...] = _key(_between(100, 599), default=())  # http: empty = any 2xx
+    body_match: str = ""  # http: substring the body must contain
+    load_field: str = "load"  # load: JSON field (dotted path)
+    load_metric: str = ""  # load: Prometheus metric name instead of JSON
+    sources: tuple[str, ...] = _key(_prefix, default=())  # prefixes this member resolves from (relays)
 
     def problems(self) -> list[str]:
+        if self.probe in ("http", "load") and not self.url:
+            return [f"url: a {self.probe} probe needs a url"]
+        if self.timeout > self.interval:
+            return [f"timeout: {self.timeout:g}s is longer than the interval {self.interval:g}s"]
         return []
+
+    @property
+    def probe_port(self) -> int:
+        return self.port or DEFAULT_PORTS[self.probe]
 
 
 @dataclass(frozen=True)
@@ -154,6 +183,10 @@ class PoolConfig:
     strategy: str = _key(_choice(*STRATEGIES), default="static")
     ttl: int = _key(_between(0, 2147483647), default=30)
     tie_band: float = _key(_between(0, 1e9), default=0.05)  # least-load: within this of the lowest
+    promote_after: float = _key(_between(0, 1e7), default=120.0)  # primaries down this long: standbys up
+    demote_after: float = _key(_between(0, 1e7), default=120.0)  # a primary up this long: standbys back
+    on_promote: tuple[str, ...] = ()  # command and arguments run once per promotion
+    on_promote_url: str = ""  # or a webhook POSTed once per promotion (httpx)
     member: tuple[MemberConfig, ...] = ()
     hint: tuple[HintConfig, ...] = ()
 

@@ -78,6 +78,37 @@ class Metrics:
             "dynmx_zone_last_load_seconds", "Duration of the last load and compile", registry=self.registry
         )
 
+        self.probes = Counter(
+            "dynmx_health_probes", "Probe results", ["pool", "member", "result"], registry=self.registry
+        )
+        self.probe_latency = Gauge(
+            "dynmx_health_probe_latency_seconds",
+            "Latency of the last probe",
+            ["pool", "member"],
+            registry=self.registry,
+        )
+        self.member_up = Gauge(
+            "dynmx_health_member_up",
+            "1 while a member counts as up",
+            ["pool", "member"],
+            registry=self.registry,
+        )
+        self.transitions = Counter(
+            "dynmx_health_transitions",
+            "Member state changes",
+            ["pool", "member", "to"],
+            registry=self.registry,
+        )
+        self.pool_fail_open = Gauge(
+            "dynmx_pool_fail_open",
+            "1 while a pool has no eligible member and answers everyone",
+            ["pool"],
+            registry=self.registry,
+        )
+        self.pool_promoted = Gauge(
+            "dynmx_pool_promoted", "1 while a pool's standbys are promoted", ["pool"], registry=self.registry
+        )
+
     def attach(self, app: App) -> None:
         self.registry.register(_HotPathCollector(app))
 

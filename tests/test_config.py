@@ -265,8 +265,8 @@ def _set(raw: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, An
         ),
         (
             ("pool", 0, "member", 0, "probe"),
-            "smtp",
-            "pool[0].member[0].probe: expected one of none, got 'smtp'",
+            "ftp",
+            "pool[0].member[0].probe: expected one of smtp, tcp, http, load, none, got 'ftp'",
         ),
         (
             ("client", 1, "action"),

@@ -106,6 +106,7 @@ def _serve_pool(
     (zones / "example.test.zone").write_text(ZONE)
     members = "".join(
         f'[[pool.member]]\nhost = "{name}.example.test."\npreference = {10 * (i + 1)}\nweight = {w}\n'
+        'probe = "none"\n'
         for i, (name, w) in enumerate(zip(SINKS, weights.split(","), strict=True))
     )
     config = tmp_path / "dynmx.toml"

@@ -127,10 +127,15 @@ def setup(
 ) -> Setup:
     pool = {"name": ORIGIN, "strategy": strategy, "ttl": ttl, "member": list(member), "hint": list(hint)}
     config = from_mapping({"pool": [pool, *extra_pools], "client": list(client), "name": list(name)})
-    table, plans = build_table(
-        config, list(zones) if zones is not None else [zone_data()], facts={}, rng=random.Random(7).random
+    plans = {p.name: plan_all(p, {}) for p in config.pool}
+    table = build_table(
+        config,
+        list(zones) if zones is not None else [zone_data()],
+        lambda p: plans[p.name],
+        rng=random.Random(7).random,
     )
-    return Setup(config, table, plans, Engine(table))
+    served = {name: plan for name, plan in plans.items() if table.selectors_of(name)}
+    return Setup(config, table, served, Engine(table))
 
 
 def make_query(qname: str, rdtype: str = "MX", **kwargs: Any) -> bytes:

@@ -41,9 +41,10 @@ MX_LINES = "\n".join(
 def _pool(name: str, strategy: str, weights: tuple[int, int, int] = (1, 1, 1)) -> str:
     members = "".join(
         f'[[pool.member]]\nhost = "mx{i + 1}.example.test."\npreference = {10 * (i + 1)}\nweight = {w}\n'
+        'probe = "none"\n'
         for i, w in enumerate(weights)
     )
-    relay = '[[pool.member]]\nhost = "relay.example.test."\npreference = 90\nrole = "relay"\n'
+    relay = '[[pool.member]]\nhost = "relay.example.test."\npreference = 90\nrole = "relay"\nprobe = "none"\n'
     hint = '[[pool.hint]]\nlabel = "urgent"\norder = ["mx3.example.test."]\n' if name == "rr" else ""
     return (
         f'[[pool]]\nname = "{name}.example.test."\nstrategy = "{strategy}"\nttl = 30\n{members}{relay}{hint}'

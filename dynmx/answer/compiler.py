@@ -69,6 +69,10 @@ class AnswerTable:
     selectors: dict[tuple[dns.name.Name, int], Selector] = field(default_factory=dict)
     forced: frozenset[bytes] = frozenset()  # names whose every type is NXDOMAIN or REFUSED
 
+    def selectors_of(self, pool: str) -> list[Selector]:
+        """The selectors serving one pool (its name and its hint names)."""
+        return [s for s in self.selectors.values() if s.name == pool]
+
     def find_zone(self, qname: bytes) -> CompiledZone | None:
         """The longest served origin that `qname` (lower wire) is at or below."""
         pos = 0

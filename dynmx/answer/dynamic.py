@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import ipaddress
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 import dns.name
 import dns.rdataset
 
-from dynmx.answer.clients import ClientRules
+from dynmx.answer.clients import ClientAction, ClientRules
 from dynmx.answer.lookup import lookup
 from dynmx.answer.render import render
 from dynmx.answer.zoneset import ZoneSet
@@ -41,6 +42,9 @@ class DynamicRRset:
     firsts: tuple[str, ...]  # first host of each variant
     weights: tuple[float, ...] = ()
     hints: tuple[tuple[str, dns.rdataset.Rdataset], ...] = ()  # client action 'hint' answers
+    # RFC 5321 5.1 relay rule: queries from a relay's own prefixes get answers without it.
+    # (relay host, its source prefixes, the variants to answer them with)
+    relay_views: tuple[tuple[str, tuple[str, ...], tuple[dns.rdataset.Rdataset, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,8 @@ class SelectorState:
     cumulative: tuple[float, ...]
     hints: dict[str, Entry]
     hits: list[int] = field(default_factory=list)
+    relay_rules: ClientRules | None = None  # source prefix -> relay host (in `hint`)
+    relay_views: dict[str, tuple[Entry, ...]] = field(default_factory=dict)
 
 
 class Selector:
@@ -81,6 +87,13 @@ class Selector:
     def pick(self, addr: object) -> Entry | None:
         """The entry to answer with, or None to drop the query (client action 'drop')."""
         state = self.state
+        relay_rules = state.relay_rules
+        if relay_rules is not None and isinstance(addr, tuple):
+            relay = relay_rules.match(addr[0])
+            if relay is not None:
+                view = state.relay_views[relay.hint]
+                self.counter += 1
+                return view[self.counter % len(view)]
         rules = self.rules
         if rules is not None and isinstance(addr, tuple):
             action = rules.match(addr[0])
@@ -135,6 +148,13 @@ def render_state(zoneset: ZoneSet, spec: DynamicRRset) -> SelectorState:
     for weight in spec.weights:
         total += weight
         cumulative.append(total)
+    relay_rules = ClientRules(
+        [
+            ClientAction(ipaddress.ip_network(prefix), "exclude", host)
+            for host, prefixes, _ in spec.relay_views
+            for prefix in prefixes
+        ]
+    )
     return SelectorState(
         variants=variants,
         firsts=spec.firsts,
@@ -142,6 +162,8 @@ def render_state(zoneset: ZoneSet, spec: DynamicRRset) -> SelectorState:
         cumulative=tuple(cumulative),
         hints={label: entry_for(rds) for label, rds in spec.hints},
         hits=[0] * len(variants),
+        relay_rules=relay_rules if relay_rules else None,
+        relay_views={host: tuple(entry_for(rds) for rds in view) for host, _, view in spec.relay_views},
     )
 
 

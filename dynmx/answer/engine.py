@@ -92,6 +92,8 @@ class Engine:
         self._lru: OrderedDict[bytes, Entry] = OrderedDict()
         self.control: ControlHandler | None = None
         self.client_subnet = client_subnet
+        # `status.<pool>` CH TXT answers (off unless set): pool name -> lines, or None.
+        self.chaos_status: Callable[[str], list[str] | None] | None = None
         self.stats = {"slow": 0, "formerr": 0, "dropped": 0, "servfail": 0}
 
     @classmethod
@@ -255,11 +257,15 @@ class Engine:
             b"\x02id\x06server\x00": self.chaos.identity,
             b"\x08hostname\x04bind\x00": self.chaos.identity,
         }
-        text = texts.get(name, "")
-        if not text or query.qtype not in (TYPE_TXT, TYPE_ANY):
+        lines = [texts[name]] if texts.get(name) else []
+        if not lines and self.chaos_status is not None and name.startswith(b"\x06status"):
+            pool = dns.name.from_wire(name, 0)[0].parent().to_text()
+            lines = self.chaos_status(pool) or []
+        if not lines or query.qtype not in (TYPE_TXT, TYPE_ANY):
             return question_only(data, query, RCODE_REFUSED)
         owner = dns.name.from_wire(name, 0)[0]
-        rdataset = dns.rdataset.from_text("CH", "TXT", 0, '"' + text.replace('"', "") + '"')
+        quoted = ['"' + line.replace('"', "").replace("\\", "") + '"' for line in lines]
+        rdataset = dns.rdataset.from_text_list("CH", "TXT", 0, quoted)
         entry = render(Answer(Outcome.SUCCESS, authoritative=False, answer=[(owner, rdataset)]), owner)
         return assemble(data, query, entry, limit)
 

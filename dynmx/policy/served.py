@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import dns.name
 import dns.node
@@ -24,8 +24,8 @@ from dynmx.answer.clients import ClientAction, ClientRules
 from dynmx.answer.compiler import AnswerTable, compile_table
 from dynmx.answer.dynamic import DynamicRRset, ServedPolicy, render_state
 from dynmx.answer.zoneset import ZoneData, ZoneSet
-from dynmx.config import Config, MemberConfig, PoolConfig
-from dynmx.policy.strategies import MemberFacts, Ordering, Plan, plan_hint, plan_pool
+from dynmx.config import Config, PoolConfig
+from dynmx.policy.strategies import MemberFacts, Ordering, Plan, plan_hint, plan_pool, with_promotion
 
 MX = dns.rdatatype.MX
 IN = dns.rdataclass.IN
@@ -46,39 +46,72 @@ def mx_rdataset(ordering: Ordering, ttl: int) -> dns.rdataset.Rdataset:
     return dns.rdataset.from_rdata_list(ttl, rdatas)
 
 
-def _spec(
-    pool: PoolConfig, owner: dns.name.Name, plan: Plan, hints: tuple[tuple[str, Plan], ...] = ()
-) -> DynamicRRset:
-    return DynamicRRset(
-        name=pool.name,
-        owner=owner,
-        rdtype=MX,
-        mode=int(plan.mode),
-        variants=tuple(mx_rdataset(o, pool.ttl) for o in plan.orderings),
-        firsts=plan.firsts,
-        weights=plan.weights,
-        hints=tuple((label, mx_rdataset(p.orderings[0], pool.ttl)) for label, p in hints),
-    )
-
-
 @dataclass(frozen=True)
 class PoolPlans:
-    """The current plans of one pool: its own and each hint's."""
+    """The current plans of one pool: its own, each hint's, and each relay's own view."""
 
     pool: PoolConfig
     plan: Plan
     hints: tuple[tuple[str, Plan], ...]
+    ttl: int  # the pool TTL, lowered while a change is due sooner
+    promoted: bool = False
+    relay_views: tuple[tuple[str, tuple[str, ...], Plan], ...] = ()
+
+    def _rdatasets(self, plan: Plan) -> tuple[dns.rdataset.Rdataset, ...]:
+        return tuple(mx_rdataset(o, self.ttl) for o in plan.orderings)
 
     def specs(self) -> list[DynamicRRset]:
         owner = dns.name.from_text(self.pool.name)
-        found = [_spec(self.pool, owner, self.plan, self.hints)]
-        found += [_spec(self.pool, hint_owner(self.pool, label), plan) for label, plan in self.hints]
+        main = DynamicRRset(
+            name=self.pool.name,
+            owner=owner,
+            rdtype=MX,
+            mode=int(self.plan.mode),
+            variants=self._rdatasets(self.plan),
+            firsts=self.plan.firsts,
+            weights=self.plan.weights,
+            hints=tuple((label, self._rdatasets(p)[0]) for label, p in self.hints),
+            relay_views=tuple((host, sources, self._rdatasets(p)) for host, sources, p in self.relay_views),
+        )
+        found = [main]
+        for label, plan in self.hints:
+            found.append(
+                DynamicRRset(
+                    name=self.pool.name,
+                    owner=hint_owner(self.pool, label),
+                    rdtype=MX,
+                    mode=int(plan.mode),
+                    variants=self._rdatasets(plan),
+                    firsts=plan.firsts,
+                )
+            )
         return found
 
 
-def plan_all(pool: PoolConfig, facts: Mapping[str, MemberFacts]) -> PoolPlans:
-    hints = tuple((hint.label, plan_hint(pool, hint, facts)) for hint in pool.hint)
-    return PoolPlans(pool, plan_pool(pool, facts), hints)
+def plan_all(
+    pool: PoolConfig, facts: Mapping[str, MemberFacts], *, promoted: bool = False, ttl: int | None = None
+) -> PoolPlans:
+    """Plan a pool, its hints and the views of relays that resolve through us (RFC 5321 5.1).
+
+    A relay that finds itself in the MX list drops every record at its own preference
+    and above; seeing itself first it would bounce or loop. Its own queries therefore
+    get the pool without it, primaries first (all of them, if none is up), so it keeps
+    queueing for the primaries as a backup MX should.
+    """
+    serving = with_promotion(pool, promoted)
+    hints = tuple((hint.label, plan_hint(serving, hint, facts)) for hint in pool.hint)
+    views = tuple(
+        (
+            m.host,
+            m.sources,
+            plan_pool(replace(serving, member=tuple(o for o in serving.member if o is not m)), facts),
+        )
+        for m in serving.member
+        if m.sources
+    )
+    return PoolPlans(
+        pool, plan_pool(serving, facts), hints, pool.ttl if ttl is None else ttl, promoted, views
+    )
 
 
 def client_rules(config: Config) -> ClientRules:
@@ -124,9 +157,16 @@ def served_policy(config: Config, plans: list[PoolPlans], rules: ClientRules) ->
 
 
 def build_table(
-    config: Config, zones: list[ZoneData], facts: Facts, rng: Callable[[], float] | None = None
-) -> tuple[AnswerTable, dict[str, PoolPlans]]:
-    """Zones plus policy, compiled: the one place a new table is made."""
+    config: Config,
+    zones: list[ZoneData],
+    plan_of: Callable[[PoolConfig], PoolPlans],
+    rng: Callable[[], float] | None = None,
+) -> AnswerTable:
+    """Zones plus policy, compiled: the one place a new table is made.
+
+    `plan_of` gives each pool's current plans (facts, promotion, TTL are the caller's).
+    Pools whose name is in no served zone are left out (`dynmx check` reports them).
+    """
     base = ZoneSet(zones)
     existing = {}
     for rule in config.name:
@@ -141,15 +181,11 @@ def build_table(
     layered = [
         ZoneData(z.origin, z.zone, overlay=overlays[z.origin]) if z.origin in overlays else z for z in zones
     ]
-    plans = {
-        p.name: plan_all(p, facts.get(p.name, {}))
-        for p in config.pool
-        if base.find(dns.name.from_text(p.name))
-    }
-    policy = served_policy(config, list(plans.values()), client_rules(config))
+    plans = [plan_of(p) for p in config.pool if base.find(dns.name.from_text(p.name))]
+    policy = served_policy(config, plans, client_rules(config))
     if rng is not None:
         policy = dataclasses.replace(policy, rng=rng)
-    return compile_table(layered, policy), plans
+    return compile_table(layered, policy)
 
 
 def refresh_pool(table: AnswerTable, plans: PoolPlans) -> None:
@@ -158,40 +194,3 @@ def refresh_pool(table: AnswerTable, plans: PoolPlans) -> None:
         selector = table.selectors.get((spec.owner, spec.rdtype))
         if selector is not None:
             selector.replace(render_state(table.zoneset, spec))
-
-
-def pool_status(
-    plans: PoolPlans, facts: Mapping[str, MemberFacts], first_counts: Mapping[str, int]
-) -> dict[str, object]:
-    """A pool as /status shows it: strategy, members with their facts, what is served now."""
-    plan = plans.plan
-    return {
-        "name": plans.pool.name,
-        "strategy": plans.pool.strategy,
-        "ttl": plans.pool.ttl,
-        "mode": plan.mode.name.lower(),
-        "fail_open": plan.fail_open,
-        "orderings": [[f"{preference} {host}" for host, preference in o] for o in plan.orderings],
-        "weights": list(plan.weights),
-        "members": [
-            {
-                "host": m.host,
-                "role": m.role,
-                "preference": m.preference,
-                "weight": m.weight,
-                "state": _state(m, facts.get(m.host)),
-                "load": facts[m.host].load if m.host in facts else None,
-                "first": first_counts.get(m.host, 0),
-            }
-            for m in plans.pool.member
-        ],
-        "hints": {label: [f"{pr} {h}" for h, pr in p.orderings[0]] for label, p in plans.hints},
-    }
-
-
-def _state(member: MemberConfig, facts: MemberFacts | None) -> str:
-    if facts is None:
-        return "up" if member.probe == "none" else "unknown"
-    if facts.drained:
-        return "admin-down"
-    return "up" if facts.up else "down"

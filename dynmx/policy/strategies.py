@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from dynmx.config import HintConfig, MemberConfig, PoolConfig
 
@@ -76,6 +76,14 @@ def _fail_open(pool: PoolConfig) -> Plan:
     listed = [m for m in pool.member if m.role != "standby"] or list(pool.member)
     ordering = tuple((m.host, m.preference) for m in _base_order(listed))
     return Plan(Mode.FIXED, (ordering,), fail_open=True)
+
+
+def with_promotion(pool: PoolConfig, promoted: bool) -> PoolConfig:
+    """The pool as it stands: while promoted, its standbys serve as primaries."""
+    if not promoted:
+        return pool
+    members = tuple(replace(m, role="primary") if m.role == "standby" else m for m in pool.member)
+    return replace(pool, member=members)
 
 
 def plan_pool(pool: PoolConfig, facts: Mapping[str, MemberFacts]) -> Plan:

@@ -8,17 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import functools
-import json
 import logging
 import os
 import random
 import signal
 import socket
 import time
-import urllib.parse
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,12 +24,15 @@ import dns.rdatatype
 from dynmx.answer.compiler import AnswerTable
 from dynmx.answer.engine import ChaosConfig, Engine
 from dynmx.answer.zoneset import ZoneData
+from dynmx.app.control import control_routes
+from dynmx.app.explain import explain_query
+from dynmx.app.health import HealthMonitor
 from dynmx.config import Config, absolute_name, parse_hostport
+from dynmx.control.store import StateStore
 from dynmx.errors import ControlError, Problem, ZoneLoadError
 from dynmx.metrics import Metrics
-from dynmx.policy.served import PoolPlans, build_table, plan_all, pool_status, refresh_pool
-from dynmx.policy.strategies import MemberFacts
-from dynmx.server.http import ControlHttp, Response, Route
+from dynmx.policy.served import PoolPlans, build_table, refresh_pool
+from dynmx.server.http import ControlHttp
 from dynmx.server.tcp import TcpConnections, TcpLimits
 from dynmx.server.udp import UdpServer
 from dynmx.zone.loader import LoadedZone, load_zone_file
@@ -113,10 +111,6 @@ def udp_socket(family: socket.AddressFamily, host: str, port: int) -> socket.soc
     return sock
 
 
-async def _call(function: Callable[[], None]) -> None:
-    function()
-
-
 class App:
     """One running dynmx: owns the engine, the listeners and the reload logic."""
 
@@ -134,8 +128,8 @@ class App:
         self.started = time.time()
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
-        self.facts: dict[str, dict[str, MemberFacts]] = {}
-        self.plans: dict[str, PoolPlans] = {}
+        self.store = StateStore(config.path(config.server.state_dir) / "dynmx.sqlite")
+        self.health = HealthMonitor(config, self.store, self._apply_plans, self.metrics)
         seed = config.server.random_seed
         self.rng = random.Random(seed).random if seed else None
         self.bound: list[tuple[str, int]] = []
@@ -144,31 +138,23 @@ class App:
 
     def _load(self) -> tuple[dict[Path, LoadedZone], list[Problem], AnswerTable]:
         zones, problems = scan_zones(self.zones_dir, self.state.by_file)
-        table, plans = build_table(self.config, zone_data(zones), self.facts, self.rng)
-        self.plans = plans
+        table = build_table(self.config, zone_data(zones), self.health.plans_for, self.rng)
         return zones, problems, table
 
-    def set_member_facts(self, pool: str, host: str, **changes: object) -> None:
-        """Record a fact about a member and re-plan its pool at once (no query after sees the old order)."""
-        pool = absolute_name(pool)
-        host = absolute_name(host)
+    def _apply_plans(self, plans: PoolPlans) -> None:
+        """A pool's facts changed: re-render its answers now (no query after sees the old order)."""
+        if self.engine is not None:
+            refresh_pool(self.engine.table, plans)
+
+    def member(self, pool: str, host: str) -> tuple[str, str]:
+        """Normalise and check a (pool, host) named by an operator."""
+        pool, host = absolute_name(pool), absolute_name(host)
         config = next((p for p in self.config.pool if p.name == pool), None)
         if config is None:
             raise ControlError(f"no pool {pool}")
         if host not in {m.host for m in config.member}:
             raise ControlError(f"{host} is not a member of pool {pool}")
-        members = self.facts.setdefault(pool, {})
-        members[host] = dataclasses.replace(members.get(host, MemberFacts()), **changes)  # type: ignore[arg-type]
-        plans = plan_all(config, members)
-        self.plans[pool] = plans
-        assert self.engine is not None
-        refresh_pool(self.engine.table, plans)
-        log.info(
-            "event=member-facts pool=%s host=%s %s",
-            pool,
-            host,
-            " ".join(f"{k}={v}" for k, v in changes.items()),
-        )
+        return pool, host
 
     async def reload(self) -> list[Problem]:
         """Re-read the zone directory; compile off the loop; swap in one assignment."""
@@ -178,6 +164,7 @@ class App:
             zones, problems, table = await loop.run_in_executor(None, self._load)
             assert self.engine is not None
             self.engine.swap(table)
+            self.health.reapply()  # verdicts that came in while the table compiled
             self._after_load(zones, problems, time.monotonic() - started)
             return problems
 
@@ -211,6 +198,9 @@ class App:
         )
         self._after_load(zones, problems, time.monotonic() - started)
         self.metrics.attach(self)
+        if cfg.chaos_status:
+            self.engine.chaos_status = self.health.status_text
+        self.health.start(table.zoneset)
         loop = asyncio.get_running_loop()
         handler = self.engine.handle
         self.tcp = TcpConnections(
@@ -235,7 +225,7 @@ class App:
             log.info("event=listening proto=udp+tcp address=%s port=%d", host, port)
         if self.config.http.listen:
             host, port = parse_hostport(self.config.http.listen, 9153)
-            self.http = ControlHttp(host, port, self._routes(loop))
+            self.http = ControlHttp(host, port, control_routes(self, loop))
             self.http.start()
             log.info("event=listening proto=http address=%s port=%d", host, self.http.port)
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -260,54 +250,48 @@ class App:
             server.close()
         for transport in self.transports:
             transport.close()
+        await self.health.stop()
         if self.tcp is not None:
             await self.tcp.drain(SHUTDOWN_GRACE)
         if self.http is not None:
             self.http.close()
+        self.store.close()
         pid_file = self.config.server.pid_file
         if pid_file:
             Path(self.config.path(pid_file)).unlink(missing_ok=True)
         log.info("event=stopped")
 
-    # -- control HTTP --------------------------------------------------------------------
-
-    def _routes(self, loop: asyncio.AbstractEventLoop) -> dict[tuple[str, str], Route]:
-        def reload_route(_: str) -> Response:
-            future = asyncio.run_coroutine_threadsafe(self.reload(), loop)
-            problems = future.result(timeout=300)
-            body = {"ok": not problems, "problems": [str(p) for p in problems]}
-            return (200 if not problems else 422), "application/json", json.dumps(body).encode() + b"\n"
-
-        def status_route(_: str) -> Response:
-            return 200, "application/json", json.dumps(self.status(), indent=2).encode() + b"\n"
-
-        def metrics_route(_: str) -> Response:
-            return 200, self.metrics.content_type, self.metrics.render()
-
-        def member_load_route(query: str) -> Response:
-            params = urllib.parse.parse_qs(query)
-            try:
-                pool, host, value = params["pool"][0], params["host"][0], float(params["value"][0])
-                call = functools.partial(self.set_member_facts, pool, host, load=value)
-                asyncio.run_coroutine_threadsafe(_call(call), loop).result(timeout=30)
-            except (KeyError, ValueError):
-                return 400, "text/plain", b"need pool=, host= and a numeric value=\n"
-            except ControlError as error:
-                return 404, "text/plain", f"{error}\n".encode()
-            return 200, "text/plain", b"ok\n"
-
-        return {
-            ("POST", "/members/load"): member_load_route,
-            ("POST", "/reload"): reload_route,
-            ("GET", "/status"): status_route,
-            ("GET", "/metrics"): metrics_route,
-        }
+    def explain(self, name: str, source: str = "", hint: str = "") -> dict[str, object]:
+        """What a query for `name` MX would get now, and why (`dynmx explain`)."""
+        try:
+            owner = absolute_name(name)
+        except ValueError as error:
+            raise ControlError(str(error)) from None
+        pool = next((p for p in self.config.pool if p.name == owner), None)
+        hint_label = hint
+        if pool is None:
+            for candidate in self.config.pool:
+                suffix = f"._hint.{candidate.name}"
+                if owner.endswith(suffix):
+                    pool, hint_label = candidate, owner[: -len(suffix)]
+        selector = None
+        if pool is not None and self.engine is not None:
+            selector = self.engine.table.selectors.get((dns.name.from_text(pool.name), dns.rdatatype.MX))
+        return explain_query(
+            self.config,
+            owner,
+            pool,
+            self.health.pool_status(pool.name, self._first_counts(pool.name)) if pool else None,
+            self.health.plans_for(pool) if pool else None,
+            selector.counter if selector is not None else 0,
+            source,
+            hint_label,
+        )
 
     def _first_counts(self, pool: str) -> dict[str, int]:
         if self.engine is None:
             return {}
-        owner = dns.name.from_text(pool)
-        selector = self.engine.table.selectors.get((owner, dns.rdatatype.MX))
+        selector = self.engine.table.selectors.get((dns.name.from_text(pool), dns.rdatatype.MX))
         return selector.first_counts() if selector is not None else {}
 
     def status(self) -> dict[str, object]:
@@ -321,9 +305,6 @@ class App:
                 for z in sorted(self.state.by_file.values(), key=lambda z: z.origin.to_text())
             ],
             "problems": [str(p) for p in self.state.problems],
-            "pools": [
-                pool_status(plans, self.facts.get(name, {}), self._first_counts(name))
-                for name, plans in self.plans.items()
-            ],
+            "pools": [self.health.pool_status(name, self._first_counts(name)) for name in self.health.pools],
             "entries": len(engine.table.entries) if engine else 0,
         }

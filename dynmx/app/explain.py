@@ -1,0 +1,110 @@
+"""`dynmx explain NAME [--from ADDR] [--hint LABEL]`: the answer a query gets now, and why."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from dynmx.config import Config, PoolConfig
+from dynmx.policy.served import PoolPlans
+from dynmx.policy.strategies import Mode, Ordering
+
+
+def _render(ordering: Ordering) -> list[str]:
+    return [f"{preference} {host}" for host, preference in ordering]
+
+
+def _client_action(config: Config, source: str) -> tuple[str, str, str] | None:
+    """(prefix, action, hint) of the most specific client rule covering `source`."""
+    if not source:
+        return None
+    address = ipaddress.ip_address(source)
+    matches = [c for c in config.client if address in ipaddress.ip_network(c.prefix)]
+    if not matches:
+        return None
+    best = max(matches, key=lambda c: ipaddress.ip_network(c.prefix).prefixlen)
+    return best.prefix, best.action, best.hint
+
+
+def explain_query(
+    config: Config,
+    owner: str,
+    pool: PoolConfig | None,
+    status: dict[str, object] | None,
+    plans: PoolPlans | None,
+    counter: int,
+    source: str,
+    hint: str,
+) -> dict[str, object]:
+    """Assemble the explanation from the pool's plans and the selector's counter (read only)."""
+    why: list[str] = []
+    result: dict[str, object] = {"name": owner, "from": source or None, "why": why}
+    name_rule = next((r for r in config.name if r.name == owner), None)
+    if name_rule is not None:
+        why.append(f"name action {name_rule.action} applies to every query type at {owner}")
+        result["answer"] = {"null-mx": ["0 ."], "nxdomain": "NXDOMAIN", "refuse": "REFUSED"}[name_rule.action]
+        return result
+    if pool is None or plans is None:
+        why.append("not a pool or hint name: answered from the zone data as it stands")
+        result["answer"] = "static (see dig)"
+        return result
+    result["pool"] = status
+    result["ttl"] = plans.ttl
+    if plans.ttl < pool.ttl:
+        why.append(
+            f"TTL lowered from {pool.ttl} to {plans.ttl}: a verdict or promotion may change the answer"
+        )
+    if plans.promoted:
+        why.append("standbys are promoted: every primary has been down longer than promote_after")
+    if plans.plan.fail_open:
+        why.append("fail-open: no member is eligible, so every member is listed at its base preference")
+    hinted = dict(plans.hints)
+    try:
+        action = _client_action(config, source)
+    except ValueError:
+        action = None
+        why.append(f"--from {source!r} is not an address; client actions not applied")
+    relay = next(
+        (
+            (host, view)
+            for host, sources, view in plans.relay_views
+            if source and any(ipaddress.ip_address(source) in ipaddress.ip_network(p) for p in sources)
+        ),
+        None,
+    )
+    if hint:
+        if hint not in hinted:
+            result["answer"] = "NXDOMAIN"
+            why.append(f"no hint {hint!r} in pool {pool.name}")
+            return result
+        why.append(f"hint {hint!r}: its fixed order, members that are down left out")
+        result["answer"] = _render(hinted[hint].orderings[0])
+        return result
+    if relay is not None:
+        host, view = relay
+        why.append(f"{source} is a source of relay {host}: it gets the pool without itself (RFC 5321 5.1)")
+        result["answer"] = _render(view.orderings[(counter + 1) % len(view.orderings)])
+        return result
+    if action is not None and action[1] != "answer":
+        prefix, verb, label = action
+        why.append(f"client rule {prefix}: {verb}{' ' + label if label else ''}")
+        if verb == "hint" and label in hinted:
+            result["answer"] = _render(hinted[label].orderings[0])
+        else:
+            result["answer"] = {"refuse": "REFUSED", "drop": "no reply"}.get(verb, "?")
+        return result
+    plan = plans.plan
+    if plan.mode is Mode.ROTATE:
+        index = counter % len(plan.orderings)
+        why.append(f"{pool.strategy}: ordering {index + 1} of {len(plan.orderings)} comes next")
+        result["answer"] = _render(plan.orderings[index])
+    elif plan.mode is Mode.WEIGHTED:
+        total = sum(plan.weights)
+        why.append("weighted: first place is drawn per query")
+        result["answer"] = {
+            f"{weight / total:.0%}": _render(ordering)
+            for weight, ordering in zip(plan.weights, plan.orderings, strict=True)
+        }
+    else:
+        why.append(f"{pool.strategy}: one ordering")
+        result["answer"] = _render(plan.orderings[0])
+    return result
