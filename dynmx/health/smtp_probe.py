@@ -47,10 +47,12 @@ class Reply:
         return frozenset(w[0].decode("latin-1").upper() for w in words if w)
 
 
+_CODE_DIGITS = (b"2345", b"012345", b"0123456789")
+
+
 def _is_code(head: bytes) -> bool:
-    """Whether `head` can start a reply code: %x32-35 %x30-35 %x30-39 (RFC 5321 4.2)."""
-    ranges = (b"2345", b"012345", b"0123456789")
-    return all(head[i : i + 1] in (ranges[i]) and head[i : i + 1] != b"" for i in range(len(head[:3])))
+    """Whether `head` (up to 3 bytes) can start a reply code: %x32-35 %x30-35 %x30-39 (RFC 5321 4.2)."""
+    return len(head) <= 3 and all(byte in digits for byte, digits in zip(head, _CODE_DIGITS, strict=False))
 
 
 class ReplyParser:
@@ -97,10 +99,10 @@ class ReplyParser:
     def _check_partial(self) -> None:
         """Refuse an unfinished line that is already too long or cannot start a reply."""
         head = bytes(self._buffer[:4])
-        if len(self._buffer) >= MAX_LINE:
-            raise SmtpFault("garbage", printable(b"line over 1000 octets: " + head))
         if not _is_code(head[:3]) or head[3:4] not in (b"", b" ", b"-", b"\r"):
             raise SmtpFault("garbage", printable(bytes(self._buffer[:64])))
+        if len(self._buffer) >= MAX_LINE:
+            raise SmtpFault("garbage", printable(b"line over 1000 octets: " + head))
 
 
 class SmtpSession:
@@ -149,7 +151,7 @@ class SmtpSession:
             self._writer.write(b"QUIT\r\n")
             async with asyncio.timeout(left):
                 await self._writer.drain()
-                await self._next_reply()
+                await self._next_reply("quit")
 
     async def _send(self, line: bytes, phase: str) -> None:
         try:
@@ -165,18 +167,21 @@ class SmtpSession:
         """The next reply, with faults named after the phase (timeout-banner, timeout-ehlo)."""
         try:
             async with asyncio.timeout_at(self._deadline):
-                return await self._next_reply()
+                return await self._next_reply(phase)
         except TimeoutError:
             pending = self._parser.pending
             raise SmtpFault(f"timeout-{phase}", printable(pending) if pending else "") from None
         except OSError as exc:
             raise SmtpFault("reset", printable(f"{phase}: {exc.strerror or type(exc).__name__}")) from None
 
-    async def _next_reply(self) -> Reply:
+    async def _next_reply(self, phase: str) -> Reply:
         while (reply := self._parser.next_reply()) is None:
             data = await self._reader.read(READ_SIZE)
             if not data:
                 pending = self._parser.pending
-                raise SmtpFault("reset", printable(b"closed after: " + pending if pending else b"closed"))
+                seen = (
+                    f"{phase}: closed after: ".encode() + pending if pending else f"{phase}: closed".encode()
+                )
+                raise SmtpFault("reset", printable(seen))
             self._parser.feed(data)
         return reply
