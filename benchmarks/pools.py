@@ -61,7 +61,8 @@ strategy = "round-robin"
 ttl = 30
 """
     + "".join(
-        f'[[pool.member]]\nhost = "{h}.{ZONE}."\npreference = {10 * (i + 1)}\nprobe = "none"\n' for i, h in enumerate(HOSTS)
+        f'[[pool.member]]\nhost = "{h}.{ZONE}."\npreference = {10 * (i + 1)}\nprobe = "none"\n'
+        for i, h in enumerate(HOSTS)
     )
     + f'[[pool.member]]\nhost = "relay.{ZONE}."\npreference = 40\nrole = "relay"\nprobe = "none"\n'
 )

@@ -94,7 +94,8 @@ def _config(tmp_path: Path, port: int, hook_file: Path) -> Path:
     for index, (name, role) in enumerate(ROLES.items()):
         sources = 'sources = ["127.0.0.5/32"]\n' if name == "relay" else ""
         members += (
-            f'[[pool.member]]\nhost = "{name}.example.test."\npreference = {10 * (index + 1)}\nrole = "{role}"\n'
+            f'[[pool.member]]\nhost = "{name}.example.test."\npreference = {10 * (index + 1)}\n'
+            f'role = "{role}"\n'
             f'probe = "smtp"\nport = {port}\ninterval = 0.2\ntimeout = 0.2\nfall = 2\nrise = 2\n{sources}'
         )
     config = tmp_path / "dynmx.toml"
@@ -102,7 +103,8 @@ def _config(tmp_path: Path, port: int, hook_file: Path) -> Path:
         f'[server]\nlisten = ["127.0.0.1:0"]\nzones_dir = "{zones}"\nstate_dir = "{tmp_path / "state"}"\n'
         'chaos_status = true\n[http]\nlisten = "127.0.0.1:0"\n'
         '[[pool]]\nname = "example.test."\nstrategy = "round-robin"\nttl = 30\n'
-        f'promote_after = 1.0\ndemote_after = 0.5\non_promote = ["sh", "-c", "echo $DYNMX_POOL >> {hook_file}"]\n'
+        "promote_after = 1.0\ndemote_after = 0.5\n"
+        f'on_promote = ["sh", "-c", "echo $DYNMX_POOL >> {hook_file}"]\n'
         + members
     )
     return config
