@@ -212,7 +212,7 @@ def _set(raw: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, An
     [
         # unknown keys, at every depth
         (("server", "listen_port"), 53, "server.listen_port: unknown key (allowed: "),
-        (("pool", 0, "member", 1, "port"), 25, "pool[0].member[1].port: unknown key (allowed: "),
+        (("pool", 0, "member", 1, "smtp_port"), 25, "pool[0].member[1].smtp_port: unknown key (allowed: "),
         (("pool", 0, "hint", 0, "hosts"), [], "pool[0].hint[0].hosts: unknown key (allowed: "),
         (("client", 2, "acton"), "drop", "client[2].acton: unknown key (allowed: "),
         # unknown section

@@ -41,6 +41,7 @@ from tests.fake_servers import (
     blackhole,
     close,
     fake_server,
+    fake_server_thread,
     flood,
     free_port,
     garbage,
@@ -272,6 +273,13 @@ def test_cancelled_probe_raises_and_hangs_up() -> None:
             assert (server.connections, server.finished) == (1, 1)
 
     run(probe())
+
+
+def test_fake_server_in_a_thread_serves_probes_from_another_loop() -> None:
+    with fake_server_thread(banner("220 threaded\r\n")) as server:
+        result = run(run_probe(smtp(server.port)))
+    assert (result.reason, result.evidence) == ("ok", "220 threaded")
+    assert server.received == [b"EHLO dynmx.invalid", b"QUIT"]
 
 
 def test_smtp_refused() -> None:
