@@ -130,20 +130,61 @@ ROLES = ("primary", "relay", "standby")
 STRATEGIES = ("static", "round-robin", "weighted", "least-load")
 
 
-PROBES = ("smtp", "tcp", "http", "load", "none")
-DEFAULT_PORTS = {"smtp": 25, "tcp": 25, "http": 80, "load": 80, "none": 0}
+PROBES = (
+    "smtp",
+    "tcp",
+    "http",
+    "load",
+    "none",
+    "imap",
+    "imaps",
+    "pop3",
+    "pop3s",
+    "submission",
+    "submissions",
+)
+DEFAULT_PORTS = {
+    "smtp": 25,
+    "tcp": 25,
+    "http": 80,
+    "load": 80,
+    "none": 0,
+    "imap": 143,
+    "imaps": 993,
+    "pop3": 110,
+    "pop3s": 995,
+    "submission": 587,
+    "submissions": 465,
+}
+KINDS = ("mx", "address", "srv")
+
+
+def _host(value: str) -> str:
+    """A member: a domain name (MX exchange, SRV target) or an IP literal (address pools)."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return absolute_name(value)
+
+
+def is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
 class MemberConfig:
-    host: str = _key(absolute_name, default=REQUIRED)
+    host: str = _key(_host, default=REQUIRED)
     preference: int = _key(_between(0, 65535), default=10)
     weight: float = _key(_between(0, 1e6), default=1.0)
     role: str = _key(_choice(*ROLES), default="primary")
     # Health probing (defaults as gdnsd/HAProxy operators know them: 10 s, 3 s, fall 3, rise 2).
     probe: str = _key(_choice(*PROBES), default="smtp")
     address: str = _key(lambda v: v and ipaddress.ip_address(v), default="")  # default: the host's A/AAAA
-    port: int = _key(_between(0, 65535), default=0)  # 0: the probe kind's usual port
+    port: int = _key(_between(0, 65535), default=0)  # 0: the probe kind's usual port; SRV port too
     url: str = ""  # http and load probes
     interval: float = _key(_between(0.05, 86400), default=10.0)
     timeout: float = _key(_between(0.05, 600), default=3.0)
@@ -155,6 +196,11 @@ class MemberConfig:
     load_field: str = "load"  # load: JSON field (dotted path)
     load_metric: str = ""  # load: Prometheus metric name instead of JSON
     sources: tuple[str, ...] = _key(_prefix, default=())  # prefixes this member resolves from (relays)
+
+    @property
+    def ip(self) -> str:
+        """The member's address when configured (address pools), else ''."""
+        return self.address or (self.host if is_ip(self.host) else "")
 
     def problems(self) -> list[str]:
         if self.probe in ("http", "load") and not self.url:
@@ -180,7 +226,9 @@ class HintConfig:
 @dataclass(frozen=True)
 class PoolConfig:
     name: str = _key(absolute_name, default=REQUIRED)
+    kind: str = _key(_choice(*KINDS), default="mx")  # the RRset rewritten: MX, A/AAAA, or SRV
     strategy: str = _key(_choice(*STRATEGIES), default="static")
+    answer_count: int = _key(_between(0, 64), default=0)  # address pools: at most N addresses (0: all)
     ttl: int = _key(_between(0, 2147483647), default=30)
     tie_band: float = _key(_between(0, 1e9), default=0.05)  # least-load: within this of the lowest
     promote_after: float = _key(_between(0, 1e7), default=120.0)  # primaries down this long: standbys up
@@ -194,6 +242,13 @@ class PoolConfig:
         found: list[str] = []
         if not self.member:
             found.append("member: a pool needs at least one member")
+        for index, member in enumerate(self.member):
+            if self.kind == "address" and not member.ip:
+                found.append(f"member[{index}]: an address pool member needs an IP host or an address")
+            if self.kind != "address" and is_ip(member.host):
+                found.append(f"member[{index}].host: a {self.kind} pool member is a name, not {member.host}")
+            if self.kind == "srv" and not member.probe_port:
+                found.append(f"member[{index}].port: an SRV member needs the service port")
         hosts = [m.host for m in self.member]
         for index, host in enumerate(hosts):
             if host in hosts[:index]:

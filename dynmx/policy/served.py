@@ -1,9 +1,9 @@
 """Turn pools, hints, client and name actions into what the compiler serves.
 
 Pure: config and member facts in; dynamic RRsets, overlay nodes and forced names out.
-The pool name's MX RRset and every hint name's MX RRset are dynamic (re-planned when
-facts change); hint names and null-MX names also get overlay nodes so that they exist
-for the lookup (NODATA for other types, no NXDOMAIN below them).
+The pool name's RRset (MX, A/AAAA or SRV, by the pool's kind) and every hint name's are
+dynamic (re-planned when facts change); hint names and null-MX names also get overlay
+nodes so that they exist for the lookup (NODATA for other types, no NXDOMAIN below them).
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from dynmx.answer.compiler import AnswerTable, compile_table
 from dynmx.answer.dynamic import DynamicRRset, ServedPolicy, render_state
 from dynmx.answer.zoneset import ZoneData, ZoneSet
 from dynmx.config import Config, PoolConfig
-from dynmx.policy.strategies import MemberFacts, Ordering, Plan, plan_hint, plan_pool, with_promotion
+from dynmx.policy import records
+from dynmx.policy.strategies import MemberFacts, Plan, plan_hint, plan_pool, with_promotion
 
 MX = dns.rdatatype.MX
 IN = dns.rdataclass.IN
@@ -41,11 +42,6 @@ def hint_owner(pool: PoolConfig, label: str) -> dns.name.Name:
     return dns.name.from_text(f"{label}._hint.{pool.name}")
 
 
-def mx_rdataset(ordering: Ordering, ttl: int) -> dns.rdataset.Rdataset:
-    rdatas = [dns.rdata.from_text(IN, MX, f"{preference} {host}") for host, preference in ordering]
-    return dns.rdataset.from_rdata_list(ttl, rdatas)
-
-
 @dataclass(frozen=True)
 class PoolPlans:
     """The current plans of one pool: its own, each hint's, and each relay's own view."""
@@ -57,34 +53,48 @@ class PoolPlans:
     promoted: bool = False
     relay_views: tuple[tuple[str, tuple[str, ...], Plan], ...] = ()
 
-    def _rdatasets(self, plan: Plan) -> tuple[dns.rdataset.Rdataset, ...]:
-        return tuple(mx_rdataset(o, self.ttl) for o in plan.orderings)
+    def _variants(self, plan: Plan, rdtype: int) -> tuple[dns.rdataset.Rdataset, ...]:
+        """One rdataset per ordering; a family with no member left fails open (base order)."""
+        fallback = {int(r.rdtype): r for r in records.placeholder(self.pool)}
+        found = []
+        for ordering in plan.orderings:
+            by_type = records.rdatasets(self.pool, ordering, self.ttl)
+            rdataset = by_type.get(rdtype) or fallback[rdtype]
+            if rdataset.ttl != self.ttl:
+                rdataset = dns.rdataset.from_rdata_list(self.ttl, list(rdataset))
+            found.append(rdataset)
+        return tuple(found)
 
     def specs(self) -> list[DynamicRRset]:
         owner = dns.name.from_text(self.pool.name)
-        main = DynamicRRset(
-            name=self.pool.name,
-            owner=owner,
-            rdtype=MX,
-            mode=int(self.plan.mode),
-            variants=self._rdatasets(self.plan),
-            firsts=self.plan.firsts,
-            weights=self.plan.weights,
-            hints=tuple((label, self._rdatasets(p)[0]) for label, p in self.hints),
-            relay_views=tuple((host, sources, self._rdatasets(p)) for host, sources, p in self.relay_views),
-        )
-        found = [main]
-        for label, plan in self.hints:
+        found = []
+        for rdtype in records.rdtypes(self.pool):
             found.append(
                 DynamicRRset(
                     name=self.pool.name,
-                    owner=hint_owner(self.pool, label),
-                    rdtype=MX,
-                    mode=int(plan.mode),
-                    variants=self._rdatasets(plan),
-                    firsts=plan.firsts,
+                    owner=owner,
+                    rdtype=rdtype,
+                    mode=int(self.plan.mode),
+                    variants=self._variants(self.plan, rdtype),
+                    firsts=self.plan.firsts,
+                    weights=self.plan.weights,
+                    hints=tuple((label, self._variants(p, rdtype)[0]) for label, p in self.hints),
+                    relay_views=tuple(
+                        (host, sources, self._variants(p, rdtype)) for host, sources, p in self.relay_views
+                    ),
                 )
             )
+            for label, plan in self.hints:
+                found.append(
+                    DynamicRRset(
+                        name=self.pool.name,
+                        owner=hint_owner(self.pool, label),
+                        rdtype=rdtype,
+                        mode=int(plan.mode),
+                        variants=self._variants(plan, rdtype),
+                        firsts=plan.firsts,
+                    )
+                )
         return found
 
 
@@ -126,10 +136,9 @@ def overlay_nodes(
     """Nodes to lay over the zones: hint names (a placeholder MX) and null MX names (RFC 7505)."""
     nodes: dict[dns.name.Name, dns.node.Node] = {}
     for pool in config.pool:
-        placeholder = mx_rdataset(tuple((m.host, m.preference) for m in pool.member), pool.ttl)
         for hint in pool.hint:
             node = dns.node.Node()  # type: ignore[no-untyped-call]
-            node.rdatasets.append(placeholder)
+            node.rdatasets.extend(records.placeholder(pool))
             nodes[hint_owner(pool, hint.label)] = node
     null_mx = dns.rdataset.from_text(IN, MX, NULL_MX_TTL, "0 .")
     for rule in config.name:
