@@ -217,7 +217,7 @@ class MemberConfig:
 @dataclass(frozen=True)
 class HintConfig:
     label: str = _key(lambda v: _label(v), default=REQUIRED)
-    order: tuple[str, ...] = _key(absolute_name, default=())
+    order: tuple[str, ...] = _key(_host, default=())
 
     def problems(self) -> list[str]:
         return [] if self.order else ["order: a hint needs at least one host"]

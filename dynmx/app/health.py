@@ -50,8 +50,8 @@ class PoolHealth:
 
 def member_address(member: MemberConfig, zones: ZoneSet) -> str | None:
     """Where to probe a member: its configured address, else its A (or AAAA) in our zones."""
-    if member.address:
-        return member.address
+    if member.ip:
+        return member.ip
     name = dns.name.from_text(member.host)
     zone = zones.find(name)
     node = zone.node(name) if zone is not None else None
@@ -366,4 +366,4 @@ def member_state(member: MemberConfig, health: MemberHealth | None, facts: Membe
 
 def _served(plans: PoolPlans) -> tuple[object, ...]:
     """What of a plan reaches the wire; equal values need no re-render."""
-    return (plans.plan, plans.hints, plans.ttl, plans.relay_views)
+    return (plans.plan, plans.hints, plans.ttl, plans.relay_views, plans.families)

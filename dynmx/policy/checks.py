@@ -38,16 +38,20 @@ def check_policy(config: Config, zones: list[ZoneData]) -> tuple[list[str], list
     for index, pool in enumerate(config.pool):
         where = f"pool[{index}]"
         owner = dns.name.from_text(pool.name)
-        has_mx = _has(zoneset, owner, (dns.rdatatype.MX,))
-        if has_mx is None:
+        kinds = {"mx": (dns.rdatatype.MX,), "srv": (dns.rdatatype.SRV,), "address": address_types}
+        has_records = _has(zoneset, owner, kinds[pool.kind])
+        if has_records is None:
             problems.append(f"{where}.name: {pool.name} is in no served zone")
             continue
-        if not has_mx:
+        if not has_records:
+            wanted = "/".join(dns.rdatatype.to_text(t) for t in kinds[pool.kind])
             problems.append(
-                f"{where}.name: {pool.name} has no MX records in its zone "
-                "(keep the pool's MX there with base preferences, for secondaries and checks)"
+                f"{where}.name: {pool.name} has no {wanted} records in its zone "
+                "(keep the pool's records there in base order, for secondaries and checks)"
             )
         for position, member in enumerate(pool.member):
+            if member.ip:
+                continue
             has_address = _has(zoneset, dns.name.from_text(member.host), address_types)
             if has_address is False:
                 problems.append(f"{where}.member[{position}].host: {member.host} has no A or AAAA record")

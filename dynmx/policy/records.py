@@ -10,6 +10,7 @@ multivalue answers), since resolvers and clients mostly try the first address fi
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import replace
 
 import dns.rdata
 import dns.rdataclass
@@ -67,3 +68,16 @@ def placeholder(pool: PoolConfig) -> list[dns.rdataset.Rdataset]:
     """Base-order records, so hint names exist in the zone before the first plan."""
     ordering = tuple((m.host, m.preference) for m in pool.member)
     return list(rdatasets(pool, ordering, pool.ttl).values())
+
+
+def family_pool(pool: PoolConfig, rdtype: int) -> PoolConfig:
+    """The part of an address pool in one address family (A or AAAA), hints filtered alike."""
+    version = 4 if rdtype == A else 6
+    members = tuple(m for m in pool.member if m.ip and ipaddress.ip_address(m.ip).version == version)
+    keep = {m.host for m in members}
+    hints = tuple(
+        replace(h, order=tuple(host for host in h.order if host in keep))
+        for h in pool.hint
+        if any(host in keep for host in h.order)
+    )
+    return replace(pool, member=members, hint=hints)

@@ -52,6 +52,8 @@ class PoolPlans:
     ttl: int  # the pool TTL, lowered while a change is due sooner
     promoted: bool = False
     relay_views: tuple[tuple[str, tuple[str, ...], Plan], ...] = ()
+    # Address pools with IPv4 and IPv6 members: one plan per family, so each rotates on its own.
+    families: tuple[tuple[int, PoolPlans], ...] = ()
 
     def _variants(self, plan: Plan, rdtype: int) -> tuple[dns.rdataset.Rdataset, ...]:
         """One rdataset per ordering; a family with no member left fails open (base order)."""
@@ -66,6 +68,8 @@ class PoolPlans:
         return tuple(found)
 
     def specs(self) -> list[DynamicRRset]:
+        if self.families:
+            return [spec for _, plans in self.families for spec in plans.specs()]
         owner = dns.name.from_text(self.pool.name)
         found = []
         for rdtype in records.rdtypes(self.pool):
@@ -108,6 +112,13 @@ def plan_all(
     get the pool without it, primaries first (all of them, if none is up), so it keeps
     queueing for the primaries as a backup MX should.
     """
+    families = records.rdtypes(pool)
+    if pool.kind == "address" and len(families) > 1:
+        parts = tuple(
+            (rdtype, plan_all(records.family_pool(pool, rdtype), facts, promoted=promoted, ttl=ttl))
+            for rdtype in families
+        )
+        return replace(parts[0][1], pool=pool, families=parts)
     serving = with_promotion(pool, promoted)
     hints = tuple((hint.label, plan_hint(serving, hint, facts)) for hint in pool.hint)
     views = tuple(
