@@ -48,8 +48,16 @@ def _config(pools: list[dict[str, Any]], client: list[dict[str, Any]] | None = N
 
 
 def _address_pool(**extra: Any) -> dict[str, Any]:
-    members = [{"host": f"127.0.0.{i}", "probe": "none"} for i in (2, 3, 4)] + [{"host": "::2", "probe": "none"}]
-    return {"name": "imap.example.test.", "kind": "address", "strategy": "round-robin", "member": members, **extra}
+    members = [{"host": f"127.0.0.{i}", "probe": "none"} for i in (2, 3, 4)] + [
+        {"host": "::2", "probe": "none"}
+    ]
+    return {
+        "name": "imap.example.test.",
+        "kind": "address",
+        "strategy": "round-robin",
+        "member": members,
+        **extra,
+    }
 
 
 def _srv_pool(**extra: Any) -> dict[str, Any]:
@@ -57,7 +65,13 @@ def _srv_pool(**extra: Any) -> dict[str, Any]:
         {"host": f"imap{i}.example.test.", "port": 993, "weight": w, "probe": "none"}
         for i, w in ((1, 5), (2, 1), (3, 1))
     ]
-    return {"name": "_imaps._tcp.example.test.", "kind": "srv", "strategy": "round-robin", "member": members, **extra}
+    return {
+        "name": "_imaps._tcp.example.test.",
+        "kind": "srv",
+        "strategy": "round-robin",
+        "member": members,
+        **extra,
+    }
 
 
 def _engine(config: Config, facts: dict[str, dict[str, MemberFacts]] | None = None) -> tuple[Engine, Any]:
