@@ -68,8 +68,20 @@ ttl = 30
 )
 
 
+ADDRESS_RECORDS = "".join(f"{{owner}} A 127.0.1.{i}\n" for i in (1, 2, 3))
+ADDRESS_POOL = (
+    f'[[pool]]\nname = "imap.{ZONE}."\nkind = "address"\nstrategy = "round-robin"\nttl = 30\n'
+    + "".join(f'[[pool.member]]\nhost = "127.0.1.{i}"\nprobe = "none"\n' for i in (1, 2, 3))
+)
+
+
 def write_queries(directory: Path) -> dict[str, Path]:
-    files = {"static": f"static.{ZONE} MX\n", "pool": f"{ZONE} MX\n"}
+    files = {
+        "static": f"static.{ZONE} MX\n",
+        "pool": f"{ZONE} MX\n",
+        "a-static": f"static-imap.{ZONE} A\n",
+        "a-pool": f"imap.{ZONE} A\n",
+    }
     paths = {}
     for name, line in files.items():
         path = directory / f"queries-pool-{name}.txt"
@@ -87,7 +99,7 @@ def dynmx_pool(workdir: Path) -> Iterator[tuple[int, int]]:
     )
     port = free_port()
     config = workdir / "dynmx.toml"
-    config.write_text(POOL_CONFIG.format(host=HOST, port=port, zones=zones, zone=ZONE))
+    config.write_text(POOL_CONFIG.format(host=HOST, port=port, zones=zones, zone=ZONE) + ADDRESS_POOL)
     cmd = [*pin(SERVER_CORE), sys.executable, "-m", "dynmx", "serve", "--config", str(config)]
     with _process(cmd, port) as pid:
         yield port, pid
@@ -95,7 +107,9 @@ def dynmx_pool(workdir: Path) -> Iterator[tuple[int, int]]:
 
 @contextmanager
 def pdns_lua(workdir: Path) -> Iterator[tuple[int, int]]:
-    (workdir / f"{ZONE}.zone").write_text(ZONE_HEAD + LUA_MX + STATIC_MX.format(owner="static"))
+    (workdir / f"{ZONE}.zone").write_text(
+        ZONE_HEAD + LUA_MX + STATIC_MX.format(owner="static") + ADDRESS_RECORDS.format(owner="static-imap")
+    )
     (workdir / "named.conf").write_text(f'zone "{ZONE}" {{ file "{workdir}/{ZONE}.zone"; }};\n')
     port = free_port()
     (workdir / "pdns.conf").write_text(
@@ -156,12 +170,17 @@ def main() -> int:
     for server, start in servers.items():
         with tempfile.TemporaryDirectory(prefix="dynmx-pools-") as tmp, start(Path(tmp)) as (port, pid):
             for name, path in queries.items():
+                if server != "dynmx" and name.startswith("a-"):
+                    continue
                 run = measure(server, name, port, pid, path, args.seconds)
                 runs.append(run)
                 summary = f"{run.qps:10.0f} qps, lost {run.lost}, cpu {run.server_cpu:.0%}"
                 print(f"pools: {server:8} {name:6} {summary}")
     qps = {(r.server, r.queries): r.qps for r in runs}
-    ratios = {"dynmx pool / dynmx static": qps[("dynmx", "pool")] / qps[("dynmx", "static")]}
+    ratios = {
+        "dynmx pool / dynmx static": qps[("dynmx", "pool")] / qps[("dynmx", "static")],
+        "dynmx address pool / dynmx static A": qps[("dynmx", "a-pool")] / qps[("dynmx", "a-static")],
+    }
     if ("pdns-lua", "pool") in qps:
         ratios["dynmx pool / pdns lua"] = qps[("dynmx", "pool")] / qps[("pdns-lua", "pool")]
     for label, ratio in ratios.items():
