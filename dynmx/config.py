@@ -196,6 +196,8 @@ class MemberConfig:
     load_field: str = "load"  # load: JSON field (dotted path)
     load_metric: str = ""  # load: Prometheus metric name instead of JSON
     sources: tuple[str, ...] = _key(_prefix, default=())  # prefixes this member resolves from (relays)
+    tls_warn_days: int = _key(_between(0, 3650), default=14)  # imaps/pop3s/submissions: warn this early
+    server_name: str = ""  # TLS probes: SNI to send (default: none)
 
     @property
     def ip(self) -> str:

@@ -17,12 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import importlib.util
 import random
+import shutil
 import socket
+import ssl
 import struct
+import subprocess
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 Reader = asyncio.StreamReader
 Writer = asyncio.StreamWriter
@@ -253,3 +259,151 @@ def blackhole(host: str = "127.0.0.1") -> Iterator[int]:
         for filler in fillers:
             filler.close()
         listener.close()
+
+
+# -- mail access servers (IMAP, POP3) and implicit TLS ----------------------------------
+
+
+async def _commands(server: FakeServer, reader: Reader) -> AsyncIterator[bytes]:
+    """Command lines from the peer, CRLF removed, each recorded in `server.received`."""
+    while line := await reader.readline():
+        command = line.rstrip(b"\r\n")
+        server.received.append(command)
+        yield command
+
+
+def imap(
+    greeting: str | bytes = "* OK ready\r\n",
+    capability: str | bytes = "* CAPABILITY IMAP4rev1\r\n{tag} OK done\r\n",
+) -> Behaviour:
+    """Send `greeting`, answer CAPABILITY with `capability` ({tag} is the command's tag), LOGOUT
+    with BYE and OK, anything else with BAD."""
+
+    async def serve(server: FakeServer, reader: Reader, writer: Writer) -> None:
+        writer.write(_bytes(greeting))
+        await writer.drain()
+        async for command in _commands(server, reader):
+            tag, _, verb = command.partition(b" ")
+            if verb.upper() == b"CAPABILITY":
+                writer.write(_bytes(capability).replace(b"{tag}", tag))
+            elif verb.upper() == b"LOGOUT":
+                writer.write(b"* BYE logging out\r\n" + tag + b" OK done\r\n")
+                await writer.drain()
+                return
+            else:
+                writer.write(tag + b" BAD unknown command\r\n")
+            await writer.drain()
+
+    return serve
+
+
+def pop3(
+    greeting: str | bytes = "+OK ready\r\n", capa: str | bytes = "+OK list follows\r\nUSER\r\nUIDL\r\n.\r\n"
+) -> Behaviour:
+    """Send `greeting`, answer CAPA with `capa`, QUIT with +OK, anything else with -ERR."""
+
+    async def serve(server: FakeServer, reader: Reader, writer: Writer) -> None:
+        writer.write(_bytes(greeting))
+        await writer.drain()
+        async for command in _commands(server, reader):
+            verb = command.split(b" ", 1)[0].upper()
+            if verb == b"CAPA":
+                writer.write(_bytes(capa))
+            elif verb == b"QUIT":
+                writer.write(b"+OK bye\r\n")
+                await writer.drain()
+                return
+            else:
+                writer.write(b"-ERR unknown command\r\n")
+            await writer.drain()
+
+    return serve
+
+
+def tls(context: ssl.SSLContext, behaviour: Behaviour) -> Behaviour:
+    """`behaviour` behind implicit TLS: the handshake comes first, as on ports 993, 995 and 465."""
+
+    async def serve(server: FakeServer, reader: Reader, writer: Writer) -> None:
+        await writer.start_tls(context)
+        await behaviour(server, reader, writer)
+
+    return serve
+
+
+def server_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """A server-side TLS context for `cert` and `key`."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def certificate(directory: Path, days: float, name: str = "localhost") -> tuple[Path, Path]:
+    """A self-signed certificate that expires in `days` (negative: expired that long ago).
+
+    `openssl ca` is used because it takes explicit start and end dates (OpenSSL 3.0's
+    `req -x509 -days` refuses days <= 0); else `cryptography`; else the test is skipped.
+    """
+    import pytest  # here, so that importing the fakes does not need pytest
+
+    now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    end = now + datetime.timedelta(days=days)
+    start = min(now - datetime.timedelta(hours=1), end - datetime.timedelta(days=1))
+    cert, key = directory / f"{name}-{days:g}.crt", directory / f"{name}-{days:g}.key"
+    if shutil.which("openssl"):
+        _openssl_certificate(directory, cert, key, name, start, end)
+    elif importlib.util.find_spec("cryptography") is not None:
+        _cryptography_certificate(cert, key, name, start, end)
+    else:
+        pytest.skip("neither openssl nor cryptography is available to make a certificate")
+    return cert, key
+
+
+def _openssl_certificate(
+    directory: Path, cert: Path, key: Path, name: str, start: datetime.datetime, end: datetime.datetime
+) -> None:
+    ca = directory / f"ca-{cert.stem}"
+    ca.mkdir()
+    (ca / "index.txt").write_text("")
+    (ca / "serial").write_text("01\n")
+    (ca / "ca.cnf").write_text(
+        "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\nnew_certs_dir = .\nserial = serial\n"
+        "default_md = sha256\npolicy = p\n[p]\ncommonName = supplied\n"
+    )
+    request = ca / "request.csr"
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=ca, check=True, capture_output=True, timeout=30)
+
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", str(key), "-out", str(request), "-subj", f"/CN={name}")  # fmt: skip
+    openssl("ca", "-batch", "-config", "ca.cnf", "-selfsign", "-keyfile", str(key), "-in", str(request),
+            "-out", str(cert), "-notext", "-startdate", start.strftime("%Y%m%d%H%M%SZ"),
+            "-enddate", end.strftime("%Y%m%d%H%M%SZ"))  # fmt: skip
+
+
+def _cryptography_certificate(
+    cert: Path, key: Path, name: str, start: datetime.datetime, end: datetime.datetime
+) -> None:
+    from cryptography import x509  # type: ignore[import-not-found,unused-ignore]
+    from cryptography.hazmat.primitives import hashes, serialization  # type: ignore[import-not-found,unused-ignore]
+    from cryptography.hazmat.primitives.asymmetric import ec  # type: ignore[import-not-found,unused-ignore]
+    from cryptography.x509.oid import NameOID  # type: ignore[import-not-found,unused-ignore]
+
+    private = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    built = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(private.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .sign(private, hashes.SHA256())
+    )
+    key.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    cert.write_bytes(built.public_bytes(serialization.Encoding.PEM))

@@ -167,6 +167,7 @@ def test_dead_member_leaves_the_answers_and_returns_after_rise(server: RunningSe
     _until(lambda: _member_states(server)["mx2"] == "up")
     sinks.stop("mx2")
     took = _until(lambda: "mx2" not in _exchanges(server))
+    print(f"failover_s={took:.2f}")
     assert took < 2 * 0.2 + 0.2 + 1.0  # fall x interval + timeout, with slack for jitter and scheduling
     member = next(m for m in _status(server)["pools"][0]["members"] if m["host"].startswith("mx2"))  # type: ignore[index]
     assert member["state"] == "down" and member["reason"] == "refused"

@@ -77,6 +77,8 @@ def probe_spec(member: MemberConfig, address: str, helo_name: str) -> ProbeSpec:
         body_match=member.body_match,
         load_field=member.load_field,
         load_metric=member.load_metric,
+        tls_warn_days=member.tls_warn_days,
+        server_name=member.server_name,
     )
 
 

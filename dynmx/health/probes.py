@@ -4,7 +4,8 @@
 to a ProbeResult with a short, stable reason, so the up/down state machine counts facts
 and never handles exceptions. All I/O runs under the spec's one budget, `timeout`.
 The clock is injected for `latency` only; deadlines use the event loop's clock, as
-asyncio's timeouts do. The SMTP dialogue lives in smtp_probe, HTTP and load in http_probe.
+asyncio's timeouts do. The SMTP dialogue (smtp, submission) lives in smtp_probe, IMAP and
+POP3 in access_probe, implicit TLS and certificate expiry in tls, HTTP and load in http_probe.
 """
 
 from __future__ import annotations
@@ -14,16 +15,33 @@ import ipaddress
 import math
 import time
 from collections.abc import Callable
-from contextlib import suppress
 from dataclasses import dataclass
 
 import httpx
 
+from dynmx.health.access_probe import check_imap, check_pop3
 from dynmx.health.http_probe import check_http
 from dynmx.health.smtp_probe import READ_SIZE, SmtpSession
+from dynmx.health.tls import Peer, handshake, judge_expiry
 from dynmx.health.verdict import Verdict, printable
 
-KINDS = ("smtp", "tcp", "http", "load")
+KINDS = ("smtp", "tcp", "http", "load", "imap", "imaps", "pop3", "pop3s", "submission", "submissions")
+SOCKET_KINDS = frozenset(KINDS) - {"http", "load"}  # probed at `address`:`port`
+TLS_KINDS = frozenset({"imaps", "pop3s", "submissions"})  # TLS from the first byte
+DEFAULT_PORTS = {
+    "smtp": 25,
+    "tcp": 25,
+    "imap": 143,
+    "imaps": 993,
+    "pop3": 110,
+    "pop3s": 995,
+    "submission": 587,
+    "submissions": 465,
+}
+SUBMISSION_OFFERS = {  # EHLO must offer one of these
+    "submission": frozenset({"AUTH", "STARTTLS"}),
+    "submissions": frozenset({"AUTH"}),
+}
 REASONS = (
     "ok",
     "timeout-connect",
@@ -42,7 +60,17 @@ REASONS = (
     "load-missing",
     "load-invalid",
     "unreachable",
+    "greeting-bye",
+    "greeting-err",
+    "command-rejected",
+    "timeout-command",
+    "no-auth",
+    "tls-handshake",
+    "tls-expired",
+    "tls-expiring",
 )
+WARNINGS = frozenset({"tls-expiring"})  # reasons that still leave the probe ok
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_")
 CLOSE_WAIT = 0.5  # seconds granted to a closing connection, after the verdict
 
 
@@ -53,8 +81,8 @@ class ProbeSpec:
     A bad url is not checked here: like an unreachable peer, it is a probe result (http-error).
     """
 
-    kind: str  # "smtp" | "tcp" | "http" | "load"
-    address: str  # IP literal (v4 or v6) to connect to; smtp and tcp only
+    kind: str  # one of KINDS
+    address: str  # IP literal (v4 or v6) to connect to; SOCKET_KINDS only
     port: int
     timeout: float = 3.0  # whole probe budget in seconds
     helo_name: str = "dynmx.invalid"  # EHLO argument
@@ -64,13 +92,15 @@ class ProbeSpec:
     body_match: str = ""  # http/load: substring that must be in the body
     load_field: str = "load"  # load: JSON field, dotted path allowed ("stats.load")
     load_metric: str = ""  # load: if set, read this metric from Prometheus text instead
+    tls_warn_days: int = 14  # TLS_KINDS: a certificate expiring sooner is reported (tls-expiring)
+    server_name: str = ""  # TLS_KINDS: SNI to send; empty sends none
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"kind: expected one of {', '.join(KINDS)}, got {self.kind!r}")
         if not (isinstance(self.timeout, int | float) and math.isfinite(self.timeout) and self.timeout > 0):
             raise ValueError(f"timeout: expected a positive number of seconds, got {self.timeout!r}")
-        if self.kind in ("smtp", "tcp"):
+        if self.kind in SOCKET_KINDS:
             try:
                 ipaddress.ip_address(self.address)
             except ValueError:
@@ -79,6 +109,11 @@ class ProbeSpec:
                 raise ValueError(f"port: expected 1-65535, got {self.port}")
         if not (self.helo_name and all("!" <= c <= "~" for c in self.helo_name)):
             raise ValueError(f"helo_name: expected printable ASCII without spaces, got {self.helo_name!r}")
+        days = self.tls_warn_days
+        if isinstance(days, bool) or not (isinstance(days, int) and days >= 0):
+            raise ValueError(f"tls_warn_days: expected a whole number of days >= 0, got {days!r}")
+        if len(self.server_name) > 253 or not set(self.server_name) <= _NAME_CHARS:
+            raise ValueError(f"server_name: expected a DNS name, got {self.server_name!r}")
         if any(not 100 <= status <= 599 for status in self.expect_status):
             raise ValueError(f"expect_status: expected HTTP status codes, got {self.expect_status!r}")
 
@@ -92,6 +127,7 @@ class ProbeResult:
     latency: float  # seconds from start to verdict
     load: float | None = None
     evidence: str = ""
+    cert_expires_in: float | None = None  # TLS_KINDS: seconds until notAfter, negative once expired
 
 
 async def run_probe(
@@ -103,9 +139,11 @@ async def run_probe(
     """Probe once; every peer fault becomes a result, never an exception."""
     start = clock()
 
-    def result(verdict: Verdict) -> ProbeResult:
+    def result(verdict: Verdict, peer: Peer | None = None) -> ProbeResult:
         latency = max(0.0, clock() - start)
-        return ProbeResult(verdict.ok, verdict.reason, latency, verdict.load, verdict.evidence)
+        ok = verdict.ok or verdict.reason in WARNINGS
+        expires_in = peer.expires_in if peer is not None else None
+        return ProbeResult(ok, verdict.reason, latency, verdict.load, verdict.evidence, expires_in)
 
     if spec.kind in ("http", "load"):
         return result(await check_http(spec, http))
@@ -115,14 +153,35 @@ async def run_probe(
         return result(connected)
     reader, writer = connected
     try:
-        if spec.kind == "tcp":
-            return result(Verdict("ok", f"connected to {_where(spec)}"))
-        session = SmtpSession(reader, writer, deadline)
-        verdict = result(await session.greet(spec.helo_name, spec.require_starttls))
-        await session.quit()
-        return verdict
+        peer: Peer | None = None
+        if spec.kind in TLS_KINDS:
+            shaken = await handshake(writer, spec.server_name, deadline)
+            if isinstance(shaken, Verdict):
+                return result(shaken)
+            peer = shaken
+            if peer.expires_in <= 0:  # no need to talk: this alone fails the probe
+                return result(Verdict("tls-expired", peer.describe()), peer)
+        verdict = await _talk(spec, reader, writer, deadline)
+        return result(judge_expiry(verdict, peer, spec.tls_warn_days), peer)
     finally:
         await _close(writer)
+
+
+async def _talk(
+    spec: ProbeSpec, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, deadline: float
+) -> Verdict:
+    """The kind's dialogue over the open (and, for TLS_KINDS, encrypted) connection."""
+    if spec.kind == "tcp":
+        return Verdict("ok", f"connected to {_where(spec)}")
+    if spec.kind in ("imap", "imaps"):
+        return await check_imap(reader, writer, deadline)
+    if spec.kind in ("pop3", "pop3s"):
+        return await check_pop3(reader, writer, deadline)
+    session = SmtpSession(reader, writer, deadline)
+    starttls = spec.require_starttls and spec.kind not in TLS_KINDS  # STARTTLS inside TLS means nothing
+    verdict = await session.greet(spec.helo_name, starttls, SUBMISSION_OFFERS.get(spec.kind, frozenset()))
+    await session.quit()
+    return verdict
 
 
 async def _connect(
@@ -144,11 +203,20 @@ async def _connect(
 
 
 async def _close(writer: asyncio.StreamWriter) -> None:
-    """Close and wait briefly for the close to finish; a peer that already went away is fine."""
+    """Close and wait briefly for the close to finish, then abort: a TLS peer may never answer ours.
+
+    A transport already closing was closed under us (the peer left, or a failed TLS handshake
+    closed it without telling the stream), so there is nothing to wait for.
+    """
+    if writer.transport.is_closing():
+        writer.transport.abort()
+        return
     writer.close()
-    with suppress(OSError, TimeoutError):
+    try:
         async with asyncio.timeout(CLOSE_WAIT):
             await writer.wait_closed()
+    except (OSError, TimeoutError):
+        writer.transport.abort()
 
 
 def _where(spec: ProbeSpec) -> str:

@@ -44,7 +44,8 @@ class Reply:
     def keywords(self) -> frozenset[str]:
         """EHLO extension keywords: the first word of every line after the greeting line."""
         words = (line.split(None, 1) for line in self.lines[1:])
-        return frozenset(w[0].decode("latin-1").upper() for w in words if w)
+        # "AUTH=LOGIN" is how some old servers spell AUTH (RFC 4954 predecessors); it counts as AUTH
+        return frozenset(w[0].decode("latin-1").upper().partition("=")[0] for w in words if w)
 
 
 _CODE_DIGITS = (b"2345", b"012345", b"0123456789")
@@ -115,8 +116,10 @@ class SmtpSession:
         self._parser = ReplyParser()
         self.owes_quit = False  # a server that greeted us is sent QUIT before we hang up
 
-    async def greet(self, helo_name: str, require_starttls: bool) -> Verdict:
-        """Read the banner, say EHLO, and judge both."""
+    async def greet(
+        self, helo_name: str, require_starttls: bool, offers: frozenset[str] = frozenset()
+    ) -> Verdict:
+        """Read the banner, say EHLO, and judge both; a submission port must offer one of `offers`."""
         try:
             banner = await self._reply("banner")
         except SmtpFault as fault:
@@ -140,6 +143,9 @@ class SmtpSession:
         if require_starttls and "STARTTLS" not in ehlo.keywords():
             offered = " ".join(sorted(ehlo.keywords())) or "no extensions"
             return Verdict("no-starttls", printable(f"EHLO offers: {offered}"))
+        if offers and not offers & ehlo.keywords():
+            offered = " ".join(sorted(ehlo.keywords())) or "no extensions"
+            return Verdict("no-auth", printable(f"EHLO offers: {offered}"))
         return Verdict("ok", seen)
 
     async def quit(self) -> None:
