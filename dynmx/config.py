@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from dynmx.errors import ConfigError
+from dynmx.health import probes
 
 T = TypeVar("T")
 Check = Callable[[Any], object]
@@ -130,32 +131,9 @@ ROLES = ("primary", "relay", "standby")
 STRATEGIES = ("static", "round-robin", "weighted", "least-load")
 
 
-PROBES = (
-    "smtp",
-    "tcp",
-    "http",
-    "load",
-    "none",
-    "imap",
-    "imaps",
-    "pop3",
-    "pop3s",
-    "submission",
-    "submissions",
-)
-DEFAULT_PORTS = {
-    "smtp": 25,
-    "tcp": 25,
-    "http": 80,
-    "load": 80,
-    "none": 0,
-    "imap": 143,
-    "imaps": 993,
-    "pop3": 110,
-    "pop3s": 995,
-    "submission": 587,
-    "submissions": 465,
-}
+PROBES = (*probes.KINDS, "none")
+# The probe's usual port; http/load take theirs from the url (80 when it has none).
+DEFAULT_PORTS = {**probes.DEFAULT_PORTS, "http": 80, "load": 80, "none": 0}
 KINDS = ("mx", "address", "srv")
 
 

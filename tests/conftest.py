@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,6 +87,33 @@ def start_server(*args: str, timeout: float = 30.0) -> RunningServer:
         time.sleep(0.02)
     server.stop()
     raise AssertionError(f"dynmx did not start: {' '.join(command)}\n{server.log_text()}")
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 5.0) -> float:
+    """Poll `check` every 50 ms (bounded by `timeout`); return the seconds it took."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if check():
+            return time.monotonic() - started
+        time.sleep(0.05)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def shared_free_port(addresses: Iterable[str]) -> int:
+    """A TCP port free on every one of `addresses` (bounded tries), for servers on one port."""
+    wanted = list(addresses)
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind((wanted[0], 0))
+            port = int(probe.getsockname()[1])
+        try:
+            for address in wanted[1:]:
+                with socket.socket() as other:
+                    other.bind((address, port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError(f"no port free on all of {wanted}")
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import imaplib
 import json
 import random
 import ssl
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ import dns.query
 import dns.resolver
 import pytest
 
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, wait_until
 from tests.fake_servers import FakeServer, certificate, fake_server_thread, imap, server_context, tls
 
 SERVERS = {"imap1": "127.0.0.2", "imap2": "127.0.0.3", "imap3": "127.0.0.4"}
@@ -82,15 +81,6 @@ def server(
     return serve("--config", str(_config(tmp_path, ports)))
 
 
-def _until(check: Callable[[], bool], timeout: float = 5.0) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if check():
-            return time.monotonic() - started
-        time.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout} s")
-
-
 def _answer(server: RunningServer, name: str, rdtype: str) -> list[str]:
     reply = dns.query.udp(dns.message.make_query(name, rdtype), "127.0.0.1", port=server.dns_port, timeout=2)
     return [r.to_text() for r in reply.answer[0]] if reply.answer else []
@@ -104,27 +94,27 @@ def _states(server: RunningServer, pool: str) -> dict[str, tuple[str, str]]:
 
 
 def test_expired_certificate_marks_the_server_down(server: RunningServer) -> None:
-    _until(lambda: _states(server, "imap.example.test.")["127.0.0.4"][0] == "down")
+    wait_until(lambda: _states(server, "imap.example.test.")["127.0.0.4"][0] == "down")
     assert _states(server, "imap.example.test.")["127.0.0.4"] == ("down", "tls-expired")
-    _until(lambda: "127.0.0.4" not in _answer(server, "imap.example.test", "A"))
+    wait_until(lambda: "127.0.0.4" not in _answer(server, "imap.example.test", "A"))
     # The SRV pool probes its members on its own schedule.
-    _until(lambda: not any("imap3" in r for r in _answer(server, "_imaps._tcp.example.test", "SRV")))
+    wait_until(lambda: not any("imap3" in r for r in _answer(server, "_imaps._tcp.example.test", "SRV")))
 
 
 def test_killed_server_leaves_a_and_srv_answers(
     server: RunningServer, imap_servers: dict[str, tuple[FakeServer, contextlib.ExitStack]]
 ) -> None:
-    _until(lambda: _states(server, "imap.example.test.")["127.0.0.3"][0] == "up")
+    wait_until(lambda: _states(server, "imap.example.test.")["127.0.0.3"][0] == "up")
     imap_servers["imap2"][1].close()
-    took = _until(lambda: "127.0.0.3" not in _answer(server, "imap.example.test", "A"))
+    took = wait_until(lambda: "127.0.0.3" not in _answer(server, "imap.example.test", "A"))
     assert took < 2 * 0.5 + 0.5 + 1.0  # fall x interval + timeout, with slack
-    _until(lambda: not any("imap2" in r for r in _answer(server, "_imaps._tcp.example.test", "SRV")))
+    wait_until(lambda: not any("imap2" in r for r in _answer(server, "_imaps._tcp.example.test", "SRV")))
 
 
 def test_rfc2782_clients_spread_over_healthy_servers_by_srv(
     server: RunningServer, imap_servers: dict[str, tuple[FakeServer, contextlib.ExitStack]]
 ) -> None:
-    _until(lambda: len(_answer(server, "_imaps._tcp.example.test", "SRV")) == 2)
+    wait_until(lambda: len(_answer(server, "_imaps._tcp.example.test", "SRV")) == 2)
     resolver = dns.resolver.Resolver(configure=False)
     resolver.nameservers = ["127.0.0.1"]
     resolver.port = server.dns_port

@@ -266,8 +266,8 @@ def _set(raw: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, An
         (
             ("pool", 0, "member", 0, "probe"),
             "ftp",
-            "pool[0].member[0].probe: expected one of smtp, tcp, http, load, none, imap, imaps, "
-            "pop3, pop3s, submission, submissions, got 'ftp'",
+            "pool[0].member[0].probe: expected one of smtp, tcp, http, load, imap, imaps, "
+            "pop3, pop3s, submission, submissions, none, got 'ftp'",
         ),
         (
             ("client", 1, "action"),

@@ -7,10 +7,8 @@ well under a second; every wait below is bounded.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,7 +19,7 @@ import dns.rdataclass
 import pytest
 from aiosmtpd.controller import Controller
 
-from tests.conftest import ROOT, RunningServer
+from tests.conftest import ROOT, RunningServer, shared_free_port, wait_until
 
 ADDRESSES = {
     "mx1": "127.0.0.2",
@@ -46,7 +44,7 @@ class Sinks:
     """One aiosmtpd server per member address, all on one port; stop and start them at will."""
 
     def __init__(self) -> None:
-        self.port = _shared_port()
+        self.port = shared_free_port(ADDRESSES.values())
         self.running: dict[str, Controller] = {}
 
     def start(self, name: str) -> None:
@@ -60,21 +58,6 @@ class Sinks:
     def stop_all(self) -> None:
         for name in list(self.running):
             self.stop(name)
-
-
-def _shared_port() -> int:
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.2", 0))
-            port = int(probe.getsockname()[1])
-        try:
-            for address in ADDRESSES.values():
-                with socket.socket() as other:
-                    other.bind((address, port))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no shared free port")
 
 
 @pytest.fixture
@@ -104,8 +87,7 @@ def _config(tmp_path: Path, port: int, hook_file: Path) -> Path:
         'chaos_status = true\n[http]\nlisten = "127.0.0.1:0"\n'
         '[[pool]]\nname = "example.test."\nstrategy = "round-robin"\nttl = 30\n'
         "promote_after = 1.0\ndemote_after = 0.5\n"
-        f'on_promote = ["sh", "-c", "echo $DYNMX_POOL >> {hook_file}"]\n'
-        + members
+        f'on_promote = ["sh", "-c", "echo $DYNMX_POOL >> {hook_file}"]\n' + members
     )
     return config
 
@@ -125,16 +107,6 @@ def _exchanges(server: RunningServer, source: str = "127.0.0.1") -> list[str]:
     query = dns.message.make_query("example.test", "MX")
     reply = dns.query.udp(query, "127.0.0.1", port=server.dns_port, timeout=2, source=source)
     return [str(r.exchange).split(".")[0] for r in sorted(reply.answer[0], key=lambda r: r.preference)]
-
-
-def _until(check: Callable[[], bool], timeout: float = WAIT) -> float:
-    """Poll `check` (bounded); return the seconds it took."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if check():
-            return time.monotonic() - started
-        time.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def _status(server: RunningServer) -> dict[str, object]:
@@ -159,51 +131,51 @@ def _cli(server: RunningServer, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_all_members_up_standby_not_listed(server: RunningServer) -> None:
-    _until(lambda: set(_member_states(server).values()) == {"up"})
+    wait_until(lambda: set(_member_states(server).values()) == {"up"})
     assert set(_exchanges(server)) == {"mx1", "mx2", "mx3", "relay"}
 
 
 def test_dead_member_leaves_the_answers_and_returns_after_rise(server: RunningServer, sinks: Sinks) -> None:
-    _until(lambda: _member_states(server)["mx2"] == "up")
+    wait_until(lambda: _member_states(server)["mx2"] == "up")
     sinks.stop("mx2")
-    took = _until(lambda: "mx2" not in _exchanges(server))
+    took = wait_until(lambda: "mx2" not in _exchanges(server))
     print(f"failover_s={took:.2f}")
     assert took < 2 * 0.2 + 0.2 + 1.0  # fall x interval + timeout, with slack for jitter and scheduling
     member = next(m for m in _status(server)["pools"][0]["members"] if m["host"].startswith("mx2"))  # type: ignore[index]
     assert member["state"] == "down" and member["reason"] == "refused"
     sinks.start("mx2")
-    _until(lambda: "mx2" in _exchanges(server))
+    wait_until(lambda: "mx2" in _exchanges(server))
 
 
 def test_all_primaries_down_relay_first_then_standby_promoted_then_demoted(
     server: RunningServer, sinks: Sinks, hook_file: Path
 ) -> None:
-    _until(lambda: set(_member_states(server).values()) == {"up"})
+    wait_until(lambda: set(_member_states(server).values()) == {"up"})
     for name in ("mx1", "mx2", "mx3"):
         sinks.stop(name)
-    _until(lambda: _exchanges(server)[0] == "relay")
-    _until(lambda: _exchanges(server)[0] == "spare")  # promote_after 1 s
+    wait_until(lambda: _exchanges(server)[0] == "relay")
+    wait_until(lambda: _exchanges(server)[0] == "spare")  # promote_after 1 s
     assert _exchanges(server)[-1] == "relay"
-    _until(lambda: hook_file.exists() and hook_file.read_text() == "example.test.\n")
+    wait_until(lambda: hook_file.exists() and hook_file.read_text() == "example.test.\n")
     sinks.start("mx1")
-    _until(lambda: "mx1" in _exchanges(server))
-    _until(lambda: "spare" not in _exchanges(server))  # demote_after 0.5 s
+    wait_until(lambda: "mx1" in _exchanges(server))
+    wait_until(lambda: "spare" not in _exchanges(server))  # demote_after 0.5 s
     assert hook_file.read_text() == "example.test.\n"  # the hook ran once
 
 
 def test_rfc5321_relay_never_sees_itself_from_its_own_address(server: RunningServer, sinks: Sinks) -> None:
-    _until(lambda: set(_member_states(server).values()) == {"up"})
+    wait_until(lambda: set(_member_states(server).values()) == {"up"})
     for name in ("mx1", "mx2", "mx3"):
         sinks.stop(name)
-    _until(lambda: _exchanges(server)[0] == "relay")
+    wait_until(lambda: _exchanges(server)[0] == "relay")
     from_relay = _exchanges(server, source="127.0.0.5")
     assert "relay" not in from_relay and {"mx1", "mx2", "mx3"} <= set(from_relay)
 
 
 def test_all_down_fails_open_with_base_preferences(server: RunningServer, sinks: Sinks) -> None:
-    _until(lambda: set(_member_states(server).values()) == {"up"})
+    wait_until(lambda: set(_member_states(server).values()) == {"up"})
     sinks.stop_all()
-    _until(lambda: _status(server)["pools"][0]["fail_open"] is True)  # type: ignore[index]
+    wait_until(lambda: _status(server)["pools"][0]["fail_open"] is True)  # type: ignore[index]
     query = dns.message.make_query("example.test", "MX")
     reply = dns.query.udp(query, "127.0.0.1", port=server.dns_port, timeout=2)
     assert sorted((r.preference, str(r.exchange)) for r in reply.answer[0])[:4] == [
@@ -225,11 +197,11 @@ def test_admin_down_survives_a_restart(serve: Serve, tmp_path: Path, sinks: Sink
     assert _member_states(second)["mx3"] == "admin-down"
     assert "mx3" not in _exchanges(second)
     assert _cli(second, "member", "up", "example.test", "mx3.example.test").returncode == 0
-    _until(lambda: "mx3" in _exchanges(second))
+    wait_until(lambda: "mx3" in _exchanges(second))
 
 
 def test_status_command_prints_members_and_first_choice(server: RunningServer) -> None:
-    _until(lambda: set(_member_states(server).values()) == {"up"})
+    wait_until(lambda: set(_member_states(server).values()) == {"up"})
     result = _cli(server, "status")
     assert result.returncode == 0
     assert "pool example.test. round-robin" in result.stdout and "spare.example.test." in result.stdout
@@ -242,7 +214,7 @@ def test_explain_shows_answer_and_reasons(server: RunningServer) -> None:
 
 
 def test_chaos_txt_status_of_a_pool(server: RunningServer) -> None:
-    _until(lambda: set(_member_states(server).values()) == {"up"})
+    wait_until(lambda: set(_member_states(server).values()) == {"up"})
     query = dns.message.make_query("status.example.test", "TXT", rdclass=dns.rdataclass.CH)
     reply = dns.query.udp(query, "127.0.0.1", port=server.dns_port, timeout=2)
     lines = sorted(b"".join(r.strings).decode() for r in reply.answer[0])

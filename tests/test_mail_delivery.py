@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 import smtplib
-import socket
 from collections import Counter
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
@@ -20,7 +19,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, shared_free_port
 
 SINKS = {"mx1": "127.0.0.2", "mx2": "127.0.0.3", "mx3": "127.0.0.4"}
 MESSAGES = 300
@@ -51,25 +50,9 @@ class Sink:
         return "250 OK"
 
 
-def _shared_free_port() -> int:
-    """A TCP port free on every sink address (bounded tries)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.2", 0))
-            port = int(probe.getsockname()[1])
-        try:
-            for address in SINKS.values():
-                with socket.socket() as other:
-                    other.bind((address, port))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no shared free port")
-
-
 @pytest.fixture
 def sinks() -> Iterator[tuple[int, dict[str, Sink]]]:
-    port = _shared_free_port()
+    port = shared_free_port(SINKS.values())
     handlers = {name: Sink() for name in SINKS}
     controllers = [Controller(handlers[name], hostname=address, port=port) for name, address in SINKS.items()]
     for controller in controllers:
