@@ -99,6 +99,12 @@ class Metrics:
             ["pool", "member", "to"],
             registry=self.registry,
         )
+        self.tls_expiry = Gauge(
+            "dynmx_health_tls_cert_expiry_seconds",
+            "Seconds until the probed certificate expires (negative: expired)",
+            ["pool", "member"],
+            registry=self.registry,
+        )
         self.pool_fail_open = Gauge(
             "dynmx_pool_fail_open",
             "1 while a pool has no eligible member and answers everyone",

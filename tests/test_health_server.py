@@ -6,9 +6,12 @@ well under a second; every wait below is bounded.
 
 from __future__ import annotations
 
+import http.server
 import json
 import subprocess
 import sys
+import threading
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -69,7 +72,7 @@ def sinks() -> Iterator[Sinks]:
     sinks.stop_all()
 
 
-def _config(tmp_path: Path, port: int, hook_file: Path) -> Path:
+def _config(tmp_path: Path, port: int, hook_file: Path, webhook: str = "") -> Path:
     zones = tmp_path / "zones"
     zones.mkdir(exist_ok=True)
     (zones / "example.test.zone").write_text(ZONE)
@@ -87,7 +90,9 @@ def _config(tmp_path: Path, port: int, hook_file: Path) -> Path:
         'chaos_status = true\n[http]\nlisten = "127.0.0.1:0"\n'
         '[[pool]]\nname = "example.test."\nstrategy = "round-robin"\nttl = 30\n'
         "promote_after = 1.0\ndemote_after = 0.5\n"
-        f'on_promote = ["sh", "-c", "echo $DYNMX_POOL >> {hook_file}"]\n' + members
+        f'on_promote = ["sh", "-c", "echo $DYNMX_POOL >> {hook_file}"]\n'
+        + (f'on_promote_url = "{webhook}"\n' if webhook else "")
+        + members
     )
     return config
 
@@ -219,3 +224,34 @@ def test_chaos_txt_status_of_a_pool(server: RunningServer) -> None:
     reply = dns.query.udp(query, "127.0.0.1", port=server.dns_port, timeout=2)
     lines = sorted(b"".join(r.strings).decode() for r in reply.answer[0])
     assert "mx1.example.test. primary up ok" in lines
+
+
+def test_promotion_webhook_is_posted_once(
+    serve: Serve, tmp_path: Path, sinks: Sinks, hook_file: Path
+) -> None:
+    posts: list[dict[str, object]] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{receiver.server_address[1]}/promote"
+        server = serve("--config", str(_config(tmp_path, sinks.port, hook_file, webhook=url)))
+        wait_until(lambda: set(_member_states(server).values()) == {"up"})
+        for name in ("mx1", "mx2", "mx3"):
+            sinks.stop(name)
+        wait_until(lambda: len(posts) == 1)
+        assert posts[0] == {"event": "promote", "pool": "example.test.", "standbys": ["spare.example.test."]}
+        time.sleep(0.5)
+        assert len(posts) == 1
+    finally:
+        receiver.shutdown()
+        receiver.server_close()

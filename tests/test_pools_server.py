@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -132,6 +133,14 @@ def test_round_robin_gives_each_primary_first_place_equally(server: RunningServe
     firsts = _firsts(server, "rr.example.test", 999)
     assert Counter(firsts) == {"mx1.example.test.": 333, "mx2.example.test.": 333, "mx3.example.test.": 333}
     assert all(len(set(firsts[i : i + 3])) == 3 for i in range(0, 999, 3))
+
+
+def test_first_place_counter_per_member_is_exported(server: RunningServer) -> None:
+    _firsts(server, "rr.example.test", 3)
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/metrics", timeout=5) as response:
+        metrics = response.read().decode()
+    line = 'dynmx_pool_first_total{member="mx1.example.test.",name="rr.example.test.",pool="rr.example.test."} 1.0'
+    assert line in metrics
 
 
 def test_weighted_first_place_follows_weights(server: RunningServer) -> None:

@@ -259,6 +259,15 @@ class HealthMonitor:
         self.metrics.probes.labels(*labels, "ok" if result.ok else "fail").inc()
         self.metrics.probe_latency.labels(*labels).set(result.latency)
         self.metrics.member_up.labels(*labels).set(1 if after.counts_as_up else 0)
+        if result.cert_expires_in is not None:
+            self.metrics.tls_expiry.labels(*labels).set(result.cert_expires_in)
+            if result.reason == "tls-expiring" and before.reason != "tls-expiring":
+                log.warning(
+                    "event=tls-expiring pool=%s host=%s days_left=%.1f",
+                    target.pool,
+                    target.host,
+                    result.cert_expires_in / 86400,
+                )
         if transition is not None:
             self.metrics.transitions.labels(*labels, transition.new.value).inc()
             level = logging.WARNING if transition.new is Health.DOWN else logging.INFO
