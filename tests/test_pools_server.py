@@ -139,7 +139,8 @@ def test_first_place_counter_per_member_is_exported(server: RunningServer) -> No
     _firsts(server, "rr.example.test", 3)
     with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/metrics", timeout=5) as response:
         metrics = response.read().decode()
-    line = 'dynmx_pool_first_total{member="mx1.example.test.",name="rr.example.test.",pool="rr.example.test."} 1.0'
+    labels = 'member="mx1.example.test.",name="rr.example.test.",pool="rr.example.test."'
+    line = f"dynmx_pool_first_total{{{labels}}} 1.0"
     assert line in metrics
 
 
