@@ -270,6 +270,36 @@ class NameConfig:
         return []
 
 
+TSIG_ALGORITHMS = ("hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1", "hmac-md5")
+
+
+@dataclass(frozen=True)
+class KeyConfig:
+    """A TSIG key (RFC 8945); the secret is never logged or shown in /status."""
+
+    name: str = _key(absolute_name, default=REQUIRED)
+    algorithm: str = _key(_choice(*TSIG_ALGORITHMS), default="hmac-sha256")
+    secret: str = field(default="", repr=False)  # base64
+    secret_file: str = ""  # or a file holding the base64 secret
+
+    def problems(self) -> list[str]:
+        if bool(self.secret) == bool(self.secret_file):
+            return ["secret: give exactly one of secret and secret_file"]
+        return []
+
+
+@dataclass(frozen=True)
+class ZoneConfig:
+    """Per-zone settings; zones without a block get the defaults."""
+
+    name: str = _key(absolute_name, default=REQUIRED)
+    serial: str = _key(_choice("unixtime", "dateserial", "increment"), default="unixtime")
+    allow_update: tuple[str, ...] = ()  # TSIG key names that may UPDATE this zone
+
+    def problems(self) -> list[str]:
+        return []
+
+
 @dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -278,6 +308,8 @@ class Config:
     pool: tuple[PoolConfig, ...] = ()
     client: tuple[ClientConfig, ...] = ()
     name: tuple[NameConfig, ...] = ()
+    key: tuple[KeyConfig, ...] = ()
+    zone: tuple[ZoneConfig, ...] = ()
     base_dir: Path = Path(".")  # relative paths in the file are relative to the file
 
     def path(self, value: str) -> Path:
@@ -297,6 +329,11 @@ class Config:
         for index, client in enumerate(self.client):
             if client.action == "hint" and client.hint not in labels:
                 found.append(f"client[{index}].hint: no pool defines hint {client.hint!r}")
+        keys = {k.name for k in self.key}
+        for index, zone in enumerate(self.zone):
+            for position, key in enumerate(zone.allow_update):
+                if absolute_name(key) not in keys:
+                    found.append(f"zone[{index}].allow_update[{position}]: no [[key]] named {key}")
         prefixes = [c.prefix for c in self.client]
         for index, prefix in enumerate(prefixes):
             if prefix in prefixes[:index]:

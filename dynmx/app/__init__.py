@@ -27,8 +27,11 @@ from dynmx.answer.zoneset import ZoneData
 from dynmx.app.control import control_routes
 from dynmx.app.explain import explain_query
 from dynmx.app.health import HealthMonitor
+from dynmx.app.update import UpdateService
 from dynmx.config import Config, absolute_name, parse_hostport
+from dynmx.control.journal import Journal
 from dynmx.control.store import StateStore
+from dynmx.control.writer import ZoneWriter
 from dynmx.errors import ControlError, Problem, ZoneLoadError
 from dynmx.metrics import Metrics
 from dynmx.policy.served import PoolPlans, build_table, refresh_pool
@@ -128,7 +131,10 @@ class App:
         self.started = time.time()
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
-        self.store = StateStore(config.path(config.server.state_dir) / "dynmx.sqlite")
+        state_dir = config.path(config.server.state_dir)
+        self.store = StateStore(state_dir / "dynmx.sqlite")
+        self.journal = Journal(state_dir / "journal.sqlite")
+        self.writer = ZoneWriter(self.journal, {z.name: z.serial for z in config.zone})
         self.health = HealthMonitor(config, self.store, self._apply_plans, self.metrics)
         seed = config.server.random_seed
         self.rng = random.Random(seed).random if seed else None
@@ -138,8 +144,28 @@ class App:
 
     def _load(self) -> tuple[dict[Path, LoadedZone], list[Problem], AnswerTable]:
         zones, problems = scan_zones(self.zones_dir, self.state.by_file)
+        zones = {path: self.writer.reconcile(zone) for path, zone in zones.items()}
         table = build_table(self.config, zone_data(zones), self.health.plans_for, self.rng)
         return zones, problems, table
+
+    def zones_by_origin(self) -> dict[dns.name.Name, LoadedZone]:
+        return {zone.origin: zone for zone in self.state.by_file.values()}
+
+    def publish_zone(self, zone: LoadedZone) -> None:
+        """A committed edit: serve the new version from the next query on.
+
+        The table is rebuilt whole and in line (CNAME chains may cross zones); for large
+        zones an incremental rebuild of the touched names is the next step (issue 5).
+        """
+        self.state.by_file[zone.path] = zone
+        assert self.engine is not None
+        self.engine.swap(
+            build_table(self.config, zone_data(self.state.by_file), self.health.plans_for, self.rng)
+        )
+        self.health.reapply()
+        serial = soa_serial(zone)
+        self.state.serial_of[zone.origin.to_text()] = serial
+        log.info("event=zone-published zone=%s serial=%d", zone.origin, serial)
 
     def _apply_plans(self, plans: PoolPlans) -> None:
         """A pool's facts changed: re-render its answers now (no query after sees the old order)."""
@@ -201,6 +227,8 @@ class App:
         if cfg.chaos_status:
             self.engine.chaos_status = self.health.status_text
         self.health.start(table.zoneset)
+        self.updates = UpdateService(self.config, self.writer, self.zones_by_origin, self.publish_zone)
+        self.engine.control = self.updates.handle
         loop = asyncio.get_running_loop()
         handler = self.engine.handle
         self.tcp = TcpConnections(
@@ -256,6 +284,7 @@ class App:
         if self.http is not None:
             self.http.close()
         self.store.close()
+        self.journal.close()
         pid_file = self.config.server.pid_file
         if pid_file:
             Path(self.config.path(pid_file)).unlink(missing_ok=True)

@@ -1,0 +1,122 @@
+"""RFC 2136 UPDATE with TSIG (RFC 8945) on the DNS listeners, through the one writer.
+
+The engine hands every UPDATE/NOTIFY message here. TSIG is verified by dnspython with
+the configured keyring; a key must be listed in the zone's `allow_update`, unsigned
+updates are REFUSED (nothing changes). The reply to a signed update is signed with the
+same key. A zone change is committed (journal, atomic file) before the reply is sent,
+so an acknowledged update survives a crash.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from collections.abc import Callable
+
+import dns.exception
+import dns.message
+import dns.name
+import dns.opcode
+import dns.rcode
+import dns.tsig
+import dns.tsigkeyring
+import dns.update
+
+from dynmx.config import Config
+from dynmx.control.update import UpdateRefused, evaluate
+from dynmx.control.writer import ZoneWriter
+from dynmx.errors import ConfigError, ZoneLoadError
+from dynmx.wire.query import Query
+from dynmx.wire.response import RCODE_FORMERR, RCODE_REFUSED, header_only, question_only
+from dynmx.zone.loader import LoadedZone
+
+log = logging.getLogger("dynmx.update")
+
+RCODE_NOTAUTH = 9
+TSIG_FAILURES = (dns.message.UnknownTSIGKey, dns.tsig.BadSignature, dns.tsig.BadTime, dns.tsig.PeerError)
+
+
+def load_keyring(config: Config) -> dict[dns.name.Name, dns.tsig.Key]:
+    """The TSIG keys of the config, secrets read from files where given."""
+    keys: dict[dns.name.Name, dns.tsig.Key] = {}
+    for index, key in enumerate(config.key):
+        secret = key.secret
+        if key.secret_file:
+            try:
+                secret = config.path(key.secret_file).read_text().strip()
+            except OSError as error:
+                raise ConfigError(f"key[{index}].secret_file: cannot read: {error.strerror}") from None
+        try:
+            base64.b64decode(secret, validate=True)
+        except ValueError:
+            raise ConfigError(f"key[{index}]: the secret is not base64") from None
+        name = dns.name.from_text(key.name)
+        keys[name] = dns.tsig.Key(name, secret, key.algorithm)
+    return keys
+
+
+class UpdateService:
+    """Answers UPDATE (and, until secondary mode exists, refuses NOTIFY)."""
+
+    def __init__(
+        self,
+        config: Config,
+        writer: ZoneWriter,
+        zones: Callable[[], dict[dns.name.Name, LoadedZone]],
+        publish: Callable[[LoadedZone], None],
+    ) -> None:
+        self.keyring = load_keyring(config)
+        self.allowed = {
+            dns.name.from_text(z.name): {dns.name.from_text(k) for k in z.allow_update} for z in config.zone
+        }
+        self.writer = writer
+        self.zones = zones
+        self.publish = publish
+
+    def handle(self, data: bytes, query: Query, tcp: bool) -> bytes | None:
+        if query.opcode != dns.opcode.UPDATE:
+            return question_only(data, query, RCODE_REFUSED)  # NOTIFY: no secondary mode yet
+        try:
+            message = dns.message.from_wire(data, keyring=self.keyring)
+        except TSIG_FAILURES as error:
+            log.warning("event=update-refused reason=tsig error=%s", type(error).__name__)
+            return question_only(data, query, RCODE_NOTAUTH)
+        except dns.exception.DNSException:
+            return header_only(query.msg_id, RCODE_FORMERR, query.rd, opcode=query.opcode)
+        assert isinstance(message, dns.update.UpdateMessage)
+        rcode = self._apply(message)
+        response = dns.message.make_response(message)
+        response.set_rcode(rcode)
+        return response.to_wire()
+
+    def _apply(self, message: dns.update.UpdateMessage) -> dns.rcode.Rcode:
+        origin = message.zone[0].name if message.zone else dns.name.root
+        zone = self.zones().get(origin)
+        if zone is None:
+            return dns.rcode.NOTAUTH
+        key = message.keyname if message.had_tsig else None
+        if key is None or key not in self.allowed.get(origin, set()):
+            log.warning("event=update-refused zone=%s key=%s reason=not-allowed", origin, key)
+            return dns.rcode.REFUSED
+        try:
+            changes = evaluate(zone.zone, origin, message)
+        except UpdateRefused as refused:
+            log.info(
+                "event=update-rejected zone=%s key=%s rcode=%s reason=%r",
+                origin,
+                key,
+                dns.rcode.to_text(refused.rcode),
+                str(refused),
+            )
+            return refused.rcode
+        if not changes:
+            return dns.rcode.NOERROR
+        try:
+            updated = self.writer.commit(zone, changes, time.time())
+        except ZoneLoadError as error:
+            log.warning("event=update-refused zone=%s reason=invalid-result problems=%r", origin, str(error))
+            return dns.rcode.REFUSED
+        log.info("event=zone-updated zone=%s key=%s changes=%d", origin, key, len(changes))
+        self.publish(updated)
+        return dns.rcode.NOERROR

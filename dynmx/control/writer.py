@@ -1,0 +1,187 @@
+"""The one writer: every zone change goes through `ZoneWriter.commit`.
+
+Order of a commit (design.md, Data and persistence): apply the changes to a new zone
+version (the old one is untouched, so readers and a failed edit see no mix), bump the
+SOA serial by the zone's policy (RFC 1982 arithmetic), validate the result, append the
+difference to the journal, write the zone file atomically (temp file, fsync, rename,
+fsync of the directory). The caller then swaps the answer table. A crash before the
+journal append loses an unacknowledged edit; after it, start-up replays the journal
+onto the file (`reconcile`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import dns.name
+import dns.node
+import dns.rdata
+import dns.rdataclass
+import dns.rdataset
+import dns.rdatatype
+import dns.zone
+
+from dynmx.control.journal import Journal, JournalEntry
+from dynmx.control.update import Change, Op
+from dynmx.errors import Problem, ZoneLoadError
+from dynmx.zone.loader import LoadedZone
+from dynmx.zone.validate import Record, validate
+
+IN = dns.rdataclass.IN
+SOA = dns.rdatatype.SOA
+SERIAL_POLICIES = ("unixtime", "dateserial", "increment")
+
+
+def next_serial(old: int, policy: str, now: float) -> int:
+    """The serial after `old` under a policy, always newer than `old` in RFC 1982 terms."""
+    bumped = (old + 1) % 2**32
+    if policy == "unixtime":
+        candidate = int(now)
+    elif policy == "dateserial":
+        candidate = int(datetime.datetime.fromtimestamp(now, datetime.UTC).strftime("%Y%m%d")) * 100
+    else:
+        candidate = bumped
+    # Take the policy's value only when it moves forward; else count on from the old one.
+    return candidate if 0 < (candidate - old) % 2**32 < 2**31 else bumped
+
+
+def _copy_node(node: dns.node.Node | None) -> dns.node.Node:
+    copy = dns.node.Node()  # type: ignore[no-untyped-call]
+    if node is not None:
+        for rdataset in node.rdatasets:
+            copy.rdatasets.append(dns.rdataset.from_rdata_list(rdataset.ttl, list(rdataset)))
+    return copy
+
+
+def apply_changes(zone: dns.zone.Zone, changes: Iterable[Change]) -> dns.zone.Zone:
+    """A new zone version with `changes` applied; nodes not touched are shared, not copied."""
+    new = dns.zone.Zone(zone.origin, zone.rdclass, relativize=False)
+    new.nodes = dict(zone.nodes)
+    copied: set[dns.name.Name] = set()
+    for change in changes:
+        if change.name not in copied:
+            new.nodes[change.name] = _copy_node(zone.nodes.get(change.name))
+            copied.add(change.name)
+        node = new.nodes[change.name]
+        rdtype = change.rdata.rdtype
+        if change.op is Op.ADD:
+            rdataset = node.find_rdataset(IN, rdtype, create=True)
+            rdataset.add(change.rdata, change.ttl)
+        else:
+            existing = node.get_rdataset(IN, rdtype)
+            if existing is not None:
+                existing.discard(change.rdata)  # type: ignore[no-untyped-call]
+                if not existing:
+                    node.delete_rdataset(IN, rdtype)
+        if not node.rdatasets:
+            del new.nodes[change.name]
+    return new
+
+
+def _origin(zone: dns.zone.Zone) -> dns.name.Name:
+    assert zone.origin is not None
+    return zone.origin
+
+
+def soa_change(zone: dns.zone.Zone, policy: str, now: float) -> list[Change]:
+    """The two changes that bump the SOA serial."""
+    origin = _origin(zone)
+    soa = zone.nodes[origin].get_rdataset(IN, SOA)
+    assert soa is not None
+    old = soa[0]
+    new = old.replace(serial=next_serial(old.serial, policy, now))
+    return [Change(Op.DELETE, origin, soa.ttl, old), Change(Op.ADD, origin, soa.ttl, new)]
+
+
+def serial_of(zone: dns.zone.Zone) -> int:
+    soa = zone.nodes[_origin(zone)].get_rdataset(IN, SOA)
+    assert soa is not None
+    return int(soa[0].serial)
+
+
+def _records(zone: dns.zone.Zone, file: str) -> list[Record]:
+    return [
+        Record(name, rdataset.ttl, rdata, file, 0)
+        for name, node in zone.nodes.items()
+        for rdataset in node.rdatasets
+        for rdata in rdataset
+    ]
+
+
+def _line(change: Change) -> str:
+    return (
+        f"{change.name} {change.ttl} IN {dns.rdatatype.to_text(change.rdata.rdtype)} {change.rdata.to_text()}"
+    )
+
+
+def write_atomically(path: Path, zone: dns.zone.Zone) -> None:
+    """Temp file in the same directory, fsync, rename, fsync the directory: old or new, never half."""
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(f"; written by dynmx; serial {serial_of(zone)}\n")
+            out.write(f"$ORIGIN {zone.origin}\n")
+            zone.to_file(out, sorted=True, relativize=False, want_origin=False)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+class ZoneWriter:
+    """Commits changes: new version, serial, validation, journal, atomic file."""
+
+    def __init__(self, journal: Journal, policies: dict[str, str] | None = None) -> None:
+        self.journal = journal
+        self.policies = policies or {}
+
+    def commit(self, loaded: LoadedZone, changes: list[Change], now: float) -> LoadedZone:
+        """Apply `changes` to `loaded` durably; raises ZoneLoadError (nothing written) if invalid."""
+        name = loaded.origin.to_text()
+        policy = self.policies.get(name, "increment")
+        zone = apply_changes(loaded.zone, changes)
+        serial = soa_change(zone, policy, now)
+        zone = apply_changes(zone, serial)
+        problems = validate(loaded.origin, _records(zone, str(loaded.path)), file=str(loaded.path))
+        if problems:
+            raise ZoneLoadError([Problem(str(loaded.path), 0, p.reason) for p in problems])
+        entry = JournalEntry(
+            name,
+            serial_of(loaded.zone),
+            serial_of(zone),
+            tuple(_line(c) for c in [*changes, *serial] if c.op is Op.DELETE),
+            tuple(_line(c) for c in [*changes, *serial] if c.op is Op.ADD),
+        )
+        self.journal.append(entry)
+        write_atomically(loaded.path, zone)
+        return LoadedZone(loaded.origin, zone, loaded.path)
+
+    def reconcile(self, loaded: LoadedZone) -> LoadedZone:
+        """Replay journal entries newer than the file (a crash after the journal, before the rename)."""
+        pending = self.journal.since(loaded.origin.to_text(), serial_of(loaded.zone))
+        if not pending:
+            return loaded
+        zone = loaded.zone
+        for entry in pending:
+            changes = [_parse(line, Op.DELETE) for line in entry.removed]
+            changes += [_parse(line, Op.ADD) for line in entry.added]
+            zone = apply_changes(zone, changes)
+        write_atomically(loaded.path, zone)
+        return LoadedZone(loaded.origin, zone, loaded.path)
+
+
+def _parse(line: str, op: Op) -> Change:
+    name, ttl, _, rdtype, text = line.split(" ", 4)
+    rdata = dns.rdata.from_text(IN, dns.rdatatype.from_text(rdtype), text)
+    return Change(op, dns.name.from_text(name), int(ttl), rdata)
