@@ -1,0 +1,137 @@
+"""RFC 2136 UPDATE with TSIG against a running dynmx: dnspython and BIND's nsupdate as clients."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import dns.message
+import dns.query
+import dns.rcode
+import dns.tsigkeyring
+import dns.update
+import pytest
+
+from dynmx.zone.loader import load_zone_file
+from tests.conftest import RunningServer
+
+SECRET = "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0"
+ZONE = """\
+$ORIGIN example.test.
+$TTL 3600
+@    SOA ns1 hostmaster 100 7200 3600 1209600 300
+@    NS  ns1
+ns1  A   127.0.0.1
+mx1  A   127.0.0.2
+"""
+KEYRING = dns.tsigkeyring.from_text({"ops-key.": ("hmac-sha256", SECRET)})
+
+Serve = Callable[..., RunningServer]
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> tuple[Path, Path]:
+    zones = tmp_path / "zones"
+    zones.mkdir()
+    (zones / "example.test.zone").write_text(ZONE)
+    config = tmp_path / "dynmx.toml"
+    config.write_text(
+        f'[server]\nlisten = ["127.0.0.1:0"]\nzones_dir = "{zones}"\nstate_dir = "{tmp_path / "state"}"\n'
+        f'[[key]]\nname = "ops-key."\nsecret = "{SECRET}"\n'
+        '[[zone]]\nname = "example.test."\nserial = "increment"\nallow_update = ["ops-key."]\n'
+    )
+    return config, zones / "example.test.zone"
+
+
+def _update(server: RunningServer, keyring: object = KEYRING, **add: str) -> dns.message.Message:
+    update = dns.update.UpdateMessage(
+        "example.test.", keyring=keyring, keyname="ops-key." if keyring else None
+    )
+    for name, address in add.items():
+        update.add(name, 300, "A", address)
+    return dns.query.tcp(update, "127.0.0.1", port=server.dns_port, timeout=3)
+
+
+def _lookup(server: RunningServer, name: str) -> list[str]:
+    reply = dns.query.udp(dns.message.make_query(name, "A"), "127.0.0.1", port=server.dns_port, timeout=2)
+    return [r.address for r in reply.answer[0]] if reply.answer else []
+
+
+def test_rfc2136_signed_update_is_answered_at_once_and_the_reply_is_signed(
+    serve: Serve, setup: tuple[Path, Path]
+) -> None:
+    config, _ = setup
+    server = serve("--config", str(config))
+    reply = _update(server, www="192.0.2.10")  # dnspython verifies the reply's TSIG (RFC 8945)
+    assert reply.rcode() == dns.rcode.NOERROR and reply.had_tsig
+    assert _lookup(server, "www.example.test") == ["192.0.2.10"]
+
+
+def test_rfc2136_committed_update_is_in_the_zone_file_with_a_new_serial(
+    serve: Serve, setup: tuple[Path, Path]
+) -> None:
+    config, zone_file = setup
+    server = serve("--config", str(config))
+    _update(server, www="192.0.2.10")
+    loaded = load_zone_file(zone_file)
+    assert loaded.zone.get_rdataset("www.example.test.", "A") is not None
+    soa = loaded.zone.get_rdataset("example.test.", "SOA")
+    assert soa is not None and soa[0].serial == 101
+
+
+def test_unsigned_update_is_refused_and_changes_nothing(serve: Serve, setup: tuple[Path, Path]) -> None:
+    config, zone_file = setup
+    server = serve("--config", str(config))
+    before = zone_file.read_text()
+    reply = _update(server, keyring=None, www="192.0.2.10")
+    assert reply.rcode() == dns.rcode.REFUSED
+    assert _lookup(server, "www.example.test") == []
+    assert zone_file.read_text() == before
+
+
+def test_rfc8945_update_with_a_wrong_secret_is_notauth(serve: Serve, setup: tuple[Path, Path]) -> None:
+    config, _ = setup
+    server = serve("--config", str(config))
+    wrong = dns.tsigkeyring.from_text({"ops-key.": ("hmac-sha256", "d3JvbmdzZWNyZXR3cm9uZ3NlY3JldA==")})
+    update = dns.update.UpdateMessage("example.test.", keyring=wrong, keyname="ops-key.")
+    update.add("www", 300, "A", "192.0.2.10")
+    with socket.create_connection(server.address, timeout=3) as sock:  # the reply is unsigned
+        dns.query.send_tcp(sock, update.to_wire())
+        reply, _ = dns.query.receive_tcp(sock)
+    assert reply.rcode() == dns.rcode.NOTAUTH
+    assert _lookup(server, "www.example.test") == []
+
+
+def test_acknowledged_update_survives_a_kill(serve: Serve, setup: tuple[Path, Path]) -> None:
+    config, _ = setup
+    first = serve("--config", str(config))
+    assert _update(first, www="192.0.2.10").rcode() == dns.rcode.NOERROR
+    first.stop(signal.SIGKILL)
+    second = serve("--config", str(config))
+    assert _lookup(second, "www.example.test") == ["192.0.2.10"]
+
+
+@pytest.mark.interop
+def test_bind_nsupdate_changes_a_running_zone(serve: Serve, setup: tuple[Path, Path]) -> None:
+    nsupdate = shutil.which("nsupdate")
+    if nsupdate is None:
+        pytest.skip("nsupdate not installed (./dev test installs dnsutils)")
+    config, _ = setup
+    server = serve("--config", str(config))
+    script = (
+        f"server 127.0.0.1 {server.dns_port}\nzone example.test\n"
+        "update add mail.example.test 300 A 192.0.2.25\nsend\n"
+    )
+    result = subprocess.run(
+        [nsupdate, "-y", f"hmac-sha256:ops-key:{SECRET}"],
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert result.returncode == 0, result.stderr
+    assert _lookup(server, "mail.example.test") == ["192.0.2.25"]
