@@ -295,6 +295,8 @@ class ZoneConfig:
     name: str = _key(absolute_name, default=REQUIRED)
     serial: str = _key(_choice("unixtime", "dateserial", "increment"), default="unixtime")
     allow_update: tuple[str, ...] = ()  # TSIG key names that may UPDATE this zone
+    allow_transfer: tuple[str, ...] = _key(_prefix, default=())  # prefixes that may AXFR/IXFR
+    notify: tuple[str, ...] = _key(parse_hostport, default=())  # secondaries to NOTIFY on change
 
     def problems(self) -> list[str]:
         return []

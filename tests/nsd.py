@@ -82,7 +82,13 @@ def wait_for_soa(
     raise TimeoutError(f"no SOA answer for {zone} from {host}:{port} in {timeout} s: {last!r}")
 
 
-def nsd_conf(workdir: Path, zone_dir: Path, port: int, zones: dict[str, str]) -> str:
+def nsd_conf(
+    workdir: Path,
+    zone_dir: Path,
+    port: int,
+    zones: dict[str, str],
+    zone_options: dict[str, list[str]] | None = None,
+) -> str:
     """An nsd.conf that keeps all state in `workdir` and serves `zones` (name -> file)."""
     lines = [
         "server:",
@@ -109,6 +115,7 @@ def nsd_conf(workdir: Path, zone_dir: Path, port: int, zones: dict[str, str]) ->
     ]
     for name, zonefile in zones.items():
         lines += ["zone:", f"  name: {name}", f"  zonefile: {zonefile}"]
+        lines += [f"  {option}" for option in (zone_options or {}).get(name, [])]
     return "\n".join(lines) + "\n"
 
 
@@ -125,6 +132,7 @@ class Nsd:
         zones: dict[str, str],
         port: int | None = None,
         prefix: Sequence[str] = (),
+        zone_options: dict[str, list[str]] | None = None,
     ) -> None:
         binary = find_nsd()
         if binary is None:
@@ -134,6 +142,7 @@ class Nsd:
         self.zones = zones
         self.port = port if port is not None else free_port()
         self.prefix = tuple(prefix)
+        self.zone_options = zone_options or {}
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.pid: int | None = None
 
@@ -153,7 +162,7 @@ class Nsd:
         """Start NSD and wait until it answers an SOA query; return the port."""
         self._tmp = tempfile.TemporaryDirectory(prefix="dynmx-nsd-")
         conf = self.workdir / "nsd.conf"
-        conf.write_text(nsd_conf(self.workdir, self.zone_dir, self.port, self.zones))
+        conf.write_text(nsd_conf(self.workdir, self.zone_dir, self.port, self.zones, self.zone_options))
         cmd = [*self.prefix, self.binary, "-c", str(conf)]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=START_TIMEOUT)
         if proc.returncode != 0:

@@ -65,6 +65,8 @@ META_QTYPE_MIN = 251  # IXFR, AXFR, MAILB, MAILA, ANY: never served from a defau
 
 # Handler for opcodes NOTIFY and UPDATE, set by the control layer: (data, query, tcp) -> reply.
 ControlHandler = Callable[[bytes, Query, bool], bytes | None]
+# Handler for AXFR/IXFR over TCP, set by the control layer: (data, query, peer) -> messages.
+TransferHandler = Callable[[bytes, Query, object], list[bytes]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +93,7 @@ class Engine:
         self.lru_size = lru_size
         self._lru: OrderedDict[bytes, Entry] = OrderedDict()
         self.control: ControlHandler | None = None
+        self.transfer: TransferHandler | None = None
         self.client_subnet = client_subnet
         # `status.<pool>` CH TXT answers (off unless set): pool name -> lines, or None.
         self.chaos_status: Callable[[str], list[str] | None] | None = None
@@ -104,6 +107,17 @@ class Engine:
         """Serve `table` from the next query on; readers never see a half-built table."""
         self.table = table
         self._lru = OrderedDict()
+
+    def handle_tcp(self, data: bytes, addr: object) -> bytes | list[bytes] | None:
+        """A message on a TCP connection: zone transfers may answer with several messages."""
+        if self.transfer is not None and len(data) > 12 and (data[2] >> 3) & 0xF == OPCODE_QUERY:
+            try:
+                query = parse_query(data)
+            except (FormError, DropPacket):
+                return self.handle(data, addr, True)
+            if query.qtype in (TYPE_AXFR, TYPE_IXFR) and query.qclass == CLASS_IN:
+                return self.transfer(data, query, addr)
+        return self.handle(data, addr, True)
 
     def cache_len(self) -> int:
         return len(self._lru)

@@ -27,8 +27,9 @@ from dynmx.answer.zoneset import ZoneData
 from dynmx.app.control import control_routes
 from dynmx.app.explain import explain_query
 from dynmx.app.health import HealthMonitor
-from dynmx.app.update import UpdateService
+from dynmx.app.update import TransferService, UpdateService
 from dynmx.config import Config, absolute_name, parse_hostport
+from dynmx.control import transfer
 from dynmx.control.journal import Journal
 from dynmx.control.store import StateStore
 from dynmx.control.writer import ZoneWriter
@@ -139,6 +140,7 @@ class App:
         seed = config.server.random_seed
         self.rng = random.Random(seed).random if seed else None
         self.bound: list[tuple[str, int]] = []
+        self.background: set[asyncio.Task[bool]] = set()
 
     # -- zones ---------------------------------------------------------------------------
 
@@ -166,6 +168,11 @@ class App:
         serial = soa_serial(zone)
         self.state.serial_of[zone.origin.to_text()] = serial
         log.info("event=zone-published zone=%s serial=%d", zone.origin, serial)
+        targets = next((z.notify for z in self.config.zone if z.name == zone.origin.to_text()), ())
+        for target in targets:
+            task = asyncio.get_running_loop().create_task(transfer.notify(zone.zone, parse_hostport(target)))
+            self.background.add(task)
+            task.add_done_callback(self.background.discard)
 
     def _apply_plans(self, plans: PoolPlans) -> None:
         """A pool's facts changed: re-render its answers now (no query after sees the old order)."""
@@ -229,10 +236,12 @@ class App:
         self.health.start(table.zoneset)
         self.updates = UpdateService(self.config, self.writer, self.zones_by_origin, self.publish_zone)
         self.engine.control = self.updates.handle
+        self.transfers = TransferService(self.config, self.journal, self.zones_by_origin)
+        self.engine.transfer = self.transfers.handle
         loop = asyncio.get_running_loop()
         handler = self.engine.handle
         self.tcp = TcpConnections(
-            handler,
+            self.engine.handle_tcp,
             TcpLimits(cfg.tcp_idle_timeout, cfg.tcp_max_connections, cfg.tcp_max_per_source),
         )
         for host, port in self.config.listen_addresses():

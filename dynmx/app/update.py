@@ -10,6 +10,7 @@ so an acknowledged update survives a crash.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import logging
 import time
 from collections.abc import Callable
@@ -19,11 +20,14 @@ import dns.message
 import dns.name
 import dns.opcode
 import dns.rcode
+import dns.rdatatype
 import dns.tsig
 import dns.tsigkeyring
 import dns.update
 
 from dynmx.config import Config
+from dynmx.control import transfer
+from dynmx.control.journal import Journal
 from dynmx.control.update import UpdateRefused, evaluate
 from dynmx.control.writer import ZoneWriter
 from dynmx.errors import ConfigError, ZoneLoadError
@@ -120,3 +124,44 @@ class UpdateService:
         log.info("event=zone-updated zone=%s key=%s changes=%d", origin, key, len(changes))
         self.publish(updated)
         return dns.rcode.NOERROR
+
+
+class TransferService:
+    """AXFR/IXFR for peers in a zone's `allow_transfer`; REFUSED for everyone else (RFC 5936 §4.2)."""
+
+    def __init__(
+        self, config: Config, journal: Journal, zones: Callable[[], dict[dns.name.Name, LoadedZone]]
+    ) -> None:
+        self.allowed = {
+            dns.name.from_text(z.name): [ipaddress.ip_network(p) for p in z.allow_transfer]
+            for z in config.zone
+        }
+        self.journal = journal
+        self.zones = zones
+
+    def handle(self, data: bytes, query: Query, peer: object) -> list[bytes]:
+        origin = dns.name.from_wire(query.qname_lower, 0)[0]
+        zone = self.zones().get(origin)
+        host = peer[0] if isinstance(peer, tuple) else ""
+        if zone is None or not self._permitted(origin, str(host)):
+            log.info("event=transfer-refused zone=%s peer=%s", origin, host)
+            return [question_only(data, query, RCODE_REFUSED)]
+        try:
+            message = dns.message.from_wire(data)
+        except dns.exception.DNSException:
+            return [header_only(query.msg_id, RCODE_FORMERR, query.rd)]
+        kind = "AXFR" if query.qtype == dns.rdatatype.AXFR else "IXFR"
+        messages = (
+            transfer.axfr(message, zone.zone)
+            if kind == "AXFR"
+            else transfer.ixfr(message, zone.zone, self.journal)
+        )
+        log.info("event=transfer zone=%s peer=%s kind=%s messages=%d", origin, host, kind, len(messages))
+        return messages
+
+    def _permitted(self, origin: dns.name.Name, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            return False
+        return any(address in network for network in self.allowed.get(origin, []))

@@ -61,6 +61,11 @@ def _rrset(zone: dns.zone.Zone, name: dns.name.Name, rdtype: int) -> dns.rdatase
     return node.get_rdataset(IN, dns.rdatatype.RdataType.make(rdtype)) if node is not None else None
 
 
+def rrclass(rrset: dns.rrset.RRset) -> int:
+    """The CLASS field as sent: dnspython keeps ANY/NONE of updates in `deleting`."""
+    return int(rrset.deleting) if rrset.deleting is not None else int(rrset.rdclass)
+
+
 def _name_in_use(zone: dns.zone.Zone, name: dns.name.Name) -> bool:
     node = zone.nodes.get(name)
     return node is not None and bool(node.rdatasets)
@@ -86,10 +91,10 @@ def check_prerequisites(
             raise UpdateRefused(dns.rcode.FORMERR, "prerequisite TTL must be 0")
         if not rrset.name.is_subdomain(origin):
             raise UpdateRefused(dns.rcode.NOTZONE, f"{rrset.name} is outside {origin}")
-        if rrset.rdclass == IN:
+        if rrclass(rrset) == IN:
             value_dependent.setdefault((rrset.name, rrset.rdtype), set()).update(rrset)
             continue
-        rule = PREREQUISITES.get((rrset.rdclass, rrset.rdtype == TYPE_ANY))
+        rule = PREREQUISITES.get((rrclass(rrset), rrset.rdtype == TYPE_ANY))
         if rule is None or len(rrset):
             raise UpdateRefused(dns.rcode.FORMERR, "malformed prerequisite")
         test, rcode = rule
@@ -106,17 +111,18 @@ def prescan(origin: dns.name.Name, message: dns.update.UpdateMessage) -> None:
     for rrset in message.update:
         if not rrset.name.is_subdomain(origin):
             raise UpdateRefused(dns.rcode.NOTZONE, f"{rrset.name} is outside {origin}")
-        if rrset.rdclass == IN:
+        cls = rrclass(rrset)
+        if cls == IN:
             if rrset.rdtype in META_TYPES or rrset.rdtype == TYPE_ANY:
                 raise UpdateRefused(dns.rcode.FORMERR, "meta type in an add")
-        elif rrset.rdclass == ANY:
+        elif cls == ANY:
             if rrset.ttl != 0 or len(rrset) or rrset.rdtype in META_TYPES:
                 raise UpdateRefused(dns.rcode.FORMERR, "malformed delete")
-        elif rrset.rdclass == NONE:
+        elif cls == NONE:
             if rrset.ttl != 0 or rrset.rdtype in META_TYPES or rrset.rdtype == TYPE_ANY:
                 raise UpdateRefused(dns.rcode.FORMERR, "malformed delete of a record")
         else:
-            raise UpdateRefused(dns.rcode.FORMERR, f"class {rrset.rdclass} in the update section")
+            raise UpdateRefused(dns.rcode.FORMERR, f"class {cls} in the update section")
 
 
 def plan_changes(
@@ -141,7 +147,8 @@ def plan_changes(
     changes: list[Change] = []
     for rrset in message.update:
         name, rdtype = rrset.name, rrset.rdtype
-        if rrset.rdclass == IN:
+        cls = rrclass(rrset)
+        if cls == IN:
             present = types_at(name)
             if rdtype == CNAME and present - {CNAME, dns.rdatatype.RRSIG, dns.rdatatype.NSEC}:
                 continue  # §3.4.2.2: a CNAME beside other data is ignored
@@ -161,7 +168,7 @@ def plan_changes(
                 if rdata not in records:
                     records[rdata] = rrset.ttl
                     changes.append(Change(Op.ADD, name, rrset.ttl, rdata))
-        elif rrset.rdclass == ANY:
+        elif cls == ANY:
             targets = types_at(name) if rdtype == TYPE_ANY else {rdtype}
             for target in targets:
                 if name == origin and target in (SOA, NS):

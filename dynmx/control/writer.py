@@ -66,10 +66,15 @@ def apply_changes(zone: dns.zone.Zone, changes: Iterable[Change]) -> dns.zone.Zo
         if change.name not in copied:
             new.nodes[change.name] = _copy_node(zone.nodes.get(change.name))
             copied.add(change.name)
-        node = new.nodes[change.name]
+        node = new.nodes.setdefault(change.name, _copy_node(None))
         rdtype = change.rdata.rdtype
         if change.op is Op.ADD:
-            rdataset = node.find_rdataset(IN, rdtype, create=True)
+            rdataset = node.get_rdataset(IN, rdtype)
+            if rdataset is None:
+                # Appended directly: dnspython's find_rdataset would quietly drop a CNAME (or
+                # the data beside it); validation must see the conflict and refuse the edit.
+                rdataset = dns.rdataset.Rdataset(IN, rdtype)
+                node.rdatasets.append(rdataset)
             rdataset.add(change.rdata, change.ttl)
         else:
             existing = node.get_rdataset(IN, rdtype)

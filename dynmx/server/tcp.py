@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from dynmx.server.udp import Handler
+# (message, peer address) -> reply, several replies (a zone transfer), or None.
+TcpHandler = Callable[[bytes, object], bytes | list[bytes] | None]
 
 log = logging.getLogger("dynmx.server.tcp")
 
@@ -23,7 +25,7 @@ class TcpLimits:
 class TcpConnections:
     """Shared state of all connections on all TCP listeners (the caps are global)."""
 
-    def __init__(self, handler: Handler, limits: TcpLimits) -> None:
+    def __init__(self, handler: TcpHandler, limits: TcpLimits) -> None:
         self.handler = handler
         self.limits = limits
         self.open: set[TcpConnection] = set()
@@ -95,10 +97,11 @@ class TcpConnection(asyncio.Protocol):
             message = bytes(buffer[2 : 2 + length])
             del buffer[: 2 + length]
             self.shared.messages += 1
-            reply = self.shared.handler(message, self.peer, True)
+            reply = self.shared.handler(message, self.peer)
             if reply is None:
                 continue
-            transport.write(len(reply).to_bytes(2, "big") + reply)
+            for part in reply if isinstance(reply, list) else (reply,):
+                transport.write(len(part).to_bytes(2, "big") + part)
         self._arm_idle()
 
     def _arm_idle(self) -> None:

@@ -30,7 +30,11 @@ class Recorder:
             raw = envelope.original_content or b""
             headers = BytesHeaderParser().parsebytes(raw)
             line = json.dumps(
-                {"message_id": str(headers.get("Message-ID", "")).strip(), "time": time.time(), "sink": self.name}
+                {
+                    "message_id": str(headers.get("Message-ID", "")).strip(),
+                    "time": time.time(),
+                    "sink": self.name,
+                }
             )
             os.write(self.fd, line.encode() + b"\n")
             os.fsync(self.fd)

@@ -1,0 +1,148 @@
+"""Outbound zone transfers: AXFR (RFC 5936) and IXFR from the journal (RFC 1995), and NOTIFY (RFC 1996).
+
+Transfers are built with dnspython messages: SOA first and last, RRsets packed into
+messages of at most ~16 KB. IXFR answers the differences the journal holds since the
+client's serial (old SOA, deletions, new SOA, additions, per change); when that history
+is gone it falls back to a full transfer in AXFR form, as RFC 1995 §4 allows; a client
+that is current gets the SOA alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import dns.asyncquery
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.opcode
+import dns.rdata
+import dns.rdataclass
+import dns.rdataset
+import dns.rdatatype
+import dns.rrset
+import dns.zone
+
+from dynmx.control.journal import Journal
+
+log = logging.getLogger("dynmx.transfer")
+
+IN = dns.rdataclass.IN
+SOA = dns.rdatatype.SOA
+MESSAGE_BUDGET = 16000  # bytes of records per message, well under 65535
+NOTIFY_RETRIES = 5
+NOTIFY_INTERVAL = 2.0
+
+
+def _soa(zone: dns.zone.Zone) -> dns.rrset.RRset:
+    assert zone.origin is not None
+    soa = zone.nodes[zone.origin].get_rdataset(IN, SOA)
+    assert soa is not None
+    return _as_rrset(zone.origin, soa)
+
+
+def _as_rrset(name: dns.name.Name, rdataset: dns.rdataset.Rdataset) -> dns.rrset.RRset:
+    return dns.rrset.from_rdata_list(name, rdataset.ttl, list(rdataset))
+
+
+def _zone_rrsets(zone: dns.zone.Zone) -> list[dns.rrset.RRset]:
+    found = []
+    for name in sorted(zone.nodes):
+        for rdataset in zone.nodes[name].rdatasets:
+            if name == zone.origin and rdataset.rdtype == SOA:
+                continue
+            found.append(_as_rrset(name, rdataset))
+    return found
+
+
+def _pack(query: dns.message.Message, rrsets: list[dns.rrset.RRset]) -> list[bytes]:
+    """RRsets into as few messages as fit the budget; each answers `query` with AA set."""
+    messages: list[bytes] = []
+    batch: list[dns.rrset.RRset] = []
+    size = 0
+    for rrset in rrsets:
+        owner = len(rrset.name.to_wire() or b"")
+        # Uncompressed size: an upper bound of what the record takes in the message.
+        length = sum(owner + 10 + len(rdata.to_wire() or b"") for rdata in rrset)
+        if batch and size + length > MESSAGE_BUDGET:
+            messages.append(_message(query, batch))
+            batch, size = [], 0
+        batch.append(rrset)
+        size += length
+    messages.append(_message(query, batch))
+    return messages
+
+
+def _message(query: dns.message.Message, rrsets: list[dns.rrset.RRset]) -> bytes:
+    response = dns.message.make_response(query)
+    response.flags |= dns.flags.AA
+    response.answer = list(rrsets)
+    return response.to_wire(max_size=65535)
+
+
+def axfr(query: dns.message.Message, zone: dns.zone.Zone) -> list[bytes]:
+    soa = _soa(zone)
+    return _pack(query, [soa, *_zone_rrsets(zone), soa])
+
+
+def _record(line: str) -> dns.rrset.RRset:
+    name, ttl, _, rdtype, text = line.split(" ", 4)
+    rrset = dns.rrset.RRset(dns.name.from_text(name), IN, dns.rdatatype.from_text(rdtype))
+    rrset.add(dns.rdata.from_text(IN, dns.rdatatype.from_text(rdtype), text), int(ttl))
+    return rrset
+
+
+def ixfr(query: dns.message.Message, zone: dns.zone.Zone, journal: Journal) -> list[bytes]:
+    """Differences since the client's serial (in the query's authority SOA)."""
+    soa = _soa(zone)
+    current = soa[0].serial
+    client = next((rrset for rrset in query.authority if rrset.rdtype == SOA), None)
+    if client is None or not len(client):
+        return axfr(query, zone)
+    serial = client[0].serial
+    if serial == current:
+        return _pack(query, [soa])
+    assert zone.origin is not None
+    entries = journal.since(zone.origin.to_text(), serial)
+    if not entries or entries[-1].new_serial != current:
+        return axfr(query, zone)  # history gone or ahead of us: a full transfer (RFC 1995 §4)
+    rrsets = [soa]
+    for entry in entries:
+        removed = [_record(line) for line in entry.removed]
+        added = [_record(line) for line in entry.added]
+        rrsets += [r for r in removed if r.rdtype == SOA] + [r for r in removed if r.rdtype != SOA]
+        rrsets += [r for r in added if r.rdtype == SOA] + [r for r in added if r.rdtype != SOA]
+    rrsets.append(soa)
+    return _pack(query, rrsets)
+
+
+async def notify(zone: dns.zone.Zone, target: tuple[str, int]) -> bool:
+    """Send NOTIFY for `zone` to one secondary until it answers (bounded retries)."""
+    assert zone.origin is not None
+    message = dns.message.make_query(zone.origin, SOA)
+    message.set_opcode(dns.opcode.NOTIFY)
+    message.flags = dns.flags.AA
+    message.answer.append(_soa(zone))
+    host, port = target
+    for attempt in range(1, NOTIFY_RETRIES + 1):
+        try:
+            reply = await dns.asyncquery.udp(message, host, port=port, timeout=NOTIFY_INTERVAL)
+        except (dns.exception.Timeout, OSError) as error:
+            log.info(
+                "event=notify-retry zone=%s target=%s:%d attempt=%d error=%s",
+                zone.origin,
+                host,
+                port,
+                attempt,
+                type(error).__name__,
+            )
+            await asyncio.sleep(0)
+            continue
+        log.info("event=notify-acked zone=%s target=%s:%d rcode=%d", zone.origin, host, port, reply.rcode())
+        return True
+    log.warning(
+        "event=notify-failed zone=%s target=%s:%d attempts=%d", zone.origin, host, port, NOTIFY_RETRIES
+    )
+    return False

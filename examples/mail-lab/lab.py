@@ -1,0 +1,689 @@
+"""The mail lab: real Postfix, real Unbound, real dynmx, SMTP sinks, all on loopback.
+
+    dynmx      127.0.0.1:<ephemeral>   example.test, round-robin pool mx1 mx2 mx3 + relay
+    Unbound    127.0.0.53:53           recursive resolver, stub-zone example.test -> dynmx
+    Postfix    127.0.0.1:25            sending MTA, own config/queue directory, resolves via Unbound
+    sinks      127.0.0.2-5:25          aiosmtpd, one JSON line per message, fsync'ed
+
+The driver submits N messages to Postfix at a steady rate, kills one primary sink part-way
+(SIGTERM: it stops listening), restarts it later, waits for the queue to drain, then checks
+every Message-ID arrived exactly once, the round-robin shares, and the failover. Everything
+it starts is stopped and its temporary directory removed, whatever happens.
+
+Exit status: 0 all checks passed, 1 a check failed, 2 the lab could not be set up,
+77 a prerequisite is missing (not root, postfix/unbound not installed, a port taken).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+SINKS = {"mx1": "127.0.0.2", "mx2": "127.0.0.3", "mx3": "127.0.0.4", "relay": "127.0.0.5"}
+PRIMARIES = ["mx1", "mx2", "mx3"]
+RESOLVER = "127.0.0.53"
+MTA = "127.0.0.1"
+INTERVAL, TIMEOUT, FALL, RISE = 1.0, 1.0, 2, 2
+LISTENING = re.compile(r"event=listening proto=(\S+) address=(\S+) port=(\d+)")
+SKIP, SETUP_FAILED = 77, 2
+
+
+class Unavailable(Exception):
+    """A prerequisite is missing: the lab cannot run here (exit 77)."""
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def wait_for(check, timeout: float, what: str, step: float = 0.1) -> float:  # type: ignore[no-untyped-def]
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if check():
+            return time.monotonic() - started
+        time.sleep(step)
+    raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def port_open(address: str, port: int) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def port_free(address: str, port: int, kind: int = socket.SOCK_STREAM) -> bool:
+    with socket.socket(socket.AF_INET, kind) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is not "taken"
+        try:
+            probe.bind((address, port))
+            return True
+        except OSError:
+            return False
+
+
+def prerequisites() -> None:
+    """Raise Unavailable with a reason when the lab cannot run on this machine."""
+    if os.geteuid() != 0:
+        raise Unavailable("needs root (ports 25 and 53, Postfix)")
+    for tool in ("postfix", "postconf", "postqueue", "unbound", "unbound-checkconf"):
+        if not shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin"):
+            raise Unavailable(f"{tool} not installed (apt-get install postfix unbound)")
+    try:
+        import aiosmtpd  # noqa: F401
+    except ImportError as error:
+        raise Unavailable("aiosmtpd not installed in this Python") from error
+    for address in [MTA, *SINKS.values()]:
+        if not port_free(address, 25):
+            raise Unavailable(f"{address}:25 is taken (a running MTA?)")
+    if not (port_free(RESOLVER, 53) and port_free(RESOLVER, 53, socket.SOCK_DGRAM)):
+        raise Unavailable(f"{RESOLVER}:53 is taken (systemd-resolved?)")
+
+
+def sbin(tool: str) -> str:
+    return shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") or tool
+
+
+@dataclass
+class Lab:
+    work: Path
+    ttl: int
+    resolver_cache_max_ttl: int = 86400
+    processes: dict[str, subprocess.Popen[str]] = field(default_factory=dict)
+    dynmx_port: int = 0
+    http_port: int = 0
+    dynmx_lines: list[str] = field(default_factory=list)
+    postfix_started: bool = False
+    transitions: list[tuple[float, str, str]] = field(default_factory=list)
+    _watching: bool = False
+
+    # ---------------------------------------------------------------- paths
+    @property
+    def pf_conf(self) -> Path:
+        return self.work / "postfix" / "conf"
+
+    @property
+    def pf_queue(self) -> Path:
+        return self.work / "postfix" / "queue"
+
+    @property
+    def maillog(self) -> Path:
+        return self.work / "postfix" / "log" / "maillog"
+
+    def sink_log(self, name: str) -> Path:
+        return self.work / "sinks" / f"{name}.jsonl"
+
+    # ---------------------------------------------------------------- dynmx
+    def start_dynmx(self) -> None:
+        zones = self.work / "zones"
+        zones.mkdir()
+        (zones / "example.test.zone").write_text(
+            "$ORIGIN example.test.\n$TTL 3600\n@ SOA ns1 hostmaster 1 7200 3600 1209600 300\n@ NS ns1\n"
+            "ns1 A 127.0.0.1\n"
+            + "".join(f"{name} A {address}\n" for name, address in SINKS.items())
+            + "@ MX 10 mx1\n@ MX 20 mx2\n@ MX 30 mx3\n@ MX 90 relay\n"
+        )
+        members = "".join(
+            f'[[pool.member]]\nhost = "{name}.example.test."\npreference = {pref}\n'
+            f'role = "{"relay" if name == "relay" else "primary"}"\nprobe = "smtp"\nport = 25\n'
+            f"interval = {INTERVAL}\ntimeout = {TIMEOUT}\nfall = {FALL}\nrise = {RISE}\n"
+            for name, pref in zip(SINKS, (10, 20, 30, 90), strict=True)
+        )
+        config = self.work / "dynmx.toml"
+        config.write_text(
+            f'[server]\nlisten = ["127.0.0.1:0"]\nzones_dir = "{zones}"\n'
+            f'state_dir = "{self.work / "state"}"\n'
+            '[http]\nlisten = "127.0.0.1:0"\n'
+            f'[[pool]]\nname = "example.test."\nstrategy = "round-robin"\nttl = {self.ttl}\n{members}'
+        )
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dynmx", "serve", "--config", str(config)],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.processes["dynmx"] = process
+        stream = process.stderr
+        assert stream is not None
+
+        def pump() -> None:
+            for line in stream:
+                self.dynmx_lines.append(line)
+
+        threading.Thread(target=pump, daemon=True).start()
+
+        def serving() -> bool:
+            for line in list(self.dynmx_lines):
+                match = LISTENING.search(line)
+                if match and match.group(1) == "udp+tcp":
+                    self.dynmx_port = int(match.group(3))
+                if match and match.group(1) == "http":
+                    self.http_port = int(match.group(3))
+            if process.poll() is not None:
+                raise RuntimeError("dynmx exited:\n" + "".join(self.dynmx_lines))
+            return any("event=serving" in line for line in self.dynmx_lines)
+
+        wait_for(serving, 30, "dynmx to serve")
+        log(f"dynmx serving example.test on 127.0.0.1:{self.dynmx_port} (pool ttl {self.ttl})")
+
+    def states(self) -> dict[str, str]:
+        url = f"http://127.0.0.1:{self.http_port}/status"
+        with urllib.request.urlopen(url, timeout=2) as response:
+            pool = json.loads(response.read())["pools"][0]
+        return {m["host"].split(".")[0]: m["state"] for m in pool["members"]}
+
+    def watch(self) -> None:
+        """Record member state changes (from /status, which does not touch the rotation)."""
+        self._watching = True
+
+        def loop() -> None:
+            last: dict[str, str] = {}
+            while self._watching:
+                try:
+                    now = self.states()
+                except OSError:
+                    now = last
+                stamp = time.time()
+                for name, state in now.items():
+                    if last.get(name) != state:
+                        self.transitions.append((stamp, name, state))
+                last = now
+                time.sleep(0.05)
+
+        threading.Thread(target=loop, daemon=True).start()
+
+    def first_state_after(self, name: str, state: str, after: float) -> float | None:
+        for stamp, member, new in list(self.transitions):
+            if member == name and new == state and stamp >= after:
+                return stamp
+        return None
+
+    # ---------------------------------------------------------------- sinks
+    def start_sink(self, name: str) -> None:
+        command = [sys.executable, str(HERE / "sink.py"), "--name", name, "--address", SINKS[name]]
+        command += ["--port", "25", "--log", str(self.sink_log(name))]
+        with open(self.work / "sinks" / f"{name}.err", "a") as errors:  # the child keeps its own copy
+            process = subprocess.Popen(
+                command,
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
+                text=True,
+            )
+        self.processes[f"sink-{name}"] = process
+        wait_for(lambda: port_open(SINKS[name], 25), 15, f"sink {name} to listen")
+
+    def stop_sink(self, name: str) -> None:
+        process = self.processes.pop(f"sink-{name}")
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+    # ---------------------------------------------------------------- unbound
+    def start_unbound(self) -> None:
+        directory = self.work / "unbound"
+        directory.mkdir()
+        conf = directory / "unbound.conf"
+        conf.write_text(
+            f"""server:
+    verbosity: 1
+    interface: {RESOLVER}
+    port: 53
+    do-ip4: yes
+    do-ip6: no
+    do-udp: yes
+    do-tcp: yes
+    access-control: 127.0.0.0/8 allow
+    do-not-query-localhost: no
+    outgoing-interface: 127.0.0.1
+    chroot: ""
+    username: ""
+    directory: "{directory}"
+    pidfile: "{directory}/unbound.pid"
+    use-syslog: no
+    logfile: ""
+    num-threads: 1
+    module-config: "iterator"
+    domain-insecure: "example.test"
+    local-zone: "test." nodefault
+    cache-min-ttl: 0
+    cache-max-ttl: {self.resolver_cache_max_ttl}
+    prefetch: no
+remote-control:
+    control-enable: no
+stub-zone:
+    name: "example.test"
+    stub-addr: 127.0.0.1@{self.dynmx_port}
+"""
+        )
+        check = subprocess.run(
+            [sbin("unbound-checkconf"), str(conf)], capture_output=True, text=True, timeout=30
+        )
+        if check.returncode != 0:
+            raise RuntimeError(f"unbound-checkconf: {check.stdout}{check.stderr}")
+        with open(directory / "unbound.log", "w") as output:
+            self.processes["unbound"] = subprocess.Popen(
+                [sbin("unbound"), "-d", "-c", str(conf)], stdout=output, stderr=subprocess.STDOUT, text=True
+            )
+        wait_for(lambda: port_open(RESOLVER, 53), 15, "unbound to listen")
+        log(f"unbound resolving on {RESOLVER}:53, example.test stubbed to dynmx")
+
+    # ---------------------------------------------------------------- postfix
+    def postconf(self, *args: str) -> str:
+        result = subprocess.run(
+            [sbin("postconf"), "-c", str(self.pf_conf), *args], capture_output=True, text=True, timeout=30
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"postconf {' '.join(args)}: {result.stderr}")
+        return result.stdout
+
+    def postfix(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sbin("postfix"), "-c", str(self.pf_conf), *args], capture_output=True, text=True, timeout=60
+        )
+        if check and result.returncode != 0:
+            raise RuntimeError(f"postfix {' '.join(args)}: {result.stdout}{result.stderr}")
+        return result
+
+    def start_postfix(self) -> None:
+        base = self.work / "postfix"
+        for sub in ("conf", "queue", "data", "log"):
+            (base / sub).mkdir(parents=True)
+        shutil.copy("/etc/postfix/master.cf", self.pf_conf / "master.cf")
+        (self.pf_conf / "main.cf").write_text("compatibility_level = 3.6\n")
+        shutil.chown(base / "data", "postfix", "postfix")
+        # The smtp client runs chrooted into the queue directory: give it its own etc/
+        # with a resolv.conf naming Unbound; /etc and /var/spool/postfix stay untouched.
+        etc = self.pf_queue / "etc"
+        etc.mkdir()
+        (etc / "resolv.conf").write_text(f"nameserver {RESOLVER}\noptions attempts:2 timeout:2\n")
+        for name in ("services", "hosts", "nsswitch.conf", "localtime", "host.conf"):
+            if Path("/etc", name).is_file():
+                shutil.copy(Path("/etc", name), etc / name)
+        settings = {
+            "queue_directory": str(self.pf_queue),
+            "data_directory": str(base / "data"),
+            "maillog_file": str(self.maillog),
+            "maillog_file_prefixes": str(base / "log"),
+            "myhostname": "lab.invalid",
+            "mydomain": "lab.invalid",
+            "myorigin": "lab.invalid",
+            "mydestination": "",
+            "local_recipient_maps": "",
+            "alias_maps": "",
+            "alias_database": "",
+            "relayhost": "",
+            "relay_domains": "",
+            "inet_interfaces": MTA,
+            "inet_protocols": "ipv4",
+            "mynetworks": "127.0.0.0/8",
+            "default_transport": "smtp",  # Debian's "Local only" sets these to error
+            "relay_transport": "smtp",
+            "smtp_tls_security_level": "none",
+            "smtpd_tls_security_level": "none",
+            "smtputf8_enable": "no",
+            "biff": "no",
+            "append_dot_mydomain": "no",
+            # one MX lookup per delivery: no reuse of a session cached for the destination
+            "smtp_connection_cache_on_demand": "no",
+            "smtp_connection_cache_destinations": "",
+            "smtp_connect_timeout": "2s",
+            "minimal_backoff_time": "5s",
+            "maximal_backoff_time": "10s",
+            "queue_run_delay": "5s",
+            "delay_warning_time": "0",
+            "maximal_queue_lifetime": "1h",
+            "bounce_queue_lifetime": "1h",
+        }
+        self.postconf("-e", *(f"{key}={value}" for key, value in settings.items()))
+        self.postfix("check")
+        self.postfix("start")
+        self.postfix_started = True
+        wait_for(lambda: port_open(MTA, 25), 30, "postfix to listen")
+        log(f"postfix listening on {MTA}:25 (config {self.pf_conf})")
+
+    def queue_empty(self) -> bool:
+        result = subprocess.run(
+            [sbin("postqueue"), "-c", str(self.pf_conf), "-p"], capture_output=True, text=True, timeout=30
+        )
+        return "Mail queue is empty" in result.stdout
+
+    def flush(self) -> None:
+        subprocess.run([sbin("postqueue"), "-c", str(self.pf_conf), "-f"], capture_output=True, timeout=30)
+
+    def stop_postfix(self) -> None:
+        if not self.postfix_started:
+            return
+        pid_file = self.pf_queue / "pid" / "master.pid"
+        self.postfix("stop", check=False)
+        try:
+            pid = int(pid_file.read_text().split()[0]) if pid_file.exists() else 0
+        except (OSError, ValueError, IndexError):
+            pid = 0
+
+        def gone() -> bool:
+            if not pid:
+                return True
+            try:
+                os.kill(pid, 0)
+                return False
+            except ProcessLookupError:
+                return True
+
+        try:
+            wait_for(gone, 15, "postfix master to exit")
+        except RuntimeError:
+            self.postfix("abort", check=False)
+            if pid and not gone():
+                os.kill(pid, signal.SIGKILL)
+        self.postfix_started = False
+
+    # ---------------------------------------------------------------- teardown
+    def stop_all(self) -> None:
+        self._watching = False
+        errors: list[str] = []
+        try:
+            self.stop_postfix()
+        except Exception as problem:  # keep stopping the rest
+            errors.append(f"postfix: {problem}")
+        for name, process in list(self.processes.items()):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(5)
+            del self.processes[name]
+        for error in errors:
+            log(f"teardown: {error}")
+
+
+# -------------------------------------------------------------------- driver
+def submit(index: int, run_id: str) -> str:
+    message_id = f"<lab-{run_id}-{index}@lab.invalid>"
+    message = EmailMessage()
+    message["From"] = "sender@lab.invalid"
+    message["To"] = "user@example.test"
+    message["Subject"] = f"lab message {index}"
+    message["Message-ID"] = message_id
+    message.set_content(f"message {index}\n")
+    for attempt in range(3):
+        try:
+            with smtplib.SMTP(MTA, 25, timeout=10) as smtp:
+                smtp.send_message(message)
+            return message_id
+        except (OSError, smtplib.SMTPException):
+            if attempt == 2:
+                raise
+            time.sleep(0.5)
+    return message_id
+
+
+MAILLOG_TIME = re.compile(r"^(\S+)")
+
+
+def refused_attempts(maillog: Path, address: str) -> list[float]:
+    """Times of Postfix connection attempts to `address` that failed (from the maillog)."""
+    times: list[float] = []
+    if not maillog.exists():
+        return times
+    year = time.localtime().tm_year
+    for line in maillog.read_text(errors="replace").splitlines():
+        if f"[{address}]:25" not in line or "connect to" not in line:
+            continue
+        stamp = line[:15]
+        try:
+            parsed = time.mktime(time.strptime(f"{year} {stamp}", "%Y %b %d %H:%M:%S"))
+        except ValueError:
+            try:  # ISO-8601 style maillog timestamps
+                parsed = time.mktime(time.strptime(line.split()[0][:19], "%Y-%m-%dT%H:%M:%S"))
+            except ValueError:
+                continue
+        times.append(parsed)
+    return times
+
+
+def run(args: argparse.Namespace) -> int:
+    prerequisites()
+    work = Path(tempfile.mkdtemp(prefix="dynmx-mail-lab-"))
+    work.chmod(0o755)  # Postfix daemons (user postfix) must traverse to the queue directory
+    (work / "sinks").mkdir()
+    lab = Lab(work, args.ttl, args.resolver_max_ttl)
+    run_id = f"{int(time.time())}-{os.getpid()}"
+    failures: list[str] = []
+    started = time.monotonic()
+    try:
+        lab.start_dynmx()
+        for name in SINKS:
+            lab.start_sink(name)
+        log(f"sinks listening on port 25 of {', '.join(SINKS.values())}")
+        lab.watch()
+        wait_for(lambda: set(lab.states().values()) == {"up"}, 15, "every member up")
+        lab.start_unbound()
+        lab.start_postfix()
+
+        total, victim = args.messages, args.victim
+        # (fraction of the submissions, action, sinks); phases are named by what just happened
+        events: list[tuple[int, str, list[str]]] = []
+        if args.failover:
+            events += [(int(total * 0.2), "kill", [victim]), (int(total * 0.4), "restart", [victim])]
+        if args.relay_phase:
+            events += [(int(total * 0.6), "kill", PRIMARIES), (int(total * 0.8), "restart", PRIMARIES)]
+        phase_names = ["before", f"{victim} down", f"{victim} back", "all down", "all back"]
+        if not args.failover:
+            phase_names = ["before", "all down", "all back"]
+        if not args.relay_phase:
+            phase_names = phase_names[:3]
+        event_times: list[float] = []
+        submitted: list[str] = []
+        plan = ", ".join(f"#{i} {action} {'+'.join(names)}" for i, action, names in events) or "no kills"
+        log(f"submitting {total} messages at {args.rate}/s; {plan}")
+        period = 1.0 / args.rate
+        t0 = time.monotonic()
+        wall0 = time.time()
+        for index in range(total):
+            delay = t0 + index * period - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            for at, action, names in events:
+                if at == index:
+                    for name in names:
+                        (lab.stop_sink if action == "kill" else lab.start_sink)(name)
+                    event_times.append(time.time())
+                    log(f"{action} {'+'.join(names)}")
+            submitted.append(submit(index, run_id))
+        log(f"submitted {len(submitted)} in {time.monotonic() - t0:.1f} s; waiting for the queue to drain")
+        try:
+            drained = wait_for(lab.queue_empty, args.drain_timeout, "the Postfix queue to drain", step=1.0)
+            log(f"queue empty {drained:.1f} s after the last submission")
+        except RuntimeError as error:
+            failures.append(str(error))
+
+        # ------------------------------------------------------------ results
+        records = []
+        for name in SINKS:
+            path = lab.sink_log(name)
+            if path.exists():
+                records += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        counts = Counter(r["message_id"] for r in records)
+        wanted = set(submitted)
+        lost = len(wanted - set(counts))
+        duplicated = sum(n - 1 for n in counts.values() if n > 1)
+        strangers = sum(n for mid, n in counts.items() if mid not in wanted)
+        delivered = len(wanted & set(counts))
+
+        def phase(stamp: float) -> str:
+            return phase_names[sum(stamp >= t for t in event_times)]
+
+        table: dict[str, Counter[str]] = {name: Counter() for name in SINKS}
+        for record in records:
+            table[record["sink"]][phase(record["time"])] += 1
+        before_total = sum(table[n]["before"] for n in SINKS)
+        print()
+        header = " ".join(f"{p:>9}" for p in phase_names)
+        print(f"{'sink':<6} {'address':<10} {header} {'total':>6} {'share before':>12}")
+        for name, address in SINKS.items():
+            row = table[name]
+            share = row["before"] / before_total if before_total else 0.0
+            print(
+                f"{name:<6} {address:<10} "
+                + " ".join(f"{row[p]:>9}" for p in phase_names)
+                + f" {sum(row.values()):>6} {share:>12.1%}"
+            )
+        maillog = lab.maillog.read_text(errors="replace").splitlines() if lab.maillog.exists() else []
+        deferred = sum("status=deferred" in line for line in maillog)
+        effective_ttl = min(args.ttl, args.resolver_max_ttl)
+        stale = (effective_ttl + 1 if args.resolver_max_ttl else 0) + 2  # cache window + log-second slack
+        bound = FALL * INTERVAL * 1.1 + TIMEOUT + 2.0
+        print()
+        failover_s = float("nan")
+        if args.failover:
+            kill_time, restart_time = event_times[0], event_times[1]
+            down_at = lab.first_state_after(victim, "down", kill_time)
+            up_at = lab.first_state_after(victim, "up", restart_time)
+            failover_s = (down_at - kill_time) if down_at else float("nan")
+            recovery = (up_at - restart_time) if up_at else float("nan")
+            refused = refused_attempts(lab.maillog, SINKS[victim])
+            late = [t for t in refused if down_at and kill_time <= t < restart_time and t > down_at + stale]
+            print(
+                f"failover: {victim} killed at +{kill_time - wall0:.1f} s; prober verdict down after "
+                f"{failover_s:.2f} s; up again {recovery:.2f} s after its restart"
+            )
+            print(
+                f"postfix: {sum(kill_time <= t < restart_time for t in refused)} refused attempts "
+                f"to {victim} "
+                f"while down, {len(late)} later than verdict + {stale} s"
+            )
+            if down_at is None:
+                failures.append(f"failover: {victim} never went down after the kill")
+            elif failover_s > bound:
+                failures.append(f"failover: verdict took {failover_s:.2f} s > {bound:.1f} s")
+            if late:
+                failures.append(f"failover: {len(late)} attempts to {victim} after the verdict (+{stale} s)")
+            if table[victim][f"{victim} down"] > 1:  # at most the message in DATA when it was stopped
+                failures.append(f"failover: {victim} recorded {table[victim][f'{victim} down']} while down")
+            if up_at is None:
+                failures.append(f"failover: {victim} never came back up after restart")
+            if table[victim][f"{victim} back"] == 0:
+                failures.append(f"failover: {victim} received nothing after its restart")
+        if args.relay_phase:
+            kill_all, restart_all = event_times[-2], event_times[-1]
+            downs = [lab.first_state_after(n, "down", kill_all) for n in PRIMARIES]
+            all_down = max(downs) if all(downs) else None  # type: ignore[type-var]
+            late_all = 0
+            for name in PRIMARIES:
+                late_all += sum(
+                    1
+                    for t in refused_attempts(lab.maillog, SINKS[name])
+                    if all_down and all_down + stale < t < restart_all
+                )
+            relay_got = table["relay"]["all down"]
+            print(
+                f"relay: all primaries killed at +{kill_all - wall0:.1f} s; all down after "
+                f"{(all_down - kill_all) if all_down else float('nan'):.2f} s; relay received {relay_got}; "
+                f"{late_all} attempts to primaries after verdict + {stale} s"
+            )
+            if all_down is None:
+                failures.append("relay: not every primary went down")
+            if relay_got == 0:
+                failures.append("relay: received nothing while every primary was down")
+            if late_all:
+                failures.append(f"relay: {late_all} attempts to dead primaries after the verdict")
+            if sum(table[n]["all back"] for n in PRIMARIES) == 0:
+                failures.append("relay: no primary received mail after the restart")
+        print(f"postfix deferrals: {deferred}")
+        if args.resolver_max_ttl == 0 and before_total:
+            for name in PRIMARIES:
+                share = table[name]["before"] / before_total
+                if abs(share - 1 / 3) > args.tolerance:
+                    failures.append(
+                        f"round-robin: {name} share {share:.1%} not within {args.tolerance:.0%} of 33.3%"
+                    )
+            if table["relay"]["before"]:
+                failures.append(f"round-robin: relay got {table['relay']['before']} while primaries were up")
+        if lost:
+            failures.append(f"{lost} messages lost")
+        if duplicated:
+            failures.append(f"{duplicated} messages duplicated")
+        if strangers:
+            failures.append(f"{strangers} messages not submitted by this run")
+        for failure in failures:
+            print(f"FAIL {failure}")
+        print(f"lab time {time.monotonic() - started:.1f} s")
+        print(
+            f"delivered {delivered}/{total} lost {lost} duplicated {duplicated} failover_s {failover_s:.2f}"
+        )
+        return 1 if failures else 0
+    finally:
+        lab.stop_all()
+        if args.keep:
+            log(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--messages", "-n", type=int, default=600, help="messages to submit (600)")
+    parser.add_argument("--rate", type=float, default=10.0, help="submissions per second (10)")
+    parser.add_argument(
+        "--ttl", type=int, default=0, help="pool TTL in seconds (0: every delivery asks dynmx)"
+    )
+    parser.add_argument("--victim", default="mx2", choices=PRIMARIES, help="the primary killed part-way")
+    parser.add_argument(
+        "--resolver-max-ttl",
+        type=int,
+        default=0,
+        help="Unbound cache-max-ttl (0: no caching, every delivery asks dynmx; 86400: normal)",
+    )
+    parser.add_argument(
+        "--no-relay-phase", dest="relay_phase", action="store_false", help="do not kill every primary"
+    )
+    parser.add_argument("--no-failover", dest="failover", action="store_false", help="kill nothing")
+    parser.add_argument("--tolerance", type=float, default=0.10, help="round-robin share tolerance (0.10)")
+    parser.add_argument("--drain-timeout", type=float, default=120.0, help="seconds to wait for the queue")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
+    args = parser.parse_args(argv)
+
+    def terminate(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        return run(args)
+    except Unavailable as reason:
+        print(f"SKIP {reason}", flush=True)
+        return SKIP
+    except RuntimeError as error:
+        print(f"SETUP FAILED {error}", flush=True)
+        return SETUP_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

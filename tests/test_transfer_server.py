@@ -1,0 +1,128 @@
+"""Zone distribution: AXFR (RFC 5936), IXFR from the journal (RFC 1995), NOTIFY (RFC 1996), NSD secondary."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+import dns.exception
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import dns.tsigkeyring
+import dns.update
+import dns.zone
+import pytest
+
+from tests.conftest import RunningServer, wait_until
+from tests.nsd import Nsd, NsdUnavailable, free_port
+
+SECRET = "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0"
+KEYRING = dns.tsigkeyring.from_text({"ops-key.": ("hmac-sha256", SECRET)})
+ZONE = """\
+$ORIGIN example.test.
+$TTL 3600
+@    SOA ns1 hostmaster 100 7200 3600 1209600 300
+@    NS  ns1
+ns1  A   127.0.0.1
+mx1  A   127.0.0.2
+"""
+Serve = Callable[..., RunningServer]
+
+
+def _config(tmp_path: Path, allow: str = "127.0.0.0/8", notify: str = "") -> Path:
+    zones = tmp_path / "zones"
+    zones.mkdir(exist_ok=True)
+    (zones / "example.test.zone").write_text(ZONE)
+    config = tmp_path / "dynmx.toml"
+    config.write_text(
+        f'[server]\nlisten = ["127.0.0.1:0"]\nzones_dir = "{zones}"\nstate_dir = "{tmp_path / "state"}"\n'
+        f'[[key]]\nname = "ops-key."\nsecret = "{SECRET}"\n'
+        '[[zone]]\nname = "example.test."\nserial = "increment"\nallow_update = ["ops-key."]\n'
+        f'allow_transfer = ["{allow}"]\n' + (f'notify = ["{notify}"]\n' if notify else "")
+    )
+    return config
+
+
+def _update(server: RunningServer, name: str, address: str) -> None:
+    update = dns.update.UpdateMessage("example.test.", keyring=KEYRING, keyname="ops-key.")
+    update.add(name, 300, "A", address)
+    assert dns.query.tcp(update, "127.0.0.1", port=server.dns_port, timeout=3).rcode() == dns.rcode.NOERROR
+
+
+def _axfr(server: RunningServer) -> dns.zone.Zone:
+    return dns.zone.from_xfr(dns.query.xfr("127.0.0.1", "example.test.", port=server.dns_port, timeout=3))
+
+
+def test_rfc5936_axfr_transfers_the_whole_zone(serve: Serve, tmp_path: Path) -> None:
+    server = serve("--config", str(_config(tmp_path)))
+    zone = _axfr(server)
+    assert zone.get_rdataset("mx1", "A") is not None
+    assert zone.get_rdataset("@", "SOA")[0].serial == 100  # type: ignore[index]
+
+
+def test_rfc5936_s4_2_axfr_from_a_peer_outside_allow_transfer_is_refused(
+    serve: Serve, tmp_path: Path
+) -> None:
+    server = serve("--config", str(_config(tmp_path, allow="192.0.2.0/24")))
+    query = dns.message.make_query("example.test.", "AXFR")
+    with socket.create_connection(server.address, timeout=3) as sock:
+        dns.query.send_tcp(sock, query.to_wire())
+        reply, _ = dns.query.receive_tcp(sock)
+    assert reply.rcode() == dns.rcode.REFUSED and not reply.answer
+
+
+def test_rfc1995_ixfr_sends_the_journalled_difference(serve: Serve, tmp_path: Path) -> None:
+    server = serve("--config", str(_config(tmp_path)))
+    _update(server, "www", "192.0.2.10")
+    query = dns.message.make_query("example.test.", "IXFR")
+    soa = dns.rrset.from_text(
+        "example.test.",
+        0,
+        "IN",
+        "SOA",
+        "ns1.example.test. hostmaster.example.test. 100 7200 3600 1209600 300",
+    )
+    query.authority.append(soa)
+    with socket.create_connection(server.address, timeout=3) as sock:
+        dns.query.send_tcp(sock, query.to_wire())
+        reply, _ = dns.query.receive_tcp(sock, one_rr_per_rrset=True)
+    records = [(str(r.name), dns.rdatatype.to_text(r.rdtype)) for r in reply.answer]
+    assert records[0] == ("example.test.", "SOA") and records[-1] == ("example.test.", "SOA")
+    assert ("www.example.test.", "A") in records
+    assert len(records) == 5  # new SOA, old SOA, new SOA, the addition, new SOA (RFC 1995 §4)
+
+
+def _nsd_answer(nsd: Nsd, name: str) -> list[str]:
+    try:
+        reply = dns.query.udp(dns.message.make_query(name, "A"), "127.0.0.1", port=nsd.port, timeout=1)
+    except dns.exception.Timeout:
+        return []
+    return [r.address for r in reply.answer[0]] if reply.answer else []
+
+
+@pytest.mark.interop
+def test_nsd_secondary_follows_by_axfr_then_notify_and_ixfr(serve: Serve, tmp_path: Path) -> None:
+    """NSD (Debian) as a secondary of dynmx: AXFR at start, then NOTIFY and IXFR after an UPDATE."""
+    notify_port = free_port()  # NSD listens where dynmx's config sends NOTIFY
+    server = serve("--config", str(_config(tmp_path, notify=f"127.0.0.1:{notify_port}")))
+    zone_dir = tmp_path / "secondary"
+    zone_dir.mkdir()
+    options = {
+        "example.test": [f"request-xfr: 127.0.0.1@{server.dns_port} NOKEY", "allow-notify: 127.0.0.1 NOKEY"]
+    }
+    try:
+        nsd = Nsd(zone_dir, {"example.test": "example.test.zone"}, zone_options=options, port=notify_port)
+    except NsdUnavailable as error:
+        pytest.skip(str(error))
+    nsd.start()
+    try:
+        wait_until(lambda: _nsd_answer(nsd, "mx1.example.test") == ["127.0.0.2"], timeout=15)
+        _update(server, "www", "192.0.2.10")
+        wait_until(lambda: _nsd_answer(nsd, "www.example.test") == ["192.0.2.10"], timeout=15)
+        assert "event=notify-acked" in server.log_text()
+        assert "kind=IXFR" in server.log_text()
+    finally:
+        nsd.stop()
