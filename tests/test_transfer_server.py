@@ -103,6 +103,13 @@ def _nsd_answer(nsd: Nsd, name: str) -> list[str]:
     return [r.address for r in reply.answer[0]] if reply.answer else []
 
 
+def _wait_for(nsd: Nsd, server: RunningServer, name: str, address: str) -> None:
+    try:
+        wait_until(lambda: _nsd_answer(nsd, name) == [address], timeout=15)
+    except AssertionError:
+        raise AssertionError(f"NSD does not answer {name}:\n{nsd.log()}\n{server.log_text()}") from None
+
+
 @pytest.mark.interop
 def test_nsd_secondary_follows_by_axfr_then_notify_and_ixfr(serve: Serve, tmp_path: Path) -> None:
     """NSD (Debian) as a secondary of dynmx: AXFR at start, then NOTIFY and IXFR after an UPDATE."""
@@ -119,9 +126,9 @@ def test_nsd_secondary_follows_by_axfr_then_notify_and_ixfr(serve: Serve, tmp_pa
         pytest.skip(str(error))
     nsd.start()
     try:
-        wait_until(lambda: _nsd_answer(nsd, "mx1.example.test") == ["127.0.0.2"], timeout=15)
+        _wait_for(nsd, server, "mx1.example.test", "127.0.0.2")  # the first AXFR
         _update(server, "www", "192.0.2.10")
-        wait_until(lambda: _nsd_answer(nsd, "www.example.test") == ["192.0.2.10"], timeout=15)
+        _wait_for(nsd, server, "www.example.test", "192.0.2.10")  # NOTIFY, then IXFR
         assert "event=notify-acked" in server.log_text()
         assert "kind=IXFR" in server.log_text()
     finally:

@@ -18,6 +18,7 @@ import dns.flags
 import dns.message
 import dns.name
 import dns.opcode
+import dns.rcode
 import dns.rdata
 import dns.rdataclass
 import dns.rdataset
@@ -122,8 +123,8 @@ async def notify(zone: dns.zone.Zone, target: tuple[str, int]) -> bool:
     """Send NOTIFY for `zone` to one secondary until it answers (bounded retries)."""
     assert zone.origin is not None
     message = dns.message.make_query(zone.origin, SOA)
+    message.flags = dns.flags.AA  # the opcode lives in the flags too: set it after
     message.set_opcode(dns.opcode.NOTIFY)
-    message.flags = dns.flags.AA
     message.answer.append(_soa(zone))
     host, port = target
     for attempt in range(1, NOTIFY_RETRIES + 1):
@@ -140,8 +141,14 @@ async def notify(zone: dns.zone.Zone, target: tuple[str, int]) -> bool:
             )
             await asyncio.sleep(0)
             continue
-        log.info("event=notify-acked zone=%s target=%s:%d rcode=%d", zone.origin, host, port, reply.rcode())
-        return True
+        log.info(
+            "event=notify-acked zone=%s target=%s:%d rcode=%s",
+            zone.origin,
+            host,
+            port,
+            dns.rcode.to_text(reply.rcode()),
+        )
+        return reply.rcode() == dns.rcode.NOERROR
     log.warning(
         "event=notify-failed zone=%s target=%s:%d attempts=%d", zone.origin, host, port, NOTIFY_RETRIES
     )

@@ -498,6 +498,8 @@ def run(args: argparse.Namespace) -> int:
             phase_names = ["before", "all down", "all back"]
         if not args.relay_phase:
             phase_names = phase_names[:3]
+        if not events:
+            phase_names = ["before"]
         event_times: list[float] = []
         submitted: list[str] = []
         plan = ", ".join(f"#{i} {action} {'+'.join(names)}" for i, action, names in events) or "no kills"
@@ -554,6 +556,16 @@ def run(args: argparse.Namespace) -> int:
                 + " ".join(f"{row[p]:>9}" for p in phase_names)
                 + f" {sum(row.values()):>6} {share:>12.1%}"
             )
+        if args.timeline > 0:
+            print(f"\nper {args.timeline:g} s of delivery time (from the first submission):")
+            buckets: dict[int, Counter[str]] = {}
+            for record in records:
+                buckets.setdefault(int((record["time"] - wall0) // args.timeline), Counter())[
+                    record["sink"]
+                ] += 1
+            for bucket in sorted(buckets):
+                cells = " ".join(f"{name}={buckets[bucket][name]:<3}" for name in SINKS)
+                print(f"  +{bucket * args.timeline:>5g} s  {cells}")
         maillog = lab.maillog.read_text(errors="replace").splitlines() if lab.maillog.exists() else []
         deferred = sum("status=deferred" in line for line in maillog)
         effective_ttl = min(args.ttl, args.resolver_max_ttl)
@@ -668,6 +680,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-failover", dest="failover", action="store_false", help="kill nothing")
     parser.add_argument("--tolerance", type=float, default=0.10, help="round-robin share tolerance (0.10)")
     parser.add_argument("--drain-timeout", type=float, default=120.0, help="seconds to wait for the queue")
+    parser.add_argument("--timeline", type=float, default=0, help="print deliveries per this many seconds")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
     args = parser.parse_args(argv)
 
