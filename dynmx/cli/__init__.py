@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 from dynmx import __version__
+from dynmx.cli import records
 from dynmx.config import Config, HttpConfig, LogConfig, load_config, parse_hostport
 from dynmx.errors import ConfigError, ControlError
 
@@ -252,6 +253,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_record(args: argparse.Namespace) -> int:
+    from dynmx.cli.records import run_record
+
+    return run_record(args, load_config(Path(args.config)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dynmx", description="Authoritative DNS for mail domains")
     parser.add_argument("--version", action="version", version=f"dynmx {__version__}")
@@ -310,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--config", "-c", help="TOML config file (for [http] listen)")
     explain.add_argument("--http", help="HOST:PORT of the control listener")
     explain.set_defaults(func=_cmd_explain)
+    records.add_parser(sub, _cmd_record)
     return parser
 
 
