@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -234,3 +235,27 @@ def test_pool_answer_over_tcp_rotates_too(server: RunningServer) -> None:
         )
         firsts.add(str(min(reply.answer[0], key=lambda r: r.preference).exchange))
     assert len(firsts) == 3
+
+
+def test_routes_export_postfix_transport_and_json(server: RunningServer) -> None:
+    common = ["--http", f"127.0.0.1:{server.http_port}"]
+    postfix = subprocess.run(
+        [sys.executable, "-m", "dynmx", "routes", *common],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+    )
+    assert postfix.returncode == 0, postfix.stderr
+    lines = dict(line.split(None, 1) for line in postfix.stdout.splitlines())
+    assert lines["static.example.test"] == "smtp:[mx1.example.test]"
+    assert lines["suspended.example.test"].startswith("error:5.1.10")  # null MX (RFC 7505)
+    as_json = subprocess.run(
+        [sys.executable, "-m", "dynmx", "routes", "--format", "json", *common],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+    )
+    routes = {route["domain"]: route for route in json.loads(as_json.stdout)}
+    assert [hop["state"] for hop in routes["rr.example.test."]["hops"]] == ["up", "up", "up", "up"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import random
@@ -35,6 +36,7 @@ from dynmx.control.store import StateStore
 from dynmx.control.writer import ZoneWriter
 from dynmx.errors import ControlError, Problem, ZoneLoadError
 from dynmx.metrics import Metrics
+from dynmx.policy.routes import changed_since, routing_table, to_json, to_postfix
 from dynmx.policy.served import PoolPlans, build_table, refresh_pool
 from dynmx.server.http import ControlHttp
 from dynmx.server.tcp import TcpConnections, TcpLimits
@@ -325,6 +327,26 @@ class App:
             source,
             hint_label,
         )
+
+    def routes(self, fmt: str, since: int | None) -> str:
+        """The mail routing table (`dynmx routes`, GET /routes): Postfix transport lines or JSON."""
+        table = routing_table(
+            zone_data(self.state.by_file),
+            {name: self.health.plans_for(state.config) for name, state in self.health.pools.items()},
+            self.health.states(),
+        )
+        actions = {rule.name: rule.action for rule in self.config.name}
+        table = [  # name actions are served over the zone data: the table shows what is served
+            dataclasses.replace(route, hops=()) if actions.get(route.domain) == "null-mx" else route
+            for route in table
+            if actions.get(route.domain) not in ("nxdomain", "refuse")
+        ]
+        if since is not None:
+            changed = set()
+            for zone in self.state.by_file.values():
+                changed |= changed_since(self.journal.entries(zone.origin.to_text()), since)
+            table = [route for route in table if route.domain in changed]
+        return to_json(table) if fmt == "json" else to_postfix(table)
 
     def _first_counts(self, pool: str) -> dict[str, int]:
         if self.engine is None:

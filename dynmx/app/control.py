@@ -83,7 +83,18 @@ def control_routes(app: App, loop: asyncio.AbstractEventLoop) -> dict[tuple[str,
         except ControlError as error:
             return _text(404, str(error))
 
+    def routes(query: str) -> Response:
+        parsed = urllib.parse.parse_qs(query)
+        fmt = parsed.get("format", ["postfix"])[0]
+        since_text = parsed.get("since", [""])[0]
+        if fmt not in ("postfix", "json") or (since_text and not since_text.isdigit()):
+            return _text(400, "format=postfix|json and since=SERIAL (digits)")
+        since = int(since_text) if since_text else None
+        body = on_loop(lambda: app.routes(fmt, since))
+        return 200, "application/json" if fmt == "json" else "text/plain", body.encode()
+
     return {
+        ("GET", "/routes"): routes,
         ("POST", "/reload"): reload_route,
         ("GET", "/status"): lambda _: _json(200, on_loop(app.status)),
         ("GET", "/metrics"): lambda _: (200, app.metrics.content_type, app.metrics.render()),

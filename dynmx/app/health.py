@@ -223,6 +223,16 @@ class HealthMonitor:
             "hints": {label: [f"{pr} {h}" for h, pr in p.orderings[0]] for label, p in plans.hints},
         }
 
+    def states(self) -> dict[str, dict[str, str]]:
+        """pool -> host -> up | down | admin-down | unknown, for the routing table."""
+        found: dict[str, dict[str, str]] = {}
+        for name, state in self.pools.items():
+            facts = self.facts(name)
+            found[name] = {
+                m.host: member_state(m, state.members.get(m.host), facts[m.host]) for m in state.config.member
+            }
+        return found
+
     def status_text(self, pool: str) -> list[str] | None:
         """One line per member for `dig CH TXT status.<pool>`; None for an unknown pool."""
         state = self.pools.get(pool)

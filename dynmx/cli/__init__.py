@@ -253,6 +253,18 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_routes(args: argparse.Namespace) -> int:
+    """Print the mail routing table of the running server (Postfix transport lines or JSON)."""
+    url = _require_url(_config_from_args(args), args.http)
+    query = urllib.parse.urlencode({"format": args.format, **({"since": args.since} if args.since else {})})
+    try:
+        with urllib.request.urlopen(f"{url}/routes?{query}", timeout=10) as response:
+            print(response.read().decode(), end="")
+    except (urllib.error.URLError, OSError) as error:
+        raise ControlError(f"cannot reach {url}/routes: {error}") from None
+    return 0
+
+
 def _cmd_record(args: argparse.Namespace) -> int:
     from dynmx.cli.records import run_record
 
@@ -318,6 +330,13 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--http", help="HOST:PORT of the control listener")
     explain.set_defaults(func=_cmd_explain)
     records.add_parser(sub, _cmd_record)
+
+    routes = sub.add_parser("routes", help="print the mail routing table (e.g. a Postfix transport map)")
+    routes.add_argument("--format", choices=["postfix", "json"], default="postfix")
+    routes.add_argument("--since", type=int, help="only domains whose MX changed after this serial")
+    routes.add_argument("--config", "-c", help="TOML config file (for [http] listen)")
+    routes.add_argument("--http", help="HOST:PORT of the control listener")
+    routes.set_defaults(func=_cmd_routes)
     return parser
 
 

@@ -44,6 +44,7 @@ MTA = "127.0.0.1"
 INTERVAL, TIMEOUT, FALL, RISE = 1.0, 1.0, 2, 2
 LISTENING = re.compile(r"event=listening proto=(\S+) address=(\S+) port=(\d+)")
 SKIP, SETUP_FAILED = 77, 2
+HINT_RECIPIENT, HINT_FIRST = "urgent@example.test", "mx3"
 
 
 class Unavailable(Exception):
@@ -154,6 +155,7 @@ class Lab:
             f'state_dir = "{self.work / "state"}"\n'
             '[http]\nlisten = "127.0.0.1:0"\n'
             f'[[pool]]\nname = "example.test."\nstrategy = "round-robin"\nttl = {self.ttl}\n{members}'
+            f'[[pool.hint]]\nlabel = "urgent"\norder = ["{HINT_FIRST}.example.test.", "mx1.example.test."]\n'
         )
         process = subprocess.Popen(
             [sys.executable, "-m", "dynmx", "serve", "--config", str(config)],
@@ -351,6 +353,8 @@ stub-zone:
             "smtp_connection_cache_on_demand": "no",
             "smtp_connection_cache_destinations": "",
             "smtp_connect_timeout": "2s",
+            # a message class routed by a hint: MX lookup of urgent._hint.example.test
+            "transport_maps": f"texthash:{self.pf_conf / 'transport'}",
             "minimal_backoff_time": "5s",
             "maximal_backoff_time": "10s",
             "queue_run_delay": "5s",
@@ -358,6 +362,7 @@ stub-zone:
             "maximal_queue_lifetime": "1h",
             "bounce_queue_lifetime": "1h",
         }
+        (self.pf_conf / "transport").write_text(f"{HINT_RECIPIENT} smtp:urgent._hint.example.test\n")
         self.postconf("-e", *(f"{key}={value}" for key, value in settings.items()))
         self.postfix("check")
         self.postfix("start")
@@ -423,11 +428,11 @@ stub-zone:
 
 
 # -------------------------------------------------------------------- driver
-def submit(index: int, run_id: str) -> str:
+def submit(index: int, run_id: str, recipient: str = "user@example.test") -> str:
     message_id = f"<lab-{run_id}-{index}@lab.invalid>"
     message = EmailMessage()
     message["From"] = "sender@lab.invalid"
-    message["To"] = "user@example.test"
+    message["To"] = recipient
     message["Subject"] = f"lab message {index}"
     message["Message-ID"] = message_id
     message.set_content(f"message {index}\n")
@@ -524,6 +529,19 @@ def run(args: argparse.Namespace) -> int:
             log(f"queue empty {drained:.1f} s after the last submission")
         except RuntimeError as error:
             failures.append(str(error))
+        hinted: list[str] = []
+        if args.hint:
+            event_times.append(time.time())
+            phase_names.append("hint")
+            log(f"submitting {args.hint} messages to {HINT_RECIPIENT} (smtp:urgent._hint.example.test)")
+            for index in range(total, total + args.hint):
+                hinted.append(submit(index, run_id, HINT_RECIPIENT))
+                time.sleep(period)
+            submitted += hinted
+            try:
+                wait_for(lab.queue_empty, args.drain_timeout, "the Postfix queue to drain", step=1.0)
+            except RuntimeError as error:
+                failures.append(str(error))
 
         # ------------------------------------------------------------ results
         records = []
@@ -643,12 +661,16 @@ def run(args: argparse.Namespace) -> int:
             failures.append(f"{duplicated} messages duplicated")
         if strangers:
             failures.append(f"{strangers} messages not submitted by this run")
+        if hinted:
+            where = Counter(r["sink"] for r in records if r["message_id"] in set(hinted))
+            print(f"hint: {sum(where.values())}/{len(hinted)} messages to {HINT_RECIPIENT}: {dict(where)}")
+            if where[HINT_FIRST] != len(hinted):
+                failures.append(f"hint: {dict(where)} instead of all {len(hinted)} on {HINT_FIRST}")
         for failure in failures:
             print(f"FAIL {failure}")
         print(f"lab time {time.monotonic() - started:.1f} s")
-        print(
-            f"delivered {delivered}/{total} lost {lost} duplicated {duplicated} failover_s {failover_s:.2f}"
-        )
+        summary = f"delivered {delivered}/{len(submitted)} lost {lost} duplicated {duplicated}"
+        print(f"{summary} failover_s {failover_s:.2f}")
         return 1 if failures else 0
     finally:
         lab.stop_all()
@@ -681,8 +703,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tolerance", type=float, default=0.10, help="round-robin share tolerance (0.10)")
     parser.add_argument("--drain-timeout", type=float, default=120.0, help="seconds to wait for the queue")
     parser.add_argument("--timeline", type=float, default=0, help="print deliveries per this many seconds")
+    parser.add_argument("--hint", type=int, default=20, help="messages routed by the urgent hint (20)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
     args = parser.parse_args(argv)
+    window = 0.2 * args.messages / args.rate  # each kill/restart phase
+    if (args.failover or args.relay_phase) and window < 3.5:
+        parser.error(
+            f"each phase lasts {window:.1f} s (20 % of messages/rate); the prober needs up to ~3.5 s "
+            "for a verdict: use -n >= 18 x rate, or --no-failover --no-relay-phase"
+        )
 
     def terminate(signum: int, frame: object) -> None:
         raise SystemExit(128 + signum)
