@@ -303,6 +303,22 @@ class ZoneConfig:
 
 
 @dataclass(frozen=True)
+class DefaultsConfig:
+    """What `dynmx zone add` writes into a new zone's SOA and NS."""
+
+    ns: tuple[str, ...] = _key(absolute_name, default=())  # name servers of new zones
+    hostmaster: str = ""  # SOA RNAME, e.g. "hostmaster.example.test."; default: hostmaster.<zone>
+    ttl: int = _key(_between(0, 2147483647), default=3600)
+    refresh: int = 7200
+    retry: int = 3600
+    expire: int = 1209600
+    minimum: int = 300  # negative-caching TTL (RFC 2308)
+
+    def problems(self) -> list[str]:
+        return []
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
@@ -312,6 +328,7 @@ class Config:
     name: tuple[NameConfig, ...] = ()
     key: tuple[KeyConfig, ...] = ()
     zone: tuple[ZoneConfig, ...] = ()
+    defaults: DefaultsConfig = field(default_factory=DefaultsConfig)
     base_dir: Path = Path(".")  # relative paths in the file are relative to the file
 
     def path(self, value: str) -> Path:

@@ -621,7 +621,7 @@ def run(args: argparse.Namespace) -> int:
             if table[victim][f"{victim} back"] == 0:
                 failures.append(f"failover: {victim} received nothing after its restart")
         if args.relay_phase:
-            kill_all, restart_all = event_times[-2], event_times[-1]
+            kill_all, restart_all = event_times[len(events) - 2], event_times[len(events) - 1]
             downs = [lab.first_state_after(n, "down", kill_all) for n in PRIMARIES]
             all_down = max(downs) if all(downs) else None  # type: ignore[type-var]
             late_all = 0
