@@ -146,9 +146,10 @@ class App:
 
     # -- zones ---------------------------------------------------------------------------
 
-    def _load(self) -> tuple[dict[Path, LoadedZone], list[Problem], AnswerTable]:
+    def _load(self, reconcile: bool = False) -> tuple[dict[Path, LoadedZone], list[Problem], AnswerTable]:
         zones, problems = scan_zones(self.zones_dir, self.state.by_file)
-        zones = {path: self.writer.reconcile(zone) for path, zone in zones.items()}
+        if reconcile:  # at start-up, on the loop's thread (the journal's connection lives there)
+            zones = {path: self.writer.reconcile(zone) for path, zone in zones.items()}
         table = build_table(self.config, zone_data(zones), self.health.plans_for, self.rng)
         return zones, problems, table
 
@@ -224,7 +225,7 @@ class App:
     async def start(self) -> None:
         cfg = self.config.server
         started = time.monotonic()
-        zones, problems, table = self._load()
+        zones, problems, table = self._load(reconcile=True)
         self.engine = Engine(
             table,
             chaos=ChaosConfig(version=cfg.version, identity=cfg.identity),
