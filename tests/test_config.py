@@ -216,7 +216,11 @@ def _set(raw: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, An
         (("pool", 0, "hint", 0, "hosts"), [], "pool[0].hint[0].hosts: unknown key (allowed: "),
         (("client", 2, "acton"), "drop", "client[2].acton: unknown key (allowed: "),
         # unknown section
-        (("zones",), {}, "zones: unknown key (allowed: client, defaults, http, key, log, name, pool, server, zone)"),
+        (
+            ("zones",),
+            {},
+            "zones: unknown key (allowed: client, defaults, http, key, log, name, pool, server, zone)",
+        ),
         # wrong types
         (("server", "tcp_max_connections"), "many", "server.tcp_max_connections: expected int, got 'many'"),
         (("server", "tcp_max_connections"), True, "server.tcp_max_connections: expected int, got True"),
