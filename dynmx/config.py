@@ -66,6 +66,10 @@ def _label(value: str) -> str:
     return value.lower()
 
 
+def _fail(message: str) -> str:
+    raise ValueError(message)
+
+
 def _choice(*allowed: str) -> Check:
     def check(value: str) -> str:
         if value not in allowed:
@@ -303,6 +307,29 @@ class ZoneConfig:
 
 
 @dataclass(frozen=True)
+class DynHostConfig:
+    hostname: str = _key(absolute_name, default=REQUIRED)
+    username: str = _key(lambda v: v or _fail("a username is required"), default=REQUIRED)
+    password: str = field(default="", repr=False)
+
+    def problems(self) -> list[str]:
+        return [] if self.password else ["password: required"]
+
+
+@dataclass(frozen=True)
+class Dyndns2Config:
+    """`GET /nic/update` for routers, ddclient and inadyn (off unless enabled)."""
+
+    enabled: bool = False
+    ttl: int = _key(_between(0, 86400), default=60)  # TTL of the records it writes
+    min_interval: float = _key(_between(0, 86400), default=60.0)  # per host, else "abuse"
+    host: tuple[DynHostConfig, ...] = ()
+
+    def problems(self) -> list[str]:
+        return []
+
+
+@dataclass(frozen=True)
 class DefaultsConfig:
     """What `dynmx zone add` writes into a new zone's SOA and NS."""
 
@@ -329,6 +356,7 @@ class Config:
     key: tuple[KeyConfig, ...] = ()
     zone: tuple[ZoneConfig, ...] = ()
     defaults: DefaultsConfig = field(default_factory=DefaultsConfig)
+    dyndns2: Dyndns2Config = field(default_factory=Dyndns2Config)
     base_dir: Path = Path(".")  # relative paths in the file are relative to the file
 
     def path(self, value: str) -> Path:

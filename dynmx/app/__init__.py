@@ -30,7 +30,7 @@ from dynmx.app.explain import explain_query
 from dynmx.app.health import HealthMonitor
 from dynmx.app.update import TransferService, UpdateService
 from dynmx.config import Config, absolute_name, parse_hostport
-from dynmx.control import transfer
+from dynmx.control import dyndns2, transfer
 from dynmx.control.journal import Journal
 from dynmx.control.store import StateStore
 from dynmx.control.writer import ZoneWriter
@@ -143,6 +143,7 @@ class App:
         self.rng = random.Random(seed).random if seed else None
         self.bound: list[tuple[str, int]] = []
         self.background: set[asyncio.Task[bool]] = set()
+        self.dyndns2_state = dyndns2.DynState()
 
     # -- zones ---------------------------------------------------------------------------
 
@@ -328,6 +329,48 @@ class App:
             source,
             hint_label,
         )
+
+    def dyndns2(self, query: str, authorization: str | None, client: str) -> dyndns2.DynResult:
+        """One `GET /nic/update`: decide with the protocol module, commit through the one writer."""
+        settings = self.config.dyndns2
+        hosts = [dyndns2.DynHost(h.hostname, h.username, h.password) for h in settings.host]
+        zones = self.zones_by_origin()
+
+        def current(hostname: str, rdtype: int) -> list[str]:
+            name = dns.name.from_text(hostname)
+            zone = next((z for o, z in zones.items() if name.is_subdomain(o)), None)
+            node = zone.zone.nodes.get(name) if zone is not None else None
+            rdataset = (
+                node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.RdataType.make(rdtype)) if node else None
+            )
+            return [rdata.to_text() for rdata in rdataset] if rdataset is not None else []
+
+        result = dyndns2.handle(
+            query,
+            authorization,
+            client,
+            hosts,
+            current,
+            self.dyndns2_state,
+            time.time(),
+            settings.min_interval,
+        )
+        for hostname, (new, old) in result.changes.items():
+            name = dns.name.from_text(hostname)
+            candidates = [o for o in self.zones_by_origin() if name.is_subdomain(o)]
+            if not candidates:
+                return dyndns2.DynResult(200, "nohost")
+            zone = self.zones_by_origin()[max(candidates, key=len)]
+            try:
+                updated = self.writer.commit(
+                    zone, dyndns2.to_changes(hostname, new, old, settings.ttl), time.time()
+                )
+            except ZoneLoadError:
+                self.dyndns2_state.last_update.pop(hostname, None)
+                return dyndns2.DynResult(200, "911")
+            self.publish_zone(updated)
+            log.info("event=dyndns2-update host=%s address=%s", hostname, new)
+        return result
 
     def routes(self, fmt: str, since: int | None) -> str:
         """The mail routing table (`dynmx routes`, GET /routes): Postfix transport lines or JSON."""

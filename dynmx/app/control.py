@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from dynmx.errors import ControlError
-from dynmx.server.http import Response, Route
+from dynmx.server.http import Request, Response, Route
 
 if TYPE_CHECKING:
     from dynmx.app import App
@@ -44,15 +44,15 @@ def control_routes(app: App, loop: asyncio.AbstractEventLoop) -> dict[tuple[str,
             raise ValueError(f"missing {', '.join(missing)}")
         return [parsed[n][0] for n in names]
 
-    def reload_route(_: str) -> Response:
+    def reload_route(_: Request) -> Response:
         problems = asyncio.run_coroutine_threadsafe(app.reload(), loop).result(timeout=300)
         return _json(
             200 if not problems else 422, {"ok": not problems, "problems": [str(p) for p in problems]}
         )
 
-    def member_load(query: str) -> Response:
+    def member_load(request: Request) -> Response:
         try:
-            pool, host, value = params(query, "pool", "host", "value")
+            pool, host, value = params(request.query, "pool", "host", "value")
             load = float(value)
             on_loop(lambda: app.health.set_load(*app.member(pool, host), load))
         except ValueError as error:
@@ -61,9 +61,9 @@ def control_routes(app: App, loop: asyncio.AbstractEventLoop) -> dict[tuple[str,
             return _text(404, str(error))
         return _text(200, "ok")
 
-    def member_drain(query: str) -> Response:
+    def member_drain(request: Request) -> Response:
         try:
-            pool, host, drained = params(query, "pool", "host", "drained")
+            pool, host, drained = params(request.query, "pool", "host", "drained")
             on_loop(lambda: app.health.set_drained(*app.member(pool, host), drained == "1"))
         except ValueError as error:
             return _text(400, f"need pool=, host= and drained=0|1 ({error})")
@@ -71,8 +71,8 @@ def control_routes(app: App, loop: asyncio.AbstractEventLoop) -> dict[tuple[str,
             return _text(404, str(error))
         return _text(200, "ok")
 
-    def explain(query: str) -> Response:
-        parsed = urllib.parse.parse_qs(query)
+    def explain(request: Request) -> Response:
+        parsed = urllib.parse.parse_qs(request.query)
         name = parsed.get("name", [""])[0]
         if not name:
             return _text(400, "need name=")
@@ -83,8 +83,8 @@ def control_routes(app: App, loop: asyncio.AbstractEventLoop) -> dict[tuple[str,
         except ControlError as error:
             return _text(404, str(error))
 
-    def routes(query: str) -> Response:
-        parsed = urllib.parse.parse_qs(query)
+    def routes(request: Request) -> Response:
+        parsed = urllib.parse.parse_qs(request.query)
         fmt = parsed.get("format", ["postfix"])[0]
         since_text = parsed.get("since", [""])[0]
         if fmt not in ("postfix", "json") or (since_text and not since_text.isdigit()):
@@ -93,7 +93,16 @@ def control_routes(app: App, loop: asyncio.AbstractEventLoop) -> dict[tuple[str,
         body = on_loop(lambda: app.routes(fmt, since))
         return 200, "application/json" if fmt == "json" else "text/plain", body.encode()
 
+    def nic_update(request: Request) -> Response:
+        auth = request.headers.get("authorization")
+        result = on_loop(lambda: app.dyndns2(request.query, auth, request.client))
+        return result.status, "text/plain", result.body.encode() + b"\n", result.headers
+
+    extra: dict[tuple[str, str], Route] = (
+        {("GET", "/nic/update"): nic_update} if app.config.dyndns2.enabled else {}
+    )
     return {
+        **extra,
         ("GET", "/routes"): routes,
         ("POST", "/reload"): reload_route,
         ("GET", "/status"): lambda _: _json(200, on_loop(app.status)),

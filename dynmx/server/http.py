@@ -9,13 +9,25 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 log = logging.getLogger("dynmx.server.http")
 
-# A route returns (status, content type, body).
-Response = tuple[int, str, bytes]
-Route = Callable[[str], Response]  # receives the query string
+# A route returns (status, content type, body), optionally with extra headers.
+Response = tuple[int, str, bytes] | tuple[int, str, bytes, dict[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What a route may look at: the query string, the headers, the peer's address."""
+
+    query: str
+    headers: dict[str, str]
+    client: str
+
+
+Route = Callable[[Request], Response]
 
 
 class ControlHttp:
@@ -31,16 +43,24 @@ class ControlHttp:
             def _serve(self, method: str) -> None:
                 path, _, query = self.path.partition("?")
                 route = outer.routes.get((method, path))
+                extra: dict[str, str] = {}
                 if route is None:
                     allowed = any(p == path for (_, p) in outer.routes)
                     status, ctype, body = (405 if allowed else 404), "text/plain", b"not found\n"
                 else:
                     try:
-                        status, ctype, body = route(query)
+                        request = Request(
+                            query, {k.lower(): v for k, v in self.headers.items()}, self.client_address[0]
+                        )
+                        response = route(request)
                     except Exception:
                         log.exception("event=http-error path=%s", path)
-                        status, ctype, body = 500, "text/plain", b"internal error\n"
+                        response = (500, "text/plain", b"internal error\n")
+                    status, ctype, body = response[0], response[1], response[2]
+                    extra = response[3] if len(response) == 4 else {}
                 self.send_response(status)
+                for name, value in extra.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()

@@ -1,0 +1,79 @@
+"""The dyndns2 endpoint on a running dynmx, as routers, ddclient and inadyn call it."""
+
+from __future__ import annotations
+
+import base64
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import dns.message
+import dns.query
+import pytest
+
+from tests.conftest import RunningServer
+
+ZONE = """\
+$ORIGIN example.test.
+$TTL 3600
+@    SOA ns1 hostmaster 1 7200 3600 1209600 300
+@    NS  ns1
+ns1  A   127.0.0.1
+home A   192.0.2.1
+"""
+Serve = Callable[..., RunningServer]
+
+
+@pytest.fixture
+def server(serve: Serve, tmp_path: Path) -> RunningServer:
+    zones = tmp_path / "zones"
+    zones.mkdir()
+    (zones / "example.test.zone").write_text(ZONE)
+    config = tmp_path / "dynmx.toml"
+    config.write_text(
+        f'[server]\nlisten = ["127.0.0.1:0"]\nzones_dir = "{zones}"\nstate_dir = "{tmp_path / "state"}"\n'
+        '[http]\nlisten = "127.0.0.1:0"\n'
+        "[dyndns2]\nenabled = true\nttl = 60\nmin_interval = 0\n"
+        '[[dyndns2.host]]\nhostname = "home.example.test."\nusername = "home"\npassword = "s3cret"\n'
+    )
+    return serve("--config", str(config))
+
+
+def _get(server: RunningServer, query: str, user: str = "home", password: str = "s3cret") -> tuple[int, str]:
+    request = urllib.request.Request(f"http://127.0.0.1:{server.http_port}/nic/update?{query}")
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    request.add_header("Authorization", f"Basic {token}")
+    request.add_header("User-Agent", "dynmx-test/1.0")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read().decode().strip()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode().strip()
+
+
+def _address(server: RunningServer) -> list[str]:
+    reply = dns.query.udp(
+        dns.message.make_query("home.example.test", "A"), "127.0.0.1", port=server.dns_port, timeout=2
+    )
+    return [r.address for r in reply.answer[0]]
+
+
+def test_good_changes_the_record_at_once_and_nochg_follows(server: RunningServer) -> None:
+    assert _get(server, "hostname=home.example.test&myip=192.0.2.7") == (200, "good 192.0.2.7")
+    assert _address(server) == ["192.0.2.7"]
+    assert _get(server, "hostname=home.example.test&myip=192.0.2.7") == (200, "nochg 192.0.2.7")
+
+
+def test_wrong_password_is_badauth_and_changes_nothing(server: RunningServer) -> None:
+    assert _get(server, "hostname=home.example.test&myip=192.0.2.8", password="nope") == (401, "badauth")
+    assert _address(server) == ["192.0.2.1"]
+
+
+def test_unknown_host_is_nohost(server: RunningServer) -> None:
+    assert _get(server, "hostname=other.example.test&myip=192.0.2.8") == (200, "nohost")
+
+
+def test_password_never_reaches_the_log(server: RunningServer) -> None:
+    _get(server, "hostname=home.example.test&myip=192.0.2.9")
+    assert "s3cret" not in server.log_text()
