@@ -301,6 +301,7 @@ class ZoneConfig:
     allow_update: tuple[str, ...] = ()  # TSIG key names that may UPDATE this zone
     allow_transfer: tuple[str, ...] = _key(_prefix, default=())  # prefixes that may AXFR/IXFR
     notify: tuple[str, ...] = _key(parse_hostport, default=())  # secondaries to NOTIFY on change
+    primary: str = _key(lambda v: v == "" or parse_hostport(v), default="")  # HOST:PORT: follow it
 
     def problems(self) -> list[str]:
         return []

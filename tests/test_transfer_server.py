@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -131,5 +133,49 @@ def test_nsd_secondary_follows_by_axfr_then_notify_and_ixfr(serve: Serve, tmp_pa
         _wait_for(nsd, server, "www.example.test", "192.0.2.10")  # NOTIFY, then IXFR
         assert "event=notify-acked" in server.log_text()
         assert "kind=IXFR" in server.log_text()
+    finally:
+        nsd.stop()
+
+
+@pytest.mark.interop
+def test_dynmx_as_secondary_of_nsd_follows_a_change(serve: Serve, tmp_path: Path) -> None:
+    """dynmx follows NSD (the primary): AXFR at start, then NOTIFY and a transfer after NSD reloads."""
+    primary_dir = tmp_path / "primary"
+    primary_dir.mkdir()
+    (primary_dir / "example.test.zone").write_text(ZONE)
+    dynmx_port = free_port()
+    options = {"example.test": [f"notify: 127.0.0.1@{dynmx_port} NOKEY", "provide-xfr: 127.0.0.0/8 NOKEY"]}
+    try:
+        nsd = Nsd(primary_dir, {"example.test": "example.test.zone"}, zone_options=options)
+    except NsdUnavailable as error:
+        pytest.skip(str(error))
+    nsd.start()
+    try:
+        zones = tmp_path / "zones"
+        zones.mkdir()
+        config = tmp_path / "dynmx.toml"
+        config.write_text(
+            f'[server]\nlisten = ["127.0.0.1:{dynmx_port}"]\nzones_dir = "{zones}"\n'
+            f'state_dir = "{tmp_path / "state"}"\n'
+            f'[[zone]]\nname = "example.test."\nprimary = "127.0.0.1:{nsd.port}"\n'
+        )
+        server = serve("--config", str(config))
+
+        def dynmx_has(name: str, address: str) -> bool:
+            reply = dns.query.udp(
+                dns.message.make_query(name, "A"), "127.0.0.1", port=server.dns_port, timeout=1
+            )
+            return bool(reply.answer) and [r.address for r in reply.answer[0]] == [address]
+
+        wait_until(lambda: dynmx_has("mx1.example.test", "127.0.0.2"), timeout=15)
+        (primary_dir / "example.test.zone").write_text(
+            ZONE.replace(" 100 7200", " 101 7200") + "www  A   192.0.2.44\n"
+        )
+        assert nsd.pid is not None
+        os.kill(nsd.pid, signal.SIGHUP)  # NSD re-reads the zone and NOTIFYs dynmx
+        wait_until(lambda: dynmx_has("www.example.test", "192.0.2.44"), timeout=20)
+        assert (zones / "example.test.zone").exists()  # what it received is persisted
+        assert "event=secondary-updated" in server.log_text()
+        assert "event=notify-received" in server.log_text()
     finally:
         nsd.stop()

@@ -63,8 +63,8 @@ TYPE_TXT = dns.rdatatype.TXT
 TYPE_SOA = dns.rdatatype.SOA
 META_QTYPE_MIN = 251  # IXFR, AXFR, MAILB, MAILA, ANY: never served from a default entry
 
-# Handler for opcodes NOTIFY and UPDATE, set by the control layer: (data, query, tcp) -> reply.
-ControlHandler = Callable[[bytes, Query, bool], bytes | None]
+# Handler for opcodes NOTIFY and UPDATE, set by the control layer: (data, query, tcp, peer) -> reply.
+ControlHandler = Callable[[bytes, Query, bool, object], bytes | None]
 # Handler for AXFR/IXFR over TCP, set by the control layer: (data, query, peer) -> messages.
 TransferHandler = Callable[[bytes, Query, object], list[bytes]]
 
@@ -226,7 +226,7 @@ class Engine:
             raise FormError("UPDATE zone section must name an SOA (RFC 2136 3.1.1)", query.msg_id, query.rd)
         if opcode != OPCODE_QUERY:
             if self.control is not None:
-                return self.control(data, query, tcp)
+                return self.control(data, query, tcp, addr)
             return question_only(data, query, RCODE_REFUSED)  # unsolicited NOTIFY/UPDATE
         limit = TCP_LIMIT if tcp else udp_limit(query)
         if query.qclass == CLASS_CH:

@@ -28,6 +28,7 @@ from dynmx.answer.zoneset import ZoneData
 from dynmx.app.control import control_routes
 from dynmx.app.explain import explain_query
 from dynmx.app.health import HealthMonitor
+from dynmx.app.secondary import SecondaryService
 from dynmx.app.update import TransferService, UpdateService
 from dynmx.config import Config, absolute_name, parse_hostport
 from dynmx.control import dyndns2, transfer
@@ -242,6 +243,11 @@ class App:
         self.engine.control = self.updates.handle
         self.transfers = TransferService(self.config, self.journal, self.zones_by_origin)
         self.engine.transfer = self.transfers.handle
+        self.secondary = SecondaryService(
+            self.config, self.zones_dir, self.zones_by_origin, self.publish_zone
+        )
+        self.updates.secondaries = self.secondary.notified
+        self.secondary.start()
         loop = asyncio.get_running_loop()
         handler = self.engine.handle
         self.tcp = TcpConnections(
@@ -292,6 +298,7 @@ class App:
         for transport in self.transports:
             transport.close()
         await self.health.stop()
+        await self.secondary.stop()
         if self.tcp is not None:
             await self.tcp.drain(SHUTDOWN_GRACE)
         if self.http is not None:

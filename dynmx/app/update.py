@@ -77,10 +77,14 @@ class UpdateService:
         self.writer = writer
         self.zones = zones
         self.publish = publish
+        # (zone, peer address) -> accepted: set when secondary zones exist.
+        self.secondaries: Callable[[dns.name.Name, str], bool] | None = None
 
-    def handle(self, data: bytes, query: Query, tcp: bool) -> bytes | None:
+    def handle(self, data: bytes, query: Query, tcp: bool, peer: object = None) -> bytes | None:
+        if query.opcode == dns.opcode.NOTIFY:
+            return self._notify(data, query, peer)
         if query.opcode != dns.opcode.UPDATE:
-            return question_only(data, query, RCODE_REFUSED)  # NOTIFY: no secondary mode yet
+            return question_only(data, query, RCODE_REFUSED)
         try:
             message = dns.message.from_wire(data, keyring=self.keyring)
         except TSIG_FAILURES as error:
@@ -93,6 +97,16 @@ class UpdateService:
         response = dns.message.make_response(message)
         response.set_rcode(rcode)
         return response.to_wire()
+
+    def _notify(self, data: bytes, query: Query, peer: object) -> bytes:
+        """RFC 1996: a NOTIFY from a secondary zone's primary starts a refresh; others are REFUSED."""
+        origin = dns.name.from_wire(query.qname_lower, 0)[0]
+        source = str(peer[0]) if isinstance(peer, tuple) else ""
+        if self.secondaries is None or not self.secondaries(origin, source):
+            log.info("event=notify-refused zone=%s peer=%s", origin, source)
+            return question_only(data, query, RCODE_REFUSED)
+        log.info("event=notify-received zone=%s peer=%s", origin, source)
+        return question_only(data, query, 0, authoritative=True)
 
     def _apply(self, message: dns.update.UpdateMessage) -> dns.rcode.Rcode:
         origin = message.zone[0].name if message.zone else dns.name.root

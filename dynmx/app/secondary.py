@@ -1,0 +1,157 @@
+"""Secondary mode: follow a primary (BIND, Knot, NSD or another dynmx) by SOA refresh and NOTIFY.
+
+A zone with `primary = "HOST:PORT"` is transferred from that primary: IXFR from the
+serial we hold (dnspython applies it, or the AXFR the primary answers instead) onto a
+copy of our version, AXFR when we hold nothing. What we received is validated, written
+to the zone file atomically (so a restart serves it before the primary answers again)
+and published. Refresh runs every SOA REFRESH seconds, RETRY after a failure, and at
+once on a NOTIFY from the primary's address (RFC 1996).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import dns.asyncquery
+import dns.exception
+import dns.message
+import dns.name
+import dns.rdataclass
+import dns.rdatatype
+import dns.xfr
+import dns.zone
+
+from dynmx.config import Config, parse_hostport
+from dynmx.control.writer import apply_changes, serial_of, write_atomically
+from dynmx.errors import Problem
+from dynmx.zone.loader import LoadedZone
+from dynmx.zone.validate import Record, validate
+
+log = logging.getLogger("dynmx.secondary")
+
+TRANSFER_TIMEOUT = 10.0
+FIRST_RETRY = 5.0
+
+
+def _copy(zone: dns.zone.Zone) -> dns.zone.Zone:
+    """A version to apply a transfer to; the served one is never changed in place."""
+    return apply_changes(zone, [])  # shares nothing that a transaction will modify: nodes are replaced
+
+
+def _problems(zone: dns.zone.Zone, path: Path) -> list[Problem]:
+    assert zone.origin is not None
+    records = [
+        Record(name, rds.ttl, rdata, str(path), 0)
+        for name, node in zone.nodes.items()
+        for rds in node.rdatasets
+        for rdata in rds
+    ]
+    return validate(zone.origin, records, file=str(path))
+
+
+class SecondaryService:
+    """One refresh loop per secondary zone."""
+
+    def __init__(
+        self,
+        config: Config,
+        zones_dir: Path,
+        zones: Callable[[], dict[dns.name.Name, LoadedZone]],
+        publish: Callable[[LoadedZone], None],
+    ) -> None:
+        self.primaries = {
+            dns.name.from_text(z.name): parse_hostport(z.primary) for z in config.zone if z.primary
+        }
+        self.zones_dir = zones_dir
+        self.zones = zones
+        self.publish = publish
+        self.wake: dict[dns.name.Name, asyncio.Event] = {}
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        for origin in self.primaries:
+            self.wake[origin] = asyncio.Event()
+            self.tasks.append(asyncio.create_task(self._follow(origin), name=f"secondary {origin}"))
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def is_secondary(self, origin: dns.name.Name) -> bool:
+        return origin in self.primaries
+
+    def notified(self, origin: dns.name.Name, source: str) -> bool:
+        """A NOTIFY arrived; accepted only from the zone's primary (RFC 1996 §3.10)."""
+        primary = self.primaries.get(origin)
+        if primary is None or primary[0] != source:
+            return False
+        self.wake[origin].set()
+        return True
+
+    async def _follow(self, origin: dns.name.Name) -> None:
+        while True:
+            try:
+                wait = await self.refresh(origin)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug of ours must not end the loop
+                log.exception("event=secondary-error zone=%s", origin)
+                wait = FIRST_RETRY
+            event = self.wake[origin]
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), wait)
+            event.clear()
+
+    async def refresh(self, origin: dns.name.Name) -> float:
+        """Transfer if the primary is newer; return seconds until the next refresh."""
+        host, port = self.primaries[origin]
+        current = self.zones().get(origin)
+        path = (
+            current.path if current is not None else self.zones_dir / f"{origin.to_text().rstrip('.')}.zone"
+        )
+        try:
+            if current is None:
+                target = dns.zone.Zone(origin, relativize=False)
+                query = None  # AXFR
+            else:
+                target = _copy(current.zone)
+                query, _ = dns.xfr.make_query(target)  # IXFR from our serial
+            await dns.asyncquery.inbound_xfr(host, target, query=query, port=port, timeout=TRANSFER_TIMEOUT)
+        except (dns.exception.DNSException, OSError, EOFError) as error:
+            log.warning(
+                "event=secondary-transfer-failed zone=%s primary=%s:%d error=%s",
+                origin,
+                host,
+                port,
+                type(error).__name__,
+            )
+            return self._soa_field(current, "retry", FIRST_RETRY)
+        if current is not None and serial_of(target) == serial_of(current.zone):
+            return self._soa_field(current, "refresh", FIRST_RETRY)
+        problems = _problems(target, path)
+        if problems:
+            log.error(
+                "event=secondary-refused zone=%s problems=%r", origin, "; ".join(str(p) for p in problems)
+            )
+            return self._soa_field(current, "retry", FIRST_RETRY)
+        write_atomically(path, target)
+        received = LoadedZone(origin, target, path)
+        log.info(
+            "event=secondary-updated zone=%s serial=%d primary=%s:%d", origin, serial_of(target), host, port
+        )
+        self.publish(received)
+        return self._soa_field(received, "refresh", FIRST_RETRY)
+
+    @staticmethod
+    def _soa_field(zone: LoadedZone | None, field: str, default: float) -> float:
+        if zone is None:
+            return default
+        soa = zone.zone.nodes[zone.origin].get_rdataset(dns.rdataclass.IN, dns.rdatatype.SOA)
+        return float(getattr(soa[0], field)) if soa is not None else default
