@@ -247,6 +247,7 @@ class App:
             self.config, self.zones_dir, self.zones_by_origin, self.publish_zone
         )
         self.updates.secondaries = self.secondary.notified
+        self.updates.is_secondary = self.secondary.is_secondary
         self.secondary.start()
         loop = asyncio.get_running_loop()
         handler = self.engine.handle

@@ -79,6 +79,7 @@ class UpdateService:
         self.publish = publish
         # (zone, peer address) -> accepted: set when secondary zones exist.
         self.secondaries: Callable[[dns.name.Name, str], bool] | None = None
+        self.is_secondary: Callable[[dns.name.Name], bool] | None = None
 
     def handle(self, data: bytes, query: Query, tcp: bool, peer: object = None) -> bytes | None:
         if query.opcode == dns.opcode.NOTIFY:
@@ -113,6 +114,9 @@ class UpdateService:
         zone = self.zones().get(origin)
         if zone is None:
             return dns.rcode.NOTAUTH
+        if self.is_secondary is not None and self.is_secondary(origin):
+            log.info("event=update-refused zone=%s reason=secondary-zone", origin)
+            return dns.rcode.REFUSED  # edits belong on the primary
         key = message.keyname if message.had_tsig else None
         if key is None or key not in self.allowed.get(origin, set()):
             log.warning("event=update-refused zone=%s key=%s reason=not-allowed", origin, key)
