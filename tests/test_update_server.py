@@ -12,6 +12,7 @@ from pathlib import Path
 import dns.message
 import dns.query
 import dns.rcode
+import dns.tsig
 import dns.tsigkeyring
 import dns.update
 import pytest
@@ -99,10 +100,11 @@ def test_rfc8945_update_with_a_wrong_secret_is_notauth(serve: Serve, setup: tupl
     wrong = dns.tsigkeyring.from_text({"ops-key.": ("hmac-sha256", "d3JvbmdzZWNyZXR3cm9uZ3NlY3JldA==")})
     update = dns.update.UpdateMessage("example.test.", keyring=wrong, keyname="ops-key.")
     update.add("www", 300, "A", "192.0.2.10")
-    with socket.create_connection(server.address, timeout=3) as sock:  # the reply is unsigned
+    with socket.create_connection(server.address, timeout=3) as sock:
         dns.query.send_tcp(sock, update.to_wire())
-        reply, _ = dns.query.receive_tcp(sock)
-    assert reply.rcode() == dns.rcode.NOTAUTH
+        # RFC 8945 §5.3.2: NOTAUTH with TSIG error BADSIG, which dnspython reports as the peer's verdict.
+        with pytest.raises(dns.tsig.PeerBadSignature):
+            dns.query.receive_tcp(sock, keyring=wrong, request_mac=update.mac)
     assert _lookup(server, "www.example.test") == []
 
 
@@ -135,3 +137,26 @@ def test_bind_nsupdate_changes_a_running_zone(serve: Serve, setup: tuple[Path, P
     )
     assert result.returncode == 0, result.stderr
     assert _lookup(server, "mail.example.test") == ["192.0.2.25"]
+
+
+@pytest.mark.interop
+def test_rfc8945_bind_nsupdate_reads_badsig_and_badkey(serve: Serve, setup: tuple[Path, Path]) -> None:
+    nsupdate = shutil.which("nsupdate")
+    if nsupdate is None:
+        pytest.skip("nsupdate not installed (./dev test installs dnsutils)")
+    config, _ = setup
+    server = serve("--config", str(config))
+    script = (
+        f"server 127.0.0.1 {server.dns_port}\nzone example.test\n"
+        "update add x.example.test 300 A 192.0.2.9\nsend\n"
+    )
+    wrong = "d3JvbmdzZWNyZXR3cm9uZ3NlY3JldA=="
+    for key, expected in (("ops-key", "NOTAUTH(BADSIG)"), ("other-key", "NOTAUTH(BADKEY)")):
+        result = subprocess.run(
+            [nsupdate, "-y", f"hmac-sha256:{key}:{wrong}"],
+            input=script,
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        assert expected in result.stdout + result.stderr

@@ -20,7 +20,10 @@ import dns.message
 import dns.name
 import dns.opcode
 import dns.rcode
+import dns.rdata
+import dns.rdataclass
 import dns.rdatatype
+import dns.rdtypes.ANY.TSIG
 import dns.tsig
 import dns.tsigkeyring
 import dns.update
@@ -39,6 +42,50 @@ log = logging.getLogger("dynmx.update")
 
 RCODE_NOTAUTH = 9
 TSIG_FAILURES = (dns.message.UnknownTSIGKey, dns.tsig.BadSignature, dns.tsig.BadTime, dns.tsig.PeerError)
+
+
+TSIG_ERRORS = {
+    dns.message.UnknownTSIGKey: dns.rcode.BADKEY,
+    dns.tsig.BadSignature: dns.rcode.BADSIG,
+    dns.tsig.BadTime: dns.rcode.BADTIME,
+}
+
+
+def tsig_error_reply(data: bytes, query: Query, error: dns.rcode.Rcode) -> bytes:
+    """NOTAUTH with an unsigned TSIG record carrying the error (RFC 8945 §5.3.2): MAC empty,
+    the request's key, algorithm and time echoed, so the client can tell BADKEY/BADSIG/BADTIME."""
+    reply = question_only(data, query, RCODE_NOTAUTH)
+    offset = query.tsig_offset
+    if offset is None:
+        return reply
+    try:
+        keyname, used = dns.name.from_wire(data, offset)
+        end = offset + used
+        rdlength = int.from_bytes(data[end + 8 : end + 10], "big")
+        request = dns.rdata.from_wire(dns.rdataclass.ANY, dns.rdatatype.TSIG, data, end + 10, rdlength)
+    except dns.exception.DNSException:
+        return reply
+    now = int(time.time())
+    answer = dns.rdtypes.ANY.TSIG.TSIG(  # type: ignore[no-untyped-call]
+        dns.rdataclass.ANY,
+        dns.rdatatype.TSIG,
+        request.algorithm,  # type: ignore[attr-defined]
+        request.time_signed,  # type: ignore[attr-defined]
+        request.fudge,  # type: ignore[attr-defined]
+        b"",
+        query.msg_id,
+        int(error),
+        now.to_bytes(6, "big") if error == dns.rcode.BADTIME else b"",  # BADTIME: our clock
+    )
+    owner = keyname.to_wire()
+    assert owner is not None
+    record = owner + (250).to_bytes(2, "big") + (255).to_bytes(2, "big") + bytes(4)
+    rdata = answer.to_wire()
+    assert rdata is not None
+    record += len(rdata).to_bytes(2, "big") + rdata
+    arcount = int.from_bytes(reply[10:12], "big") + 1
+    # The TSIG record must come last, after an OPT record if the reply has one.
+    return reply[:10] + arcount.to_bytes(2, "big") + reply[12:] + record
 
 
 def load_keyring(config: Config) -> dict[dns.name.Name, dns.tsig.Key]:
@@ -90,7 +137,7 @@ class UpdateService:
             message = dns.message.from_wire(data, keyring=self.keyring)
         except TSIG_FAILURES as error:
             log.warning("event=update-refused reason=tsig error=%s", type(error).__name__)
-            return question_only(data, query, RCODE_NOTAUTH)
+            return tsig_error_reply(data, query, TSIG_ERRORS.get(type(error), dns.rcode.BADSIG))
         except dns.exception.DNSException:
             return header_only(query.msg_id, RCODE_FORMERR, query.rd, opcode=query.opcode)
         assert isinstance(message, dns.update.UpdateMessage)
