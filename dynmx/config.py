@@ -285,6 +285,8 @@ class KeyConfig:
     algorithm: str = _key(_choice(*TSIG_ALGORITHMS), default="hmac-sha256")
     secret: str = field(default="", repr=False)  # base64
     secret_file: str = ""  # or a file holding the base64 secret
+    names: tuple[str, ...] = ()  # names this key may change: "host.example.test." or "*.dyn.example.test."
+    types: tuple[str, ...] = ()  # record types this key may change, e.g. ["A", "AAAA"]; empty = any
 
     def problems(self) -> list[str]:
         if bool(self.secret) == bool(self.secret_file):

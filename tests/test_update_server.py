@@ -160,3 +160,22 @@ def test_rfc8945_bind_nsupdate_reads_badsig_and_badkey(serve: Serve, setup: tupl
             timeout=20,
         )
         assert expected in result.stdout + result.stderr
+
+
+def test_key_rules_limit_names_and_types(serve: Serve, tmp_path: Path) -> None:
+    zones = tmp_path / "zones"
+    zones.mkdir()
+    (zones / "example.test.zone").write_text(ZONE)
+    config = tmp_path / "dynmx.toml"
+    config.write_text(
+        f'[server]\nlisten = ["127.0.0.1:0"]\nzones_dir = "{zones}"\nstate_dir = "{tmp_path / "state"}"\n'
+        f'[[key]]\nname = "ops-key."\nsecret = "{SECRET}"\nnames = ["*.dyn.example.test."]\ntypes = ["A"]\n'
+        '[[zone]]\nname = "example.test."\nallow_update = ["ops-key."]\n'
+    )
+    server = serve("--config", str(config))
+    assert _update(server, **{"home.dyn": "192.0.2.5"}).rcode() == dns.rcode.NOERROR
+    assert _update(server, www="192.0.2.6").rcode() == dns.rcode.REFUSED  # outside the key's names
+    update = dns.update.UpdateMessage("example.test.", keyring=KEYRING, keyname="ops-key.")
+    update.add("home.dyn", 300, "TXT", '"x"')
+    assert dns.query.tcp(update, "127.0.0.1", port=server.dns_port, timeout=3).rcode() == dns.rcode.REFUSED
+    assert _lookup(server, "www.example.test") == []

@@ -31,7 +31,7 @@ import dns.update
 from dynmx.config import Config
 from dynmx.control import transfer
 from dynmx.control.journal import Journal
-from dynmx.control.update import UpdateRefused, evaluate
+from dynmx.control.update import Change, UpdateRefused, evaluate
 from dynmx.control.writer import ZoneWriter
 from dynmx.errors import ConfigError, ZoneLoadError
 from dynmx.wire.query import Query
@@ -44,6 +44,7 @@ RCODE_NOTAUTH = 9
 TSIG_FAILURES = (dns.message.UnknownTSIGKey, dns.tsig.BadSignature, dns.tsig.BadTime, dns.tsig.PeerError)
 
 
+SOA = dns.rdatatype.SOA
 TSIG_ERRORS = {
     dns.message.UnknownTSIGKey: dns.rcode.BADKEY,
     dns.tsig.BadSignature: dns.rcode.BADSIG,
@@ -107,6 +108,30 @@ def load_keyring(config: Config) -> dict[dns.name.Name, dns.tsig.Key]:
     return keys
 
 
+class KeyRules:
+    """Which names and types a key may change (empty: anything in the zones that allow it)."""
+
+    def __init__(self, names: tuple[str, ...], types: tuple[str, ...]) -> None:
+        self.exact = {dns.name.from_text(n) for n in names if not n.startswith("*.")}
+        self.below = [dns.name.from_text(n[2:]) for n in names if n.startswith("*.")]
+        self.types = {dns.rdatatype.from_text(t) for t in types}
+
+    def allows(self, change: Change) -> bool:
+        name_ok = (
+            not (self.exact or self.below)
+            or change.name in self.exact
+            or any(change.name.is_subdomain(parent) and change.name != parent for parent in self.below)
+        )
+        return name_ok and (not self.types or change.rdata.rdtype in self.types or change.rdata.rdtype == SOA)
+
+    def refuses(self, changes: list[Change]) -> str | None:
+        """The first change the key may not make, as text; None when all are allowed."""
+        for change in changes:
+            if not self.allows(change):
+                return f"{change.name} {dns.rdatatype.to_text(change.rdata.rdtype)}"
+        return None
+
+
 class UpdateService:
     """Answers UPDATE (and, until secondary mode exists, refuses NOTIFY)."""
 
@@ -121,6 +146,7 @@ class UpdateService:
         self.allowed = {
             dns.name.from_text(z.name): {dns.name.from_text(k) for k in z.allow_update} for z in config.zone
         }
+        self.rules = {dns.name.from_text(k.name): KeyRules(k.names, k.types) for k in config.key}
         self.writer = writer
         self.zones = zones
         self.publish = publish
@@ -181,6 +207,12 @@ class UpdateService:
             return refused.rcode
         if not changes:
             return dns.rcode.NOERROR
+        forbidden = self.rules[key].refuses(changes) if key in self.rules else None
+        if forbidden is not None:
+            log.warning(
+                "event=update-refused zone=%s key=%s reason=key-rules change=%r", origin, key, forbidden
+            )
+            return dns.rcode.REFUSED
         try:
             updated = self.writer.commit(zone, changes, time.time())
         except ZoneLoadError as error:
