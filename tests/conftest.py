@@ -89,6 +89,27 @@ def start_server(*args: str, timeout: float = 30.0) -> RunningServer:
     raise AssertionError(f"dynmx did not start: {' '.join(command)}\n{server.log_text()}")
 
 
+TEST_SECRET = "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0"  # base64 of a test-only TSIG secret
+# A TSIG key allowed to UPDATE example.test. (serial policy "increment", so serials are predictable).
+EDITS = (
+    f'[[key]]\nname = "ops-key."\nsecret = "{TEST_SECRET}"\n'
+    '[[zone]]\nname = "example.test."\nserial = "increment"\nallow_update = ["ops-key."]\n'
+)
+
+
+def write_config(tmp_path: Path, zone: str, extra: str = "") -> Path:
+    """`zones/example.test.zone` holding `zone`, and a dynmx.toml serving it on an ephemeral port."""
+    zones = tmp_path / "zones"
+    zones.mkdir(exist_ok=True)
+    (zones / "example.test.zone").write_text(zone)
+    config = tmp_path / "dynmx.toml"
+    config.write_text(
+        f'[server]\nlisten = ["127.0.0.1:0"]\nzones_dir = "{zones}"\nstate_dir = "{tmp_path / "state"}"\n'
+        + extra
+    )
+    return config
+
+
 def wait_until(check: Callable[[], bool], timeout: float = 5.0) -> float:
     """Poll `check` every 50 ms (bounded by `timeout`); return the seconds it took."""
     started = time.monotonic()

@@ -12,7 +12,7 @@ import dns.message
 import dns.query
 import pytest
 
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, write_config
 
 ZONE = """\
 $ORIGIN example.test.
@@ -27,15 +27,12 @@ Serve = Callable[..., RunningServer]
 
 @pytest.fixture
 def server(serve: Serve, tmp_path: Path) -> RunningServer:
-    zones = tmp_path / "zones"
-    zones.mkdir()
-    (zones / "example.test.zone").write_text(ZONE)
-    config = tmp_path / "dynmx.toml"
-    config.write_text(
-        f'[server]\nlisten = ["127.0.0.1:0"]\nzones_dir = "{zones}"\nstate_dir = "{tmp_path / "state"}"\n'
+    config = write_config(
+        tmp_path,
+        ZONE,
         '[http]\nlisten = "127.0.0.1:0"\n'
         "[dyndns2]\nenabled = true\nttl = 60\nmin_interval = 0\n"
-        '[[dyndns2.host]]\nhostname = "home.example.test."\nusername = "home"\npassword = "s3cret"\n'
+        '[[dyndns2.host]]\nhostname = "home.example.test."\nusername = "home"\npassword = "s3cret"\n',
     )
     return serve("--config", str(config))
 

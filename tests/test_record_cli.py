@@ -12,9 +12,8 @@ import dns.query
 import pytest
 
 from dynmx.zone.loader import load_zone_file
-from tests.conftest import ROOT, RunningServer
+from tests.conftest import EDITS, ROOT, RunningServer, write_config
 
-SECRET = "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0"
 ZONE = """\
 $ORIGIN example.test.
 $TTL 3600
@@ -28,16 +27,7 @@ Serve = Callable[..., RunningServer]
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    zones = tmp_path / "zones"
-    zones.mkdir()
-    (zones / "example.test.zone").write_text(ZONE)
-    path = tmp_path / "dynmx.toml"
-    path.write_text(
-        f'[server]\nlisten = ["127.0.0.1:0"]\nzones_dir = "{zones}"\nstate_dir = "{tmp_path / "state"}"\n'
-        f'[[key]]\nname = "ops-key."\nsecret = "{SECRET}"\n'
-        '[[zone]]\nname = "example.test."\nserial = "increment"\nallow_update = ["ops-key."]\n'
-    )
-    return path
+    return write_config(tmp_path, ZONE, EDITS)
 
 
 def dynmx(*args: str) -> subprocess.CompletedProcess[str]:

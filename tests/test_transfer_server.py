@@ -18,10 +18,10 @@ import dns.update
 import dns.zone
 import pytest
 
-from tests.conftest import RunningServer, wait_until
+from tests.conftest import EDITS, TEST_SECRET, RunningServer, wait_until, write_config
 from tests.nsd import Nsd, NsdUnavailable, free_port
 
-SECRET = "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0"
+SECRET = TEST_SECRET
 KEYRING = dns.tsigkeyring.from_text({"ops-key.": ("hmac-sha256", SECRET)})
 ZONE = """\
 $ORIGIN example.test.
@@ -35,17 +35,8 @@ Serve = Callable[..., RunningServer]
 
 
 def _config(tmp_path: Path, allow: str = "127.0.0.0/8", notify: str = "") -> Path:
-    zones = tmp_path / "zones"
-    zones.mkdir(exist_ok=True)
-    (zones / "example.test.zone").write_text(ZONE)
-    config = tmp_path / "dynmx.toml"
-    config.write_text(
-        f'[server]\nlisten = ["127.0.0.1:0"]\nzones_dir = "{zones}"\nstate_dir = "{tmp_path / "state"}"\n'
-        f'[[key]]\nname = "ops-key."\nsecret = "{SECRET}"\n'
-        '[[zone]]\nname = "example.test."\nserial = "increment"\nallow_update = ["ops-key."]\n'
-        f'allow_transfer = ["{allow}"]\n' + (f'notify = ["{notify}"]\n' if notify else "")
-    )
-    return config
+    extra = f'allow_transfer = ["{allow}"]\n' + (f'notify = ["{notify}"]\n' if notify else "")
+    return write_config(tmp_path, ZONE, EDITS + extra)
 
 
 def _update(server: RunningServer, name: str, address: str) -> None:

@@ -26,9 +26,9 @@ import pytest
 
 from dynmx.control.journal import Journal
 from dynmx.zone.loader import load_zone_file
-from tests.conftest import RunningServer
+from tests.conftest import EDITS, TEST_SECRET, RunningServer, write_config
 
-SECRET = "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0"
+SECRET = TEST_SECRET
 KEYRING = dns.tsigkeyring.from_text({"ops-key.": ("hmac-sha256", SECRET)})
 UPDATES = 500
 KILLS = 4
@@ -62,16 +62,8 @@ def _newer(new: int, old: int) -> bool:
 
 @pytest.mark.timeout(300)
 def test_kill_9_during_500_updates_loses_no_acknowledged_update(serve: Serve, tmp_path: Path) -> None:
-    zones = tmp_path / "zones"
-    zones.mkdir()
-    zone_file = zones / "example.test.zone"
-    zone_file.write_text(ZONE)
-    config = tmp_path / "dynmx.toml"
-    config.write_text(
-        f'[server]\nlisten = ["127.0.0.1:0"]\nzones_dir = "{zones}"\nstate_dir = "{tmp_path / "state"}"\n'
-        f'[[key]]\nname = "ops-key."\nsecret = "{SECRET}"\n'
-        '[[zone]]\nname = "example.test."\nserial = "increment"\nallow_update = ["ops-key."]\n'
-    )
+    config = write_config(tmp_path, ZONE, EDITS)
+    zone_file = tmp_path / "zones" / "example.test.zone"
     rng = random.Random(9)
     kill_at = sorted(rng.sample(range(20, UPDATES - 20), KILLS))
     acknowledged: list[int] = []

@@ -18,9 +18,9 @@ import dns.update
 import pytest
 
 from dynmx.zone.loader import load_zone_file
-from tests.conftest import RunningServer
+from tests.conftest import EDITS, TEST_SECRET, RunningServer, write_config
 
-SECRET = "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0"
+SECRET = TEST_SECRET
 ZONE = """\
 $ORIGIN example.test.
 $TTL 3600
@@ -36,16 +36,8 @@ Serve = Callable[..., RunningServer]
 
 @pytest.fixture
 def setup(tmp_path: Path) -> tuple[Path, Path]:
-    zones = tmp_path / "zones"
-    zones.mkdir()
-    (zones / "example.test.zone").write_text(ZONE)
-    config = tmp_path / "dynmx.toml"
-    config.write_text(
-        f'[server]\nlisten = ["127.0.0.1:0"]\nzones_dir = "{zones}"\nstate_dir = "{tmp_path / "state"}"\n'
-        f'[[key]]\nname = "ops-key."\nsecret = "{SECRET}"\n'
-        '[[zone]]\nname = "example.test."\nserial = "increment"\nallow_update = ["ops-key."]\n'
-    )
-    return config, zones / "example.test.zone"
+    config = write_config(tmp_path, ZONE, EDITS)
+    return config, tmp_path / "zones" / "example.test.zone"
 
 
 def _update(server: RunningServer, keyring: object = KEYRING, **add: str) -> dns.message.Message:

@@ -35,6 +35,9 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from chart import write_chart  # a sibling module, not part of the package
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 SINKS = {"mx1": "127.0.0.2", "mx2": "127.0.0.3", "mx3": "127.0.0.4", "relay": "127.0.0.5"}
@@ -666,6 +669,17 @@ def run(args: argparse.Namespace) -> int:
             print(f"hint: {sum(where.values())}/{len(hinted)} messages to {HINT_RECIPIENT}: {dict(where)}")
             if where[HINT_FIRST] != len(hinted):
                 failures.append(f"hint: {dict(where)} instead of all {len(hinted)} on {HINT_FIRST}")
+        if args.chart:
+            try:
+                written = write_chart(
+                    Path(args.chart),
+                    [(r["time"] - wall0, r["sink"]) for r in records],
+                    [(t - wall0, name) for t, name in zip(event_times, phase_names[1:], strict=True)],
+                    args.chart_bucket,
+                )
+                print(f"chart: {written}")
+            except OSError as error:
+                failures.append(f"chart: {error}")
         for failure in failures:
             print(f"FAIL {failure}")
         print(f"lab time {time.monotonic() - started:.1f} s")
@@ -704,6 +718,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain-timeout", type=float, default=120.0, help="seconds to wait for the queue")
     parser.add_argument("--timeline", type=float, default=0, help="print deliveries per this many seconds")
     parser.add_argument("--hint", type=int, default=20, help="messages routed by the urgent hint (20)")
+    parser.add_argument(
+        "--chart",
+        default=str(Path(tempfile.gettempdir()) / "dynmx-mail-lab-chart.png"),
+        help="write the messages-per-sink chart (PNG) here (default: %(default)s; '' for none)",
+    )
+    parser.add_argument("--chart-bucket", type=float, default=2.0, help="chart bar width in seconds (2)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
     args = parser.parse_args(argv)
     window = 0.2 * args.messages / args.rate  # each kill/restart phase
