@@ -259,3 +259,23 @@ def test_routes_export_postfix_transport_and_json(server: RunningServer) -> None
     )
     routes = {route["domain"]: route for route in json.loads(as_json.stdout)}
     assert [hop["state"] for hop in routes["rr.example.test."]["hops"]] == ["up", "up", "up", "up"]
+
+
+def test_reload_applies_a_changed_pool_and_refuses_a_broken_config(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    config = tmp_path / "dynmx.toml"
+    text = config.read_text()
+    config.write_text(
+        text.replace(
+            'name = "rr.example.test."\nstrategy = "round-robin"',
+            'name = "rr.example.test."\nstrategy = "static"',
+        )
+    )
+    reload = [sys.executable, "-m", "dynmx", "reload", "--http", f"127.0.0.1:{server.http_port}"]
+    assert subprocess.run(reload, capture_output=True, text=True, timeout=60, cwd=ROOT).returncode == 0
+    assert set(_firsts(server, "rr.example.test", 6)) == {"mx1.example.test."}
+    config.write_text(text + "\n[[pool]]\nname = 3\n")
+    result = subprocess.run(reload, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 1 and "pool[4].name" in result.stdout
+    assert set(_firsts(server, "rr.example.test", 6)) == {"mx1.example.test."}  # the last good config serves

@@ -15,6 +15,7 @@ import random
 import signal
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from dynmx.control import dyndns2, transfer
 from dynmx.control.journal import Journal
 from dynmx.control.store import StateStore
 from dynmx.control.writer import ZoneWriter
-from dynmx.errors import ControlError, Problem, ZoneLoadError
+from dynmx.errors import ConfigError, ControlError, Problem, ZoneLoadError
 from dynmx.metrics import Metrics
 from dynmx.policy.routes import changed_since, routing_table, to_json, to_postfix
 from dynmx.policy.served import PoolPlans, build_table, refresh_pool
@@ -121,8 +122,9 @@ def udp_socket(family: socket.AddressFamily, host: str, port: int) -> socket.soc
 class App:
     """One running dynmx: owns the engine, the listeners and the reload logic."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, config_loader: Callable[[], Config] | None = None) -> None:
         self.config = config
+        self.config_loader = config_loader
         self.zones_dir = config.path(config.server.zones_dir)
         self.state = ZoneState()
         self.engine: Engine | None = None
@@ -179,6 +181,58 @@ class App:
             self.background.add(task)
             task.add_done_callback(self.background.discard)
 
+    def _start_services(self) -> None:
+        """The parts that follow the config: edits, transfers, secondary zones, CH TXT status."""
+        assert self.engine is not None
+        self.engine.chaos_status = self.health.status_text if self.config.server.chaos_status else None
+        self.updates = UpdateService(self.config, self.writer, self.zones_by_origin, self.publish_zone)
+        self.engine.control = self.updates.handle
+        self.transfers = TransferService(self.config, self.journal, self.zones_by_origin)
+        self.engine.transfer = self.transfers.handle
+        self.secondary = SecondaryService(
+            self.config, self.zones_dir, self.zones_by_origin, self.publish_zone
+        )
+        self.updates.secondaries = self.secondary.notified
+        self.updates.is_secondary = self.secondary.is_secondary
+        self.secondary.start()
+
+    async def _reconfigure(self) -> Problem | None:
+        """Re-read the config file (reload): pools, probes, keys, zone settings change in place.
+
+        A config that does not load is refused and the running one stays, as with zones.
+        Listen addresses, the control listener and the state directory need a restart.
+        """
+        if self.config_loader is None:
+            return None
+        try:
+            new = self.config_loader()
+        except (ConfigError, ValueError) as error:
+            log.error("event=config-refused error=%r", str(error))
+            return Problem("config", 0, str(error))
+        old = self.config
+        fixed = (old.server.listen, old.server.state_dir, old.http)
+        if (new.server.listen, new.server.state_dir, new.http) != fixed:
+            log.warning("event=config-restart-needed keys=server.listen,server.state_dir,http")
+            new = dataclasses.replace(
+                new,
+                server=dataclasses.replace(
+                    new.server, listen=old.server.listen, state_dir=old.server.state_dir
+                ),
+                http=old.http,
+            )
+        await self.health.stop()
+        await self.secondary.stop()
+        previous = self.health
+        self.config = new
+        self.zones_dir = new.path(new.server.zones_dir)
+        self.writer.policies = {z.name: z.serial for z in new.zone}
+        self.health = HealthMonitor(new, self.store, self._apply_plans, self.metrics)
+        self.health.adopt(previous)
+        log.info(
+            "event=config-reloaded pools=%d zones=%d keys=%d", len(new.pool), len(new.zone), len(new.key)
+        )
+        return None
+
     def _apply_plans(self, plans: PoolPlans) -> None:
         """A pool's facts changed: re-render its answers now (no query after sees the old order)."""
         if self.engine is not None:
@@ -198,13 +252,17 @@ class App:
         """Re-read the zone directory; compile off the loop; swap in one assignment."""
         async with self._reload_lock:
             started = time.monotonic()
+            config_problem = await self._reconfigure()
             loop = asyncio.get_running_loop()
             zones, problems, table = await loop.run_in_executor(None, self._load)
             assert self.engine is not None
             self.engine.swap(table)
+            if config_problem is None and self.config_loader is not None:
+                self.health.start(table.zoneset)
+                self._start_services()
             self.health.reapply()  # verdicts that came in while the table compiled
             self._after_load(zones, problems, time.monotonic() - started)
-            return problems
+            return problems if config_problem is None else [config_problem, *problems]
 
     def _after_load(self, zones: dict[Path, LoadedZone], problems: list[Problem], seconds: float) -> None:
         self.state.by_file = zones
@@ -236,19 +294,8 @@ class App:
         )
         self._after_load(zones, problems, time.monotonic() - started)
         self.metrics.attach(self)
-        if cfg.chaos_status:
-            self.engine.chaos_status = self.health.status_text
         self.health.start(table.zoneset)
-        self.updates = UpdateService(self.config, self.writer, self.zones_by_origin, self.publish_zone)
-        self.engine.control = self.updates.handle
-        self.transfers = TransferService(self.config, self.journal, self.zones_by_origin)
-        self.engine.transfer = self.transfers.handle
-        self.secondary = SecondaryService(
-            self.config, self.zones_dir, self.zones_by_origin, self.publish_zone
-        )
-        self.updates.secondaries = self.secondary.notified
-        self.updates.is_secondary = self.secondary.is_secondary
-        self.secondary.start()
+        self._start_services()
         loop = asyncio.get_running_loop()
         handler = self.engine.handle
         self.tcp = TcpConnections(

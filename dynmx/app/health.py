@@ -166,6 +166,17 @@ class HealthMonitor:
             self.apply(plans)
         return state.plans
 
+    def adopt(self, previous: HealthMonitor) -> None:
+        """Keep what a config reload must not forget: verdicts, loads, promotions of kept members."""
+        for name, state in self.pools.items():
+            old = previous.pools.get(name)
+            if old is None:
+                continue
+            hosts = {m.host for m in state.config.member}
+            state.members = {h: v for h, v in old.members.items() if h in hosts}
+            state.loads = {h: v for h, v in old.loads.items() if h in hosts}
+            state.promotion = old.promotion
+
     def plans_for(self, pool: PoolConfig) -> PoolPlans:
         """The pool's current plans, for a table being compiled (any thread; reads only)."""
         state = self.pools[pool.name]

@@ -74,7 +74,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         log.debug("event=event-loop kind=uvloop")
     except ImportError:
         log.info("event=event-loop kind=asyncio reason=uvloop-missing")
-    app = App(config)
+    app = App(config, (lambda: _config_from_args(args)) if args.config else None)
     try:
         asyncio.run(app.serve_forever())
     except OSError as error:
