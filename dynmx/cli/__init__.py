@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 from dynmx import __version__
-from dynmx.cli import records, zones
+from dynmx.cli import pools, records, zones
 from dynmx.config import Config, HttpConfig, LogConfig, load_config, parse_hostport
 from dynmx.errors import ConfigError, ControlError
 
@@ -265,6 +265,10 @@ def _cmd_routes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_pool(args: argparse.Namespace) -> int:
+    return pools.run_pool(args)
+
+
 def _cmd_zone(args: argparse.Namespace) -> int:
     from dynmx.cli.zones import run_zone
 
@@ -337,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.set_defaults(func=_cmd_explain)
     records.add_parser(sub, _cmd_record)
     zones.add_parser(sub, _cmd_zone)
+    pools.add_parser(sub, _cmd_pool)
 
     routes = sub.add_parser("routes", help="print the mail routing table (e.g. a Postfix transport map)")
     routes.add_argument("--format", choices=["postfix", "json"], default="postfix")

@@ -1,0 +1,192 @@
+"""`dynmx pool add|rm|set` and `dynmx pool member add|rm`: edit the config file's pools.
+
+The file is edited as text, block by block, so comments and layout survive; the result
+must load exactly as `dynmx serve` would load it before it replaces the file (atomic
+rename), and a running server applies it on reload (POST /reload, or SIGHUP).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from dynmx.config import absolute_name, load_config
+from dynmx.errors import ConfigError, ControlError
+
+Block = tuple[int, int]  # [start, end) line indexes
+
+
+def _header(line: str) -> str:
+    return line.strip().split("#", 1)[0].strip()
+
+
+def pool_blocks(lines: list[str]) -> dict[str, Block]:
+    """Every [[pool]] block by its (normalised) name; a block ends at the next table that is not its own."""
+    blocks: dict[str, Block] = {}
+    index = 0
+    while index < len(lines):
+        if _header(lines[index]) != "[[pool]]":
+            index += 1
+            continue
+        end = index + 1
+        while end < len(lines):
+            head = _header(lines[end])
+            if head.startswith("[") and not head.startswith("[[pool."):
+                break
+            end += 1
+        name = _value_of(lines[index:end], "name")
+        if name is not None:
+            blocks[absolute_name(name)] = (index, end)
+        index = end
+    return blocks
+
+
+def _value_of(lines: list[str], key: str) -> str | None:
+    """A top-level `key = "value"` of a block (before its first sub-table)."""
+    for line in lines[1:]:
+        head = _header(line)
+        if head.startswith("["):
+            return None
+        name, _, value = head.partition("=")
+        if name.strip() == key:
+            return value.strip().strip('"')
+    return None
+
+
+def _sub_blocks(lines: list[str], start: int, end: int, header: str) -> list[Block]:
+    found: list[Block] = []
+    index = start
+    while index < end:
+        if _header(lines[index]) == header:
+            stop = index + 1
+            while stop < end and not _header(lines[stop]).startswith("["):
+                stop += 1
+            found.append((index, stop))
+            index = stop
+        else:
+            index += 1
+    return found
+
+
+def _toml(value: str) -> str:
+    try:
+        float(value)
+        return value
+    except ValueError:
+        return json.dumps(value)
+
+
+def edit(text: str, args: argparse.Namespace) -> str:
+    """The config text with one pool edit applied; ControlError when the edit makes no sense."""
+    lines = text.splitlines()
+    blocks = pool_blocks(lines)
+    pool = absolute_name(args.pool)
+    if args.verb == "add":
+        if pool in blocks:
+            raise ControlError(f"pool {pool} already exists")
+        new = ["", "[[pool]]", f'name = "{pool}"', f'strategy = "{args.strategy}"', f'kind = "{args.kind}"']
+        new += [f"ttl = {args.ttl}"]
+        return "\n".join(lines + new) + "\n"
+    if pool not in blocks:
+        raise ControlError(f"no pool {pool} in the config")
+    start, end = blocks[pool]
+    if args.verb == "rm":
+        return "\n".join(lines[:start] + lines[end:]) + "\n"
+    if args.verb == "set":
+        body = lines[start:end]
+        for key, value in (("strategy", args.strategy), ("ttl", args.ttl), ("kind", args.kind)):
+            if value is None:
+                continue
+            assignment = f"{key} = {_toml(str(value))}"
+            position = next(
+                (i for i, line in enumerate(body) if _header(line).partition("=")[0].strip() == key), None
+            )
+            if position is not None:
+                body[position] = assignment
+            else:
+                body.insert(2, assignment)
+        return "\n".join(lines[:start] + body + lines[end:]) + "\n"
+    host = args.host
+    members = _sub_blocks(lines, start, end, "[[pool.member]]")
+    matching = [
+        b for b in members if _value_of(["x", *lines[b[0] + 1 : b[1]]], "host") in (host, host.rstrip("."))
+    ]
+    if args.verb == "member-rm":
+        if not matching:
+            raise ControlError(f"{host} is not a member of pool {pool}")
+        first, last = matching[0]
+        return "\n".join(lines[:first] + lines[last:]) + "\n"
+    if matching:
+        raise ControlError(f"{host} is already a member of pool {pool}")
+    member = [
+        "[[pool.member]]",
+        f'host = "{host}"',
+        f"preference = {args.preference}",
+        f'role = "{args.role}"',
+    ]
+    member += [f"weight = {args.weight}", f'probe = "{args.probe}"']
+    insert_at = members[-1][1] if members else end
+    return "\n".join(lines[:insert_at] + member + lines[insert_at:]) + "\n"
+
+
+def run_pool(args: argparse.Namespace) -> int:
+    path = Path(args.config)
+    text = path.read_text(encoding="utf-8")
+    new_text = edit(text, args)
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        out.write(new_text)
+        out.flush()
+        os.fsync(out.fileno())
+    try:
+        config = load_config(Path(temp))  # the result must load as `serve` would load it
+    except ConfigError as error:
+        Path(temp).unlink()
+        message = str(error).replace(temp, str(path))
+        raise ControlError(f"the edit would make the config invalid: {message}") from None
+    os.replace(temp, path)
+    print(f"ok: {args.verb} {args.pool}{' ' + args.host if getattr(args, 'host', None) else ''} in {path}")
+    if config.http.listen:
+        host, _, port = config.http.listen.rpartition(":")
+        request = urllib.request.Request(f"http://{host}:{port}/reload", method="POST", data=b"")
+        try:
+            with urllib.request.urlopen(request, timeout=60):
+                print("the running server reloaded")
+        except (urllib.error.URLError, OSError):
+            print("no running server answered; the change applies when it starts")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], func: object) -> None:
+    pool = sub.add_parser("pool", help="add, remove or change pools and their members in the config file")
+    verbs = pool.add_subparsers(dest="verb", required=True)
+    add = verbs.add_parser("add", help="add a pool (then add members)")
+    add.add_argument("pool")
+    add.add_argument("--strategy", default="round-robin")
+    add.add_argument("--kind", default="mx")
+    add.add_argument("--ttl", type=int, default=30)
+    remove = verbs.add_parser("rm", help="remove a pool")
+    remove.add_argument("pool")
+    change = verbs.add_parser("set", help="change a pool's strategy, kind or ttl")
+    change.add_argument("pool")
+    change.add_argument("--strategy")
+    change.add_argument("--kind")
+    change.add_argument("--ttl", type=int)
+    member_add = verbs.add_parser("member-add", help="add a member to a pool")
+    member_add.add_argument("pool")
+    member_add.add_argument("host")
+    member_add.add_argument("--preference", type=int, default=10)
+    member_add.add_argument("--role", default="primary")
+    member_add.add_argument("--weight", type=float, default=1.0)
+    member_add.add_argument("--probe", default="smtp")
+    member_rm = verbs.add_parser("member-rm", help="remove a member from a pool")
+    member_rm.add_argument("pool")
+    member_rm.add_argument("host")
+    for parser in verbs.choices.values():
+        parser.add_argument("--config", "-c", required=True, help="TOML config file to edit")
+        parser.set_defaults(func=func)
