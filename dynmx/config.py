@@ -95,6 +95,14 @@ def _prefix(value: str) -> str:
         raise ValueError(f"expected an address prefix like 192.0.2.0/24, got {value!r}") from None
 
 
+def _prefix_or_key(value: str) -> str:
+    """An address prefix (`127.0.0.0/8`) or a TSIG key name (`ops-key.`)."""
+    try:
+        return _prefix(value)
+    except ValueError:
+        return absolute_name(value)
+
+
 def _key(check: Check | None = None, **kwargs: Any) -> Any:
     return field(metadata={"check": check} if check else {}, **kwargs)
 
@@ -301,7 +309,7 @@ class ZoneConfig:
     name: str = _key(absolute_name, default=REQUIRED)
     serial: str = _key(_choice("unixtime", "dateserial", "increment"), default="unixtime")
     allow_update: tuple[str, ...] = ()  # TSIG key names that may UPDATE this zone
-    allow_transfer: tuple[str, ...] = _key(_prefix, default=())  # prefixes that may AXFR/IXFR
+    allow_transfer: tuple[str, ...] = _key(lambda v: _prefix_or_key(v), default=())  # prefixes and/or keys
     notify: tuple[str, ...] = _key(parse_hostport, default=())  # secondaries to NOTIFY on change
     primary: str = _key(lambda v: v == "" or parse_hostport(v), default="")  # HOST:PORT: follow it
 

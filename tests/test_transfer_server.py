@@ -170,3 +170,22 @@ def test_dynmx_as_secondary_of_nsd_follows_a_change(serve: Serve, tmp_path: Path
         assert "event=notify-received" in server.log_text()
     finally:
         nsd.stop()
+
+
+def test_rfc8945_tsig_signed_axfr_is_allowed_by_key_and_every_message_verifies(
+    serve: Serve, tmp_path: Path
+) -> None:
+    big = ZONE + "".join(f'h{i} TXT "{"x" * 200}"\n' for i in range(200))  # several messages
+    config = write_config(tmp_path, big, EDITS + 'allow_transfer = ["192.0.2.0/24", "ops-key."]\n')
+    server = serve("--config", str(config))
+    xfr = dns.query.xfr(
+        "127.0.0.1", "example.test.", port=server.dns_port, timeout=5, keyring=KEYRING, keyname="ops-key."
+    )
+    zone = dns.zone.from_xfr(xfr)  # dnspython checks the TSIG of every message (RFC 8945 §5.3.1)
+    assert zone.get_rdataset("h199", "TXT") is not None
+    assert "kind=AXFR messages=" in server.log_text() and "messages=1\n" not in server.log_text()
+    query = dns.message.make_query("example.test.", "AXFR")
+    with socket.create_connection(server.address, timeout=3) as sock:  # unsigned, from outside the prefix
+        dns.query.send_tcp(sock, query.to_wire())
+        reply, _ = dns.query.receive_tcp(sock)
+    assert reply.rcode() == dns.rcode.REFUSED

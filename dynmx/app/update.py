@@ -229,10 +229,13 @@ class TransferService:
     def __init__(
         self, config: Config, journal: Journal, zones: Callable[[], dict[dns.name.Name, LoadedZone]]
     ) -> None:
-        self.allowed = {
-            dns.name.from_text(z.name): [ipaddress.ip_network(p) for p in z.allow_transfer]
-            for z in config.zone
-        }
+        self.allowed: dict[dns.name.Name, list[ipaddress.IPv4Network | ipaddress.IPv6Network]] = {}
+        self.keys: dict[dns.name.Name, set[dns.name.Name]] = {}
+        for zone in config.zone:
+            origin = dns.name.from_text(zone.name)
+            self.allowed[origin] = [ipaddress.ip_network(p) for p in zone.allow_transfer if "/" in p]
+            self.keys[origin] = {dns.name.from_text(k) for k in zone.allow_transfer if "/" not in k}
+        self.keyring = load_keyring(config)
         self.journal = journal
         self.zones = zones
 
@@ -240,13 +243,23 @@ class TransferService:
         origin = dns.name.from_wire(query.qname_lower, 0)[0]
         zone = self.zones().get(origin)
         host = peer[0] if isinstance(peer, tuple) else ""
-        if zone is None or not self._permitted(origin, str(host)):
-            log.info("event=transfer-refused zone=%s peer=%s", origin, host)
-            return [question_only(data, query, RCODE_REFUSED)]
         try:
-            message = dns.message.from_wire(data)
+            message = dns.message.from_wire(data, keyring=self.keyring)
+        except TSIG_FAILURES as error:
+            log.warning(
+                "event=transfer-refused zone=%s peer=%s reason=tsig error=%s",
+                origin,
+                host,
+                type(error).__name__,
+            )
+            return [tsig_error_reply(data, query, TSIG_ERRORS.get(type(error), dns.rcode.BADSIG))]
         except dns.exception.DNSException:
             return [header_only(query.msg_id, RCODE_FORMERR, query.rd)]
+        key = message.keyname if message.had_tsig else None
+        signed_ok = key is not None and key in self.keys.get(origin, set())
+        if zone is None or not (signed_ok or self._permitted(origin, str(host))):
+            log.info("event=transfer-refused zone=%s peer=%s key=%s", origin, host, key)
+            return [question_only(data, query, RCODE_REFUSED)]
         kind = "AXFR" if query.qtype == dns.rdatatype.AXFR else "IXFR"
         messages = (
             transfer.axfr(message, zone.zone)

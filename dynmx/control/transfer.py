@@ -59,8 +59,11 @@ def _zone_rrsets(zone: dns.zone.Zone) -> list[dns.rrset.RRset]:
 
 
 def _pack(query: dns.message.Message, rrsets: list[dns.rrset.RRset]) -> list[bytes]:
-    """RRsets into as few messages as fit the budget; each answers `query` with AA set."""
-    messages: list[bytes] = []
+    """RRsets into as few messages as fit the budget; each answers `query` with AA set.
+
+    A signed query gets every message signed, chained as RFC 8945 §5.3.1 requires.
+    """
+    batches: list[list[dns.rrset.RRset]] = []
     batch: list[dns.rrset.RRset] = []
     size = 0
     for rrset in rrsets:
@@ -68,19 +71,23 @@ def _pack(query: dns.message.Message, rrsets: list[dns.rrset.RRset]) -> list[byt
         # Uncompressed size: an upper bound of what the record takes in the message.
         length = sum(owner + 10 + len(rdata.to_wire() or b"") for rdata in rrset)
         if batch and size + length > MESSAGE_BUDGET:
-            messages.append(_message(query, batch))
+            batches.append(batch)
             batch, size = [], 0
         batch.append(rrset)
         size += length
-    messages.append(_message(query, batch))
+    batches.append(batch)
+    messages: list[bytes] = []
+    context = None
+    for rrsets_of_message in batches:
+        response = dns.message.make_response(query)
+        response.flags |= dns.flags.AA
+        response.answer = list(rrsets_of_message)
+        if query.had_tsig:
+            messages.append(response.to_wire(max_size=65535, multi=True, tsig_ctx=context))
+            context = response.tsig_ctx
+        else:
+            messages.append(response.to_wire(max_size=65535))
     return messages
-
-
-def _message(query: dns.message.Message, rrsets: list[dns.rrset.RRset]) -> bytes:
-    response = dns.message.make_response(query)
-    response.flags |= dns.flags.AA
-    response.answer = list(rrsets)
-    return response.to_wire(max_size=65535)
 
 
 def axfr(query: dns.message.Message, zone: dns.zone.Zone) -> list[bytes]:
