@@ -33,8 +33,9 @@ log = logging.getLogger("dynmx.transfer")
 IN = dns.rdataclass.IN
 SOA = dns.rdatatype.SOA
 MESSAGE_BUDGET = 16000  # bytes of records per message, well under 65535
-NOTIFY_RETRIES = 5
+NOTIFY_RETRIES = 10  # with the backoff below: about 8 minutes before giving up and logging it
 NOTIFY_INTERVAL = 2.0
+NOTIFY_BACKOFF_MAX = 60.0
 
 
 def _soa(zone: dns.zone.Zone) -> dns.rrset.RRset:
@@ -134,9 +135,10 @@ async def notify(zone: dns.zone.Zone, target: tuple[str, int]) -> bool:
     message.set_opcode(dns.opcode.NOTIFY)
     message.answer.append(_soa(zone))
     host, port = target
+    wait = NOTIFY_INTERVAL
     for attempt in range(1, NOTIFY_RETRIES + 1):
         try:
-            reply = await dns.asyncquery.udp(message, host, port=port, timeout=NOTIFY_INTERVAL)
+            reply = await dns.asyncquery.udp(message, host, port=port, timeout=wait)
         except (dns.exception.Timeout, OSError) as error:
             log.info(
                 "event=notify-retry zone=%s target=%s:%d attempt=%d error=%s",
@@ -146,7 +148,9 @@ async def notify(zone: dns.zone.Zone, target: tuple[str, int]) -> bool:
                 attempt,
                 type(error).__name__,
             )
-            await asyncio.sleep(0)
+            if not isinstance(error, dns.exception.Timeout):
+                await asyncio.sleep(wait)  # refused at once: wait as long as a timeout would have
+            wait = min(wait * 2, NOTIFY_BACKOFF_MAX)  # a silent secondary: back off, keep trying
             continue
         log.info(
             "event=notify-acked zone=%s target=%s:%d rcode=%s",
