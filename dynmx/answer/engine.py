@@ -20,10 +20,9 @@ import dns.rdataclass
 import dns.rdataset
 import dns.rdatatype
 
-from dynmx.answer.compiler import AnswerTable, compile_table
+from dynmx.answer.compiler import AnswerTable
 from dynmx.answer.lookup import Answer, Outcome, lookup
 from dynmx.answer.render import render
-from dynmx.answer.zoneset import ZoneData
 from dynmx.errors import DropPacket, FormError
 from dynmx.wire.query import (
     OPCODE_NOTIFY,
@@ -98,10 +97,6 @@ class Engine:
         # `status.<pool>` CH TXT answers (off unless set): pool name -> lines, or None.
         self.chaos_status: Callable[[str], list[str] | None] | None = None
         self.stats = {"slow": 0, "formerr": 0, "dropped": 0, "servfail": 0}
-
-    @classmethod
-    def from_zones(cls, zones: list[ZoneData], **kwargs: object) -> Engine:
-        return cls(compile_table(zones), **kwargs)  # type: ignore[arg-type]
 
     def swap(self, table: AnswerTable) -> None:
         """Serve `table` from the next query on; readers never see a half-built table."""

@@ -189,17 +189,6 @@ def parse_query(data: bytes) -> Query:
     )
 
 
-def name_to_text(wire: bytes) -> str:
-    """Render an uncompressed wire name for logs; not for answers."""
-    labels: list[str] = []
-    pos = 0
-    while pos < len(wire) and wire[pos]:
-        length = wire[pos]
-        labels.append(wire[pos + 1 : pos + 1 + length].decode("ascii", "backslashreplace"))
-        pos += length + 1
-    return ".".join(labels) + "."
-
-
 def ecs_address(value: bytes) -> str | None:
     """The address of an EDNS Client Subnet option (RFC 7871 6), or None when malformed."""
     if len(value) < 4:
