@@ -1,7 +1,8 @@
 """The mail lab end to end: real Postfix and Unbound in front of dynmx, SMTP sinks on loopback.
 
 Runs `examples/mail-lab/run` with a smaller N (see examples/mail-lab/README.md): round-robin
-shares, failover of one primary, every primary down (relay), exactly-once delivery. It needs
+shares, failover of one primary, every primary down (relay), exactly-once delivery; and a
+weighted pool (3,2,1, seeded) whose shares must follow the weights within 4 sigma. It needs
 root (ports 25 and 53) and Debian's postfix and unbound; otherwise it is skipped. The lab
 stops Postfix, Unbound, dynmx and the sinks itself and removes its temporary directory; it
 touches no system file (Postfix runs from its own config and queue directory).
@@ -37,13 +38,12 @@ def _skip_reason() -> str:
     return ""
 
 
-@pytest.mark.e2e
-@pytest.mark.timeout(420)
-def test_mail_lab_delivers_every_message_once_and_fails_over() -> None:
+def _run_lab(*options: str) -> str:
+    """Run the lab with `options`; skip on exit 77, else assert exit 0; return its output."""
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
-    command = [sys.executable, str(LAB), "--messages", str(MESSAGES), "--rate", "10", "--hint", str(HINTED)]
+    command = [sys.executable, str(LAB), *options]
     started = time.monotonic()
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -61,8 +61,45 @@ def test_mail_lab_delivers_every_message_once_and_fails_over() -> None:
     if process.returncode == 77:
         pytest.skip(output.strip().splitlines()[-1])
     assert process.returncode == 0, output
+    return output
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(420)
+def test_mail_lab_delivers_every_message_once_and_fails_over() -> None:
+    output = _run_lab("--messages", str(MESSAGES), "--rate", "10", "--hint", str(HINTED))
     match = SUMMARY.search(output)
     assert match, output
     delivered, total, lost, duplicated = (int(match.group(i)) for i in range(1, 5))
     assert (delivered, total, lost, duplicated) == (MESSAGES + HINTED, MESSAGES + HINTED, 0, 0)
     assert float(match.group(5)) < 5.0  # fall 2 x interval 1 s + timeout 1 s, with slack
+
+
+WEIGHTED_MESSAGES = 200
+WEIGHTED_LINE = re.compile(
+    r"^weighted: (mx\d) weight \S+ expected ([\d.]+)% observed ([\d.]+)% \((\d+)/(\d+)\), "
+    r"tolerance ±([\d.]+)% .* ok$",
+    re.M,
+)
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(420)
+def test_mail_lab_weighted_shares_follow_the_weights() -> None:
+    """Weights 3,2,1, seeded draw, no kills: each primary's share within 4 sigma of w / sum w."""
+    output = _run_lab(
+        "--strategy", "weighted", "--weights", "3,2,1", "--messages", str(WEIGHTED_MESSAGES),
+        "--rate", "10", "--no-failover", "--no-relay-phase", "--hint", "0", "--chart", "",
+    )  # fmt: skip
+    match = SUMMARY.search(output)
+    assert match, output
+    delivered, total, lost, duplicated = (int(match.group(i)) for i in range(1, 5))
+    assert (delivered, total, lost, duplicated) == (WEIGHTED_MESSAGES, WEIGHTED_MESSAGES, 0, 0)
+    shares = {
+        m.group(1): (float(m.group(2)), float(m.group(3)), float(m.group(6)))
+        for m in WEIGHTED_LINE.finditer(output)
+    }
+    assert set(shares) == {"mx1", "mx2", "mx3"}, output
+    assert [round(expected, 1) for expected, _, _ in shares.values()] == [50.0, 33.3, 16.7]
+    for expected, observed, tolerance in shares.values():
+        assert abs(observed - expected) <= tolerance + 0.1  # printed to 0.1 %

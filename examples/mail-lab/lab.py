@@ -1,6 +1,6 @@
 """The mail lab: real Postfix, real Unbound, real dynmx, SMTP sinks, all on loopback.
 
-    dynmx      127.0.0.1:<ephemeral>   example.test, round-robin pool mx1 mx2 mx3 + relay
+    dynmx      127.0.0.1:<ephemeral>   example.test, round-robin (or weighted) pool mx1 mx2 mx3 + relay
     Unbound    127.0.0.53:53           recursive resolver, stub-zone example.test -> dynmx
     Postfix    127.0.0.1:25            sending MTA, own config/queue directory, resolves via Unbound
     sinks      127.0.0.2-5:25          aiosmtpd, one JSON line per message, fsync'ed
@@ -112,6 +112,9 @@ class Lab:
     work: Path
     ttl: int
     resolver_cache_max_ttl: int = 86400
+    strategy: str = "round-robin"
+    weights: dict[str, float] = field(default_factory=dict)  # per primary, for "weighted"
+    seed: int = 0  # dynmx random_seed (the weighted draw); 0 = unpredictable
     processes: dict[str, subprocess.Popen[str]] = field(default_factory=dict)
     dynmx_port: int = 0
     http_port: int = 0
@@ -150,14 +153,16 @@ class Lab:
             f'[[pool.member]]\nhost = "{name}.example.test."\npreference = {pref}\n'
             f'role = "{"relay" if name == "relay" else "primary"}"\nprobe = "smtp"\nport = 25\n'
             f"interval = {INTERVAL}\ntimeout = {TIMEOUT}\nfall = {FALL}\nrise = {RISE}\n"
+            + (f"weight = {self.weights[name]:g}\n" if name in self.weights else "")
             for name, pref in zip(SINKS, (10, 20, 30, 90), strict=True)
         )
         config = self.work / "dynmx.toml"
         config.write_text(
             f'[server]\nlisten = ["127.0.0.1:0"]\nzones_dir = "{zones}"\n'
             f'state_dir = "{self.work / "state"}"\n'
-            '[http]\nlisten = "127.0.0.1:0"\n'
-            f'[[pool]]\nname = "example.test."\nstrategy = "round-robin"\nttl = {self.ttl}\n{members}'
+            + (f"random_seed = {self.seed}\n" if self.seed else "")
+            + '[http]\nlisten = "127.0.0.1:0"\n'
+            f'[[pool]]\nname = "example.test."\nstrategy = "{self.strategy}"\nttl = {self.ttl}\n{members}'
             f'[[pool.hint]]\nlabel = "urgent"\norder = ["{HINT_FIRST}.example.test.", "mx1.example.test."]\n'
         )
         process = subprocess.Popen(
@@ -190,7 +195,11 @@ class Lab:
             return any("event=serving" in line for line in self.dynmx_lines)
 
         wait_for(serving, 30, "dynmx to serve")
-        log(f"dynmx serving example.test on 127.0.0.1:{self.dynmx_port} (pool ttl {self.ttl})")
+        weights = f", weights {self.weights}, seed {self.seed}" if self.strategy == "weighted" else ""
+        log(
+            f"dynmx serving example.test on 127.0.0.1:{self.dynmx_port} "
+            f"({self.strategy} pool, ttl {self.ttl}{weights})"
+        )
 
     def states(self) -> dict[str, str]:
         url = f"http://127.0.0.1:{self.http_port}/status"
@@ -480,7 +489,8 @@ def run(args: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="dynmx-mail-lab-"))
     work.chmod(0o755)  # Postfix daemons (user postfix) must traverse to the queue directory
     (work / "sinks").mkdir()
-    lab = Lab(work, args.ttl, args.resolver_max_ttl)
+    weights = dict(zip(PRIMARIES, args.weights, strict=True)) if args.strategy == "weighted" else {}
+    lab = Lab(work, args.ttl, args.resolver_max_ttl, args.strategy, weights, args.seed)
     run_id = f"{int(time.time())}-{os.getpid()}"
     failures: list[str] = []
     started = time.monotonic()
@@ -649,7 +659,28 @@ def run(args: argparse.Namespace) -> int:
             if sum(table[n]["all back"] for n in PRIMARIES) == 0:
                 failures.append("relay: no primary received mail after the restart")
         print(f"postfix deferrals: {deferred}")
-        if args.resolver_max_ttl == 0 and before_total:
+        if args.resolver_max_ttl == 0 and before_total and args.strategy == "weighted":
+            # Each delivery's first MX is an independent draw: a sink's count is binomial
+            # (n, p = w / sum w); allow `--sigmas` standard deviations of its share.
+            weight_sum = sum(weights.values())
+            for name in PRIMARIES:
+                expected = weights[name] / weight_sum
+                share = table[name]["before"] / before_total
+                sigma = (expected * (1 - expected) / before_total) ** 0.5
+                allowed = args.sigmas * sigma
+                verdict = "ok" if abs(share - expected) <= allowed else "FAIL"
+                print(
+                    f"weighted: {name} weight {weights[name]:g} expected {expected:.1%} observed "
+                    f"{share:.1%} ({table[name]['before']}/{before_total}), tolerance "
+                    f"±{allowed:.1%} ({args.sigmas:g} sigma, sigma {sigma:.1%}) {verdict}"
+                )
+                if verdict != "ok":
+                    failures.append(
+                        f"weighted: {name} share {share:.1%} not within {allowed:.1%} of {expected:.1%}"
+                    )
+            if table["relay"]["before"]:
+                failures.append(f"weighted: relay got {table['relay']['before']} while primaries were up")
+        elif args.resolver_max_ttl == 0 and before_total:
             for name in PRIMARIES:
                 share = table[name]["before"] / before_total
                 if abs(share - 1 / 3) > args.tolerance:
@@ -694,6 +725,16 @@ def run(args: argparse.Namespace) -> int:
             shutil.rmtree(work, ignore_errors=True)
 
 
+def weight_list(text: str) -> list[float]:
+    try:
+        weights = [float(part) for part in text.split(",")]
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not numbers: {text!r}") from error
+    if len(weights) != len(PRIMARIES) or any(w <= 0 for w in weights):
+        raise argparse.ArgumentTypeError(f"need 3 positive weights (mx1,mx2,mx3), got {text!r}")
+    return weights
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -715,6 +756,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-failover", dest="failover", action="store_false", help="kill nothing")
     parser.add_argument("--tolerance", type=float, default=0.10, help="round-robin share tolerance (0.10)")
+    parser.add_argument(
+        "--strategy",
+        choices=("round-robin", "weighted"),
+        default="round-robin",
+        help="the pool's strategy (round-robin)",
+    )
+    parser.add_argument(
+        "--weights",
+        type=weight_list,
+        default=[3.0, 2.0, 1.0],
+        help="weighted: weights of mx1,mx2,mx3 (3,2,1)",
+    )
+    parser.add_argument(
+        "--sigmas",
+        type=float,
+        default=4.0,
+        help="weighted: allowed deviation of each share, in binomial standard deviations (4)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=7, help="dynmx random_seed for the weighted draw (7; 0: unpredictable)"
+    )
     parser.add_argument("--drain-timeout", type=float, default=120.0, help="seconds to wait for the queue")
     parser.add_argument("--timeline", type=float, default=0, help="print deliveries per this many seconds")
     parser.add_argument("--hint", type=int, default=20, help="messages routed by the urgent hint (20)")
