@@ -341,6 +341,20 @@ class Dyndns2Config:
 
 
 @dataclass(frozen=True)
+class RrlConfig:
+    """Response rate limiting for UDP, on by default with NSD's defaults; loopback is exempt."""
+
+    enabled: bool = True
+    rate: float = _key(_between(1, 1e6), default=200.0)  # replies per second per bucket
+    slip: int = _key(_between(0, 100), default=2)  # every n-th limited reply is sent truncated
+    ipv4_prefix: int = _key(_between(8, 32), default=24)
+    ipv6_prefix: int = _key(_between(16, 128), default=56)
+
+    def problems(self) -> list[str]:
+        return []
+
+
+@dataclass(frozen=True)
 class DefaultsConfig:
     """What `dynmx zone add` writes into a new zone's SOA and NS."""
 
@@ -368,6 +382,7 @@ class Config:
     zone: tuple[ZoneConfig, ...] = ()
     defaults: DefaultsConfig = field(default_factory=DefaultsConfig)
     dyndns2: Dyndns2Config = field(default_factory=Dyndns2Config)
+    rrl: RrlConfig = field(default_factory=RrlConfig)
     base_dir: Path = Path(".")  # relative paths in the file are relative to the file
 
     def path(self, value: str) -> Path:

@@ -50,6 +50,13 @@ class _HotPathCollector:
                 for member, count in selector.first_counts().items():
                     firsts.add_metric([selector.name, owner.to_text(), member], count)
             yield firsts
+            if engine.rrl is not None:
+                limited = CounterMetricFamily("dynmx_rrl_limited", "UDP replies over the rate limit")
+                limited.add_metric([], engine.rrl.limited)
+                yield limited
+                slipped = CounterMetricFamily("dynmx_rrl_slipped", "Limited replies sent truncated")
+                slipped.add_metric([], engine.rrl.slipped)
+                yield slipped
             cache = GaugeMetricFamily("dynmx_answer_cache_entries", "Slow-path responses in the LRU")
             cache.add_metric([], engine.cache_len())
             yield cache

@@ -220,7 +220,7 @@ def _set(raw: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, An
             ("zones",),
             {},
             "zones: unknown key (allowed: client, defaults, dyndns2, http, key, log, name, pool, "
-            "server, zone)",
+            "rrl, server, zone)",
         ),
         # wrong types
         (("server", "tcp_max_connections"), "many", "server.tcp_max_connections: expected int, got 'many'"),

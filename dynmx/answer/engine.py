@@ -11,6 +11,7 @@ bounded LRU.
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import dns.rdataclass
 import dns.rdataset
 import dns.rdatatype
 
+from dynmx.answer import rrl
 from dynmx.answer.compiler import AnswerTable
 from dynmx.answer.lookup import Answer, Outcome, lookup
 from dynmx.answer.render import render
@@ -92,6 +94,7 @@ class Engine:
         self.lru_size = lru_size
         self._lru: OrderedDict[bytes, Entry] = OrderedDict()
         self.control: ControlHandler | None = None
+        self.rrl: rrl.RateLimiter | None = None  # response rate limiting for UDP (set by the app)
         self.transfer: TransferHandler | None = None
         self.client_subnet = client_subnet
         # `status.<pool>` CH TXT answers (off unless set): pool name -> lines, or None.
@@ -114,6 +117,26 @@ class Engine:
                 return self.transfer(data, query, addr)
         return self.handle(data, addr, True)
 
+    def _rate_limited(self, reply: bytes, host: str) -> bytes | None:
+        """RRL (UDP only): send, drop, or slip a truncated reply so real clients retry over TCP."""
+        assert self.rrl is not None
+        kind = rrl.classify(reply)
+        name = b""
+        end = 12
+        if kind == rrl.POSITIVE:  # positives are counted per name; errors per prefix and class
+            while end < len(reply) and reply[end]:
+                end += reply[end] + 1
+            name = reply[12:end].lower()
+        verdict = self.rrl.check(host, kind, name, time.monotonic())
+        if verdict == rrl.Verdict.SEND:
+            return reply
+        if verdict == rrl.Verdict.DROP:
+            return None
+        while end < len(reply) and reply[end]:
+            end += reply[end] + 1
+        question = reply[12 : end + 5]
+        return reply[:2] + bytes((reply[2] | 0x02, reply[3])) + b"\x00\x01\x00\x00\x00\x00\x00\x00" + question
+
     def cache_len(self) -> int:
         return len(self._lru)
 
@@ -122,7 +145,10 @@ class Engine:
     def handle(self, data: bytes, addr: object = None, tcp: bool = False) -> bytes | None:
         """Reply bytes for one query message, or None to stay silent; never raises."""
         try:
-            return self._fast(data, addr, tcp)
+            reply = self._fast(data, addr, tcp)
+            if self.rrl is None or tcp or reply is None or not isinstance(addr, tuple):
+                return reply
+            return self._rate_limited(reply, addr[0])
         except Exception:
             # Our fault, not the peer's: SERVFAIL and a log line (design.md, errors).
             self.stats["servfail"] += 1

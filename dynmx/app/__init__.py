@@ -25,6 +25,7 @@ import dns.rdatatype
 
 from dynmx.answer.compiler import AnswerTable
 from dynmx.answer.engine import ChaosConfig, Engine
+from dynmx.answer.rrl import RateLimiter, RrlSettings
 from dynmx.answer.zoneset import ZoneData
 from dynmx.app.control import control_routes
 from dynmx.app.explain import explain_query
@@ -293,6 +294,11 @@ class App:
             client_subnet=cfg.client_subnet,
         )
         self._after_load(zones, problems, time.monotonic() - started)
+        if self.config.rrl.enabled:
+            limits = self.config.rrl
+            self.engine.rrl = RateLimiter(
+                RrlSettings(limits.rate, limits.slip, limits.ipv4_prefix, limits.ipv6_prefix)
+            )
         self.metrics.attach(self)
         self.health.start(table.zoneset)
         self._start_services()

@@ -33,6 +33,7 @@ IN = dns.rdataclass.IN
 HINT_LABEL = b"_hint"
 NULL_MX_TTL = 3600
 
+
 def hint_owner(pool: PoolConfig, label: str) -> dns.name.Name:
     """`<label>._hint.<pool name>`: the name a transport map points at for a message class."""
     return dns.name.from_text(f"{label}._hint.{pool.name}")
