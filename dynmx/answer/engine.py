@@ -120,6 +120,8 @@ class Engine:
     def _rate_limited(self, reply: bytes, host: str) -> bytes | None:
         """RRL (UDP only): send, drop, or slip a truncated reply so real clients retry over TCP."""
         assert self.rrl is not None
+        if self.rrl.prefix(host) is None:  # loopback: exempt, and no work on the reply
+            return reply
         kind = rrl.classify(reply)
         name = b""
         end = 12
