@@ -67,6 +67,9 @@ class _HotPathCollector:
             refused = CounterMetricFamily("dynmx_tcp_refused_connections", "TCP connections over a cap")
             refused.add_metric([], tcp.refused)
             yield refused
+            slow = CounterMetricFamily("dynmx_tcp_slow_sender_closes", "TCP connections cut off mid-message")
+            slow.add_metric([], tcp.slow_senders)
+            yield slow
 
 
 class Metrics:

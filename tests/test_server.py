@@ -130,6 +130,32 @@ def test_rfc7766_s6_2_3_idle_tcp_connection_is_closed(serve: Serve, zones: Path,
         assert time.monotonic() - started < 2.5
 
 
+def test_slow_sender_is_cut_off_mid_message(serve: Serve, zones: Path, tmp_path: Path) -> None:
+    """A message trickling in byte by byte (slowloris) must not hold a slot: closed after the deadline."""
+    server = serve("--config", str(_config(tmp_path, zones, "tcp_message_timeout = 1.0")))
+    wire = dns.message.make_query("mx1.example.test", "A").to_wire()
+    framed = struct.pack(">H", len(wire)) + wire
+    with socket.create_connection(server.address, timeout=3) as sock:
+        started = time.monotonic()
+        closed = False
+        for byte in framed[:-1]:  # never the last byte; each one keeps the idle timer fresh
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:
+                closed = True
+                break
+            time.sleep(0.1)
+            if time.monotonic() - started > 3:
+                break
+        if not closed:
+            sock.settimeout(2)
+            try:
+                closed = sock.recv(10) == b""
+            except ConnectionResetError:
+                closed = True
+        assert closed and time.monotonic() - started < 3.5
+
+
 def test_listens_on_ipv6_loopback(serve: Serve, zones: Path) -> None:
     if not socket.has_ipv6:
         pytest.skip("no IPv6")

@@ -306,7 +306,9 @@ class App:
         handler = self.engine.handle
         self.tcp = TcpConnections(
             self.engine.handle_tcp,
-            TcpLimits(cfg.tcp_idle_timeout, cfg.tcp_max_connections, cfg.tcp_max_per_source),
+            TcpLimits(
+                cfg.tcp_idle_timeout, cfg.tcp_max_connections, cfg.tcp_max_per_source, cfg.tcp_message_timeout
+            ),
         )
         for host, port in self.config.listen_addresses():
             family = socket.AF_INET6 if ":" in host else socket.AF_INET

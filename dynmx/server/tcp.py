@@ -20,6 +20,7 @@ class TcpLimits:
     idle_timeout: float = 10.0  # RFC 7766 6.2.3: servers may close idle connections
     max_connections: int = 200
     max_per_source: int = 20
+    message_timeout: float = 5.0  # a message begun must be complete by then (slow senders cut off)
 
 
 class TcpConnections:
@@ -32,6 +33,7 @@ class TcpConnections:
         self.per_source: dict[str, int] = {}
         self.refused = 0
         self.messages = 0
+        self.slow_senders = 0
 
     def protocol(self) -> TcpConnection:
         return TcpConnection(self)
@@ -57,6 +59,7 @@ class TcpConnection(asyncio.Protocol):
         self.source = ""
         self.peer: object = None
         self.idle: asyncio.TimerHandle | None = None
+        self.partial: asyncio.TimerHandle | None = None  # deadline of a message begun, not finished
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
@@ -84,6 +87,8 @@ class TcpConnection(asyncio.Protocol):
                 shared.per_source.pop(self.source, None)
         if self.idle is not None:
             self.idle.cancel()
+        if self.partial is not None:
+            self.partial.cancel()
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -103,6 +108,18 @@ class TcpConnection(asyncio.Protocol):
             for part in reply if isinstance(reply, list) else (reply,):
                 transport.write(len(part).to_bytes(2, "big") + part)
         self._arm_idle()
+        if buffer and self.partial is None:
+            loop = asyncio.get_running_loop()
+            self.partial = loop.call_later(self.shared.limits.message_timeout, self._on_slow_sender)
+        elif not buffer and self.partial is not None:
+            self.partial.cancel()
+            self.partial = None
+
+    def _on_slow_sender(self) -> None:
+        """A message that trickles in byte by byte holds a slot forever (slowloris): cut it off."""
+        log.debug("event=tcp-slow-sender-close peer=%s", self.source)
+        self.shared.slow_senders += 1
+        self.abort()
 
     def _arm_idle(self) -> None:
         if self.idle is not None:
