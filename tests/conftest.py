@@ -13,8 +13,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiosmtpd.controller import Controller
 
 ROOT = Path(__file__).resolve().parent.parent
 LISTENING = re.compile(r"event=listening proto=(\S+) address=(\S+) port=(\d+)")
@@ -135,6 +137,39 @@ def shared_free_port(addresses: Iterable[str]) -> int:
         except OSError:
             continue
     raise RuntimeError(f"no port free on all of {wanted}")
+
+
+class QuietSmtp:
+    """An aiosmtpd handler that accepts nothing in particular: probes never send mail."""
+
+
+@pytest.fixture
+def smtp_controllers() -> Iterator[Callable[..., Controller]]:
+    """`start(server_hostname, **options)` runs an aiosmtpd Controller on 127.0.0.1 (port picked
+    here: not every aiosmtpd takes 0); all are stopped at teardown."""
+    started: list[Controller] = []
+
+    def start(server_hostname: str, **options: Any) -> Controller:
+        controller = Controller(
+            QuietSmtp(),
+            hostname="127.0.0.1",
+            port=_free_tcp_port(),
+            server_hostname=server_hostname,
+            **options,
+        )
+        controller.start()
+        started.append(controller)
+        return controller
+
+    yield start
+    for controller in started:
+        controller.stop()
+
+
+def _free_tcp_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 @pytest.fixture

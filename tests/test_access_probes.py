@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import ssl
 import time
 import tracemalloc
 import warnings
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -89,30 +89,14 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
 # -- aiosmtpd for submission ---------------------------------------------------------------
 
 
-class Quiet:
-    """An aiosmtpd handler that accepts nothing in particular: the probe never sends mail."""
-
-
 def refuse_all(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
     return AuthResult(success=False)
 
 
 @pytest.fixture
-def aiosmtpd_server() -> Iterator[Any]:
-    """Start `Controller(**options)` on 127.0.0.1 and a port picked here."""
-    started: list[Controller] = []
-
-    def start(**options: Any) -> Controller:
-        controller = Controller(
-            Quiet(), hostname=LOCAL, port=free_port(), server_hostname="sub.test", **options
-        )
-        controller.start()
-        started.append(controller)
-        return controller
-
-    yield start
-    for controller in started:
-        controller.stop()
+def aiosmtpd_server(smtp_controllers: Callable[..., Any]) -> Callable[..., Any]:
+    """Start `Controller(**options)` on 127.0.0.1, greeting as sub.test."""
+    return functools.partial(smtp_controllers, "sub.test")
 
 
 def test_submission_with_auth(aiosmtpd_server: Any) -> None:

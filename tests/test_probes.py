@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import errno
+import functools
 import gc
 import importlib.util
 import json
@@ -20,7 +21,7 @@ import threading
 import time
 import tracemalloc
 import warnings
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -28,7 +29,6 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -75,26 +75,10 @@ def assert_printable(result: ProbeResult) -> None:
 # -- SMTP against aiosmtpd ----------------------------------------------------------------
 
 
-class Quiet:
-    """An aiosmtpd handler that accepts nothing in particular: the probe never sends mail."""
-
-
 @pytest.fixture
-def aiosmtpd_server() -> Iterator[Any]:
-    """Start `Controller(**options)` on 127.0.0.1 and a port picked here (not all versions take 0)."""
-    started: list[Controller] = []
-
-    def start(**options: Any) -> Controller:
-        controller = Controller(
-            Quiet(), hostname=LOCAL, port=free_port(), server_hostname="sink.test", **options
-        )
-        controller.start()
-        started.append(controller)
-        return controller
-
-    yield start
-    for controller in started:
-        controller.stop()
+def aiosmtpd_server(smtp_controllers: Callable[..., Any]) -> Callable[..., Any]:
+    """Start `Controller(**options)` on 127.0.0.1, greeting as sink.test."""
+    return functools.partial(smtp_controllers, "sink.test")
 
 
 def test_smtp_ok_against_aiosmtpd(aiosmtpd_server: Any) -> None:

@@ -109,48 +109,33 @@ def test_acknowledged_update_survives_a_kill(serve: Serve, setup: tuple[Path, Pa
     assert _lookup(second, "www.example.test") == ["192.0.2.10"]
 
 
-@pytest.mark.interop
-def test_bind_nsupdate_changes_a_running_zone(serve: Serve, setup: tuple[Path, Path]) -> None:
+def _nsupdate(server: RunningServer, key: str, name: str, address: str) -> subprocess.CompletedProcess[str]:
+    """BIND's nsupdate adding one A record, signed with `key` (ALGORITHM:NAME:SECRET)."""
     nsupdate = shutil.which("nsupdate")
     if nsupdate is None:
         pytest.skip("nsupdate not installed (./dev test installs dnsutils)")
+    script = (
+        f"server 127.0.0.1 {server.dns_port}\nzone example.test\nupdate add {name} 300 A {address}\nsend\n"
+    )
+    return subprocess.run([nsupdate, "-y", key], input=script, capture_output=True, text=True, timeout=20)
+
+
+@pytest.mark.interop
+def test_bind_nsupdate_changes_a_running_zone(serve: Serve, setup: tuple[Path, Path]) -> None:
     config, _ = setup
     server = serve("--config", str(config))
-    script = (
-        f"server 127.0.0.1 {server.dns_port}\nzone example.test\n"
-        "update add mail.example.test 300 A 192.0.2.25\nsend\n"
-    )
-    result = subprocess.run(
-        [nsupdate, "-y", f"hmac-sha256:ops-key:{SECRET}"],
-        input=script,
-        capture_output=True,
-        text=True,
-        timeout=20,
-    )
+    result = _nsupdate(server, f"hmac-sha256:ops-key:{SECRET}", "mail.example.test", "192.0.2.25")
     assert result.returncode == 0, result.stderr
     assert _lookup(server, "mail.example.test") == ["192.0.2.25"]
 
 
 @pytest.mark.interop
 def test_rfc8945_bind_nsupdate_reads_badsig_and_badkey(serve: Serve, setup: tuple[Path, Path]) -> None:
-    nsupdate = shutil.which("nsupdate")
-    if nsupdate is None:
-        pytest.skip("nsupdate not installed (./dev test installs dnsutils)")
     config, _ = setup
     server = serve("--config", str(config))
-    script = (
-        f"server 127.0.0.1 {server.dns_port}\nzone example.test\n"
-        "update add x.example.test 300 A 192.0.2.9\nsend\n"
-    )
     wrong = "d3JvbmdzZWNyZXR3cm9uZ3NlY3JldA=="
     for key, expected in (("ops-key", "NOTAUTH(BADSIG)"), ("other-key", "NOTAUTH(BADKEY)")):
-        result = subprocess.run(
-            [nsupdate, "-y", f"hmac-sha256:{key}:{wrong}"],
-            input=script,
-            capture_output=True,
-            text=True,
-            timeout=20,
-        )
+        result = _nsupdate(server, f"hmac-sha256:{key}:{wrong}", "x.example.test", "192.0.2.9")
         assert expected in result.stdout + result.stderr
 
 
