@@ -119,6 +119,8 @@ class ServerConfig:
     tcp_max_connections: int = _key(_between(1, 100000), default=200)
     tcp_max_per_source: int = _key(_between(1, 100000), default=20)
     tcp_message_timeout: float = _key(_between(0.1, 3600), default=5.0)  # a begun message must finish
+    tcp_max_in_flight: int = _key(_between(1, 65535), default=32)  # pipelined replies being decided
+    workers: int = _key(_between(0, 256), default=0)  # answer processes (SO_REUSEPORT); 0 = in-process
     cache_size: int = _key(_between(0, 10_000_000), default=10000)
     version: str = ""  # answer CH TXT version.bind with this; empty keeps it REFUSED
     identity: str = ""  # answer CH TXT id.server with this

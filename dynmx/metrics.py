@@ -18,58 +18,65 @@ if TYPE_CHECKING:
 
 
 class _HotPathCollector:
-    """Reads the hot path's plain counters when Prometheus scrapes."""
+    """Reads the hot path's plain counters (this process's, or the workers' reports) at scrape time."""
 
     def __init__(self, app: App) -> None:
         self.app = app
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
-        app = self.app
+        stats = self.app.hot_stats()
+        count = stats.counters.get
         queries = CounterMetricFamily("dynmx_dns_queries", "DNS messages received", labels=["transport"])
-        queries.add_metric(["udp"], sum(p.received for p in app.udp))
-        tcp = app.tcp
-        queries.add_metric(["tcp"], tcp.messages if tcp else 0)
+        queries.add_metric(["udp"], count("udp", 0))
+        queries.add_metric(["tcp"], count("tcp", 0))
         yield queries
-        engine = app.engine
+        slow = CounterMetricFamily(
+            "dynmx_dns_slow_path", "Queries that left the fast path, by what happened", labels=["result"]
+        )
+        for key, value in stats.counters.items():
+            if key.startswith("slow_"):
+                slow.add_metric([key[5:]], value)
+        yield slow
+        engine = self.app.engine
         if engine is not None:
-            slow = CounterMetricFamily(
-                "dynmx_dns_slow_path", "Queries that left the fast path, by what happened", labels=["result"]
-            )
-            for result, value in engine.stats.items():
-                slow.add_metric([result], value)
-            yield slow
             entries = GaugeMetricFamily("dynmx_answer_table_entries", "Precompiled responses in the table")
             entries.add_metric([], len(engine.table.entries))
             yield entries
-            firsts = CounterMetricFamily(
-                "dynmx_pool_first",
-                "Answers that ranked a member first, per pool and answered name",
-                labels=["pool", "name", "member"],
-            )
-            for (owner, _), selector in engine.table.selectors.items():
-                for member, count in selector.first_counts().items():
-                    firsts.add_metric([selector.name, owner.to_text(), member], count)
-            yield firsts
-            if engine.rrl is not None:
-                limited = CounterMetricFamily("dynmx_rrl_limited", "UDP replies over the rate limit")
-                limited.add_metric([], engine.rrl.limited)
-                yield limited
-                slipped = CounterMetricFamily("dynmx_rrl_slipped", "Limited replies sent truncated")
-                slipped.add_metric([], engine.rrl.slipped)
-                yield slipped
-            cache = GaugeMetricFamily("dynmx_answer_cache_entries", "Slow-path responses in the LRU")
-            cache.add_metric([], engine.cache_len())
-            yield cache
-        if tcp is not None:
-            open_now = GaugeMetricFamily("dynmx_tcp_connections", "Open TCP connections")
-            open_now.add_metric([], len(tcp.open))
-            yield open_now
-            refused = CounterMetricFamily("dynmx_tcp_refused_connections", "TCP connections over a cap")
-            refused.add_metric([], tcp.refused)
-            yield refused
-            slow = CounterMetricFamily("dynmx_tcp_slow_sender_closes", "TCP connections cut off mid-message")
-            slow.add_metric([], tcp.slow_senders)
-            yield slow
+        firsts = CounterMetricFamily(
+            "dynmx_pool_first",
+            "Answers that ranked a member first, per pool and answered name",
+            labels=["pool", "name", "member"],
+        )
+        for (pool, name, member), value in stats.firsts.items():
+            firsts.add_metric([pool, name, member], value)
+        yield firsts
+        if "rrl_limited" in stats.counters:
+            limited = CounterMetricFamily("dynmx_rrl_limited", "UDP replies over the rate limit")
+            limited.add_metric([], count("rrl_limited", 0))
+            yield limited
+            slipped = CounterMetricFamily("dynmx_rrl_slipped", "Limited replies sent truncated")
+            slipped.add_metric([], count("rrl_slipped", 0))
+            yield slipped
+        cache = GaugeMetricFamily("dynmx_answer_cache_entries", "Slow-path responses in the LRU")
+        cache.add_metric([], count("cache", 0))
+        yield cache
+        open_now = GaugeMetricFamily("dynmx_tcp_connections", "Open TCP connections")
+        open_now.add_metric([], count("tcp_open", 0))
+        yield open_now
+        refused = CounterMetricFamily("dynmx_tcp_refused_connections", "TCP connections over a cap")
+        refused.add_metric([], count("tcp_refused", 0))
+        yield refused
+        cut = CounterMetricFamily("dynmx_tcp_slow_sender_closes", "TCP connections cut off mid-message")
+        cut.add_metric([], count("tcp_slow_senders", 0))
+        yield cut
+        for name, text in (
+            ("workers", "Answer processes running"),
+            ("worker_restarts", "Answer processes restarted"),
+        ):
+            if name in stats.counters:
+                gauge = GaugeMetricFamily(f"dynmx_{name}", text)
+                gauge.add_metric([], count(name, 0))
+                yield gauge
 
 
 class Metrics:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import dns.name
 import dns.rdataclass
@@ -64,10 +65,13 @@ TYPE_TXT = dns.rdatatype.TXT
 TYPE_SOA = dns.rdatatype.SOA
 META_QTYPE_MIN = 251  # IXFR, AXFR, MAILB, MAILA, ANY: never served from a default entry
 
+# A reply decided in another process (an answer worker forwards to the control process).
+Deferred = Awaitable[Any]
 # Handler for opcodes NOTIFY and UPDATE, set by the control layer: (data, query, tcp, peer) -> reply.
-ControlHandler = Callable[[bytes, Query, bool, object], bytes | None]
+ControlHandler = Callable[[bytes, Query, bool, object], bytes | Deferred | None]
 # Handler for AXFR/IXFR over TCP, set by the control layer: (data, query, peer) -> messages.
-TransferHandler = Callable[[bytes, Query, object], list[bytes]]
+TransferHandler = Callable[[bytes, Query, object], list[bytes] | Deferred]
+SELFCHECK_LABEL = b"\x0a_selfcheck"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,13 +104,15 @@ class Engine:
         # `status.<pool>` CH TXT answers (off unless set): pool name -> lines, or None.
         self.chaos_status: Callable[[str], list[str] | None] | None = None
         self.stats = {"slow": 0, "formerr": 0, "dropped": 0, "servfail": 0}
+        # Told of every query for a name with a `_selfcheck` label (the self-connect probe).
+        self.on_selfcheck: Callable[[bytes], None] | None = None
 
     def swap(self, table: AnswerTable) -> None:
         """Serve `table` from the next query on; readers never see a half-built table."""
         self.table = table
         self._lru = OrderedDict()
 
-    def handle_tcp(self, data: bytes, addr: object) -> bytes | list[bytes] | None:
+    def handle_tcp(self, data: bytes, addr: object) -> bytes | list[bytes] | Deferred | None:
         """A message on a TCP connection: zone transfers may answer with several messages."""
         if self.transfer is not None and len(data) > 12 and (data[2] >> 3) & 0xF == OPCODE_QUERY:
             try:
@@ -114,7 +120,12 @@ class Engine:
             except (FormError, DropPacket):
                 return self.handle(data, addr, True)
             if query.qtype in (TYPE_AXFR, TYPE_IXFR) and query.qclass == CLASS_IN:
-                return self.transfer(data, query, addr)
+                try:
+                    return self.transfer(data, query, addr)
+                except Exception:  # our fault, as in `handle`: SERVFAIL and a log line, never a raise
+                    self.stats["servfail"] += 1
+                    log.exception("event=internal-error kind=transfer len=%d", len(data))
+                    return header_only(query.msg_id, RCODE_SERVFAIL, query.rd)
         return self.handle(data, addr, True)
 
     def _rate_limited(self, reply: bytes, host: str) -> bytes | None:
@@ -144,11 +155,11 @@ class Engine:
 
     # -- the hot path -------------------------------------------------------------------
 
-    def handle(self, data: bytes, addr: object = None, tcp: bool = False) -> bytes | None:
-        """Reply bytes for one query message, or None to stay silent; never raises."""
+    def handle(self, data: bytes, addr: object = None, tcp: bool = False) -> bytes | Deferred | None:
+        """Reply bytes for one query message, None to stay silent, or a reply to come; never raises."""
         try:
             reply = self._fast(data, addr, tcp)
-            if self.rrl is None or tcp or reply is None or not isinstance(addr, tuple):
+            if self.rrl is None or tcp or reply.__class__ is not bytes or not isinstance(addr, tuple):
                 return reply
             return self._rate_limited(reply, addr[0])
         except Exception:
@@ -159,7 +170,7 @@ class Engine:
                 return None
             return header_only((data[0] << 8) | data[1], RCODE_SERVFAIL, bool(data[2] & 1))
 
-    def _fast(self, data: bytes, addr: object, tcp: bool) -> bytes | None:
+    def _fast(self, data: bytes, addr: object, tcp: bool) -> bytes | Deferred | None:
         size = len(data)
         if size < 17 or data[2] & 0xF8 or data[4:10] != b"\x00\x01\x00\x00\x00\x00":
             return self._slow(data, addr, tcp)
@@ -205,6 +216,8 @@ class Engine:
         entries = self.table.entries
         entry = entries.get(name + data[qend : qend + 2]) or entries.get(name)
         if entry is None:
+            if self.on_selfcheck is not None and SELFCHECK_LABEL in name:
+                self.on_selfcheck(name)
             zone = self.table.find_zone(name)
             if zone is None or not zone.plain_nxdomain(name):
                 return self._slow(data, addr, tcp)
@@ -225,7 +238,7 @@ class Engine:
 
     # -- the slow path ------------------------------------------------------------------
 
-    def _slow(self, data: bytes, addr: object, tcp: bool) -> bytes | None:
+    def _slow(self, data: bytes, addr: object, tcp: bool) -> bytes | Deferred | None:
         self.stats["slow"] += 1
         try:
             return self._answer_slow(data, addr, tcp)
@@ -236,7 +249,7 @@ class Engine:
             self.stats["formerr"] += 1
             return header_only(error.msg_id, RCODE_FORMERR, error.rd, opcode=(data[2] >> 3) & 0xF)
 
-    def _answer_slow(self, data: bytes, addr: object, tcp: bool) -> bytes | None:
+    def _answer_slow(self, data: bytes, addr: object, tcp: bool) -> bytes | Deferred | None:
         if len(data) < 12 or data[2] & 0x80:
             raise DropPacket("short or QR=1")
         opcode = (data[2] >> 3) & 0xF
@@ -258,6 +271,8 @@ class Engine:
             return question_only(data, query, RCODE_REFUSED)
         if query.qtype in (TYPE_AXFR, TYPE_IXFR):
             return self._transfer(data, query, tcp)
+        if self.on_selfcheck is not None and SELFCHECK_LABEL in query.qname_lower:
+            self.on_selfcheck(query.qname_lower)  # a probe with EDNS options comes this way
         class_any = query.qclass == CLASS_ANY
         if class_any and self._is_dynamic(query.qname_lower, query.qtype):
             class_any = False  # a pool answer is the same in every class; client actions apply

@@ -7,13 +7,11 @@ Lifecycle as uvicorn's Config/Server: start, serve until a signal, reload on SIG
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import os
 import random
 import signal
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,14 +22,17 @@ import dns.rdataclass
 import dns.rdatatype
 
 from dynmx.answer.compiler import AnswerTable
-from dynmx.answer.engine import ChaosConfig, Engine
-from dynmx.answer.rrl import RateLimiter, RrlSettings
-from dynmx.answer.zoneset import ZoneData
+from dynmx.answer.engine import Engine
 from dynmx.app.control import control_routes
 from dynmx.app.explain import explain_query
 from dynmx.app.health import HealthMonitor
+from dynmx.app.listeners import HotStats, Listeners, bind_all, make_engine
 from dynmx.app.secondary import SecondaryService
 from dynmx.app.update import TransferService, UpdateService
+from dynmx.app.workers import WorkerPool
+from dynmx.app.zonescan import scan_zones, soa_serial, zone_data
+
+__all__ = ["App", "ZoneState", "scan_zones", "soa_serial", "zone_data"]
 from dynmx.config import Config, absolute_name, parse_hostport
 from dynmx.control import dyndns2, transfer
 from dynmx.control.journal import Journal
@@ -42,9 +43,7 @@ from dynmx.metrics import Metrics
 from dynmx.policy.routes import changed_since, routing_table, to_json, to_postfix
 from dynmx.policy.served import PoolPlans, build_table, refresh_pool
 from dynmx.server.http import ControlHttp
-from dynmx.server.tcp import TcpConnections, TcpLimits
-from dynmx.server.udp import UdpServer
-from dynmx.zone.loader import LoadedZone, load_zone_file
+from dynmx.zone.loader import LoadedZone
 
 log = logging.getLogger("dynmx.app")
 
@@ -60,66 +59,6 @@ class ZoneState:
     serial_of: dict[str, int] = field(default_factory=dict)
 
 
-def scan_zones(
-    directory: Path, previous: dict[Path, LoadedZone]
-) -> tuple[dict[Path, LoadedZone], list[Problem]]:
-    """Load every `*.zone`; a file that fails keeps its previous version (if any)."""
-    loaded: dict[Path, LoadedZone] = {}
-    problems: list[Problem] = []
-    try:
-        files = sorted(p for p in directory.glob("*.zone") if p.is_file())
-    except OSError as error:
-        return dict(previous), [Problem(str(directory), 0, f"cannot read directory: {error}")]
-    if not directory.is_dir():
-        return dict(previous), [Problem(str(directory), 0, "not a directory")]
-    origins: dict[dns.name.Name, Path] = {}
-    for path in files:
-        try:
-            zone = load_zone_file(path)
-        except ZoneLoadError as error:
-            problems.extend(error.problems)
-            if path in previous:
-                loaded[path] = previous[path]
-                origins[previous[path].origin] = path
-            continue
-        if zone.origin in origins:
-            problems.append(
-                Problem(str(path), 1, f"zone {zone.origin} is also loaded from {origins[zone.origin]}")
-            )
-            continue
-        origins[zone.origin] = path
-        loaded[path] = zone
-    return loaded, problems
-
-
-def zone_data(zones: dict[Path, LoadedZone]) -> list[ZoneData]:
-    return [ZoneData(z.origin, z.zone) for z in zones.values()]
-
-
-def soa_serial(zone: LoadedZone) -> int:
-    node = zone.zone.get_node(zone.origin)
-    assert node is not None
-    soa = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.SOA)
-    assert soa is not None
-    return int(soa[0].serial)
-
-
-UDP_BUFFER = 4 << 20  # absorbs bursts while the loop is busy (a reload compiling, a scrape)
-
-
-def udp_socket(family: socket.AddressFamily, host: str, port: int) -> socket.socket:
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-        # The kernel caps this at net.core.rmem_max; the default size still works.
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, option, UDP_BUFFER)
-    if family == socket.AF_INET6:
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-    sock.bind((host, port))
-    sock.setblocking(False)
-    return sock
-
-
 class App:
     """One running dynmx: owns the engine, the listeners and the reload logic."""
 
@@ -130,10 +69,8 @@ class App:
         self.state = ZoneState()
         self.engine: Engine | None = None
         self.metrics = Metrics()
-        self.udp: list[UdpServer] = []
-        self.transports: list[asyncio.BaseTransport] = []
-        self.tcp_servers: list[asyncio.base_events.Server] = []
-        self.tcp: TcpConnections | None = None
+        self.listeners: Listeners | None = None  # answering in this process
+        self.workers: WorkerPool | None = None  # or in `server.workers` answer processes
         self.http: ControlHttp | None = None
         self.started = time.time()
         self._stop = asyncio.Event()
@@ -172,6 +109,8 @@ class App:
         self.engine.swap(
             build_table(self.config, zone_data(self.state.by_file), self.health.plans_for, self.rng)
         )
+        if self.workers is not None:
+            self.workers.broadcast("zone", zone)
         self.health.reapply()
         serial = soa_serial(zone)
         self.state.serial_of[zone.origin.to_text()] = serial
@@ -238,6 +177,8 @@ class App:
         """A pool's facts changed: re-render its answers now (no query after sees the old order)."""
         if self.engine is not None:
             refresh_pool(self.engine.table, plans)
+        if self.workers is not None:
+            self.workers.broadcast("plans", plans)
 
     def member(self, pool: str, host: str) -> tuple[str, str]:
         """Normalise and check a (pool, host) named by an operator."""
@@ -258,6 +199,8 @@ class App:
             zones, problems, table = await loop.run_in_executor(None, self._load)
             assert self.engine is not None
             self.engine.swap(table)
+            if self.workers is not None:
+                self.workers.broadcast("reload", *self._worker_start())
             if config_problem is None and self.config_loader is not None:
                 self.health.start(table.zoneset)
                 self._start_services()
@@ -287,45 +230,26 @@ class App:
         cfg = self.config.server
         started = time.monotonic()
         zones, problems, table = self._load(reconcile=True)
-        self.engine = Engine(
-            table,
-            chaos=ChaosConfig(version=cfg.version, identity=cfg.identity),
-            lru_size=cfg.cache_size,
-            client_subnet=cfg.client_subnet,
-        )
+        self.engine = make_engine(self.config, table)
+        self.engine.on_selfcheck = self._selfcheck_seen
         self._after_load(zones, problems, time.monotonic() - started)
-        if self.config.rrl.enabled:
-            limits = self.config.rrl
-            self.engine.rrl = RateLimiter(
-                RrlSettings(limits.rate, limits.slip, limits.ipv4_prefix, limits.ipv6_prefix)
-            )
         self.metrics.attach(self)
         self.health.start(table.zoneset)
         self._start_services()
         loop = asyncio.get_running_loop()
-        handler = self.engine.handle
-        self.tcp = TcpConnections(
-            self.engine.handle_tcp,
-            TcpLimits(
-                cfg.tcp_idle_timeout, cfg.tcp_max_connections, cfg.tcp_max_per_source, cfg.tcp_message_timeout
-            ),
-        )
-        for host, port in self.config.listen_addresses():
-            family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            tcp_server = await loop.create_server(
-                self.tcp.protocol, host, port, family=family, reuse_address=True
+        if cfg.workers:
+            self.workers = WorkerPool(
+                cfg.workers, self._answer_forwarded, self._selfcheck_seen, self._worker_start
             )
-            port = tcp_server.sockets[0].getsockname()[1]  # resolve port 0 once for both
-            protocol = UdpServer(handler)
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: protocol,  # noqa: B023 - called before the loop moves on
-                sock=udp_socket(family, host, port),
-            )
-            self.udp.append(protocol)
-            self.transports.append(transport)
-            self.tcp_servers.append(tcp_server)
-            self.bound.append((host, port))
-            log.info("event=listening proto=udp+tcp address=%s port=%d", host, port)
+            self.bound = self.workers.bind(self.config)
+            await self.workers.start()
+        else:
+            self.listeners = Listeners.for_engine(self.config, self.engine)
+            sockets = bind_all(self.config, 1)[0]
+            await self.listeners.serve(self.engine.handle, sockets)
+            self.bound = [(pair.host, pair.port) for pair in sockets]
+        for host, port in self.bound:
+            log.info("event=listening proto=udp+tcp address=%s port=%d workers=%d", host, port, cfg.workers)
         if self.config.http.listen:
             host, port = parse_hostport(self.config.http.listen, 9153)
             self.http = ControlHttp(host, port, control_routes(self, loop))
@@ -338,6 +262,25 @@ class App:
             Path(self.config.path(cfg.pid_file)).write_text(f"{os.getpid()}\n")
         log.info("event=serving zones=%d entries=%d", len(zones), len(self.engine.table.entries))
 
+    def _worker_start(self) -> tuple[Config, list[PoolPlans]]:
+        """What a worker starts from: the config and every pool's current plans."""
+        return self.config, [self.health.plans_for(pool) for pool in self.config.pool]
+
+    def _answer_forwarded(self, data: bytes, peer: object, tcp: bool) -> object:
+        """A message a worker passed on (UPDATE, NOTIFY, transfer): answered here, by the one writer."""
+        assert self.engine is not None
+        return self.engine.handle_tcp(data, peer) if tcp else self.engine.handle(data, peer, False)
+
+    def _selfcheck_seen(self, qname: bytes) -> None:
+        """A self-check probe arrived on a listener (here or in a worker)."""
+
+    def hot_stats(self) -> HotStats:
+        """The hot path's counters: this process's, or the sum of the workers' reports."""
+        if self.workers is not None:
+            return self.workers.hot_stats()
+        assert self.engine is not None
+        return HotStats.read(self.engine, self.listeners)
+
     async def serve_forever(self) -> None:
         await self.start()
         await self._stop.wait()
@@ -349,14 +292,14 @@ class App:
     async def stop(self) -> None:
         """Close listeners, let TCP replies drain, then exit (SIGTERM drains, design.md)."""
         log.info("event=stopping")
-        for server in self.tcp_servers:
-            server.close()
-        for transport in self.transports:
-            transport.close()
+        if self.listeners is not None:
+            self.listeners.close()
+        stopping_workers = asyncio.ensure_future(self.workers.stop() if self.workers else asyncio.sleep(0))
         await self.health.stop()
         await self.secondary.stop()
-        if self.tcp is not None:
-            await self.tcp.drain(SHUTDOWN_GRACE)
+        if self.listeners is not None:
+            await self.listeners.tcp.drain(SHUTDOWN_GRACE)
+        await stopping_workers
         if self.http is not None:
             self.http.close()
         self.store.close()
@@ -458,8 +401,7 @@ class App:
     def _first_counts(self, pool: str) -> dict[str, int]:
         if self.engine is None:
             return {}
-        selector = self.engine.table.selectors.get((dns.name.from_text(pool), dns.rdatatype.MX))
-        return selector.first_counts() if selector is not None else {}
+        return {member: n for (name, owner, member), n in self.hot_stats().firsts.items() if owner == pool}
 
     def status(self) -> dict[str, object]:
         """The JSON of GET /status; never holds secrets."""
@@ -474,4 +416,5 @@ class App:
             "problems": [str(p) for p in self.state.problems],
             "pools": [self.health.pool_status(name, self._first_counts(name)) for name in self.health.pools],
             "entries": len(engine.table.entries) if engine else 0,
+            **({"workers": self.workers.status()} if self.workers is not None else {}),
         }

@@ -19,6 +19,7 @@ from dynmx import __version__
 from dynmx.cli import pools, records, zones
 from dynmx.config import Config, HttpConfig, LogConfig, load_config, parse_hostport
 from dynmx.errors import ConfigError, ControlError
+from dynmx.logs import setup_logging
 
 log = logging.getLogger("dynmx.cli")
 
@@ -54,17 +55,9 @@ def _config_from_args(args: argparse.Namespace) -> Config:
     return dataclasses.replace(config, server=server, http=http, log=log_config)
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
-        stream=sys.stderr,
-    )
-
-
 def _cmd_serve(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
-    _setup_logging(config.log.level)
+    setup_logging(config.log.level)
     from dynmx.app import App
 
     try:

@@ -1,14 +1,23 @@
-"""TCP transport per RFC 7766: 2-byte framing, pipelining, idle timeout, connection cap."""
+"""TCP transport per RFC 7766: 2-byte framing, pipelining, idle timeout, connection cap.
+
+Back-pressure keeps every connection's memory bounded: while the client does not read
+its replies (the write buffer is over its high-water mark) or too many replies are still
+being decided elsewhere (`max_in_flight`), the connection stops reading; at most one
+unanswered 64 KiB message waits in its input buffer.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
-# (message, peer address) -> reply, several replies (a zone transfer), or None.
-TcpHandler = Callable[[bytes, object], bytes | list[bytes] | None]
+Replies = bytes | list[bytes] | None
+# (message, peer address) -> reply, several replies (a zone transfer), None, or a reply to come.
+TcpHandler = Callable[[bytes, object], Replies | Awaitable[Any]]
+WRITE_HIGH_WATER = 256 * 1024  # bytes of unread replies before the connection stops reading
 
 log = logging.getLogger("dynmx.server.tcp")
 
@@ -21,6 +30,7 @@ class TcpLimits:
     max_connections: int = 200
     max_per_source: int = 20
     message_timeout: float = 5.0  # a message begun must be complete by then (slow senders cut off)
+    max_in_flight: int = 32  # pipelined messages whose replies are still being decided
 
 
 class TcpConnections:
@@ -60,6 +70,9 @@ class TcpConnection(asyncio.Protocol):
         self.peer: object = None
         self.idle: asyncio.TimerHandle | None = None
         self.partial: asyncio.TimerHandle | None = None  # deadline of a message begun, not finished
+        self.in_flight = 0  # replies decided elsewhere (forwarded), not yet written
+        self.write_blocked = False  # the peer is not reading its replies
+        self.reading = True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
@@ -74,6 +87,7 @@ class TcpConnection(asyncio.Protocol):
             return
         shared.open.add(self)
         shared.per_source[self.source] = count + 1
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)  # type: ignore[attr-defined]
         self._arm_idle()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -92,10 +106,14 @@ class TcpConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
+        self._arm_idle()
+        self._process()
+
+    def _process(self) -> None:
+        """Answer every complete message the back-pressure allows; pause reading when it does not."""
         buffer = self.buffer
-        transport = self.transport
-        assert transport is not None
-        while len(buffer) >= 2:
+        limit = self.shared.limits.max_in_flight
+        while len(buffer) >= 2 and not self.write_blocked and self.in_flight < limit:
             length = (buffer[0] << 8) | buffer[1]
             if len(buffer) < 2 + length:
                 break
@@ -103,17 +121,48 @@ class TcpConnection(asyncio.Protocol):
             del buffer[: 2 + length]
             self.shared.messages += 1
             reply = self.shared.handler(message, self.peer)
-            if reply is None:
-                continue
-            for part in reply if isinstance(reply, list) else (reply,):
-                transport.write(len(part).to_bytes(2, "big") + part)
-        self._arm_idle()
-        if buffer and self.partial is None:
+            if reply is None or isinstance(reply, (bytes, list)):
+                self._write(reply)
+            else:
+                self.in_flight += 1
+                asyncio.ensure_future(reply).add_done_callback(self._deferred_done)
+        blocked = self.write_blocked or self.in_flight >= limit
+        self._set_reading(not blocked)
+        begun = bool(buffer) and not blocked
+        if begun and self.partial is None:
             loop = asyncio.get_running_loop()
             self.partial = loop.call_later(self.shared.limits.message_timeout, self._on_slow_sender)
-        elif not buffer and self.partial is not None:
+        elif not begun and self.partial is not None:
             self.partial.cancel()
             self.partial = None
+
+    def _write(self, reply: Replies) -> None:
+        if reply is None or self.transport is None or self.transport.is_closing():
+            return
+        for part in reply if isinstance(reply, list) else (reply,):
+            self.transport.write(len(part).to_bytes(2, "big") + part)
+
+    def _deferred_done(self, done: asyncio.Future[Any]) -> None:
+        self.in_flight -= 1
+        if not done.cancelled() and done.exception() is None:
+            self._write(done.result())  # RFC 7766 6.2.1.1: replies may leave out of order
+        self._process()
+
+    def _set_reading(self, wanted: bool) -> None:
+        if wanted == self.reading or self.transport is None or self.transport.is_closing():
+            return
+        self.reading = wanted
+        if wanted:
+            self.transport.resume_reading()
+        else:
+            self.transport.pause_reading()
+
+    def pause_writing(self) -> None:
+        self.write_blocked = True
+
+    def resume_writing(self) -> None:
+        self.write_blocked = False
+        self._process()
 
     def _on_slow_sender(self) -> None:
         """A message that trickles in byte by byte holds a slot forever (slowloris): cut it off."""

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 log = logging.getLogger("dynmx.server.udp")
 
-# (message, peer address, over TCP) -> reply or None for silence.
-Handler = Callable[[bytes, object, bool], bytes | None]
+# A reply decided elsewhere (a worker forwards UPDATE/NOTIFY to the control process).
+Deferred = Awaitable[Any]
+# (message, peer address, over TCP) -> reply, None for silence, or a reply to come.
+Handler = Callable[[bytes, object, bool], bytes | Deferred | None]
 
 
 class UdpServer(asyncio.DatagramProtocol):
@@ -26,7 +29,16 @@ class UdpServer(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         self.received += 1
         reply = self.handler(data, addr, False)
-        if reply is not None and self.transport is not None:
+        if reply is None or self.transport is None:
+            return
+        if isinstance(reply, bytes):
+            self.transport.sendto(reply, addr)
+        else:
+            asyncio.ensure_future(reply).add_done_callback(lambda done: self._send_later(done, addr))
+
+    def _send_later(self, done: asyncio.Future[Any], addr: tuple[str, int]) -> None:
+        reply = None if done.cancelled() or done.exception() else done.result()
+        if isinstance(reply, bytes) and self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(reply, addr)
 
     def error_received(self, exc: Exception) -> None:

@@ -1,0 +1,172 @@
+"""What a process that answers queries needs: the engine, its sockets, its transports.
+
+Shared by the single-process server and by each `--workers` answer process, so both
+answer with the same settings. Sockets are made here (SO_REUSEPORT when several
+processes share a port) and handed to the event loop as ready-made objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from dataclasses import dataclass, field
+
+from dynmx.answer.compiler import AnswerTable
+from dynmx.answer.engine import ChaosConfig, Engine
+from dynmx.answer.rrl import RateLimiter, RrlSettings
+from dynmx.config import Config
+from dynmx.server.tcp import TcpConnections, TcpLimits
+from dynmx.server.udp import Handler, UdpServer
+
+UDP_BUFFER = 4 << 20  # absorbs bursts while the loop is busy (a reload compiling, a scrape)
+TCP_BACKLOG = 1024
+
+
+def _socket(family: socket.AddressFamily, kind: socket.SocketKind, reuse_port: bool) -> socket.socket:
+    sock = socket.socket(family, kind)
+    if kind == socket.SOCK_STREAM:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    return sock
+
+
+def udp_socket(family: socket.AddressFamily, host: str, port: int, reuse_port: bool = False) -> socket.socket:
+    sock = _socket(family, socket.SOCK_DGRAM, reuse_port)
+    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        # The kernel caps this at net.core.rmem_max; the default size still works.
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, option, UDP_BUFFER)
+    sock.bind((host, port))
+    sock.setblocking(False)
+    return sock
+
+
+def tcp_socket(family: socket.AddressFamily, host: str, port: int, reuse_port: bool = False) -> socket.socket:
+    sock = _socket(family, socket.SOCK_STREAM, reuse_port)
+    sock.bind((host, port))
+    sock.listen(TCP_BACKLOG)
+    sock.setblocking(False)
+    return sock
+
+
+@dataclass
+class SocketSet:
+    """The UDP and TCP socket of one listen address (one pair per answer process)."""
+
+    host: str
+    port: int
+    udp: socket.socket
+    tcp: socket.socket
+
+
+def bind_all(config: Config, copies: int) -> list[list[SocketSet]]:
+    """`copies` socket pairs per listen address on one port each (port 0 resolved once)."""
+    found: list[list[SocketSet]] = [[] for _ in range(copies)]
+    reuse = copies > 1
+    for host, port in config.listen_addresses():
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        for index in range(copies):
+            tcp = tcp_socket(family, host, port, reuse)
+            port = tcp.getsockname()[1]  # port 0: the first copy picks, the others follow
+            found[index].append(SocketSet(host, port, udp_socket(family, host, port, reuse), tcp))
+    return found
+
+
+def make_engine(config: Config, table: AnswerTable) -> Engine:
+    cfg = config.server
+    engine = Engine(
+        table,
+        chaos=ChaosConfig(version=cfg.version, identity=cfg.identity),
+        lru_size=cfg.cache_size,
+        client_subnet=cfg.client_subnet,
+    )
+    if config.rrl.enabled:
+        limits = config.rrl
+        engine.rrl = RateLimiter(
+            RrlSettings(limits.rate, limits.slip, limits.ipv4_prefix, limits.ipv6_prefix)
+        )
+    return engine
+
+
+@dataclass
+class Listeners:
+    """The transports of one answer process, and their counters."""
+
+    tcp: TcpConnections
+    udp: list[UdpServer] = field(default_factory=list)
+    transports: list[asyncio.BaseTransport] = field(default_factory=list)
+    tcp_servers: list[asyncio.base_events.Server] = field(default_factory=list)
+
+    @classmethod
+    def for_engine(cls, config: Config, engine: Engine) -> Listeners:
+        cfg = config.server
+        limits = TcpLimits(
+            cfg.tcp_idle_timeout,
+            cfg.tcp_max_connections,
+            cfg.tcp_max_per_source,
+            cfg.tcp_message_timeout,
+            cfg.tcp_max_in_flight,
+        )
+        return cls(TcpConnections(engine.handle_tcp, limits))
+
+    async def serve(self, handler: Handler, sockets: list[SocketSet]) -> None:
+        loop = asyncio.get_running_loop()
+        for pair in sockets:
+            tcp_server = await loop.create_server(self.tcp.protocol, sock=pair.tcp)
+            protocol = UdpServer(handler)
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: protocol,  # noqa: B023 - called before the loop moves on
+                sock=pair.udp,
+            )
+            self.udp.append(protocol)
+            self.transports.append(transport)
+            self.tcp_servers.append(tcp_server)
+
+    def close(self) -> None:
+        for server in self.tcp_servers:
+            server.close()
+        for transport in self.transports:
+            transport.close()
+
+
+@dataclass
+class HotStats:
+    """The hot path's plain counters of one answer process; several add up (workers)."""
+
+    counters: dict[str, int] = field(default_factory=dict)
+    firsts: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (pool, name, member)
+
+    @classmethod
+    def read(cls, engine: Engine, listeners: Listeners | None) -> HotStats:
+        counters = {f"slow_{result}": value for result, value in engine.stats.items()}
+        counters["cache"] = engine.cache_len()
+        if engine.rrl is not None:
+            counters["rrl_limited"] = engine.rrl.limited
+            counters["rrl_slipped"] = engine.rrl.slipped
+        if listeners is not None:
+            tcp = listeners.tcp
+            counters |= {
+                "udp": sum(p.received for p in listeners.udp),
+                "tcp": tcp.messages,
+                "tcp_open": len(tcp.open),
+                "tcp_refused": tcp.refused,
+                "tcp_slow_senders": tcp.slow_senders,
+            }
+        firsts: dict[tuple[str, str, str], int] = {}
+        for (owner, _), selector in engine.table.selectors.items():
+            for member, count in selector.first_counts().items():
+                firsts[(selector.name, owner.to_text(), member)] = count
+        return cls(counters, firsts)
+
+    def add(self, other: HotStats) -> HotStats:
+        counters = dict(self.counters)
+        for key, value in other.counters.items():
+            counters[key] = counters.get(key, 0) + value
+        firsts = dict(self.firsts)
+        for first, count in other.firsts.items():
+            firsts[first] = firsts.get(first, 0) + count
+        return HotStats(counters, firsts)

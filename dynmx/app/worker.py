@@ -1,0 +1,243 @@
+"""One answer process of `dynmx serve --workers N`, started by the control process.
+
+It serves queries from its own copy of the table on sockets it inherits (SO_REUSEPORT,
+so the kernel spreads clients over the workers) and keeps that table in step with the
+control process: pool plans, committed zones and reloads arrive over the channel and
+are applied at once. What needs the one writer or the prober — UPDATE, NOTIFY, zone
+transfers, self-check nonces — is forwarded to the control process and answered from
+there. A worker whose control process goes away exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import random
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from dynmx.answer.engine import Engine
+from dynmx.app import channel
+from dynmx.app.listeners import HotStats, Listeners, SocketSet, make_engine
+from dynmx.app.zonescan import scan_zones, zone_data
+from dynmx.config import Config, PoolConfig
+from dynmx.logs import setup_logging
+from dynmx.policy.served import PoolPlans, build_table, plan_all, refresh_pool
+from dynmx.wire.query import Query
+from dynmx.zone.loader import LoadedZone
+
+log = logging.getLogger("dynmx.worker")
+
+STATS_EVERY = 1.0  # seconds between counter reports (metrics are scraped far less often)
+FORWARD_TIMEOUT = 10.0  # a forwarded request the control process does not answer is dropped
+SHUTDOWN_GRACE = 4.0
+
+
+class Worker:
+    def __init__(self, channel_sock: socket.socket, sockets: list[SocketSet]) -> None:
+        self.channel_sock = channel_sock
+        self.sockets = sockets
+        self.index = 0
+        self.config = Config()
+        self.plans: dict[str, PoolPlans] = {}
+        self.zones: dict[Path, LoadedZone] = {}
+        self.engine: Engine | None = None
+        self.listeners: Listeners | None = None
+        self.pending: dict[int, asyncio.Future[Any]] = {}
+        self.ids = itertools.count(1)
+        self.rebuilding: asyncio.Task[None] | None = None
+        self.rebuild_again = False
+        self.writer: asyncio.StreamWriter | None = None
+        self.stopping = asyncio.Event()
+
+    def plan_of(self, pool: PoolConfig) -> PoolPlans:
+        return self.plans.get(pool.name) or plan_all(pool, {})
+
+    def _build(self) -> Engine:
+        zones, _problems = scan_zones(self.config.path(self.config.server.zones_dir), self.zones)
+        self.zones = zones
+        table = build_table(self.config, zone_data(zones), self.plan_of, self._rng())
+        return make_engine(self.config, table)
+
+    def _rng(self) -> Callable[[], float] | None:
+        """Each worker draws on its own; a seed (tests) stays reproducible per worker."""
+        seed = self.config.server.random_seed
+        return random.Random(seed + self.index).random if seed else None
+
+    async def run(self) -> int:
+        reader, writer = await asyncio.open_connection(sock=self.channel_sock)
+        self.writer = writer
+        init = await channel.receive(reader)
+        if init is None or init[0] != "init":
+            log.error("event=worker-init-failed")
+            return 1
+        _, self.index, self.config, plans = init
+        setup_logging(self.config.log.level)
+        self.plans = {p.pool.name: p for p in plans}
+        engine = self._build()
+        self._attach(engine)
+        self.listeners = Listeners.for_engine(self.config, engine)
+        await self.listeners.serve(engine.handle, self.sockets)
+        channel.send(writer, "ready", self.index, len(engine.table.entries))
+        log.info(
+            "event=worker-ready worker=%d pid=%d entries=%d",
+            self.index,
+            os.getpid(),
+            len(engine.table.entries),
+        )
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
+        for ignored in (signal.SIGINT, signal.SIGHUP):  # the control process acts on these for all
+            loop.add_signal_handler(ignored, lambda: None)
+        reporter = loop.create_task(self._report())
+        serving = loop.create_task(self._serve_channel(reader))
+        stopping = loop.create_task(self.stopping.wait())
+        try:
+            await asyncio.wait((serving, stopping), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (reporter, serving, stopping):
+                task.cancel()
+            await self._stop()
+        return 0
+
+    def _attach(self, engine: Engine) -> None:
+        engine.control = self._forward_control
+        engine.transfer = self._forward_transfer
+        engine.on_selfcheck = self._selfcheck_seen
+        if self.engine is not None:
+            engine.rrl = self.engine.rrl  # the buckets outlive a new table, as in one process
+        self.engine = engine
+
+    async def _serve_channel(self, reader: asyncio.StreamReader) -> None:
+        while (message := await channel.receive(reader)) is not None:
+            kind = message[0]
+            if kind == "stop":
+                return
+            if kind == "reply":
+                future = self.pending.pop(message[1], None)
+                if future is not None and not future.done():
+                    future.set_result(message[2])
+            elif kind == "plans":
+                _, seq, plans = message
+                self.plans[plans.pool.name] = plans
+                assert self.engine is not None
+                refresh_pool(self.engine.table, plans)
+                self._send("ack", seq)
+            elif kind == "zone":
+                _, seq, zone = message
+                self.zones[zone.path] = zone
+                self._rebuild(seq)
+            elif kind == "reload":
+                _, seq, self.config, plans = message
+                self.plans = {p.pool.name: p for p in plans}
+                self._rebuild(seq, rescan=True)
+        log.info("event=worker-channel-closed worker=%d", self.index)
+
+    def _rebuild(self, seq: int, rescan: bool = False) -> None:
+        """Compile a new table off the loop; queries go on being answered from the old one."""
+        loop = asyncio.get_running_loop()
+
+        async def rebuild() -> None:
+            if rescan:
+                engine = await loop.run_in_executor(None, self._build)
+            else:
+                table = await loop.run_in_executor(
+                    None, lambda: build_table(self.config, zone_data(self.zones), self.plan_of, self._rng())
+                )
+                assert self.engine is not None
+                self.engine.swap(table)
+                engine = self.engine
+            for plans in self.plans.values():  # facts that came in while it compiled
+                refresh_pool(engine.table, plans)
+            if engine is not self.engine:
+                self._attach(engine)
+                assert self.listeners is not None
+                self.listeners.tcp.handler = engine.handle_tcp
+                for udp in self.listeners.udp:
+                    udp.handler = engine.handle
+            self._send("ack", seq)
+
+        previous = self.rebuilding
+
+        async def in_turn() -> None:
+            if previous is not None:
+                with contextlib.suppress(Exception):
+                    await previous
+            await rebuild()
+
+        self.rebuilding = loop.create_task(in_turn())
+
+    def _send(self, *message: object) -> None:
+        if self.writer is not None:
+            channel.send(self.writer, *message)
+
+    def _forward(self, data: bytes, peer: object, tcp: bool) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        request = next(self.ids)
+        self.pending[request] = future
+        self._send("forward", request, data, peer, tcp)
+        loop.call_later(FORWARD_TIMEOUT, self._expire, request)
+        return future
+
+    def _expire(self, request: int) -> None:
+        future = self.pending.pop(request, None)
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    def _forward_control(self, data: bytes, query: Query, tcp: bool, peer: object) -> asyncio.Future[Any]:
+        return self._forward(data, peer, tcp)
+
+    def _forward_transfer(self, data: bytes, query: Query, peer: object) -> asyncio.Future[Any]:
+        return self._forward(data, peer, True)
+
+    def _selfcheck_seen(self, qname: bytes) -> None:
+        self._send("nonce", qname)
+
+    async def _report(self) -> None:
+        while True:
+            await asyncio.sleep(STATS_EVERY)
+            if self.engine is not None:
+                self._send("stats", HotStats.read(self.engine, self.listeners))
+
+    async def _stop(self) -> None:
+        if self.listeners is not None:
+            self.listeners.close()
+            await self.listeners.tcp.drain(SHUTDOWN_GRACE)
+        for future in self.pending.values():
+            future.cancel()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _socket_set(text: str) -> SocketSet:
+    host, port, udp, tcp = text.rsplit(",", 3)
+    return SocketSet(host, int(port), socket.socket(fileno=int(udp)), socket.socket(fileno=int(tcp)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dynmx-worker", description="an answer process (started by serve)")
+    parser.add_argument("--channel", type=int, required=True, help="file descriptor of the control channel")
+    parser.add_argument("--socket", action="append", default=[], help="HOST,PORT,UDP_FD,TCP_FD")
+    args = parser.parse_args(argv)
+    setup_logging("info")
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        uvloop.install()
+    worker = Worker(socket.socket(fileno=args.channel), [_socket_set(s) for s in args.socket])
+    with contextlib.suppress(KeyboardInterrupt):
+        return asyncio.run(worker.run())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

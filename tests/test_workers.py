@@ -1,0 +1,157 @@
+"""`server.workers = N`: answer processes on one port (SO_REUSEPORT) fed by one control process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import dns.message
+import dns.query
+import dns.rcode
+import dns.tsigkeyring
+import dns.update
+import pytest
+
+from tests.conftest import EDITS, TEST_SECRET, RunningServer, wait_until, write_config
+
+ZONE = """\
+$ORIGIN example.test.
+$TTL 3600
+@     SOA ns1 hostmaster 1 7200 3600 1209600 300
+@     NS  ns1
+ns1   A   127.0.0.1
+mx1   A   127.0.0.2
+mx2   A   127.0.0.3
+mx3   A   127.0.0.4
+rr    MX  10 mx1
+rr    MX  20 mx2
+rr    MX  30 mx3
+"""
+POOL = "".join(
+    f'[[pool.member]]\nhost = "mx{i}.example.test."\npreference = {10 * i}\nprobe = "none"\n'
+    for i in (1, 2, 3)
+)
+WORKERS = 2
+SOCKETS = 24  # client sockets (source ports): the kernel hashes them over the workers
+
+Serve = Callable[..., RunningServer]
+
+
+@pytest.fixture
+def server(serve: Serve, tmp_path: Path) -> RunningServer:
+    config = write_config(
+        tmp_path,
+        ZONE,
+        f'workers = {WORKERS}\n[http]\nlisten = "127.0.0.1:0"\n'
+        f'[[pool]]\nname = "rr.example.test."\nstrategy = "round-robin"\nttl = 30\n{POOL}' + EDITS,
+    )
+    return serve("--config", str(config))
+
+
+def _status(server: RunningServer) -> dict[str, object]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/status", timeout=5) as reply:
+        result: dict[str, object] = json.load(reply)
+    return result
+
+
+def _workers(server: RunningServer) -> dict[str, object]:
+    workers = _status(server)["workers"]
+    assert isinstance(workers, dict)
+    return workers
+
+
+def _ask_from_many(server: RunningServer, name: str, rdtype: str = "MX") -> list[dns.message.Message]:
+    """One query from each of SOCKETS fresh sockets, so every worker gets some."""
+    replies = []
+    for index in range(SOCKETS):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(2)
+            sock.sendto(dns.message.make_query(name, rdtype, id=index).to_wire(), server.address)
+            replies.append(dns.message.from_wire(sock.recvfrom(65535)[0]))
+    return replies
+
+
+def _first(reply: dns.message.Message) -> str:
+    return str(min(reply.answer[0], key=lambda r: r.preference).exchange)
+
+
+def test_every_worker_is_started_and_answers(server: RunningServer) -> None:
+    workers = _workers(server)
+    assert workers["count"] == WORKERS
+    rows = workers["workers"]
+    assert isinstance(rows, list) and all(row["ready"] for row in rows)
+    assert len({row["pid"] for row in rows}) == WORKERS
+    replies = _ask_from_many(server, "ns1.example.test", "A")
+    assert all(r.rcode() == dns.rcode.NOERROR and r.answer for r in replies)
+    wait_until(lambda: all(row["queries"] > 0 for row in _workers(server)["workers"]), timeout=10)  # type: ignore[index, union-attr]
+
+
+def test_tcp_is_answered_by_the_workers(server: RunningServer) -> None:
+    reply = dns.query.tcp(
+        dns.message.make_query("ns1.example.test", "A"), "127.0.0.1", port=server.dns_port, timeout=5
+    )
+    assert reply.answer[0][0].address == "127.0.0.1"
+
+
+def test_round_robin_is_fair_within_the_number_of_workers(server: RunningServer) -> None:
+    """Each worker rotates on its own: over all, first places differ by at most one per worker."""
+    firsts: Counter[str] = Counter()
+    for _ in range(10):
+        firsts.update(_first(reply) for reply in _ask_from_many(server, "rr.example.test"))
+    assert sum(firsts.values()) == 10 * SOCKETS
+    assert set(firsts) == {"mx1.example.test.", "mx2.example.test.", "mx3.example.test."}
+    assert max(firsts.values()) - min(firsts.values()) <= WORKERS * 10
+
+
+def test_a_drained_member_leaves_every_workers_answers_at_once(server: RunningServer) -> None:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{server.http_port}/members/drain?pool=rr.example.test.&host=mx1.example.test.&drained=1",
+        method="POST",
+    )
+    urllib.request.urlopen(request, timeout=5).close()
+    replies = _ask_from_many(server, "rr.example.test")
+    assert all("mx1.example.test." not in {str(r.exchange) for r in reply.answer[0]} for reply in replies)
+    lag = _workers(server)["fact_lag_ms"]
+    assert isinstance(lag, float) and 0 < lag < 100
+
+
+def test_an_update_sent_to_a_worker_is_committed_once_and_seen_by_all_workers(server: RunningServer) -> None:
+    """UPDATE reaches the one writer through the worker that received it (RFC 2136)."""
+    keyring = dns.tsigkeyring.from_text({"ops-key.": TEST_SECRET})
+    update = dns.update.UpdateMessage("example.test.", keyring=keyring)
+    update.add("new", 300, "A", "192.0.2.7")
+    reply = dns.query.udp(update, "127.0.0.1", port=server.dns_port, timeout=5)
+    assert reply.rcode() == dns.rcode.NOERROR
+    wait_until(lambda: all(r.answer for r in _ask_from_many(server, "new.example.test", "A")), timeout=2)
+    soa = _ask_from_many(server, "example.test", "SOA")
+    assert {r.answer[0][0].serial for r in soa} == {2}
+
+
+def test_a_killed_worker_is_started_again(server: RunningServer) -> None:
+    rows = _workers(server)["workers"]
+    assert isinstance(rows, list)
+    os.kill(rows[0]["pid"], signal.SIGKILL)
+    server.wait_for_log("event=worker-exited worker=0", timeout=10)
+    wait_until(
+        lambda: _workers(server)["restarts"] == 1 and all(r["ready"] for r in _workers(server)["workers"]),
+        timeout=20,
+    )  # type: ignore[union-attr]
+    assert all(r.answer for r in _ask_from_many(server, "ns1.example.test", "A"))
+
+
+def test_sigterm_stops_control_and_workers_within_five_seconds(server: RunningServer) -> None:
+    rows = _workers(server)["workers"]
+    assert isinstance(rows, list)
+    started = time.monotonic()
+    assert server.stop(signal.SIGTERM) == 0
+    assert time.monotonic() - started < 5
+    for row in rows:
+        with pytest.raises(ProcessLookupError):
+            os.kill(row["pid"], 0)
