@@ -39,6 +39,10 @@ def _config_from_args(args: argparse.Namespace) -> Config:
             except ValueError as error:
                 raise ConfigError(f"--listen: {error}") from None
         overrides["listen"] = tuple(args.listen)
+    if getattr(args, "workers", None) is not None:
+        if not 0 <= args.workers <= 256:
+            raise ConfigError(f"--workers: expected 0-256, got {args.workers}")
+        overrides["workers"] = args.workers
     if getattr(args, "pid_file", None):
         overrides["pid_file"] = str(Path(args.pid_file).resolve())
     if overrides:
@@ -288,6 +292,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", action="append", help="HOST:PORT for UDP and TCP, repeatable; [::1]:5353")
     serve.add_argument("--http", help="HOST:PORT of the control listener (/metrics, /status); '' for off")
     serve.add_argument("--pid-file", help="write the process ID here")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="answer processes on the same ports (SO_REUSEPORT); 0 = in-process",
+    )
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=_cmd_serve)
 
