@@ -315,6 +315,8 @@ class ZoneConfig:
     allow_transfer: tuple[str, ...] = _key(lambda v: _prefix_or_key(v), default=())  # prefixes and/or keys
     notify: tuple[str, ...] = _key(parse_hostport, default=())  # secondaries to NOTIFY on change
     primary: str = _key(lambda v: v == "" or parse_hostport(v), default="")  # HOST:PORT: follow it
+    allow_query: tuple[str, ...] = _key(_prefix, default=())  # prefixes that may query; empty = all
+    allow_notify: tuple[str, ...] = _key(_prefix, default=())  # NOTIFY senders besides the primary
 
     def problems(self) -> list[str]:
         return []

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import select
 import shutil
 import signal
 import socket
@@ -154,6 +156,49 @@ def test_slow_sender_is_cut_off_mid_message(serve: Serve, zones: Path, tmp_path:
             except ConnectionResetError:
                 closed = True
         assert closed and time.monotonic() - started < 3.5
+
+
+def test_a_client_that_does_not_read_is_paused_while_others_are_answered(serve: Serve, zones: Path) -> None:
+    """Back-pressure: a pipelining client that never reads stops being read (bounded memory);
+    the server answers everyone else meanwhile, and the stuck client later gets every reply."""
+    server = serve("--zones", str(zones), "--listen", "127.0.0.1:0")
+    wire = dns.message.make_query("mx1.example.test", "A").to_wire()
+    batch = (struct.pack(">H", len(wire)) + wire) * 256
+    ceiling = 64 << 20  # bytes: far beyond what kernel buffers hold; reaching it means no back-pressure
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    with sock:
+        sock.connect(server.address)
+        sock.setblocking(False)
+        sent = 0
+        deadline = time.monotonic() + 10
+        while sent < ceiling and time.monotonic() < deadline:
+            if not select.select([], [sock], [], 1.0)[1]:
+                break  # nothing could be written for a second: the server stopped reading
+            with contextlib.suppress(BlockingIOError):
+                sent += sock.send(batch[sent % len(batch) :])
+        assert sent < ceiling, "the server kept reading although nothing was read back"
+        assert _udp(server, "mx1.example.test", "A").answer  # everyone else is still served
+        sock.setblocking(True)
+        sock.sendall(batch[sent % len(batch) :])  # finish the last batch
+        expected = (sent + len(batch) - sent % len(batch)) // (len(batch) // 256)
+        sock.settimeout(10)
+        received, buffer, last = 0, b"", b""
+        while received < expected:
+            chunk = sock.recv(1 << 20)
+            assert chunk, f"connection closed after {received} of {expected} replies"
+            buffer += chunk
+            offset = 0
+            while len(buffer) - offset >= 2:
+                length = struct.unpack(">H", buffer[offset : offset + 2])[0]
+                if len(buffer) - offset < 2 + length:
+                    break
+                last = buffer[offset + 2 : offset + 2 + length]
+                offset += 2 + length
+                received += 1
+            buffer = buffer[offset:]
+    assert received == expected
+    assert dns.message.from_wire(last).answer
 
 
 def test_listens_on_ipv6_loopback(serve: Serve, zones: Path) -> None:

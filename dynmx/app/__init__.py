@@ -26,7 +26,7 @@ from dynmx.answer.engine import Engine
 from dynmx.app.control import control_routes
 from dynmx.app.explain import explain_query
 from dynmx.app.health import HealthMonitor
-from dynmx.app.listeners import HotStats, Listeners, bind_all, make_engine
+from dynmx.app.listeners import HotStats, Listeners, bind_all, make_engine, query_acl
 from dynmx.app.secondary import SecondaryService
 from dynmx.app.update import TransferService, UpdateService
 from dynmx.app.workers import WorkerPool
@@ -166,6 +166,8 @@ class App:
         self.config = new
         self.zones_dir = new.path(new.server.zones_dir)
         self.writer.policies = {z.name: z.serial for z in new.zone}
+        if self.engine is not None:
+            self.engine.query_acl = query_acl(new)
         self.health = HealthMonitor(new, self.store, self._apply_plans, self.metrics)
         self.health.adopt(previous)
         log.info(

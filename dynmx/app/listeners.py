@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import socket
 from dataclasses import dataclass, field
 
+import dns.name
+
+from dynmx.answer.acl import QueryAcl
 from dynmx.answer.compiler import AnswerTable
 from dynmx.answer.engine import ChaosConfig, Engine
 from dynmx.answer.rrl import RateLimiter, RrlSettings
@@ -76,6 +80,16 @@ def bind_all(config: Config, copies: int) -> list[list[SocketSet]]:
     return found
 
 
+def query_acl(config: Config) -> QueryAcl | None:
+    """The zones with an `allow_query` list, or None when every zone answers everyone."""
+    rules = {
+        dns.name.from_text(zone.name).to_digestable(): [ipaddress.ip_network(p) for p in zone.allow_query]
+        for zone in config.zone
+        if zone.allow_query
+    }
+    return QueryAcl(rules) if rules else None
+
+
 def make_engine(config: Config, table: AnswerTable) -> Engine:
     cfg = config.server
     engine = Engine(
@@ -84,6 +98,7 @@ def make_engine(config: Config, table: AnswerTable) -> Engine:
         lru_size=cfg.cache_size,
         client_subnet=cfg.client_subnet,
     )
+    engine.query_acl = query_acl(config)
     if config.rrl.enabled:
         limits = config.rrl
         engine.rrl = RateLimiter(

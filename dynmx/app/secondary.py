@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,7 @@ import dns.rdatatype
 import dns.xfr
 import dns.zone
 
+from dynmx.answer.acl import address_in
 from dynmx.config import Config, parse_hostport
 from dynmx.control.writer import apply_changes, serial_of, write_atomically
 from dynmx.errors import Problem
@@ -66,6 +68,11 @@ class SecondaryService:
         self.primaries = {
             dns.name.from_text(z.name): parse_hostport(z.primary) for z in config.zone if z.primary
         }
+        self.notifiers = {
+            dns.name.from_text(z.name): [ipaddress.ip_network(p) for p in z.allow_notify]
+            for z in config.zone
+            if z.primary
+        }
         self.zones_dir = zones_dir
         self.zones = zones
         self.publish = publish
@@ -88,9 +95,11 @@ class SecondaryService:
         return origin in self.primaries
 
     def notified(self, origin: dns.name.Name, source: str) -> bool:
-        """A NOTIFY arrived; accepted only from the zone's primary (RFC 1996 §3.10)."""
+        """A NOTIFY arrived; accepted from the zone's primary and `allow_notify` (RFC 1996 §3.10)."""
         primary = self.primaries.get(origin)
-        if primary is None or primary[0] != source:
+        if primary is None:
+            return False
+        if primary[0] != source and not address_in(source, self.notifiers.get(origin, [])):
             return False
         self.wake[origin].set()
         return True

@@ -28,6 +28,7 @@ import dns.tsig
 import dns.tsigkeyring
 import dns.update
 
+from dynmx.answer.acl import address_in
 from dynmx.config import Config
 from dynmx.control import transfer
 from dynmx.control.journal import Journal
@@ -270,8 +271,4 @@ class TransferService:
         return messages
 
     def _permitted(self, origin: dns.name.Name, host: str) -> bool:
-        try:
-            address = ipaddress.ip_address(host.split("%", 1)[0])
-        except ValueError:
-            return False
-        return any(address in network for network in self.allowed.get(origin, []))
+        return address_in(host, self.allowed.get(origin, []))
