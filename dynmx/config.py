@@ -122,6 +122,7 @@ class ServerConfig:
     tcp_max_in_flight: int = _key(_between(1, 65535), default=32)  # pipelined replies being decided
     workers: int = _key(_between(0, 256), default=0)  # answer processes (SO_REUSEPORT); 0 = in-process
     cache_size: int = _key(_between(0, 10_000_000), default=10000)
+    journal_keep: int = _key(_between(1, 10_000_000), default=1000)  # newest changes kept per zone
     version: str = ""  # answer CH TXT version.bind with this; empty keeps it REFUSED
     identity: str = ""  # answer CH TXT id.server with this
     pid_file: str = ""

@@ -177,6 +177,19 @@ def test_commit_journals_one_entry_with_the_soa(loaded: LoadedZone, journal: Jou
     assert set(entry.added) == {"new.example.test. 300 IN A 192.0.2.50", soa.format(11)}
 
 
+def test_journal_keeps_only_the_newest_changes_per_zone(loaded: LoadedZone, tmp_path: Path) -> None:
+    """Bounded history (Knot's journal-max-depth): older changes go, IXFR from them falls back to AXFR."""
+    journal = Journal(tmp_path / "bounded.sqlite", keep=3)
+    writer = ZoneWriter(journal)
+    zone = loaded
+    for index in range(5):
+        zone = writer.commit(zone, [add(f"host{index}", A, f"192.0.2.{index + 1}")], NOW + index)
+    serials = [(e.old_serial, e.new_serial) for e in journal.entries("example.test.")]
+    assert serials == [(12, 13), (13, 14), (14, 15)]
+    assert journal.since("example.test.", 10) == []
+    journal.close()
+
+
 @pytest.mark.parametrize(
     "changes",
     [

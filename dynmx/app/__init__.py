@@ -77,7 +77,7 @@ class App:
         self._reload_lock = asyncio.Lock()
         state_dir = config.path(config.server.state_dir)
         self.store = StateStore(state_dir / "dynmx.sqlite")
-        self.journal = Journal(state_dir / "journal.sqlite")
+        self.journal = Journal(state_dir / "journal.sqlite", config.server.journal_keep)
         self.writer = ZoneWriter(self.journal, {z.name: z.serial for z in config.zone})
         self.health = HealthMonitor(config, self.store, self._apply_plans, self.metrics)
         seed = config.server.random_seed

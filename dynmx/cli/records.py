@@ -150,7 +150,7 @@ def _offline(args: argparse.Namespace, config: Config, zone: LoadedZone) -> int:
         if not changes:
             print("no change")
             return 0
-        journal = Journal(state_dir / "journal.sqlite")
+        journal = Journal(state_dir / "journal.sqlite", config.server.journal_keep)
         try:
             writer = ZoneWriter(journal, {z.name: z.serial for z in config.zone})
             writer.commit(zone, changes, time.time())

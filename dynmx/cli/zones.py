@@ -134,7 +134,7 @@ def add(args: argparse.Namespace, config: Config) -> int:
     parents = [z for o, z in zones.items() if origin.is_subdomain(o) and o != origin]
     parent = max(parents, key=lambda z: len(z.origin)) if parents else None
     state_dir = config.path(config.server.state_dir)
-    journal = Journal(state_dir / "journal.sqlite")
+    journal = Journal(state_dir / "journal.sqlite", config.server.journal_keep)
     try:
         if parent is not None:
             writer = ZoneWriter(journal, {z.name: z.serial for z in config.zone})
@@ -184,7 +184,7 @@ def remove(args: argparse.Namespace, config: Config) -> int:
             for rds in node.rdatasets
             for rdata in rds
         ]
-        journal = Journal(config.path(config.server.state_dir) / "journal.sqlite")
+        journal = Journal(config.path(config.server.state_dir) / "journal.sqlite", config.server.journal_keep)
         try:
             ZoneWriter(journal, {z.name: z.serial for z in config.zone}).commit(parent, removed, time.time())
         finally:

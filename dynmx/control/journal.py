@@ -36,10 +36,20 @@ class JournalEntry:
     added: tuple[str, ...]
 
 
-class Journal:
-    """Append-only history of zone changes; every append is one durable transaction."""
+DEFAULT_KEEP = 1000
 
-    def __init__(self, path: Path) -> None:
+
+class Journal:
+    """Append-only history of zone changes; every append is one durable transaction.
+
+    Only the newest `keep` changes of each zone are kept (Knot's journal-max-depth, BIND's
+    max-journal-size): a secondary further behind gets an AXFR instead of an IXFR.
+    """
+
+    def __init__(self, path: Path, keep: int = DEFAULT_KEEP) -> None:
+        if keep < 1:
+            raise ValueError(f"journal keep: expected at least 1 change, got {keep}")
+        self.keep = keep
         path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(path, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -58,6 +68,11 @@ class Journal:
                 "\n".join(entry.added),
                 time.time(),
             ),
+        )
+        self.db.execute(
+            "DELETE FROM journal WHERE zone = ? AND seq <= "
+            "(SELECT seq FROM journal WHERE zone = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+            (entry.zone, entry.zone, self.keep),
         )
 
     def entries(self, zone: str) -> list[JournalEntry]:
