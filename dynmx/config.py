@@ -2,11 +2,13 @@
 
 Each section is a dataclass whose fields are the allowed keys; a field's `check`
 metadata validates its value, and a class's `problems()` checks fields together. An
-error reads like `dynmx.toml: pool[0].member[1].preference: expected 0-65535, got 70000`.
+error reads like `dynmx.toml:12: pool[0].member[1].preference: expected 0-65535, got 70000`
+(the line of the key, or of the table that lacks it: see `config_lines`).
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import ipaddress
 import tomllib
@@ -16,6 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import dns.exception
+import dns.name
+import dns.rdatatype
+
+from dynmx.config_lines import key_line, parse_path, toml_error
 from dynmx.errors import ConfigError
 from dynmx.health import probes
 
@@ -56,6 +63,12 @@ def absolute_name(text: str) -> str:
     labels = relative.split(".")
     if not relative or " " in text or any(not label or len(label) > 63 for label in labels):
         raise ValueError(f"expected a domain name, got {text!r}")
+    try:  # what dnspython will be asked to read later: escapes, over 255 octets, non-ASCII (IDNA)
+        if not text.isascii():
+            raise ValueError
+        dns.name.from_text(relative + ".")
+    except (dns.exception.DNSException, ValueError):
+        raise ValueError(f"expected a domain name (IDNA names in xn-- form), got {text!r}") from None
     return relative.lower() + "."
 
 
@@ -100,7 +113,17 @@ def _prefix_or_key(value: str) -> str:
     try:
         return _prefix(value)
     except ValueError:
+        if "/" in value:  # a mistyped prefix, not a key name
+            raise
         return absolute_name(value)
+
+
+def _rdtype(value: str) -> str:
+    try:
+        dns.rdatatype.from_text(value)
+    except (dns.exception.DNSException, ValueError):
+        raise ValueError(f"expected a record type like A or AAAA, got {value!r}") from None
+    return value
 
 
 def _key(check: Check | None = None, **kwargs: Any) -> Any:
@@ -297,12 +320,16 @@ class KeyConfig:
     algorithm: str = _key(_choice(*TSIG_ALGORITHMS), default="hmac-sha256")
     secret: str = field(default="", repr=False)  # base64
     secret_file: str = ""  # or a file holding the base64 secret
-    names: tuple[str, ...] = ()  # names this key may change: "host.example.test." or "*.dyn.example.test."
-    types: tuple[str, ...] = ()  # record types this key may change, e.g. ["A", "AAAA"]; empty = any
+    names: tuple[str, ...] = _key(absolute_name, default=())  # "host.example.test." or "*.dyn.example.test."
+    types: tuple[str, ...] = _key(_rdtype, default=())  # types this key may change, e.g. ["A"]; empty = any
 
     def problems(self) -> list[str]:
         if bool(self.secret) == bool(self.secret_file):
             return ["secret: give exactly one of secret and secret_file"]
+        try:
+            base64.b64decode(self.secret, validate=True)
+        except ValueError:
+            return ["secret: not base64"]  # the secret itself is never shown
         return []
 
 
@@ -312,7 +339,7 @@ class ZoneConfig:
 
     name: str = _key(absolute_name, default=REQUIRED)
     serial: str = _key(_choice("unixtime", "dateserial", "increment"), default="unixtime")
-    allow_update: tuple[str, ...] = ()  # TSIG key names that may UPDATE this zone
+    allow_update: tuple[str, ...] = _key(absolute_name, default=())  # TSIG key names that may UPDATE
     allow_transfer: tuple[str, ...] = _key(lambda v: _prefix_or_key(v), default=())  # prefixes and/or keys
     notify: tuple[str, ...] = _key(parse_hostport, default=())  # secondaries to NOTIFY on change
     primary: str = _key(lambda v: v == "" or parse_hostport(v), default="")  # HOST:PORT: follow it
@@ -376,6 +403,91 @@ class DefaultsConfig:
         return []
 
 
+def _family(value: int) -> int:
+    return value if value in (0, 4, 6) else int(_fail(f"expected 0 (both), 4 or 6, got {value}"))
+
+
+@dataclass(frozen=True)
+class SelfCheckSourceConfig:
+    """One way to learn our public address: an HTTP echo, a DNS "whoami" name, an interface."""
+
+    kind: str = _key(_choice("http", "dns", "interface"), default=REQUIRED)
+    url: str = ""  # http: an echo service answering with the caller's address
+    format: str = _key(_choice("text", "json"), default="text")  # http: body format
+    field: str = ""  # http, json: the (dotted) field holding the address
+    family: int = _key(_family, default=0)  # 4, 6, or 0 for both (http); 4 or 6 (interface)
+    resolver: str = _key(lambda v: v == "" or parse_hostport(v), default="")  # dns: HOST:PORT to ask
+    name: str = ""  # dns: the whoami name, e.g. "o-o.myaddr.l.google.com."
+    rdtype: str = _key(_choice("A", "AAAA", "TXT"), default="A")  # dns
+    route_target: str = ""  # interface: an address whose route picks the interface ("" = a root server)
+
+    def problems(self) -> list[str]:
+        needed = {"http": ("url",), "dns": ("resolver", "name"), "interface": ()}[self.kind]
+        found = [f"{key}: required for kind = {self.kind!r}" for key in needed if not getattr(self, key)]
+        if self.kind == "http" and self.format == "json" and not self.field:
+            found.append("field: required for format = 'json'")
+        if self.kind == "interface" and self.family == 0:
+            found.append("family: expected 4 or 6 for kind = 'interface'")
+        return found
+
+
+@dataclass(frozen=True)
+class SelfCheckConfig:
+    """The self-connect check: are our own names still pointing at us? (off unless enabled)"""
+
+    enabled: bool = False
+    names: tuple[str, ...] = _key(absolute_name, default=())  # our own published names
+    resolvers: tuple[str, ...] = _key(parse_hostport, default=())  # what the world sees (never only us)
+    dns_port: int = _key(_between(1, 65535), default=53)  # where probes are sent
+    interval: float = _key(_between(1, 86400), default=300.0)
+    timeout: float = _key(_between(0.1, 60), default=5.0)
+    quorum: int = _key(_between(1, 16), default=2)  # discovery sources that must agree
+    allowed_prefixes: tuple[str, ...] = _key(_prefix, default=())  # accepted as public (test labs)
+    min_interval: float = _key(_between(0, 86400 * 30), default=300.0)  # between registrar updates
+    max_interval: float = _key(_between(60, 86400 * 365), default=25 * 86400.0)  # forced refresh
+    source: tuple[SelfCheckSourceConfig, ...] = ()
+
+    def problems(self) -> list[str]:
+        if not self.enabled:
+            return []
+        found = []
+        if not self.names:
+            found.append("names: at least one name to check")
+        if not self.resolvers:
+            found.append("resolvers: at least one resolver (the check must see what the world sees)")
+        if len(self.source) < self.quorum:
+            found.append(f"source: {self.quorum} sources needed for quorum = {self.quorum}")
+        return found
+
+
+@dataclass(frozen=True)
+class RegistrarConfig:
+    """Where a changed address of ours is pushed: registrar, DNS provider or parent zone."""
+
+    name: str = _key(_label, default=REQUIRED)  # a label for logs, /status and the saved state
+    adapter: str = _key(_choice("dyndns2", "rfc2136", "webhook"), default=REQUIRED)
+    names: tuple[str, ...] = _key(absolute_name, default=())  # own names it pushes; empty = all
+    url: str = ""  # dyndns2: the update URL (https://.../nic/update); webhook: where to POST
+    username: str = ""  # dyndns2
+    password: str = field(default="", repr=False)  # dyndns2
+    hostnames: tuple[str, ...] = ()  # dyndns2: send these instead of the changed name
+    contact: str = ""  # appended to the User-Agent (dyndns2, webhook)
+    server: str = _key(lambda v: v == "" or parse_hostport(v), default="")  # rfc2136: HOST:PORT
+    zone: str = _key(lambda v: v == "" or absolute_name(v), default="")  # rfc2136: the zone to UPDATE
+    key: str = _key(lambda v: v == "" or absolute_name(v), default="")  # rfc2136: a [[key]] name
+    ttl: int = _key(_between(0, 86400), default=300)  # rfc2136
+    token: str = field(default="", repr=False)  # webhook: bearer token
+    timeout: float = _key(_between(0.1, 300), default=30.0)
+
+    def problems(self) -> list[str]:
+        needed = {
+            "dyndns2": ("url", "username", "password"),
+            "rfc2136": ("server", "zone", "key"),
+            "webhook": ("url", "token"),
+        }[self.adapter]
+        return [f"{key}: required for adapter = {self.adapter!r}" for key in needed if not getattr(self, key)]
+
+
 @dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -389,6 +501,8 @@ class Config:
     defaults: DefaultsConfig = field(default_factory=DefaultsConfig)
     dyndns2: Dyndns2Config = field(default_factory=Dyndns2Config)
     rrl: RrlConfig = field(default_factory=RrlConfig)
+    selfcheck: SelfCheckConfig = field(default_factory=SelfCheckConfig)
+    registrar: tuple[RegistrarConfig, ...] = ()
     base_dir: Path = Path(".")  # relative paths in the file are relative to the file
 
     def path(self, value: str) -> Path:
@@ -413,6 +527,11 @@ class Config:
             for position, key in enumerate(zone.allow_update):
                 if absolute_name(key) not in keys:
                     found.append(f"zone[{index}].allow_update[{position}]: no [[key]] named {key}")
+        for index, registrar in enumerate(self.registrar):
+            if registrar.key and registrar.key not in keys:
+                found.append(f"registrar[{index}].key: no [[key]] named {registrar.key}")
+            if registrar.name in [r.name for r in self.registrar[:index]]:
+                found.append(f"registrar[{index}].name: {registrar.name} is a registrar twice")
         prefixes = [c.prefix for c in self.client]
         for index, prefix in enumerate(prefixes):
             if prefix in prefixes[:index]:
@@ -471,17 +590,25 @@ def _build(cls: type[T], table: Any, path: str) -> T:
 
 
 def load_config(path: Path) -> Config:
-    """Read and validate a config file; every error names the file and the key."""
+    """Read and validate a config file; every error reads `file:line: key: reason`."""
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
     except OSError as error:
-        raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
+        raise ConfigError(f"{path}:0: cannot read: {error.strerror}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text: byte 0x{data[error.start]:02x}") from None
+    try:
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path}: {error}") from None
+        line, reason = toml_error(str(error), text)
+        raise ConfigError(f"{path}:{line}: {reason}") from None
     try:
         return from_mapping(raw, base_dir=path.parent)
     except ConfigError as error:
-        raise ConfigError(f"{path}: {error}") from None
+        raise ConfigError(f"{path}:{key_line(text, parse_path(str(error)))}: {error}") from None
 
 
 def from_mapping(raw: dict[str, Any], base_dir: Path = Path(".")) -> Config:

@@ -13,6 +13,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from dynmx.selfcheck.decide import Action
+from dynmx.selfcheck.registrar import PushReport
+from dynmx.selfcheck.round import RoundReport
+
 if TYPE_CHECKING:
     from dynmx.app import App
 
@@ -131,6 +135,47 @@ class Metrics:
         self.pool_promoted = Gauge(
             "dynmx_pool_promoted", "1 while a pool's standbys are promoted", ["pool"], registry=self.registry
         )
+
+        self.selfcheck_rounds = Counter(
+            "dynmx_selfcheck_rounds", "Self-check rounds run", registry=self.registry
+        )
+        self.selfcheck_last = Gauge(
+            "dynmx_selfcheck_last_round_timestamp_seconds",
+            "When the last round ended",
+            registry=self.registry,
+        )
+        self.selfcheck_action = Gauge(
+            "dynmx_selfcheck_action",
+            "1 for the last decision per own name and family (ok, hairpin, pending, update, backoff)",
+            ["name", "family", "action"],
+            registry=self.registry,
+        )
+        self.selfcheck_repairs = Counter(
+            "dynmx_selfcheck_repairs",
+            "Own addresses repaired in our zone",
+            ["name", "family"],
+            registry=self.registry,
+        )
+        self.registrar_pushes = Counter(
+            "dynmx_registrar_pushes",
+            "Updates sent to registrars, by outcome",
+            ["adapter", "outcome"],
+            registry=self.registry,
+        )
+
+    def observe_selfcheck(self, report: RoundReport, pushes: list[PushReport]) -> None:
+        self.selfcheck_rounds.inc()
+        self.selfcheck_last.set(report.finished)
+        for name in report.names:
+            for family, decision in name.decisions.items():
+                for action in Action:
+                    value = 1 if decision.action is action else 0
+                    self.selfcheck_action.labels(name.name, str(family), action.value).set(value)
+            for family in name.repaired:
+                self.selfcheck_repairs.labels(name.name, str(family)).inc()
+        for push in pushes:
+            if push.sent and push.result is not None:
+                self.registrar_pushes.labels(push.adapter, push.result.outcome.value).inc()
 
     def attach(self, app: App) -> None:
         self.registry.register(_HotPathCollector(app))

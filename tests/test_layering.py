@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "dynmx"
 # Layer order, top first; a module may import its own layer and those below it.
 LAYERS = ["cli", "app", "server", "control", "health", "selfcheck", "policy", "answer", "zone", "wire"]
 # Shared leaves anyone may import.
-COMMON = {"errors", "config", "logs", "metrics", "__init__", "__main__"}
+COMMON = {"errors", "config", "config_lines", "logs", "metrics", "__init__", "__main__"}
 SANS_IO = {"wire", "policy", "zone", "answer"}
 IO_MODULES = {"asyncio", "socket", "selectors", "dns.query", "dns.asyncquery", "httpx", "dynmx.server"}
 

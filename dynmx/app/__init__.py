@@ -28,7 +28,8 @@ from dynmx.app.explain import explain_query
 from dynmx.app.health import HealthMonitor
 from dynmx.app.listeners import HotStats, Listeners, bind_all, make_engine, query_acl
 from dynmx.app.secondary import SecondaryService
-from dynmx.app.update import TransferService, UpdateService
+from dynmx.app.selfcheck import SelfCheckService
+from dynmx.app.update import TransferService, UpdateService, key_secrets
 from dynmx.app.workers import WorkerPool
 from dynmx.app.zonescan import scan_zones, soa_serial, zone_data
 
@@ -135,6 +136,17 @@ class App:
         self.updates.secondaries = self.secondary.notified
         self.updates.is_secondary = self.secondary.is_secondary
         self.secondary.start()
+        self.selfcheck = SelfCheckService(
+            self.config,
+            key_secrets(self.config),
+            self.config.path(self.config.server.state_dir) / "selfcheck.sqlite",
+            self.zones_by_origin,
+            self.writer,
+            self.publish_zone,
+            self.metrics.observe_selfcheck,
+        )
+        if self.bound:  # at start-up, rounds begin once the listeners are there to see the probes
+            self.selfcheck.start()
 
     async def _reconfigure(self) -> Problem | None:
         """Re-read the config file (reload): pools, probes, keys, zone settings change in place.
@@ -162,6 +174,7 @@ class App:
             )
         await self.health.stop()
         await self.secondary.stop()
+        await self.selfcheck.stop()
         previous = self.health
         self.config = new
         self.zones_dir = new.path(new.server.zones_dir)
@@ -252,6 +265,7 @@ class App:
             self.bound = [(pair.host, pair.port) for pair in sockets]
         for host, port in self.bound:
             log.info("event=listening proto=udp+tcp address=%s port=%d workers=%d", host, port, cfg.workers)
+        self.selfcheck.start()
         if self.config.http.listen:
             host, port = parse_hostport(self.config.http.listen, 9153)
             self.http = ControlHttp(host, port, control_routes(self, loop))
@@ -275,6 +289,7 @@ class App:
 
     def _selfcheck_seen(self, qname: bytes) -> None:
         """A self-check probe arrived on a listener (here or in a worker)."""
+        self.selfcheck.arrived(qname)
 
     def hot_stats(self) -> HotStats:
         """The hot path's counters: this process's, or the sum of the workers' reports."""
@@ -299,6 +314,7 @@ class App:
         stopping_workers = asyncio.ensure_future(self.workers.stop() if self.workers else asyncio.sleep(0))
         await self.health.stop()
         await self.secondary.stop()
+        await self.selfcheck.stop()
         if self.listeners is not None:
             await self.listeners.tcp.drain(SHUTDOWN_GRACE)
         await stopping_workers
@@ -418,5 +434,6 @@ class App:
             "problems": [str(p) for p in self.state.problems],
             "pools": [self.health.pool_status(name, self._first_counts(name)) for name in self.health.pools],
             "entries": len(engine.table.entries) if engine else 0,
+            "selfcheck": self.selfcheck.status(),
             **({"workers": self.workers.status()} if self.workers is not None else {}),
         }

@@ -98,6 +98,17 @@ def control_routes(app: App, loop: asyncio.AbstractEventLoop) -> dict[tuple[str,
         result = on_loop(lambda: app.dyndns2(request.query, auth, request.client))
         return result.status, "text/plain", result.body.encode() + b"\n", result.headers
 
+    def selfcheck(_: Request) -> Response:
+        """One self-check round now (`dynmx selfcheck`); the report with every step."""
+        future = asyncio.run_coroutine_threadsafe(app.selfcheck.round(), loop)
+        try:
+            report = future.result(timeout=300)
+        except ControlError as error:
+            return _text(409, str(error))
+        return _json(
+            200, {**report.to_json(), "lines": report.lines(), "status": on_loop(app.selfcheck.status)}
+        )
+
     extra: dict[tuple[str, str], Route] = (
         {("GET", "/nic/update"): nic_update} if app.config.dyndns2.enabled else {}
     )
@@ -110,4 +121,5 @@ def control_routes(app: App, loop: asyncio.AbstractEventLoop) -> dict[tuple[str,
         ("POST", "/members/load"): member_load,
         ("POST", "/members/drain"): member_drain,
         ("GET", "/explain"): explain,
+        ("POST", "/selfcheck"): selfcheck,
     }

@@ -90,9 +90,9 @@ def tsig_error_reply(data: bytes, query: Query, error: dns.rcode.Rcode) -> bytes
     return reply[:10] + arcount.to_bytes(2, "big") + reply[12:] + record
 
 
-def load_keyring(config: Config) -> dict[dns.name.Name, dns.tsig.Key]:
-    """The TSIG keys of the config, secrets read from files where given."""
-    keys: dict[dns.name.Name, dns.tsig.Key] = {}
+def key_secrets(config: Config) -> dict[str, tuple[str, str]]:
+    """Each [[key]]'s (algorithm, base64 secret), secrets read from files where given."""
+    found: dict[str, tuple[str, str]] = {}
     for index, key in enumerate(config.key):
         secret = key.secret
         if key.secret_file:
@@ -104,8 +104,16 @@ def load_keyring(config: Config) -> dict[dns.name.Name, dns.tsig.Key]:
             base64.b64decode(secret, validate=True)
         except ValueError:
             raise ConfigError(f"key[{index}]: the secret is not base64") from None
-        name = dns.name.from_text(key.name)
-        keys[name] = dns.tsig.Key(name, secret, key.algorithm)
+        found[key.name] = (key.algorithm, secret)
+    return found
+
+
+def load_keyring(config: Config) -> dict[dns.name.Name, dns.tsig.Key]:
+    """The TSIG keys of the config as dnspython keys."""
+    keys: dict[dns.name.Name, dns.tsig.Key] = {}
+    for text, (algorithm, secret) in key_secrets(config).items():
+        name = dns.name.from_text(text)
+        keys[name] = dns.tsig.Key(name, secret, algorithm)
     return keys
 
 

@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 from dynmx import __version__
-from dynmx.cli import pools, records, zones
+from dynmx.cli import pools, records, registrar, zones
 from dynmx.config import Config, HttpConfig, LogConfig, load_config, parse_hostport
 from dynmx.errors import ConfigError, ControlError
 from dynmx.logs import setup_logging
@@ -220,6 +220,24 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_selfcheck(args: argparse.Namespace) -> int:
+    """Run one self-check round on the running server now and print each step's result."""
+    url = _require_url(_config_from_args(args), args.http)
+    result = json.loads(_post(f"{url}/selfcheck", timeout=300))
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    for line in result["lines"]:
+        print(line)
+    for state in result["status"]["registrars"]:
+        stopped = f" STOPPED: {state['stopped']}" if state["stopped"] else ""
+        line = f"registrar {state['adapter']} {state['hostname']} IPv{state['family']}"
+        print(f"{line}: {state['last_address'] or '-'} ({state['last_result'] or 'never sent'}){stopped}")
+    for warning in result["status"]["warnings"]:
+        print(f"warning: {warning}")
+    return 0
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     """Print the running server's /status: zones, pools, members, current first choice."""
     url = _require_url(_config_from_args(args), args.http)
@@ -317,6 +335,12 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print the raw JSON")
     status.set_defaults(func=_cmd_status)
 
+    selfcheck = sub.add_parser("selfcheck", help="run one self-connect round on the running server now")
+    selfcheck.add_argument("--config", "-c", help="TOML config file (for [http] listen)")
+    selfcheck.add_argument("--http", help="HOST:PORT of the control listener")
+    selfcheck.add_argument("--json", action="store_true", help="print the raw JSON")
+    selfcheck.set_defaults(func=_cmd_selfcheck)
+
     member = sub.add_parser("member", help="act on a pool member of the running server")
     member_sub = member.add_subparsers(dest="member_command", required=True)
     load = member_sub.add_parser("load", help="set a member's load reading (least-load strategy)")
@@ -345,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     records.add_parser(sub, _cmd_record)
     zones.add_parser(sub, _cmd_zone)
     pools.add_parser(sub, _cmd_pool)
+    registrar.add_parser(sub)
 
     routes = sub.add_parser("routes", help="print the mail routing table (e.g. a Postfix transport map)")
     routes.add_argument("--format", choices=["postfix", "json"], default="postfix")

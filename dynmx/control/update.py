@@ -115,6 +115,9 @@ def prescan(origin: dns.name.Name, message: dns.update.UpdateMessage) -> None:
         if cls == IN:
             if rrset.rdtype in META_TYPES or rrset.rdtype == TYPE_ANY:
                 raise UpdateRefused(dns.rcode.FORMERR, "meta type in an add")
+            for rdata in rrset:
+                if not _reads_back(rdata):
+                    raise UpdateRefused(dns.rcode.FORMERR, f"{rrset.name}: record has no zone-file form")
         elif cls == ANY:
             if rrset.ttl != 0 or len(rrset) or rrset.rdtype in META_TYPES:
                 raise UpdateRefused(dns.rcode.FORMERR, "malformed delete")
@@ -123,6 +126,19 @@ def prescan(origin: dns.name.Name, message: dns.update.UpdateMessage) -> None:
                 raise UpdateRefused(dns.rcode.FORMERR, "malformed delete of a record")
         else:
             raise UpdateRefused(dns.rcode.FORMERR, f"class {cls} in the update section")
+
+
+def _reads_back(rdata: dns.rdata.Rdata) -> bool:
+    """The zone file and the journal hold records as text: an add must read back as itself.
+
+    dnspython decodes RDATA it cannot write as readable text (a DS with no digest, a
+    DNSKEY with no key); stored, such a record would make the zone file unloadable and
+    IXFR fail (found by fuzzing, tests/test_fuzz_engine.py).
+    """
+    try:
+        return bool(dns.rdata.from_text(IN, rdata.rdtype, rdata.to_text()) == rdata)
+    except Exception:  # any failure to read it back means it cannot be stored
+        return False
 
 
 def plan_changes(
@@ -199,7 +215,7 @@ def evaluate(zone: dns.zone.Zone, origin: dns.name.Name, message: dns.update.Upd
     """The whole of RFC 2136 §3 for one verified message; raises UpdateRefused."""
     if len(message.zone) != 1 or message.zone[0].rdtype != SOA:
         raise UpdateRefused(dns.rcode.FORMERR, "the zone section must hold one SOA question")
-    if message.zone[0].name != origin:
+    if message.zone[0].name != origin or message.zone[0].rdclass != IN:
         raise UpdateRefused(dns.rcode.NOTAUTH, f"not authoritative for {message.zone[0].name}")
     check_prerequisites(zone, origin, message)
     prescan(origin, message)

@@ -1,0 +1,176 @@
+"""The self-connect check in a running server, all on loopback: probe, repair, registrar push.
+
+The server resolves its own name through itself (a resolver on 127.0.0.1 that serves the
+zone), learns "its public address" from two HTTP echo fakes (127.0.0.0/8 allowed as a test
+prefix) and pushes to a fake dyndns2 registrar. Rounds are run on demand (`dynmx selfcheck`).
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import subprocess
+import sys
+import threading
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dns.message
+import dns.query
+import pytest
+
+from tests.conftest import ROOT, RunningServer, shared_free_port, wait_until
+from tests.test_registrar_dyndns2 import FakeDyndns2, fake_dyndns2
+
+Serve = Callable[..., RunningServer]
+
+ZONE = """\
+$ORIGIN example.test.
+$TTL 300
+@     SOA ns1 hostmaster 1 7200 3600 1209600 300
+@     NS  ns1.other.test.
+mail  A   {address}
+"""
+
+
+@contextmanager
+def echo_servers(answer: str, count: int = 2) -> Iterator[list[int]]:
+    """`count` HTTP echo services that all say `answer`; yields the request count of each."""
+    hits = [0] * count
+    servers = []
+    for index in range(count):
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            slot = index
+
+            def do_GET(self) -> None:
+                hits[self.slot] += 1
+                body = answer.encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        servers.append(server)
+    try:
+        yield [server.server_address[1] for server in servers] + hits  # ports, then hit counters
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+
+
+def _config(tmp_path: Path, published: str, dns_port: int, probe_port: int, echo: list[int], dyn: str) -> Path:
+    zones = tmp_path / "zones"
+    zones.mkdir()
+    (zones / "example.test.zone").write_text(ZONE.format(address=published))
+    sources = "".join(f'[[selfcheck.source]]\nkind = "http"\nurl = "http://127.0.0.1:{port}/"\n' for port in echo)
+    config = tmp_path / "dynmx.toml"
+    config.write_text(
+        f'[server]\nlisten = ["127.0.0.1:{dns_port}"]\nzones_dir = "{zones}"\nstate_dir = "{tmp_path / "state"}"\n'
+        '[http]\nlisten = "127.0.0.1:0"\n'
+        '[[zone]]\nname = "example.test."\nserial = "increment"\n'
+        "[selfcheck]\nenabled = true\n"
+        f'names = ["mail.example.test."]\nresolvers = ["127.0.0.1:{dns_port}"]\ndns_port = {probe_port}\n'
+        'interval = 3600\ntimeout = 1\nquorum = 2\nallowed_prefixes = ["127.0.0.0/8"]\nmin_interval = 0\n'
+        + sources
+        + f'[[registrar]]\nname = "lab"\nadapter = "dyndns2"\nurl = "{dyn}"\n'
+        'username = "lab-user"\npassword = "lab-secret"\n'
+    )
+    return config
+
+
+def _round(server: RunningServer) -> dict[str, object]:
+    """`dynmx selfcheck --json`: one round now, as an operator would run it."""
+    result = subprocess.run(
+        [sys.executable, "-m", "dynmx", "selfcheck", "--http", f"127.0.0.1:{server.http_port}", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    report: dict[str, object] = json.loads(result.stdout)
+    return report
+
+
+def _action(report: dict[str, object]) -> str:
+    names = report["names"]
+    assert isinstance(names, list)
+    return str(names[0]["decisions"]["4"]["action"])
+
+
+def _status(server: RunningServer) -> dict[str, object]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/status", timeout=5) as reply:
+        status: dict[str, object] = json.load(reply)["selfcheck"]
+    return status
+
+
+def _first_round_done(server: RunningServer) -> None:
+    wait_until(lambda: _status(server)["last_round"] is not None, timeout=15)
+
+
+def _address(server: RunningServer) -> str:
+    query = dns.message.make_query("mail.example.test", "A")
+    reply = dns.query.udp(query, "127.0.0.1", port=server.dns_port, timeout=2)
+    return str(reply.answer[0][0].address)
+
+
+@pytest.fixture
+def dyn() -> Iterator[FakeDyndns2]:
+    with fake_dyndns2("good 127.0.0.1", "good 127.0.0.1") as fake:
+        yield fake
+
+
+def test_probe_arrives_when_the_name_resolves_to_the_listener(
+    serve: Serve, tmp_path: Path, dyn: FakeDyndns2
+) -> None:
+    port = shared_free_port(["127.0.0.1"])
+    with echo_servers("127.0.0.1") as echo:
+        server = serve("--config", str(_config(tmp_path, "127.0.0.1", port, port, echo[:2], dyn.url)))
+        _first_round_done(server)
+        report = _round(server)
+        assert _action(report) == "ok"
+        assert echo[2:] == [0, 0]  # no discovery when the probe came back
+
+
+def test_changed_address_is_repaired_after_two_rounds_and_pushed_once(
+    serve: Serve, tmp_path: Path, dyn: FakeDyndns2
+) -> None:
+    """Published 127.0.0.3 (nothing listens); discovery says 127.0.0.1: confirm, repair, push once."""
+    port = shared_free_port(["127.0.0.1"])
+    with echo_servers("127.0.0.1") as echo:
+        server = serve("--config", str(_config(tmp_path, "127.0.0.3", port, port, echo[:2], dyn.url)))
+        _first_round_done(server)  # round 1 (at start): probe lost, mismatch seen once
+        assert _status(server)["last_round"]["names"][0]["decisions"]["4"]["action"] == "pending"  # type: ignore[index]
+        assert _address(server) == "127.0.0.3"
+        assert _action(_round(server)) == "update"  # round 2: confirmed, repaired
+        assert _address(server) == "127.0.0.1"
+        assert len(dyn.seen) == 1
+        assert dyn.seen[0].query["hostname"] == ["mail.example.test"]
+        assert dyn.seen[0].query["myip"] == ["127.0.0.1"]
+        assert _action(_round(server)) == "ok"  # round 3: the probe arrives, nothing is sent
+        assert len(dyn.seen) == 1
+    text = server.log_text()
+    assert "event=selfcheck-repaired name=mail.example.test." in text
+    assert "lab-secret" not in text
+
+
+def test_hairpin_keeps_the_address_and_warns_once(serve: Serve, tmp_path: Path, dyn: FakeDyndns2) -> None:
+    """Published = discovered but the probe never comes back (hairpin NAT): no update, one warning."""
+    port, silent = shared_free_port(["127.0.0.1"]), shared_free_port(["127.0.0.1"])
+    with echo_servers("127.0.0.1") as echo:
+        server = serve("--config", str(_config(tmp_path, "127.0.0.1", port, silent, echo[:2], dyn.url)))
+        _first_round_done(server)
+        assert _action(_round(server)) == "hairpin"
+        assert _action(_round(server)) == "hairpin"
+    assert _address(server) == "127.0.0.1"
+    assert server.log_text().count("action=hairpin") == 1
+    assert all(seen.query["myip"] == ["127.0.0.1"] for seen in dyn.seen)
