@@ -30,8 +30,8 @@ ZONE = """\
 $ORIGIN example.test.
 $TTL 300
 @     SOA ns1 hostmaster 1 7200 3600 1209600 300
-@     NS  ns1.other.test.
-mail  A   {address}
+@     NS  ns1
+ns1   A   {address}
 """
 
 
@@ -67,18 +67,29 @@ def echo_servers(answer: str, count: int = 2) -> Iterator[list[int]]:
             server.server_close()
 
 
-def _config(tmp_path: Path, published: str, dns_port: int, probe_port: int, echo: list[int], dyn: str) -> Path:
+def _config(
+    tmp_path: Path,
+    published: str,
+    dns_port: int,
+    probe_port: int,
+    echo: list[int],
+    dyn: str,
+    workers: int = 0,
+) -> Path:
     zones = tmp_path / "zones"
     zones.mkdir()
     (zones / "example.test.zone").write_text(ZONE.format(address=published))
-    sources = "".join(f'[[selfcheck.source]]\nkind = "http"\nurl = "http://127.0.0.1:{port}/"\n' for port in echo)
+    sources = "".join(
+        f'[[selfcheck.source]]\nkind = "http"\nurl = "http://127.0.0.1:{port}/"\n' for port in echo
+    )
     config = tmp_path / "dynmx.toml"
     config.write_text(
-        f'[server]\nlisten = ["127.0.0.1:{dns_port}"]\nzones_dir = "{zones}"\nstate_dir = "{tmp_path / "state"}"\n'
+        f'[server]\nlisten = ["127.0.0.1:{dns_port}"]\nzones_dir = "{zones}"\n'
+        f'state_dir = "{tmp_path / "state"}"\nworkers = {workers}\n'
         '[http]\nlisten = "127.0.0.1:0"\n'
         '[[zone]]\nname = "example.test."\nserial = "increment"\n'
         "[selfcheck]\nenabled = true\n"
-        f'names = ["mail.example.test."]\nresolvers = ["127.0.0.1:{dns_port}"]\ndns_port = {probe_port}\n'
+        f'names = ["ns1.example.test."]\nresolvers = ["127.0.0.1:{dns_port}"]\ndns_port = {probe_port}\n'
         'interval = 3600\ntimeout = 1\nquorum = 2\nallowed_prefixes = ["127.0.0.0/8"]\nmin_interval = 0\n'
         + sources
         + f'[[registrar]]\nname = "lab"\nadapter = "dyndns2"\nurl = "{dyn}"\n'
@@ -118,7 +129,7 @@ def _first_round_done(server: RunningServer) -> None:
 
 
 def _address(server: RunningServer) -> str:
-    query = dns.message.make_query("mail.example.test", "A")
+    query = dns.message.make_query("ns1.example.test", "A")
     reply = dns.query.udp(query, "127.0.0.1", port=server.dns_port, timeout=2)
     return str(reply.answer[0][0].address)
 
@@ -129,16 +140,24 @@ def dyn() -> Iterator[FakeDyndns2]:
         yield fake
 
 
+@pytest.mark.parametrize("workers", [0, 2], ids=["one-process", "two-workers"])
 def test_probe_arrives_when_the_name_resolves_to_the_listener(
-    serve: Serve, tmp_path: Path, dyn: FakeDyndns2
+    serve: Serve, tmp_path: Path, dyn: FakeDyndns2, workers: int
 ) -> None:
+    """With workers, the probe lands in a worker, which tells the control process."""
     port = shared_free_port(["127.0.0.1"])
     with echo_servers("127.0.0.1") as echo:
-        server = serve("--config", str(_config(tmp_path, "127.0.0.1", port, port, echo[:2], dyn.url)))
+        server = serve(
+            "--config", str(_config(tmp_path, "127.0.0.1", port, port, echo[:2], dyn.url, workers))
+        )
         _first_round_done(server)
         report = _round(server)
         assert _action(report) == "ok"
         assert echo[2:] == [0, 0]  # no discovery when the probe came back
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/metrics", timeout=5) as reply:
+        metrics = reply.read().decode()
+    assert 'dynmx_selfcheck_action{action="ok",family="4",name="ns1.example.test."} 1.0' in metrics
+    assert "dynmx_selfcheck_rounds_total 2.0" in metrics
 
 
 def test_changed_address_is_repaired_after_two_rounds_and_pushed_once(
@@ -154,13 +173,15 @@ def test_changed_address_is_repaired_after_two_rounds_and_pushed_once(
         assert _action(_round(server)) == "update"  # round 2: confirmed, repaired
         assert _address(server) == "127.0.0.1"
         assert len(dyn.seen) == 1
-        assert dyn.seen[0].query["hostname"] == ["mail.example.test"]
+        assert dyn.seen[0].query["hostname"] == ["ns1.example.test"]
         assert dyn.seen[0].query["myip"] == ["127.0.0.1"]
         assert _action(_round(server)) == "ok"  # round 3: the probe arrives, nothing is sent
         assert len(dyn.seen) == 1
     text = server.log_text()
-    assert "event=selfcheck-repaired name=mail.example.test." in text
-    assert "lab-secret" not in text
+    assert "event=selfcheck-repaired name=ns1.example.test." in text
+    assert "lab-secret" not in text and "lab-secret" not in json.dumps(_status(server))
+    warnings = _status(server)["warnings"]
+    assert isinstance(warnings, list) and "holds glue" in warnings[0]  # ns1 is the zone's own NS
 
 
 def test_hairpin_keeps_the_address_and_warns_once(serve: Serve, tmp_path: Path, dyn: FakeDyndns2) -> None:
