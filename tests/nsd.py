@@ -88,6 +88,7 @@ def nsd_conf(
     port: int,
     zones: dict[str, str],
     zone_options: dict[str, list[str]] | None = None,
+    server_count: int = 1,
 ) -> str:
     """An nsd.conf that keeps all state in `workdir` and serves `zones` (name -> file)."""
     lines = [
@@ -102,7 +103,9 @@ def nsd_conf(
         f'  xfrdir: "{workdir}"',
         f'  zonelistfile: "{workdir}/zone.list"',
         f'  logfile: "{workdir}/nsd.log"',
-        "  server-count: 1",
+        f"  server-count: {server_count}",
+        # Several server processes: one socket each (SO_REUSEPORT), as dynmx's workers.
+        f"  reuseport: {'yes' if server_count > 1 else 'no'}",
         "  verbosity: 1",
         # CH TXT version.bind / id.server answer REFUSED, as dynmx does by default.
         "  hide-version: yes",
@@ -133,6 +136,7 @@ class Nsd:
         port: int | None = None,
         prefix: Sequence[str] = (),
         zone_options: dict[str, list[str]] | None = None,
+        server_count: int = 1,
     ) -> None:
         binary = find_nsd()
         if binary is None:
@@ -143,6 +147,7 @@ class Nsd:
         self.port = port if port is not None else free_port()
         self.prefix = tuple(prefix)
         self.zone_options = zone_options or {}
+        self.server_count = server_count
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.pid: int | None = None
 
@@ -162,7 +167,9 @@ class Nsd:
         """Start NSD and wait until it answers an SOA query; return the port."""
         self._tmp = tempfile.TemporaryDirectory(prefix="dynmx-nsd-")
         conf = self.workdir / "nsd.conf"
-        conf.write_text(nsd_conf(self.workdir, self.zone_dir, self.port, self.zones, self.zone_options))
+        conf.write_text(
+            nsd_conf(self.workdir, self.zone_dir, self.port, self.zones, self.zone_options, self.server_count)
+        )
         cmd = [*self.prefix, self.binary, "-c", str(conf)]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=START_TIMEOUT)
         if proc.returncode != 0:
