@@ -38,6 +38,7 @@ log = logging.getLogger("dynmx.worker")
 
 STATS_EVERY = 1.0  # seconds between counter reports (metrics are scraped far less often)
 FORWARD_TIMEOUT = 10.0  # a forwarded request the control process does not answer is dropped
+MAX_FORWARDED = 1024  # requests waiting on the control process; beyond it, silence (clients retry)
 SHUTDOWN_GRACE = 4.0
 
 
@@ -182,6 +183,9 @@ class Worker:
     def _forward(self, data: bytes, peer: object, tcp: bool) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
+        if len(self.pending) >= MAX_FORWARDED:  # an UPDATE flood must not queue without bound
+            future.set_result(None)
+            return future
         request = next(self.ids)
         self.pending[request] = future
         self._send("forward", request, data, peer, tcp)
