@@ -155,3 +155,14 @@ def test_sigterm_stops_control_and_workers_within_five_seconds(server: RunningSe
     for row in rows:
         with pytest.raises(ProcessLookupError):
             os.kill(row["pid"], 0)
+
+
+def test_a_reload_reaches_every_worker(server: RunningServer, tmp_path: Path) -> None:
+    zone = tmp_path / "zones" / "example.test.zone"
+    zone.write_text(
+        zone.read_text().replace("SOA ns1 hostmaster 1", "SOA ns1 hostmaster 5") + "fresh A 192.0.2.9\n"
+    )
+    request = urllib.request.Request(f"http://127.0.0.1:{server.http_port}/reload", method="POST")
+    urllib.request.urlopen(request, timeout=30).close()
+    wait_until(lambda: all(r.answer for r in _ask_from_many(server, "fresh.example.test", "A")), timeout=5)
+    assert {r.answer[0][0].serial for r in _ask_from_many(server, "example.test", "SOA")} == {5}
