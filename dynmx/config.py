@@ -63,11 +63,10 @@ def absolute_name(text: str) -> str:
     labels = relative.split(".")
     if not relative or " " in text or any(not label or len(label) > 63 for label in labels):
         raise ValueError(f"expected a domain name, got {text!r}")
-    try:  # what dnspython will be asked to read later: escapes, over 255 octets, non-ASCII (IDNA)
-        if not text.isascii():
+    try:  # dnspython reads it later, alone and inside record text: its text must need no escapes
+        if not text.isascii() or dns.name.from_text(relative + ".").to_text() != relative + ".":
             raise ValueError
-        dns.name.from_text(relative + ".")
-    except (dns.exception.DNSException, ValueError):
+    except (dns.exception.DNSException, ValueError):  # also: longer than 255 octets
         raise ValueError(f"expected a domain name (IDNA names in xn-- form), got {text!r}") from None
     return relative.lower() + "."
 

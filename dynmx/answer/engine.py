@@ -59,6 +59,7 @@ log = logging.getLogger("dynmx.engine")
 CLASS_IN = dns.rdataclass.IN
 CLASS_CH = dns.rdataclass.CH
 CLASS_ANY = dns.rdataclass.ANY
+CLASS_NONE = dns.rdataclass.NONE
 TYPE_AXFR = dns.rdatatype.AXFR
 TYPE_IXFR = dns.rdatatype.IXFR
 TYPE_ANY = dns.rdatatype.ANY
@@ -260,10 +261,11 @@ class Engine:
         if opcode not in (OPCODE_QUERY, OPCODE_NOTIFY, OPCODE_UPDATE):
             return header_only((data[0] << 8) | data[1], RCODE_NOTIMP, bool(data[2] & 1), opcode=opcode)
         query = parse_query(data)
+        if opcode == OPCODE_UPDATE and (query.qtype != TYPE_SOA or query.qclass in (CLASS_ANY, CLASS_NONE)):
+            # Before BADVERS: a reply echoing such a zone section is no UPDATE response (found by fuzzing).
+            raise FormError("UPDATE zone section must name an SOA (RFC 2136 3.1.1)", query.msg_id, query.rd)
         if query.edns is not None and query.edns.version > 0:
             return question_only(data, query, RCODE_BADVERS)  # RFC 6891 6.1.3
-        if opcode == OPCODE_UPDATE and query.qtype != TYPE_SOA:
-            raise FormError("UPDATE zone section must name an SOA (RFC 2136 3.1.1)", query.msg_id, query.rd)
         if opcode != OPCODE_QUERY:
             if self.control is not None:
                 return self.control(data, query, tcp, addr)
