@@ -350,13 +350,8 @@ class Engine:
         zone = table.find_zone(qname)
         if zone is None:
             return None
-        if (
-            qtype < META_QTYPE_MIN
-            and not class_any
-            and qname not in zone.names
-            and zone.plain_nxdomain(qname)
-        ):
-            return zone.nxdomain
+        if not class_any and qname not in zone.names and zone.plain_nxdomain(qname):
+            return zone.nxdomain  # every qtype, ANY too: a random-name ANY flood costs no lookup
         owner = dns.name.from_wire(qname, 0)[0]
         answer = lookup(table.zoneset, owner, qtype)
         if class_any:
