@@ -204,6 +204,16 @@ def test_slow_path_cache_wildcard_answers_identical(engine: Engine) -> None:
     assert cached >= 1 and engine.cache_len() == cached
 
 
+def test_rfc4592_names_under_one_wildcard_share_one_cached_answer(engine: Engine) -> None:
+    """A random-name flood under a wildcard costs one cache entry per qtype, and each reply
+    still names the query name as owner, in the query's own letter case (RFC 4592 2.1.1)."""
+    before = engine.cache_len()
+    replies = [ask(engine, query(f"R{i}-x.wc.example.test.", "A")) for i in range(50)]
+    assert engine.cache_len() == before + 1
+    for index, reply in enumerate(replies):
+        assert only(reply.answer, A).name.to_text() == f"R{index}-x.wc.example.test."
+
+
 def test_slow_path_cache_keeps_names_apart(engine: Engine) -> None:
     one = ask(engine, query("one.wc.example.test.", "A"))
     two = ask(engine, query("two.wc.example.test.", "A"))

@@ -41,22 +41,31 @@ class CompiledZone:
     def plain_nxdomain(self, qname: bytes) -> bool:
         """True when `qname` (lower wire, not in the table) is a plain NXDOMAIN in this zone.
 
-        Walks every ancestor up to the apex: a cut above means a referral, a wildcard at
-        the closest encloser means synthesis; both are left to the slow path.
+        A cut above means a referral, a wildcard at the closest encloser means synthesis;
+        both are left to the slow path.
         """
+        closest = self._closest_encloser(qname)
+        return closest is not None and closest not in self.wildcard_parents
+
+    def wildcard_parent(self, qname: bytes) -> bytes | None:
+        """The closest encloser when `qname` (lower wire, not in the zone) is synthesised from its
+        wildcard with no cut on the way (RFC 4592 3.3.1): every such qname gets the same answer."""
+        closest = self._closest_encloser(qname)
+        return closest if closest is not None and closest in self.wildcard_parents else None
+
+    def _closest_encloser(self, qname: bytes) -> bytes | None:
+        """The longest existing ancestor of a missing `qname`, or None when a cut is on the way."""
         closest: bytes | None = None
         pos = qname[0] + 1
         origin_len = len(self.origin)
         while len(qname) - pos > origin_len:
             suffix = qname[pos:]
             if suffix in self.cuts:
-                return False
+                return None
             if closest is None and suffix in self.names:
                 closest = suffix
             pos += qname[pos] + 1
-        if closest is None:
-            closest = self.origin
-        return closest not in self.wildcard_parents
+        return self.origin if closest is None else closest
 
 
 @dataclass(frozen=True, slots=True)

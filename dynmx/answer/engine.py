@@ -350,8 +350,20 @@ class Engine:
         zone = table.find_zone(qname)
         if zone is None:
             return None
-        if not class_any and qname not in zone.names and zone.plain_nxdomain(qname):
-            return zone.nxdomain  # every qtype, ANY too: a random-name ANY flood costs no lookup
+        shared = False
+        if not class_any and qname not in zone.names:
+            if zone.plain_nxdomain(qname):
+                return zone.nxdomain  # every qtype, ANY too: a random-name ANY flood costs no lookup
+            parent = zone.wildcard_parent(qname) if qtype < META_QTYPE_MIN else None
+            if parent is not None:
+                # Wildcard synthesis: one body for every name the wildcard covers, so a
+                # random-name flood under a wildcard hits one cached entry, not the lookup.
+                key = b"*" + parent + qtype.to_bytes(2, "big")
+                entry = self._lru.get(key)
+                if entry is not None:
+                    self._lru.move_to_end(key)
+                    return entry
+                shared = True
         owner = dns.name.from_wire(qname, 0)[0]
         answer = lookup(table.zoneset, owner, qtype)
         if class_any:
@@ -360,7 +372,7 @@ class Engine:
             if answer.answer:
                 answer.authority.clear()
                 answer.additional.clear()
-        entry = render(answer, owner)
+        entry = render(answer, owner, shared)
         self._lru[key] = entry
         if len(self._lru) > self.lru_size:
             self._lru.popitem(last=False)

@@ -27,6 +27,7 @@ from dynmx.wire.response import (
 HEADER = b"\x00" * 12
 QUESTION_TAIL = b"\x00\x00\x00\x01"  # the qtype is patched per query; the body never depends on it
 POINTER_LIMIT = 0x4000
+QUESTION_POINTER = b"\xc0\x0c"  # the question name starts right after the 12-byte header
 
 _TYPE_CLASS_TTL = struct.Struct(">HHI")
 _SOA_NUMBERS = struct.Struct(">IIIII")
@@ -89,13 +90,24 @@ def _write_rdata(out: bytearray, rdtype: int, rdata: object, compress: Compress 
 
 
 def write_rrset(
-    out: bytearray, owner: bytes, rdataset: dns.rdataset.Rdataset, compress: Compress | None
+    out: bytearray,
+    owner: bytes,
+    rdataset: dns.rdataset.Rdataset,
+    compress: Compress | None,
+    question: bytes | None = None,
 ) -> int:
-    """Append every record of an RRset; return how many were written."""
+    """Append every record of an RRset; return how many were written.
+
+    An owner equal to `question` (lower wire) is written as a pointer to the question name.
+    """
     rdtype = int(rdataset.rdtype)
     fixed = _TYPE_CLASS_TTL.pack(rdtype, int(rdataset.rdclass), rdataset.ttl)
+    at_question = question is not None and owner.lower() == question
     for rdata in rdataset:
-        write_name(out, owner, compress)
+        if at_question:
+            out += QUESTION_POINTER
+        else:
+            write_name(out, owner, compress)
         out += fixed
         length_at = len(out)
         out += b"\x00\x00"
@@ -104,17 +116,20 @@ def write_rrset(
     return len(rdataset)
 
 
-def render(answer: Answer, qname: dns.name.Name | None) -> Entry:
+def render(answer: Answer, qname: dns.name.Name | None, shared: bool = False) -> Entry:
     """Encode `answer` as the body that follows a question for `qname`.
 
     With `qname` the body may compress against the question; without it (entries
     shared by many query names, like a zone's NXDOMAIN) nothing is compressed,
-    since every offset would move with the length of the query name.
+    since every offset would move with the length of the query name. `shared` is
+    between the two (wildcard synthesis, one body for every name the wildcard covers):
+    owners equal to `qname` point at the question, nothing else is compressed.
     """
     out = bytearray()
     compress: Compress | None = None
     start = 0
-    if qname is not None:
+    question = name_wire(qname).lower() if shared and qname is not None else None
+    if qname is not None and not shared:
         compress = {}
         out += HEADER
         write_name(out, name_wire(qname), compress)
@@ -128,7 +143,7 @@ def render(answer: Answer, qname: dns.name.Name | None) -> Entry:
     )
     for section, refs in sections:
         for (owner, rdataset), required in refs:
-            count = write_rrset(out, name_wire(owner), rdataset, compress)
+            count = write_rrset(out, name_wire(owner), rdataset, compress, question)
             spans.append(RRsetSpan(len(out) - start, section, count, required))
     return Entry(
         rcode=answer.rcode, authoritative=answer.authoritative, body=bytes(out[start:]), spans=tuple(spans)
