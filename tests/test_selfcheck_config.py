@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dns.name
+import dns.zone
 import pytest
 
+from dynmx.answer.zoneset import ZoneData
 from dynmx.app.selfcheck import build_adapter, build_sources
 from dynmx.app.update import key_secrets
 from dynmx.config import from_mapping
 from dynmx.errors import ConfigError
+from dynmx.policy.checks import check_policy
 from dynmx.selfcheck.discovery import DnsWhoamiSource, HttpEchoSource, InterfaceSource
 from dynmx.selfcheck.dyndns2_client import Dyndns2Adapter
 from dynmx.selfcheck.rfc2136_client import Rfc2136Adapter
@@ -100,3 +104,15 @@ def test_sources_of_each_kind_are_built() -> None:
     )
     kinds = [type(source) for source in build_sources(config.selfcheck.source)]
     assert kinds == [HttpEchoSource, DnsWhoamiSource, InterfaceSource]
+
+
+def test_check_refuses_a_selfcheck_name_outside_the_served_zones() -> None:
+    text = "@ 300 IN SOA ns1 hostmaster 1 2 3 4 5\n@ 300 IN NS ns1\nns1 300 IN A 192.0.2.1\n"
+    zone = ZoneData(
+        dns.name.from_text("example.test."), dns.zone.from_text(text, "example.test.", relativize=False)
+    )
+    sources = [{"kind": "interface", "family": 4}, {"kind": "interface", "family": 6}]
+    selfcheck = {"enabled": True, "resolvers": ["127.0.0.1"], "source": sources}
+    config = from_mapping({"selfcheck": {**selfcheck, "names": ["ns1.example.test.", "mail.other.test."]}})
+    problems, _ = check_policy(config, [zone])
+    assert problems == ["selfcheck.names[1]: mail.other.test. is in no served zone"]

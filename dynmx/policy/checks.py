@@ -71,4 +71,11 @@ def check_policy(config: Config, zones: list[ZoneData]) -> tuple[list[str], list
     for index, rule in enumerate(config.name):
         if zoneset.find(dns.name.from_text(rule.name)) is None:
             problems.append(f"name[{index}].name: {rule.name} is in no served zone")
+    if config.selfcheck.enabled:
+        for index, name in enumerate(config.selfcheck.names):
+            found = _has(zoneset, dns.name.from_text(name), address_types)
+            if found is None:
+                problems.append(f"selfcheck.names[{index}]: {name} is in no served zone")
+            elif not found:
+                warnings.append(f"selfcheck.names[{index}]: {name} has no A or AAAA record yet")
     return problems, warnings
