@@ -4,6 +4,10 @@ For every existing name (and empty non-terminal) the table holds a default entry
 valid for every qtype the name's lookup never looks at, plus one entry per qtype that
 answers differently. Missing names cost nothing to store: a name below no cut and
 without a wildcard shares its zone's NXDOMAIN entry.
+
+An edit recompiles only the changed zone and the zones whose answers reach into it (a
+CNAME chain, an MX target's addresses): the table remembers each zone's keys and which
+zones each zone's answers used, so the cost of an edit follows the zone, not the server.
 """
 
 from __future__ import annotations
@@ -77,6 +81,8 @@ class AnswerTable:
     zoneset: ZoneSet
     selectors: dict[tuple[dns.name.Name, int], Selector] = field(default_factory=dict)
     forced: frozenset[bytes] = frozenset()  # names whose every type is NXDOMAIN or REFUSED
+    keys: dict[bytes, tuple[bytes, ...]] = field(default_factory=dict)  # zone origin -> its entry keys
+    uses: dict[bytes, frozenset[bytes]] = field(default_factory=dict)  # zone -> other zones it answers from
 
     def selectors_of(self, pool: str) -> list[Selector]:
         """The selectors serving one pool (its name and its hint names)."""
@@ -100,23 +106,41 @@ def _same(a: Entry, b: Entry) -> bool:
     return a.body == b.body and a.rcode == b.rcode and a.authoritative == b.authoritative
 
 
-def compile_zone(zoneset: ZoneSet, zone: ZoneData, entries: dict[bytes, Entry]) -> CompiledZone:
-    """Add one zone's entries to `entries` and return its byte-level index."""
+@dataclass(slots=True)
+class _Compiled:
+    zone: CompiledZone
+    keys: list[bytes]
+    uses: set[bytes]
+
+
+def compile_zone(zoneset: ZoneSet, zone: ZoneData, entries: dict[bytes, Entry]) -> _Compiled:
+    """Add one zone's entries to `entries`; return its byte-level index, keys and zones used."""
+    keys: list[bytes] = []
+    uses: set[bytes] = set()
+    origin = zone.origin
+
+    def note(answer: Answer) -> Answer:
+        # A chain into another zone, or DS answered by the parent: an edit there recompiles us.
+        uses.update(wire_key(other) for other in answer.zones if other != origin)
+        return answer
+
     for name in zone.names:
         key = wire_key(name)
-        default = lookup(zoneset, name, None)
+        default = note(lookup(zoneset, name, None))
         default_entry = render(default, name)
         entries[key] = default_entry
+        keys.append(key)
         qtypes = set(default.visited_types)
         if name in zone.cuts or name == zone.origin:
             qtypes.add(DS)
         qtypes.discard(dns.rdatatype.ANY)
         for qtype in sorted(qtypes):
-            entry = render(lookup(zoneset, name, qtype), name)
+            entry = render(note(lookup(zoneset, name, qtype)), name)
             if not _same(entry, default_entry):
                 entries[key + qtype.to_bytes(2, "big")] = entry
+                keys.append(key + qtype.to_bytes(2, "big"))
     nxdomain = Answer(Outcome.NAME_ERROR, rcode=3, authority=[(zone.negative_soa, True)])
-    return CompiledZone(
+    compiled = CompiledZone(
         origin=wire_key(zone.origin),
         names=frozenset(wire_key(n) for n in zone.names),
         cuts=frozenset(wire_key(n) for n in zone.cuts),
@@ -125,6 +149,7 @@ def compile_zone(zoneset: ZoneSet, zone: ZoneData, entries: dict[bytes, Entry]) 
         ),
         nxdomain=render(nxdomain, None),
     )
+    return _Compiled(compiled, keys, uses)
 
 
 def compile_table(zones: Iterable[ZoneData], policy: ServedPolicy | None = None) -> AnswerTable:
@@ -134,14 +159,52 @@ def compile_table(zones: Iterable[ZoneData], policy: ServedPolicy | None = None)
     replace their static entry with a carrier of a fresh selector; forced names (name
     actions) replace every entry of the name.
     """
-    policy = policy or ServedPolicy()
     zoneset = ZoneSet(zones)
     entries: dict[bytes, Entry] = {}
     compiled: dict[bytes, CompiledZone] = {}
+    keys: dict[bytes, tuple[bytes, ...]] = {}
+    uses: dict[bytes, frozenset[bytes]] = {}
     for zone in zoneset:
-        compiled[wire_key(zone.origin)] = compile_zone(zoneset, zone, entries)
+        result = compile_zone(zoneset, zone, entries)
+        origin = result.zone.origin
+        compiled[origin], keys[origin], uses[origin] = result.zone, tuple(result.keys), frozenset(result.uses)
+    return _with_policy(zoneset, entries, compiled, keys, uses, policy or ServedPolicy())
+
+
+def recompile_table(
+    table: AnswerTable, zones: Iterable[ZoneData], changed: Iterable[dns.name.Name], policy: ServedPolicy
+) -> AnswerTable:
+    """A new table after `changed` zones changed: those and the zones whose answers used them
+    are compiled again, the rest is copied. `zones` is the whole new set; a new zone or a
+    removed one changes what every chain may reach, so it compiles everything."""
+    zoneset = ZoneSet(zones)
+    origins = {wire_key(origin) for origin in zoneset.by_origin}
+    if origins != set(table.zones):
+        return compile_table(zoneset, policy)
+    dirty = {wire_key(name) for name in changed}
+    dirty |= {zone for zone, used in table.uses.items() if used & dirty}
+    entries = dict(table.entries)
+    compiled, keys, uses = dict(table.zones), dict(table.keys), dict(table.uses)
+    for origin in dirty:
+        for key in keys[origin]:
+            entries.pop(key, None)
+    for origin in dirty:
+        zone = zoneset.by_origin[dns.name.from_wire(origin, 0)[0]]
+        result = compile_zone(zoneset, zone, entries)
+        compiled[origin], keys[origin], uses[origin] = result.zone, tuple(result.keys), frozenset(result.uses)
+    return _with_policy(zoneset, entries, compiled, keys, uses, policy)
+
+
+def _with_policy(
+    zoneset: ZoneSet,
+    entries: dict[bytes, Entry],
+    compiled: dict[bytes, CompiledZone],
+    keys: dict[bytes, tuple[bytes, ...]],
+    uses: dict[bytes, frozenset[bytes]],
+    policy: ServedPolicy,
+) -> AnswerTable:
     for name, rcode in policy.forced.items():
-        _force(zoneset, entries, name, rcode)
+        _force(zoneset, entries, keys, name, rcode)
     selectors: dict[tuple[dns.name.Name, int], Selector] = {}
     for spec in policy.dynamic:
         state = render_state(zoneset, spec)
@@ -149,15 +212,30 @@ def compile_table(zones: Iterable[ZoneData], policy: ServedPolicy | None = None)
         selectors[(spec.owner, spec.rdtype)] = selector
         entries[wire_key(spec.owner) + spec.rdtype.to_bytes(2, "big")] = carrier(state, selector)
     forced = frozenset(wire_key(name) for name in policy.forced)
-    return AnswerTable(entries=entries, zones=compiled, zoneset=zoneset, selectors=selectors, forced=forced)
+    return AnswerTable(
+        entries=entries,
+        zones=compiled,
+        zoneset=zoneset,
+        selectors=selectors,
+        forced=forced,
+        keys=keys,
+        uses=uses,
+    )
 
 
-def _force(zoneset: ZoneSet, entries: dict[bytes, Entry], name: dns.name.Name, rcode: int) -> None:
+def _force(
+    zoneset: ZoneSet,
+    entries: dict[bytes, Entry],
+    keys: dict[bytes, tuple[bytes, ...]],
+    name: dns.name.Name,
+    rcode: int,
+) -> None:
     """Answer every qtype at `name` with NXDOMAIN or REFUSED (a name action)."""
     key = wire_key(name)
-    for existing in [k for k in entries if k[: len(key)] == key and len(k) in (len(key), len(key) + 2)]:
-        del entries[existing]
     zone = zoneset.find(name)
+    candidates = keys.get(wire_key(zone.origin), ()) if zone is not None else ()
+    for existing in [k for k in candidates if k[: len(key)] == key and len(k) in (len(key), len(key) + 2)]:
+        entries.pop(existing, None)
     if rcode == RCODE_NXDOMAIN and zone is not None:
         answer = Answer(Outcome.NAME_ERROR, rcode=rcode, authority=[(zone.negative_soa, True)])
         entries[key] = render(answer, name)

@@ -102,13 +102,21 @@ class App:
     def publish_zone(self, zone: LoadedZone) -> None:
         """A committed edit: serve the new version from the next query on.
 
-        The table is rebuilt whole and in line (CNAME chains may cross zones); for large
-        zones an incremental rebuild of the touched names is the next step (issue 5).
+        Only this zone and the zones whose answers use it are compiled again, in line, so
+        the next query sees the edit; a large zone still costs its own compile.
         """
         self.state.by_file[zone.path] = zone
         assert self.engine is not None
+        previous = self.engine.table
         self.engine.swap(
-            build_table(self.config, zone_data(self.state.by_file), self.health.plans_for, self.rng)
+            build_table(
+                self.config,
+                zone_data(self.state.by_file),
+                self.health.plans_for,
+                self.rng,
+                previous=previous,
+                changed=[zone.origin],
+            )
         )
         if self.workers is not None:
             self.workers.broadcast("zone", zone)

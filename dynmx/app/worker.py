@@ -24,6 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import dns.name
+
 from dynmx.answer.engine import Engine
 from dynmx.app import channel
 from dynmx.app.listeners import HotStats, Listeners, SocketSet, make_engine
@@ -135,14 +137,14 @@ class Worker:
             elif kind == "zone":
                 _, seq, zone = message
                 self.zones[zone.path] = zone
-                self._rebuild(seq)
+                self._rebuild(seq, changed=(zone.origin,))
             elif kind == "reload":
                 _, seq, self.config, plans = message
                 self.plans = {p.pool.name: p for p in plans}
                 self._rebuild(seq, rescan=True)
         log.info("event=worker-channel-closed worker=%d", self.index)
 
-    def _rebuild(self, seq: int, rescan: bool = False) -> None:
+    def _rebuild(self, seq: int, rescan: bool = False, changed: tuple[dns.name.Name, ...] = ()) -> None:
         """Compile a new table off the loop; queries go on being answered from the old one."""
         loop = asyncio.get_running_loop()
 
@@ -150,8 +152,13 @@ class Worker:
             if rescan:
                 engine = await loop.run_in_executor(None, self._build)
             else:
+                assert self.engine is not None
+                previous = self.engine.table
                 table = await loop.run_in_executor(
-                    None, lambda: build_table(self.config, zone_data(self.zones), self.plan_of, self._rng())
+                    None,
+                    lambda: build_table(
+                        self.config, zone_data(self.zones), self.plan_of, self._rng(), previous, changed
+                    ),
                 )
                 assert self.engine is not None
                 self.engine.swap(table)

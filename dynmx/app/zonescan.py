@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 
 import dns.name
 import dns.rdataclass
 import dns.rdatatype
+import dns.zone
 
 from dynmx.answer.zoneset import ZoneData
 from dynmx.errors import Problem, ZoneLoadError
@@ -45,8 +47,25 @@ def scan_zones(
     return loaded, problems
 
 
+# The lookup indexes of a zone version, built once: an edit rebuilds only its own zone's.
+# Keyed by identity (a dnspython Zone is not hashable); a weak reference tells a reused id.
+_indexed: dict[int, tuple[weakref.ref[dns.zone.Zone], ZoneData]] = {}
+
+
 def zone_data(zones: dict[Path, LoadedZone]) -> list[ZoneData]:
-    return [ZoneData(z.origin, z.zone) for z in zones.values()]
+    found = []
+    for loaded in zones.values():
+        cached = _indexed.get(id(loaded.zone))
+        if cached is not None and cached[0]() is loaded.zone and cached[1].origin == loaded.origin:
+            found.append(cached[1])
+            continue
+        data = ZoneData(loaded.origin, loaded.zone)
+        _indexed[id(loaded.zone)] = (weakref.ref(loaded.zone), data)
+        found.append(data)
+    if len(_indexed) > 2 * len(zones) + 64:  # versions no longer served
+        for key in [key for key, (ref, _) in list(_indexed.items()) if ref() is None]:
+            _indexed.pop(key, None)
+    return found
 
 
 def soa_serial(zone: LoadedZone) -> int:

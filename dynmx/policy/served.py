@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
 import dns.name
@@ -21,7 +21,7 @@ import dns.rdataset
 import dns.rdatatype
 
 from dynmx.answer.clients import ClientAction, ClientRules
-from dynmx.answer.compiler import AnswerTable, compile_table
+from dynmx.answer.compiler import AnswerTable, compile_table, recompile_table
 from dynmx.answer.dynamic import DynamicRRset, ServedPolicy, render_state
 from dynmx.answer.zoneset import ZoneData, ZoneSet
 from dynmx.config import Config, PoolConfig
@@ -178,11 +178,15 @@ def build_table(
     zones: list[ZoneData],
     plan_of: Callable[[PoolConfig], PoolPlans],
     rng: Callable[[], float] | None = None,
+    previous: AnswerTable | None = None,
+    changed: Iterable[dns.name.Name] = (),
 ) -> AnswerTable:
     """Zones plus policy, compiled: the one place a new table is made.
 
     `plan_of` gives each pool's current plans (facts, promotion, TTL are the caller's).
     Pools whose name is in no served zone are left out (`dynmx check` reports them).
+    With `previous` (same config), only the `changed` zones and those that use them are
+    compiled again (an edit).
     """
     base = ZoneSet(zones)
     existing = {}
@@ -202,6 +206,8 @@ def build_table(
     policy = served_policy(config, plans, client_rules(config))
     if rng is not None:
         policy = dataclasses.replace(policy, rng=rng)
+    if previous is not None:
+        return recompile_table(previous, layered, changed, policy)
     return compile_table(layered, policy)
 
 
