@@ -358,6 +358,20 @@ def test_rfc8482_s4_any_at_host(engine: Engine) -> None:
     assert aa(reply) and reply.answer and reply.answer[0].rdtype in (A, AAAA, dns.rdatatype.HINFO)
 
 
+def test_rfc8482_s4_2_large_any_over_udp_is_a_synthesised_hinfo(engine: Engine) -> None:
+    """The one RRset would amplify (big TXT): UDP gets HINFO "RFC8482" "", under 3x the query."""
+    data = query("bigtxt.example.test.", "ANY", edns=True, payload=4096).to_wire()
+    wire = engine.handle(data, ("192.0.2.1", 5300), False)
+    assert isinstance(wire, bytes) and len(wire) < 3 * len(data)
+    reply = decode(wire)
+    assert [r.to_text() for r in only(reply.answer, dns.rdatatype.HINFO)] == ['"RFC8482" ""']
+
+
+def test_rfc8482_s4_1_large_any_over_tcp_is_the_rrset(engine: Engine) -> None:
+    reply = ask(engine, query("bigtxt.example.test.", "ANY"), tcp=True)
+    assert only(reply.answer, dns.rdatatype.TXT).name == n("bigtxt")
+
+
 def test_rfc8482_any_at_missing_name_is_nxdomain(engine: Engine) -> None:
     assert ask(engine, query("nope.example.test.", "ANY")).rcode() == NXDOMAIN
 

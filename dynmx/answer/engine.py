@@ -74,6 +74,8 @@ ControlHandler = Callable[[bytes, Query, bool, object], bytes | Deferred | None]
 # Handler for AXFR/IXFR over TCP, set by the control layer: (data, query, peer) -> messages.
 TransferHandler = Callable[[bytes, Query, object], list[bytes] | Deferred]
 SELFCHECK_LABEL = b"\x0a_selfcheck"
+ANY_AMPLIFICATION = 3  # ANY over UDP answered larger than this times the query gets the HINFO
+ANY_HINFO_TTL = 3600  # RFC 8482 4.2 leaves it to the operator; an hour, as common practice
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,7 +293,26 @@ class Engine:
             entry = entry.selector.pick(self._client_of(query, addr))
             if entry is None:
                 return None
+        if query.qtype == TYPE_ANY and not tcp and len(entry.body) > (ANY_AMPLIFICATION - 1) * len(data):
+            entry = self._minimal_any(query.qname_lower, entry)  # the reply is about query + body
         return assemble(data, query, entry, limit)
+
+    def _minimal_any(self, qname: bytes, entry: Entry) -> Entry:
+        """ANY over UDP whose one RRset would amplify: RFC 8482 4.2's synthesised HINFO instead."""
+        if entry.rcode != 0 or not entry.spans or not entry.authoritative:
+            return entry
+        key = qname + b"\x00\xffh"
+        found = self._lru.get(key)
+        if found is None:
+            owner = dns.name.from_wire(qname, 0)[0]
+            hinfo = dns.rdataset.from_text_list(
+                CLASS_IN, dns.rdatatype.HINFO, ANY_HINFO_TTL, ['"RFC8482" ""']
+            )
+            found = render(Answer(Outcome.SUCCESS, answer=[(owner, hinfo)]), owner)
+            self._lru[key] = found
+            if len(self._lru) > self.lru_size:
+                self._lru.popitem(last=False)
+        return found
 
     def _client_of(self, query: Query, addr: object) -> object:
         """The address client actions look at: the ECS address when allowed (RFC 7871), else the peer."""
