@@ -58,6 +58,8 @@ class ZoneState:
     by_file: dict[Path, LoadedZone] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     serial_of: dict[str, int] = field(default_factory=dict)
+    edits: int = 0  # commits published so far; a reload keeps a zone committed while it read
+    edited: dict[Path, int] = field(default_factory=dict)  # file -> `edits` at its last commit
 
 
 class App:
@@ -106,6 +108,8 @@ class App:
         the next query sees the edit; a large zone still costs its own compile.
         """
         self.state.by_file[zone.path] = zone
+        self.state.edits += 1
+        self.state.edited[zone.path] = self.state.edits
         assert self.engine is not None
         previous = self.engine.table
         self.engine.swap(
@@ -219,7 +223,20 @@ class App:
             started = time.monotonic()
             config_problem = await self._reconfigure()
             loop = asyncio.get_running_loop()
+            mark = self.state.edits
             zones, problems, table = await loop.run_in_executor(None, self._load)
+            newer = [path for path, edit in self.state.edited.items() if edit > mark and path in zones]
+            if newer:  # committed while the files were read: the version in memory is the newer one
+                for path in newer:
+                    zones[path] = self.state.by_file[path]
+                table = build_table(
+                    self.config,
+                    zone_data(zones),
+                    self.health.plans_for,
+                    self.rng,
+                    previous=table,
+                    changed=[zones[path].origin for path in newer],
+                )
             assert self.engine is not None
             self.engine.swap(table)
             if self.workers is not None:
