@@ -1,0 +1,352 @@
+"""Many zones and one huge zone: load time, peak memory, and qps with 1 zone vs 100,000 zones.
+
+Alongside load.py (one zone of N names), this loads:
+
+* `1`, `10k`, `100k`: 1, 10,000 and 100,000 zones of 10 records each (SOA, 2 NS, MX, TXT,
+  A for ns1, ns2, www, mx and AAAA for mx), one file per zone, as a hoster's dynmx would;
+* `1m`: one zone of about 1,000,000 records (load.py's shape: A on every name, MX on
+  every 4th, AAAA on every 10th; 740,741 names).
+
+For each, `python -m dynmx serve --zones DIR` is started on 127.0.0.1 and timed from
+spawn to its `event=serving` log line; peak resident memory is VmHWM, read then. For
+`1` and `100k` the same query mix shape is then measured with dnsperf as bench.py does
+(bench.measure: server on core 0, dnsperf on core 1, 2 s warm-up): per zone the apex MX
+and TXT, www A, mx A and AAAA, and one missing name (1 in 6 NXDOMAIN); for one zone
+that is 6 distinct questions, for 100,000 zones 600,000, shuffled.
+
+Targets (issue "Hardening and scale"): 100,000 zones load in < 60 s and < 2 GiB; qps
+with 100,000 zones within 10% of 1 zone.
+
+Then one TSIG-signed UPDATE (a TXT add to the first zone) is timed, while a probe sends
+50 SOA queries per second and records the slowest reply and the timeouts (1 s): an edit
+recompiles the answer table, and this shows how long the server stops answering for it.
+
+    .venv/bin/python benchmarks/scale.py [--cases 1,10k,100k,1m] [--seconds 10]
+    .venv/bin/python benchmarks/scale.py --cases 100k --profile     # where load time goes
+    .venv/bin/python benchmarks/scale.py --cases 10k --memory       # where the memory goes
+
+`--profile` runs each load under cProfile and prints the functions with the most own
+time (file:line); load times under the profiler are longer and not comparable.
+`--memory` loads the zones in this process instead, stage by stage (dnspython zones, the
+lookup indexes, the compiled table), under tracemalloc, and prints what each stage holds
+and the lines that allocated most (file:line); it uses dynmx's internal functions
+(`load_zone_file`, `ZoneData`, `compile_table`), so it may need updating when they move.
+Not a test; asserts nothing. Writes benchmarks/out/scale-<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import itertools
+import json
+import os
+import random
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import dns.message
+import dns.query
+import dns.rcode
+import dns.tsigkeyring
+import dns.update
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench import SERVER_CORE, cpu_model, ensure_tools, measure, pin
+from harness import (
+    OUT,
+    ROOT,
+    Dynmx,
+    loadavg,
+    mib,
+    print_profile,
+    profile_args,
+    source,
+    stamp,
+    top_functions,
+    udp_exchange,
+    udp_socket,
+)
+from load import vm_kib
+from load import write_zone as write_big_zone
+
+RECORDS_PER_ZONE = 10
+MILLION_NAMES = 740_741  # x (1 + 1/4 + 1/10) records per name = 1,000,002 records
+CASES = {"1": 1, "10k": 10_000, "100k": 100_000, "1m": 0}  # zones of 10 records; 0: one big zone
+QPS_CASES = ("1", "100k")
+LOAD_TIMEOUT = 1800.0
+KEY = "scale-key."
+PROBE_RATE = 50
+
+
+def write_config(workdir: Path, zone_dir: Path, zone: str, secret: str) -> Path:
+    """Zones from `zone_dir`, UPDATE with TSIG allowed on `zone` only; no control listener."""
+    config = workdir / "dynmx.toml"
+    config.write_text(
+        f'[server]\nlisten = ["127.0.0.1:0"]\nzones_dir = "{zone_dir}"\nstate_dir = "{workdir / "state"}"\n'
+        f'[[key]]\nname = "{KEY}"\nalgorithm = "hmac-sha256"\nsecret = "{secret}"\n'
+        f'[[zone]]\nname = "{zone}."\nallow_update = ["{KEY}"]\n'
+    )
+    return config
+
+
+def update_stall(port: int, zone: str, secret: str) -> dict[str, object]:
+    """Time one UPDATE while a probe measures how long queries go unanswered meanwhile."""
+    stop = threading.Event()
+    latencies: list[float | None] = []
+    answered_at: list[float] = []  # when each answered probe came back
+
+    def probe() -> None:
+        wire = dns.message.make_query(f"{zone}.", "SOA").to_wire()
+        with udp_socket() as sock:
+            while not stop.wait(1 / PROBE_RATE):
+                reply, seconds = udp_exchange(sock, wire, port, 1.0)
+                latencies.append(seconds * 1000 if reply else None)
+                if reply:
+                    answered_at.append(time.monotonic())
+
+    keyring = dns.tsigkeyring.from_text({KEY: ("hmac-sha256", secret)})
+    update = dns.update.UpdateMessage(f"{zone}.", keyring=keyring, keyname=KEY)
+    update.add(f"scale-update.{zone}.", 60, "TXT", '"scale"')
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    time.sleep(0.5)
+    begun = time.perf_counter()
+    try:
+        reply = dns.query.tcp(update, "127.0.0.1", port=port, timeout=LOAD_TIMEOUT)
+        rcode = dns.rcode.to_text(reply.rcode())
+    except Exception as error:  # reported, not fatal
+        rcode = repr(error)
+    update_ms = (time.perf_counter() - begun) * 1000
+    time.sleep(0.5)
+    stop.set()
+    thread.join(5)
+    answered = [ms for ms in latencies if ms is not None]
+    gaps = [b - a for a, b in itertools.pairwise(answered_at)]
+    return {
+        "longest_silence_s": round(max(gaps), 2) if gaps else None,
+        "rcode": rcode,
+        "update_ms": round(update_ms, 1),
+        "probe_sent": len(latencies),
+        "probe_timeouts": len(latencies) - len(answered),
+        "probe_max_ms": round(max(answered), 1) if answered else None,
+    }
+
+
+def small_zone(origin: str) -> str:
+    """A mail domain's zone of exactly 10 records."""
+    return (
+        f"$ORIGIN {origin}.\n$TTL 3600\n"
+        "@ SOA ns1 hostmaster 1 7200 900 1209600 300\n"
+        "@ NS ns1\n@ NS ns2\n@ MX 10 mx\n"
+        '@ TXT "v=spf1 mx -all"\n'
+        "ns1 A 192.0.2.53\nns2 A 192.0.2.54\n"
+        "mx A 192.0.2.25\nmx AAAA 2001:db8::25\nwww A 192.0.2.80\n"
+    )
+
+
+def origin(index: int) -> str:
+    return f"z{index}.scale.test"
+
+
+def write_zones(directory: Path, count: int) -> None:
+    for index in range(count):
+        name = origin(index)
+        (directory / f"{name}.zone").write_text(small_zone(name))
+
+
+def questions(index: int) -> list[str]:
+    name = origin(index)
+    return [f"{name} MX", f"{name} TXT", f"www.{name} A", f"mx.{name} A", f"mx.{name} AAAA", f"nx.{name} A"]
+
+
+def write_queries(path: Path, zones: int) -> Path:
+    """Every zone's 6 questions, repeated to at least 60,000 lines, shuffled with a fixed seed."""
+    lines = [q for index in range(zones) for q in questions(index)]
+    lines *= max(1, 60_000 // len(lines))
+    random.Random(4343).shuffle(lines)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run_case(case: str, workdir: Path, seconds: int, profile: bool, update: bool) -> dict[str, object]:
+    zone_dir = workdir / "zones"
+    zone_dir.mkdir()
+    started = time.monotonic()
+    zones = CASES[case]
+    if zones:
+        write_zones(zone_dir, zones)
+    else:
+        write_big_zone(zone_dir, MILLION_NAMES)
+    files = len(list(zone_dir.iterdir()))
+    records = sum(1 for f in zone_dir.iterdir() for line in f.open() if line[:1] not in ("$", ";", "\n"))
+    print(
+        f"scale: {case}: {files} zone files, {records} records written in {time.monotonic() - started:.1f} s"
+    )
+    dump = OUT / f"scale-profile-{case}.pstats"
+    secret = base64.b64encode(os.urandom(32)).decode()
+    first = origin(0) if zones else "big.test"
+    args = ["--config", str(write_config(workdir, zone_dir, first, secret)), "--http", ""]
+    python_args = profile_args(dump) if profile else []
+    result: dict[str, object] = {"case": case, "zone_files": files, "records": records}
+    with Dynmx(
+        args, workdir, prefix=pin(SERVER_CORE), python_args=python_args, timeout=LOAD_TIMEOUT
+    ) as server:
+        result |= {
+            "load_seconds": server.load_seconds,
+            "peak_rss_mib": mib(vm_kib(server.pid, "VmHWM")),
+            "rss_mib": mib(vm_kib(server.pid, "VmRSS")),
+            "entries": server.entries,
+        }
+        print(
+            f"scale: {case}: serving after {server.load_seconds} s, peak RSS {result['peak_rss_mib']} MiB, "
+            f"{server.entries} entries"
+        )
+        if case in QPS_CASES and not profile:
+            queries = write_queries(OUT / f"queries-scale-{case}.txt", zones)
+            run = measure("dynmx", case, server.port, server.pid, queries, seconds)
+            result["qps"] = asdict(run)
+            result["rss_after_qps_mib"] = mib(vm_kib(server.pid, "VmRSS"))
+            print(
+                f"scale: {case}: {run.qps:.0f} qps, lost {run.lost}, cpu {run.server_cpu:.0%}, {run.rcodes}"
+            )
+        if update and not profile:
+            result["update"] = stall = update_stall(server.port, first, secret)
+            print(
+                f"scale: {case}: one UPDATE took {stall['update_ms']} ms ({stall['rcode']}); meanwhile the "
+                f"slowest answer took {stall['probe_max_ms']} ms, "
+                f"{stall['probe_timeouts']} queries timed out, "
+                f"longest time without an answer {stall['longest_silence_s']} s"
+            )
+        result["log"] = server.log_summary() | {"problem_lines": server.problems[:20]}
+    if profile:
+        result["profile"] = top_functions(dump, 30)
+        print_profile(result["profile"], f"dynmx load hot spots, case {case}")  # type: ignore[arg-type]
+    return result
+
+
+def short(where: str, src: Path) -> str:
+    """A traceback line without the long prefixes of the checkout and the venv."""
+    where = where.replace(str(src) + "/", "")
+    return where.split("site-packages/", 1)[-1]
+
+
+def memory_profile(case: str, workdir: Path) -> dict[str, object]:
+    """Load `case` in this process under tracemalloc: MiB held after each stage, top allocation lines."""
+    import gc
+    import tracemalloc
+
+    from harness import SRC
+
+    sys.path.insert(0, str(SRC))
+    from dynmx.answer.compiler import compile_table
+    from dynmx.answer.zoneset import ZoneData
+    from dynmx.zone.loader import load_zone_file
+
+    zone_dir = workdir / "zones"
+    zone_dir.mkdir()
+    if CASES[case]:
+        write_zones(zone_dir, CASES[case])
+    else:
+        write_big_zone(zone_dir, MILLION_NAMES)
+    tracemalloc.start(1)
+    stages: dict[str, object] = {}
+    before = tracemalloc.take_snapshot()
+    loaded = [load_zone_file(path) for path in sorted(zone_dir.iterdir())]
+    gc.collect()
+    after_load = tracemalloc.take_snapshot()
+    data = [ZoneData(z.origin, z.zone) for z in loaded]
+    gc.collect()
+    after_data = tracemalloc.take_snapshot()
+    table = compile_table(data)
+    gc.collect()
+    after_table = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    for name, (old, new) in {
+        "zone files -> dnspython zones": (before, after_load),
+        "ZoneData indexes": (after_load, after_data),
+        "compiled answer table": (after_data, after_table),
+    }.items():
+        diff = new.compare_to(old, "lineno")
+        top = [
+            {"where": short(str(d.traceback), SRC), "mib": round(d.size_diff / 2**20, 1)}
+            for d in sorted(diff, key=lambda d: -d.size_diff)[:8]
+        ]
+        stages[name] = {"mib": round(sum(d.size_diff for d in diff) / 2**20, 1), "top": top}
+        print(f"scale: {case}: {name}: {stages[name]['mib']} MiB")  # type: ignore[index]
+        for row in top:
+            print(f"    {row['mib']:8.1f} MiB  {row['where']}")
+    stages["entries"] = len(table.entries)
+    return {"case": case, "memory": stages}
+
+
+def stall_cells(stall: object) -> str:
+    if not isinstance(stall, dict):
+        return f"{'-':>9} {'-':>11}"
+    return f"{stall['update_ms'] / 1000:9.2f} {stall['longest_silence_s']:11.2f}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of {', '.join(CASES)}")
+    parser.add_argument("--seconds", type=int, default=10, help="length of each measured qps run (1-300)")
+    parser.add_argument("--profile", action="store_true", help="run the loads under cProfile (no qps runs)")
+    parser.add_argument("--no-update", action="store_true", help="skip timing one UPDATE per case")
+    parser.add_argument("--memory", action="store_true", help="tracemalloc the loading stages in-process")
+    args = parser.parse_args()
+    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    unknown = [c for c in cases if c not in CASES]
+    if unknown or not 1 <= args.seconds <= 300:
+        parser.error(f"unknown cases {unknown}" if unknown else "--seconds must be between 1 and 300")
+    ensure_tools(need_nsd=False)
+    OUT.mkdir(parents=True, exist_ok=True)
+    if args.memory:
+        found = []
+        for case in cases:
+            with tempfile.TemporaryDirectory(prefix=f"dynmx-scale-{case}-") as tmp:
+                found.append(memory_profile(case, Path(tmp)))
+        path = OUT / f"scale-memory-{stamp()}.json"
+        path.write_text(json.dumps({"source": source(), "results": found}, indent=1) + "\n")
+        print(f"\nwritten: {path.relative_to(ROOT)}")
+        return 0
+    results = []
+    for case in cases:
+        with tempfile.TemporaryDirectory(prefix=f"dynmx-scale-{case}-") as tmp:
+            results.append(run_case(case, Path(tmp), args.seconds, args.profile, not args.no_update))
+    head = f"{'case':5} {'files':>7} {'records':>9} {'entries':>9} {'load s':>7} {'peak MiB':>9} {'qps':>9}"
+    print(f"\n{head} {'UPDATE s':>9} {'silence s':>11}")
+    for r in results:
+        qps = r.get("qps")
+        cell = f"{qps['qps']:9.0f}" if isinstance(qps, dict) else f"{'-':>9}"
+        print(
+            f"{r['case']:5} {r['zone_files']:7d} {r['records']:9d} {r['entries']:9d} "
+            f"{r['load_seconds']:7.1f} {r['peak_rss_mib']:9.1f} {cell} {stall_cells(r.get('update'))}"
+        )
+    by = {r["case"]: r for r in results}
+    ratio = None
+    if all(isinstance(by.get(c, {}).get("qps"), dict) for c in QPS_CASES):
+        ratio = by["100k"]["qps"]["qps"] / by["1"]["qps"]["qps"]  # type: ignore[index]
+        print(f"qps 100,000 zones / 1 zone: {ratio:.3f} (target >= 0.9)")
+    document = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "cpu": cpu_model(),
+        "source": source(),
+        "loadavg_at_end": loadavg(),
+        "profiled": args.profile,
+        "results": results,
+        "qps_ratio_100k_over_1": ratio,
+    }
+    path = OUT / f"scale-{stamp()}.json"
+    path.write_text(json.dumps(document, indent=1) + "\n")
+    print("(silence: longest gap between answered probes, 50 SOA queries/s, while one UPDATE ran)")
+    print(f"\nwritten: {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
