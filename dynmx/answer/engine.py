@@ -45,6 +45,7 @@ from dynmx.wire.response import (
     RCODE_NOTIMP,
     RCODE_REFUSED,
     RCODE_SERVFAIL,
+    SECTION_ANSWER,
     TCP_LIMIT,
     UDP_PAYLOAD,
     Entry,
@@ -298,17 +299,21 @@ class Engine:
         return assemble(data, query, entry, limit)
 
     def _minimal_any(self, qname: bytes, entry: Entry) -> Entry:
-        """ANY over UDP whose one RRset would amplify: RFC 8482 4.2's synthesised HINFO instead."""
-        if entry.rcode != 0 or not entry.spans or not entry.authoritative:
+        """ANY over UDP whose one RRset would amplify: RFC 8482 4.2's synthesised HINFO instead.
+
+        Only for data of the name itself (not a referral or an error), in either class.
+        """
+        if entry.rcode != 0 or not entry.spans or entry.spans[0].section != SECTION_ANSWER:
             return entry
-        key = qname + b"\x00\xffh"
+        key = qname + b"\x00\xffh" + (b"a" if entry.authoritative else b"")
         found = self._lru.get(key)
         if found is None:
             owner = dns.name.from_wire(qname, 0)[0]
             hinfo = dns.rdataset.from_text_list(
                 CLASS_IN, dns.rdatatype.HINFO, ANY_HINFO_TTL, ['"RFC8482" ""']
             )
-            found = render(Answer(Outcome.SUCCESS, answer=[(owner, hinfo)]), owner)
+            answer = Answer(Outcome.SUCCESS, authoritative=entry.authoritative, answer=[(owner, hinfo)])
+            found = render(answer, owner)
             self._lru[key] = found
             if len(self._lru) > self.lru_size:
                 self._lru.popitem(last=False)
