@@ -19,6 +19,7 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
+import dnslib
 import pytest
 
 from dynmx.answer.compiler import compile_table
@@ -370,6 +371,17 @@ def test_rfc8482_s4_2_large_any_over_udp_is_a_synthesised_hinfo(engine: Engine) 
 def test_rfc8482_s4_1_large_any_over_tcp_is_the_rrset(engine: Engine) -> None:
     reply = ask(engine, query("bigtxt.example.test.", "ANY"), tcp=True)
     assert only(reply.answer, dns.rdatatype.TXT).name == n("bigtxt")
+
+
+@pytest.mark.parametrize("label", ["x", "A-Much-Longer-Label-Than-Usual", "a.b.c.d.e.f"])
+def test_rfc2308_nxdomain_soa_is_compressed_against_the_question(engine: Engine, label: str) -> None:
+    """The shared NXDOMAIN body points into the question at any length (as NSD's): under 3x."""
+    data = query(f"{label}.example.test.", "A").to_wire()
+    wire = engine.handle(data, None, False)
+    assert isinstance(wire, bytes) and len(wire) < 3 * len(data)
+    reply = decode(wire)
+    dnslib.DNSRecord.parse(wire)
+    assert reply.rcode() == NXDOMAIN and only(reply.authority, SOA).name == n(ORIGIN)
 
 
 def test_rfc8482_any_at_missing_name_is_nxdomain(engine: Engine) -> None:

@@ -229,6 +229,11 @@ class Engine:
             zone = self.table.find_zone(name)
             if zone is None or not zone.plain_nxdomain(name):
                 return self._slow(data, addr, tcp)
+            body = zone.nxdomain_body(len(name))
+            if qend + 4 + len(body) + len(opt) <= limit:
+                rd = data[2] & 1
+                head = zone.nxdomain.head_opt[rd] if opt else zone.nxdomain.head[rd]
+                return b"".join((data[:2], head, data[12 : qend + 4], body, opt))
             entry = zone.nxdomain
         elif entry.selector is not None:
             entry = entry.selector.pick(addr)
