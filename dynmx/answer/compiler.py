@@ -13,7 +13,7 @@ zones each zone's answers used, so the cost of an edit follows the zone, not the
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import dns.name
 import dns.rdatatype
@@ -43,21 +43,24 @@ class CompiledZone:
     nxdomain: Entry  # uncompressed: valid after any question
     # The same body compressed against the zone's origin at the end of the question, as NSD
     # sends it (about 30 bytes shorter: less amplification); pointers move with the qname.
-    nx_compressed: bytes = b""
+    nx_compressed: Entry | None = None
     nx_pointers: tuple[int, ...] = ()
-    nx_by_length: dict[int, bytes] = field(default_factory=dict)
+    nx_by_length: dict[int, Entry] = field(default_factory=dict)
 
-    def nxdomain_body(self, qname_length: int) -> bytes:
-        """The compressed NXDOMAIN body after a question whose name is `qname_length` bytes."""
-        body = self.nx_by_length.get(qname_length)
-        if body is None:
+    def nxdomain_for(self, qname_length: int) -> Entry:
+        """The compressed NXDOMAIN after a question whose name is `qname_length` bytes."""
+        entry = self.nx_by_length.get(qname_length)
+        if entry is None:
+            if self.nx_compressed is None:
+                return self.nxdomain
             shift = qname_length - len(self.origin)
-            patched = bytearray(self.nx_compressed)
+            body = bytearray(self.nx_compressed.body)
             for at in self.nx_pointers:
-                target = ((patched[at] << 8) | patched[at + 1]) & 0x3FFF
-                patched[at : at + 2] = (0xC000 | (target + shift)).to_bytes(2, "big")
-            body = self.nx_by_length[qname_length] = bytes(patched)
-        return body
+                target = ((body[at] << 8) | body[at + 1]) & 0x3FFF
+                body[at : at + 2] = (0xC000 | (target + shift)).to_bytes(2, "big")
+            entry = replace(self.nx_compressed, body=bytes(body))
+            self.nx_by_length[qname_length] = entry
+        return entry
 
     def plain_nxdomain(self, qname: bytes) -> bool:
         """True when `qname` (lower wire, not in the table) is a plain NXDOMAIN in this zone.
@@ -166,7 +169,7 @@ def compile_zone(zoneset: ZoneSet, zone: ZoneData, entries: dict[bytes, Entry]) 
             wire_key(n.parent()) for n in zone.names if n.labels and n.labels[0] == WILDCARD
         ),
         nxdomain=render(nxdomain, None),
-        nx_compressed=compressed.body,
+        nx_compressed=compressed,
         nx_pointers=_pointers_of_one_rr(compressed.body),
     )
     return _Compiled(compiled, keys, uses)

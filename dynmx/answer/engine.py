@@ -229,12 +229,7 @@ class Engine:
             zone = self.table.find_zone(name)
             if zone is None or not zone.plain_nxdomain(name):
                 return self._slow(data, addr, tcp)
-            body = zone.nxdomain_body(len(name))
-            if qend + 4 + len(body) + len(opt) <= limit:
-                rd = data[2] & 1
-                head = zone.nxdomain.head_opt[rd] if opt else zone.nxdomain.head[rd]
-                return b"".join((data[:2], head, data[12 : qend + 4], body, opt))
-            entry = zone.nxdomain
+            entry = zone.nxdomain_for(len(name))
         elif entry.selector is not None:
             entry = entry.selector.pick(addr)
             if entry is None:
@@ -384,7 +379,7 @@ class Engine:
         shared = False
         if not class_any and qname not in zone.names:
             if zone.plain_nxdomain(qname):
-                return zone.nxdomain  # every qtype, ANY too: a random-name ANY flood costs no lookup
+                return zone.nxdomain_for(len(qname))  # every qtype, ANY too: no lookup per name
             parent = zone.wildcard_parent(qname) if qtype < META_QTYPE_MIN else None
             if parent is not None:
                 # Wildcard synthesis: one body for every name the wildcard covers, so a
