@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import weakref
 from pathlib import Path
 
 import dns.name
@@ -47,25 +46,23 @@ def scan_zones(
     return loaded, problems
 
 
-# The lookup indexes of a zone version, built once: an edit rebuilds only its own zone's.
-# Keyed by identity (a dnspython Zone is not hashable); a weak reference tells a reused id.
-_indexed: dict[int, tuple[weakref.ref[dns.zone.Zone], ZoneData]] = {}
+# The lookup indexes of the zone versions served now, built once per version: an edit
+# rebuilds only its own zone's. Only the versions of the last call are kept (a dnspython
+# Zone is not hashable: keyed by identity, and holding the zone keeps the identity unique).
+_indexed: dict[int, tuple[dns.zone.Zone, ZoneData]] = {}
 
 
 def zone_data(zones: dict[Path, LoadedZone]) -> list[ZoneData]:
-    found = []
+    global _indexed
+    current: dict[int, tuple[dns.zone.Zone, ZoneData]] = {}
+    previous = _indexed
     for loaded in zones.values():
-        cached = _indexed.get(id(loaded.zone))
-        if cached is not None and cached[0]() is loaded.zone and cached[1].origin == loaded.origin:
-            found.append(cached[1])
-            continue
-        data = ZoneData(loaded.origin, loaded.zone)
-        _indexed[id(loaded.zone)] = (weakref.ref(loaded.zone), data)
-        found.append(data)
-    if len(_indexed) > 2 * len(zones) + 64:  # versions no longer served
-        for key in [key for key, (ref, _) in list(_indexed.items()) if ref() is None]:
-            _indexed.pop(key, None)
-    return found
+        cached = previous.get(id(loaded.zone))
+        if cached is None or cached[0] is not loaded.zone or cached[1].origin != loaded.origin:
+            cached = (loaded.zone, ZoneData(loaded.origin, loaded.zone))
+        current[id(loaded.zone)] = cached
+    _indexed = current
+    return [data for _, data in current.values()]
 
 
 def soa_serial(zone: LoadedZone) -> int:
