@@ -57,18 +57,19 @@ class Worker:
         self.pending: dict[int, asyncio.Future[Any]] = {}
         self.ids = itertools.count(1)
         self.rebuilding: asyncio.Task[None] | None = None
-        self.rebuild_again = False
+        self.zone_edits = 0  # zone messages applied; a rescan keeps a zone that arrived while it read
+        self.zone_edited: dict[Path, int] = {}
         self.writer: asyncio.StreamWriter | None = None
         self.stopping = asyncio.Event()
 
     def plan_of(self, pool: PoolConfig) -> PoolPlans:
         return self.plans.get(pool.name) or plan_all(pool, {})
 
-    def _build(self) -> Engine:
-        zones, _problems = scan_zones(self.config.path(self.config.server.zones_dir), self.zones)
-        self.zones = zones
+    def _build(self, previous: dict[Path, LoadedZone]) -> tuple[Engine, dict[Path, LoadedZone]]:
+        """Read the zone directory and compile (any thread: touches no state of the worker)."""
+        zones, _problems = scan_zones(self.config.path(self.config.server.zones_dir), previous)
         table = build_table(self.config, zone_data(zones), self.plan_of, self._rng())
-        return make_engine(self.config, table)
+        return make_engine(self.config, table), zones
 
     def _rng(self) -> Callable[[], float] | None:
         """Each worker draws on its own; a seed (tests) stays reproducible per worker."""
@@ -85,7 +86,7 @@ class Worker:
         _, self.index, self.config, plans = init
         setup_logging(self.config.log.level)
         self.plans = {p.pool.name: p for p in plans}
-        engine = self._build()
+        engine, self.zones = self._build(self.zones)
         self._attach(engine)
         self.listeners = Listeners.for_engine(self.config, engine)
         await self.listeners.serve(engine.handle, self.sockets)
@@ -137,6 +138,8 @@ class Worker:
             elif kind == "zone":
                 _, seq, zone = message
                 self.zones[zone.path] = zone
+                self.zone_edits += 1
+                self.zone_edited[zone.path] = self.zone_edits
                 self._rebuild(seq, changed=(zone.origin,))
             elif kind == "reload":
                 _, seq, self.config, plans = message
@@ -150,14 +153,20 @@ class Worker:
 
         async def rebuild() -> None:
             if rescan:
-                engine = await loop.run_in_executor(None, self._build)
+                mark = self.zone_edits
+                engine, zones = await loop.run_in_executor(None, self._build, dict(self.zones))
+                for path, edit in self.zone_edited.items():
+                    if edit > mark and path in zones:
+                        zones[path] = self.zones[path]  # committed while the files were read
+                self.zones = zones
             else:
                 assert self.engine is not None
                 previous = self.engine.table
+                snapshot = dict(self.zones)  # the loop may add zones while this compiles
                 table = await loop.run_in_executor(
                     None,
                     lambda: build_table(
-                        self.config, zone_data(self.zones), self.plan_of, self._rng(), previous, changed
+                        self.config, zone_data(snapshot), self.plan_of, self._rng(), previous, changed
                     ),
                 )
                 assert self.engine is not None
