@@ -81,7 +81,8 @@ class Entry:
         for span in self.spans:
             counts[span.section] += span.count
         an, ns, ar = counts
-        object.__setattr__(self, "counts", (an, ns, ar))
+        object.__setattr__(self, "spans", _shared_spans(self.spans))
+        object.__setattr__(self, "counts", _shared_counts(an, ns, ar))
         flags = FLAG_QR | (FLAG_AA if self.authoritative else 0) | (self.rcode & 0xF)
         object.__setattr__(self, "head", _heads(flags, an, ns, ar))
         object.__setattr__(self, "head_opt", _heads(flags, an, ns, ar + 1))
@@ -89,6 +90,17 @@ class Entry:
     @property
     def flags(self) -> int:
         return FLAG_QR | (FLAG_AA if self.authoritative else 0) | (self.rcode & 0xF)
+
+
+# Interned like the heads: entries of zones built from one template have equal spans.
+@functools.lru_cache(maxsize=1 << 16)
+def _shared_spans(spans: tuple[RRsetSpan, ...]) -> tuple[RRsetSpan, ...]:
+    return spans
+
+
+@functools.lru_cache(maxsize=4096)
+def _shared_counts(an: int, ns: int, ar: int) -> tuple[int, int, int]:
+    return (an, ns, ar)
 
 
 @functools.lru_cache(maxsize=4096)
