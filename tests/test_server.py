@@ -224,6 +224,22 @@ def test_sighup_reload_serves_new_data(serve: Serve, zones: Path) -> None:
     assert _udp(server, "new.example.test", "A").answer
 
 
+def test_reload_recompiles_the_zones_whose_answers_follow_a_changed_file(serve: Serve, zones: Path) -> None:
+    """A reload parses only changed files; a CNAME chain into one still shows the new data."""
+    (zones / "other.test.zone").write_text(
+        "$TTL 60\n@ SOA ns1.example.test. h 1 2 3 4 5\n@ NS ns1.example.test.\n"
+        "alias CNAME mx1.example.test.\n"
+    )
+    server = serve("--zones", str(zones), "--listen", "127.0.0.1:0")
+    assert _udp(server, "alias.other.test", "A").answer[-1][0].address == "127.0.0.2"
+    changed = ZONE.replace(" 1 7200", " 2 7200").replace("127.0.0.2", "127.0.0.8")
+    (zones / "example.test.zone").write_text(changed)
+    server.process.send_signal(signal.SIGHUP)
+    assert "zones=2 changed=1 incremental=yes" in server.wait_for_log("event=reloaded")
+    assert _udp(server, "alias.other.test", "A").answer[-1][0].address == "127.0.0.8"
+    assert _udp(server, "mx1.example.test", "A").answer[0][0].address == "127.0.0.8"
+
+
 def test_bad_zone_on_reload_is_refused_and_previous_version_keeps_serving(serve: Serve, zones: Path) -> None:
     server = serve("--zones", str(zones), "--listen", "127.0.0.1:0")
     (zones / "example.test.zone").write_text(ZONE + "broken A not-an-address\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import weakref
 from pathlib import Path
 
@@ -36,3 +37,39 @@ def test_replaced_versions_are_released() -> None:
         del loaded
     gc.collect()
     assert sum(ref() is not None for ref in versions) <= 1
+
+
+def _write(directory: Path, serial: int) -> Path:
+    path = directory / "example.test.zone"
+    path.write_text(TEXT.format(serial=serial))
+    return path
+
+
+def test_a_rescan_keeps_the_zone_of_a_file_whose_bytes_are_unchanged(tmp_path: Path) -> None:
+    _write(tmp_path, 1)
+    first, _ = zonescan.scan_zones(tmp_path, {})
+    second, _ = zonescan.scan_zones(tmp_path, first)
+    assert second == first
+    assert zonescan.changed_origins(first, second) == []
+
+
+def test_a_changed_file_is_read_again_even_with_its_size_and_mtime_restored(tmp_path: Path) -> None:
+    """Bytes are compared, not stat data: an edit within one clock tick is not missed."""
+    path = _write(tmp_path, 1)
+    stat = path.stat()
+    first, _ = zonescan.scan_zones(tmp_path, {})
+    _write(tmp_path, 2)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_size == stat.st_size
+    second, _ = zonescan.scan_zones(tmp_path, first)
+    assert zonescan.soa_serial(second[path]) == 2
+    assert zonescan.changed_origins(first, second) == [dns.name.from_text("example.test.")]
+
+
+def test_a_version_made_in_memory_is_replaced_by_its_file_on_a_rescan(tmp_path: Path) -> None:
+    """An edit's version has no digest: the file, written back by the writer, is read again."""
+    path = _write(tmp_path, 3)
+    edited = _version(4)
+    in_memory = {path: LoadedZone(edited.origin, edited.zone, path)}
+    scanned, _ = zonescan.scan_zones(tmp_path, in_memory)
+    assert zonescan.soa_serial(scanned[path]) == 3

@@ -13,18 +13,20 @@ data, the same figures of a fresh dynmx started on the final files (what is data
 history). The last report runs `gc.collect()` and glibc `malloc_trim(0)`: RSS that drops
 then was free memory the allocator held, not live data.
 
-Phases (each a fresh dynmx; every loop is bounded by `--steps` and a per-step deadline):
+Phases (comma-separated, run in order on one dynmx, `--steps` steps each; every loop is
+bounded by the step count and a per-step deadline):
 
     idle          nothing but the prober (4 members, interval 1 s)
     flap          member sinks stopped and started in turn; each waits for the pool answer
     query         dnsperf at `--qps` (soak.py's query mix) for `--seconds` per step
     slowfill      `--ops` class-ANY queries per step with varying qtypes: fills the slow-path LRU
-    update-grow   `--ops` UPDATEs per step as soak.py sends them (add u<n>; every third, delete u<n-2>)
+    update-grow   `--ops` UPDATEs per step as soak.py sends them (add g<n>; every third, delete g<n-2>)
     update-churn  `--ops` UPDATEs per step adding and deleting one name (data unchanged)
     reload        `--ops` reloads per step, SIGHUP and POST /reload in turn, each waited for
     mixed         soak.py's updater, reloader and flapper threads (faster rates) + dnsperf steps
 
     .venv/bin/python benchmarks/soak/memwatch.py update-grow --steps 6 --ops 150
+    .venv/bin/python benchmarks/soak/memwatch.py update-grow,update-churn,reload --steps 4
     .venv/bin/python benchmarks/soak/memwatch.py mixed --steps 6 --seconds 30 --frames 1
     .venv/bin/python benchmarks/soak/memwatch.py query --qps 5000 --frames 1 --top 20
 
@@ -139,16 +141,18 @@ def send_update(port: int, keyring: object, add: bool, owner: str, text: str) ->
 
 
 def updates_grow(port: int, keyring: object, first: int, ops: int, deadline: float) -> int:
-    """soak.py's pattern: add u<n>, and after every third add delete u<n-2>; returns UPDATEs sent."""
-    sent, n = 0, first
-    while sent < ops and time.monotonic() < deadline:
-        send_update(port, keyring, True, f"u{n}.dyn.{ZONE}.", f"soak {n}")
+    """soak.py's pattern on names g<n>: add g<n>; with every third add, delete g<n-2>.
+
+    `first` and the result count UPDATEs sent so far (the name follows from the count)."""
+    sent = first
+    while sent < first + ops and time.monotonic() < deadline:
+        n = sent - sent // 4  # 4 UPDATEs per 3 names: add, add, add + delete
+        if sent % 4 == 3:
+            send_update(port, keyring, False, f"g{n - 3}.dyn.{ZONE}.", "")
+        else:
+            send_update(port, keyring, True, f"g{n}.dyn.{ZONE}.", f"soak {n}")
         sent += 1
-        if n % 3 == 2 and sent < ops:
-            send_update(port, keyring, False, f"u{n - 2}.dyn.{ZONE}.", "")
-            sent += 1
-        n += 1
-    return n
+    return sent
 
 
 def updates_churn(port: int, keyring: object, first: int, ops: int, deadline: float) -> int:
@@ -331,10 +335,105 @@ def print_rows(title: str, rows: list[dict[str, object]]) -> None:
 # --- the run -------------------------------------------------------------------------------------
 
 
+class Phases:
+    """Runs the steps of one phase after another on one dynmx, keeping each activity's count."""
+
+    def __init__(
+        self, watched: Watched, sinks: Sinks, keyring: object, queries: Path, args: argparse.Namespace
+    ) -> None:
+        self.watched = watched
+        self.sinks = sinks
+        self.keyring = keyring
+        self.queries = queries
+        self.args = args
+        self.done: dict[str, int] = dict.fromkeys(PHASES, 0)
+        self.reports: list[dict[str, object]] = []
+        self.ops_at: list[int] = []  # operations of the phase so far, per report
+        self.summaries: list[dict[str, object]] = []
+
+    def record(self, label: str, ops: int, *, collect: bool = False, trim: bool = False) -> None:
+        self.reports.append(self.watched.report(label, collect=collect, trim=trim))
+        self.ops_at.append(ops)
+        print_step(label, ops, self.reports[-1])
+
+    def run(self, phase: str, steps: int, ops: int) -> None:
+        args = self.args
+        server = self.watched.server
+        port = server.port
+        stop = threading.Event()
+        tally = Tally()
+        threads: list[threading.Thread] = []
+        if phase == "mixed":
+            started = time.monotonic()
+            rate, every, flap = args.update_rate, args.reload_every, args.flap_every
+            threads = [
+                threading.Thread(target=updater, args=(port, self.keyring, rate, stop, started, tally)),
+                threading.Thread(target=reloader, args=(server, every, stop, started, tally)),
+                threading.Thread(target=flapper, args=(port, self.sinks, flap, stop, started, tally)),
+            ]
+            for thread in threads:
+                thread.start()
+        seconds = args.seconds
+        first = len(self.reports)
+        try:
+            for step in range(1, steps + 1):
+                n = self.done[phase]
+                deadline = time.monotonic() + (seconds if ops == 0 else STEP_DEADLINE)
+                if phase == "idle":
+                    time.sleep(seconds)
+                elif phase == "flap":
+                    n = flaps(port, self.sinks, n, deadline)
+                elif phase in ("query", "mixed"):
+                    run, _ = dnsperf_run("memwatch", port, self.queries, seconds, qps=args.qps)
+                    n += run.completed
+                elif phase == "slowfill":
+                    n = slowfill(port, n, ops, deadline, 200)
+                elif phase == "update-grow":
+                    n = updates_grow(port, self.keyring, n, ops, deadline)
+                elif phase == "update-churn":
+                    n = updates_churn(port, self.keyring, n, ops, deadline)
+                elif phase == "reload":
+                    n = reloads(server, n, ops, deadline)
+                self.done[phase] = n
+                if phase == "mixed":
+                    updates = tally.updates_acked + tally.deletes_acked
+                    self.record(f"{phase} {step}", updates)
+                    print(
+                        f"memwatch:            queries {n}, UPDATEs {updates}, reloads {len(tally.reloads)},"
+                        f" flaps {len(tally.flaps)}, update failures {len(tally.updates_failed)}"
+                    )
+                else:
+                    self.record(f"{phase} {step}", n)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(60)
+        a, b = self.reports[first], self.reports[-1]
+        count = self.ops_at[-1] - self.ops_at[first]
+        growth = kib(b) - kib(a)
+        summary = {
+            "phase": phase,
+            "rss_step1_mib": round(kib(a) / 1024, 2),
+            "rss_last_mib": round(kib(b) / 1024, 2),
+            "operations_after_step1": count,
+            "rss_growth_kib": growth,
+            "kib_per_operation": round(growth / count, 3) if count else None,
+        }
+        if phase == "mixed":
+            summary |= {"reloads": len(tally.reloads), "flaps": len(tally.flaps)}
+        self.summaries.append(summary)
+        print(
+            f"memwatch: {phase}: RSS step 1 -> {steps}: {summary['rss_step1_mib']} ->"
+            f" {summary['rss_last_mib']}"
+            f" MiB ({growth:+d} KiB over {count} operations after step 1: {summary['kib_per_operation']}"
+            " KiB each)"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("phase", choices=PHASES)
-    parser.add_argument("--steps", type=int, default=6, help="steps after the baseline (1-50)")
+    parser.add_argument("phases", help=f"one or more of {', '.join(PHASES)}, comma-separated, run in order")
+    parser.add_argument("--steps", type=int, default=6, help="steps per phase (1-50)")
     parser.add_argument(
         "--seconds", type=int, default=20, help="seconds per step of the timed phases (1-300)"
     )
@@ -345,19 +444,25 @@ def main() -> int:
     parser.add_argument("--update-rate", type=float, default=5.0, help="mixed: UPDATE adds per second")
     parser.add_argument("--reload-every", type=float, default=10.0, help="mixed: seconds between reloads")
     parser.add_argument("--flap-every", type=float, default=8.0, help="mixed: seconds per member stop+start")
-    parser.add_argument("--fresh", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument(
+        "--fresh",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="then a fresh dynmx on the final files (default: with update-grow or mixed)",
+    )
     args = parser.parse_args()
-    ops = args.ops or DEFAULT_OPS.get(args.phase, 0)
-    if not (1 <= args.steps <= 50 and 1 <= args.seconds <= 300 and 0 <= ops <= 100_000):
+    phases = args.phases.split(",")
+    if any(p not in PHASES for p in phases) or not 1 <= len(phases) <= 8:
+        parser.error(f"phases: 1-8 of {', '.join(PHASES)}")
+    if not (1 <= args.steps <= 50 and 1 <= args.seconds <= 300 and 0 <= args.ops <= 100_000):
         parser.error("--steps 1-50, --seconds 1-300, --ops 0-100000")
     if not (100 <= args.qps <= 50_000 and 0 <= args.frames <= 25 and 1 <= args.top <= 200):
         parser.error("--qps 100-50000, --frames 0-25, --top 1-200")
-    fresh = args.fresh if args.fresh is not None else args.phase in ("update-grow", "mixed")
+    fresh = args.fresh if args.fresh is not None else bool({"update-grow", "mixed"} & set(phases))
     secret = base64.b64encode(os.urandom(32)).decode()
     keyring = dns.tsigkeyring.from_text({KEY: ("hmac-sha256", secret)})
-    reports: list[dict[str, object]] = []
-    done: list[int] = []
     fresh_reports: list[dict[str, object]] = []
+    fresh_traced: list[dict[str, object]] = []
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="dynmx-memwatch-") as tmp:
         workdir = Path(tmp)
@@ -370,70 +475,13 @@ def main() -> int:
             for host in MEMBERS:
                 sinks.start(host)
             with Watched(config, workdir, workdir / "reports", args.frames) as watched:
-                server = watched.server
-                port = server.port
-                reports.append(watched.report("baseline"))
-                done.append(0)
-                print_step("baseline", 0, reports[-1])
-                stop = threading.Event()
-                tally = Tally()
-                threads: list[threading.Thread] = []
-                if args.phase == "mixed":
-                    started = time.monotonic()
-                    threads = [
-                        threading.Thread(
-                            target=updater, args=(port, keyring, args.update_rate, stop, started, tally)
-                        ),
-                        threading.Thread(
-                            target=reloader, args=(server, args.reload_every, stop, started, tally)
-                        ),
-                        threading.Thread(
-                            target=flapper, args=(port, sinks, args.flap_every, stop, started, tally)
-                        ),
-                    ]
-                    for thread in threads:
-                        thread.start()
-                n = 0
-                try:
-                    for step in range(1, args.steps + 1):
-                        deadline = time.monotonic() + (args.seconds if ops == 0 else STEP_DEADLINE)
-                        if args.phase == "idle":
-                            time.sleep(args.seconds)
-                        elif args.phase == "flap":
-                            n = flaps(port, sinks, n, deadline)
-                        elif args.phase in ("query", "mixed"):
-                            run, _ = dnsperf_run("memwatch", port, queries, args.seconds, qps=args.qps)
-                            n += run.completed
-                        elif args.phase == "slowfill":
-                            n = slowfill(port, n, ops, deadline, 200)
-                        elif args.phase == "update-grow":
-                            n = updates_grow(port, keyring, n, ops, deadline)
-                        elif args.phase == "update-churn":
-                            n = updates_churn(port, keyring, n, ops, deadline)
-                        elif args.phase == "reload":
-                            n = reloads(server, n, ops, deadline)
-                        if args.phase == "mixed":
-                            n_mixed = tally.updates_acked + tally.deletes_acked
-                            label = f"step {step}"
-                            reports.append(watched.report(label))
-                            done.append(n_mixed)
-                            print_step(label, n_mixed, reports[-1])
-                            print(
-                                f"memwatch:            queries {n}, updates {n_mixed}, reloads"
-                                f" {len(tally.reloads)}, flaps {len(tally.flaps)}"
-                            )
-                        else:
-                            reports.append(watched.report(f"step {step}"))
-                            done.append(n)
-                            print_step(f"step {step}", n, reports[-1])
-                finally:
-                    stop.set()
-                    for thread in threads:
-                        thread.join(60)
-                reports.append(watched.report("end", collect=True, trim=True))
-                done.append(done[-1])
-                print_step("end (gc)", done[-1], reports[-1])
-                log = server.log_summary()
+                runner = Phases(watched, sinks, keyring, queries, args)
+                runner.record("baseline", 0)
+                for phase in phases:
+                    runner.run(phase, args.steps, args.ops or DEFAULT_OPS.get(phase, 0))
+                runner.record("end (gc)", runner.ops_at[-1], collect=True, trim=True)
+                log = watched.server.log_summary()
+            reports = runner.reports
             if fresh:
                 for host in MEMBERS:
                     if host not in sinks.procs:
@@ -441,30 +489,22 @@ def main() -> int:
                 with Watched(config, workdir, workdir / "reports-fresh", args.frames) as again:
                     fresh_reports.append(again.report("fresh"))
                     print_step("fresh", 0, fresh_reports[-1])
-                    if args.phase == "mixed":
+                    if {"query", "mixed"} & set(phases):
                         dnsperf_run("memwatch", again.server.port, queries, args.seconds, qps=args.qps)
                         fresh_reports.append(again.report("fresh+q"))
                         print_step("fresh+q", 0, fresh_reports[-1])
-                    fresh_reports.append(again.report("fresh end", collect=True, trim=True))
+                    fresh_reports.append(again.report("fresh (gc)", collect=True, trim=True))
                     print_step("fresh (gc)", 0, fresh_reports[-1])
                     fresh_traced = traced_growth(
                         str(fresh_reports[-1]["snapshot"]), str(reports[-1]["snapshot"]), args.top, 1
                     )
-            else:
-                fresh_traced = []
-            first, last, end = reports[1], reports[-2], reports[-1]
-            ops_after_first = done[-2] - done[1]
-            rss_growth = kib(last) - kib(first)
-            per_op = rss_growth / ops_after_first if ops_after_first else 0.0
+            first, end = reports[1], reports[-1]
             print(
-                f"\nmemwatch: {args.phase}: RSS step 1 -> step {args.steps}: {kib(first) / 1024:.2f} ->"
-                f" {kib(last) / 1024:.2f} MiB ({rss_growth:+d} KiB, {ops_after_first} operations,"
-                f" {per_op:.3f} KiB per operation); baseline {kib(reports[0]) / 1024:.2f} MiB"
-            )
-            print(
-                f"memwatch: end: gc.collect {end.get('gc_collected')} objects; RSS"
-                f" {kib(end, where='status_kib_before_trim') / 1024:.2f} -> after malloc_trim"
-                f" {kib(end, where='status_kib_after_trim') / 1024:.2f} MiB"
+                f"\nmemwatch: baseline {kib(reports[0]) / 1024:.2f} MiB, step 1 {kib(first) / 1024:.2f},"
+                f" last step {kib(reports[-2]) / 1024:.2f}; at the end gc.collect found"
+                f" {end.get('gc_collected')} objects,"
+                f" RSS {kib(end, where='status_kib_before_trim') / 1024:.2f}"
+                f" -> after malloc_trim {kib(end, where='status_kib_after_trim') / 1024:.2f} MiB"
             )
             if fresh_reports:
                 fe = fresh_reports[-1]
@@ -483,7 +523,8 @@ def main() -> int:
             base_rows = traced_growth(str(reports[0]["snapshot"]), str(end["snapshot"]), args.top, 1)
             print_rows("traced memory, baseline -> end, by line", base_rows)
             print_rows(
-                "traced memory, fresh dynmx on the final files -> this one at the end, by line", fresh_traced
+                "traced memory, fresh dynmx on the final files (after gc) -> this one at the end",
+                fresh_traced,
             )
         finally:
             sinks.stop_all()
@@ -491,12 +532,13 @@ def main() -> int:
         result.pop("census", None)
         result.pop("gc_stats", None)
     summary = {
-        "phase": args.phase,
-        "settings": vars(args) | {"ops": ops, "fresh": fresh},
+        "phases": phases,
+        "settings": vars(args) | {"fresh": fresh},
         "seconds": round(time.monotonic() - began, 1),
         "source": source(),
         "loadavg_at_end": loadavg(),
-        "operations_done": done,
+        "phase_summaries": runner.summaries,
+        "operations_at_report": runner.ops_at,
         "figures": [figures(r) | {"label": r["label"]} for r in reports + fresh_reports],
         "census_growth_step1_to_end": growth,
         "traced_growth_step1_to_end": rows,
@@ -506,7 +548,7 @@ def main() -> int:
         "log": log,
     }
     OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / f"memwatch-{args.phase}-{stamp()}.json"
+    path = OUT / f"memwatch-{'+'.join(phases)}-{stamp()}.json"
     path.write_text(json.dumps(summary, indent=1, default=str) + "\n")
     print(f"written: {path.relative_to(ROOT)}")
     return 0

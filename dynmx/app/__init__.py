@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import os
 import random
@@ -31,7 +32,7 @@ from dynmx.app.secondary import SecondaryService
 from dynmx.app.selfcheck import SelfCheckService
 from dynmx.app.update import TransferService, UpdateService, key_secrets
 from dynmx.app.workers import WorkerPool
-from dynmx.app.zonescan import scan_zones, soa_serial, zone_data
+from dynmx.app.zonescan import changed_origins, scan_zones, soa_serial, zone_data
 
 __all__ = ["App", "ZoneState", "scan_zones", "soa_serial", "zone_data"]
 from dynmx.config import Config, absolute_name, parse_hostport
@@ -91,11 +92,23 @@ class App:
 
     # -- zones ---------------------------------------------------------------------------
 
-    def _load(self, reconcile: bool = False) -> tuple[dict[Path, LoadedZone], list[Problem], AnswerTable]:
-        zones, problems = scan_zones(self.zones_dir, self.state.by_file)
+    def _load(
+        self, reconcile: bool = False, previous: AnswerTable | None = None
+    ) -> tuple[dict[Path, LoadedZone], list[Problem], AnswerTable]:
+        """Scan and compile; with `previous` (a reload under the same config) only the zones
+        whose files changed, and those whose answers use them, are compiled again."""
+        before = self.state.by_file
+        zones, problems = scan_zones(self.zones_dir, before)
         if reconcile:  # at start-up, on the loop's thread (the journal's connection lives there)
             zones = {path: self.writer.reconcile(zone) for path, zone in zones.items()}
-        table = build_table(self.config, zone_data(zones), self.health.plans_for, self.rng)
+        table = build_table(
+            self.config,
+            zone_data(zones),
+            self.health.plans_for,
+            self.rng,
+            previous=previous,
+            changed=changed_origins(before, zones),
+        )
         return zones, problems, table
 
     def zones_by_origin(self) -> dict[dns.name.Name, LoadedZone]:
@@ -221,10 +234,16 @@ class App:
         """Re-read the zone directory; compile off the loop; swap in one assignment."""
         async with self._reload_lock:
             started = time.monotonic()
+            config = self.config
             config_problem = await self._reconfigure()
             loop = asyncio.get_running_loop()
             mark = self.state.edits
-            zones, problems, table = await loop.run_in_executor(None, self._load)
+            before = self.state.by_file
+            assert self.engine is not None
+            previous = self.engine.table if self.config == config else None
+            zones, problems, table = await loop.run_in_executor(
+                None, functools.partial(self._load, previous=previous)
+            )
             newer = [path for path, edit in self.state.edited.items() if edit > mark and path in zones]
             if newer:  # committed while the files were read: the version in memory is the newer one
                 for path in newer:
@@ -246,6 +265,13 @@ class App:
                 self._start_services()
             self.health.reapply()  # verdicts that came in while the table compiled
             self._after_load(zones, problems, time.monotonic() - started)
+            log.info(
+                "event=reloaded zones=%d changed=%d incremental=%s seconds=%.3f",
+                len(zones),
+                len(changed_origins(before, zones)),
+                "yes" if previous is not None else "no",
+                time.monotonic() - started,
+            )
             return problems if config_problem is None else [config_problem, *problems]
 
     def _after_load(self, zones: dict[Path, LoadedZone], problems: list[Problem], seconds: float) -> None:

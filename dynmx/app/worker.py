@@ -26,10 +26,11 @@ from typing import Any
 
 import dns.name
 
+from dynmx.answer.compiler import AnswerTable
 from dynmx.answer.engine import Engine
 from dynmx.app import channel
 from dynmx.app.listeners import HotStats, Listeners, SocketSet, make_engine
-from dynmx.app.zonescan import scan_zones, zone_data
+from dynmx.app.zonescan import changed_origins, scan_zones, zone_data
 from dynmx.config import Config, PoolConfig
 from dynmx.logs import setup_logging
 from dynmx.policy.served import PoolPlans, build_table, plan_all, refresh_pool
@@ -65,10 +66,16 @@ class Worker:
     def plan_of(self, pool: PoolConfig) -> PoolPlans:
         return self.plans.get(pool.name) or plan_all(pool, {})
 
-    def _build(self, previous: dict[Path, LoadedZone]) -> tuple[Engine, dict[Path, LoadedZone]]:
-        """Read the zone directory and compile (any thread: touches no state of the worker)."""
+    def _build(
+        self, previous: dict[Path, LoadedZone], table: AnswerTable | None = None
+    ) -> tuple[Engine, dict[Path, LoadedZone]]:
+        """Read the zone directory and compile (any thread: touches no state of the worker).
+
+        With the `table` of an unchanged config, only zones whose files changed compile again.
+        """
         zones, _problems = scan_zones(self.config.path(self.config.server.zones_dir), previous)
-        table = build_table(self.config, zone_data(zones), self.plan_of, self._rng())
+        changed = changed_origins(previous, zones)
+        table = build_table(self.config, zone_data(zones), self.plan_of, self._rng(), table, changed)
         return make_engine(self.config, table), zones
 
     def _rng(self) -> Callable[[], float] | None:
@@ -142,19 +149,27 @@ class Worker:
                 self.zone_edited[zone.path] = self.zone_edits
                 self._rebuild(seq, changed=(zone.origin,))
             elif kind == "reload":
+                config = self.config
                 _, seq, self.config, plans = message
                 self.plans = {p.pool.name: p for p in plans}
-                self._rebuild(seq, rescan=True)
+                self._rebuild(seq, rescan=True, incremental=self.config == config)
         log.info("event=worker-channel-closed worker=%d", self.index)
 
-    def _rebuild(self, seq: int, rescan: bool = False, changed: tuple[dns.name.Name, ...] = ()) -> None:
+    def _rebuild(
+        self,
+        seq: int,
+        rescan: bool = False,
+        changed: tuple[dns.name.Name, ...] = (),
+        incremental: bool = False,
+    ) -> None:
         """Compile a new table off the loop; queries go on being answered from the old one."""
         loop = asyncio.get_running_loop()
 
         async def rebuild() -> None:
             if rescan:
                 mark = self.zone_edits
-                engine, zones = await loop.run_in_executor(None, self._build, dict(self.zones))
+                table = self.engine.table if incremental and self.engine is not None else None
+                engine, zones = await loop.run_in_executor(None, self._build, dict(self.zones), table)
                 for path, edit in self.zone_edited.items():
                     if edit > mark and path in zones:
                         zones[path] = self.zones[path]  # committed while the files were read

@@ -11,13 +11,17 @@ import dns.zone
 
 from dynmx.answer.zoneset import ZoneData
 from dynmx.errors import Problem, ZoneLoadError
-from dynmx.zone.loader import LoadedZone, load_zone_file
+from dynmx.zone.loader import LoadedZone, file_digest, parse_zone, read_zone_bytes
 
 
 def scan_zones(
     directory: Path, previous: dict[Path, LoadedZone]
 ) -> tuple[dict[Path, LoadedZone], list[Problem]]:
-    """Load every `*.zone`; a file that fails keeps its previous version (if any)."""
+    """Load every `*.zone`; a file that fails keeps its previous version (if any).
+
+    A file whose bytes are those its previous version was read from keeps that version
+    (the same object), so a reload of many zones parses only the files that changed.
+    """
     loaded: dict[Path, LoadedZone] = {}
     problems: list[Problem] = []
     try:
@@ -29,7 +33,12 @@ def scan_zones(
     origins: dict[dns.name.Name, Path] = {}
     for path in files:
         try:
-            zone = load_zone_file(path)
+            data = read_zone_bytes(path)
+            kept = previous.get(path)
+            if kept is not None and kept.digest and kept.digest == file_digest(data):
+                zone = kept
+            else:
+                zone = parse_zone(path, data)
         except ZoneLoadError as error:
             problems.extend(error.problems)
             if path in previous:
@@ -44,6 +53,11 @@ def scan_zones(
         origins[zone.origin] = path
         loaded[path] = zone
     return loaded, problems
+
+
+def changed_origins(before: dict[Path, LoadedZone], after: dict[Path, LoadedZone]) -> list[dns.name.Name]:
+    """Origins of the zones in `after` that are not the very version `before` had."""
+    return [zone.origin for path, zone in after.items() if before.get(path) is not zone]
 
 
 # The lookup indexes of the zone versions served now, built once per version: an edit

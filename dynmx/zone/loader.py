@@ -8,6 +8,7 @@ transaction that records each record with its line; `validate` then checks the w
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,9 @@ class LoadedZone:
     origin: dns.name.Name
     zone: dns.zone.Zone
     path: Path
+    # Of the file's bytes as read; empty for a version made in memory (an edit, a transfer).
+    # A reload keeps the zone of a file whose bytes are unchanged instead of parsing it again.
+    digest: bytes = b""
 
 
 class _LineTokenizer(dns.tokenizer.Tokenizer):
@@ -139,8 +143,13 @@ def load_zone_file(path: Path, origin: dns.name.Name | None = None) -> LoadedZon
     A syntax error stops the reading, so it is reported alone. `$INCLUDE` and `$GENERATE`
     are refused.
     """
+    return parse_zone(path, read_zone_bytes(path), origin)
+
+
+def parse_zone(path: Path, data: bytes, origin: dns.name.Name | None = None) -> LoadedZone:
+    """`load_zone_file` for bytes already read from `path`."""
     filename = str(path)
-    text = _read_text(path)
+    text = _decode(path, data)
     if origin is not None:
         zone_origin = start = origin.derelativize(dns.name.root)
     else:
@@ -149,7 +158,11 @@ def load_zone_file(path: Path, origin: dns.name.Name | None = None) -> LoadedZon
     problems = validate(zone_origin, records, file=filename)
     if problems:
         raise ZoneLoadError(problems)
-    return LoadedZone(zone_origin, _build_zone(zone_origin, records), path)
+    return LoadedZone(zone_origin, _build_zone(zone_origin, records), path, file_digest(data))
+
+
+def file_digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
 
 
 def load_zones_dir(directory: Path) -> tuple[dict[dns.name.Name, LoadedZone], list[Problem]]:
@@ -185,13 +198,16 @@ def _is_file(path: Path) -> bool:
         return True
 
 
-def _read_text(path: Path) -> str:
+def read_zone_bytes(path: Path) -> bytes:
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as error:
         raise ZoneLoadError(
             [Problem(str(path), 0, f"cannot read zone file: {error.strerror or error}")]
         ) from None
+
+
+def _decode(path: Path, data: bytes) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
