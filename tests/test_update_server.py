@@ -6,6 +6,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -177,3 +178,38 @@ def test_updates_acknowledged_during_reloads_are_never_lost(serve: Serve, tmp_pa
     server.stop()
     restarted = serve("--config", str(config))
     assert [name for name in added if not _lookup(restarted, name)] == []
+
+
+def test_answers_go_on_while_an_update_to_a_large_zone_compiles(
+    serve: Serve, setup: tuple[Path, Path]
+) -> None:
+    """An edit compiles off the loop: queries sent after the UPDATE are answered before its
+    acknowledgement, and the acknowledgement waits until the edit is served."""
+    config, zone_file = setup
+    zone_file.write_text(ZONE + "".join(f"h{i} A 192.0.2.{i % 250 + 1}\n" for i in range(10_000)))
+    server = serve("--config", str(config))
+    times: dict[str, float] = {}
+
+    def send_update() -> None:
+        update = dns.update.UpdateMessage("example.test.", keyring=KEYRING, keyname="ops-key.")
+        update.add("www", 300, "A", "192.0.2.10")
+        times["sent"] = time.monotonic()
+        reply = dns.query.tcp(update, "127.0.0.1", port=server.dns_port, timeout=60)
+        times["acked"] = time.monotonic()
+        assert reply.rcode() == dns.rcode.NOERROR
+
+    updater = threading.Thread(target=send_update)
+    updater.start()
+    answered_meanwhile = 0
+    deadline = time.monotonic() + 60
+    for _ in range(5000):
+        if "acked" in times or time.monotonic() > deadline:
+            break
+        sent = time.monotonic()
+        assert _lookup(server, "ns1.example.test") == ["127.0.0.1"]
+        if "sent" in times and sent > times["sent"] + 0.05 and "acked" not in times:
+            answered_meanwhile += 1
+    updater.join(60)
+    assert "acked" in times
+    assert answered_meanwhile > 0, f"UPDATE took {times['acked'] - times['sent']:.2f} s, no answer meanwhile"
+    assert _lookup(server, "www.example.test") == ["192.0.2.10"]

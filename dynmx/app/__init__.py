@@ -88,6 +88,9 @@ class App:
         self.rng = random.Random(seed).random if seed else None
         self.bound: list[tuple[str, int]] = []
         self.background: set[asyncio.Task[bool]] = set()
+        self._unserved: dict[dns.name.Name, LoadedZone] = {}  # published, not compiled yet
+        self._serve_waiters: list[asyncio.Future[None]] = []
+        self._compiling: asyncio.Task[None] | None = None
         self.dyndns2_state = dyndns2.DynState()
 
     # -- zones ---------------------------------------------------------------------------
@@ -114,33 +117,63 @@ class App:
     def zones_by_origin(self) -> dict[dns.name.Name, LoadedZone]:
         return {zone.origin: zone for zone in self.state.by_file.values()}
 
-    def publish_zone(self, zone: LoadedZone) -> None:
-        """A committed edit: serve the new version from the next query on.
+    def publish_zone(self, zone: LoadedZone) -> asyncio.Future[None]:
+        """A committed edit: the next edit and any reload build on it at once; it is compiled
+        off the loop, and the future is done when queries are answered from it.
 
-        Only this zone and the zones whose answers use it are compiled again, in line, so
-        the next query sees the edit; a large zone still costs its own compile.
+        Only this zone and the zones whose answers use it are compiled again; queries go on
+        being answered from the previous table meanwhile, so a large zone's compile no
+        longer stalls every answer. Edits committed during a compile share the next one.
         """
         self.state.by_file[zone.path] = zone
         self.state.edits += 1
         self.state.edited[zone.path] = self.state.edits
-        assert self.engine is not None
-        previous = self.engine.table
-        self.engine.swap(
-            build_table(
-                self.config,
-                zone_data(self.state.by_file),
-                self.health.plans_for,
-                self.rng,
-                previous=previous,
-                changed=[zone.origin],
-            )
-        )
         if self.workers is not None:
             self.workers.broadcast("zone", zone)
-        self.health.reapply()
         serial = soa_serial(zone)
         self.state.serial_of[zone.origin.to_text()] = serial
         log.info("event=zone-published zone=%s serial=%d", zone.origin, serial)
+        loop = asyncio.get_running_loop()
+        self._unserved[zone.origin] = zone
+        served = loop.create_future()
+        self._serve_waiters.append(served)
+        if self._compiling is None or self._compiling.done():
+            self._compiling = loop.create_task(self._serve_published())
+        return served
+
+    async def _serve_published(self) -> None:
+        """Compile what was published, one table at a time (a reload is one of them too)."""
+        loop = asyncio.get_running_loop()
+        async with self._reload_lock:
+            while self._unserved:
+                zones, waiters = self._unserved, self._serve_waiters
+                self._unserved, self._serve_waiters = {}, []
+                assert self.engine is not None
+                snapshot = dict(self.state.by_file)
+                compile_changed = functools.partial(self._compile, snapshot, self.engine.table, list(zones))
+                try:
+                    table = await loop.run_in_executor(None, compile_changed)
+                except Exception:  # committed and journaled: a reload serves it; never leave a waiter
+                    log.exception("event=compile-failed zones=%s", ",".join(map(str, zones)))
+                else:
+                    self.engine.swap(table)
+                    self.health.reapply()
+                    for zone in zones.values():
+                        self._notify_secondaries(zone)
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
+
+    def _compile(
+        self, zones: dict[Path, LoadedZone], previous: AnswerTable, changed: list[dns.name.Name]
+    ) -> AnswerTable:
+        """`previous` with the `changed` zones compiled again (in an executor thread)."""
+        return build_table(
+            self.config, zone_data(zones), self.health.plans_for, self.rng, previous=previous, changed=changed
+        )
+
+    def _notify_secondaries(self, zone: LoadedZone) -> None:
+        """RFC 1996: once the new serial is served, so a secondary's SOA query sees it."""
         targets = next((z.notify for z in self.config.zone if z.name == zone.origin.to_text()), ())
         for target in targets:
             task = asyncio.get_running_loop().create_task(transfer.notify(zone.zone, parse_hostport(target)))
@@ -405,7 +438,7 @@ class App:
             hint_label,
         )
 
-    def dyndns2(self, query: str, authorization: str | None, client: str) -> dyndns2.DynResult:
+    async def dyndns2(self, query: str, authorization: str | None, client: str) -> dyndns2.DynResult:
         """One `GET /nic/update`: decide with the protocol module, commit through the one writer."""
         settings = self.config.dyndns2
         hosts = [dyndns2.DynHost(h.hostname, h.username, h.password) for h in settings.host]
@@ -443,7 +476,7 @@ class App:
             except ZoneLoadError:
                 self.dyndns2_state.last_update.pop(hostname, None)
                 return dyndns2.DynResult(200, "911")
-            self.publish_zone(updated)
+            await self.publish_zone(updated)
             log.info("event=dyndns2-update host=%s address=%s", hostname, new)
         return result
 

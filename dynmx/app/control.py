@@ -95,7 +95,8 @@ def control_routes(app: App, loop: asyncio.AbstractEventLoop) -> dict[tuple[str,
 
     def nic_update(request: Request) -> Response:
         auth = request.headers.get("authorization")
-        result = on_loop(lambda: app.dyndns2(request.query, auth, request.client))
+        call = app.dyndns2(request.query, auth, request.client)
+        result = asyncio.run_coroutine_threadsafe(call, loop).result(timeout=LOOP_TIMEOUT)
         return result.status, "text/plain", result.body.encode() + b"\n", result.headers
 
     def selfcheck(_: Request) -> Response:

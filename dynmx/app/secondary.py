@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import dns.asyncquery
@@ -63,7 +63,7 @@ class SecondaryService:
         config: Config,
         zones_dir: Path,
         zones: Callable[[], dict[dns.name.Name, LoadedZone]],
-        publish: Callable[[LoadedZone], None],
+        publish: Callable[[LoadedZone], Awaitable[None]],
     ) -> None:
         self.primaries = {
             dns.name.from_text(z.name): parse_hostport(z.primary) for z in config.zone if z.primary
@@ -155,7 +155,7 @@ class SecondaryService:
         log.info(
             "event=secondary-updated zone=%s serial=%d primary=%s:%d", origin, serial_of(target), host, port
         )
-        self.publish(received)
+        await self.publish(received)
         return self._soa_field(received, "refresh", FIRST_RETRY)
 
     @staticmethod

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import dns.name
@@ -103,7 +103,7 @@ class SelfCheckService:
         state_path: Path,
         zones: Callable[[], dict[dns.name.Name, LoadedZone]],
         writer: ZoneWriter,
-        publish: Callable[[LoadedZone], None],
+        publish: Callable[[LoadedZone], Awaitable[None]],
         observe: Callable[[RoundReport, list[PushReport]], None] = lambda report, pushes: None,
     ) -> None:
         settings = config.selfcheck
@@ -205,7 +205,7 @@ class SelfCheckService:
         ttl = current.ttl if current is not None else self.config.defaults.ttl
         changes = [Change(Op.DELETE, owner, ttl, rdata) for rdata in current or []]
         changes.append(Change(Op.ADD, owner, ttl, dns.rdata.from_text(dns.rdataclass.IN, rdtype, address)))
-        self.publish(self.writer.commit(zone, changes, time.time()))
+        await self.publish(self.writer.commit(zone, changes, time.time()))
         apex = zone.zone.get_node(zone.origin)
         ns = apex.get_rdataset(dns.rdataclass.IN, dns.rdatatype.NS) if apex is not None else None
         warning = glue_warning(name, zone.origin.to_text(), [r.target.to_text() for r in ns or []])

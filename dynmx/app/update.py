@@ -13,7 +13,7 @@ import base64
 import ipaddress
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import dns.exception
 import dns.message
@@ -149,7 +149,7 @@ class UpdateService:
         config: Config,
         writer: ZoneWriter,
         zones: Callable[[], dict[dns.name.Name, LoadedZone]],
-        publish: Callable[[LoadedZone], None],
+        publish: Callable[[LoadedZone], Awaitable[None]],
     ) -> None:
         self.keyring = load_keyring(config)
         self.allowed = {
@@ -163,7 +163,9 @@ class UpdateService:
         self.secondaries: Callable[[dns.name.Name, str], bool] | None = None
         self.is_secondary: Callable[[dns.name.Name], bool] | None = None
 
-    def handle(self, data: bytes, query: Query, tcp: bool, peer: object = None) -> bytes | None:
+    def handle(
+        self, data: bytes, query: Query, tcp: bool, peer: object = None
+    ) -> bytes | Awaitable[bytes] | None:
         if query.opcode == dns.opcode.NOTIFY:
             return self._notify(data, query, peer)
         if query.opcode != dns.opcode.UPDATE:
@@ -176,10 +178,19 @@ class UpdateService:
         except dns.exception.DNSException:
             return header_only(query.msg_id, RCODE_FORMERR, query.rd, opcode=query.opcode)
         assert isinstance(message, dns.update.UpdateMessage)
-        rcode = self._apply(message)
+        rcode, served = self._apply(message)
         response = dns.message.make_response(message)
         response.set_rcode(rcode)
-        return response.to_wire()
+        reply = response.to_wire()
+        if served is None:
+            return reply
+        return self._when_served(served, reply)
+
+    @staticmethod
+    async def _when_served(served: Awaitable[None], reply: bytes) -> bytes:
+        """Acknowledge once the edit is answered: a client that reads back after NOERROR sees it."""
+        await served
+        return reply
 
     def _notify(self, data: bytes, query: Query, peer: object) -> bytes:
         """RFC 1996: a NOTIFY from a secondary zone's primary starts a refresh; others are REFUSED."""
@@ -191,18 +202,19 @@ class UpdateService:
         log.info("event=notify-received zone=%s peer=%s", origin, source)
         return question_only(data, query, 0, authoritative=True)
 
-    def _apply(self, message: dns.update.UpdateMessage) -> dns.rcode.Rcode:
+    def _apply(self, message: dns.update.UpdateMessage) -> tuple[dns.rcode.Rcode, Awaitable[None] | None]:
+        """The rcode, and for a committed edit what to wait for before acknowledging it."""
         origin = message.zone[0].name if message.zone else dns.name.root
         zone = self.zones().get(origin)
         if zone is None:
-            return dns.rcode.NOTAUTH
+            return dns.rcode.NOTAUTH, None
         if self.is_secondary is not None and self.is_secondary(origin):
             log.info("event=update-refused zone=%s reason=secondary-zone", origin)
-            return dns.rcode.REFUSED  # edits belong on the primary
+            return dns.rcode.REFUSED, None  # edits belong on the primary
         key = message.keyname if message.had_tsig else None
         if key is None or key not in self.allowed.get(origin, set()):
             log.warning("event=update-refused zone=%s key=%s reason=not-allowed", origin, key)
-            return dns.rcode.REFUSED
+            return dns.rcode.REFUSED, None
         try:
             changes = evaluate(zone.zone, origin, message)
         except UpdateRefused as refused:
@@ -213,23 +225,22 @@ class UpdateService:
                 dns.rcode.to_text(refused.rcode),
                 str(refused),
             )
-            return refused.rcode
+            return refused.rcode, None
         if not changes:
-            return dns.rcode.NOERROR
+            return dns.rcode.NOERROR, None
         forbidden = self.rules[key].refuses(changes) if key in self.rules else None
         if forbidden is not None:
             log.warning(
                 "event=update-refused zone=%s key=%s reason=key-rules change=%r", origin, key, forbidden
             )
-            return dns.rcode.REFUSED
+            return dns.rcode.REFUSED, None
         try:
             updated = self.writer.commit(zone, changes, time.time())
         except ZoneLoadError as error:
             log.warning("event=update-refused zone=%s reason=invalid-result problems=%r", origin, str(error))
-            return dns.rcode.REFUSED
+            return dns.rcode.REFUSED, None
         log.info("event=zone-updated zone=%s key=%s changes=%d", origin, key, len(changes))
-        self.publish(updated)
-        return dns.rcode.NOERROR
+        return dns.rcode.NOERROR, self.publish(updated)
 
 
 class TransferService:
