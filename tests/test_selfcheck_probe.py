@@ -71,7 +71,7 @@ def test_probe_reaches_a_listener_as_a_non_recursive_query_for_the_nonce() -> No
         book = NonceBook()
         async with probe_listener(book) as listener:
             qname = book.issue("example.test.")
-            await send_probe("127.0.0.1", listener.port, qname, 1.0)
+            await send_probe("127.0.0.1", listener.port, qname)
             return listener.received, await book.wait(qname, 1.0)
 
     received, arrived = run(scenario())
@@ -82,7 +82,7 @@ def test_probe_to_a_port_where_nothing_listens_is_silently_lost() -> None:
     async def scenario() -> None:
         async with probe_listener(NonceBook()) as listener:
             port = listener.port
-        await send_probe("127.0.0.1", port, "x._selfcheck.example.test.", 1.0)
+        await send_probe("127.0.0.1", port, "x._selfcheck.example.test.")
         await asyncio.sleep(0.05)  # an ICMP error, if any came, would have arrived by now
 
     run(scenario())
@@ -90,7 +90,7 @@ def test_probe_to_a_port_where_nothing_listens_is_silently_lost() -> None:
 
 def test_probe_to_an_unusable_address_is_a_probe_error() -> None:
     with pytest.raises(ProbeError, match="cannot probe"):
-        run(send_probe("not-an-ip", 53, "x._selfcheck.example.test.", 1.0))
+        run(send_probe("not-an-ip", 53, "x._selfcheck.example.test."))
 
 
 def test_where_brackets_ipv6() -> None:

@@ -100,7 +100,7 @@ async def _resolve_type(
     raise ResolveError(f"cannot resolve {name} {rdtype}: {'; '.join(failures)}")
 
 
-async def send_probe(address: str, port: int, qname: str, timeout: float) -> None:
+async def send_probe(address: str, port: int, qname: str) -> None:
     """Send one UDP query for `qname` to `address`:`port` and forget it: replies and ICMP are ignored.
 
     The socket is unconnected and closed at once, so no ICMP error can come back to us; the only

@@ -268,7 +268,7 @@ class SelfChecker:
             for address in addresses:
                 qname = self.nonces.issue(report.zone)
                 try:
-                    await send_probe(address, settings.dns_port, qname, settings.timeout)
+                    await send_probe(address, settings.dns_port, qname)
                 except ProbeError as exc:
                     self.nonces.forget(qname)
                     report.steps.append(f"probe: {exc}")
