@@ -10,7 +10,8 @@ leave one behind.
 
 `fake_server_thread` runs the same server on its own loop in a thread, for code that
 probes from elsewhere (sync code, a subprocess). `blackhole` and `free_port` give a port
-whose connects hang and a port where nothing listens.
+whose connects hang and a port where nothing listens. For HTTP peers that behave (a
+registrar, an RDAP or echo service), `http_server` serves a `QuietHandler` subclass.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import http.server
 import importlib.util
 import random
 import shutil
@@ -407,3 +409,39 @@ def _cryptography_certificate(
         )
     )
     cert.write_bytes(built.public_bytes(serialization.Encoding.PEM))
+
+
+# -- well-behaved HTTP peers -------------------------------------------------------------
+
+
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """A request handler for `http_server` that logs nothing (pytest would show each request)."""
+
+    def reply(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        """Answer with `status`, `headers` in order, Content-Length and `body`."""
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def http_server(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[int]:
+    """A threaded HTTP server for `handler` on 127.0.0.1; yields its port.
+
+    It is shut down and its thread joined on the way out, so no test leaves a listener behind.
+    """
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import http.server
 import json
-import threading
 import tomllib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -32,6 +30,7 @@ from dynmx.selfcheck.rdap import (
     load_directory,
     parse_bootstrap,
 )
+from tests.fake_servers import QuietHandler, http_server
 
 DIRECTORY = """\
 [registrar."9999"]
@@ -75,32 +74,18 @@ class FakeRdap:
 def fake_rdap(documents: Mapping[str, object]) -> Iterator[FakeRdap]:
     fake = FakeRdap(documents)
 
-    class Handler(http.server.BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             fake.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
             found = self.path in fake.documents
             data = json.dumps(
                 fake.documents.get(self.path, {"errorCode": 404, "title": "Not Found"})
             ).encode()
-            self.send_response(200 if found else 404)
-            self.send_header("Content-Type", "application/rdap+json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self.reply(200 if found else 404, data, {"Content-Type": "application/rdap+json"})
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    fake.base = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with http_server(Handler) as port:
+        fake.base = f"http://127.0.0.1:{port}"
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def bootstrap_file(tmp_path: Path, base: str) -> Path:

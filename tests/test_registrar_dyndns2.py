@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import http.server
 import socket
 import threading
 import time
@@ -21,6 +20,7 @@ from dynmx import __version__
 from dynmx.errors import ConfigError
 from dynmx.selfcheck.dyndns2_client import Dyndns2Adapter, Dyndns2Settings
 from dynmx.selfcheck.registrar import AdapterStateStore, Outcome, PushReport, PushResult, push_all
+from tests.fake_servers import QuietHandler, http_server
 
 PASSWORD = "pa55-w0rd"
 T0 = 1_700_000_000.0
@@ -47,35 +47,19 @@ class FakeDyndns2:
 def fake_dyndns2(*answers: tuple[int, str] | str) -> Iterator[FakeDyndns2]:
     fake = FakeDyndns2([(200, a) if isinstance(a, str) else a for a in answers])
 
-    class Handler(http.server.BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             parts = urlsplit(self.path)
             fake.seen.append(
                 Seen(parts.path, parse_qs(parts.query), {k.lower(): v for k, v in self.headers.items()})
             )
             status, body = fake.answers.pop(0) if fake.answers else (599, "script exhausted")
-            data = body.encode()
-            self.send_response(status)
-            if status in (301, 302):
-                self.send_header("Location", "http://127.0.0.1:9/elsewhere")
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            moved = {"Location": "http://127.0.0.1:9/elsewhere"} if status in (301, 302) else {}
+            self.reply(status, body.encode(), moved | {"Content-Type": "text/plain"})
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}/nic/update"
-    try:
+    with http_server(Handler) as port:
+        fake.url = f"http://127.0.0.1:{port}/nic/update"
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def adapter(

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import http.server
 import json
 import socket
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,6 +16,7 @@ from dynmx import __version__
 from dynmx.errors import ConfigError
 from dynmx.selfcheck.registrar import Outcome, PushResult
 from dynmx.selfcheck.webhook import WebhookAdapter, WebhookSettings
+from tests.fake_servers import QuietHandler, http_server
 
 TOKEN = "tok-3f9a-secret"
 
@@ -36,32 +35,17 @@ class Receiver:
 def receiver(status: int = 200, body: str = "") -> Iterator[Receiver]:
     fake = Receiver(status, body)
 
-    class Handler(http.server.BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             payload = json.loads(self.rfile.read(length))
             fake.posts.append(({k.lower(): v for k, v in self.headers.items()}, payload))
-            data = fake.body.encode()
-            self.send_response(fake.status)
-            if 300 <= fake.status < 400:
-                self.send_header("Location", "http://127.0.0.1:9/elsewhere")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            moved = {"Location": "http://127.0.0.1:9/elsewhere"} if 300 <= fake.status < 400 else {}
+            self.reply(fake.status, fake.body.encode(), moved)
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/dynmx"
-    try:
+    with http_server(Handler) as port:
+        fake.url = f"http://127.0.0.1:{port}/hooks/dynmx"
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def push(

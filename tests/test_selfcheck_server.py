@@ -7,14 +7,12 @@ prefix) and pushes to a fake dyndns2 registrar. Rounds are run on demand (`dynmx
 
 from __future__ import annotations
 
-import http.server
 import json
 import subprocess
 import sys
-import threading
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import dns.message
@@ -22,6 +20,7 @@ import dns.query
 import pytest
 
 from tests.conftest import ROOT, RunningServer, shared_free_port, wait_until
+from tests.fake_servers import QuietHandler, http_server
 from tests.test_registrar_dyndns2 import FakeDyndns2, fake_dyndns2
 
 Serve = Callable[..., RunningServer]
@@ -39,32 +38,19 @@ ns1   A   {address}
 def echo_servers(answer: str, count: int = 2) -> Iterator[list[int]]:
     """`count` HTTP echo services that all say `answer`; yields the request count of each."""
     hits = [0] * count
-    servers = []
-    for index in range(count):
+    with ExitStack() as servers:
+        ports: list[int] = []
+        for index in range(count):
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            slot = index
+            class Handler(QuietHandler):
+                slot = index
 
-            def do_GET(self) -> None:
-                hits[self.slot] += 1
-                body = answer.encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                def do_GET(self) -> None:
+                    hits[self.slot] += 1
+                    self.reply(200, answer.encode())
 
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        servers.append(server)
-    try:
-        yield [server.server_address[1] for server in servers] + hits  # ports, then hit counters
-    finally:
-        for server in servers:
-            server.shutdown()
-            server.server_close()
+            ports.append(servers.enter_context(http_server(Handler)))
+        yield ports + hits  # ports, then hit counters
 
 
 def _config(

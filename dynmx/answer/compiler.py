@@ -122,6 +122,9 @@ class AnswerTable:
             pos += length + 1
 
 
+_NONE: frozenset[bytes] = frozenset()  # most zones have no cut and no wildcard: one empty set for all
+
+
 def _same(a: Entry, b: Entry) -> bool:
     return a.body == b.body and a.rcode == b.rcode and a.authoritative == b.authoritative
 
@@ -157,17 +160,19 @@ def compile_zone(zoneset: ZoneSet, zone: ZoneData, entries: dict[bytes, Entry]) 
         for qtype in sorted(qtypes):
             entry = render(note(lookup(zoneset, name, qtype)), name)
             if not _same(entry, default_entry):
-                entries[key + qtype.to_bytes(2, "big")] = entry
-                keys.append(key + qtype.to_bytes(2, "big"))
+                typed = key + qtype.to_bytes(2, "big")  # one object for the table and the key list
+                entries[typed] = entry
+                keys.append(typed)
     nxdomain = Answer(Outcome.NAME_ERROR, rcode=3, authority=[(zone.negative_soa, True)])
     compressed = render(nxdomain, zone.origin)  # against the origin as the whole question name
     compiled = CompiledZone(
         origin=wire_key(zone.origin),
         names=frozenset(wire_key(n) for n in zone.names),
-        cuts=frozenset(wire_key(n) for n in zone.cuts),
+        cuts=frozenset(wire_key(n) for n in zone.cuts) or _NONE,
         wildcard_parents=frozenset(
             wire_key(n.parent()) for n in zone.names if n.labels and n.labels[0] == WILDCARD
-        ),
+        )
+        or _NONE,
         nxdomain=render(nxdomain, None),
         nx_compressed=compressed,
         nx_pointers=_pointers_of_one_rr(compressed.body),

@@ -36,7 +36,7 @@ class ZoneData:
     # Nodes the policy adds or replaces (hint names, null MX); the zone itself is untouched.
     overlay: dict[dns.name.Name, dns.node.Node] = field(default_factory=dict)
     names: set[dns.name.Name] = field(default_factory=set)  # nodes with data and empty non-terminals
-    cuts: set[dns.name.Name] = field(default_factory=set)  # delegation points below the apex
+    cuts: frozenset[dns.name.Name] = frozenset()  # delegation points below the apex
     soa: RRsetRef = field(init=False)
     negative_soa: RRsetRef = field(init=False)  # TTL min(SOA TTL, MINIMUM), RFC 2308 3
     apex_ns: RRsetRef | None = field(init=False)
@@ -44,6 +44,7 @@ class ZoneData:
     def __post_init__(self) -> None:
         origin = self.origin
         nodes = list(self.zone.nodes.items()) + list(self.overlay.items())
+        cuts: set[dns.name.Name] = set()
         for name, node in nodes:
             if not node.rdatasets:
                 continue
@@ -55,7 +56,9 @@ class ZoneData:
                     break
                 walk = walk.parent()
             if absolute != origin and node.get_rdataset(IN, NS) is not None:
-                self.cuts.add(absolute)
+                cuts.add(absolute)
+        if cuts:  # most zones have none: they share the empty default
+            self.cuts = frozenset(cuts)
         apex = self.node(origin)
         soa = apex.get_rdataset(IN, SOA) if apex is not None else None
         if soa is None:
