@@ -71,6 +71,7 @@ class WorkerPool:
         self.worst_lag = 0.0
         self.restarted = 0
         self.stopping = False
+        self.replying: set[asyncio.Task[None]] = set()  # forwarded requests being answered
 
     def bind(self, config: Config) -> list[tuple[str, int]]:
         copies = bind_all(config, self.count)
@@ -104,10 +105,12 @@ class WorkerPool:
         while (message := await channel.receive(reader)) is not None:
             kind = message[0]
             if kind == "forward":
+                # Answered in a task of its own: an UPDATE waits for its compile, and the
+                # worker's acknowledgements and other requests must not wait behind it.
                 _, request, data, peer, tcp = message
-                reply = await self._answer(data, peer, tcp)
-                if worker.writer is not None:
-                    channel.send(worker.writer, "reply", request, reply)
+                task = asyncio.get_running_loop().create_task(self._reply(worker, request, data, peer, tcp))
+                self.replying.add(task)
+                task.add_done_callback(self.replying.discard)
             elif kind == "stats":
                 worker.stats = message[1]
             elif kind == "nonce":
@@ -118,6 +121,11 @@ class WorkerPool:
                 worker.ready.set()
                 log.info("event=worker-ready worker=%d entries=%d", worker.index, message[2])
         await self._exited(worker)
+
+    async def _reply(self, worker: WorkerHandle, request: int, data: bytes, peer: object, tcp: bool) -> None:
+        reply = await self._answer(data, peer, tcp)
+        if worker.writer is not None:
+            channel.send(worker.writer, "reply", request, reply)
 
     async def _answer(self, data: bytes, peer: object, tcp: bool) -> Any:
         reply = self.answer(data, peer, tcp)
