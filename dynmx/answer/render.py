@@ -37,37 +37,10 @@ SOA = dns.rdatatype.SOA
 
 Compress = dict[bytes, int]
 
-# Compiling renders the same names and records many times (an MX target's address in
-# every answer that adds it, the apex NS in every authority section). Their wire forms
-# are remembered by object identity; each value holds its object, so an id cannot be
-# reused while its entry lives, and the caches are emptied when full.
-_WIRE_CACHE_LIMIT = 1 << 16
-_name_wires: dict[int, tuple[dns.name.Name, bytes]] = {}
-_rdata_wires: dict[int, tuple[object, bytes]] = {}
-
 
 def name_wire(name: dns.name.Name) -> bytes:
     """Uncompressed wire form of an absolute name."""
-    known = _name_wires.get(id(name))
-    if known is not None and known[0] is name:
-        return known[1]
-    wire = b"".join(len(label).to_bytes(1, "big") + label for label in name.labels)
-    if len(_name_wires) >= _WIRE_CACHE_LIMIT:
-        _name_wires.clear()
-    _name_wires[id(name)] = (name, wire)
-    return wire
-
-
-def _rdata_wire(rdata: object) -> bytes:
-    """The uncompressed RDATA of a type whose names are never compressed."""
-    known = _rdata_wires.get(id(rdata))
-    if known is not None and known[0] is rdata:
-        return known[1]
-    wire: bytes = rdata.to_wire()  # type: ignore[attr-defined]
-    if len(_rdata_wires) >= _WIRE_CACHE_LIMIT:
-        _rdata_wires.clear()
-    _rdata_wires[id(rdata)] = (rdata, wire)
-    return wire
+    return b"".join(len(label).to_bytes(1, "big") + label for label in name.labels)
 
 
 def write_name(out: bytearray, wire: bytes, compress: Compress | None) -> None:
@@ -113,7 +86,7 @@ def _write_rdata(out: bytearray, rdtype: int, rdata: object, compress: Compress 
             rdata.minimum,  # type: ignore[attr-defined]
         )
     else:
-        out += _rdata_wire(rdata)
+        out += rdata.to_wire()  # type: ignore[attr-defined]
 
 
 def write_rrset(
