@@ -10,7 +10,8 @@ bool, "trim": bool}) and answers with `rep-<k>.json`, and, when tracing, the sna
 report `auto-<n>.json` every S seconds by itself. A report holds:
 
 * VmRSS/VmHWM from /proc/self/status, read first (before anything here allocates);
-* tracemalloc's traced current/peak bytes and its own overhead, when tracing;
+* tracemalloc's traced current bytes, the peak since the previous report (the transient
+  high-water of the step in between) and its own overhead, when tracing;
 * glibc `mallinfo2()`: heap arena bytes, mmapped bytes, in use, free (held, not returned);
 * pymalloc's `sys._debugmallocstats()` totals (arenas, bytes in used/free blocks, pools);
   absent while tracing: tracemalloc hooks the allocator and Python prints no pymalloc table;
@@ -20,7 +21,9 @@ report `auto-<n>.json` every S seconds by itself. A report holds:
   (`Engine._lru`), `CompiledZone.nx_by_length` of the served table, the `_heads` lru_cache,
   `ClientRules._cache`, the table's entry count, and how many tables are alive.
 
-`collect` runs `gc.collect()` first (and reports RSS before and after); `trim` calls
+`collect` first collects with `gc.DEBUG_SAVEALL` to report the cyclic garbage (types, and
+the code of the frames and functions in it), then runs `gc.collect()` (RSS before and
+after); `trim` calls
 glibc `malloc_trim(0)` last and reports RSS after it: what drops then was free memory
 glibc held, not live data. It looks only at its own process. Not a test.
 """
@@ -39,6 +42,7 @@ import sys
 import threading
 import time
 import tracemalloc
+import weakref
 from collections import Counter
 from pathlib import Path
 
@@ -151,17 +155,87 @@ def caches(objects: list[object]) -> dict[str, object]:
     return found
 
 
+def garbage() -> dict[str, object]:
+    """What only a cycle kept alive: the cyclic garbage now, by type, and where its frames and
+    functions come from (an exception's traceback holding a frame is the usual cycle)."""
+    flags = gc.get_debug()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        gc.collect()
+        found = list(gc.garbage)
+        gc.garbage.clear()
+    finally:
+        gc.set_debug(flags)
+    kinds = Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in found)
+    frames = Counter(
+        f"{o.f_code.co_filename}:{o.f_lineno} {o.f_code.co_name}"
+        for o in found
+        if type(o).__name__ == "frame"
+    )
+    functions = Counter(
+        f"{o.__code__.co_filename}:{o.__code__.co_firstlineno} {o.__qualname__}"
+        for o in found
+        if type(o).__name__ == "function"
+    )
+    exceptions = Counter(repr(o)[:160] for o in found if isinstance(o, BaseException))
+    del found
+    return {
+        "objects": sum(kinds.values()),
+        "types": dict(kinds.most_common(40)),
+        "frames": dict(frames.most_common(20)),
+        "functions": dict(functions.most_common(20)),
+        "exceptions": dict(exceptions.most_common(10)),
+    }
+
+
+def _owner_of(container: object, objects: list[object], depth: int = 4) -> str:
+    """Where a container lives, following referrers up to `depth` levels: `module.name`,
+    `Type.attribute`, or the chain of container types on the way."""
+    modules = {id(getattr(m, "__dict__", None)): m.__name__ for m in list(sys.modules.values())}
+    chain: list[str] = []
+    current = container
+    for _ in range(depth):
+        referrers = [
+            r for r in gc.get_referrers(current) if r is not objects and type(r).__name__ not in ("frame",)
+        ]
+        if not referrers:
+            break
+        referrer = referrers[0]
+        if isinstance(referrer, dict):
+            key = next((k for k, v in referrer.items() if v is current), "?")
+            if id(referrer) in modules:
+                return ".".join([f"{modules[id(referrer)]}.{key}", *reversed(chain)])
+            owner = next(
+                (o for o in gc.get_referrers(referrer) if getattr(o, "__dict__", None) is referrer), None
+            )
+            if owner is not None:
+                return ".".join(
+                    [f"{type(owner).__module__}.{type(owner).__qualname__}.{key}", *reversed(chain)]
+                )
+            chain.append(f"[{key!r}]")
+        else:
+            chain.append(
+                f"<{type(referrer).__qualname__} len={len(referrer) if hasattr(referrer, '__len__') else -1}>"
+            )
+        current = referrer
+    return " in ".join(chain) or "?"
+
+
 def report(label: str, directory: Path, key: str, collect: bool, trim: bool) -> dict[str, object]:
     started = time.monotonic()
     result: dict[str, object] = {"label": label, "time": time.time(), "status_kib": status_kib()}
     if collect:
+        result["garbage"] = garbage()
+        traced_before = tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else 0
         result["gc_collected"] = gc.collect()
         result["status_kib_after_collect"] = status_kib()
+        if tracemalloc.is_tracing():
+            result["traced_freed_by_collect"] = traced_before - tracemalloc.get_traced_memory()[0]
     if tracemalloc.is_tracing():
         current, peak = tracemalloc.get_traced_memory()
         result["traced"] = {
             "current": current,
-            "peak": peak,
+            "peak": peak,  # since the previous report: it resets the peak
             "tracemalloc_overhead": tracemalloc.get_tracemalloc_memory(),
         }
         snapshot = tracemalloc.take_snapshot().filter_traces(
@@ -182,6 +256,27 @@ def report(label: str, directory: Path, key: str, collect: bool, trim: bool) -> 
     census = Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in objects)
     result["gc_objects"] = len(objects)
     result["caches"] = caches(objects)
+    dead = [o for o in objects if type(o) is weakref.ref and o() is None]
+    holders: Counter[str] = Counter()
+    sample = dead[:200]
+    for index in range(len(sample)):
+        for holder in gc.get_referrers(sample[index]):
+            if holder is not dead and holder is not objects and holder is not sample:
+                size = len(holder) if hasattr(holder, "__len__") else -1
+                holders[f"{type(holder).__qualname__} len={size} in {_owner_of(holder, objects)}"] += 1
+    callbacks = Counter(
+        getattr(r.__callback__, "__qualname__", repr(r.__callback__))
+        + f" ({getattr(r.__callback__, '__module__', '')})"
+        for r in sample
+    )
+    result["dead_weakref_callbacks"] = dict(callbacks.most_common(10))
+    del dead, sample
+    result["dead_weakref_holders"] = dict(holders.most_common(10))
+    result["weakref_targets"] = dict(  # what the weak references point to (dead: NoneType)
+        Counter(
+            f"{type(o()).__module__}.{type(o()).__qualname__}" for o in objects if type(o) is weakref.ref
+        ).most_common(30)
+    )
     del objects
     result["census"] = dict(census)
     if trim and LIBC is not None:
@@ -189,6 +284,8 @@ def report(label: str, directory: Path, key: str, collect: bool, trim: bool) -> 
         LIBC.malloc_trim(0)
         result["status_kib_after_trim"] = status_kib()
         result["mallinfo2_after_trim"] = mallinfo()
+    if tracemalloc.is_tracing():
+        tracemalloc.reset_peak()  # the next report's peak is that of the step in between
     result["report_seconds"] = round(time.monotonic() - started, 3)
     return result
 

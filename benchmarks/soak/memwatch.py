@@ -4,14 +4,19 @@ soak.py mixes everything and samples only VmRSS; this runs one kind of churn at 
 (or the soak's mix, faster) on soak.py's zone and config (4 SMTP-probed pool members at
 real sinks, TSIG UPDATE allowed), and after every step asks dynmx itself for a report
 through memtrace.py, the wrapper it is launched with (`memtrace.py DIR -m dynmx serve`):
-VmRSS, glibc `mallinfo2` (in use / free but held), pymalloc totals, a census of
-gc-tracked objects by type, the bounded caches (slow-path LRU, `nx_by_length`, `_heads`)
-and, with `--frames N`, a tracemalloc snapshot. At the end it prints the growth from the
-first step (the warm-up) to the last, per operation; the object types whose count grew;
-with tracing, the source lines whose traced memory grew most; and, for the phases that add
-data, the same figures of a fresh dynmx started on the final files (what is data, not
-history). The last report runs `gc.collect()` and glibc `malloc_trim(0)`: RSS that drops
-then was free memory the allocator held, not live data.
+VmRSS, glibc `mallinfo2` (in use / free but held), pymalloc totals (used, free in pools,
+arenas), a census of gc-tracked objects by type, the bounded caches (slow-path LRU,
+`nx_by_length`, `_heads`), dead weak references and who holds them, and, with
+`--frames N`, a tracemalloc snapshot. At the end it prints the growth per phase from its
+first step (the warm-up) to its last, per operation; the cyclic garbage left (by type,
+with the code of its frames and functions); the object types whose count changed; with
+tracing, the source lines whose traced memory grew most (also against a fresh dynmx);
+and, with `--fresh`, the same figures of a fresh dynmx started on the final files (what is
+data, not history), `--fresh-reloads N` reloads later. The last report collects the cyclic
+garbage and calls glibc `malloc_trim(0)`: RSS that drops then was free memory the
+allocator held, not live data. Reading it: live data grows when "pymalloc used" and
+"glibc in-use" after the final gc.collect exceed a fresh dynmx's on the same data; when
+only "free" and the arena count grow, it is the allocators' high-water mark.
 
 Phases (comma-separated, run in order on one dynmx, `--steps` steps each; every loop is
 bounded by the step count and a per-step deadline):
@@ -23,16 +28,22 @@ bounded by the step count and a per-step deadline):
     update-grow   `--ops` UPDATEs per step as soak.py sends them (add g<n>; every third, delete g<n-2>)
     update-churn  `--ops` UPDATEs per step adding and deleting one name (data unchanged)
     reload        `--ops` reloads per step, SIGHUP and POST /reload in turn, each waited for
-    mixed         soak.py's updater, reloader and flapper threads (faster rates) + dnsperf steps
+    mixed         soak.py's updater, reloader and flapper threads (faster rates) + dnsperf steps;
+                  with --mixed-churn the UPDATEs add and delete one name instead (data fixed)
 
     .venv/bin/python benchmarks/soak/memwatch.py update-grow --steps 6 --ops 150
     .venv/bin/python benchmarks/soak/memwatch.py update-grow,update-churn,reload --steps 4
-    .venv/bin/python benchmarks/soak/memwatch.py mixed --steps 6 --seconds 30 --frames 1
-    .venv/bin/python benchmarks/soak/memwatch.py query --qps 5000 --frames 1 --top 20
+    .venv/bin/python benchmarks/soak/memwatch.py mixed --steps 6 --seconds 30 --fresh-reloads 30
+    .venv/bin/python benchmarks/soak/memwatch.py reload --steps 3 --ops 10 --gc-each
+    .venv/bin/python benchmarks/soak/memwatch.py mixed --steps 4 --seconds 30 --frames 1 --no-fresh
 
-Tracing (`--frames`) slows dynmx and adds its own memory to RSS (reported as overhead):
-compare RSS figures only between runs with the same setting. Loopback only. Writes
-benchmarks/out/memwatch-<phase>-<time>.json. Not a test: it asserts nothing.
+`DYNMX_SRC=DIR` runs another dynmx tree (see harness.py), e.g. a commit unpacked with
+`git archive`, to compare builds. Tracing (`--frames`) slows dynmx several times and adds
+its own memory (and each snapshot's) to RSS, and pymalloc totals are not available while
+it runs: compare RSS only between runs with the same setting, and read traced bytes when
+tracing. The reports themselves (a census walks every gc object) add a little to RSS the
+first time. Loopback only. Writes benchmarks/out/memwatch-<phases>-<time>.json. Not a
+test: it asserts nothing.
 """
 
 from __future__ import annotations
@@ -83,6 +94,7 @@ PHASES = ("idle", "flap", "query", "slowfill", "update-grow", "update-churn", "r
 DEFAULT_OPS = {"slowfill": 4000, "update-grow": 150, "update-churn": 150, "reload": 10}
 STEP_DEADLINE = 150.0  # seconds: an operation-counted step stops here whatever is left
 REPORT_TIMEOUT = 120.0
+BEGAN = time.monotonic()
 
 
 class Watched:
@@ -162,6 +174,19 @@ def updates_churn(port: int, keyring: object, first: int, ops: int, deadline: fl
         send_update(port, keyring, n % 2 == 0, f"churn.dyn.{ZONE}.", f"churn {n}")
         n += 1
     return n
+
+
+def churn_updater(port: int, keyring: object, rate: float, stop: threading.Event, tally: Tally) -> None:
+    """mixed with --mixed-churn: updates.churn's pattern at `rate`/s, so the data does not grow."""
+    n = 0
+    while not stop.wait(1.0 / rate) and n < 1_000_000:
+        try:
+            send_update(port, keyring, n % 2 == 0, f"churn.dyn.{ZONE}.", f"churn {n}")
+        except Exception as error:  # reported, not fatal
+            tally.updates_failed.append(repr(error))
+        else:
+            tally.updates_acked += 1
+        n += 1
 
 
 def reloads_done(http_port: int) -> float:
@@ -249,6 +274,7 @@ def figures(result: dict[str, object]) -> dict[str, object]:
         "rss_mib": round(kib(result) / 1024, 2),
         "hwm_mib": round(kib(result, "VmHWM") / 1024, 2),
         "traced_mib": m(traced.get("current")),
+        "traced_peak_mib": m(traced.get("peak")),
         "tracemalloc_overhead_mib": m(traced.get("tracemalloc_overhead")),
         "glibc_heap_mib": m(mall.get("arena")),
         "glibc_mmap_mib": m(mall.get("hblkhd")),
@@ -315,7 +341,8 @@ def traced_growth(first: str, last: str, top: int, frames: int) -> list[dict[str
 def print_step(label: str, ops: int, result: dict[str, object]) -> None:
     f = figures(result)
     print(
-        f"memwatch: {label:>10} ops {ops:6d}  RSS {f['rss_mib']:6.2f}  traced {f['traced_mib']:6.2f}"
+        f"memwatch: {label:>10} ops {ops:6d} t {time.monotonic() - BEGAN:6.1f}s  RSS {f['rss_mib']:6.2f}"
+        f"  traced {f['traced_mib']:6.2f} peak {f['traced_peak_mib']:6.2f}"
         f"  glibc in-use/free {f['glibc_in_use_mib']:5.2f}/{f['glibc_free_held_mib']:5.2f}"
         f"  pymalloc used/free/arenas {f['pymalloc_used_mib']:5.2f}/{f['pymalloc_free_in_pools_mib']:5.2f}"
         f"/{f['pymalloc_arenas']}  objs {f['gc_objects']}  lru {f['lru']} nx {f['nx_by_length']}"
@@ -352,9 +379,14 @@ class Phases:
         self.summaries: list[dict[str, object]] = []
 
     def record(self, label: str, ops: int, *, collect: bool = False, trim: bool = False) -> None:
+        collect = collect or self.args.gc_each
         self.reports.append(self.watched.report(label, collect=collect, trim=trim))
         self.ops_at.append(ops)
         print_step(label, ops, self.reports[-1])
+        cycles = self.reports[-1].get("garbage")
+        if self.args.gc_each and isinstance(cycles, dict):
+            kinds = list(dict(cycles["types"]).items())[:8]
+            print(f"memwatch:            cyclic garbage {cycles['objects']} objects: {kinds}")
 
     def run(self, phase: str, steps: int, ops: int) -> None:
         args = self.args
@@ -367,7 +399,9 @@ class Phases:
             started = time.monotonic()
             rate, every, flap = args.update_rate, args.reload_every, args.flap_every
             threads = [
-                threading.Thread(target=updater, args=(port, self.keyring, rate, stop, started, tally)),
+                threading.Thread(target=updater, args=(port, self.keyring, rate, stop, started, tally))
+                if not args.mixed_churn
+                else threading.Thread(target=churn_updater, args=(port, self.keyring, rate, stop, tally)),
                 threading.Thread(target=reloader, args=(server, every, stop, started, tally)),
                 threading.Thread(target=flapper, args=(port, self.sinks, flap, stop, started, tally)),
             ]
@@ -443,12 +477,26 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=15, help="lines and types listed")
     parser.add_argument("--update-rate", type=float, default=5.0, help="mixed: UPDATE adds per second")
     parser.add_argument("--reload-every", type=float, default=10.0, help="mixed: seconds between reloads")
+    parser.add_argument(
+        "--mixed-churn", action="store_true", help="mixed: UPDATEs add and delete one name (no data growth)"
+    )
     parser.add_argument("--flap-every", type=float, default=8.0, help="mixed: seconds per member stop+start")
     parser.add_argument(
         "--fresh",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="then a fresh dynmx on the final files (default: with update-grow or mixed)",
+    )
+    parser.add_argument(
+        "--gc-each",
+        action="store_true",
+        help="every report collects first and lists the cyclic garbage since the previous one",
+    )
+    parser.add_argument(
+        "--fresh-reloads",
+        type=int,
+        default=0,
+        help="reloads the fresh dynmx then gets (0-500), in steps of 10",
     )
     args = parser.parse_args()
     phases = args.phases.split(",")
@@ -493,6 +541,12 @@ def main() -> int:
                         dnsperf_run("memwatch", again.server.port, queries, args.seconds, qps=args.qps)
                         fresh_reports.append(again.report("fresh+q"))
                         print_step("fresh+q", 0, fresh_reports[-1])
+                    reloaded = 0
+                    while reloaded < min(args.fresh_reloads, 500):
+                        step = min(10, args.fresh_reloads - reloaded)
+                        reloaded = reloads(again.server, reloaded, step, time.monotonic() + STEP_DEADLINE)
+                        fresh_reports.append(again.report(f"fresh+{reloaded}r"))
+                        print_step(f"fresh+{reloaded}r", reloaded, fresh_reports[-1])
                     fresh_reports.append(again.report("fresh (gc)", collect=True, trim=True))
                     print_step("fresh (gc)", 0, fresh_reports[-1])
                     fresh_traced = traced_growth(
@@ -506,6 +560,8 @@ def main() -> int:
                 f" RSS {kib(end, where='status_kib_before_trim') / 1024:.2f}"
                 f" -> after malloc_trim {kib(end, where='status_kib_after_trim') / 1024:.2f} MiB"
             )
+            if "traced_freed_by_collect" in end:
+                print(f"memwatch: traced memory freed by that gc.collect: {end['traced_freed_by_collect']} B")
             if fresh_reports:
                 fe = fresh_reports[-1]
                 print(
@@ -513,6 +569,26 @@ def main() -> int:
                     f" serving, {kib(fe, where='status_kib_before_trim') / 1024:.2f} -> after trim"
                     f" {kib(fe, where='status_kib_after_trim') / 1024:.2f} MiB"
                 )
+            cycles = end.get("garbage")
+            if isinstance(cycles, dict) and cycles.get("objects"):
+                print(f"\ncyclic garbage at the end: {cycles['objects']} objects")
+                for key in ("types", "frames", "functions", "exceptions"):
+                    for name, count in list(dict(cycles[key]).items())[: args.top]:
+                        print(f"  {key[:-1]:9} {count:6d}  {name}")
+            targets_first, targets_end = first.get("weakref_targets") or {}, end.get("weakref_targets") or {}
+            assert isinstance(targets_first, dict) and isinstance(targets_end, dict)
+            moved = {
+                k: targets_end.get(k, 0) - targets_first.get(k, 0)
+                for k in set(targets_first) | set(targets_end)
+            }
+            moved = {k: v for k, v in moved.items() if v}
+            if moved:
+                print(
+                    "\nweak references by target type, step 1 -> end:",
+                    dict(sorted(moved.items(), key=lambda kv: -abs(kv[1]))),
+                )
+                print("dead weak references are held by:", end.get("dead_weakref_holders"))
+                print("their callbacks:", end.get("dead_weakref_callbacks"))
             growth = census_growth(first, end, args.top)
             if growth:
                 print("\nobject types, count at step 1 -> end (after gc.collect)")

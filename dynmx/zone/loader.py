@@ -112,8 +112,13 @@ class _Recorder:
 
     def __init__(self) -> None:
         self.records: list[Record] = []
-        self.manager = self
         self.reader: dns.zonefile.Reader | None = None
+
+    @property
+    def manager(self) -> _Recorder:
+        # A property, not an attribute: holding itself (and the reader holding it) put every
+        # parse's records, names and text in a cycle, freed only by a full collection.
+        return self
 
     def origin_information(self) -> tuple[dns.name.Name, bool, dns.name.Name | None]:
         return dns.name.root, False, None
@@ -286,6 +291,8 @@ def _read_records(text: str, filename: str, origin: dns.name.Name, start: dns.na
         # dnspython turns most bad input into SyntaxError, but not all (NameTooLong is a
         # FormError, IDNA trouble a UnicodeError): whatever the file holds, report it.
         raise ZoneLoadError([_syntax_problem(error, reader.tok, filename, text)]) from error
+    finally:
+        recorder.reader = None  # the reader holds the recorder: no cycle left behind
     return recorder.records
 
 
