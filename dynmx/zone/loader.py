@@ -167,6 +167,7 @@ def parse_zone(path: Path, data: bytes, origin: dns.name.Name | None = None) -> 
 
 
 def file_digest(data: bytes) -> bytes:
+    """Names a file's bytes: a reload parses a zone again only when they changed."""
     return hashlib.blake2b(data, digest_size=16).digest()
 
 
