@@ -306,18 +306,29 @@ class Engine:
         if entry.rcode != 0 or not entry.spans or entry.spans[0].section != SECTION_ANSWER:
             return entry
         key = qname + b"\x00\xffh" + (b"a" if entry.authoritative else b"")
-        found = self._lru.get(key)
+        found = self._cached(key)
         if found is None:
             owner = dns.name.from_wire(qname, 0)[0]
             hinfo = dns.rdataset.from_text_list(
                 CLASS_IN, dns.rdatatype.HINFO, ANY_HINFO_TTL, ['"RFC8482" ""']
             )
             answer = Answer(Outcome.SUCCESS, authoritative=entry.authoritative, answer=[(owner, hinfo)])
-            found = render(answer, owner)
-            self._lru[key] = found
-            if len(self._lru) > self.lru_size:
-                self._lru.popitem(last=False)
+            found = self._remember(key, render(answer, owner))
         return found
+
+    def _cached(self, key: bytes) -> Entry | None:
+        """A slow-path result, marked as used."""
+        entry = self._lru.get(key)
+        if entry is not None:
+            self._lru.move_to_end(key)
+        return entry
+
+    def _remember(self, key: bytes, entry: Entry) -> Entry:
+        """Keep a slow-path result; the least recently used goes once `lru_size` is reached."""
+        self._lru[key] = entry
+        if len(self._lru) > self.lru_size:
+            self._lru.popitem(last=False)
+        return entry
 
     def _client_of(self, query: Query, addr: object) -> object:
         """The address client actions look at: the ECS address when allowed (RFC 7871), else the peer."""
@@ -369,9 +380,8 @@ class Engine:
                 return entry
         if qname in table.forced:
             return table.entries[qname]  # a name action answers every type, ANY included
-        entry = self._lru.get(key)
+        entry = self._cached(key)
         if entry is not None:
-            self._lru.move_to_end(key)
             return entry
         zone = table.find_zone(qname)
         if zone is None:
@@ -385,9 +395,8 @@ class Engine:
                 # Wildcard synthesis: one body for every name the wildcard covers, so a
                 # random-name flood under a wildcard hits one cached entry, not the lookup.
                 key = b"*" + parent + qtype.to_bytes(2, "big")
-                entry = self._lru.get(key)
+                entry = self._cached(key)
                 if entry is not None:
-                    self._lru.move_to_end(key)
                     return entry
                 shared = True
         owner = dns.name.from_wire(qname, 0)[0]
@@ -398,8 +407,4 @@ class Engine:
             if answer.answer:
                 answer.authority.clear()
                 answer.additional.clear()
-        entry = render(answer, owner, shared)
-        self._lru[key] = entry
-        if len(self._lru) > self.lru_size:
-            self._lru.popitem(last=False)
-        return entry
+        return self._remember(key, render(answer, owner, shared))

@@ -104,15 +104,7 @@ class App:
         zones, problems = scan_zones(self.zones_dir, before)
         if reconcile:  # at start-up, on the loop's thread (the journal's connection lives there)
             zones = {path: self.writer.reconcile(zone) for path, zone in zones.items()}
-        table = build_table(
-            self.config,
-            zone_data(zones),
-            self.health.plans_for,
-            self.rng,
-            previous=previous,
-            changed=changed_origins(before, zones),
-        )
-        return zones, problems, table
+        return zones, problems, self._compile(zones, previous, changed_origins(before, zones))
 
     def zones_by_origin(self) -> dict[dns.name.Name, LoadedZone]:
         return {zone.origin: zone for zone in self.state.by_file.values()}
@@ -165,9 +157,10 @@ class App:
                         waiter.set_result(None)
 
     def _compile(
-        self, zones: dict[Path, LoadedZone], previous: AnswerTable, changed: list[dns.name.Name]
+        self, zones: dict[Path, LoadedZone], previous: AnswerTable | None, changed: list[dns.name.Name]
     ) -> AnswerTable:
-        """`previous` with the `changed` zones compiled again (in an executor thread)."""
+        """`previous` with the `changed` zones (and those using them) compiled again; without
+        `previous`, everything. Runs in an executor thread, or at start-up."""
         return build_table(
             self.config, zone_data(zones), self.health.plans_for, self.rng, previous=previous, changed=changed
         )
@@ -281,14 +274,7 @@ class App:
             if newer:  # committed while the files were read: the version in memory is the newer one
                 for path in newer:
                     zones[path] = self.state.by_file[path]
-                table = build_table(
-                    self.config,
-                    zone_data(zones),
-                    self.health.plans_for,
-                    self.rng,
-                    previous=table,
-                    changed=[zones[path].origin for path in newer],
-                )
+                table = self._compile(zones, table, [zones[path].origin for path in newer])
             assert self.engine is not None
             self.engine.swap(table)
             if self.workers is not None:
