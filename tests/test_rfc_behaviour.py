@@ -215,6 +215,18 @@ def test_rfc4592_names_under_one_wildcard_share_one_cached_answer(engine: Engine
         assert only(reply.answer, A).name.to_text() == f"R{index}-x.wc.example.test."
 
 
+def test_rfc5358_a_name_outside_our_zones_never_gets_a_cached_wildcard_answer() -> None:
+    """The cache key of a wildcard's shared answer can't be a real name's: a query whose one
+    label spells the wildcard parent's wire form is outside every zone, so REFUSED."""
+    parent = dns.name.from_text("p" * 26 + ".q." + ORIGIN)
+    wire = parent.to_wire()
+    assert wire is not None and len(wire) == 43
+    engine = Engine(compile_table([zone_data(ORIGIN, MIXED_ZONE + f"*.{parent} A 192.0.2.99\n")]))
+    assert ask(engine, query(f"x.{parent}", "A")).rcode() == NOERROR  # caches the shared answer
+    crafted = dns.name.Name([wire[:42], b""])  # its wire form + qtype is "*" + parent + qtype
+    assert ask(engine, query(crafted.to_text(), "A")).rcode() == REFUSED
+
+
 def test_slow_path_cache_keeps_names_apart(engine: Engine) -> None:
     one = ask(engine, query("one.wc.example.test.", "A"))
     two = ask(engine, query("two.wc.example.test.", "A"))

@@ -18,7 +18,7 @@ report `auto-<n>.json` every S seconds by itself. A report holds:
 * `sys.getallocatedblocks()`, `gc.get_count()`, `gc.get_stats()`, thread count;
 * a census of gc-tracked objects by type (module.qualname -> count);
 * the bounded caches of a running dynmx, found through the gc: the slow-path LRU
-  (`Engine._lru`), `CompiledZone.nx_by_length` of the served table, the `_heads` lru_cache,
+  (`Engine._lru`, which also holds each zone's NXDOMAIN per qname length), the `_heads` lru_cache,
   `ClientRules._cache`, the table's entry count, and how many tables are alive.
 
 `collect` first collects with `gc.DEBUG_SAVEALL` to report the cyclic garbage (types, and
@@ -141,12 +141,6 @@ def caches(objects: list[object]) -> dict[str, object]:
     found["engine_lru_size"] = [getattr(e, "lru_size", None) for e in engines]
     served = [getattr(e, "table", None) for e in engines]
     found["served_entries"] = [len(t.entries) for t in served if t is not None]
-    found["served_nx_by_length"] = [
-        sum(len(z.nx_by_length) for z in t.zones.values()) for t in served if t is not None
-    ]
-    found["all_tables_nx_by_length"] = sum(
-        sum(len(z.nx_by_length) for z in t.zones.values()) for t in by_name.get("AnswerTable", [])
-    )
     found["client_rules_cache"] = [len(getattr(r, "_cache", ())) for r in by_name.get("ClientRules", [])]
     response = sys.modules.get("dynmx.wire.response")
     heads = getattr(response, "_heads", None)

@@ -5,8 +5,8 @@ soak.py mixes everything and samples only VmRSS; this runs one kind of churn at 
 real sinks, TSIG UPDATE allowed), and after every step asks dynmx itself for a report
 through memtrace.py, the wrapper it is launched with (`memtrace.py DIR -m dynmx serve`):
 VmRSS, glibc `mallinfo2` (in use / free but held), pymalloc totals (used, free in pools,
-arenas), a census of gc-tracked objects by type, the bounded caches (slow-path LRU,
-`nx_by_length`, `_heads`), dead weak references and who holds them, and, with
+arenas), a census of gc-tracked objects by type, the bounded caches (slow-path LRU, which
+also holds the NXDOMAIN per qname length, `_heads`), dead weak references and who holds them, and, with
 `--frames N`, a tracemalloc snapshot. At the end it prints the growth per phase from its
 first step (the warm-up) to its last, per operation; the cyclic garbage left (by type,
 with the code of its frames and functions); the object types whose count changed; with
@@ -288,7 +288,6 @@ def figures(result: dict[str, object]) -> dict[str, object]:
         "allocated_blocks": result.get("allocated_blocks"),
         "gc_objects": result.get("gc_objects"),
         "lru": caches.get("engine_lru"),
-        "nx_by_length": caches.get("served_nx_by_length"),
         "tables_alive": caches.get("AnswerTable"),
         "entries": caches.get("served_entries"),
         "heads": (caches.get("heads_cache") or {}).get("currsize"),
@@ -345,7 +344,7 @@ def print_step(label: str, ops: int, result: dict[str, object]) -> None:
         f"  traced {f['traced_mib']:6.2f} peak {f['traced_peak_mib']:6.2f}"
         f"  glibc in-use/free {f['glibc_in_use_mib']:5.2f}/{f['glibc_free_held_mib']:5.2f}"
         f"  pymalloc used/free/arenas {f['pymalloc_used_mib']:5.2f}/{f['pymalloc_free_in_pools_mib']:5.2f}"
-        f"/{f['pymalloc_arenas']}  objs {f['gc_objects']}  lru {f['lru']} nx {f['nx_by_length']}"
+        f"/{f['pymalloc_arenas']}  objs {f['gc_objects']}  lru {f['lru']}"
         f" tables {f['tables_alive']} entries {f['entries']}",
         flush=True,
     )

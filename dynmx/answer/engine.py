@@ -24,7 +24,7 @@ import dns.rdatatype
 
 from dynmx.answer import rrl
 from dynmx.answer.acl import QueryAcl
-from dynmx.answer.compiler import AnswerTable
+from dynmx.answer.compiler import AnswerTable, CompiledZone
 from dynmx.answer.lookup import Answer, Outcome, lookup
 from dynmx.answer.render import render
 from dynmx.errors import DropPacket, FormError
@@ -75,6 +75,10 @@ ControlHandler = Callable[[bytes, Query, bool, object], bytes | Deferred | None]
 # Handler for AXFR/IXFR over TCP, set by the control layer: (data, query, peer) -> messages.
 TransferHandler = Callable[[bytes, Query, object], list[bytes] | Deferred]
 SELFCHECK_LABEL = b"\x0a_selfcheck"
+# Slow-path cache keys that are not a name's: a wire name never starts with a byte over 63,
+# so no query can hit them (a "*" prefix could: 42 is a label length).
+WILDCARD_KEY = b"\xff"  # + wildcard parent + qtype: the answer every name below it shares
+NXDOMAIN_KEY = b"\xfe"  # + zone origin + qname length: the zone's NXDOMAIN for that length
 ANY_AMPLIFICATION = 3  # ANY over UDP answered larger than this times the query gets the HINFO
 ANY_HINFO_TTL = 3600  # RFC 8482 4.2 leaves it to the operator; an hour, as common practice
 
@@ -227,9 +231,9 @@ class Engine:
             if self.on_selfcheck is not None and SELFCHECK_LABEL in name:
                 self.on_selfcheck(name)
             zone = self.table.find_zone(name)
-            if zone is None or not zone.plain_nxdomain(name):
+            if zone is None or not zone.complete or not zone.plain_nxdomain(name):
                 return self._slow(data, addr, tcp)
-            entry = zone.nxdomain_for(len(name))
+            entry = self._nxdomain(zone, len(name))
         elif entry.selector is not None:
             entry = entry.selector.pick(addr)
             if entry is None:
@@ -316,6 +320,13 @@ class Engine:
             found = self._remember(key, render(answer, owner))
         return found
 
+    def _nxdomain(self, zone: CompiledZone, qname_length: int) -> Entry:
+        """The zone's NXDOMAIN compressed after a question of this length, kept in the LRU: a
+        flood of random names across many zones costs a bounded cache, not one per zone."""
+        key = NXDOMAIN_KEY + zone.origin + bytes((qname_length,))
+        entry = self._cached(key)
+        return entry if entry is not None else self._remember(key, zone.nxdomain_for(qname_length))
+
     def _cached(self, key: bytes) -> Entry | None:
         """A slow-path result, marked as used."""
         entry = self._lru.get(key)
@@ -389,12 +400,12 @@ class Engine:
         shared = False
         if not class_any and qname not in zone.names:
             if zone.plain_nxdomain(qname):
-                return zone.nxdomain_for(len(qname))  # every qtype, ANY too: no lookup per name
+                return self._nxdomain(zone, len(qname))  # every qtype, ANY too: no lookup per name
             parent = zone.wildcard_parent(qname) if qtype < META_QTYPE_MIN else None
             if parent is not None:
                 # Wildcard synthesis: one body for every name the wildcard covers, so a
                 # random-name flood under a wildcard hits one cached entry, not the lookup.
-                key = b"*" + parent + qtype.to_bytes(2, "big")
+                key = WILDCARD_KEY + parent + qtype.to_bytes(2, "big")
                 entry = self._cached(key)
                 if entry is not None:
                     return entry
