@@ -192,6 +192,8 @@ class Dynmx:
         self.problem_count = 0
         self.lines = 0
         self._serving = threading.Event()
+        self._compiled = threading.Event()  # a staged start-up (many zones) compiles after serving
+        self._started = 0.0
         self._reader: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -225,6 +227,11 @@ class Dynmx:
             elif "event=serving" in line:
                 self.entries = int(line.rsplit("entries=", 1)[1].split()[0])
                 self._serving.set()
+                if " pending=" not in line or " pending=0" in line:
+                    self._compiled.set()
+            elif "event=compiled" in line:
+                self.entries = int(line.rsplit("entries=", 1)[1].split()[0])
+                self._compiled.set()
 
     def start(self) -> Dynmx:
         env = {
@@ -232,7 +239,7 @@ class Dynmx:
             "PYTHONUNBUFFERED": "1",
             "PYTHONPATH": os.pathsep.join(dict.fromkeys([str(SRC), str(ROOT)])),
         }
-        started = time.monotonic()
+        started = self._started = time.monotonic()
         self.proc = subprocess.Popen(
             self.cmd, cwd=self.cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
         )
@@ -247,6 +254,12 @@ class Dynmx:
                 raise RuntimeError(f"dynmx {reason}: {' '.join(self.cmd)}\n{log}")
         self.load_seconds = round(time.monotonic() - started, 2)
         return self
+
+    def wait_compiled(self, timeout: float) -> float:
+        """Seconds from spawn until every zone is compiled (`event=compiled`, or at serving)."""
+        if not self._compiled.wait(timeout):
+            raise RuntimeError(f"dynmx did not finish compiling within {timeout:.0f} s")
+        return round(time.monotonic() - self._started, 2)
 
     def stop(self) -> int | None:
         """SIGTERM, wait up to 10 s, then SIGKILL; returns the exit status."""

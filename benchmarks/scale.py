@@ -8,7 +8,9 @@ Alongside load.py (one zone of N names), this loads:
   every 4th, AAAA on every 10th; 740,741 names).
 
 For each, `python -m dynmx serve --zones DIR` is started on 127.0.0.1 and timed from
-spawn to its `event=serving` log line; peak resident memory is VmHWM, read then. For
+spawn to its `event=serving` log line, and (a start-up with many zones serves a staged
+table and compiles behind) to its `event=compiled` line; peak resident memory is VmHWM,
+read at both. For
 `1` and `100k` the same query mix shape is then measured with dnsperf as bench.py does
 (bench.measure: server on core 0, dnsperf on core 1, 2 s warm-up): per zone the apex MX
 and TXT, www A, mx A and AAAA, and one missing name (1 in 6 NXDOMAIN); for one zone
@@ -203,15 +205,19 @@ def run_case(case: str, workdir: Path, seconds: int, profile: bool, update: bool
     with Dynmx(
         args, workdir, prefix=pin(SERVER_CORE), python_args=python_args, timeout=LOAD_TIMEOUT
     ) as server:
+        serving_rss = mib(vm_kib(server.pid, "VmHWM"))
+        compiled = server.wait_compiled(LOAD_TIMEOUT)
         result |= {
             "load_seconds": server.load_seconds,
+            "compiled_seconds": compiled,
+            "serving_peak_rss_mib": serving_rss,
             "peak_rss_mib": mib(vm_kib(server.pid, "VmHWM")),
             "rss_mib": mib(vm_kib(server.pid, "VmRSS")),
             "entries": server.entries,
         }
         print(
-            f"scale: {case}: serving after {server.load_seconds} s, peak RSS {result['peak_rss_mib']} MiB, "
-            f"{server.entries} entries"
+            f"scale: {case}: serving after {server.load_seconds} s (peak RSS {serving_rss} MiB), every zone "
+            f"compiled after {compiled} s, peak RSS {result['peak_rss_mib']} MiB, {server.entries} entries"
         )
         if case in QPS_CASES and not profile:
             queries = write_queries(OUT / f"queries-scale-{case}.txt", zones)
@@ -352,14 +358,18 @@ def main() -> int:
     for case in cases:
         with tempfile.TemporaryDirectory(prefix=f"dynmx-scale-{case}-") as tmp:
             results.append(run_case(case, Path(tmp), args.seconds, args.profile, not args.no_update))
-    head = f"{'case':5} {'files':>7} {'records':>9} {'entries':>9} {'load s':>7} {'peak MiB':>9} {'qps':>9}"
+    head = (
+        f"{'case':5} {'files':>7} {'records':>9} {'entries':>9} {'serving s':>9} {'compiled s':>10} "
+        f"{'peak MiB':>9} {'qps':>9}"
+    )
     print(f"\n{head} {'UPDATE s':>9} {'silence s':>11}")
     for r in results:
         qps = r.get("qps")
         cell = f"{qps['qps']:9.0f}" if isinstance(qps, dict) else f"{'-':>9}"
         print(
             f"{r['case']:5} {r['zone_files']:7d} {r['records']:9d} {r['entries']:9d} "
-            f"{r['load_seconds']:7.1f} {r['peak_rss_mib']:9.1f} {cell} {stall_cells(r.get('update'))}"
+            f"{r['load_seconds']:9.1f} {r['compiled_seconds']:10.1f} {r['peak_rss_mib']:9.1f} {cell} "
+            f"{stall_cells(r.get('update'))}"
         )
     by = {r["case"]: r for r in results}
     ratio = None

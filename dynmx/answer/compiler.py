@@ -8,6 +8,10 @@ without a wildcard shares its zone's NXDOMAIN entry.
 An edit recompiles only the changed zone and the zones whose answers reach into it (a
 CNAME chain, an MX target's addresses): the table remembers each zone's keys and which
 zones each zone's answers used, so the cost of an edit follows the zone, not the server.
+
+A start-up with many zones serves a staged table first: every zone indexed, none compiled
+(each answered by the slow path, from the same lookup), then fills it a slice of zones at
+a time, so serving does not wait for the whole compile.
 """
 
 from __future__ import annotations
@@ -45,22 +49,21 @@ class CompiledZone:
     # sends it (about 30 bytes shorter: less amplification); pointers move with the qname.
     nx_compressed: Entry | None = None
     nx_pointers: tuple[int, ...] = ()
-    nx_by_length: dict[int, Entry] = field(default_factory=dict)
+    # False while the zone is pending in a staged table: its names have no entries yet, so a
+    # miss is not an NXDOMAIN on bytes but a question for the slow path.
+    complete: bool = True
 
     def nxdomain_for(self, qname_length: int) -> Entry:
-        """The compressed NXDOMAIN after a question whose name is `qname_length` bytes."""
-        entry = self.nx_by_length.get(qname_length)
-        if entry is None:
-            if self.nx_compressed is None:
-                return self.nxdomain
-            shift = qname_length - len(self.origin)
-            body = bytearray(self.nx_compressed.body)
-            for at in self.nx_pointers:
-                target = ((body[at] << 8) | body[at + 1]) & 0x3FFF
-                body[at : at + 2] = (0xC000 | (target + shift)).to_bytes(2, "big")
-            entry = replace(self.nx_compressed, body=bytes(body))
-            self.nx_by_length[qname_length] = entry
-        return entry
+        """The compressed NXDOMAIN after a question whose name is `qname_length` bytes (the
+        engine caches it in its bounded LRU)."""
+        if self.nx_compressed is None:
+            return self.nxdomain
+        shift = qname_length - len(self.origin)
+        body = bytearray(self.nx_compressed.body)
+        for at in self.nx_pointers:
+            target = ((body[at] << 8) | body[at + 1]) & 0x3FFF
+            body[at : at + 2] = (0xC000 | (target + shift)).to_bytes(2, "big")
+        return replace(self.nx_compressed, body=bytes(body))
 
     def plain_nxdomain(self, qname: bytes) -> bool:
         """True when `qname` (lower wire, not in the table) is a plain NXDOMAIN in this zone.
@@ -103,6 +106,7 @@ class AnswerTable:
     forced: frozenset[bytes] = frozenset()  # names whose every type is NXDOMAIN or REFUSED
     keys: dict[bytes, tuple[bytes, ...]] = field(default_factory=dict)  # zone origin -> its entry keys
     uses: dict[bytes, frozenset[bytes]] = field(default_factory=dict)  # zone -> other zones it answers from
+    pending: frozenset[bytes] = frozenset()  # zones indexed but not compiled yet (a staged table)
 
     def selectors_of(self, pool: str) -> list[Selector]:
         """The selectors serving one pool (its name and its hint names)."""
@@ -163,9 +167,14 @@ def compile_zone(zoneset: ZoneSet, zone: ZoneData, entries: dict[bytes, Entry]) 
                 typed = key + qtype.to_bytes(2, "big")  # one object for the table and the key list
                 entries[typed] = entry
                 keys.append(typed)
+    return _Compiled(index_zone(zone), keys, uses)
+
+
+def index_zone(zone: ZoneData, complete: bool = True) -> CompiledZone:
+    """The byte-level index of one zone: what answers its missing names."""
     nxdomain = Answer(Outcome.NAME_ERROR, rcode=3, authority=[(zone.negative_soa, True)])
     compressed = render(nxdomain, zone.origin)  # against the origin as the whole question name
-    compiled = CompiledZone(
+    return CompiledZone(
         origin=wire_key(zone.origin),
         names=frozenset(wire_key(n) for n in zone.names),
         cuts=frozenset(wire_key(n) for n in zone.cuts) or _NONE,
@@ -176,8 +185,8 @@ def compile_zone(zoneset: ZoneSet, zone: ZoneData, entries: dict[bytes, Entry]) 
         nxdomain=render(nxdomain, None),
         nx_compressed=compressed,
         nx_pointers=_pointers_of_one_rr(compressed.body),
+        complete=complete,
     )
-    return _Compiled(compiled, keys, uses)
 
 
 def _pointers_of_one_rr(body: bytes) -> tuple[int, ...]:
@@ -223,12 +232,39 @@ def compile_table(zones: Iterable[ZoneData], policy: ServedPolicy | None = None)
     return _with_policy(zoneset, entries, compiled, keys, uses, policy or ServedPolicy())
 
 
+def staged_table(zones: Iterable[ZoneData], policy: ServedPolicy | None = None) -> AnswerTable:
+    """Every zone indexed and pending, the policy laid over: correct answers at once, from
+    the slow path, while `fill_table` compiles the zones."""
+    zoneset = ZoneSet(zones)
+    compiled = {index.origin: index for index in (index_zone(zone, complete=False) for zone in zoneset)}
+    table = _with_policy(zoneset, {}, compiled, {}, {}, policy or ServedPolicy())
+    return replace(table, pending=frozenset(compiled))
+
+
+def fill_table(table: AnswerTable, origins: Iterable[bytes]) -> AnswerTable:
+    """`table` with these pending zones compiled. Pool carriers and name actions stay on top
+    as they were (the same selectors: a round-robin goes on where it had got to)."""
+    todo = [origin for origin in origins if origin in table.pending]
+    entries = dict(table.entries)
+    compiled, keys, uses = dict(table.zones), dict(table.keys), dict(table.uses)
+    for origin in todo:
+        result = _compile_origin(table.zoneset, origin, entries)
+        compiled[origin], keys[origin], uses[origin] = result.zone, tuple(result.keys), frozenset(result.uses)
+        for name in table.forced:
+            _drop_name(entries, keys[origin], name)
+    carriers = {wire_key(owner) + rdtype.to_bytes(2, "big") for owner, rdtype in table.selectors}
+    entries.update((key, table.entries[key]) for key in table.forced | carriers if key in table.entries)
+    pending = table.pending - set(todo)
+    return replace(table, entries=entries, zones=compiled, keys=keys, uses=uses, pending=pending)
+
+
 def recompile_table(
     table: AnswerTable, zones: Iterable[ZoneData], changed: Iterable[dns.name.Name], policy: ServedPolicy
 ) -> AnswerTable:
     """A new table after `changed` zones changed: those and the zones whose answers used them
-    are compiled again, the rest is copied. `zones` is the whole new set; a new zone or a
-    removed one changes what every chain may reach, so it compiles everything."""
+    are compiled again, the rest is copied (a zone still pending stays so, unless changed).
+    `zones` is the whole new set; a new zone or a removed one changes what every chain may
+    reach, so it compiles everything."""
     zoneset = ZoneSet(zones)
     origins = {wire_key(origin) for origin in zoneset.by_origin}
     if origins != set(table.zones):
@@ -238,13 +274,18 @@ def recompile_table(
     entries = dict(table.entries)
     compiled, keys, uses = dict(table.zones), dict(table.keys), dict(table.uses)
     for origin in dirty:
-        for key in keys[origin]:
+        for key in keys.get(origin, ()):
             entries.pop(key, None)
     for origin in dirty:
-        zone = zoneset.by_origin[dns.name.from_wire(origin, 0)[0]]
-        result = compile_zone(zoneset, zone, entries)
+        result = _compile_origin(zoneset, origin, entries)
         compiled[origin], keys[origin], uses[origin] = result.zone, tuple(result.keys), frozenset(result.uses)
-    return _with_policy(zoneset, entries, compiled, keys, uses, policy)
+    pending = table.pending - dirty
+    recompiled = _with_policy(zoneset, entries, compiled, keys, uses, policy)
+    return replace(recompiled, pending=pending) if pending else recompiled
+
+
+def _compile_origin(zoneset: ZoneSet, origin: bytes, entries: dict[bytes, Entry]) -> _Compiled:
+    return compile_zone(zoneset, zoneset.by_origin[dns.name.from_wire(origin, 0)[0]], entries)
 
 
 def _with_policy(
@@ -285,11 +326,15 @@ def _force(
     """Answer every qtype at `name` with NXDOMAIN or REFUSED (a name action)."""
     key = wire_key(name)
     zone = zoneset.find(name)
-    candidates = keys.get(wire_key(zone.origin), ()) if zone is not None else ()
-    for existing in [k for k in candidates if k[: len(key)] == key and len(k) in (len(key), len(key) + 2)]:
-        entries.pop(existing, None)
+    _drop_name(entries, keys.get(wire_key(zone.origin), ()) if zone is not None else (), key)
     if rcode == RCODE_NXDOMAIN and zone is not None:
         answer = Answer(Outcome.NAME_ERROR, rcode=rcode, authority=[(zone.negative_soa, True)])
         entries[key] = render(answer, name)
     else:
         entries[key] = REFUSED_ENTRY
+
+
+def _drop_name(entries: dict[bytes, Entry], zone_keys: Iterable[bytes], key: bytes) -> None:
+    """Remove the entries of one name (its default and every typed one) among a zone's keys."""
+    for existing in [k for k in zone_keys if k[: len(key)] == key and len(k) in (len(key), len(key) + 2)]:
+        entries.pop(existing, None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import itertools
 import logging
 import os
 import random
@@ -22,7 +23,7 @@ import dns.name
 import dns.rdataclass
 import dns.rdatatype
 
-from dynmx.answer.compiler import AnswerTable
+from dynmx.answer.compiler import AnswerTable, fill_table
 from dynmx.answer.engine import Engine
 from dynmx.app.control import control_routes
 from dynmx.app.explain import explain_query
@@ -50,6 +51,11 @@ from dynmx.zone.loader import LoadedZone
 log = logging.getLogger("dynmx.app")
 
 SHUTDOWN_GRACE = 4.0  # seconds for in-flight TCP replies; the whole stop stays under 5 s
+# At start-up, this many zones or more are served from a staged table (slow path) while
+# they compile a slice at a time: 100,000 zones take minutes to compile, a few take less
+# than a second, and those are simpler to serve compiled from the first query.
+STAGE_FROM_ZONES = 1000
+FILL_SLICE = 1000  # zones per compile step: an edit or reload waits at most about a second
 
 
 @dataclass
@@ -91,6 +97,7 @@ class App:
         self._unserved: dict[dns.name.Name, LoadedZone] = {}  # published, not compiled yet
         self._serve_waiters: list[asyncio.Future[None]] = []
         self._compiling: asyncio.Task[None] | None = None
+        self._filling: asyncio.Task[None] | None = None  # a staged start-up's compile
         self.dyndns2_state = dyndns2.DynState()
 
     # -- zones ---------------------------------------------------------------------------
@@ -99,11 +106,14 @@ class App:
         self, reconcile: bool = False, previous: AnswerTable | None = None
     ) -> tuple[dict[Path, LoadedZone], list[Problem], AnswerTable]:
         """Scan and compile; with `previous` (a reload under the same config) only the zones
-        whose files changed, and those whose answers use them, are compiled again."""
+        whose files changed, and those whose answers use them, are compiled again.
+        At start-up (`reconcile`) many zones give a staged table, for `_fill_staged`."""
         before = self.state.by_file
         zones, problems = scan_zones(self.zones_dir, before)
         if reconcile:  # at start-up, on the loop's thread (the journal's connection lives there)
             zones = {path: self.writer.reconcile(zone) for path, zone in zones.items()}
+            if len(zones) >= STAGE_FROM_ZONES:
+                return zones, problems, self._compile(zones, None, [], staged=True)
         return zones, problems, self._compile(zones, previous, changed_origins(before, zones))
 
     def zones_by_origin(self) -> dict[dns.name.Name, LoadedZone]:
@@ -157,12 +167,44 @@ class App:
                         waiter.set_result(None)
 
     def _compile(
-        self, zones: dict[Path, LoadedZone], previous: AnswerTable | None, changed: list[dns.name.Name]
+        self,
+        zones: dict[Path, LoadedZone],
+        previous: AnswerTable | None,
+        changed: list[dns.name.Name],
+        staged: bool = False,
     ) -> AnswerTable:
         """`previous` with the `changed` zones (and those using them) compiled again; without
-        `previous`, everything. Runs in an executor thread, or at start-up."""
+        `previous`, everything (or, `staged`, nothing yet). Runs in an executor thread, or at
+        start-up."""
         return build_table(
-            self.config, zone_data(zones), self.health.plans_for, self.rng, previous=previous, changed=changed
+            self.config,
+            zone_data(zones),
+            self.health.plans_for,
+            self.rng,
+            previous=previous,
+            changed=changed,
+            staged=staged,
+        )
+
+    async def _fill_staged(self) -> None:
+        """Compile a staged table's pending zones a slice at a time, off the loop. Each slice
+        holds the reload lock, so an edit or a reload waits for one slice, not the whole compile,
+        and builds on what is compiled so far (a zone it changes is compiled by it)."""
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        assert self.engine is not None
+        while self.engine.table.pending:
+            async with self._reload_lock:
+                table = self.engine.table
+                batch = list(itertools.islice(table.pending, FILL_SLICE))
+                if batch:
+                    self.engine.swap(await loop.run_in_executor(None, fill_table, table, batch))
+        table = self.engine.table
+        log.info(
+            "event=compiled zones=%d entries=%d seconds=%.3f",
+            len(table.zones),
+            len(table.entries),
+            time.monotonic() - started,
         )
 
     def _notify_secondaries(self, zone: LoadedZone) -> None:
@@ -346,7 +388,14 @@ class App:
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
         if cfg.pid_file:
             Path(self.config.path(cfg.pid_file)).write_text(f"{os.getpid()}\n")
-        log.info("event=serving zones=%d entries=%d", len(zones), len(self.engine.table.entries))
+        log.info(
+            "event=serving zones=%d entries=%d pending=%d",
+            len(zones),
+            len(self.engine.table.entries),
+            len(self.engine.table.pending),
+        )
+        if self.engine.table.pending:
+            self._filling = loop.create_task(self._fill_staged())
 
     def _worker_start(self) -> tuple[Config, list[PoolPlans]]:
         """What a worker starts from: the config and every pool's current plans."""
@@ -379,6 +428,8 @@ class App:
     async def stop(self) -> None:
         """Close listeners, let TCP replies drain, then exit (SIGTERM drains, design.md)."""
         log.info("event=stopping")
+        if self._filling is not None:
+            self._filling.cancel()  # a slice already in its thread ends within about a second
         if self.listeners is not None:
             self.listeners.close()
         stopping_workers = asyncio.ensure_future(self.workers.stop() if self.workers else asyncio.sleep(0))

@@ -21,7 +21,7 @@ import dns.rdataset
 import dns.rdatatype
 
 from dynmx.answer.clients import ClientAction, ClientRules
-from dynmx.answer.compiler import AnswerTable, compile_table, recompile_table
+from dynmx.answer.compiler import AnswerTable, compile_table, recompile_table, staged_table
 from dynmx.answer.dynamic import DynamicRRset, ServedPolicy, render_state
 from dynmx.answer.zoneset import ZoneData, ZoneSet
 from dynmx.config import Config, PoolConfig
@@ -180,13 +180,14 @@ def build_table(
     rng: Callable[[], float] | None = None,
     previous: AnswerTable | None = None,
     changed: Iterable[dns.name.Name] = (),
+    staged: bool = False,
 ) -> AnswerTable:
     """Zones plus policy, compiled: the one place a new table is made.
 
     `plan_of` gives each pool's current plans (facts, promotion, TTL are the caller's).
     Pools whose name is in no served zone are left out (`dynmx check` reports them).
     With `previous` (same config), only the `changed` zones and those that use them are
-    compiled again (an edit).
+    compiled again (an edit). `staged`: every zone pending, for `fill_table` to compile.
     """
     base = ZoneSet(zones)
     existing = {}
@@ -208,7 +209,7 @@ def build_table(
         policy = dataclasses.replace(policy, rng=rng)
     if previous is not None:
         return recompile_table(previous, layered, changed, policy)
-    return compile_table(layered, policy)
+    return staged_table(layered, policy) if staged else compile_table(layered, policy)
 
 
 def refresh_pool(table: AnswerTable, plans: PoolPlans) -> None:

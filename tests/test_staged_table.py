@@ -1,0 +1,105 @@
+"""A staged table (many zones at start-up): every zone indexed and pending, answered by the
+slow path from the same lookup, then compiled a slice at a time. Every answer is the same
+before, during and after the fill, and filling everything equals compiling everything."""
+
+from __future__ import annotations
+
+import itertools
+
+import dns.message
+import dns.name
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dynmx.answer.compiler import compile_table, fill_table, recompile_table, staged_table, wire_key
+from dynmx.answer.dynamic import ServedPolicy
+from dynmx.answer.engine import Engine
+from dynmx.answer.zoneset import ZoneData
+from dynmx.policy.served import build_table, plan_all
+from tests.test_pool_answers import ORIGIN, firsts, setup, zone_data
+from tests.test_recompile import ORIGINS, _table_view, _zone
+
+FORCED = ServedPolicy(forced={dns.name.from_text("www.b.test."): 3, dns.name.from_text("ns1.a.test."): 5})
+HOSTS = ("", "ns1.", "www.", "alias.", "mail.", "sub.", "ns.sub.", "x.wild.", "missing.", "a.b.missing.")
+QUESTIONS = [
+    (f"{host}{origin}", qtype)
+    for origin in ORIGINS
+    for host in HOSTS
+    for qtype in ("A", "AAAA", "MX", "NS", "SOA", "DS", "TXT", "CNAME", "ANY")
+]
+
+
+def _zones() -> list[ZoneData]:
+    return [_zone(origin, "") for origin in ORIGINS]
+
+
+def _replies(engine: Engine) -> list[bytes | None]:
+    found = []
+    for qname, qtype in QUESTIONS:
+        reply = engine.handle(dns.message.make_query(qname, qtype, id=7).to_wire(), ("127.0.0.1", 1), False)
+        assert reply is None or isinstance(reply, bytes)
+        found.append(reply)
+    return found
+
+
+def test_a_staged_table_holds_every_zone_pending_and_no_entry_of_them() -> None:
+    table = staged_table(_zones())
+    assert table.pending == {wire_key(dns.name.from_text(origin)) for origin in ORIGINS}
+    assert not table.entries
+    assert not any(zone.complete for zone in table.zones.values())
+
+
+def test_a_staged_engine_answers_every_question_as_a_compiled_one() -> None:
+    compiled = _replies(Engine(compile_table(_zones(), FORCED)))
+    assert _replies(Engine(staged_table(_zones(), FORCED))) == compiled
+
+
+@pytest.mark.parametrize("filled", range(1, len(ORIGINS) + 1))
+def test_a_partly_filled_engine_answers_every_question_as_a_compiled_one(filled: int) -> None:
+    staged = staged_table(_zones(), FORCED)
+    table = fill_table(staged, list(itertools.islice(sorted(staged.pending), filled)))
+    assert len(table.pending) == len(ORIGINS) - filled
+    assert _replies(Engine(table)) == _replies(Engine(compile_table(_zones(), FORCED)))
+
+
+@given(st.permutations(ORIGINS), st.integers(min_value=1, max_value=len(ORIGINS)))
+@settings(max_examples=30, deadline=None)
+def test_filling_every_pending_zone_in_any_slices_equals_compiling_everything(
+    order: list[str], size: int
+) -> None:
+    table = staged_table(_zones(), FORCED)
+    keys = [wire_key(dns.name.from_text(origin)) for origin in order]
+    for start in range(0, len(keys), size):
+        table = fill_table(table, keys[start : start + size])
+    fresh = compile_table(_zones(), FORCED)
+    assert not table.pending
+    assert _table_view(table) == _table_view(fresh)
+    assert table.uses == fresh.uses
+    assert all(zone.complete for zone in table.zones.values())
+
+
+def test_an_edit_compiles_its_pending_zone_and_leaves_the_others_pending() -> None:
+    zones = _zones()
+    table = staged_table(zones)
+    edited = _zone("b.test.", "new A 192.0.2.77\n")
+    zones[1] = edited
+    after = recompile_table(table, zones, [edited.origin], ServedPolicy())
+    assert after.pending == table.pending - {wire_key(edited.origin)}
+    assert after.zones[wire_key(edited.origin)].complete
+    assert wire_key(dns.name.from_text("new.b.test.")) + b"\x00\x01" in after.entries
+
+
+def test_a_fill_keeps_a_pools_selector_so_its_rotation_goes_on() -> None:
+    """The fill copies the pool's carrier over the static MX it compiles: the same selector
+    answers, so round-robin neither restarts nor skips a member."""
+    s = setup("round-robin")
+    staged = build_table(s.config, [zone_data()], lambda p: plan_all(p, {}), staged=True)
+    engine = Engine(staged)
+    before = firsts(engine, 2)
+    engine.swap(fill_table(staged, list(staged.pending)))
+    assert engine.table.selectors is staged.selectors
+    after = firsts(engine, 4)
+    assert len(set(before + after[:1])) == 3  # the third answer puts the third member first
+    assert after[0] == firsts(Engine(s.table), 3)[2]
+    assert wire_key(dns.name.from_text(ORIGIN)) + b"\x00\x0f" in engine.table.entries
