@@ -140,6 +140,12 @@ def pin(core: str) -> list[str]:
     return []
 
 
+def pin_running(pid: int, core: str) -> None:
+    """Move a running process and all its threads to `core` (no-op where `pin` is one)."""
+    if pin(core):
+        subprocess.run(["taskset", "-a", "-p", "-c", core, str(pid)], check=True, capture_output=True)
+
+
 # --- servers ------------------------------------------------------------------------------
 
 

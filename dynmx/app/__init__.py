@@ -46,6 +46,7 @@ from dynmx.metrics import Metrics
 from dynmx.policy.routes import changed_since, routing_table, to_json, to_postfix
 from dynmx.policy.served import PoolPlans, build_table, refresh_pool
 from dynmx.server.http import ControlHttp
+from dynmx.zone.batch import available_cpus
 from dynmx.zone.loader import LoadedZone
 
 log = logging.getLogger("dynmx.app")
@@ -109,7 +110,7 @@ class App:
         whose files changed, and those whose answers use them, are compiled again.
         At start-up (`reconcile`) many zones give a staged table, for `_fill_staged`."""
         before = self.state.by_file
-        zones, problems = scan_zones(self.zones_dir, before)
+        zones, problems = scan_zones(self.zones_dir, before, available_cpus())
         if reconcile:  # at start-up, on the loop's thread (the journal's connection lives there)
             zones = {path: self.writer.reconcile(zone) for path, zone in zones.items()}
             if len(zones) >= STAGE_FROM_ZONES:

@@ -11,16 +11,18 @@ import dns.zone
 
 from dynmx.answer.zoneset import ZoneData
 from dynmx.errors import Problem, ZoneLoadError
-from dynmx.zone.loader import LoadedZone, file_digest, parse_zone, read_zone_bytes
+from dynmx.zone.batch import Parsed, parse_many
+from dynmx.zone.loader import LoadedZone, file_digest, read_zone_bytes
 
 
 def scan_zones(
-    directory: Path, previous: dict[Path, LoadedZone]
+    directory: Path, previous: dict[Path, LoadedZone], processes: int = 1
 ) -> tuple[dict[Path, LoadedZone], list[Problem]]:
     """Load every `*.zone`; a file that fails keeps its previous version (if any).
 
     A file whose bytes are those its previous version was read from keeps that version
     (the same object), so a reload of many zones parses only the files that changed.
+    Many files to parse are spread over up to `processes` processes (`parse_many`).
     """
     loaded: dict[Path, LoadedZone] = {}
     problems: list[Problem] = []
@@ -30,17 +32,25 @@ def scan_zones(
         return dict(previous), [Problem(str(directory), 0, f"cannot read directory: {error}")]
     if not directory.is_dir():
         return dict(previous), [Problem(str(directory), 0, "not a directory")]
-    origins: dict[dns.name.Name, Path] = {}
+    results: dict[Path, Parsed] = {}
+    to_parse: list[tuple[Path, bytes]] = []
     for path in files:
         try:
             data = read_zone_bytes(path)
-            kept = previous.get(path)
-            if kept is not None and kept.digest and kept.digest == file_digest(data):
-                zone = kept
-            else:
-                zone = parse_zone(path, data)
         except ZoneLoadError as error:
-            problems.extend(error.problems)
+            results[path] = error.problems
+            continue
+        kept = previous.get(path)
+        if kept is not None and kept.digest and kept.digest == file_digest(data):
+            results[path] = kept
+        else:
+            to_parse.append((path, data))
+    results.update(parse_many(to_parse, processes))
+    origins: dict[dns.name.Name, Path] = {}
+    for path in files:
+        zone = results[path]
+        if isinstance(zone, list):
+            problems.extend(zone)
             if path in previous:
                 loaded[path] = previous[path]
                 origins[previous[path].origin] = path

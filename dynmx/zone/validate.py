@@ -83,9 +83,12 @@ def _at(record: Record, reason: str) -> Problem:
 
 def _distinct(records: Iterable[Record]) -> list[Record]:
     """Records with equal rdata once: duplicates merge into one RR, as in every server."""
+    listed = list(records)
+    if len(listed) < 2:
+        return listed  # nothing to merge, and no rdata hashed (it renders the rdata: costly)
     seen: set[dns.rdata.Rdata] = set()
     kept: list[Record] = []
-    for record in records:
+    for record in listed:
         if record.rdata not in seen:
             seen.add(record.rdata)
             kept.append(record)
