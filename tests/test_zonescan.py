@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dns.name
 import dns.zone
+import pytest
 
 from dynmx.app import zonescan
 from dynmx.zone.loader import LoadedZone
@@ -53,8 +54,13 @@ def test_a_rescan_keeps_the_zone_of_a_file_whose_bytes_are_unchanged(tmp_path: P
     assert zonescan.changed_origins(first, second) == []
 
 
-def test_a_changed_file_is_read_again_even_with_its_size_and_mtime_restored(tmp_path: Path) -> None:
-    """Bytes are compared, not stat data: an edit within one clock tick is not missed."""
+@pytest.mark.parametrize("racy_seconds", [0.0, zonescan.RACY_SECONDS])
+def test_a_changed_file_is_read_again_even_with_its_size_and_mtime_restored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, racy_seconds: float
+) -> None:
+    """The stamp holds the ctime and inode too, and a file changed moments ago has none: a
+    `touch -d` or an edit within one clock tick is not missed."""
+    monkeypatch.setattr(zonescan, "RACY_SECONDS", racy_seconds)
     path = _write(tmp_path, 1)
     stat = path.stat()
     first, _ = zonescan.scan_zones(tmp_path, {})
@@ -73,3 +79,43 @@ def test_a_version_made_in_memory_is_replaced_by_its_file_on_a_rescan(tmp_path: 
     in_memory = {path: LoadedZone(edited.origin, edited.zone, path)}
     scanned, _ = zonescan.scan_zones(tmp_path, in_memory)
     assert zonescan.soa_serial(scanned[path]) == 3
+
+
+def _reads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Which files the next scans read (the real reader, watched)."""
+    seen: list[Path] = []
+    read = zonescan.read_zone_bytes
+
+    def watched(path: Path) -> bytes:
+        seen.append(path)
+        return read(path)
+
+    monkeypatch.setattr(zonescan, "read_zone_bytes", watched)
+    return seen
+
+
+def test_a_rescan_does_not_read_a_file_whose_stamp_is_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """100,000 unchanged files cost a stat each on a reload, not a read and a digest."""
+    monkeypatch.setattr(zonescan, "RACY_SECONDS", 0.0)
+    path = _write(tmp_path, 1)
+    first, _ = zonescan.scan_zones(tmp_path, {})
+    assert first[path].stamp is not None
+    reads = _reads(monkeypatch)
+    second, _ = zonescan.scan_zones(tmp_path, first)
+    assert reads == []
+    assert second[path] is first[path]
+
+
+def test_a_file_changed_moments_ago_is_read_again_at_the_next_rescan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Racy git's rule: another write within the clock's resolution could keep the stamp."""
+    path = _write(tmp_path, 1)
+    first, _ = zonescan.scan_zones(tmp_path, {})
+    assert first[path].stamp is None
+    reads = _reads(monkeypatch)
+    second, _ = zonescan.scan_zones(tmp_path, first)
+    assert reads == [path]
+    assert second[path] is first[path]  # the same bytes: kept by digest

@@ -53,17 +53,28 @@ class CompiledZone:
     # miss is not an NXDOMAIN on bytes but a question for the slow path.
     complete: bool = True
 
-    def nxdomain_for(self, qname_length: int) -> Entry:
-        """The compressed NXDOMAIN after a question whose name is `qname_length` bytes (the
-        engine caches it in its bounded LRU)."""
+    @property
+    def nx_template(self) -> Entry:
+        """The NXDOMAIN entry whose header serves every question; `nx_body` gives its body."""
+        return self.nx_compressed or self.nxdomain
+
+    def nx_body(self, qname_length: int) -> bytes:
+        """The NXDOMAIN body after a question whose name is `qname_length` bytes: patched per
+        query (about a microsecond), so random names across many zones cache nothing."""
         if self.nx_compressed is None:
-            return self.nxdomain
+            return self.nxdomain.body
         shift = qname_length - len(self.origin)
+        if not shift:
+            return self.nx_compressed.body
         body = bytearray(self.nx_compressed.body)
         for at in self.nx_pointers:
             target = ((body[at] << 8) | body[at + 1]) & 0x3FFF
             body[at : at + 2] = (0xC000 | (target + shift)).to_bytes(2, "big")
-        return replace(self.nx_compressed, body=bytes(body))
+        return bytes(body)
+
+    def nxdomain_for(self, qname_length: int) -> Entry:
+        """The whole NXDOMAIN entry after a question of this length (slow path, truncation)."""
+        return replace(self.nx_template, body=self.nx_body(qname_length))
 
     def plain_nxdomain(self, qname: bytes) -> bool:
         """True when `qname` (lower wire, not in the table) is a plain NXDOMAIN in this zone.

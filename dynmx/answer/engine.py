@@ -14,7 +14,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import dns.name
@@ -24,7 +24,7 @@ import dns.rdatatype
 
 from dynmx.answer import rrl
 from dynmx.answer.acl import QueryAcl
-from dynmx.answer.compiler import AnswerTable, CompiledZone
+from dynmx.answer.compiler import AnswerTable
 from dynmx.answer.lookup import Answer, Outcome, lookup
 from dynmx.answer.render import render
 from dynmx.errors import DropPacket, FormError
@@ -75,10 +75,9 @@ ControlHandler = Callable[[bytes, Query, bool, object], bytes | Deferred | None]
 # Handler for AXFR/IXFR over TCP, set by the control layer: (data, query, peer) -> messages.
 TransferHandler = Callable[[bytes, Query, object], list[bytes] | Deferred]
 SELFCHECK_LABEL = b"\x0a_selfcheck"
-# Slow-path cache keys that are not a name's: a wire name never starts with a byte over 63,
-# so no query can hit them (a "*" prefix could: 42 is a label length).
+# A slow-path cache key that is no name's: a wire name never starts with a byte over 63, so
+# no query can hit it (a "*" prefix could: 42 is a label length).
 WILDCARD_KEY = b"\xff"  # + wildcard parent + qtype: the answer every name below it shares
-NXDOMAIN_KEY = b"\xfe"  # + zone origin + qname length: the zone's NXDOMAIN for that length
 ANY_AMPLIFICATION = 3  # ANY over UDP answered larger than this times the query gets the HINFO
 ANY_HINFO_TTL = 3600  # RFC 8482 4.2 leaves it to the operator; an hour, as common practice
 
@@ -233,16 +232,20 @@ class Engine:
             zone = self.table.find_zone(name)
             if zone is None or not zone.complete or not zone.plain_nxdomain(name):
                 return self._slow(data, addr, tcp)
-            entry = self._nxdomain(zone, len(name))
-        elif entry.selector is not None:
-            entry = entry.selector.pick(addr)
-            if entry is None:
-                return None
+            entry = zone.nx_template
+            body = zone.nx_body(len(name))
+        else:
+            if entry.selector is not None:
+                entry = entry.selector.pick(addr)
+                if entry is None:
+                    return None
+            body = entry.body
         question = data[12 : qend + 4]
-        body = entry.body
         if qend + 4 + len(body) + len(opt) > limit:
             # Too big for this client: truncate from the entry already chosen (a pool's
             # selector has picked; picking again would skip a member).
+            if body is not entry.body:
+                entry = replace(entry, body=body)
             return assemble(data, parse_query(data), entry, limit)
         rd = data[2] & 1
         head = entry.head_opt[rd] if opt else entry.head[rd]
@@ -320,13 +323,6 @@ class Engine:
             found = self._remember(key, render(answer, owner))
         return found
 
-    def _nxdomain(self, zone: CompiledZone, qname_length: int) -> Entry:
-        """The zone's NXDOMAIN compressed after a question of this length, kept in the LRU: a
-        flood of random names across many zones costs a bounded cache, not one per zone."""
-        key = NXDOMAIN_KEY + zone.origin + bytes((qname_length,))
-        entry = self._cached(key)
-        return entry if entry is not None else self._remember(key, zone.nxdomain_for(qname_length))
-
     def _cached(self, key: bytes) -> Entry | None:
         """A slow-path result, marked as used."""
         entry = self._lru.get(key)
@@ -400,7 +396,7 @@ class Engine:
         shared = False
         if not class_any and qname not in zone.names:
             if zone.plain_nxdomain(qname):
-                return self._nxdomain(zone, len(qname))  # every qtype, ANY too: no lookup per name
+                return zone.nxdomain_for(len(qname))  # every qtype, ANY too: no lookup per name
             parent = zone.wildcard_parent(qname) if qtype < META_QTYPE_MIN else None
             if parent is not None:
                 # Wildcard synthesis: one body for every name the wildcard covers, so a

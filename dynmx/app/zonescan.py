@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import time
 from pathlib import Path
 
 import dns.name
@@ -14,38 +17,55 @@ from dynmx.errors import Problem, ZoneLoadError
 from dynmx.zone.batch import Parsed, parse_many
 from dynmx.zone.loader import LoadedZone, file_digest, read_zone_bytes
 
+RACY_SECONDS = 2.0  # a file changed this recently is read again at the next reload
+
 
 def scan_zones(
     directory: Path, previous: dict[Path, LoadedZone], processes: int = 1
 ) -> tuple[dict[Path, LoadedZone], list[Problem]]:
     """Load every `*.zone`; a file that fails keeps its previous version (if any).
 
-    A file whose bytes are those its previous version was read from keeps that version
-    (the same object), so a reload of many zones parses only the files that changed.
-    Many files to parse are spread over up to `processes` processes (`parse_many`).
+    A file that still has the stamp (mtime, ctime, size, inode) its previous version was
+    read with, or whose bytes are those it was read from, keeps that version (the same
+    object): a reload of many zones reads and parses only the files that changed. Many
+    files to parse are spread over up to `processes` processes (`parse_many`).
     """
     loaded: dict[Path, LoadedZone] = {}
     problems: list[Problem] = []
     try:
-        files = sorted(p for p in directory.glob("*.zone") if p.is_file())
+        with os.scandir(directory) as listing:
+            found = [entry for entry in listing if _is_zone_file(entry)]
     except OSError as error:
-        return dict(previous), [Problem(str(directory), 0, f"cannot read directory: {error}")]
-    if not directory.is_dir():
-        return dict(previous), [Problem(str(directory), 0, "not a directory")]
+        reason = f"cannot read zone directory: {error.strerror or error}"
+        return dict(previous), [Problem(str(directory), 0, reason)]
+    found.sort(key=lambda entry: entry.name)
+    files = [Path(entry.path) for entry in found]
     results: dict[Path, Parsed] = {}
     to_parse: list[tuple[Path, bytes]] = []
-    for path in files:
+    stamps: dict[Path, tuple[int, int, int, int]] = {}
+    now = time.time()
+    for entry, path in zip(found, files, strict=True):
+        kept = previous.get(path)
+        stamp = _stamp(entry, now)
+        if kept is not None and stamp is not None and kept.stamp == stamp:
+            results[path] = kept
+            continue
         try:
             data = read_zone_bytes(path)
         except ZoneLoadError as error:
             results[path] = error.problems
             continue
-        kept = previous.get(path)
         if kept is not None and kept.digest and kept.digest == file_digest(data):
             results[path] = kept
-        else:
-            to_parse.append((path, data))
-    results.update(parse_many(to_parse, processes))
+            continue
+        to_parse.append((path, data))
+        if stamp is not None:
+            stamps[path] = stamp
+    for path, parsed in parse_many(to_parse, processes).items():
+        stamp = stamps.get(path)
+        if stamp is not None and isinstance(parsed, LoadedZone):
+            parsed = dataclasses.replace(parsed, stamp=stamp)
+        results[path] = parsed
     origins: dict[dns.name.Name, Path] = {}
     for path in files:
         zone = results[path]
@@ -63,6 +83,28 @@ def scan_zones(
         origins[zone.origin] = path
         loaded[path] = zone
     return loaded, problems
+
+
+def _is_zone_file(entry: os.DirEntry[str]) -> bool:
+    """`*.zone`, not hidden (as a shell glob); what can't be examined is tried, so it is reported."""
+    if not entry.name.endswith(".zone") or entry.name.startswith("."):
+        return False
+    try:
+        return entry.is_file()
+    except OSError:
+        return True
+
+
+def _stamp(entry: os.DirEntry[str], now: float) -> tuple[int, int, int, int] | None:
+    """What a file's stat says of its version; None when it changed so recently that another
+    write within the clock's resolution could leave it unchanged (racy-git's rule)."""
+    try:
+        info = entry.stat()
+    except OSError:
+        return None
+    if now - max(info.st_mtime, info.st_ctime) < RACY_SECONDS:
+        return None
+    return (info.st_mtime_ns, info.st_ctime_ns, info.st_size, info.st_ino)
 
 
 def changed_origins(before: dict[Path, LoadedZone], after: dict[Path, LoadedZone]) -> list[dns.name.Name]:

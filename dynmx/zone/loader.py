@@ -49,6 +49,9 @@ class LoadedZone:
     # Of the file's bytes as read; empty for a version made in memory (an edit, a transfer).
     # A reload keeps the zone of a file whose bytes are unchanged instead of parsing it again.
     digest: bytes = b""
+    # The file's (mtime_ns, ctime_ns, size, inode) taken before it was read, when old enough
+    # to trust: a reload keeps the zone of a file that still has it without reading it.
+    stamp: tuple[int, int, int, int] | None = None
 
 
 class _LineTokenizer(dns.tokenizer.Tokenizer):
