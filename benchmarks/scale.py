@@ -52,6 +52,7 @@ import os
 import random
 import re
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -67,7 +68,17 @@ import dns.update
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench import SERVER_CORE, cpu_model, ensure_tools, measure, pin_running
+from bench import (
+    SERVER_CORE,
+    cpu_model,
+    ensure_tools,
+    find_nsd,
+    free_port,
+    measure,
+    pin,
+    pin_running,
+    wait_for_soa,
+)
 from harness import (
     OUT,
     ROOT,
@@ -84,6 +95,8 @@ from harness import (
 )
 from load import vm_kib
 from load import write_zone as write_big_zone
+
+from tests.nsd import nsd_conf
 
 RECORDS_PER_ZONE = 10
 MILLION_NAMES = 740_741  # x (1 + 1/4 + 1/10) records per name = 1,000,002 records
@@ -184,7 +197,9 @@ def write_queries(path: Path, zones: int) -> Path:
     return path
 
 
-def run_case(case: str, workdir: Path, seconds: int, profile: bool, update: bool) -> dict[str, object]:
+def run_case(
+    case: str, workdir: Path, seconds: int, profile: bool, update: bool, with_nsd: bool
+) -> dict[str, object]:
     zone_dir = workdir / "zones"
     zone_dir.mkdir()
     started = time.monotonic()
@@ -204,6 +219,9 @@ def run_case(case: str, workdir: Path, seconds: int, profile: bool, update: bool
     args = ["--config", str(write_config(workdir, zone_dir, first, secret)), "--http", ""]
     python_args = profile_args(dump) if profile else []
     result: dict[str, object] = {"case": case, "zone_files": files, "records": records}
+    queries = write_queries(OUT / f"queries-scale-{case}.txt", zones) if case in QPS_CASES else None
+    if profile:
+        queries = None
     with Dynmx(args, workdir, python_args=python_args, timeout=LOAD_TIMEOUT) as server:
         serving_rss = mib(vm_kib(server.pid, "VmHWM"))
         compiled = server.wait_compiled(LOAD_TIMEOUT)
@@ -219,9 +237,8 @@ def run_case(case: str, workdir: Path, seconds: int, profile: bool, update: bool
             f"scale: {case}: serving after {server.load_seconds} s (peak RSS {serving_rss} MiB), every zone "
             f"compiled after {compiled} s, peak RSS {result['peak_rss_mib']} MiB, {server.entries} entries"
         )
-        if case in QPS_CASES and not profile:
+        if queries is not None:
             pin_running(server.pid, SERVER_CORE)
-            queries = write_queries(OUT / f"queries-scale-{case}.txt", zones)
             run = measure("dynmx", case, server.port, server.pid, queries, seconds)
             result["qps"] = asdict(run)
             result["rss_after_qps_mib"] = mib(vm_kib(server.pid, "VmRSS"))
@@ -243,9 +260,44 @@ def run_case(case: str, workdir: Path, seconds: int, profile: bool, update: bool
                 f"longest time without an answer {stall['longest_silence_s']} s"
             )
         result["log"] = server.log_summary() | {"problem_lines": server.problems[:20]}
+    if with_nsd and not profile:
+        result["nsd"] = nsd_case(case, zone_dir, queries, seconds)
     if profile:
         result["profile"] = top_functions(dump, 30)
         print_profile(result["profile"], f"dynmx load hot spots, case {case}")  # type: ignore[arg-type]
+    return result
+
+
+def nsd_case(case: str, zone_dir: Path, queries: Path | None, seconds: int) -> dict[str, object]:
+    """NSD on the same files, pinned to core 0: spawn until the last zone answers its SOA, the
+    main process's VmHWM (it reads every zone before forking its server), and the same qps run."""
+    origins = sorted(path.name.removesuffix(".zone") + "." for path in zone_dir.glob("*.zone"))
+    last = origins[-1]
+    with tempfile.TemporaryDirectory(prefix="dynmx-scale-nsd-") as tmp:
+        workdir = Path(tmp)
+        port = free_port()
+        conf = workdir / "nsd.conf"
+        files = {o: f"{o.removesuffix('.')}.zone" for o in origins}
+        conf.write_text(nsd_conf(workdir, zone_dir, port, files))
+        binary = find_nsd()
+        assert binary is not None
+        started = time.monotonic()
+        subprocess.run([*pin(SERVER_CORE), binary, "-c", str(conf)], check=True, timeout=LOAD_TIMEOUT)
+        wait_for_soa("127.0.0.1", port, last, timeout=LOAD_TIMEOUT)
+        result: dict[str, object] = {"load_seconds": round(time.monotonic() - started, 2)}
+        pid = int((workdir / "nsd.pid").read_text().split()[0])
+        try:
+            result["peak_rss_mib"] = mib(vm_kib(pid, "VmHWM"))
+            if queries is not None:
+                run = measure("nsd", case, port, pid, queries, seconds)
+                result["qps"] = asdict(run)
+        finally:
+            os.kill(pid, signal.SIGTERM)
+    qps = result.get("qps")
+    print(
+        f"scale: {case}: NSD serving after {result['load_seconds']} s, peak RSS {result['peak_rss_mib']} MiB"
+        + (f", {qps['qps']:.0f} qps, cpu {qps['server_cpu']:.0%}" if isinstance(qps, dict) else "")
+    )
     return result
 
 
@@ -338,13 +390,14 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10, help="length of each measured qps run (1-300)")
     parser.add_argument("--profile", action="store_true", help="run the loads under cProfile (no qps runs)")
     parser.add_argument("--no-update", action="store_true", help="skip timing one UPDATE per case")
+    parser.add_argument("--no-nsd", action="store_true", help="skip NSD on the same files")
     parser.add_argument("--memory", action="store_true", help="tracemalloc the loading stages in-process")
     args = parser.parse_args()
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     unknown = [c for c in cases if c not in CASES]
     if unknown or not 1 <= args.seconds <= 300:
         parser.error(f"unknown cases {unknown}" if unknown else "--seconds must be between 1 and 300")
-    ensure_tools(need_nsd=False)
+    ensure_tools(need_nsd=not args.no_nsd)
     OUT.mkdir(parents=True, exist_ok=True)
     if args.memory:
         found = []
@@ -358,7 +411,9 @@ def main() -> int:
     results = []
     for case in cases:
         with tempfile.TemporaryDirectory(prefix=f"dynmx-scale-{case}-") as tmp:
-            results.append(run_case(case, Path(tmp), args.seconds, args.profile, not args.no_update))
+            results.append(
+                run_case(case, Path(tmp), args.seconds, args.profile, not args.no_update, not args.no_nsd)
+            )
     head = (
         f"{'case':5} {'files':>7} {'records':>9} {'entries':>9} {'serving s':>9} {'compiled s':>10} "
         f"{'peak MiB':>9} {'qps':>9}"
@@ -372,11 +427,21 @@ def main() -> int:
             f"{r['load_seconds']:9.1f} {r['compiled_seconds']:10.1f} {r['peak_rss_mib']:9.1f} {cell} "
             f"{stall_cells(r.get('update'))}"
         )
+    for r in results:
+        nsd = r.get("nsd")
+        if isinstance(nsd, dict):
+            qps = nsd.get("qps")
+            cell = f"{qps['qps']:9.0f}" if isinstance(qps, dict) else f"{'-':>9}"
+            label = f"NSD {r['case']}"
+            print(f"{label:26} {nsd['load_seconds']:9.1f} {'':>10} {nsd['peak_rss_mib']:9.1f} {cell}")
     by = {r["case"]: r for r in results}
-    ratio = None
+    ratio = nsd_ratio = None
     if all(isinstance(by.get(c, {}).get("qps"), dict) for c in QPS_CASES):
         ratio = by["100k"]["qps"]["qps"] / by["1"]["qps"]["qps"]  # type: ignore[index]
         print(f"qps 100,000 zones / 1 zone: {ratio:.3f} (target >= 0.9)")
+    if all(isinstance(by.get(c, {}).get("nsd", {}).get("qps"), dict) for c in QPS_CASES):
+        nsd_ratio = by["100k"]["nsd"]["qps"]["qps"] / by["1"]["nsd"]["qps"]["qps"]  # type: ignore[index]
+        print(f"NSD: qps 100,000 zones / 1 zone: {nsd_ratio:.3f}")
     document = {
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "cpu": cpu_model(),
@@ -385,6 +450,7 @@ def main() -> int:
         "profiled": args.profile,
         "results": results,
         "qps_ratio_100k_over_1": ratio,
+        "nsd_qps_ratio_100k_over_1": nsd_ratio,
     }
     path = OUT / f"scale-{stamp()}.json"
     path.write_text(json.dumps(document, indent=1) + "\n")
