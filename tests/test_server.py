@@ -235,9 +235,17 @@ def test_reload_recompiles_the_zones_whose_answers_follow_a_changed_file(serve: 
     changed = ZONE.replace(" 1 7200", " 2 7200").replace("127.0.0.2", "127.0.0.8")
     (zones / "example.test.zone").write_text(changed)
     server.process.send_signal(signal.SIGHUP)
-    assert "zones=2 changed=1 incremental=yes" in server.wait_for_log("event=reloaded")
+    assert "zones=2 changed=1 incremental=yes table=new" in server.wait_for_log("event=reloaded")
     assert _udp(server, "alias.other.test", "A").answer[-1][0].address == "127.0.0.8"
     assert _udp(server, "mx1.example.test", "A").answer[0][0].address == "127.0.0.8"
+
+
+def test_reload_with_no_file_changed_keeps_the_table(serve: Serve, zones: Path) -> None:
+    """Nothing to parse and nothing to compile: the served table stays as it is."""
+    server = serve("--zones", str(zones), "--listen", "127.0.0.1:0")
+    server.process.send_signal(signal.SIGHUP)
+    assert "zones=1 changed=0 incremental=yes table=kept" in server.wait_for_log("event=reloaded")
+    assert _udp(server, "mx1.example.test", "A").answer[0][0].address == "127.0.0.2"
 
 
 def test_bad_zone_on_reload_is_refused_and_previous_version_keeps_serving(serve: Serve, zones: Path) -> None:

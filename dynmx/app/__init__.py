@@ -115,7 +115,10 @@ class App:
             zones = {path: self.writer.reconcile(zone) for path, zone in zones.items()}
             if len(zones) >= STAGE_FROM_ZONES:
                 return zones, problems, self._compile(zones, None, [], staged=True)
-        return zones, problems, self._compile(zones, previous, changed_origins(before, zones))
+        changed = changed_origins(before, zones)
+        if previous is not None and not changed and zones.keys() == before.keys():
+            return zones, problems, previous  # the same zones under the same config: the same table
+        return zones, problems, self._compile(zones, previous, changed)
 
     def zones_by_origin(self) -> dict[dns.name.Name, LoadedZone]:
         return {zone.origin: zone for zone in self.state.by_file.values()}
@@ -328,10 +331,11 @@ class App:
             self.health.reapply()  # verdicts that came in while the table compiled
             self._after_load(zones, problems, time.monotonic() - started)
             log.info(
-                "event=reloaded zones=%d changed=%d incremental=%s seconds=%.3f",
+                "event=reloaded zones=%d changed=%d incremental=%s table=%s seconds=%.3f",
                 len(zones),
                 len(changed_origins(before, zones)),
                 "yes" if previous is not None else "no",
+                "kept" if table is previous else "new",
                 time.monotonic() - started,
             )
             return problems if config_problem is None else [config_problem, *problems]
