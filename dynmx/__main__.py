@@ -4,4 +4,5 @@ import sys
 
 from dynmx.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not when a child process of the zone parser imports it
+    sys.exit(main())

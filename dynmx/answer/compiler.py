@@ -186,7 +186,7 @@ def index_zone(zone: ZoneData, complete: bool = True) -> CompiledZone:
     nxdomain = Answer(Outcome.NAME_ERROR, rcode=3, authority=[(zone.negative_soa, True)])
     compressed = render(nxdomain, zone.origin)  # against the origin as the whole question name
     return CompiledZone(
-        origin=wire_key(zone.origin),
+        origin=zone.key,
         names=frozenset(wire_key(n) for n in zone.names),
         cuts=frozenset(wire_key(n) for n in zone.cuts) or _NONE,
         wildcard_parents=frozenset(
@@ -231,7 +231,7 @@ def compile_table(zones: Iterable[ZoneData], policy: ServedPolicy | None = None)
     replace their static entry with a carrier of a fresh selector; forced names (name
     actions) replace every entry of the name.
     """
-    zoneset = ZoneSet(zones)
+    zoneset = ZoneSet.of(zones)
     entries: dict[bytes, Entry] = {}
     compiled: dict[bytes, CompiledZone] = {}
     keys: dict[bytes, tuple[bytes, ...]] = {}
@@ -246,7 +246,7 @@ def compile_table(zones: Iterable[ZoneData], policy: ServedPolicy | None = None)
 def staged_table(zones: Iterable[ZoneData], policy: ServedPolicy | None = None) -> AnswerTable:
     """Every zone indexed and pending, the policy laid over: correct answers at once, from
     the slow path, while `fill_table` compiles the zones."""
-    zoneset = ZoneSet(zones)
+    zoneset = ZoneSet.of(zones)
     compiled = {index.origin: index for index in (index_zone(zone, complete=False) for zone in zoneset)}
     table = _with_policy(zoneset, {}, compiled, {}, {}, policy or ServedPolicy())
     return replace(table, pending=frozenset(compiled))
@@ -276,9 +276,8 @@ def recompile_table(
     are compiled again, the rest is copied (a zone still pending stays so, unless changed).
     `zones` is the whole new set; a new zone or a removed one changes what every chain may
     reach, so it compiles everything."""
-    zoneset = ZoneSet(zones)
-    origins = {wire_key(origin) for origin in zoneset.by_origin}
-    if origins != set(table.zones):
+    zoneset = ZoneSet.of(zones)
+    if len(zoneset) != len(table.zones) or any(zone.key not in table.zones for zone in zoneset):
         return compile_table(zoneset, policy)
     dirty = {wire_key(name) for name in changed}
     dirty |= {zone for zone, used in table.uses.items() if used & dirty}

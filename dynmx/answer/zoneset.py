@@ -40,9 +40,11 @@ class ZoneData:
     soa: RRsetRef = field(init=False)
     negative_soa: RRsetRef = field(init=False)  # TTL min(SOA TTL, MINIMUM), RFC 2308 3
     apex_ns: RRsetRef | None = field(init=False)
+    key: bytes = field(init=False)  # the origin's lower-case wire form: the compiled table's key
 
     def __post_init__(self) -> None:
         origin = self.origin
+        self.key = b"".join(len(label).to_bytes(1, "big") + label.lower() for label in origin.labels)
         nodes = list(self.zone.nodes.items()) + list(self.overlay.items())
         cuts: set[dns.name.Name] = set()
         for name, node in nodes:
@@ -116,6 +118,11 @@ class ZoneSet:
 
     def __init__(self, zones: Iterable[ZoneData]) -> None:
         self.by_origin: dict[dns.name.Name, ZoneData] = {z.origin: z for z in zones}
+
+    @classmethod
+    def of(cls, zones: Iterable[ZoneData]) -> ZoneSet:
+        """`zones` as a ZoneSet, built only when it is not one already (100,000 origins cost)."""
+        return zones if isinstance(zones, ZoneSet) else cls(zones)
 
     def __iter__(self) -> Iterator[ZoneData]:
         return iter(self.by_origin.values())

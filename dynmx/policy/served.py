@@ -200,9 +200,9 @@ def build_table(
         zone = base.find(name)
         if zone is not None:
             overlays.setdefault(zone.origin, {})[name] = node
-    layered = [
-        ZoneData(z.origin, z.zone, overlay=overlays[z.origin]) if z.origin in overlays else z for z in zones
-    ]
+    layered: ZoneSet | list[ZoneData] = base  # no overlay: the ZoneSet just built serves as it is
+    if overlays:
+        layered = [_layer(z, overlays.get(z.origin)) for z in zones]
     plans = [plan_of(p) for p in config.pool if base.find(dns.name.from_text(p.name))]
     policy = served_policy(config, plans, client_rules(config))
     if rng is not None:
@@ -210,6 +210,10 @@ def build_table(
     if previous is not None:
         return recompile_table(previous, layered, changed, policy)
     return staged_table(layered, policy) if staged else compile_table(layered, policy)
+
+
+def _layer(zone: ZoneData, overlay: dict[dns.name.Name, dns.node.Node] | None) -> ZoneData:
+    return ZoneData(zone.origin, zone.zone, overlay=overlay) if overlay else zone
 
 
 def refresh_pool(table: AnswerTable, plans: PoolPlans) -> None:
