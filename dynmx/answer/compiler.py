@@ -25,15 +25,13 @@ import dns.rdatatype
 from dynmx.answer.dynamic import REFUSED_ENTRY, Selector, ServedPolicy, carrier, default_rng, render_state
 from dynmx.answer.lookup import DS, Answer, Outcome, lookup
 from dynmx.answer.render import render
-from dynmx.answer.zoneset import WILDCARD, ZoneData, ZoneSet
+from dynmx.answer.zoneset import WILDCARD, ZoneData, ZoneSet, name_key
 from dynmx.wire.response import RCODE_NXDOMAIN, Entry
 
 
 def wire_key(name: dns.name.Name) -> bytes:
     """The table key of a name: its uncompressed wire form, lower-cased (RFC 4343)."""
-    wire = name.to_wire()
-    assert wire is not None
-    return wire.lower()
+    return name_key(name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +50,8 @@ class CompiledZone:
     # False while the zone is pending in a staged table: its names have no entries yet, so a
     # miss is not an NXDOMAIN on bytes but a question for the slow path.
     complete: bool = True
+    # The body for the qname length asked last: one per zone, however many lengths are asked.
+    nx_recent: list[tuple[int, bytes]] = field(default_factory=lambda: [(-1, b"")])
 
     @property
     def nx_template(self) -> Entry:
@@ -59,18 +59,22 @@ class CompiledZone:
         return self.nx_compressed or self.nxdomain
 
     def nx_body(self, qname_length: int) -> bytes:
-        """The NXDOMAIN body after a question whose name is `qname_length` bytes: patched per
-        query (about a microsecond), so random names across many zones cache nothing."""
+        """The NXDOMAIN body after a question whose name is `qname_length` bytes: patched when
+        the length differs from the last one asked (a few microseconds), so random names
+        across many zones cost one body per zone, not one per zone and length."""
         if self.nx_compressed is None:
             return self.nxdomain.body
+        length, body = self.nx_recent[0]
+        if length == qname_length:
+            return body
         shift = qname_length - len(self.origin)
-        if not shift:
-            return self.nx_compressed.body
-        body = bytearray(self.nx_compressed.body)
+        patched = bytearray(self.nx_compressed.body)
         for at in self.nx_pointers:
-            target = ((body[at] << 8) | body[at + 1]) & 0x3FFF
-            body[at : at + 2] = (0xC000 | (target + shift)).to_bytes(2, "big")
-        return bytes(body)
+            target = ((patched[at] << 8) | patched[at + 1]) & 0x3FFF
+            patched[at : at + 2] = (0xC000 | (target + shift)).to_bytes(2, "big")
+        body = bytes(patched)
+        self.nx_recent[0] = (qname_length, body)
+        return body
 
     def nxdomain_for(self, qname_length: int) -> Entry:
         """The whole NXDOMAIN entry after a question of this length (slow path, truncation)."""
@@ -295,7 +299,7 @@ def recompile_table(
 
 
 def _compile_origin(zoneset: ZoneSet, origin: bytes, entries: dict[bytes, Entry]) -> _Compiled:
-    return compile_zone(zoneset, zoneset.by_origin[dns.name.from_wire(origin, 0)[0]], entries)
+    return compile_zone(zoneset, zoneset.by_key[origin], entries)
 
 
 def _with_policy(

@@ -44,7 +44,7 @@ class ZoneData:
 
     def __post_init__(self) -> None:
         origin = self.origin
-        self.key = b"".join(len(label).to_bytes(1, "big") + label.lower() for label in origin.labels)
+        self.key = name_key(origin)
         nodes = list(self.zone.nodes.items()) + list(self.overlay.items())
         cuts: set[dns.name.Name] = set()
         for name, node in nodes:
@@ -114,10 +114,15 @@ class ZoneData:
 
 
 class ZoneSet:
-    """All served zones; finds the zone responsible for a name (longest origin wins)."""
+    """All served zones; finds the zone responsible for a name (longest origin wins).
+
+    Keyed by wire bytes, not by `dns.name.Name`: dnspython's name hash collides for names
+    that differ only in digits (`z10` and `z09` hash alike), so 100,000 numbered zones made
+    every lookup a chain of name comparisons.
+    """
 
     def __init__(self, zones: Iterable[ZoneData]) -> None:
-        self.by_origin: dict[dns.name.Name, ZoneData] = {z.origin: z for z in zones}
+        self.by_key: dict[bytes, ZoneData] = {z.key: z for z in zones}
 
     @classmethod
     def of(cls, zones: Iterable[ZoneData]) -> ZoneSet:
@@ -125,22 +130,34 @@ class ZoneSet:
         return zones if isinstance(zones, ZoneSet) else cls(zones)
 
     def __iter__(self) -> Iterator[ZoneData]:
-        return iter(self.by_origin.values())
+        return iter(self.by_key.values())
 
     def __len__(self) -> int:
-        return len(self.by_origin)
+        return len(self.by_key)
 
     def find(self, name: dns.name.Name, qtype: int | None = None) -> ZoneData | None:
         """The zone for `name`; DS at a child apex goes to the parent when we serve it (RFC 4035 3.1.4.1)."""
-        walk = name
+        key = name_key(name)
+        zone = self._closest(key, 0)
+        if zone is not None and qtype == dns.rdatatype.DS and zone.key == key and key != b"\x00":
+            parent = self._closest(key, key[0] + 1)
+            if parent is not None:
+                return parent
+        return zone
+
+    def _closest(self, key: bytes, pos: int) -> ZoneData | None:
+        """The zone with the longest origin that `key[pos:]` (a lower-case wire name) is at or below."""
+        by_key = self.by_key
         while True:
-            zone = self.by_origin.get(walk)
+            zone = by_key.get(key[pos:])
             if zone is not None:
-                if qtype == dns.rdatatype.DS and walk == name and len(walk) > 1:
-                    parent = self.find(walk.parent())
-                    if parent is not None:
-                        return parent
                 return zone
-            if len(walk) <= 1:
+            length = key[pos]
+            if length == 0:
                 return None
-            walk = walk.parent()
+            pos += length + 1
+
+
+def name_key(name: dns.name.Name) -> bytes:
+    """The lower-case wire form of an absolute name (RFC 4343): the key of every table."""
+    return b"".join(len(label).to_bytes(1, "big") + label.lower() for label in name.labels)

@@ -12,7 +12,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.zone
 
-from dynmx.answer.zoneset import ZoneData
+from dynmx.answer.zoneset import ZoneData, name_key
 from dynmx.errors import Problem, ZoneLoadError
 from dynmx.zone.batch import Parsed, parse_many
 from dynmx.zone.loader import LoadedZone, file_digest, read_zone_bytes
@@ -66,28 +66,28 @@ def scan_zones(
         if stamp is not None and isinstance(parsed, LoadedZone):
             parsed = dataclasses.replace(parsed, stamp=stamp)
         results[path] = parsed
-    origins: dict[dns.name.Name, Path] = {}
+    origins: dict[bytes, Path] = {}  # by wire key: dnspython's name hash collides (see ZoneSet)
     for path in files:
         zone = results[path]
         if isinstance(zone, list):
             problems.extend(zone)
             if path in previous:
                 loaded[path] = previous[path]
-                origins[previous[path].origin] = path
+                origins[name_key(previous[path].origin)] = path
             continue
-        if zone.origin in origins:
-            problems.append(
-                Problem(str(path), 1, f"zone {zone.origin} is also loaded from {origins[zone.origin]}")
-            )
+        key = name_key(zone.origin)
+        if key in origins:
+            problems.append(Problem(str(path), 1, f"zone {zone.origin} is also loaded from {origins[key]}"))
             continue
-        origins[zone.origin] = path
+        origins[key] = path
         loaded[path] = zone
     return loaded, problems
 
 
 def _is_zone_file(entry: os.DirEntry[str]) -> bool:
-    """`*.zone`, not hidden (as a shell glob); what can't be examined is tried, so it is reported."""
-    if not entry.name.endswith(".zone") or entry.name.startswith("."):
+    """`*.zone` (as `Path.glob`, which takes hidden names too); what can't be examined is tried,
+    so its error is reported."""
+    if not entry.name.endswith(".zone"):
         return False
     try:
         return entry.is_file()
