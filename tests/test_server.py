@@ -240,6 +240,22 @@ def test_reload_recompiles_the_zones_whose_answers_follow_a_changed_file(serve: 
     assert _udp(server, "mx1.example.test", "A").answer[0][0].address == "127.0.0.8"
 
 
+def test_reload_logs_the_zones_that_arrived_or_left_and_no_others(serve: Serve, zones: Path) -> None:
+    small = "$TTL 60\n@ SOA ns1.example.test. h 1 2 3 4 5\n@ NS ns1.example.test.\n"
+    for name in ("other", "third"):
+        (zones / f"{name}.test.zone").write_text(small)
+    server = serve("--zones", str(zones), "--listen", "127.0.0.1:0")
+    (zones / "example.test.zone").write_text(ZONE.replace(" 1 7200", " 2 7200"))
+    (zones / "other.test.zone").unlink()
+    seen = len(server.lines)
+    server.process.send_signal(signal.SIGHUP)
+    server.wait_for_log("event=reloaded")
+    after = "".join(server.lines[seen:])
+    assert "event=zone-loaded zone=example.test. serial=2" in after
+    assert "event=zone-removed zone=other.test." in after
+    assert "third.test." not in after
+
+
 def test_reload_with_no_file_changed_keeps_the_table(serve: Serve, zones: Path) -> None:
     """Nothing to parse and nothing to compile: the served table stays as it is."""
     server = serve("--zones", str(zones), "--listen", "127.0.0.1:0")

@@ -341,19 +341,26 @@ class App:
             return problems if config_problem is None else [config_problem, *problems]
 
     def _after_load(self, zones: dict[Path, LoadedZone], problems: list[Problem], seconds: float) -> None:
+        """Serials and log lines for the zone versions that are new; an unchanged one costs
+        nothing (a reload of 100,000 unchanged zones spent 7 s here naming every zone)."""
+        previous = self.state.by_file
         self.state.by_file = zones
         self.state.problems = problems
         for problem in problems:
             log.error("event=zone-refused problem=%r", str(problem))
-        for zone in zones.values():
+        arrived = [zone for path, zone in zones.items() if previous.get(path) is not zone]
+        left = [zone for path, zone in previous.items() if zones.get(path) is not zone]
+        names = set()
+        for zone in arrived:
             serial = soa_serial(zone)
             name = zone.origin.to_text()
+            names.add(name)
             if self.state.serial_of.get(name) != serial:
                 log.info("event=zone-loaded zone=%s serial=%d file=%s", name, serial, zone.path)
             self.state.serial_of[name] = serial
-        for gone in set(self.state.serial_of) - {z.origin.to_text() for z in zones.values()}:
+        for gone in {zone.origin.to_text() for zone in left} - names:
             log.info("event=zone-removed zone=%s", gone)
-            del self.state.serial_of[gone]
+            self.state.serial_of.pop(gone, None)
         self.metrics.observe_load(len(zones), len(problems), seconds)
 
     # -- listeners -----------------------------------------------------------------------
