@@ -60,7 +60,6 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import dns.exception
 import dns.message
 import dns.query
 import dns.rcode
@@ -78,6 +77,7 @@ from bench import (
     measure,
     pin,
     pin_running,
+    wait_for_soa,
 )
 from harness import (
     OUT,
@@ -283,7 +283,7 @@ def nsd_case(case: str, zone_dir: Path, queries: Path | None, seconds: int) -> d
         assert binary is not None
         started = time.monotonic()
         subprocess.run([*pin(SERVER_CORE), binary, "-c", str(conf)], check=True, timeout=LOAD_TIMEOUT)
-        wait_for_answer(port, last)
+        wait_for_soa("127.0.0.1", port, last, timeout=LOAD_TIMEOUT, need_data=True)
         result: dict[str, object] = {"load_seconds": round(time.monotonic() - started, 2)}
         pid = int((workdir / "nsd.pid").read_text().split()[0])
         try:
@@ -300,21 +300,6 @@ def nsd_case(case: str, zone_dir: Path, queries: Path | None, seconds: int) -> d
         + (f", {qps['qps']:.0f} qps, cpu {qps['server_cpu']:.0%}" if isinstance(qps, dict) else "")
     )
     return result
-
-
-def wait_for_answer(port: int, zone: str, timeout: float = LOAD_TIMEOUT) -> None:
-    """Until the server answers the zone's SOA with data (not merely a reply: a zone still
-    loading may be refused)."""
-    deadline = time.monotonic() + timeout
-    query = dns.message.make_query(zone, "SOA")
-    while time.monotonic() < deadline:
-        try:
-            if dns.query.udp(query, "127.0.0.1", port=port, timeout=0.5).answer:
-                return
-        except (OSError, dns.exception.DNSException):
-            pass
-        time.sleep(0.05)
-    raise TimeoutError(f"no SOA answer for {zone} in {timeout:.0f} s")
 
 
 def process_tree(pid: int) -> list[int]:

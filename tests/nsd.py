@@ -61,11 +61,17 @@ def free_port(host: str = "127.0.0.1", attempts: int = 50) -> int:
 
 
 def wait_for_soa(
-    host: str, port: int, zone: str, timeout: float = START_TIMEOUT, alive: Callable[[], bool] | None = None
+    host: str,
+    port: int,
+    zone: str,
+    timeout: float = START_TIMEOUT,
+    alive: Callable[[], bool] | None = None,
+    need_data: bool = False,
 ) -> None:
     """Poll with SOA queries until the server answers (a log line says less than an answer).
 
     `alive`, if given, is a callable returning False once the server died: stop early.
+    `need_data`: only an answer with the SOA counts (a zone still loading may be refused).
     """
     deadline = time.monotonic() + timeout
     query = dns.message.make_query(zone, dns.rdatatype.SOA)
@@ -74,11 +80,11 @@ def wait_for_soa(
         if alive is not None and not alive():
             raise RuntimeError(f"server on {host}:{port} exited before answering")
         try:
-            dns.query.udp(query, host, port=port, timeout=0.2)
-            return
+            if dns.query.udp(query, host, port=port, timeout=0.2).answer or not need_data:
+                return
         except (OSError, dns.exception.DNSException) as exc:
             last = exc
-            time.sleep(0.05)
+        time.sleep(0.05)
     raise TimeoutError(f"no SOA answer for {zone} from {host}:{port} in {timeout} s: {last!r}")
 
 

@@ -28,10 +28,7 @@ from dynmx.answer.render import render
 from dynmx.answer.zoneset import WILDCARD, ZoneData, ZoneSet, name_key
 from dynmx.wire.response import RCODE_NXDOMAIN, Entry
 
-
-def wire_key(name: dns.name.Name) -> bytes:
-    """The table key of a name: its uncompressed wire form, lower-cased (RFC 4343)."""
-    return name_key(name)
+wire_key = name_key  # the table key of a name: its uncompressed wire form, lower-cased (RFC 4343)
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,7 +337,7 @@ def _force(
     """Answer every qtype at `name` with NXDOMAIN or REFUSED (a name action)."""
     key = wire_key(name)
     zone = zoneset.find(name)
-    _drop_name(entries, keys.get(wire_key(zone.origin), ()) if zone is not None else (), key)
+    _drop_name(entries, keys.get(zone.key, ()) if zone is not None else (), key)
     if rcode == RCODE_NXDOMAIN and zone is not None:
         answer = Answer(Outcome.NAME_ERROR, rcode=rcode, authority=[(zone.negative_soa, True)])
         entries[key] = render(answer, name)
