@@ -81,6 +81,15 @@ def test_a_version_made_in_memory_is_replaced_by_its_file_on_a_rescan(tmp_path: 
     assert zonescan.soa_serial(scanned[path]) == 3
 
 
+def test_a_file_not_written_back_yet_keeps_the_version_in_memory(tmp_path: Path) -> None:
+    """The file is behind an edit (its write-back waits): reading it would undo the edit."""
+    path = _write(tmp_path, 3)
+    edited = _version(4)
+    in_memory = {path: LoadedZone(edited.origin, edited.zone, path)}
+    scanned, _ = zonescan.scan_zones(tmp_path, in_memory, keep=frozenset({path}))
+    assert scanned[path] is in_memory[path]
+
+
 def _reads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """Which files the next scans read (the real reader, watched)."""
     seen: list[Path] = []

@@ -40,7 +40,8 @@ from dynmx.config import Config, absolute_name, parse_hostport
 from dynmx.control import dyndns2, transfer
 from dynmx.control.journal import Journal
 from dynmx.control.store import StateStore
-from dynmx.control.writer import ZoneWriter
+from dynmx.control.writeback import WriteBack
+from dynmx.control.writer import ZoneWriter, write_atomically
 from dynmx.errors import ConfigError, ControlError, Problem, ZoneLoadError
 from dynmx.metrics import Metrics
 from dynmx.policy.routes import changed_since, routing_table, to_json, to_postfix
@@ -70,6 +71,10 @@ class ZoneState:
     edited: dict[Path, int] = field(default_factory=dict)  # file -> `edits` at its last commit
 
 
+async def _both(served: asyncio.Future[None], written: asyncio.Future[None]) -> None:
+    await asyncio.gather(served, written)
+
+
 class App:
     """One running dynmx: owns the engine, the listeners and the reload logic."""
 
@@ -89,7 +94,8 @@ class App:
         state_dir = config.path(config.server.state_dir)
         self.store = StateStore(state_dir / "dynmx.sqlite")
         self.journal = Journal(state_dir / "journal.sqlite", config.server.journal_keep)
-        self.writer = ZoneWriter(self.journal, {z.name: z.serial for z in config.zone})
+        self.writeback = WriteBack(write_atomically)
+        self.writer = ZoneWriter(self.journal, {z.name: z.serial for z in config.zone}, self.writeback.submit)
         self.health = HealthMonitor(config, self.store, self._apply_plans, self.metrics)
         seed = config.server.random_seed
         self.rng = random.Random(seed).random if seed else None
@@ -104,13 +110,17 @@ class App:
     # -- zones ---------------------------------------------------------------------------
 
     def _load(
-        self, reconcile: bool = False, previous: AnswerTable | None = None
+        self,
+        reconcile: bool = False,
+        previous: AnswerTable | None = None,
+        keep: frozenset[Path] = frozenset(),
     ) -> tuple[dict[Path, LoadedZone], list[Problem], AnswerTable]:
         """Scan and compile; with `previous` (a reload under the same config) only the zones
-        whose files changed, and those whose answers use them, are compiled again.
+        whose files changed, and those whose answers use them, are compiled again. The zones
+        of files in `keep` (edits not written back yet) stay as they are in memory.
         At start-up (`reconcile`) many zones give a staged table, for `_fill_staged`."""
         before = self.state.by_file
-        zones, problems = scan_zones(self.zones_dir, before, available_cpus())
+        zones, problems = scan_zones(self.zones_dir, before, available_cpus(), keep)
         if reconcile:  # at start-up, on the loop's thread (the journal's connection lives there)
             zones = {path: self.writer.reconcile(zone) for path, zone in zones.items()}
             if len(zones) >= STAGE_FROM_ZONES:
@@ -125,7 +135,8 @@ class App:
 
     def publish_zone(self, zone: LoadedZone) -> asyncio.Future[None]:
         """A committed edit: the next edit and any reload build on it at once; it is compiled
-        off the loop, and the future is done when queries are answered from it.
+        off the loop, and the future is done when queries are answered from it and its file
+        is written back.
 
         Only this zone and the zones whose answers use it are compiled again; queries go on
         being answered from the previous table meanwhile, so a large zone's compile no
@@ -145,7 +156,8 @@ class App:
         self._serve_waiters.append(served)
         if self._compiling is None or self._compiling.done():
             self._compiling = loop.create_task(self._serve_published())
-        return served
+        written = asyncio.wrap_future(self.writeback.written(zone.path))
+        return asyncio.ensure_future(_both(served, written))
 
     async def _serve_published(self) -> None:
         """Compile what was published, one table at a time (a reload is one of them too)."""
@@ -314,7 +326,7 @@ class App:
             assert self.engine is not None
             previous = self.engine.table if self.config == config else None
             zones, problems, table = await loop.run_in_executor(
-                None, functools.partial(self._load, previous=previous)
+                None, functools.partial(self._load, previous=previous, keep=self.writeback.behind())
             )
             newer = [path for path, edit in self.state.edited.items() if edit > mark and path in zones]
             if newer:  # committed while the files were read: the version in memory is the newer one
@@ -444,6 +456,7 @@ class App:
             self._filling.cancel()  # a slice already in its thread ends within about a second
         if self.listeners is not None:
             self.listeners.close()
+        written_back = asyncio.get_running_loop().run_in_executor(None, self.writeback.flush, SHUTDOWN_GRACE)
         stopping_workers = asyncio.ensure_future(self.workers.stop() if self.workers else asyncio.sleep(0))
         await self.health.stop()
         await self.secondary.stop()
@@ -453,6 +466,9 @@ class App:
         await stopping_workers
         if self.http is not None:
             self.http.close()
+        if not await written_back:
+            files = ",".join(sorted(map(str, self.writeback.behind())))
+            log.warning("event=write-back-unfinished files=%s replayed=at-next-start", files)
         self.store.close()
         self.journal.close()
         pid_file = self.config.server.pid_file

@@ -21,14 +21,18 @@ RACY_SECONDS = 2.0  # a file changed this recently is read again at the next rel
 
 
 def scan_zones(
-    directory: Path, previous: dict[Path, LoadedZone], processes: int = 1
+    directory: Path,
+    previous: dict[Path, LoadedZone],
+    processes: int = 1,
+    keep: frozenset[Path] = frozenset(),
 ) -> tuple[dict[Path, LoadedZone], list[Problem]]:
     """Load every `*.zone`; a file that fails keeps its previous version (if any).
 
     A file that still has the stamp (mtime, ctime, size, inode) its previous version was
     read with, or whose bytes are those it was read from, keeps that version (the same
-    object): a reload of many zones reads and parses only the files that changed. Many
-    files to parse are spread over up to `processes` processes (`parse_many`).
+    object): a reload of many zones reads and parses only the files that changed. So does
+    a file in `keep` (behind its zone in memory, not written back yet). Many files to
+    parse are spread over up to `processes` processes (`parse_many`).
     """
     loaded: dict[Path, LoadedZone] = {}
     problems: list[Problem] = []
@@ -47,7 +51,7 @@ def scan_zones(
     for entry, path in zip(found, files, strict=True):
         kept = previous.get(path)
         stamp = _stamp(entry, now)
-        if kept is not None and stamp is not None and kept.stamp == stamp:
+        if kept is not None and (path in keep or (stamp is not None and kept.stamp == stamp)):
             results[path] = kept
             continue
         try:

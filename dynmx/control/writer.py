@@ -2,9 +2,10 @@
 
 Order of a commit (design.md, Data and persistence): apply the changes to a new zone
 version (the old one is untouched, so readers and a failed edit see no mix), bump the
-SOA serial by the zone's policy (RFC 1982 arithmetic), validate the result, append the
-difference to the journal, write the zone file atomically (temp file, fsync, rename,
-fsync of the directory). The caller then swaps the answer table. A crash before the
+SOA serial by the zone's policy (RFC 1982 arithmetic), validate what the edit can
+affect, append the difference to the journal, write the zone file atomically (temp
+file, fsync, rename, fsync of the directory; in the running server on a background
+thread, `WriteBack`). The caller then swaps the answer table. A crash before the
 journal append loses an unacknowledged edit; after it, start-up replays the journal
 onto the file (`reconcile`).
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 import datetime
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import dns.name
@@ -33,6 +34,7 @@ from dynmx.zone.validate import Record, validate
 
 IN = dns.rdataclass.IN
 SOA = dns.rdatatype.SOA
+NS = dns.rdatatype.NS
 SERIAL_POLICIES = ("unixtime", "dateserial", "increment")
 
 
@@ -108,13 +110,63 @@ def serial_of(zone: dns.zone.Zone) -> int:
     return int(soa[0].serial)
 
 
-def _records(zone: dns.zone.Zone, file: str) -> list[Record]:
+def _records(zone: dns.zone.Zone, file: str, names: Iterable[dns.name.Name] | None = None) -> list[Record]:
+    """The zone's records as `validate` takes them: all, or those at `names`."""
+    nodes = zone.nodes.items() if names is None else ((n, zone.nodes.get(n)) for n in names)
     return [
         Record(name, rdataset.ttl, rdata, file, 0)
-        for name, node in zone.nodes.items()
+        for name, node in nodes
+        if node is not None
         for rdataset in node.rdatasets
         for rdata in rdataset
     ]
+
+
+_ADDRESS_TYPES = (dns.rdatatype.A, dns.rdatatype.AAAA)
+
+
+def edit_problems(
+    origin: dns.name.Name, zone: dns.zone.Zone, changes: list[Change], file: str
+) -> list[Problem]:
+    """`validate` of the zone after an edit, at the cost of the edit rather than the zone.
+
+    The zone before was valid, so only records the edit can affect are checked: those at the
+    changed names and the apex, the NS records above them (is a name a cut, or occluded?),
+    and for every NS record among them its target's addresses and the cuts above the target.
+    An edit that removes a cut's NS record or the last address of a name may break an NS
+    record anywhere in the zone; the whole zone is checked then.
+    """
+    if any(_may_break_others(zone, origin, change) for change in changes):
+        return validate(origin, _records(zone, file), file=file)
+    names = {origin, *(change.name for change in changes)}
+    todo = list(names)
+    while todo:
+        name = todo.pop()
+        node = zone.nodes.get(name)
+        targets = [rdata.target for rdata in node.get_rdataset(IN, NS) or ()] if node is not None else []
+        for near in [*_ancestors(name, origin), *targets]:
+            if near not in names and near.is_subdomain(origin):
+                names.add(near)
+                todo.append(near)
+    return validate(origin, _records(zone, file, names), file=file)
+
+
+def _may_break_others(zone: dns.zone.Zone, origin: dns.name.Name, change: Change) -> bool:
+    if change.op is not Op.DELETE:
+        return False
+    rdtype = change.rdata.rdtype
+    if rdtype == NS:
+        return bool(change.name != origin)
+    if rdtype in _ADDRESS_TYPES:
+        node = zone.nodes.get(change.name)
+        return node is None or all(node.get_rdataset(IN, t) is None for t in _ADDRESS_TYPES)
+    return False
+
+
+def _ancestors(name: dns.name.Name, origin: dns.name.Name) -> Iterator[dns.name.Name]:
+    while name != origin and len(name) > len(origin):
+        name = name.parent()
+        yield name
 
 
 def _line(change: Change) -> str:
@@ -147,9 +199,15 @@ def write_atomically(path: Path, zone: dns.zone.Zone) -> None:
 class ZoneWriter:
     """Commits changes: new version, serial, validation, journal, atomic file."""
 
-    def __init__(self, journal: Journal, policies: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        journal: Journal,
+        policies: dict[str, str] | None = None,
+        write: Callable[[Path, dns.zone.Zone], None] = write_atomically,
+    ) -> None:
         self.journal = journal
         self.policies = policies or {}
+        self.write = write  # the running server's `WriteBack.submit`: after the journal, off the loop
 
     def commit(self, loaded: LoadedZone, changes: list[Change], now: float) -> LoadedZone:
         """Apply `changes` to `loaded` durably; raises ZoneLoadError (nothing written) if invalid."""
@@ -158,7 +216,7 @@ class ZoneWriter:
         zone = apply_changes(loaded.zone, changes)
         serial = soa_change(zone, policy, now)
         zone = apply_changes(zone, serial)
-        problems = validate(loaded.origin, _records(zone, str(loaded.path)), file=str(loaded.path))
+        problems = edit_problems(loaded.origin, zone, [*changes, *serial], str(loaded.path))
         if problems:
             raise ZoneLoadError([Problem(str(loaded.path), 0, p.reason) for p in problems])
         entry = JournalEntry(
@@ -169,7 +227,7 @@ class ZoneWriter:
             tuple(_line(c) for c in [*changes, *serial] if c.op is Op.ADD),
         )
         self.journal.append(entry)
-        write_atomically(loaded.path, zone)
+        self.write(loaded.path, zone)
         return LoadedZone(loaded.origin, zone, loaded.path)
 
     def reconcile(self, loaded: LoadedZone) -> LoadedZone:

@@ -1,0 +1,128 @@
+"""Zone files written back behind the journal, off the event loop (`WriteBack`)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import dns.name
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.zone
+import pytest
+
+from dynmx.control.journal import Journal
+from dynmx.control.update import Change, Op
+from dynmx.control.writeback import WriteBack
+from dynmx.control.writer import ZoneWriter, serial_of, write_atomically
+from dynmx.zone.loader import load_zone_file
+
+ZONE = "$ORIGIN example.test.\n@ 300 SOA ns1 host 7 3600 600 86400 300\n@ 300 NS ns1\nns1 300 A 192.0.2.1\n"
+WAIT = 5.0
+
+
+def _zone(serial: int) -> dns.zone.Zone:
+    return dns.zone.from_text(ZONE.replace(" 7 ", f" {serial} "), relativize=False)
+
+
+class HeldWrites:
+    """Records each write; the first one waits until `release` (a slow disk, on demand)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Path, int]] = []
+        self.started = threading.Event()
+        self.released = threading.Event()
+        self.fail: set[Path] = set()
+
+    def __call__(self, path: Path, zone: dns.zone.Zone) -> None:
+        self.started.set()
+        self.released.wait(WAIT)
+        if path in self.fail:
+            raise OSError(28, "No space left on device")
+        self.calls.append((path, serial_of(zone)))
+
+
+@pytest.fixture
+def held() -> Iterator[tuple[HeldWrites, WriteBack]]:
+    writes = HeldWrites()
+    yield writes, WriteBack(writes)
+    writes.released.set()
+
+
+def test_a_file_with_several_versions_waiting_is_written_once_at_its_newest(
+    held: tuple[HeldWrites, WriteBack],
+) -> None:
+    writes, back = held
+    back.submit(Path("a.zone"), _zone(1))
+    assert writes.started.wait(WAIT)
+    for serial in (2, 3, 4):
+        back.submit(Path("b.zone"), _zone(serial))
+    writes.released.set()
+    assert back.flush(WAIT)
+    assert writes.calls == [(Path("a.zone"), 1), (Path("b.zone"), 4)]
+
+
+def test_written_is_done_only_once_the_file_holds_the_version(held: tuple[HeldWrites, WriteBack]) -> None:
+    writes, back = held
+    back.submit(Path("a.zone"), _zone(1))
+    done = back.written(Path("a.zone"))
+    assert writes.started.wait(WAIT)
+    assert not done.done()
+    writes.released.set()
+    done.result(WAIT)
+    assert writes.calls == [(Path("a.zone"), 1)]
+
+
+def test_written_for_a_file_with_nothing_waiting_is_done_at_once(held: tuple[HeldWrites, WriteBack]) -> None:
+    assert held[1].written(Path("a.zone")).done()
+
+
+def test_flush_gives_up_after_its_timeout_while_a_write_is_slow(held: tuple[HeldWrites, WriteBack]) -> None:
+    writes, back = held
+    back.submit(Path("a.zone"), _zone(1))
+    assert writes.started.wait(WAIT)
+    assert back.flush(0.05) is False
+    assert back.behind() == {Path("a.zone")}
+    writes.released.set()
+    assert back.flush(WAIT)
+    assert back.behind() == frozenset()
+
+
+def test_a_failed_write_is_logged_releases_its_waiters_and_leaves_the_file_behind(
+    held: tuple[HeldWrites, WriteBack], caplog: pytest.LogCaptureFixture
+) -> None:
+    writes, back = held
+    writes.fail.add(Path("a.zone"))
+    writes.released.set()
+    with caplog.at_level(logging.ERROR, "dynmx.writeback"):
+        back.submit(Path("a.zone"), _zone(1))
+        back.written(Path("a.zone")).result(WAIT)
+        assert back.flush(WAIT)
+    assert "event=write-back-failed file=a.zone error='[Errno 28] No space left on device'" in caplog.text
+    assert back.behind() == {Path("a.zone")}  # a reload keeps the version in memory
+    writes.fail.clear()
+    back.submit(Path("a.zone"), _zone(2))
+    assert back.flush(WAIT)
+    assert back.behind() == frozenset()
+
+
+def test_a_commit_through_the_write_back_reaches_the_file(tmp_path: Path) -> None:
+    """The journal has the edit at once; the file once `written` is done (the real writer)."""
+    path = tmp_path / "example.test.zone"
+    path.write_text(ZONE)
+    journal = Journal(tmp_path / "journal.sqlite")
+    back = WriteBack(write_atomically)
+    loaded = load_zone_file(path)
+    change = Change(Op.ADD, dns.name.from_text("www.example.test."), 300, _a("192.0.2.80"))
+    committed = ZoneWriter(journal, write=back.submit).commit(loaded, [change], 0.0)
+    assert [entry.new_serial for entry in journal.entries("example.test.")] == [8]
+    back.written(path).result(WAIT)
+    assert serial_of(load_zone_file(path).zone) == serial_of(committed.zone) == 8
+    journal.close()
+
+
+def _a(text: str) -> dns.rdata.Rdata:
+    return dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.A, text)
