@@ -213,3 +213,19 @@ def test_answers_go_on_while_an_update_to_a_large_zone_compiles(
     assert "acked" in times
     assert answered_meanwhile > 0, f"UPDATE took {times['acked'] - times['sent']:.2f} s, no answer meanwhile"
     assert _lookup(server, "www.example.test") == ["192.0.2.10"]
+
+
+def test_rfc7766_s6_2_3_a_connection_waiting_for_its_update_reply_is_not_idle(
+    tmp_path: Path, serve: Serve
+) -> None:
+    """The reply to an UPDATE waits for its compile, here longer than the idle timeout: the
+    connection stays open for it (it was closed, and the client got EOF, not its NOERROR)."""
+    large = ZONE + "".join(f"h{i} A 192.0.2.{i % 250 + 1}\n" for i in range(10_000))
+    config = write_config(tmp_path, large, "tcp_idle_timeout = 0.1\n" + EDITS)
+    server = serve("--config", str(config))
+    update = dns.update.UpdateMessage("example.test.", keyring=KEYRING, keyname="ops-key.")
+    update.add("www", 300, "A", "192.0.2.10")
+    started = time.monotonic()
+    reply = dns.query.tcp(update, "127.0.0.1", port=server.dns_port, timeout=60)
+    assert reply.rcode() == dns.rcode.NOERROR
+    assert time.monotonic() - started > 0.1  # slower than the idle timeout, or this proves nothing

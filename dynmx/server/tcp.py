@@ -146,6 +146,8 @@ class TcpConnection(asyncio.Protocol):
         self.in_flight -= 1
         if not done.cancelled() and done.exception() is None:
             self._write(done.result())  # RFC 7766 6.2.1.1: replies may leave out of order
+        if self.transport is not None and not self.transport.is_closing():
+            self._arm_idle()
         self._process()
 
     def _set_reading(self, wanted: bool) -> None:
@@ -177,6 +179,12 @@ class TcpConnection(asyncio.Protocol):
         self.idle = loop.call_later(self.shared.limits.idle_timeout, self._on_idle)
 
     def _on_idle(self) -> None:
+        """RFC 7766 6.2.3: idle is no query outstanding. One waiting for its reply (an UPDATE
+        whose zone compiles, a forwarded message) keeps the connection; the idle time starts
+        again when the reply is written."""
+        if self.in_flight:
+            self.idle = None
+            return
         log.debug("event=tcp-idle-close peer=%s", self.source)
         self.close_when_flushed()
 
