@@ -14,7 +14,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from dynmx.control.update import Change, Op
-from dynmx.control.writer import _records, apply_changes, edit_problems
+from dynmx.control.writer import apply_changes, edit_problems, records_of
 from dynmx.errors import Problem
 from dynmx.zone.validate import validate
 
@@ -72,7 +72,7 @@ def test_an_edit_gets_the_verdict_of_validating_the_whole_zone(
     extra: list[tuple[str, int, str]], edits: list[tuple[bool, tuple[str, int, str]]], data: st.DataObject
 ) -> None:
     before = _zone(extra)
-    assume(not validate(ORIGIN, _records(before, FILE), file=FILE))  # a served zone is valid
+    assume(not validate(ORIGIN, records_of(before, FILE), file=FILE))  # a served zone is valid
     present = [
         (n.relativize(ORIGIN).to_text(), rs.rdtype, r.to_text())
         for n, node in before.nodes.items()
@@ -86,7 +86,7 @@ def test_an_edit_gets_the_verdict_of_validating_the_whole_zone(
             record = data.draw(st.sampled_from(present))
         changes.append(_change(Op.ADD if adding else Op.DELETE, *record))
     after = apply_changes(before, changes)
-    whole = validate(ORIGIN, _records(after, FILE), file=FILE)
+    whole = validate(ORIGIN, records_of(after, FILE), file=FILE)
     assert _reasons(edit_problems(ORIGIN, after, changes, FILE)) == _reasons(whole)
 
 
@@ -129,7 +129,7 @@ def test_an_ns_record_added_below_a_cut_is_occluded_and_not_checked() -> None:
     change = _change(Op.ADD, "x.sub", dns.rdatatype.NS, "c")
     after = apply_changes(before, [change])
     assert edit_problems(ORIGIN, after, [change], FILE) == []
-    assert validate(ORIGIN, _records(after, FILE), file=FILE) == []
+    assert validate(ORIGIN, records_of(after, FILE), file=FILE) == []
 
 
 def test_an_ns_target_inside_another_delegation_needs_no_address_here() -> None:
@@ -137,4 +137,4 @@ def test_an_ns_target_inside_another_delegation_needs_no_address_here() -> None:
     change = _change(Op.ADD, "b", dns.rdatatype.NS, "x.sub")
     after = apply_changes(before, [change])
     assert edit_problems(ORIGIN, after, [change], FILE) == []
-    assert validate(ORIGIN, _records(after, FILE), file=FILE) == []
+    assert validate(ORIGIN, records_of(after, FILE), file=FILE) == []

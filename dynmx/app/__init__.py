@@ -240,7 +240,7 @@ class App:
         self.transfers = TransferService(self.config, self.journal, self.zones_by_origin)
         self.engine.transfer = self.transfers.handle
         self.secondary = SecondaryService(
-            self.config, self.zones_dir, self.zones_by_origin, self.publish_zone
+            self.config, self.zones_dir, self.zones_by_origin, self.publish_zone, self.writeback.submit
         )
         self.updates.secondaries = self.secondary.notified
         self.updates.is_secondary = self.secondary.is_secondary

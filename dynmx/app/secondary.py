@@ -3,7 +3,8 @@
 A zone with `primary = "HOST:PORT"` is transferred from that primary: IXFR from the
 serial we hold (dnspython applies it, or the AXFR the primary answers instead) onto a
 copy of our version, AXFR when we hold nothing. What we received is validated, written
-to the zone file atomically (so a restart serves it before the primary answers again)
+to the zone file atomically (so a restart serves it before the primary answers again;
+in the server on the write-back thread, since a crash before it only costs a transfer)
 and published. Refresh runs every SOA REFRESH seconds, RETRY after a failure, and at
 once on a NOTIFY from the primary's address (RFC 1996).
 """
@@ -28,10 +29,10 @@ import dns.zone
 
 from dynmx.answer.acl import address_in
 from dynmx.config import Config, parse_hostport
-from dynmx.control.writer import apply_changes, serial_of, write_atomically
+from dynmx.control.writer import apply_changes, records_of, serial_of, write_atomically
 from dynmx.errors import Problem
 from dynmx.zone.loader import LoadedZone
-from dynmx.zone.validate import Record, validate
+from dynmx.zone.validate import validate
 
 log = logging.getLogger("dynmx.secondary")
 
@@ -46,13 +47,7 @@ def _copy(zone: dns.zone.Zone) -> dns.zone.Zone:
 
 def _problems(zone: dns.zone.Zone, path: Path) -> list[Problem]:
     assert zone.origin is not None
-    records = [
-        Record(name, rds.ttl, rdata, str(path), 0)
-        for name, node in zone.nodes.items()
-        for rds in node.rdatasets
-        for rdata in rds
-    ]
-    return validate(zone.origin, records, file=str(path))
+    return validate(zone.origin, records_of(zone, str(path)), file=str(path))
 
 
 class SecondaryService:
@@ -64,7 +59,9 @@ class SecondaryService:
         zones_dir: Path,
         zones: Callable[[], dict[dns.name.Name, LoadedZone]],
         publish: Callable[[LoadedZone], Awaitable[None]],
+        write: Callable[[Path, dns.zone.Zone], None] = write_atomically,
     ) -> None:
+        self.write = write  # the running server's `WriteBack.submit`: a transfer's file, off the loop
         self.primaries = {
             dns.name.from_text(z.name): parse_hostport(z.primary) for z in config.zone if z.primary
         }
@@ -150,7 +147,7 @@ class SecondaryService:
                 "event=secondary-refused zone=%s problems=%r", origin, "; ".join(str(p) for p in problems)
             )
             return self._soa_field(current, "retry", FIRST_RETRY)
-        write_atomically(path, target)
+        self.write(path, target)
         received = LoadedZone(origin, target, path)
         log.info(
             "event=secondary-updated zone=%s serial=%d primary=%s:%d", origin, serial_of(target), host, port

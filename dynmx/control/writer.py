@@ -110,7 +110,7 @@ def serial_of(zone: dns.zone.Zone) -> int:
     return int(soa[0].serial)
 
 
-def _records(zone: dns.zone.Zone, file: str, names: Iterable[dns.name.Name] | None = None) -> list[Record]:
+def records_of(zone: dns.zone.Zone, file: str, names: Iterable[dns.name.Name] | None = None) -> list[Record]:
     """The zone's records as `validate` takes them: all, or those at `names`."""
     nodes = zone.nodes.items() if names is None else ((n, zone.nodes.get(n)) for n in names)
     return [
@@ -137,7 +137,7 @@ def edit_problems(
     record anywhere in the zone; the whole zone is checked then.
     """
     if any(_may_break_others(zone, origin, change) for change in changes):
-        return validate(origin, _records(zone, file), file=file)
+        return validate(origin, records_of(zone, file), file=file)
     names = {origin, *(change.name for change in changes)}
     todo = list(names)
     while todo:
@@ -148,7 +148,7 @@ def edit_problems(
             if near not in names and near.is_subdomain(origin):
                 names.add(near)
                 todo.append(near)
-    return validate(origin, _records(zone, file, names), file=file)
+    return validate(origin, records_of(zone, file, names), file=file)
 
 
 def _may_break_others(zone: dns.zone.Zone, origin: dns.name.Name, change: Change) -> bool:
