@@ -25,6 +25,7 @@ import dns.rdatatype
 
 from dynmx.answer.compiler import AnswerTable, fill_table
 from dynmx.answer.engine import Engine
+from dynmx.app import heap
 from dynmx.app.control import control_routes
 from dynmx.app.explain import explain_query
 from dynmx.app.health import HealthMonitor
@@ -380,7 +381,8 @@ class App:
     async def start(self) -> None:
         cfg = self.config.server
         started = time.monotonic()
-        zones, problems, table = self._load(reconcile=True)
+        with heap.loading():
+            zones, problems, table = self._load(reconcile=True)
         self.engine = make_engine(self.config, table)
         self.engine.on_selfcheck = self._selfcheck_seen
         self._after_load(zones, problems, time.monotonic() - started)

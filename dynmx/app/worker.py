@@ -28,7 +28,7 @@ import dns.name
 
 from dynmx.answer.compiler import AnswerTable
 from dynmx.answer.engine import Engine
-from dynmx.app import channel
+from dynmx.app import channel, heap
 from dynmx.app.listeners import HotStats, Listeners, SocketSet, make_engine
 from dynmx.app.zonescan import changed_origins, scan_zones, zone_data
 from dynmx.config import Config, PoolConfig
@@ -93,7 +93,8 @@ class Worker:
         _, self.index, self.config, plans = init
         setup_logging(self.config.log.level)
         self.plans = {p.pool.name: p for p in plans}
-        engine, self.zones = self._build(self.zones)
+        with heap.loading():
+            engine, self.zones = self._build(self.zones)
         self._attach(engine)
         self.listeners = Listeners.for_engine(self.config, engine)
         await self.listeners.serve(engine.handle, self.sockets)
