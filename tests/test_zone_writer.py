@@ -160,6 +160,14 @@ def test_commit_bumps_serial_and_writes_a_loadable_file(loaded: LoadedZone, jour
     assert addresses(reread.zone, "www") == {"192.0.2.10"}
 
 
+def test_commit_leaves_the_version_it_started_from_untouched(loaded: LoadedZone, journal: Journal) -> None:
+    """Readers of the old version (the table being served) never see half an edit."""
+    ZoneWriter(journal).commit(loaded, [add("new", A, "192.0.2.50"), delete("www", A, "192.0.2.10")], NOW)
+    assert serial_of(loaded.zone) == 10
+    assert addresses(loaded.zone, "new") == set()
+    assert addresses(loaded.zone, "www") == {"192.0.2.10"}
+
+
 def test_commit_uses_the_zone_policy(loaded: LoadedZone, journal: Journal) -> None:
     writer = ZoneWriter(journal, {"example.test.": "unixtime"})
     updated = writer.commit(loaded, [add("new", A, "192.0.2.50")], NOW)

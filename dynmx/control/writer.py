@@ -61,9 +61,22 @@ def _copy_node(node: dns.node.Node | None) -> dns.node.Node:
 
 def apply_changes(zone: dns.zone.Zone, changes: Iterable[Change]) -> dns.zone.Zone:
     """A new zone version with `changes` applied; nodes not touched are shared, not copied."""
+    new = _new_version(zone)
+    _apply(new, zone, changes, set())
+    return new
+
+
+def _new_version(zone: dns.zone.Zone) -> dns.zone.Zone:
     new = dns.zone.Zone(zone.origin, zone.rdclass, relativize=False)
-    new.nodes = dict(zone.nodes)
-    copied: set[dns.name.Name] = set()
+    new.nodes = dict(zone.nodes)  # the one copy of a commit: with 1,000,000 names, tenths of a second
+    return new
+
+
+def _apply(
+    new: dns.zone.Zone, zone: dns.zone.Zone, changes: Iterable[Change], copied: set[dns.name.Name]
+) -> None:
+    """Apply `changes` to `new`, a version made from `zone`; a node is copied from `zone` the
+    first time it is touched (`copied` names those already private to `new`)."""
     for change in changes:
         if change.name not in copied:
             new.nodes[change.name] = _copy_node(zone.nodes.get(change.name))
@@ -86,7 +99,6 @@ def apply_changes(zone: dns.zone.Zone, changes: Iterable[Change]) -> dns.zone.Zo
                     node.delete_rdataset(IN, rdtype)
         if not node.rdatasets:
             del new.nodes[change.name]
-    return new
 
 
 def _origin(zone: dns.zone.Zone) -> dns.name.Name:
@@ -213,9 +225,11 @@ class ZoneWriter:
         """Apply `changes` to `loaded` durably; raises ZoneLoadError (nothing written) if invalid."""
         name = loaded.origin.to_text()
         policy = self.policies.get(name, "increment")
-        zone = apply_changes(loaded.zone, changes)
+        zone = _new_version(loaded.zone)
+        copied: set[dns.name.Name] = set()
+        _apply(zone, loaded.zone, changes, copied)
         serial = soa_change(zone, policy, now)
-        zone = apply_changes(zone, serial)
+        _apply(zone, loaded.zone, serial, copied)  # onto the same new version: no second copy
         problems = edit_problems(loaded.origin, zone, [*changes, *serial], str(loaded.path))
         if problems:
             raise ZoneLoadError([Problem(str(loaded.path), 0, p.reason) for p in problems])
