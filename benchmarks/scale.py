@@ -198,7 +198,7 @@ def write_queries(path: Path, zones: int) -> Path:
 
 
 def run_case(
-    case: str, workdir: Path, seconds: int, profile: bool, update: bool, with_nsd: bool
+    case: str, workdir: Path, seconds: int, profile: bool, update: bool, with_nsd: bool, reload: bool = True
 ) -> dict[str, object]:
     zone_dir = workdir / "zones"
     zone_dir.mkdir()
@@ -245,7 +245,7 @@ def run_case(
             print(
                 f"scale: {case}: {run.qps:.0f} qps, lost {run.lost}, cpu {run.server_cpu:.0%}, {run.rcodes}"
             )
-        if not profile:
+        if reload and not profile:
             result["reload"] = times = reloads(server, zone_dir)
             print(
                 f"scale: {case}: reload with no file changed {times['unchanged_s']:.2f} s, "
@@ -401,6 +401,11 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true", help="run the loads under cProfile (no qps runs)")
     parser.add_argument("--no-update", action="store_true", help="skip timing one UPDATE per case")
     parser.add_argument("--no-nsd", action="store_true", help="skip NSD on the same files")
+    parser.add_argument(
+        "--no-reload",
+        action="store_true",
+        help="skip the reload timings (the UPDATE edits the start-up version)",
+    )
     parser.add_argument("--memory", action="store_true", help="tracemalloc the loading stages in-process")
     args = parser.parse_args()
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
@@ -422,7 +427,15 @@ def main() -> int:
     for case in cases:
         with tempfile.TemporaryDirectory(prefix=f"dynmx-scale-{case}-") as tmp:
             results.append(
-                run_case(case, Path(tmp), args.seconds, args.profile, not args.no_update, not args.no_nsd)
+                run_case(
+                    case,
+                    Path(tmp),
+                    args.seconds,
+                    args.profile,
+                    not args.no_update,
+                    not args.no_nsd,
+                    not args.no_reload,
+                )
             )
     head = (
         f"{'case':5} {'files':>7} {'records':>9} {'entries':>9} {'serving s':>9} {'compiled s':>10} "
