@@ -229,3 +229,15 @@ def test_rfc7766_s6_2_3_a_connection_waiting_for_its_update_reply_is_not_idle(
     reply = dns.query.tcp(update, "127.0.0.1", port=server.dns_port, timeout=60)
     assert reply.rcode() == dns.rcode.NOERROR
     assert time.monotonic() - started > 0.1  # slower than the idle timeout, or this proves nothing
+
+
+def test_a_reload_after_an_update_keeps_the_edited_zone_without_parsing_its_file(
+    serve: Serve, setup: tuple[Path, Path]
+) -> None:
+    """The file holds what the write-back wrote from the served version: nothing changed."""
+    config, _ = setup
+    server = serve("--config", str(config))
+    assert _update(server, www="192.0.2.10").rcode() == dns.rcode.NOERROR
+    server.process.send_signal(signal.SIGHUP)
+    assert "changed=0 incremental=yes table=kept" in server.wait_for_log("event=reloaded")
+    assert _lookup(server, "www.example.test") == ["192.0.2.10"]

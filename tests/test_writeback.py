@@ -18,7 +18,7 @@ from dynmx.control.journal import Journal
 from dynmx.control.update import Change, Op
 from dynmx.control.writeback import WriteBack
 from dynmx.control.writer import ZoneWriter, serial_of, write_atomically
-from dynmx.zone.loader import load_zone_file
+from dynmx.zone.loader import file_digest, load_zone_file
 
 ZONE = "$ORIGIN example.test.\n@ 300 SOA ns1 host 7 3600 600 86400 300\n@ 300 NS ns1\nns1 300 A 192.0.2.1\n"
 WAIT = 5.0
@@ -126,3 +126,14 @@ def test_a_commit_through_the_write_back_reaches_the_file(tmp_path: Path) -> Non
 
 def _a(text: str) -> dns.rdata.Rdata:
     return dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.A, text)
+
+
+def test_the_digest_of_a_written_file_is_known_for_the_version_written(tmp_path: Path) -> None:
+    """A reload finding those bytes keeps the version in memory instead of parsing them."""
+    path = tmp_path / "example.test.zone"
+    back = WriteBack(write_atomically)
+    version = _zone(8)
+    back.submit(path, version)
+    assert back.flush(WAIT)
+    assert back.digests({path: version}) == {path: file_digest(path.read_bytes())}
+    assert back.digests({path: _zone(8)}) == {}  # another version, even with equal data

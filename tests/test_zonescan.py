@@ -12,7 +12,7 @@ import dns.zone
 import pytest
 
 from dynmx.app import zonescan
-from dynmx.zone.loader import LoadedZone
+from dynmx.zone.loader import LoadedZone, file_digest
 
 TEXT = "@ 300 IN SOA ns1 hostmaster {serial} 2 3 4 5\n@ 300 IN NS ns1\nns1 300 IN A 192.0.2.1\n"
 
@@ -88,6 +88,18 @@ def test_a_file_not_written_back_yet_keeps_the_version_in_memory(tmp_path: Path)
     in_memory = {path: LoadedZone(edited.origin, edited.zone, path)}
     scanned, _ = zonescan.scan_zones(tmp_path, in_memory, keep=frozenset({path}))
     assert scanned[path] is in_memory[path]
+
+
+def test_an_edits_version_is_kept_when_the_file_holds_what_was_written_from_it(tmp_path: Path) -> None:
+    path = _write(tmp_path, 3)
+    edited = _version(4)
+    in_memory = {path: LoadedZone(edited.origin, edited.zone, path)}
+    written = {path: file_digest(path.read_bytes())}
+    scanned, _ = zonescan.scan_zones(tmp_path, in_memory, written=written)
+    assert scanned[path] is in_memory[path]
+    path.write_text(path.read_text() + "extra 300 IN A 192.0.2.9\n")  # changed by hand since
+    rescanned, _ = zonescan.scan_zones(tmp_path, in_memory, written=written)
+    assert rescanned[path] is not in_memory[path]
 
 
 def _reads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:

@@ -121,7 +121,8 @@ class App:
         of files in `keep` (edits not written back yet) stay as they are in memory.
         At start-up (`reconcile`) many zones give a staged table, for `_fill_staged`."""
         before = self.state.by_file
-        zones, problems = scan_zones(self.zones_dir, before, available_cpus(), keep)
+        written = self.writeback.digests({path: zone.zone for path, zone in before.items()})
+        zones, problems = scan_zones(self.zones_dir, before, available_cpus(), keep, written)
         if reconcile:  # at start-up, on the loop's thread (the journal's connection lives there)
             zones = {path: self.writer.reconcile(zone) for path, zone in zones.items()}
             if len(zones) >= STAGE_FROM_ZONES:

@@ -59,7 +59,7 @@ class SecondaryService:
         zones_dir: Path,
         zones: Callable[[], dict[dns.name.Name, LoadedZone]],
         publish: Callable[[LoadedZone], Awaitable[None]],
-        write: Callable[[Path, dns.zone.Zone], None] = write_atomically,
+        write: Callable[[Path, dns.zone.Zone], object] = write_atomically,
     ) -> None:
         self.write = write  # the running server's `WriteBack.submit`: a transfer's file, off the loop
         self.primaries = {

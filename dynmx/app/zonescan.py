@@ -25,14 +25,16 @@ def scan_zones(
     previous: dict[Path, LoadedZone],
     processes: int = 1,
     keep: frozenset[Path] = frozenset(),
+    written: dict[Path, bytes] | None = None,
 ) -> tuple[dict[Path, LoadedZone], list[Problem]]:
     """Load every `*.zone`; a file that fails keeps its previous version (if any).
 
     A file that still has the stamp (mtime, ctime, size, inode) its previous version was
     read with, or whose bytes are those it was read from, keeps that version (the same
     object): a reload of many zones reads and parses only the files that changed. So does
-    a file in `keep` (behind its zone in memory, not written back yet). Many files to
-    parse are spread over up to `processes` processes (`parse_many`).
+    a file in `keep` (behind its zone in memory, not written back yet), and one whose
+    bytes are those `written` says its version in memory was written as (an edit's). Many
+    files to parse are spread over up to `processes` processes (`parse_many`).
     """
     loaded: dict[Path, LoadedZone] = {}
     problems: list[Problem] = []
@@ -59,7 +61,8 @@ def scan_zones(
         except ZoneLoadError as error:
             results[path] = error.problems
             continue
-        if kept is not None and kept.digest and kept.digest == file_digest(data):
+        known = kept and (kept.digest or (written or {}).get(path))  # an edit's version has no digest
+        if kept is not None and known and known == file_digest(data):
             results[path] = kept
             continue
         to_parse.append((path, data))

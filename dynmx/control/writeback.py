@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -21,7 +22,7 @@ import dns.zone
 
 log = logging.getLogger("dynmx.writeback")
 
-WriteFile = Callable[[Path, dns.zone.Zone], None]
+WriteFile = Callable[[Path, dns.zone.Zone], object]  # `write_atomically`: returns the file's digest
 
 
 class WriteBack:
@@ -33,6 +34,8 @@ class WriteBack:
         self._waiters: dict[Path, list[Future[None]]] = {}  # of the waiting and the one being written
         self._writing: Path | None = None
         self._failed: set[Path] = set()  # the last write failed: the file is behind the journal
+        # What the last write of each file wrote: (that version, the digest of its bytes).
+        self._digests: dict[Path, tuple[weakref.ref[dns.zone.Zone], bytes]] = {}
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._queue: queue.SimpleQueue[Path] = queue.SimpleQueue()
@@ -68,6 +71,17 @@ class WriteBack:
         with self._lock:
             return frozenset({*self._newest, *self._failed, *([self._writing] if self._writing else [])})
 
+    def digests(self, versions: dict[Path, dns.zone.Zone]) -> dict[Path, bytes]:
+        """The digest of each file's bytes as last written, where they were written from the
+        version given for that file: a reload that finds those bytes keeps the version."""
+        with self._lock:
+            written = dict(self._digests)
+        return {
+            path: digest
+            for path, (version, digest) in written.items()
+            if path in versions and version() is versions[path]
+        }
+
     def _run(self) -> None:
         while True:
             path = self._queue.get()
@@ -75,12 +89,14 @@ class WriteBack:
                 zone = self._newest.pop(path)
                 self._writing = path
             try:
-                self._write(path, zone)
+                digest = self._write(path, zone)
             except Exception as error:  # the journal has the edit: start-up replays it onto the file
                 log.error("event=write-back-failed file=%s error=%r", path, str(error))
                 failed = True
             else:
                 failed = False
+                if isinstance(digest, bytes):
+                    self._digests[path] = (weakref.ref(zone), digest)
             with self._idle:
                 self._writing = None
                 (self._failed.add if failed else self._failed.discard)(path)

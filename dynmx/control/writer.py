@@ -17,6 +17,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO, cast
 
 import dns.name
 import dns.node
@@ -29,7 +30,7 @@ import dns.zone
 from dynmx.control.journal import Journal, JournalEntry
 from dynmx.control.update import Change, Op
 from dynmx.errors import Problem, ZoneLoadError
-from dynmx.zone.loader import LoadedZone
+from dynmx.zone.loader import LoadedZone, new_digest
 from dynmx.zone.validate import Record, validate
 
 IN = dns.rdataclass.IN
@@ -187,14 +188,32 @@ def _line(change: Change) -> str:
     )
 
 
-def write_atomically(path: Path, zone: dns.zone.Zone) -> None:
-    """Temp file in the same directory, fsync, rename, fsync the directory: old or new, never half."""
+class _HashingFile:
+    """The file `Zone.to_file` writes to (it writes bytes when it can), hashing as it goes:
+    the digest costs no second pass and no copy of a large zone's text."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.digest = new_digest()
+
+    def write(self, data: bytes | str) -> int:
+        raw = data.encode("utf-8") if isinstance(data, str) else data
+        self.digest.update(raw)
+        return self.out.write(raw)
+
+
+def write_atomically(path: Path, zone: dns.zone.Zone) -> bytes:
+    """Temp file in the same directory, fsync, rename, fsync the directory: old or new, never half.
+
+    Returns the digest of the bytes written (`file_digest`): a reload that reads them back
+    knows them for this version and does not parse them again."""
     handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(f"; written by dynmx; serial {serial_of(zone)}\n")
-            out.write(f"$ORIGIN {zone.origin}\n")
-            zone.to_file(out, sorted=True, relativize=False, want_origin=False)
+        with os.fdopen(handle, "wb") as out:
+            text = _HashingFile(out)
+            text.write(f"; written by dynmx; serial {serial_of(zone)}\n")
+            text.write(f"$ORIGIN {zone.origin}\n")
+            zone.to_file(cast(BinaryIO, text), sorted=True, relativize=False, want_origin=False)
             out.flush()
             os.fsync(out.fileno())
         os.replace(temp, path)
@@ -206,6 +225,7 @@ def write_atomically(path: Path, zone: dns.zone.Zone) -> None:
         os.fsync(directory)
     finally:
         os.close(directory)
+    return text.digest.digest()
 
 
 class ZoneWriter:
@@ -215,7 +235,7 @@ class ZoneWriter:
         self,
         journal: Journal,
         policies: dict[str, str] | None = None,
-        write: Callable[[Path, dns.zone.Zone], None] = write_atomically,
+        write: Callable[[Path, dns.zone.Zone], object] = write_atomically,
     ) -> None:
         self.journal = journal
         self.policies = policies or {}
