@@ -123,18 +123,21 @@ def test_removing_the_last_address_of_an_ns_target_is_refused_rfc1035() -> None:
     }
 
 
+def _with_sub_delegated(change: Change) -> dns.zone.Zone:
+    """A zone delegating `sub` (to a server elsewhere), after `change`."""
+    return apply_changes(_zone([("sub", dns.rdatatype.NS, "out.example.")]), [change])
+
+
 def test_an_ns_record_added_below_a_cut_is_occluded_and_not_checked() -> None:
     """`x.sub` is below the cut `sub`: its NS is occluded data, accepted as NSD does."""
-    before = _zone([("sub", dns.rdatatype.NS, "out.example.")])
     change = _change(Op.ADD, "x.sub", dns.rdatatype.NS, "c")
-    after = apply_changes(before, [change])
+    after = _with_sub_delegated(change)
     assert edit_problems(ORIGIN, after, [change], FILE) == []
     assert validate(ORIGIN, records_of(after, FILE), file=FILE) == []
 
 
 def test_an_ns_target_inside_another_delegation_needs_no_address_here() -> None:
-    before = _zone([("sub", dns.rdatatype.NS, "out.example.")])
     change = _change(Op.ADD, "b", dns.rdatatype.NS, "x.sub")
-    after = apply_changes(before, [change])
+    after = _with_sub_delegated(change)
     assert edit_problems(ORIGIN, after, [change], FILE) == []
     assert validate(ORIGIN, records_of(after, FILE), file=FILE) == []

@@ -114,15 +114,15 @@ class App:
         self,
         reconcile: bool = False,
         previous: AnswerTable | None = None,
-        keep: frozenset[Path] = frozenset(),
     ) -> tuple[dict[Path, LoadedZone], list[Problem], AnswerTable]:
         """Scan and compile; with `previous` (a reload under the same config) only the zones
-        whose files changed, and those whose answers use them, are compiled again. The zones
-        of files in `keep` (edits not written back yet) stay as they are in memory.
-        At start-up (`reconcile`) many zones give a staged table, for `_fill_staged`."""
+        whose files changed, and those whose answers use them, are compiled again. An edit's
+        zone stays as it is in memory while its file is behind it, or holds what was written
+        from it. At start-up (`reconcile`) many zones give a staged table, for `_fill_staged`."""
         before = self.state.by_file
+        behind = self.writeback.behind()
         written = self.writeback.digests({path: zone.zone for path, zone in before.items()})
-        zones, problems = scan_zones(self.zones_dir, before, available_cpus(), keep, written)
+        zones, problems = scan_zones(self.zones_dir, before, available_cpus(), behind, written)
         if reconcile:  # at start-up, on the loop's thread (the journal's connection lives there)
             zones = {path: self.writer.reconcile(zone) for path, zone in zones.items()}
             if len(zones) >= STAGE_FROM_ZONES:
@@ -328,7 +328,7 @@ class App:
             assert self.engine is not None
             previous = self.engine.table if self.config == config else None
             zones, problems, table = await loop.run_in_executor(
-                None, functools.partial(self._load, previous=previous, keep=self.writeback.behind())
+                None, functools.partial(self._load, previous=previous)
             )
             newer = [path for path, edit in self.state.edited.items() if edit > mark and path in zones]
             if newer:  # committed while the files were read: the version in memory is the newer one

@@ -61,8 +61,8 @@ def scan_zones(
         except ZoneLoadError as error:
             results[path] = error.problems
             continue
-        known = kept and (kept.digest or (written or {}).get(path))  # an edit's version has no digest
-        if kept is not None and known and known == file_digest(data):
+        # An edit's version has no digest of its own: `written` may know its file's.
+        if kept is not None and file_digest(data) in (kept.digest, (written or {}).get(path)):
             results[path] = kept
             continue
         to_parse.append((path, data))

@@ -88,6 +88,7 @@ class WriteBack:
             with self._lock:
                 zone = self._newest.pop(path)
                 self._writing = path
+            digest: object = None
             try:
                 digest = self._write(path, zone)
             except Exception as error:  # the journal has the edit: start-up replays it onto the file
@@ -95,9 +96,9 @@ class WriteBack:
                 failed = True
             else:
                 failed = False
-                if isinstance(digest, bytes):
-                    self._digests[path] = (weakref.ref(zone), digest)
             with self._idle:
+                if not failed and isinstance(digest, bytes):
+                    self._digests[path] = (weakref.ref(zone), digest)
                 self._writing = None
                 (self._failed.add if failed else self._failed.discard)(path)
                 # A waiter for a version submitted during this write waits for the next one.

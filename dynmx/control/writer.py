@@ -210,10 +210,10 @@ def write_atomically(path: Path, zone: dns.zone.Zone) -> bytes:
     handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as out:
-            text = _HashingFile(out)
-            text.write(f"; written by dynmx; serial {serial_of(zone)}\n")
-            text.write(f"$ORIGIN {zone.origin}\n")
-            zone.to_file(cast(BinaryIO, text), sorted=True, relativize=False, want_origin=False)
+            hashing = _HashingFile(out)
+            hashing.write(f"; written by dynmx; serial {serial_of(zone)}\n")
+            hashing.write(f"$ORIGIN {zone.origin}\n")
+            zone.to_file(cast(BinaryIO, hashing), sorted=True, relativize=False, want_origin=False)
             out.flush()
             os.fsync(out.fileno())
         os.replace(temp, path)
@@ -225,7 +225,7 @@ def write_atomically(path: Path, zone: dns.zone.Zone) -> bytes:
         os.fsync(directory)
     finally:
         os.close(directory)
-    return text.digest.digest()
+    return hashing.digest.digest()
 
 
 class ZoneWriter:
