@@ -10,8 +10,10 @@ CNAME chain, an MX target's addresses): the table remembers each zone's keys and
 zones each zone's answers used, so the cost of an edit follows the zone, not the server.
 
 A start-up with many zones serves a staged table first: every zone indexed, none compiled
-(each answered by the slow path, from the same lookup), then fills it a slice of zones at
-a time, so serving does not wait for the whole compile.
+(each answered by the slow path, from the same lookup), then fills it a slice of names at
+a time, so serving does not wait for the whole compile. An edit or reload of a large zone
+stages that zone the same way: it is served from its new version as soon as it is
+indexed, not after minutes of compiling, and a zone may be filled over several slices.
 """
 
 from __future__ import annotations
@@ -119,6 +121,9 @@ class AnswerTable:
     keys: dict[bytes, tuple[bytes, ...]] = field(default_factory=dict)  # zone origin -> its entry keys
     uses: dict[bytes, frozenset[bytes]] = field(default_factory=dict)  # zone -> other zones it answers from
     pending: frozenset[bytes] = frozenset()  # zones indexed but not compiled yet (a staged table)
+    # Of a pending zone compiled in part, the names still to compile; a pending zone that is
+    # not here has all its names to go.
+    unfilled: dict[bytes, tuple[dns.name.Name, ...]] = field(default_factory=dict)
 
     def selectors_of(self, pool: str) -> list[Selector]:
         """The selectors serving one pool (its name and its hint names)."""
@@ -156,6 +161,21 @@ def compile_zone(zoneset: ZoneSet, zone: ZoneData, entries: dict[bytes, Entry]) 
     """Add one zone's entries to `entries`; return its byte-level index, keys and zones used."""
     keys: list[bytes] = []
     uses: set[bytes] = set()
+    compile_names(zoneset, zone, zone.names, entries, keys, uses)
+    return _Compiled(index_zone(zone), keys, uses)
+
+
+def compile_names(
+    zoneset: ZoneSet,
+    zone: ZoneData,
+    names: Iterable[dns.name.Name],
+    entries: dict[bytes, Entry],
+    keys: list[bytes],
+    uses: set[bytes],
+) -> None:
+    """Add the entries of these names of one zone to `entries`, their keys to `keys`, and
+    the other zones their answers used to `uses`. A name that a zone below serves (occluded
+    by it) is left to that zone: its entries are that zone's, whatever this one does."""
     origin = zone.origin
 
     def note(answer: Answer) -> Answer:
@@ -163,8 +183,10 @@ def compile_zone(zoneset: ZoneSet, zone: ZoneData, entries: dict[bytes, Entry]) 
         uses.update(wire_key(other) for other in answer.zones if other != origin)
         return answer
 
-    for name in zone.names:
+    for name in names:
         key = wire_key(name)
+        if zoneset.find_key(key) is not zone:
+            continue
         default = note(lookup(zoneset, name, None))
         default_entry = render(default, name)
         entries[key] = default_entry
@@ -179,7 +201,6 @@ def compile_zone(zoneset: ZoneSet, zone: ZoneData, entries: dict[bytes, Entry]) 
                 typed = key + qtype.to_bytes(2, "big")  # one object for the table and the key list
                 entries[typed] = entry
                 keys.append(typed)
-    return _Compiled(index_zone(zone), keys, uses)
 
 
 def index_zone(zone: ZoneData, complete: bool = True) -> CompiledZone:
@@ -253,30 +274,63 @@ def staged_table(zones: Iterable[ZoneData], policy: ServedPolicy | None = None) 
     return replace(table, pending=frozenset(compiled))
 
 
-def fill_table(table: AnswerTable, origins: Iterable[bytes]) -> AnswerTable:
-    """`table` with these pending zones compiled. Pool carriers and name actions stay on top
-    as they were (the same selectors: a round-robin goes on where it had got to)."""
-    todo = [origin for origin in origins if origin in table.pending]
+def fill_table(table: AnswerTable, origins: Iterable[bytes], max_names: int | None = None) -> AnswerTable:
+    """`table` with these pending zones compiled, as far as `max_names` names allow: a large
+    zone may take several calls (its names compiled so far are answered from the table,
+    the others by the slow path). Pool carriers and name actions stay on top as they were
+    (the same selectors: a round-robin goes on where it had got to)."""
     entries = dict(table.entries)
     compiled, keys, uses = dict(table.zones), dict(table.keys), dict(table.uses)
-    for origin in todo:
-        result = _compile_origin(table.zoneset, origin, entries)
-        compiled[origin], keys[origin], uses[origin] = result.zone, tuple(result.keys), frozenset(result.uses)
+    unfilled = dict(table.unfilled)
+    done: set[bytes] = set()
+    budget = max_names
+    for origin in origins:
+        if origin not in table.pending or origin in done:
+            continue
+        if budget is not None and budget <= 0:
+            break
+        zone = table.zoneset.by_key[origin]
+        names = unfilled.pop(origin, None) or tuple(zone.names)
+        now, rest = (names, ()) if budget is None else (names[:budget], names[budget:])
+        new_keys: list[bytes] = []
+        new_uses: set[bytes] = set()
+        compile_names(table.zoneset, zone, now, entries, new_keys, new_uses)
         for name in table.forced:
-            _drop_name(entries, keys[origin], name)
+            _drop_name(entries, new_keys, name)
+        keys[origin] = keys.get(origin, ()) + tuple(new_keys)
+        uses[origin] = uses.get(origin, _NONE) | new_uses
+        if budget is not None:
+            budget -= len(now)
+        if rest:
+            unfilled[origin] = rest
+        else:
+            compiled[origin] = replace(compiled[origin], complete=True)  # indexed when it was staged
+            done.add(origin)
     carriers = {wire_key(owner) + rdtype.to_bytes(2, "big") for owner, rdtype in table.selectors}
     entries.update((key, table.entries[key]) for key in table.forced | carriers if key in table.entries)
-    pending = table.pending - set(todo)
-    return replace(table, entries=entries, zones=compiled, keys=keys, uses=uses, pending=pending)
+    return replace(
+        table,
+        entries=entries,
+        zones=compiled,
+        keys=keys,
+        uses=uses,
+        pending=table.pending - done,
+        unfilled=unfilled,
+    )
 
 
 def recompile_table(
-    table: AnswerTable, zones: Iterable[ZoneData], changed: Iterable[dns.name.Name], policy: ServedPolicy
+    table: AnswerTable,
+    zones: Iterable[ZoneData],
+    changed: Iterable[dns.name.Name],
+    policy: ServedPolicy,
+    stage_from: int | None = None,
 ) -> AnswerTable:
     """A new table after `changed` zones changed: those and the zones whose answers used them
     are compiled again, the rest is copied (a zone still pending stays so, unless changed).
-    `zones` is the whole new set; a new zone or a removed one changes what every chain may
-    reach, so it compiles everything."""
+    One of them with at least `stage_from` names is staged instead: indexed and pending, for
+    `fill_table`. `zones` is the whole new set; a new zone or a removed one changes what
+    every chain may reach, so it compiles everything."""
     zoneset = ZoneSet.of(zones)
     if len(zoneset) != len(table.zones) or any(zone.key not in table.zones for zone in zoneset):
         return compile_table(zoneset, policy)
@@ -287,16 +341,19 @@ def recompile_table(
     for origin in dirty:
         for key in keys.get(origin, ()):
             entries.pop(key, None)
+    staged: set[bytes] = set()
     for origin in dirty:
-        result = _compile_origin(zoneset, origin, entries)
+        zone = zoneset.by_key[origin]
+        if stage_from is not None and len(zone.names) >= stage_from:
+            compiled[origin], keys[origin], uses[origin] = index_zone(zone, complete=False), (), _NONE
+            staged.add(origin)
+            continue
+        result = compile_zone(zoneset, zone, entries)
         compiled[origin], keys[origin], uses[origin] = result.zone, tuple(result.keys), frozenset(result.uses)
-    pending = table.pending - dirty
+    pending = (table.pending - dirty) | staged
+    unfilled = {origin: names for origin, names in table.unfilled.items() if origin not in dirty}
     recompiled = _with_policy(zoneset, entries, compiled, keys, uses, policy)
-    return replace(recompiled, pending=pending) if pending else recompiled
-
-
-def _compile_origin(zoneset: ZoneSet, origin: bytes, entries: dict[bytes, Entry]) -> _Compiled:
-    return compile_zone(zoneset, zoneset.by_key[origin], entries)
+    return replace(recompiled, pending=pending, unfilled=unfilled) if pending else recompiled
 
 
 def _with_policy(

@@ -145,6 +145,10 @@ class ZoneSet:
                 return parent
         return zone
 
+    def find_key(self, key: bytes) -> ZoneData | None:
+        """The zone for a lower-case wire name."""
+        return self._closest(key, 0)
+
     def _closest(self, key: bytes, pos: int) -> ZoneData | None:
         """The zone with the longest origin that `key[pos:]` (a lower-case wire name) is at or below."""
         by_key = self.by_key

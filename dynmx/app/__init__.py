@@ -58,7 +58,12 @@ SHUTDOWN_GRACE = 4.0  # seconds for in-flight TCP replies; the whole stop stays 
 # they compile a slice at a time: 100,000 zones take minutes to compile, a few take less
 # than a second, and those are simpler to serve compiled from the first query.
 STAGE_FROM_ZONES = 1000
-FILL_SLICE = 1000  # zones per compile step: an edit or reload waits at most about a second
+# A zone with this many names is staged when an edit or reload changes it, and a start-up
+# with this many in all is staged: compiling 20,000 names takes about 5 s here.
+STAGE_FROM_NAMES = 20_000
+# One compile step: an edit or reload waits for at most one, about a second here.
+FILL_SLICE = 1000  # zones
+FILL_NAMES = 5_000
 
 
 @dataclass
@@ -105,7 +110,7 @@ class App:
         self._unserved: dict[dns.name.Name, LoadedZone] = {}  # published, not compiled yet
         self._serve_waiters: list[asyncio.Future[None]] = []
         self._compiling: asyncio.Task[None] | None = None
-        self._filling: asyncio.Task[None] | None = None  # a staged start-up's compile
+        self._filling: asyncio.Task[None] | None = None  # compiling pending zones
         self.dyndns2_state = dyndns2.DynState()
 
     # -- zones ---------------------------------------------------------------------------
@@ -118,14 +123,16 @@ class App:
         """Scan and compile; with `previous` (a reload under the same config) only the zones
         whose files changed, and those whose answers use them, are compiled again. An edit's
         zone stays as it is in memory while its file is behind it, or holds what was written
-        from it. At start-up (`reconcile`) many zones give a staged table, for `_fill_staged`."""
+        from it. At start-up (`reconcile`) many zones or names give a staged table, and later a
+        large changed zone is staged: `_fill_pending` compiles them."""
         before = self.state.by_file
         behind = self.writeback.behind()
         written = self.writeback.digests({path: zone.zone for path, zone in before.items()})
         zones, problems = scan_zones(self.zones_dir, before, available_cpus(), behind, written)
         if reconcile:  # at start-up, on the loop's thread (the journal's connection lives there)
             zones = {path: self.writer.reconcile(zone) for path, zone in zones.items()}
-            if len(zones) >= STAGE_FROM_ZONES:
+            names = sum(len(zone.zone.nodes) for zone in zones.values())
+            if len(zones) >= STAGE_FROM_ZONES or names >= STAGE_FROM_NAMES:
                 return zones, problems, self._compile(zones, None, [], staged=True)
         changed = changed_origins(before, zones)
         if previous is not None and not changed and zones.keys() == before.keys():
@@ -177,6 +184,7 @@ class App:
                     log.exception("event=compile-failed zones=%s", ",".join(map(str, zones)))
                 else:
                     self.engine.swap(table)
+                    self._keep_filling()
                     self.health.reapply()
                     for zone in zones.values():
                         self._notify_secondaries(zone)
@@ -202,12 +210,19 @@ class App:
             previous=previous,
             changed=changed,
             staged=staged,
+            stage_from=STAGE_FROM_NAMES,
         )
 
-    async def _fill_staged(self) -> None:
-        """Compile a staged table's pending zones a slice at a time, off the loop. Each slice
+    def _keep_filling(self) -> None:
+        """Start compiling the served table's pending zones, unless that is under way."""
+        assert self.engine is not None
+        if self.engine.table.pending and (self._filling is None or self._filling.done()):
+            self._filling = asyncio.get_running_loop().create_task(self._fill_pending())
+
+    async def _fill_pending(self) -> None:
+        """Compile the served table's pending zones a slice at a time, off the loop. Each slice
         holds the reload lock, so an edit or a reload waits for one slice, not the whole compile,
-        and builds on what is compiled so far (a zone it changes is compiled by it)."""
+        and builds on what is compiled so far (a zone it changes is compiled or staged by it)."""
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         assert self.engine is not None
@@ -216,7 +231,8 @@ class App:
                 table = self.engine.table
                 batch = list(itertools.islice(table.pending, FILL_SLICE))
                 if batch:
-                    self.engine.swap(await loop.run_in_executor(None, fill_table, table, batch))
+                    fill = functools.partial(fill_table, table, batch, FILL_NAMES)
+                    self.engine.swap(await loop.run_in_executor(None, fill))
         table = self.engine.table
         log.info(
             "event=compiled zones=%d entries=%d seconds=%.3f",
@@ -337,6 +353,7 @@ class App:
                 table = self._compile(zones, table, [zones[path].origin for path in newer])
             assert self.engine is not None
             self.engine.swap(table)
+            self._keep_filling()
             if self.workers is not None:
                 self.workers.broadcast("reload", *self._worker_start())
             if config_problem is None and self.config_loader is not None:
@@ -421,8 +438,7 @@ class App:
             len(self.engine.table.entries),
             len(self.engine.table.pending),
         )
-        if self.engine.table.pending:
-            self._filling = loop.create_task(self._fill_staged())
+        self._keep_filling()
 
     def _worker_start(self) -> tuple[Config, list[PoolPlans]]:
         """What a worker starts from: the config and every pool's current plans."""

@@ -181,13 +181,15 @@ def build_table(
     previous: AnswerTable | None = None,
     changed: Iterable[dns.name.Name] = (),
     staged: bool = False,
+    stage_from: int | None = None,
 ) -> AnswerTable:
     """Zones plus policy, compiled: the one place a new table is made.
 
     `plan_of` gives each pool's current plans (facts, promotion, TTL are the caller's).
     Pools whose name is in no served zone are left out (`dynmx check` reports them).
     With `previous` (same config), only the `changed` zones and those that use them are
-    compiled again (an edit). `staged`: every zone pending, for `fill_table` to compile.
+    compiled again (an edit), or staged when they have at least `stage_from` names.
+    `staged`: every zone pending, for `fill_table` to compile.
     """
     base = ZoneSet(zones)
     existing = {}
@@ -208,7 +210,7 @@ def build_table(
     if rng is not None:
         policy = dataclasses.replace(policy, rng=rng)
     if previous is not None:
-        return recompile_table(previous, layered, changed, policy)
+        return recompile_table(previous, layered, changed, policy, stage_from)
     return staged_table(layered, policy) if staged else compile_table(layered, policy)
 
 

@@ -1,0 +1,52 @@
+"""A zone of at least STAGE_FROM_NAMES names is served before it is compiled: at start-up,
+and after an edit, which is acknowledged once the new version is indexed (it waited for
+the whole compile: about 3 minutes for 1,000,000 records)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import dns.rcode
+
+from dynmx.app import STAGE_FROM_NAMES
+from tests.conftest import EDITS, RunningServer, write_config
+from tests.test_update_server import ZONE, _lookup, _update
+
+Serve = Callable[..., RunningServer]
+
+
+def _large_zone(tmp_path: Path) -> Path:
+    hosts = "".join(f"h{i} A 192.0.2.{i % 250 + 1}\n" for i in range(STAGE_FROM_NAMES))
+    return write_config(tmp_path, ZONE + hosts, EDITS)
+
+
+def _count(server: RunningServer, needle: str, at_least: int, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen = sum(needle in line for line in list(server.lines))
+        if seen >= at_least:
+            return seen
+        time.sleep(0.05)
+    raise AssertionError(f"{needle!r} seen fewer than {at_least} times; log:\n{server.log_text()}")
+
+
+def test_a_large_zone_is_answered_from_start_up_while_it_compiles(serve: Serve, tmp_path: Path) -> None:
+    server = serve("--config", str(_large_zone(tmp_path)))
+    assert "pending=1" in server.wait_for_log("event=serving")
+    assert _lookup(server, "h7.example.test") == ["192.0.2.8"]
+    assert "zones=1" in server.wait_for_log("event=compiled", timeout=120)
+    assert _lookup(server, "h7.example.test") == ["192.0.2.8"]
+
+
+def test_an_update_to_a_large_zone_is_served_before_the_zone_compiles_again(
+    serve: Serve, tmp_path: Path
+) -> None:
+    server = serve("--config", str(_large_zone(tmp_path)))
+    _count(server, "event=compiled", 1, timeout=120)
+    assert _update(server, www="192.0.2.10").rcode() == dns.rcode.NOERROR
+    assert _lookup(server, "www.example.test") == ["192.0.2.10"]
+    assert _lookup(server, "h7.example.test") == ["192.0.2.8"]
+    assert _count(server, "event=compiled", 2, timeout=120) == 2  # the edited version, compiled behind
+    assert _lookup(server, "www.example.test") == ["192.0.2.10"]
