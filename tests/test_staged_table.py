@@ -188,3 +188,24 @@ def test_staging_a_parent_zone_keeps_the_entries_of_the_child_zone_below_its_cut
     assert after.pending == {wire_key(zones[0].origin)}
     assert wire_key(dns.name.from_text("sub.a.test.")) in after.entries
     assert wire_key(dns.name.from_text("ns.sub.a.test.")) + b"\x00\x01" in after.entries
+
+
+def test_a_new_zone_among_at_least_stage_from_names_stages_every_zone() -> None:
+    """A new zone changes what any chain may reach: everything compiles again, here behind."""
+    table = compile_table(_zones()[:2], FORCED)
+    zones = _zones()
+    after = recompile_table(
+        table, zones, [zones[2].origin], FORCED, stage_from=sum(len(z.names) for z in zones)
+    )
+    assert after.pending == {zone.key for zone in zones}
+    assert _replies(Engine(after)) == _replies(Engine(compile_table(zones, FORCED)))
+
+
+def test_a_new_zone_among_fewer_names_compiles_everything_at_once() -> None:
+    table = compile_table(_zones()[:2], FORCED)
+    zones = _zones()
+    after = recompile_table(
+        table, zones, [zones[2].origin], FORCED, stage_from=sum(len(z.names) for z in zones) + 1
+    )
+    assert not after.pending
+    assert _table_view(after) == _table_view(compile_table(zones, FORCED))

@@ -330,9 +330,12 @@ def recompile_table(
     are compiled again, the rest is copied (a zone still pending stays so, unless changed).
     One of them with at least `stage_from` names is staged instead: indexed and pending, for
     `fill_table`. `zones` is the whole new set; a new zone or a removed one changes what
-    every chain may reach, so it compiles everything."""
+    every chain may reach, so everything is compiled again (staged, with `stage_from`
+    names or more in all)."""
     zoneset = ZoneSet.of(zones)
     if len(zoneset) != len(table.zones) or any(zone.key not in table.zones for zone in zoneset):
+        if stage_from is not None and sum(len(zone.names) for zone in zoneset) >= stage_from:
+            return staged_table(zoneset, policy)
         return compile_table(zoneset, policy)
     dirty = {wire_key(name) for name in changed}
     dirty |= {zone for zone, used in table.uses.items() if used & dirty}
