@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import dns.name
@@ -45,8 +45,23 @@ class ZoneData:
     def __post_init__(self) -> None:
         origin = self.origin
         self.key = name_key(origin)
-        nodes = list(self.zone.nodes.items()) + list(self.overlay.items())
-        cuts: set[dns.name.Name] = set()
+        if not self.names:
+            self._index(list(self.zone.nodes.items()) + list(self.overlay.items()))
+        apex = self.node(origin)
+        soa = apex.get_rdataset(IN, SOA) if apex is not None else None
+        if soa is None:
+            raise ValueError(f"zone {origin} has no SOA at its apex")
+        self.soa = (origin, soa)
+        minimum = soa[0].minimum
+        self.negative_soa = (origin, with_ttl(soa, min(soa.ttl, minimum)))
+        ns = apex.get_rdataset(IN, NS) if apex is not None else None
+        self.apex_ns = (origin, ns) if ns is not None else None
+
+    def _index(self, nodes: Iterable[tuple[dns.name.Name, dns.node.Node]]) -> None:
+        """Add these nodes' names (and their empty non-terminals) to `names`, and set whether
+        each is a cut."""
+        origin = self.origin
+        cuts = set(self.cuts)
         for name, node in nodes:
             if not node.rdatasets:
                 continue
@@ -59,17 +74,23 @@ class ZoneData:
                 walk = walk.parent()
             if absolute != origin and node.get_rdataset(IN, NS) is not None:
                 cuts.add(absolute)
-        if cuts:  # most zones have none: they share the empty default
+            else:
+                cuts.discard(absolute)
+        if cuts or self.cuts:  # most zones have none: they share the empty default
             self.cuts = frozenset(cuts)
-        apex = self.node(origin)
-        soa = apex.get_rdataset(IN, SOA) if apex is not None else None
-        if soa is None:
-            raise ValueError(f"zone {origin} has no SOA at its apex")
-        self.soa = (origin, soa)
-        minimum = soa[0].minimum
-        self.negative_soa = (origin, with_ttl(soa, min(soa.ttl, minimum)))
-        ns = apex.get_rdataset(IN, NS) if apex is not None else None
-        self.apex_ns = (origin, ns) if ns is not None else None
+
+    def edited(self, zone: dns.zone.Zone) -> ZoneData:
+        """The index of `zone`, made by an edit from this version (its node dict copied, the
+        changed nodes replaced, new ones added at the end): only the changed names are looked
+        at, not the 1,000,000 others. Any other version is indexed in full."""
+        if self.overlay or zone.origin != self.origin:
+            return ZoneData(self.origin, zone)
+        changed = _changed_nodes(self.zone.nodes, zone.nodes)
+        if changed is None or not all(node.rdatasets for _, node in changed):
+            return ZoneData(self.origin, zone)  # a name may be gone, and empty non-terminals with it
+        data = ZoneData(self.origin, zone, names=set(self.names), cuts=self.cuts)
+        data._index(changed)
+        return data
 
     def node(self, name: dns.name.Name) -> dns.node.Node | None:
         node = self.overlay.get(name) if self.overlay else None
@@ -111,6 +132,26 @@ class ZoneData:
             rds = node.get_rdataset(IN, rdtype)
             if rds is not None:
                 yield (owner, rds)
+
+
+def _changed_nodes(
+    before: Mapping[dns.name.Name, dns.node.Node], after: Mapping[dns.name.Name, dns.node.Node]
+) -> list[tuple[dns.name.Name, dns.node.Node]] | None:
+    """The nodes of `after` that are not `before`'s, when `after` is `before` copied with
+    nodes replaced and added (same key objects, in the same order); else None. Compares
+    identities, not names: hashing a million dnspython names costs seconds."""
+    if len(after) < len(before):
+        return None
+    changed = []
+    new = iter(after.items())
+    # Not strict: `after` may be longer; zip stops at the end of `before` without taking from `new`.
+    for (name, node), (new_name, new_node) in zip(before.items(), new, strict=False):
+        if new_name is not name:
+            return None
+        if new_node is not node:
+            changed.append((new_name, new_node))
+    changed.extend(new)
+    return changed
 
 
 class ZoneSet:

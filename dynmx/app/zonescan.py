@@ -126,13 +126,20 @@ _indexed: dict[int, tuple[dns.zone.Zone, ZoneData]] = {}
 
 
 def zone_data(zones: dict[Path, LoadedZone]) -> list[ZoneData]:
+    """The index of each zone version; a version an edit made from one indexed last time
+    is indexed from that one (`ZoneData.edited`)."""
     global _indexed
     current: dict[int, tuple[dns.zone.Zone, ZoneData]] = {}
     previous = _indexed
+    by_origin: dict[bytes, ZoneData] | None = None
     for loaded in zones.values():
         cached = previous.get(id(loaded.zone))
         if cached is None or cached[0] is not loaded.zone or not _same_name(cached[1].origin, loaded.origin):
-            cached = (loaded.zone, ZoneData(loaded.origin, loaded.zone))
+            if by_origin is None:
+                by_origin = {data.key: data for _, data in previous.values()}
+            before = by_origin.get(name_key(loaded.origin))
+            data = before.edited(loaded.zone) if before is not None else ZoneData(loaded.origin, loaded.zone)
+            cached = (loaded.zone, data)
         current[id(loaded.zone)] = cached
     _indexed = current
     return [data for _, data in current.values()]
