@@ -66,12 +66,16 @@ def test_rfc2136_signed_update_is_answered_at_once_and_the_reply_is_signed(
     assert _lookup(server, "www.example.test") == ["192.0.2.10"]
 
 
-def test_rfc2136_committed_update_is_in_the_zone_file_with_a_new_serial(
+def test_rfc2136_committed_update_reaches_the_zone_file_with_a_new_serial(
     serve: Serve, setup: tuple[Path, Path]
 ) -> None:
+    """The file is written behind the acknowledgement (the journal makes it durable)."""
     config, zone_file = setup
     server = serve("--config", str(config))
-    _update(server, www="192.0.2.10")
+    assert _update(server, www="192.0.2.10").rcode() == dns.rcode.NOERROR
+    deadline = time.monotonic() + 10
+    while "www" not in zone_file.read_text() and time.monotonic() < deadline:
+        time.sleep(0.02)
     loaded = load_zone_file(zone_file)
     assert loaded.zone.get_rdataset("www.example.test.", "A") is not None
     soa = loaded.zone.get_rdataset("example.test.", "SOA")

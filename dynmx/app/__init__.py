@@ -77,10 +77,6 @@ class ZoneState:
     edited: dict[Path, int] = field(default_factory=dict)  # file -> `edits` at its last commit
 
 
-async def _both(served: asyncio.Future[None], written: asyncio.Future[None]) -> None:
-    await asyncio.gather(served, written)
-
-
 class App:
     """One running dynmx: owns the engine, the listeners and the reload logic."""
 
@@ -144,8 +140,9 @@ class App:
 
     def publish_zone(self, zone: LoadedZone) -> asyncio.Future[None]:
         """A committed edit: the next edit and any reload build on it at once; it is compiled
-        off the loop, and the future is done when queries are answered from it and its file
-        is written back.
+        off the loop, and the future is done when queries are answered from it. Its file is
+        written behind (the journal, appended before, is what makes it durable): writing a
+        1,000,000-record file took about 30 s of the acknowledgement.
 
         Only this zone and the zones whose answers use it are compiled again; queries go on
         being answered from the previous table meanwhile, so a large zone's compile no
@@ -165,8 +162,7 @@ class App:
         self._serve_waiters.append(served)
         if self._compiling is None or self._compiling.done():
             self._compiling = loop.create_task(self._serve_published())
-        written = asyncio.wrap_future(self.writeback.written(zone.path))
-        return asyncio.ensure_future(_both(served, written))
+        return served
 
     async def _serve_published(self) -> None:
         """Compile what was published, one table at a time (a reload is one of them too)."""
