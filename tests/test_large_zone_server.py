@@ -4,6 +4,7 @@ the whole compile: about 3 minutes for 1,000,000 records)."""
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -50,3 +51,15 @@ def test_an_update_to_a_large_zone_is_served_before_the_zone_compiles_again(
     assert _lookup(server, "h7.example.test") == ["192.0.2.8"]
     assert _count(server, "event=compiled", 2, timeout=120) == 2  # the edited version, compiled behind
     assert _lookup(server, "www.example.test") == ["192.0.2.10"]
+
+
+def test_a_reload_under_a_changed_config_stages_a_large_zone(serve: Serve, tmp_path: Path) -> None:
+    """Everything compiles again under a new config: behind, not inside the reload."""
+    config = _large_zone(tmp_path)
+    server = serve("--config", str(config))
+    _count(server, "event=compiled", 1, timeout=120)
+    config.write_text(config.read_text().replace('serial = "increment"', 'serial = "unixtime"'))
+    server.process.send_signal(signal.SIGHUP)
+    assert "incremental=no" in server.wait_for_log("event=reloaded", timeout=60)
+    assert _lookup(server, "h7.example.test") == ["192.0.2.8"]
+    assert _count(server, "event=compiled", 2, timeout=120) == 2

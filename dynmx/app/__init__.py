@@ -119,20 +119,22 @@ class App:
         """Scan and compile; with `previous` (a reload under the same config) only the zones
         whose files changed, and those whose answers use them, are compiled again. An edit's
         zone stays as it is in memory while its file is behind it, or holds what was written
-        from it. At start-up (`reconcile`) many zones or names give a staged table, and later a
-        large changed zone is staged: `_fill_pending` compiles them."""
+        from it. Compiling everything (at start-up, or under a changed config) gives a staged
+        table from many zones or names on, and a large changed zone is staged: `_fill_pending`
+        compiles them."""
         before = self.state.by_file
         behind = self.writeback.behind()
         written = self.writeback.digests({path: zone.zone for path, zone in before.items()})
         zones, problems = scan_zones(self.zones_dir, before, available_cpus(), behind, written)
         if reconcile:  # at start-up, on the loop's thread (the journal's connection lives there)
             zones = {path: self.writer.reconcile(zone) for path, zone in zones.items()}
-            names = sum(len(zone.zone.nodes) for zone in zones.values())
-            if len(zones) >= STAGE_FROM_ZONES or names >= STAGE_FROM_NAMES:
-                return zones, problems, self._compile(zones, None, [], staged=True)
         changed = changed_origins(before, zones)
         if previous is not None and not changed and zones.keys() == before.keys():
             return zones, problems, previous  # the same zones under the same config: the same table
+        if previous is None:
+            names = sum(len(zone.zone.nodes) for zone in zones.values())
+            staged = len(zones) >= STAGE_FROM_ZONES or names >= STAGE_FROM_NAMES
+            return zones, problems, self._compile(zones, None, [], staged=staged)
         return zones, problems, self._compile(zones, previous, changed)
 
     def zones_by_origin(self) -> dict[dns.name.Name, LoadedZone]:
