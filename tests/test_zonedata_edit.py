@@ -21,7 +21,7 @@ from tests.test_edit_validation import ORIGIN, _change, _name, _zone, records
 
 
 def _view(data: ZoneData) -> tuple[object, ...]:
-    return (data.names, data.cuts, data.soa, data.negative_soa[1].ttl, data.apex_ns, data.key)
+    return (data.names, data.name_keys, data.cuts, data.soa, data.negative_soa[1].ttl, data.apex_ns, data.key)
 
 
 @settings(max_examples=300, deadline=None)

@@ -209,7 +209,7 @@ def index_zone(zone: ZoneData, complete: bool = True) -> CompiledZone:
     compressed = render(nxdomain, zone.origin)  # against the origin as the whole question name
     return CompiledZone(
         origin=zone.key,
-        names=frozenset(wire_key(n) for n in zone.names),
+        names=zone.name_keys,
         cuts=frozenset(wire_key(n) for n in zone.cuts) or _NONE,
         wildcard_parents=frozenset(
             wire_key(n.parent()) for n in zone.names if n.labels and n.labels[0] == WILDCARD

@@ -37,6 +37,9 @@ class ZoneData:
     overlay: dict[dns.name.Name, dns.node.Node] = field(default_factory=dict)
     names: set[dns.name.Name] = field(default_factory=set)  # nodes with data and empty non-terminals
     cuts: frozenset[dns.name.Name] = frozenset()  # delegation points below the apex
+    # `names` as table keys (`name_key`), shared with the compiled zone's index: an edit
+    # adds its new names' keys to the previous version's instead of making all of them.
+    name_keys: frozenset[bytes] = frozenset()
     soa: RRsetRef = field(init=False)
     negative_soa: RRsetRef = field(init=False)  # TTL min(SOA TTL, MINIMUM), RFC 2308 3
     apex_ns: RRsetRef | None = field(init=False)
@@ -47,6 +50,8 @@ class ZoneData:
         self.key = name_key(origin)
         if not self.names:
             self._index(list(self.zone.nodes.items()) + list(self.overlay.items()))
+        if not self.name_keys:
+            self.name_keys = frozenset(name_key(name) for name in self.names)
         apex = self.node(origin)
         soa = apex.get_rdataset(IN, SOA) if apex is not None else None
         if soa is None:
@@ -57,11 +62,12 @@ class ZoneData:
         ns = apex.get_rdataset(IN, NS) if apex is not None else None
         self.apex_ns = (origin, ns) if ns is not None else None
 
-    def _index(self, nodes: Iterable[tuple[dns.name.Name, dns.node.Node]]) -> None:
+    def _index(self, nodes: Iterable[tuple[dns.name.Name, dns.node.Node]]) -> list[dns.name.Name]:
         """Add these nodes' names (and their empty non-terminals) to `names`, and set whether
-        each is a cut."""
+        each is a cut; returns the names added."""
         origin = self.origin
         cuts = set(self.cuts)
+        added = []
         for name, node in nodes:
             if not node.rdatasets:
                 continue
@@ -69,6 +75,7 @@ class ZoneData:
             walk = absolute
             while walk not in self.names:
                 self.names.add(walk)
+                added.append(walk)
                 if walk == origin:
                     break
                 walk = walk.parent()
@@ -78,6 +85,7 @@ class ZoneData:
                 cuts.discard(absolute)
         if cuts or self.cuts:  # most zones have none: they share the empty default
             self.cuts = frozenset(cuts)
+        return added
 
     def edited(self, zone: dns.zone.Zone) -> ZoneData:
         """The index of `zone`, made by an edit from this version (its node dict copied, the
@@ -88,8 +96,10 @@ class ZoneData:
         changed = _changed_nodes(self.zone.nodes, zone.nodes)
         if changed is None or not all(node.rdatasets for _, node in changed):
             return ZoneData(self.origin, zone)  # a name may be gone, and empty non-terminals with it
-        data = ZoneData(self.origin, zone, names=set(self.names), cuts=self.cuts)
-        data._index(changed)
+        data = ZoneData(self.origin, zone, names=set(self.names), cuts=self.cuts, name_keys=self.name_keys)
+        added = data._index(changed)
+        if added:
+            data.name_keys = data.name_keys | {name_key(name) for name in added}
         return data
 
     def node(self, name: dns.name.Name) -> dns.node.Node | None:
