@@ -18,9 +18,9 @@ from tests.test_update_server import ZONE, _lookup, _update
 Serve = Callable[..., RunningServer]
 
 
-def _large_zone(tmp_path: Path) -> Path:
+def _large_zone(tmp_path: Path, server: str = "") -> Path:
     hosts = "".join(f"h{i} A 192.0.2.{i % 250 + 1}\n" for i in range(STAGE_FROM_NAMES))
-    return write_config(tmp_path, ZONE + hosts, EDITS)
+    return write_config(tmp_path, ZONE + hosts, server + EDITS)
 
 
 def _count(server: RunningServer, needle: str, at_least: int, timeout: float) -> int:
@@ -63,3 +63,14 @@ def test_a_reload_under_a_changed_config_stages_a_large_zone(serve: Serve, tmp_p
     assert "incremental=no" in server.wait_for_log("event=reloaded", timeout=60)
     assert _lookup(server, "h7.example.test") == ["192.0.2.8"]
     assert _count(server, "event=compiled", 2, timeout=120) == 2
+
+
+def test_workers_stage_a_large_zone_at_start_up_and_after_an_update(serve: Serve, tmp_path: Path) -> None:
+    """Each worker compiles behind too (`event=worker-compiled`), after its start and after
+    the edit reaches it, instead of compiling the whole zone before it answers."""
+    server = serve("--config", str(_large_zone(tmp_path, "workers = 2\n")))
+    _count(server, "event=worker-compiled", 2, timeout=120)
+    assert _update(server, www="192.0.2.10").rcode() == dns.rcode.NOERROR
+    assert _count(server, "event=worker-compiled", 4, timeout=120) == 4
+    assert _lookup(server, "www.example.test") == ["192.0.2.10"]
+    assert _lookup(server, "h7.example.test") == ["192.0.2.8"]

@@ -20,15 +20,15 @@ import random
 import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import dns.name
 
-from dynmx.answer.compiler import AnswerTable
+from dynmx.answer.compiler import AnswerTable, fill_table
 from dynmx.answer.engine import Engine
-from dynmx.app import channel, heap
+from dynmx.app import FILL_NAMES, FILL_SLICE, STAGE_FROM_NAMES, STAGE_FROM_ZONES, channel, heap
 from dynmx.app.listeners import HotStats, Listeners, SocketSet, make_engine
 from dynmx.app.zonescan import changed_origins, scan_zones, zone_data
 from dynmx.config import Config, PoolConfig
@@ -58,6 +58,7 @@ class Worker:
         self.pending: dict[int, asyncio.Future[Any]] = {}
         self.ids = itertools.count(1)
         self.rebuilding: asyncio.Task[None] | None = None
+        self.filling = False  # a fill step is queued in `rebuilding`
         self.zone_edits = 0  # zone messages applied; a rescan keeps a zone that arrived while it read
         self.zone_edited: dict[Path, int] = {}
         self.writer: asyncio.StreamWriter | None = None
@@ -71,11 +72,24 @@ class Worker:
     ) -> tuple[Engine, dict[Path, LoadedZone]]:
         """Read the zone directory and compile (any thread: touches no state of the worker).
 
-        With the `table` of an unchanged config, only zones whose files changed compile again.
+        With the `table` of an unchanged config, only zones whose files changed compile again;
+        large ones, and everything from many zones or names on, are staged, as in the control
+        process, for `_fill_step` to compile.
         """
         zones, _problems = scan_zones(self.config.path(self.config.server.zones_dir), previous)
         changed = changed_origins(previous, zones)
-        table = build_table(self.config, zone_data(zones), self.plan_of, self._rng(), table, changed)
+        names = sum(len(zone.zone.nodes) for zone in zones.values())
+        staged = table is None and (len(zones) >= STAGE_FROM_ZONES or names >= STAGE_FROM_NAMES)
+        table = build_table(
+            self.config,
+            zone_data(zones),
+            self.plan_of,
+            self._rng(),
+            table,
+            changed,
+            staged=staged,
+            stage_from=STAGE_FROM_NAMES,
+        )
         return make_engine(self.config, table), zones
 
     def _rng(self) -> Callable[[], float] | None:
@@ -98,6 +112,7 @@ class Worker:
         self._attach(engine)
         self.listeners = Listeners.for_engine(self.config, engine)
         await self.listeners.serve(engine.handle, self.sockets)
+        self._keep_filling()
         channel.send(writer, "ready", self.index, len(engine.table.entries))
         log.info(
             "event=worker-ready worker=%d pid=%d entries=%d",
@@ -182,7 +197,13 @@ class Worker:
                 table = await loop.run_in_executor(
                     None,
                     lambda: build_table(
-                        self.config, zone_data(snapshot), self.plan_of, self._rng(), previous, changed
+                        self.config,
+                        zone_data(snapshot),
+                        self.plan_of,
+                        self._rng(),
+                        previous,
+                        changed,
+                        stage_from=STAGE_FROM_NAMES,
                     ),
                 )
                 assert self.engine is not None
@@ -197,16 +218,42 @@ class Worker:
                 for udp in self.listeners.udp:
                     udp.handler = engine.handle
             self._send("ack", seq)
+            self._keep_filling()
 
+        self._in_turn(rebuild)
+
+    def _in_turn(self, step: Callable[[], Awaitable[None]]) -> None:
+        """Run `step` after the rebuilds and fill steps before it: one table is built at a time."""
         previous = self.rebuilding
 
         async def in_turn() -> None:
             if previous is not None:
                 with contextlib.suppress(Exception):
                     await previous
-            await rebuild()
+            await step()
 
-        self.rebuilding = loop.create_task(in_turn())
+        self.rebuilding = asyncio.get_running_loop().create_task(in_turn())
+
+    def _keep_filling(self) -> None:
+        if self.engine is not None and self.engine.table.pending and not self.filling:
+            self.filling = True
+            self._in_turn(self._fill_step)
+
+    async def _fill_step(self) -> None:
+        """Compile one slice of the pending zones, then queue the next behind whatever
+        arrived meanwhile (a zone or reload builds on what is compiled so far)."""
+        self.filling = False
+        engine = self.engine
+        if engine is None or not engine.table.pending:
+            return
+        table = engine.table
+        batch = list(itertools.islice(table.pending, FILL_SLICE))
+        filled = await asyncio.get_running_loop().run_in_executor(None, fill_table, table, batch, FILL_NAMES)
+        engine.swap(filled)
+        if filled.pending:
+            self._keep_filling()
+        else:
+            log.info("event=worker-compiled worker=%d entries=%d", self.index, len(filled.entries))
 
     def _send(self, *message: object) -> None:
         if self.writer is not None:
