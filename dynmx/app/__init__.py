@@ -66,6 +66,12 @@ FILL_SLICE = 1000  # zones
 FILL_NAMES = 5_000
 
 
+def worth_staging(zones: dict[Path, LoadedZone]) -> bool:
+    """Whether compiling all of these zones should be done behind a staged table."""
+    names = sum(len(zone.zone.nodes) for zone in zones.values())
+    return len(zones) >= STAGE_FROM_ZONES or names >= STAGE_FROM_NAMES
+
+
 @dataclass
 class ZoneState:
     """What is being served, file by file, so a bad edit keeps the previous version."""
@@ -132,9 +138,7 @@ class App:
         if previous is not None and not changed and zones.keys() == before.keys():
             return zones, problems, previous  # the same zones under the same config: the same table
         if previous is None:
-            names = sum(len(zone.zone.nodes) for zone in zones.values())
-            staged = len(zones) >= STAGE_FROM_ZONES or names >= STAGE_FROM_NAMES
-            return zones, problems, self._compile(zones, None, [], staged=staged)
+            return zones, problems, self._compile(zones, None, [], staged=worth_staging(zones))
         return zones, problems, self._compile(zones, previous, changed)
 
     def zones_by_origin(self) -> dict[dns.name.Name, LoadedZone]:

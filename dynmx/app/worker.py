@@ -28,7 +28,7 @@ import dns.name
 
 from dynmx.answer.compiler import AnswerTable, fill_table
 from dynmx.answer.engine import Engine
-from dynmx.app import FILL_NAMES, FILL_SLICE, STAGE_FROM_NAMES, STAGE_FROM_ZONES, channel, heap
+from dynmx.app import FILL_NAMES, FILL_SLICE, STAGE_FROM_NAMES, channel, heap, worth_staging
 from dynmx.app.listeners import HotStats, Listeners, SocketSet, make_engine
 from dynmx.app.zonescan import changed_origins, scan_zones, zone_data
 from dynmx.config import Config, PoolConfig
@@ -78,8 +78,7 @@ class Worker:
         """
         zones, _problems = scan_zones(self.config.path(self.config.server.zones_dir), previous)
         changed = changed_origins(previous, zones)
-        names = sum(len(zone.zone.nodes) for zone in zones.values())
-        staged = table is None and (len(zones) >= STAGE_FROM_ZONES or names >= STAGE_FROM_NAMES)
+        staged = table is None and worth_staging(zones)
         table = build_table(
             self.config,
             zone_data(zones),
