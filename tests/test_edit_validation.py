@@ -62,17 +62,13 @@ def _reasons(problems: list[Problem]) -> set[str]:
     return {problem.reason for problem in problems}
 
 
-@settings(max_examples=400, deadline=None)
-@given(
-    st.lists(records, max_size=8),
-    st.lists(st.tuples(st.booleans(), records), min_size=1, max_size=4),
-    st.data(),
-)
-def test_an_edit_gets_the_verdict_of_validating_the_whole_zone(
-    extra: list[tuple[str, int, str]], edits: list[tuple[bool, tuple[str, int, str]]], data: st.DataObject
-) -> None:
-    before = _zone(extra)
-    assume(not validate(ORIGIN, records_of(before, FILE), file=FILE))  # a served zone is valid
+edits = st.lists(st.tuples(st.booleans(), records), min_size=1, max_size=4)
+
+
+def random_changes(
+    before: dns.zone.Zone, edits: list[tuple[bool, tuple[str, int, str]]], data: st.DataObject
+) -> list[Change]:
+    """The drawn edits as changes; a deletion removes a record the zone has (not its SOA)."""
     present = [
         (n.relativize(ORIGIN).to_text(), rs.rdtype, r.to_text())
         for n, node in before.nodes.items()
@@ -85,6 +81,17 @@ def test_an_edit_gets_the_verdict_of_validating_the_whole_zone(
         if not adding and present:
             record = data.draw(st.sampled_from(present))
         changes.append(_change(Op.ADD if adding else Op.DELETE, *record))
+    return changes
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(records, max_size=8), edits, st.data())
+def test_an_edit_gets_the_verdict_of_validating_the_whole_zone(
+    extra: list[tuple[str, int, str]], edits: list[tuple[bool, tuple[str, int, str]]], data: st.DataObject
+) -> None:
+    before = _zone(extra)
+    assume(not validate(ORIGIN, records_of(before, FILE), file=FILE))  # a served zone is valid
+    changes = random_changes(before, edits, data)
     after = apply_changes(before, changes)
     whole = validate(ORIGIN, records_of(after, FILE), file=FILE)
     assert _reasons(edit_problems(ORIGIN, after, changes, FILE)) == _reasons(whole)

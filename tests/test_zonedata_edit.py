@@ -17,7 +17,7 @@ from dynmx.app.zonescan import zone_data
 from dynmx.control.update import Op
 from dynmx.control.writer import apply_changes
 from dynmx.zone.loader import LoadedZone
-from tests.test_edit_validation import ORIGIN, _change, _name, _zone, records
+from tests.test_edit_validation import ORIGIN, _change, _name, _zone, edits, random_changes, records
 
 
 def _view(data: ZoneData) -> tuple[object, ...]:
@@ -25,28 +25,12 @@ def _view(data: ZoneData) -> tuple[object, ...]:
 
 
 @settings(max_examples=300, deadline=None)
-@given(
-    st.lists(records, max_size=8),
-    st.lists(st.tuples(st.booleans(), records), min_size=1, max_size=4),
-    st.data(),
-)
+@given(st.lists(records, max_size=8), edits, st.data())
 def test_the_index_of_an_edit_equals_indexing_the_whole_new_version(
     extra: list[tuple[str, int, str]], edits: list[tuple[bool, tuple[str, int, str]]], data: st.DataObject
 ) -> None:
     before = _zone(extra)
-    present = [
-        (n.relativize(ORIGIN).to_text(), rs.rdtype, r.to_text())
-        for n, node in before.nodes.items()
-        for rs in node.rdatasets
-        for r in rs
-        if rs.rdtype != dns.rdatatype.SOA
-    ]
-    changes = []
-    for adding, record in edits:
-        if not adding and present:
-            record = data.draw(st.sampled_from(present))
-        changes.append(_change(Op.ADD if adding else Op.DELETE, *record))
-    after = apply_changes(before, changes)
+    after = apply_changes(before, random_changes(before, edits, data))
     assert _view(ZoneData(ORIGIN, before).edited(after)) == _view(ZoneData(ORIGIN, after))
 
 

@@ -66,6 +66,11 @@ FILL_SLICE = 1000  # zones
 FILL_NAMES = 5_000
 
 
+def fill_slice(table: AnswerTable) -> AnswerTable:
+    """`table` with one compile step of its pending zones done (any thread)."""
+    return fill_table(table, list(itertools.islice(table.pending, FILL_SLICE)), FILL_NAMES)
+
+
 def worth_staging(zones: dict[Path, LoadedZone]) -> bool:
     """Whether compiling all of these zones should be done behind a staged table."""
     names = sum(len(zone.zone.nodes) for zone in zones.values())
@@ -231,10 +236,8 @@ class App:
         while self.engine.table.pending:
             async with self._reload_lock:
                 table = self.engine.table
-                batch = list(itertools.islice(table.pending, FILL_SLICE))
-                if batch:
-                    fill = functools.partial(fill_table, table, batch, FILL_NAMES)
-                    self.engine.swap(await loop.run_in_executor(None, fill))
+                if table.pending:
+                    self.engine.swap(await loop.run_in_executor(None, fill_slice, table))
         table = self.engine.table
         log.info(
             "event=compiled zones=%d entries=%d seconds=%.3f",

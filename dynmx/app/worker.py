@@ -26,9 +26,9 @@ from typing import Any
 
 import dns.name
 
-from dynmx.answer.compiler import AnswerTable, fill_table
+from dynmx.answer.compiler import AnswerTable
 from dynmx.answer.engine import Engine
-from dynmx.app import FILL_NAMES, FILL_SLICE, STAGE_FROM_NAMES, channel, heap, worth_staging
+from dynmx.app import STAGE_FROM_NAMES, channel, fill_slice, heap, worth_staging
 from dynmx.app.listeners import HotStats, Listeners, SocketSet, make_engine
 from dynmx.app.zonescan import changed_origins, scan_zones, zone_data
 from dynmx.config import Config, PoolConfig
@@ -245,9 +245,7 @@ class Worker:
         engine = self.engine
         if engine is None or not engine.table.pending:
             return
-        table = engine.table
-        batch = list(itertools.islice(table.pending, FILL_SLICE))
-        filled = await asyncio.get_running_loop().run_in_executor(None, fill_table, table, batch, FILL_NAMES)
+        filled = await asyncio.get_running_loop().run_in_executor(None, fill_slice, engine.table)
         engine.swap(filled)
         if filled.pending:
             self._keep_filling()
