@@ -6,14 +6,17 @@ import re
 from pathlib import Path
 
 import dns.name
+import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
+import dns.zone
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dynmx.errors import Problem, ZoneLoadError
-from dynmx.zone.loader import LoadedZone, load_zone_file, load_zones_dir
+from dynmx.zone.loader import LoadedZone, build_zone, load_zone_file, load_zones_dir
+from dynmx.zone.validate import Record
 
 # Lines 1-4; whatever a test appends starts on line 5.
 GOOD = (
@@ -405,3 +408,52 @@ def test_valid_zone_plus_garbage_lines_loads_or_raises_zone_load_error(
     tmp_path: Path, lines: list[str]
 ) -> None:
     _assert_loads_or_refuses(tmp_path / "example.test.zone", GOOD + "\n".join(lines) + "\n")
+
+
+# -- the zone built from the records -------------------------------------------------------
+
+BUILD_ORIGIN = dns.name.from_text("example.test.")
+RECORD_TEXTS = [
+    ("A", "192.0.2.1"), ("A", "192.0.2.2"), ("MX", "10 mx.example.test."), ("MX", "20 mx.example.test."),
+    ("TXT", '"v=spf1 -all"'), ("DNAME", "a.example.net."), ("DNAME", "b.example.net."),
+    ("SOA", "ns hostmaster 1 2 3 4 5"), ("SOA", "ns hostmaster 2 2 3 4 5"),
+    ("RRSIG", "A 8 3 300 20300101000000 20200101000000 1 example.test. AAAA"),
+    ("RRSIG", "MX 8 3 300 20300101000000 20200101000000 1 example.test. AAAA"),
+]  # fmt: skip
+build_records = st.lists(
+    st.tuples(
+        st.sampled_from(["@", "www", "WWW", "mx"]), st.sampled_from([60, 300]), st.sampled_from(RECORD_TEXTS)
+    ),
+    max_size=12,
+)
+
+
+def _records(drawn: list[tuple[str, int, tuple[str, str]]]) -> list[Record]:
+    records = []
+    for line, (owner, ttl, (rdtype, text)) in enumerate(drawn, 1):
+        name = dns.name.from_text(owner, BUILD_ORIGIN)
+        rdata = dns.rdata.from_text(dns.rdataclass.IN, rdtype, text, origin=BUILD_ORIGIN)
+        records.append(Record(name, ttl, rdata, "example.test.zone", line))
+    return records
+
+
+def _contents(zone: dns.zone.Zone) -> dict[bytes, set[tuple[int, int, int, frozenset[dns.rdata.Rdata]]]]:
+    return {
+        name.to_wire().lower(): {(rds.rdtype, rds.covers, rds.ttl, frozenset(rds)) for rds in node.rdatasets}
+        for name, node in zone.nodes.items()
+    }
+
+
+@given(build_records)
+@settings(max_examples=300, deadline=None)
+def test_built_zone_equals_dnspythons_own_adds(drawn: list[tuple[str, int, tuple[str, str]]]) -> None:
+    """Duplicates merge, an RRset gets its smallest TTL, a second singleton (DNAME, SOA) replaces
+    the first, RRSIGs group by the type they cover: as `find_node` and `Rdataset.add` do it."""
+    records = _records(drawn)
+    reference = dns.zone.Zone(BUILD_ORIGIN, relativize=False)
+    for record in records:
+        rdata = record.rdata
+        node = reference.find_node(record.name, create=True)
+        rdataset = node.find_rdataset(dns.rdataclass.IN, rdata.rdtype, rdata.covers(), create=True)
+        rdataset.add(rdata, record.ttl)
+    assert _contents(build_zone(BUILD_ORIGIN, records)) == _contents(reference)

@@ -57,3 +57,10 @@ def test_names_whose_dnspython_hashes_collide_are_told_apart() -> None:
     assert hash(z09) == hash(z10)
     zones = ZoneSet([_zone(z09), _zone(z10)])
     assert zones.find(dns.name.from_text("www.z10.test.")).origin == z10  # type: ignore[union-attr]
+
+
+def test_rfc2308_s3_negative_soa_ttl_is_the_minimum_and_the_zones_soa_keeps_its_own() -> None:
+    zone = _zone(dns.name.from_text("example.test."))  # SOA TTL 300, MINIMUM 5
+    assert zone.negative_soa[1].ttl == 5
+    assert list(zone.negative_soa[1]) == list(zone.soa[1])
+    assert zone.soa[1].ttl == 300
