@@ -19,6 +19,7 @@ import dns.tsigkeyring
 import dns.update
 import pytest
 
+from dynmx.app.handover import HANDOVER_FILE
 from tests.conftest import EDITS, TEST_SECRET, RunningServer, wait_until, write_config
 
 ZONE = """\
@@ -91,6 +92,35 @@ def test_every_worker_is_started_and_answers(server: RunningServer) -> None:
     replies = _ask_from_many(server, "ns1.example.test", "A")
     assert all(r.rcode() == dns.rcode.NOERROR and r.answer for r in replies)
     wait_until(lambda: all(row["queries"] > 0 for row in _workers(server)["workers"]), timeout=10)  # type: ignore[index, union-attr]
+
+
+def test_workers_start_from_the_control_processs_zones_not_the_files(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    """Parsed once: each worker keeps the control process's version of every unchanged file."""
+    for index in range(WORKERS):
+        assert f"event=worker-ready worker={index} " in server.log_text()
+    ready = [line for line in server.lines if "logger=dynmx.worker event=worker-ready" in line]
+    assert len(ready) == WORKERS
+    assert all("zones=1 handed=1" in line for line in ready)
+    assert not (tmp_path / "state" / HANDOVER_FILE).exists()
+
+
+def test_a_worker_started_again_parses_the_zone_files(server: RunningServer) -> None:
+    """The handover is gone after the first start; the files are current by then."""
+    rows = _workers(server)["workers"]
+    assert isinstance(rows, list)
+    os.kill(rows[1]["pid"], signal.SIGKILL)
+
+    def restarted() -> list[str]:
+        return [
+            line
+            for line in server.lines
+            if "event=worker-ready worker=1 pid=" in line and f"pid={rows[1]['pid']} " not in line
+        ]
+
+    wait_until(lambda: bool(restarted()), timeout=20)
+    assert "zones=1 handed=0" in restarted()[0]
 
 
 def test_tcp_is_answered_by_the_workers(server: RunningServer) -> None:

@@ -28,6 +28,7 @@ from dynmx.answer.engine import Engine
 from dynmx.app import heap
 from dynmx.app.control import control_routes
 from dynmx.app.explain import explain_query
+from dynmx.app.handover import handed_over
 from dynmx.app.health import HealthMonitor
 from dynmx.app.listeners import HotStats, Listeners, bind_all, make_engine, query_acl
 from dynmx.app.secondary import SecondaryService
@@ -418,7 +419,10 @@ class App:
                 cfg.workers, self._answer_forwarded, self._selfcheck_seen, self._worker_start
             )
             self.bound = self.workers.bind(self.config)
-            await self.workers.start()
+            with handed_over(self.config.path(cfg.state_dir), zones) as handover:
+                self.workers.handover = handover
+                await self.workers.start()
+            self.workers.handover = None  # a worker started again later parses the files
         else:
             self.listeners = Listeners.for_engine(self.config, self.engine)
             sockets = bind_all(self.config, 1)[0]

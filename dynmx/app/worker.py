@@ -29,6 +29,7 @@ import dns.name
 from dynmx.answer.compiler import AnswerTable
 from dynmx.answer.engine import Engine
 from dynmx.app import STAGE_FROM_NAMES, channel, fill_slice, heap, worth_staging
+from dynmx.app.handover import taken_over
 from dynmx.app.listeners import HotStats, Listeners, SocketSet, make_engine
 from dynmx.app.zonescan import changed_origins, scan_zones, zone_data
 from dynmx.config import Config, PoolConfig
@@ -103,21 +104,25 @@ class Worker:
         if init is None or init[0] != "init":
             log.error("event=worker-init-failed")
             return 1
-        _, self.index, self.config, plans = init
+        _, self.index, self.config, plans, handover = init
         setup_logging(self.config.log.level)
         self.plans = {p.pool.name: p for p in plans}
         with heap.loading():
-            engine, self.zones = self._build(self.zones)
+            # The control process's versions, kept by the scan for every file they still match.
+            previous = taken_over(Path(handover)) if handover else {}
+            engine, self.zones = self._build(previous)
         self._attach(engine)
         self.listeners = Listeners.for_engine(self.config, engine)
         await self.listeners.serve(engine.handle, self.sockets)
         self._keep_filling()
         channel.send(writer, "ready", self.index, len(engine.table.entries))
         log.info(
-            "event=worker-ready worker=%d pid=%d entries=%d",
+            "event=worker-ready worker=%d pid=%d entries=%d zones=%d handed=%d",
             self.index,
             os.getpid(),
             len(engine.table.entries),
+            len(self.zones),
+            sum(1 for path, zone in self.zones.items() if previous.get(path) is zone),
         )
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.stopping.set)

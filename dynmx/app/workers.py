@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from dynmx.app import channel
@@ -64,6 +65,7 @@ class WorkerPool:
         self.answer = answer
         self.on_nonce = on_nonce
         self.current = current  # the config and plans a (re)started worker begins from
+        self.handover: Path | None = None  # the control process's zones, while the first start lasts
         self.workers: list[WorkerHandle] = []
         self.seq = 0
         self.sent_at: dict[int, float] = {}
@@ -97,7 +99,8 @@ class WorkerPool:
         reader, writer = await asyncio.open_connection(sock=parent)
         worker.writer = writer
         config, plans = self.current()
-        channel.send(writer, "init", worker.index, config, plans)
+        handover = str(self.handover) if self.handover is not None else None
+        channel.send(writer, "init", worker.index, config, plans, handover)
         worker.task = asyncio.get_running_loop().create_task(self._serve(worker, reader))
         log.info("event=worker-started worker=%d pid=%d", worker.index, worker.process.pid)
 
