@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import pickle
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +31,7 @@ def handed_over(state_dir: Path, zones: dict[Path, LoadedZone]) -> Iterator[Path
     Yields None when it cannot be written: the workers then parse the zone files.
     """
     path = state_dir / HANDOVER_FILE
+    started = time.monotonic()
     try:
         with path.open("wb") as out:
             for zone in zones.values():
@@ -41,11 +42,13 @@ def handed_over(state_dir: Path, zones: dict[Path, LoadedZone]) -> Iterator[Path
             path.unlink()
         yield None
         return
+    seconds = time.monotonic() - started
+    log.info("event=handover-written zones=%d file=%s seconds=%.3f", len(zones), path, seconds)
     try:
         yield path
     finally:
         with contextlib.suppress(OSError):
-            os.unlink(path)
+            path.unlink()
 
 
 def taken_over(path: Path) -> dict[Path, LoadedZone]:
