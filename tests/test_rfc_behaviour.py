@@ -26,10 +26,12 @@ from dynmx.answer.compiler import compile_table
 from dynmx.answer.engine import ChaosConfig, Engine
 from dynmx.answer.lookup import lookup
 from dynmx.answer.render import render
+from dynmx.answer.zoneset import ZoneSet
 from dynmx.wire.query import parse_query
 from dynmx.wire.response import assemble
 from tests.helpers_engine import (
     BIG_NS_COUNT,
+    EXAMPLE_ZONE,
     MIXED_ZONE,
     ORIGIN,
     SOA_MINIMUM,
@@ -276,6 +278,41 @@ def test_rfc1034_s3_6_2_cname_query_returns_cname_itself(engine: Engine) -> None
 
 
 # -- row 8 and 25: referrals (RFC 1034 4.3.2, RFC 9471) -----------------------------------
+
+
+def _rrsets(section: list[dns.rrset.RRset]) -> set[tuple[str, int]]:
+    return {(rrset.name.to_text(), rrset.rdtype) for rrset in section}
+
+
+NAME_SERVER_ADDRESSES = {(f"ns{i}.{ORIGIN}", rdtype) for i in (1, 2) for rdtype in (A, AAAA)}
+
+
+def test_rfc1035_s3_3_9_positive_answer_has_apex_ns_and_their_addresses_as_nsd(engine: Engine) -> None:
+    reply = ask(engine, query(f"www.{ORIGIN}", "A"))
+    assert _rrsets(reply.authority) == {(ORIGIN, NS)}
+    assert _rrsets(reply.additional) == NAME_SERVER_ADDRESSES
+
+
+def test_rfc1035_s3_3_9_mx_answer_adds_target_and_name_server_addresses_each_once(engine: Engine) -> None:
+    reply = ask(engine, query(ORIGIN, "MX"))
+    mx_targets = {(f"mx{i}.{ORIGIN}", rdtype) for i in (1, 2) for rdtype in (A, AAAA)}
+    assert _rrsets(reply.additional) == mx_targets | NAME_SERVER_ADDRESSES
+    assert len(reply.additional) == len(mx_targets | NAME_SERVER_ADDRESSES)
+
+
+def test_rfc1035_s3_3_9_each_zone_version_gives_its_own_name_server_addresses() -> None:
+    """The additional section is worked out once per zone version, never carried to the next."""
+    before = zone_data(ORIGIN, EXAMPLE_ZONE)
+    after = zone_data(ORIGIN, EXAMPLE_ZONE.replace("192.0.2.53", "192.0.2.153"))
+    for zone, address in ((before, "192.0.2.53"), (after, "192.0.2.153"), (before, "192.0.2.53")):
+        answer = lookup(ZoneSet([zone]), n("www"), A)
+        addresses = {
+            rdata.address
+            for (owner, rdataset), _ in answer.additional
+            if owner == n("ns1")
+            for rdata in rdataset
+        }
+        assert address in addresses
 
 
 def test_rfc1034_s4_3_2_referral_not_authoritative_with_glue(engine: Engine) -> None:

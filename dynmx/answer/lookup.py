@@ -185,7 +185,18 @@ def _positive_extras(result: Answer, zone: ZoneData, qtype: int) -> None:
     ds_at_cut = qtype == DS and owner in zone.cuts  # NSD adds no NS beside a parent-side DS
     if zone.apex_ns is not None and not apex_ns_in_answer and not ds_at_cut:
         result.authority.append((zone.apex_ns, False))
+        if not targets:
+            if zone.apex_additional is None:
+                zone.apex_additional = _addresses(zone, [_target(rdata) for rdata in zone.apex_ns[1]])
+            result.additional.extend(zone.apex_additional)
+            return
         targets.extend(_target(rdata) for rdata in zone.apex_ns[1])
+    result.additional.extend(_addresses(zone, targets))
+
+
+def _addresses(zone: ZoneData, targets: list[dns.name.Name]) -> list[tuple[RRsetRef, bool]]:
+    """The A and AAAA RRsets of these names that this zone holds authoritatively, each once."""
+    found: list[tuple[RRsetRef, bool]] = []
     seen: set[dns.name.Name] = set()
     for target in targets:
         if target in seen or not target.is_subdomain(zone.origin):
@@ -193,7 +204,8 @@ def _positive_extras(result: Answer, zone: ZoneData, qtype: int) -> None:
         seen.add(target)
         if zone.cut_at_or_above(target) is not None:
             continue
-        result.additional.extend((rrset, False) for rrset in zone.address_rrsets(target))
+        found.extend((rrset, False) for rrset in zone.address_rrsets(target))
+    return found
 
 
 def _target(rdata: object) -> dns.name.Name:

@@ -15,7 +15,7 @@ import dns.rdataset
 import dns.rdatatype
 
 from dynmx.answer.lookup import Answer
-from dynmx.answer.zoneset import RRsetRef
+from dynmx.answer.zoneset import RRsetRef, name_wire
 from dynmx.wire.response import (
     SECTION_ADDITIONAL,
     SECTION_ANSWER,
@@ -36,11 +36,6 @@ MX = dns.rdatatype.MX
 SOA = dns.rdatatype.SOA
 
 Compress = dict[bytes, int]
-
-
-def name_wire(name: dns.name.Name) -> bytes:
-    """Uncompressed wire form of an absolute name."""
-    return b"".join(len(label).to_bytes(1, "big") + label for label in name.labels)
 
 
 def write_name(out: bytearray, wire: bytes, compress: Compress | None) -> None:
