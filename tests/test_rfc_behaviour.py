@@ -389,6 +389,22 @@ def test_rfc4035_s3_1_4_1_ds_at_cut_answered_by_parent(engine: Engine) -> None:
     assert_nodata(reply)
 
 
+def test_rfc4035_s3_1_4_1_ds_at_a_served_childs_apex_is_the_parents_from_the_table() -> None:
+    """Parent and child both served: the compiled table answers DS at the child's apex from
+    the parent (its DS record), every other type from the child."""
+    ds = "12345 13 2 " + "ab" * 32
+    parent = zone_data(
+        "a.test.",
+        f"@ SOA ns1 hostmaster 1 2 3 4 300\n@ NS ns1\nns1 A 192.0.2.1\nsub NS ns.sub\nsub DS {ds}\n",
+    )
+    child = zone_data("sub.a.test.", "@ SOA ns hostmaster 7 2 3 4 300\n@ NS ns\nns A 192.0.2.2\n")
+    engine = Engine(compile_table([parent, child]))
+    reply = ask(engine, query("sub.a.test.", "DS"))
+    assert aa(reply) and only(reply.answer, dns.rdatatype.DS).name == n("sub.a.test.")
+    soa = ask(engine, query("sub.a.test.", "SOA"))
+    assert only(soa.answer, SOA)[0].serial == 7
+
+
 def test_rfc4035_s3_1_4_1_ds_below_cut_is_referral(engine: Engine) -> None:
     reply = ask(engine, query("ns.sub.example.test.", "DS"))
     assert not aa(reply) and only(reply.authority, NS).name == n("sub")

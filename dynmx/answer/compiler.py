@@ -176,11 +176,12 @@ def compile_names(
     """Add the entries of these names of one zone to `entries`, their keys to `keys`, and
     the other zones their answers used to `uses`. A name that a zone below serves (occluded
     by it) is left to that zone: its entries are that zone's, whatever this one does."""
-    origin = zone.origin
+    origin = zone.key
+    apex_labels = len(zone.origin.labels)  # names here are at or below the apex: cheaper than ==
 
     def note(answer: Answer) -> Answer:
         # A chain into another zone, or DS answered by the parent: an edit there recompiles us.
-        uses.update(wire_key(other) for other in answer.zones if other != origin)
+        uses.update(other for other in answer.zones if other != origin)
         return answer
 
     for name in names:
@@ -192,7 +193,7 @@ def compile_names(
         entries[key] = default_entry
         keys.append(key)
         qtypes = set(default.visited_types)
-        if name in zone.cuts or name == zone.origin:
+        if len(name.labels) == apex_labels or (zone.cuts and name in zone.cuts):
             qtypes.add(DS)
         qtypes.discard(dns.rdatatype.ANY)
         for qtype in sorted(qtypes):

@@ -63,8 +63,8 @@ class Answer:
     # Every rdtype present at a node the lookup visited: qtypes outside this set all get
     # the same answer, which lets the compiler store one default entry per name.
     visited_types: set[int] = field(default_factory=set)
-    # Zones whose data this answer used, so an edit knows what to recompile.
-    zones: set[dns.name.Name] = field(default_factory=set)
+    # Zones (their keys) whose data this answer used, so an edit knows what to recompile.
+    zones: set[bytes] = field(default_factory=set)
     # Wildcard synthesis or a chain through one: the answer depends on the query name.
     synthesized: bool = False
 
@@ -87,7 +87,7 @@ def lookup(
     in_chain: set[dns.name.Name] = set()
     sname = qname
     while True:
-        result.zones.add(zone.origin)
+        result.zones.add(zone.key)
         cut = zone.cut_at_or_above(sname)
         if cut is not None and not (cut == sname and qtype == DS):
             _referral(result, zone, cut)
