@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -228,7 +229,14 @@ _LENGTH = [bytes((length,)) for length in range(256)]
 
 def name_wire(name: dns.name.Name) -> bytes:
     """Uncompressed wire form of an absolute name."""
-    return b"".join([_LENGTH[len(label)] + label for label in name.labels])
+    return _labels_wire(name.labels)
+
+
+@functools.lru_cache(maxsize=16384)
+def _labels_wire(labels: tuple[bytes, ...]) -> bytes:
+    """Compiling a zone writes each of its names dozens of times (owners, targets, lookups);
+    a tuple of bytes hashes in C, a dnspython name in Python."""
+    return b"".join([_LENGTH[len(label)] + label for label in labels])
 
 
 def name_key(name: dns.name.Name) -> bytes:
