@@ -25,7 +25,7 @@ import dns.name
 import dns.rdatatype
 
 from dynmx.answer.dynamic import REFUSED_ENTRY, Selector, ServedPolicy, carrier, default_rng, render_state
-from dynmx.answer.lookup import DS, Answer, Outcome, lookup
+from dynmx.answer.lookup import DS, Answer, ExtrasMemo, Outcome, lookup
 from dynmx.answer.render import render
 from dynmx.answer.zoneset import WILDCARD, ZoneData, ZoneSet, name_key
 from dynmx.wire.response import RCODE_NXDOMAIN, Entry
@@ -184,11 +184,12 @@ def compile_names(
         uses.update(other for other in answer.zones if other != origin)
         return answer
 
+    memo: ExtrasMemo = {}
     for name in names:
         key = wire_key(name)
         if zoneset.find_key(key) is not zone:
             continue
-        default = note(lookup(zoneset, name, None))
+        default = note(lookup(zoneset, name, None, memo=memo))
         default_entry = render(default, name)
         entries[key] = default_entry
         keys.append(key)
@@ -197,7 +198,7 @@ def compile_names(
             qtypes.add(DS)
         qtypes.discard(dns.rdatatype.ANY)
         for qtype in sorted(qtypes):
-            entry = render(note(lookup(zoneset, name, qtype)), name)
+            entry = render(note(lookup(zoneset, name, qtype, memo=memo)), name)
             if not _same(entry, default_entry):
                 typed = key + qtype.to_bytes(2, "big")  # one object for the table and the key list
                 entries[typed] = entry

@@ -49,9 +49,6 @@ class ZoneData:
     negative_soa: RRsetRef = field(init=False)  # TTL min(SOA TTL, MINIMUM), RFC 2308 3
     apex_ns: RRsetRef | None = field(init=False)
     key: bytes = field(init=False)  # the origin's lower-case wire form: the compiled table's key
-    # The additional section most positive answers get (the apex NS targets' addresses),
-    # worked out once per version by the lookup: it was a quarter of compiling a small zone.
-    apex_additional: list[tuple[RRsetRef, bool]] | None = field(default=None, init=False, compare=False)
 
     def __post_init__(self) -> None:
         origin = self.origin
