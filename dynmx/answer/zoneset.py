@@ -229,7 +229,7 @@ def name_wire(name: dns.name.Name) -> bytes:
     return _labels_wire(name.labels)
 
 
-@functools.lru_cache(maxsize=16384)
+@functools.lru_cache(maxsize=4096)
 def _labels_wire(labels: tuple[bytes, ...]) -> bytes:
     """Compiling a zone writes each of its names dozens of times (owners, targets, lookups);
     a tuple of bytes hashes in C, a dnspython name in Python."""
