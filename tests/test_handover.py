@@ -84,3 +84,9 @@ def test_a_handover_of_something_other_than_zones_gives_no_zones(tmp_path: Path)
 
 def test_a_missing_handover_gives_no_zones(tmp_path: Path) -> None:
     assert taken_over(tmp_path / HANDOVER_FILE) == {}
+
+
+def test_a_damaged_handover_gives_no_zones(tmp_path: Path) -> None:
+    path = tmp_path / HANDOVER_FILE
+    path.write_bytes(b"\x80\x05not a pickle at all")
+    assert taken_over(path) == {}

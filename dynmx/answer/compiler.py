@@ -176,12 +176,12 @@ def compile_names(
     """Add the entries of these names of one zone to `entries`, their keys to `keys`, and
     the other zones their answers used to `uses`. A name that a zone below serves (occluded
     by it) is left to that zone: its entries are that zone's, whatever this one does."""
-    origin = zone.key
+    own = zone.key
     apex_labels = len(zone.origin.labels)  # names here are at or below the apex: cheaper than ==
 
     def note(answer: Answer) -> Answer:
         # A chain into another zone, or DS answered by the parent: an edit there recompiles us.
-        uses.update(other for other in answer.zones if other != origin)
+        uses.update(other for other in answer.zones if other != own)
         return answer
 
     memo: ExtrasMemo = {}

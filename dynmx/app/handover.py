@@ -62,7 +62,7 @@ def taken_over(path: Path) -> dict[Path, LoadedZone]:
                 if not isinstance(zone, LoadedZone):
                     raise pickle.UnpicklingError(f"not a zone: {type(zone).__name__}")
                 zones[zone.path] = zone
-    except (OSError, EOFError, pickle.UnpicklingError) as error:
+    except Exception as error:  # whatever a damaged file makes pickle raise: parse the files instead
         log.warning("event=handover-unread file=%s error=%r", path, str(error))
         return {}
     return zones
