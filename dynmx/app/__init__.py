@@ -62,7 +62,8 @@ STAGE_FROM_ZONES = 1000
 # A zone with this many names is staged when an edit or reload changes it, and a start-up
 # with this many in all is staged: compiling 20,000 names takes about 5 s here.
 STAGE_FROM_NAMES = 20_000
-# One compile step: an edit or reload waits for at most one, about a second here.
+# One compile step: an edit or reload waits for at most one, about a second here on an
+# idle core (an UPDATE in the 2-worker test waited 2.2 s while workers compiled beside it).
 FILL_SLICE = 1000  # zones
 FILL_NAMES = 5_000
 
