@@ -421,9 +421,7 @@ class App:
             )
             self.bound = self.workers.bind(self.config)
             with handed_over(self.config.path(cfg.state_dir), zones) as handover:
-                self.workers.handover = handover
-                await self.workers.start()
-            self.workers.handover = None  # a worker started again later parses the files
+                await self.workers.start(handover)
         else:
             self.listeners = Listeners.for_engine(self.config, self.engine)
             sockets = bind_all(self.config, 1)[0]

@@ -109,7 +109,7 @@ class Worker:
         self.plans = {p.pool.name: p for p in plans}
         with heap.loading():
             # The control process's versions, kept by the scan for every file they still match.
-            previous = taken_over(Path(handover)) if handover else {}
+            previous = taken_over(handover) if handover is not None else {}
             engine, self.zones = self._build(previous)
         self._attach(engine)
         self.listeners = Listeners.for_engine(self.config, engine)

@@ -65,7 +65,6 @@ class WorkerPool:
         self.answer = answer
         self.on_nonce = on_nonce
         self.current = current  # the config and plans a (re)started worker begins from
-        self.handover: Path | None = None  # the control process's zones, while the first start lasts
         self.workers: list[WorkerHandle] = []
         self.seq = 0
         self.sent_at: dict[int, float] = {}
@@ -80,13 +79,15 @@ class WorkerPool:
         self.workers = [WorkerHandle(index, sockets) for index, sockets in enumerate(copies)]
         return [(pair.host, pair.port) for pair in copies[0]]
 
-    async def start(self) -> None:
+    async def start(self, handover: Path | None = None) -> None:
+        """Start every worker; `handover` holds the control process's zones (a worker started
+        again later has none and parses the files)."""
         for worker in self.workers:
-            await self._spawn(worker)
+            await self._spawn(worker, handover)
         waits = [asyncio.wait_for(worker.ready.wait(), READY_TIMEOUT) for worker in self.workers]
         await asyncio.gather(*waits)
 
-    async def _spawn(self, worker: WorkerHandle) -> None:
+    async def _spawn(self, worker: WorkerHandle, handover: Path | None = None) -> None:
         parent, child = socket.socketpair()
         fds = [child.fileno()]
         args = [sys.executable, "-m", "dynmx.app.worker", "--channel", str(child.fileno())]
@@ -99,7 +100,6 @@ class WorkerPool:
         reader, writer = await asyncio.open_connection(sock=parent)
         worker.writer = writer
         config, plans = self.current()
-        handover = str(self.handover) if self.handover is not None else None
         channel.send(writer, "init", worker.index, config, plans, handover)
         worker.task = asyncio.get_running_loop().create_task(self._serve(worker, reader))
         log.info("event=worker-started worker=%d pid=%d", worker.index, worker.process.pid)
