@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,9 +58,10 @@ class RunningServer:
         return self.process.returncode
 
 
-def start_server(*args: str, timeout: float = 30.0) -> RunningServer:
-    """Start `python -m dynmx serve ARGS` and wait until it says it is serving."""
-    command = [sys.executable, "-m", "dynmx", "serve", *args]
+def start_server(*args: str, timeout: float = 30.0, prefix: Sequence[str] = ()) -> RunningServer:
+    """Start `python -m dynmx serve ARGS` and wait until it says it is serving; `prefix` runs it
+    under another command (`prlimit`, to give it a fault no test can cause from outside)."""
+    command = [*prefix, sys.executable, "-m", "dynmx", "serve", *args]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
         command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=ROOT, env=env
@@ -177,8 +178,8 @@ def serve() -> Iterator[object]:
     """Factory fixture: `serve(*args)` starts a server; all are stopped at teardown."""
     started: list[RunningServer] = []
 
-    def _start(*args: str) -> RunningServer:
-        server = start_server(*args)
+    def _start(*args: str, prefix: Sequence[str] = ()) -> RunningServer:
+        server = start_server(*args, prefix=prefix)
         started.append(server)
         return server
 

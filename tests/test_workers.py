@@ -105,8 +105,8 @@ def test_workers_start_from_the_control_processs_zones_not_the_files(
     assert not (tmp_path / "state" / HANDOVER_FILE).exists()
 
 
-def test_a_worker_started_again_parses_the_zone_files(server: RunningServer) -> None:
-    """The handover is gone after the first start; the files are current by then."""
+def _restart_worker_1(server: RunningServer) -> str:
+    """Kill worker 1 and wait for its successor; its `event=worker-ready` line."""
     rows = _workers(server)["workers"]
     assert isinstance(rows, list)
     os.kill(rows[1]["pid"], signal.SIGKILL)
@@ -119,7 +119,12 @@ def test_a_worker_started_again_parses_the_zone_files(server: RunningServer) -> 
         ]
 
     wait_until(lambda: bool(restarted()), timeout=20)
-    assert "zones=1 handed=0" in restarted()[0]
+    return restarted()[0]
+
+
+def test_a_worker_started_again_parses_the_zone_files(server: RunningServer) -> None:
+    """The handover is gone after the first start; the files are current by then."""
+    assert "zones=1 handed=0" in _restart_worker_1(server)
 
 
 def test_tcp_is_answered_by_the_workers(server: RunningServer) -> None:
@@ -186,6 +191,20 @@ def test_sigterm_stops_control_and_workers_within_five_seconds(server: RunningSe
             os.kill(row["pid"], 0)
 
 
+def test_a_reload_does_not_parse_again_a_file_written_from_an_edit(server: RunningServer) -> None:
+    """The control process names the bytes it wrote (`WriteBack.digests`): the workers, which
+    hold that version already, keep it instead of parsing the file back."""
+    keyring = dns.tsigkeyring.from_text({"ops-key.": TEST_SECRET})
+    update = dns.update.UpdateMessage("example.test.", keyring=keyring)
+    update.add("new", 300, "A", "192.0.2.7")
+    assert dns.query.tcp(update, "127.0.0.1", port=server.dns_port, timeout=5).rcode() == dns.rcode.NOERROR
+    request = urllib.request.Request(f"http://127.0.0.1:{server.http_port}/reload", method="POST")
+    urllib.request.urlopen(request, timeout=30).close()
+    wait_until(lambda: server.log_text().count("event=worker-reloaded") == WORKERS, timeout=10)
+    reloaded = [line for line in server.lines if "event=worker-reloaded" in line]
+    assert all("zones=1 changed=0" in line for line in reloaded), reloaded
+
+
 def test_a_reload_reaches_every_worker(server: RunningServer, tmp_path: Path) -> None:
     zone = tmp_path / "zones" / "example.test.zone"
     zone.write_text(
@@ -195,3 +214,47 @@ def test_a_reload_reaches_every_worker(server: RunningServer, tmp_path: Path) ->
     urllib.request.urlopen(request, timeout=30).close()
     wait_until(lambda: all(r.answer for r in _ask_from_many(server, "fresh.example.test", "A")), timeout=5)
     assert {r.answer[0][0].serial for r in _ask_from_many(server, "example.test", "SOA")} == {5}
+
+
+# The written-back zone file outgrows this, the state directory's databases do not.
+FILE_LIMIT = 48 * 1024
+
+
+@pytest.fixture
+def unwritable(serve: Serve, tmp_path: Path) -> RunningServer:
+    """Workers over a zone whose file cannot be written back: under a file size limit (a
+    full disk, as a test can cause it), an UPDATE leaves the file behind the journal."""
+    hosts = "".join(f"h{i} A 192.0.2.{i % 250 + 1}\n" for i in range(2000))
+    config = write_config(
+        tmp_path, ZONE + hosts, f'workers = {WORKERS}\n[http]\nlisten = "127.0.0.1:0"\n' + EDITS
+    )
+    return serve("--config", str(config), prefix=["prlimit", f"--fsize={FILE_LIMIT}"])
+
+
+def _edit_left_unwritten(server: RunningServer) -> None:
+    keyring = dns.tsigkeyring.from_text({"ops-key.": TEST_SECRET})
+    update = dns.update.UpdateMessage("example.test.", keyring=keyring)
+    update.add("fresh", 300, "A", "192.0.2.7")
+    assert dns.query.tcp(update, "127.0.0.1", port=server.dns_port, timeout=10).rcode() == dns.rcode.NOERROR
+    server.wait_for_log("event=write-back-failed")
+    wait_until(lambda: all(r.answer for r in _ask_from_many(server, "fresh.example.test", "A")), timeout=5)
+
+
+def test_a_reload_keeps_the_workers_edit_whose_file_is_behind(
+    unwritable: RunningServer, tmp_path: Path
+) -> None:
+    """Reading that file back would undo an acknowledged edit: the workers keep their version,
+    as the control process does (`WriteBack.behind`)."""
+    _edit_left_unwritten(unwritable)
+    (tmp_path / "zones" / "other.test.zone").write_text(ZONE.replace("example.test.", "other.test."))
+    request = urllib.request.Request(f"http://127.0.0.1:{unwritable.http_port}/reload", method="POST")
+    urllib.request.urlopen(request, timeout=30).close()
+    wait_until(lambda: all(r.answer for r in _ask_from_many(unwritable, "other.test", "SOA")), timeout=10)
+    assert all(r.answer for r in _ask_from_many(unwritable, "fresh.example.test", "A"))
+
+
+def test_a_worker_started_again_serves_the_edit_whose_file_is_behind(unwritable: RunningServer) -> None:
+    """It reads the files, but not one the control process holds a newer version of."""
+    _edit_left_unwritten(unwritable)
+    _restart_worker_1(unwritable)
+    assert all(r.answer for r in _ask_from_many(unwritable, "fresh.example.test", "A"))

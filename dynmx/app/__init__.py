@@ -362,7 +362,8 @@ class App:
             self.engine.swap(table)
             self._keep_filling()
             if self.workers is not None:
-                self.workers.broadcast("reload", *self._worker_start())
+                config_now, plans, _ = self._worker_start()
+                self.workers.broadcast("reload", config_now, plans, *self._files_behind())
             if config_problem is None and self.config_loader is not None:
                 self.health.start(table.zoneset)
                 self._start_services()
@@ -448,9 +449,20 @@ class App:
         )
         self._keep_filling()
 
-    def _worker_start(self) -> tuple[Config, list[PoolPlans]]:
-        """What a worker starts from: the config and every pool's current plans."""
-        return self.config, [self.health.plans_for(pool) for pool in self.config.pool]
+    def _worker_start(self) -> tuple[Config, list[PoolPlans], dict[Path, LoadedZone]]:
+        """What a worker starts from: the config, every pool's current plans, and the versions
+        of the zones whose files are behind them (reading those files would undo edits)."""
+        behind = self.writeback.behind()
+        versions = {path: zone for path, zone in self.state.by_file.items() if path in behind}
+        return self.config, [self.health.plans_for(pool) for pool in self.config.pool], versions
+
+    def _files_behind(self) -> tuple[frozenset[Path], dict[Path, bytes]]:
+        """What a worker rescanning the files must know of them, and cannot see (`scan_zones`'s
+        `keep` and `written`): the files behind the version in memory, which it keeps, and
+        the digests of those written from it, which it need not parse again. The worker's
+        versions are this process's: every edit reached it before this is sent."""
+        versions = {path: zone.zone for path, zone in self.state.by_file.items()}
+        return self.writeback.behind(), self.writeback.digests(versions)
 
     def _answer_forwarded(self, data: bytes, peer: object, tcp: bool) -> object:
         """A message a worker passed on (UPDATE, NOTIFY, transfer): answered here, by the one writer."""

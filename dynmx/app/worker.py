@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -69,15 +70,22 @@ class Worker:
         return self.plans.get(pool.name) or plan_all(pool, {})
 
     def _build(
-        self, previous: dict[Path, LoadedZone], table: AnswerTable | None = None
+        self,
+        previous: dict[Path, LoadedZone],
+        table: AnswerTable | None = None,
+        keep: frozenset[Path] = frozenset(),
+        written: dict[Path, bytes] | None = None,
     ) -> tuple[Engine, dict[Path, LoadedZone]]:
         """Read the zone directory and compile (any thread: touches no state of the worker).
 
-        With the `table` of an unchanged config, only zones whose files changed compile again;
-        large ones, and everything from many zones or names on, are staged, as in the control
-        process, for `_fill_step` to compile.
+        `keep` and `written` are the control process's word on the files (`scan_zones`): the
+        version in `previous` of a file behind it is kept. With the `table` of an unchanged
+        config, only zones whose files changed compile again; large ones, and everything
+        from many zones or names on, are staged, as in the control process, for `_fill_step`
+        to compile.
         """
-        zones, _problems = scan_zones(self.config.path(self.config.server.zones_dir), previous)
+        directory = self.config.path(self.config.server.zones_dir)
+        zones, _problems = scan_zones(directory, previous, keep=keep, written=written)
         changed = changed_origins(previous, zones)
         staged = table is None and worth_staging(zones)
         table = build_table(
@@ -104,13 +112,14 @@ class Worker:
         if init is None or init[0] != "init":
             log.error("event=worker-init-failed")
             return 1
-        _, self.index, self.config, plans, handover = init
+        _, self.index, self.config, plans, handover, behind = init
         setup_logging(self.config.log.level)
         self.plans = {p.pool.name: p for p in plans}
         with heap.loading():
-            # The control process's versions, kept by the scan for every file they still match.
-            previous = taken_over(handover) if handover is not None else {}
-            engine, self.zones = self._build(previous)
+            # The control process's versions, kept by the scan for every file they still match,
+            # and always for a file behind its version.
+            previous = (taken_over(handover) if handover is not None else {}) | behind
+            engine, self.zones = self._build(previous, keep=frozenset(behind))
         self._attach(engine)
         self.listeners = Listeners.for_engine(self.config, engine)
         await self.listeners.serve(engine.handle, self.sockets)
@@ -170,26 +179,35 @@ class Worker:
                 self._rebuild(seq, changed=(zone.origin,))
             elif kind == "reload":
                 config = self.config
-                _, seq, self.config, plans = message
+                _, seq, self.config, plans, keep, written = message
                 self.plans = {p.pool.name: p for p in plans}
-                self._rebuild(seq, rescan=True, incremental=self.config == config)
+                self._rebuild(seq, rescan=(keep, written), incremental=self.config == config)
         log.info("event=worker-channel-closed worker=%d", self.index)
 
     def _rebuild(
         self,
         seq: int,
-        rescan: bool = False,
+        rescan: tuple[frozenset[Path], dict[Path, bytes]] | None = None,
         changed: tuple[dns.name.Name, ...] = (),
         incremental: bool = False,
     ) -> None:
-        """Compile a new table off the loop; queries go on being answered from the old one."""
+        """Compile a new table off the loop; queries go on being answered from the old one.
+        A `rescan` reads the zone files again, with the control process's word on them."""
         loop = asyncio.get_running_loop()
 
         async def rebuild() -> None:
-            if rescan:
+            if rescan is not None:
                 mark = self.zone_edits
                 table = self.engine.table if incremental and self.engine is not None else None
-                engine, zones = await loop.run_in_executor(None, self._build, dict(self.zones), table)
+                before = dict(self.zones)
+                build = functools.partial(self._build, before, table, *rescan)
+                engine, zones = await loop.run_in_executor(None, build)
+                log.info(
+                    "event=worker-reloaded worker=%d zones=%d changed=%d",
+                    self.index,
+                    len(zones),
+                    len(changed_origins(before, zones)),
+                )
                 for path, edit in self.zone_edited.items():
                     if edit > mark and path in zones:
                         zones[path] = self.zones[path]  # committed while the files were read

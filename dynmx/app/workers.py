@@ -26,6 +26,7 @@ from dynmx.app import channel
 from dynmx.app.listeners import HotStats, SocketSet, bind_all
 from dynmx.config import Config
 from dynmx.policy.served import PoolPlans
+from dynmx.zone.loader import LoadedZone
 
 log = logging.getLogger("dynmx.workers")
 
@@ -59,12 +60,13 @@ class WorkerPool:
         count: int,
         answer: Answer,
         on_nonce: Callable[[bytes], None],
-        current: Callable[[], tuple[Config, list[PoolPlans]]],
+        current: Callable[[], tuple[Config, list[PoolPlans], dict[Path, LoadedZone]]],
     ) -> None:
         self.count = count
         self.answer = answer
         self.on_nonce = on_nonce
-        self.current = current  # the config and plans a (re)started worker begins from
+        # The config, plans and zone versions of files behind them a (re)started worker begins from.
+        self.current = current
         self.workers: list[WorkerHandle] = []
         self.seq = 0
         self.sent_at: dict[int, float] = {}
@@ -99,8 +101,8 @@ class WorkerPool:
         child.close()
         reader, writer = await asyncio.open_connection(sock=parent)
         worker.writer = writer
-        config, plans = self.current()
-        channel.send(writer, "init", worker.index, config, plans, handover)
+        config, plans, behind = self.current()  # once the writer is set: later edits reach it
+        channel.send(writer, "init", worker.index, config, plans, handover, behind)
         worker.task = asyncio.get_running_loop().create_task(self._serve(worker, reader))
         log.info("event=worker-started worker=%d pid=%d", worker.index, worker.process.pid)
 
