@@ -284,6 +284,21 @@ def test_update_with_edns_version_1_and_a_zone_section_that_is_no_soa_is_formerr
     assert dns.message.from_wire(reply).rcode() == dns.rcode.FORMERR
 
 
+def test_rfc1035_s3_1_a_question_name_over_255_octets_is_formerr_not_nxdomain(
+    wired: ControlledEngine,
+) -> None:
+    """Found by fuzzing: the fast path found such a name's zone and answered NXDOMAIN, echoing
+    a question that no client can decode (dnspython raised NameTooLong on the reply)."""
+    name = b"\x3f" + b"a" * 63
+    qname = name * 3 + b"\x32" + b"b" * 50 + b"\x07example\x04test\x00"  # 2 octets too many
+    assert len(qname) == 257
+    data = struct.pack(">HHHHHH", 0x1092, 0, 1, 0, 0, 0) + qname + struct.pack(">HH", 1, 1)
+    for reply in (wired.engine.handle(data, PEER, False), wired.engine.handle_tcp(data, PEER)):
+        assert isinstance(reply, bytes)
+        check_message_reply(data, reply)
+        assert dns.message.from_wire(reply).rcode() == dns.rcode.FORMERR
+
+
 def test_transfer_that_fails_inside_is_servfail_not_an_exception(wired: ControlledEngine) -> None:
     """Found by fuzzing: an IXFR from a journal line that does not read back raised out of
     `handle_tcp` (and so out of the TCP transport). Now: SERVFAIL and a log line, as in `handle`."""

@@ -29,6 +29,8 @@ from dynmx.answer.lookup import Answer, Outcome, lookup
 from dynmx.answer.render import render
 from dynmx.errors import DropPacket, FormError
 from dynmx.wire.query import (
+    HEADER_LEN,
+    MAX_NAME_LEN,
     OPCODE_NOTIFY,
     OPCODE_QUERY,
     OPCODE_UPDATE,
@@ -67,6 +69,7 @@ TYPE_ANY = dns.rdatatype.ANY
 TYPE_TXT = dns.rdatatype.TXT
 TYPE_SOA = dns.rdatatype.SOA
 META_QTYPE_MIN = 251  # IXFR, AXFR, MAILB, MAILA, ANY: never served from a default entry
+MAX_QEND = HEADER_LEN + MAX_NAME_LEN  # the offset after the longest question name
 
 # A reply decided in another process (an answer worker forwards to the control process).
 Deferred = Awaitable[Any]
@@ -194,7 +197,8 @@ class Engine:
             length = data[pos]
         qend = pos + 1
         if (
-            qend + 4 > size
+            qend > MAX_QEND  # a name of over 255 octets (RFC 1035 3.1): FORMERR, from the slow path
+            or qend + 4 > size
             or data[qend + 2 : qend + 4] != b"\x00\x01"
             or (data[qend] == 0 and data[qend + 1] >= META_QTYPE_MIN)
         ):
