@@ -44,7 +44,7 @@ def test_workers_take_over_every_zone_as_the_control_process_loaded_it(tmp_path:
         assert taken[file].zone.to_text() == zone.zone.to_text()
 
 
-def test_the_handover_file_is_gone_once_the_workers_started(tmp_path: Path) -> None:
+def test_the_handover_file_lasts_as_long_as_its_context(tmp_path: Path) -> None:
     with handed_over(tmp_path, _zones(tmp_path, 1)) as path:
         assert path == tmp_path / HANDOVER_FILE
         assert path.exists()

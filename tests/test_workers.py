@@ -102,6 +102,14 @@ def test_workers_start_from_the_control_processs_zones_not_the_files(
     ready = [line for line in server.lines if "logger=dynmx.worker event=worker-ready" in line]
     assert len(ready) == WORKERS
     assert all("zones=1 handed=1" in line for line in ready)
+
+
+def test_the_handover_file_is_kept_while_the_workers_run_and_removed_at_stop(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    """A worker started again after a crash takes the start-up zones from it."""
+    assert (tmp_path / "state" / HANDOVER_FILE).exists()
+    assert server.stop(signal.SIGTERM) == 0
     assert not (tmp_path / "state" / HANDOVER_FILE).exists()
 
 
@@ -122,9 +130,24 @@ def _restart_worker_1(server: RunningServer) -> str:
     return restarted()[0]
 
 
-def test_a_worker_started_again_parses_the_zone_files(server: RunningServer) -> None:
-    """The handover is gone after the first start; the files are current by then."""
+def test_a_worker_started_again_takes_the_start_up_zone_whose_file_is_unchanged(
+    server: RunningServer,
+) -> None:
+    assert "zones=1 handed=1" in _restart_worker_1(server)
+
+
+def test_a_worker_started_again_parses_a_file_changed_since_the_start(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    """The handed version is the start's; the file now holds an edit, which the worker serves."""
+    keyring = dns.tsigkeyring.from_text({"ops-key.": TEST_SECRET})
+    update = dns.update.UpdateMessage("example.test.", keyring=keyring)
+    update.add("new", 300, "A", "192.0.2.7")
+    assert dns.query.tcp(update, "127.0.0.1", port=server.dns_port, timeout=5).rcode() == dns.rcode.NOERROR
+    zone_file = tmp_path / "zones" / "example.test.zone"
+    wait_until(lambda: "new.example.test." in zone_file.read_text())  # written back: not behind
     assert "zones=1 handed=0" in _restart_worker_1(server)
+    assert all(r.answer for r in _ask_from_many(server, "new.example.test", "A"))
 
 
 def test_tcp_is_answered_by_the_workers(server: RunningServer) -> None:

@@ -7,6 +7,7 @@ Lifecycle as uvicorn's Config/Server: start, serve until a signal, reload on SIG
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import itertools
@@ -121,6 +122,7 @@ class App:
         self._compiling: asyncio.Task[None] | None = None
         self._filling: asyncio.Task[None] | None = None  # compiling pending zones
         self.dyndns2_state = dyndns2.DynState()
+        self._held = contextlib.ExitStack()  # what lives until the server stops (the handover file)
 
     # -- zones ---------------------------------------------------------------------------
 
@@ -421,8 +423,12 @@ class App:
                 cfg.workers, self._answer_forwarded, self._selfcheck_seen, self._worker_start
             )
             self.bound = self.workers.bind(self.config)
-            with handed_over(self.config.path(cfg.state_dir), zones) as handover:
+            handover = self._held.enter_context(handed_over(self.config.path(cfg.state_dir), zones))
+            try:
                 await self.workers.start(handover)
+            except BaseException:
+                self._held.close()
+                raise
         else:
             self.listeners = Listeners.for_engine(self.config, self.engine)
             sockets = bind_all(self.config, 1)[0]
@@ -503,6 +509,7 @@ class App:
         if self.listeners is not None:
             await self.listeners.tcp.drain(SHUTDOWN_GRACE)
         await stopping_workers
+        self._held.close()
         if self.http is not None:
             self.http.close()
         if not await written_back:

@@ -6,6 +6,10 @@ the control process's versions costs about 0.4 ms per zone. A file, not the chan
 the channel would hold a copy of every zone per worker in the control process's buffers.
 Each zone is pickled on its own, so no pickler memo spans 100,000 zones. Both ends are
 this program (the control process writes the file in its own state directory).
+
+The file is kept while the workers run: one started again after a crash takes the
+versions whose files have not changed since (the scan checks each file's stamp or
+bytes, as a reload does) and parses only the others.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ HANDOVER_FILE = "workers-start.zones"
 
 @contextlib.contextmanager
 def handed_over(state_dir: Path, zones: dict[Path, LoadedZone]) -> Iterator[Path | None]:
-    """Write `zones` for the workers about to start; the file is gone once they are.
+    """Write `zones` for the workers about to start; the file is gone when the context ends.
 
     Yields None when it cannot be written: the workers then parse the zone files.
     """

@@ -75,6 +75,7 @@ class WorkerPool:
         self.restarted = 0
         self.stopping = False
         self.replying: set[asyncio.Task[None]] = set()  # forwarded requests being answered
+        self.handover: Path | None = None  # the start-up zones (`start`)
 
     def bind(self, config: Config) -> list[tuple[str, int]]:
         copies = bind_all(config, self.count)
@@ -82,14 +83,15 @@ class WorkerPool:
         return [(pair.host, pair.port) for pair in copies[0]]
 
     async def start(self, handover: Path | None = None) -> None:
-        """Start every worker; `handover` holds the control process's zones (a worker started
-        again later has none and parses the files)."""
+        """Start every worker; `handover` holds the control process's zones as they started,
+        for these workers and any started again later (the file lives as long as the pool)."""
+        self.handover = handover
         for worker in self.workers:
-            await self._spawn(worker, handover)
+            await self._spawn(worker)
         waits = [asyncio.wait_for(worker.ready.wait(), READY_TIMEOUT) for worker in self.workers]
         await asyncio.gather(*waits)
 
-    async def _spawn(self, worker: WorkerHandle, handover: Path | None = None) -> None:
+    async def _spawn(self, worker: WorkerHandle) -> None:
         parent, child = socket.socketpair()
         fds = [child.fileno()]
         args = [sys.executable, "-m", "dynmx.app.worker", "--channel", str(child.fileno())]
@@ -102,7 +104,7 @@ class WorkerPool:
         reader, writer = await asyncio.open_connection(sock=parent)
         worker.writer = writer
         config, plans, behind = self.current()  # once the writer is set: later edits reach it
-        channel.send(writer, "init", worker.index, config, plans, handover, behind)
+        channel.send(writer, "init", worker.index, config, plans, self.handover, behind)
         worker.task = asyncio.get_running_loop().create_task(self._serve(worker, reader))
         log.info("event=worker-started worker=%d pid=%d", worker.index, worker.process.pid)
 
