@@ -364,8 +364,7 @@ class App:
             self.engine.swap(table)
             self._keep_filling()
             if self.workers is not None:
-                config_now, plans, _ = self._worker_start()
-                self.workers.broadcast("reload", config_now, plans, *self._files_behind())
+                self.workers.broadcast("reload", self.config, self._pool_plans(), *self._file_state())
             if config_problem is None and self.config_loader is not None:
                 self.health.start(table.zoneset)
                 self._start_services()
@@ -460,9 +459,12 @@ class App:
         of the zones whose files are behind them (reading those files would undo edits)."""
         behind = self.writeback.behind()
         versions = {path: zone for path, zone in self.state.by_file.items() if path in behind}
-        return self.config, [self.health.plans_for(pool) for pool in self.config.pool], versions
+        return self.config, self._pool_plans(), versions
 
-    def _files_behind(self) -> tuple[frozenset[Path], dict[Path, bytes]]:
+    def _pool_plans(self) -> list[PoolPlans]:
+        return [self.health.plans_for(pool) for pool in self.config.pool]
+
+    def _file_state(self) -> tuple[frozenset[Path], dict[Path, bytes]]:
         """What a worker rescanning the files must know of them, and cannot see (`scan_zones`'s
         `keep` and `written`): the files behind the version in memory, which it keeps, and
         the digests of those written from it, which it need not parse again. The worker's

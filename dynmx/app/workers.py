@@ -65,7 +65,8 @@ class WorkerPool:
         self.count = count
         self.answer = answer
         self.on_nonce = on_nonce
-        # The config, plans and zone versions of files behind them a (re)started worker begins from.
+        # What a (re)started worker begins from: the config, the pools' plans, and the
+        # versions of the zones whose files are behind them.
         self.current = current
         self.workers: list[WorkerHandle] = []
         self.seq = 0
