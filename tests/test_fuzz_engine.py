@@ -37,7 +37,7 @@ from dynmx.control.journal import JournalEntry
 from dynmx.control.writer import serial_of
 from dynmx.zone.loader import load_zone_file
 from tests.conftest import EDITS, RunningServer, write_config
-from tests.helpers_engine import EXAMPLE_ZONE, query, raw_opt, raw_query
+from tests.helpers_engine import EXAMPLE_ZONE, query, raw_header, raw_opt, raw_query
 from tests.helpers_fuzz import (
     EXAMPLE,
     KEY_NAME,
@@ -284,6 +284,26 @@ def test_update_with_edns_version_1_and_a_zone_section_that_is_no_soa_is_formerr
     assert dns.message.from_wire(reply).rcode() == dns.rcode.FORMERR
 
 
+@fuzz_settings(300)
+@given(
+    labels=st.lists(st.binary(min_size=40, max_size=63), min_size=3, max_size=5),
+    qtype=st.sampled_from([1, 15, 16, 28, 255]),
+    edns=st.booleans(),
+)
+def test_rfc1035_s3_1_long_question_names_in_a_served_zone_are_answered_or_formerr(
+    wired: ControlledEngine, labels: list[bytes], qtype: int, edns: bool
+) -> None:
+    """Names of 3 to 5 labels of 40 to 63 octets below example.test.: from 137 to 334 octets,
+    on both sides of the 255 limit (the fast path once checked only each label's length)."""
+    qname = b"".join(bytes([len(label)]) + label for label in labels) + b"\x07example\x04test\x00"
+    additional = raw_opt() if edns else b""
+    data = raw_header(ar=int(edns)) + qname + struct.pack(">HH", qtype, 1) + additional
+    exchange(wired, data)
+    reply = wired.engine.handle(data, PEER, False)
+    assert isinstance(reply, bytes)
+    assert (reply[3] & 0x0F == dns.rcode.FORMERR) == (len(qname) > 255)
+
+
 def test_rfc1035_s3_1_a_question_name_over_255_octets_is_formerr_not_nxdomain(
     wired: ControlledEngine,
 ) -> None:
@@ -292,7 +312,7 @@ def test_rfc1035_s3_1_a_question_name_over_255_octets_is_formerr_not_nxdomain(
     name = b"\x3f" + b"a" * 63
     qname = name * 3 + b"\x32" + b"b" * 50 + b"\x07example\x04test\x00"  # 2 octets too many
     assert len(qname) == 257
-    data = struct.pack(">HHHHHH", 0x1092, 0, 1, 0, 0, 0) + qname + struct.pack(">HH", 1, 1)
+    data = raw_header() + qname + struct.pack(">HH", 1, 1)
     for reply in (wired.engine.handle(data, PEER, False), wired.engine.handle_tcp(data, PEER)):
         assert isinstance(reply, bytes)
         check_message_reply(data, reply)
