@@ -79,6 +79,19 @@ def _ask_from_many(server: RunningServer, name: str, rdtype: str = "MX") -> list
     return replies
 
 
+def _add_address(server: RunningServer, name: str) -> None:
+    """UPDATE (RFC 2136) adding `name`.example.test. A 192.0.2.7, acknowledged."""
+    keyring = dns.tsigkeyring.from_text({"ops-key.": TEST_SECRET})
+    update = dns.update.UpdateMessage("example.test.", keyring=keyring)
+    update.add(name, 300, "A", "192.0.2.7")
+    assert dns.query.tcp(update, "127.0.0.1", port=server.dns_port, timeout=10).rcode() == dns.rcode.NOERROR
+
+
+def _reload(server: RunningServer) -> None:
+    request = urllib.request.Request(f"http://127.0.0.1:{server.http_port}/reload", method="POST")
+    urllib.request.urlopen(request, timeout=30).close()
+
+
 def _first(reply: dns.message.Message) -> str:
     return str(min(reply.answer[0], key=lambda r: r.preference).exchange)
 
@@ -140,10 +153,7 @@ def test_a_worker_started_again_parses_a_file_changed_since_the_start(
     server: RunningServer, tmp_path: Path
 ) -> None:
     """The handed version is the start's; the file now holds an edit, which the worker serves."""
-    keyring = dns.tsigkeyring.from_text({"ops-key.": TEST_SECRET})
-    update = dns.update.UpdateMessage("example.test.", keyring=keyring)
-    update.add("new", 300, "A", "192.0.2.7")
-    assert dns.query.tcp(update, "127.0.0.1", port=server.dns_port, timeout=5).rcode() == dns.rcode.NOERROR
+    _add_address(server, "new")
     zone_file = tmp_path / "zones" / "example.test.zone"
     wait_until(lambda: "new.example.test." in zone_file.read_text())  # written back: not behind
     assert "zones=1 handed=0" in _restart_worker_1(server)
@@ -217,12 +227,8 @@ def test_sigterm_stops_control_and_workers_within_five_seconds(server: RunningSe
 def test_a_reload_does_not_parse_again_a_file_written_from_an_edit(server: RunningServer) -> None:
     """The control process names the bytes it wrote (`WriteBack.digests`): the workers, which
     hold that version already, keep it instead of parsing the file back."""
-    keyring = dns.tsigkeyring.from_text({"ops-key.": TEST_SECRET})
-    update = dns.update.UpdateMessage("example.test.", keyring=keyring)
-    update.add("new", 300, "A", "192.0.2.7")
-    assert dns.query.tcp(update, "127.0.0.1", port=server.dns_port, timeout=5).rcode() == dns.rcode.NOERROR
-    request = urllib.request.Request(f"http://127.0.0.1:{server.http_port}/reload", method="POST")
-    urllib.request.urlopen(request, timeout=30).close()
+    _add_address(server, "new")
+    _reload(server)
     wait_until(lambda: server.log_text().count("event=worker-reloaded") == WORKERS, timeout=10)
     reloaded = [line for line in server.lines if "event=worker-reloaded" in line]
     assert all("zones=1 changed=0" in line for line in reloaded), reloaded
@@ -233,8 +239,7 @@ def test_a_reload_reaches_every_worker(server: RunningServer, tmp_path: Path) ->
     zone.write_text(
         zone.read_text().replace("SOA ns1 hostmaster 1", "SOA ns1 hostmaster 5") + "fresh A 192.0.2.9\n"
     )
-    request = urllib.request.Request(f"http://127.0.0.1:{server.http_port}/reload", method="POST")
-    urllib.request.urlopen(request, timeout=30).close()
+    _reload(server)
     wait_until(lambda: all(r.answer for r in _ask_from_many(server, "fresh.example.test", "A")), timeout=5)
     assert {r.answer[0][0].serial for r in _ask_from_many(server, "example.test", "SOA")} == {5}
 
@@ -255,10 +260,7 @@ def unwritable(serve: Serve, tmp_path: Path) -> RunningServer:
 
 
 def _edit_left_unwritten(server: RunningServer) -> None:
-    keyring = dns.tsigkeyring.from_text({"ops-key.": TEST_SECRET})
-    update = dns.update.UpdateMessage("example.test.", keyring=keyring)
-    update.add("fresh", 300, "A", "192.0.2.7")
-    assert dns.query.tcp(update, "127.0.0.1", port=server.dns_port, timeout=10).rcode() == dns.rcode.NOERROR
+    _add_address(server, "fresh")
     server.wait_for_log("event=write-back-failed")
     wait_until(lambda: all(r.answer for r in _ask_from_many(server, "fresh.example.test", "A")), timeout=5)
 
@@ -270,8 +272,7 @@ def test_a_reload_keeps_the_workers_edit_whose_file_is_behind(
     as the control process does (`WriteBack.behind`)."""
     _edit_left_unwritten(unwritable)
     (tmp_path / "zones" / "other.test.zone").write_text(ZONE.replace("example.test.", "other.test."))
-    request = urllib.request.Request(f"http://127.0.0.1:{unwritable.http_port}/reload", method="POST")
-    urllib.request.urlopen(request, timeout=30).close()
+    _reload(unwritable)
     wait_until(lambda: all(r.answer for r in _ask_from_many(unwritable, "other.test", "SOA")), timeout=10)
     assert all(r.answer for r in _ask_from_many(unwritable, "fresh.example.test", "A"))
 
