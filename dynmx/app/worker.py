@@ -75,8 +75,9 @@ class Worker:
         table: AnswerTable | None = None,
         keep: frozenset[Path] = frozenset(),
         written: dict[Path, bytes] | None = None,
-    ) -> tuple[Engine, dict[Path, LoadedZone]]:
-        """Read the zone directory and compile (any thread: touches no state of the worker).
+    ) -> tuple[Engine, dict[Path, LoadedZone], int]:
+        """Read the zone directory and compile (any thread: touches no state of the worker);
+        the engine, the zones, and how many of them are not the versions in `previous`.
 
         `keep` and `written` are the control process's word on the files (`scan_zones`): the
         version in `previous` of a file behind it is kept. With the `table` of an unchanged
@@ -98,7 +99,7 @@ class Worker:
             staged=staged,
             stage_from=STAGE_FROM_NAMES,
         )
-        return make_engine(self.config, table), zones
+        return make_engine(self.config, table), zones, len(changed)
 
     def _rng(self) -> Callable[[], float] | None:
         """Each worker draws on its own; a seed (tests) stays reproducible per worker."""
@@ -119,7 +120,7 @@ class Worker:
             # The control process's versions, kept by the scan for every file they still match,
             # and always for a file behind its version.
             previous = (taken_over(handover) if handover is not None else {}) | behind
-            engine, self.zones = self._build(previous, keep=frozenset(behind))
+            engine, self.zones, _ = self._build(previous, keep=frozenset(behind))
         self._attach(engine)
         self.listeners = Listeners.for_engine(self.config, engine)
         await self.listeners.serve(engine.handle, self.sockets)
@@ -199,14 +200,13 @@ class Worker:
             if rescan is not None:
                 mark = self.zone_edits
                 table = self.engine.table if incremental and self.engine is not None else None
-                before = dict(self.zones)
-                build = functools.partial(self._build, before, table, *rescan)
-                engine, zones = await loop.run_in_executor(None, build)
+                build = functools.partial(self._build, dict(self.zones), table, *rescan)
+                engine, zones, changed_count = await loop.run_in_executor(None, build)
                 log.info(
                     "event=worker-reloaded worker=%d zones=%d changed=%d",
                     self.index,
                     len(zones),
-                    len(changed_origins(before, zones)),
+                    changed_count,
                 )
                 for path, edit in self.zone_edited.items():
                     if edit > mark and path in zones:
