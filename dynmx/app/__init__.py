@@ -49,6 +49,7 @@ from dynmx.errors import ConfigError, ControlError, Problem, ZoneLoadError
 from dynmx.metrics import Metrics
 from dynmx.policy.routes import changed_since, routing_table, to_json, to_postfix
 from dynmx.policy.served import PoolPlans, build_table, refresh_pool
+from dynmx.server import sdnotify
 from dynmx.server.http import ControlHttp
 from dynmx.zone.batch import available_cpus
 from dynmx.zone.loader import LoadedZone
@@ -342,43 +343,52 @@ class App:
         return pool, host
 
     async def reload(self) -> list[Problem]:
-        """Re-read the zone directory; compile off the loop; swap in one assignment."""
+        """Re-read the zone directory; compile off the loop; swap in one assignment. A
+        supervisor is told of the reload and that it ended, however it ended."""
         async with self._reload_lock:
-            started = time.monotonic()
-            config = self.config
-            config_problem = await self._reconfigure()
-            loop = asyncio.get_running_loop()
-            mark = self.state.edits
-            before = self.state.by_file
-            assert self.engine is not None
-            previous = self.engine.table if self.config == config else None
-            zones, problems, table = await loop.run_in_executor(
-                None, functools.partial(self._load, previous=previous)
-            )
-            newer = [path for path, edit in self.state.edited.items() if edit > mark and path in zones]
-            if newer:  # committed while the files were read: the version in memory is the newer one
-                for path in newer:
-                    zones[path] = self.state.by_file[path]
-                table = self._compile(zones, table, [zones[path].origin for path in newer])
-            assert self.engine is not None
-            self.engine.swap(table)
-            self._keep_filling()
-            if self.workers is not None:
-                self.workers.broadcast("reload", self.config, self._pool_plans(), *self._file_state())
-            if config_problem is None and self.config_loader is not None:
-                self.health.start(table.zoneset)
-                self._start_services()
-            self.health.reapply()  # verdicts that came in while the table compiled
-            self._after_load(zones, problems, time.monotonic() - started)
-            log.info(
-                "event=reloaded zones=%d changed=%d incremental=%s table=%s seconds=%.3f",
-                len(zones),
-                len(changed_origins(before, zones)),
-                "yes" if previous is not None else "no",
-                "kept" if table is previous else "new",
-                time.monotonic() - started,
-            )
-            return problems if config_problem is None else [config_problem, *problems]
+            sdnotify.reloading()
+            try:
+                return await self._reload()
+            finally:
+                sdnotify.ready(f"serving {len(self.state.by_file)} zones")
+
+    async def _reload(self) -> list[Problem]:
+        """The reload itself, under the reload lock."""
+        started = time.monotonic()
+        config = self.config
+        config_problem = await self._reconfigure()
+        loop = asyncio.get_running_loop()
+        mark = self.state.edits
+        before = self.state.by_file
+        assert self.engine is not None
+        previous = self.engine.table if self.config == config else None
+        zones, problems, table = await loop.run_in_executor(
+            None, functools.partial(self._load, previous=previous)
+        )
+        newer = [path for path, edit in self.state.edited.items() if edit > mark and path in zones]
+        if newer:  # committed while the files were read: the version in memory is the newer one
+            for path in newer:
+                zones[path] = self.state.by_file[path]
+            table = self._compile(zones, table, [zones[path].origin for path in newer])
+        assert self.engine is not None
+        self.engine.swap(table)
+        self._keep_filling()
+        if self.workers is not None:
+            self.workers.broadcast("reload", self.config, self._pool_plans(), *self._file_state())
+        if config_problem is None and self.config_loader is not None:
+            self.health.start(table.zoneset)
+            self._start_services()
+        self.health.reapply()  # verdicts that came in while the table compiled
+        self._after_load(zones, problems, time.monotonic() - started)
+        log.info(
+            "event=reloaded zones=%d changed=%d incremental=%s table=%s seconds=%.3f",
+            len(zones),
+            len(changed_origins(before, zones)),
+            "yes" if previous is not None else "no",
+            "kept" if table is previous else "new",
+            time.monotonic() - started,
+        )
+        return problems if config_problem is None else [config_problem, *problems]
 
     def _after_load(self, zones: dict[Path, LoadedZone], problems: list[Problem], seconds: float) -> None:
         """Serials and log lines for the zone versions that are new; an unchanged one costs
@@ -408,6 +418,7 @@ class App:
     async def start(self) -> None:
         cfg = self.config.server
         started = time.monotonic()
+        sdnotify.notify("STATUS=loading zones")
         with heap.loading():
             zones, problems, table = self._load(reconcile=True)
         self.engine = make_engine(self.config, table)
@@ -452,6 +463,7 @@ class App:
             len(self.engine.table.entries),
             len(self.engine.table.pending),
         )
+        sdnotify.ready(f"serving {len(zones)} zones")
         self._keep_filling()
 
     def _worker_start(self) -> tuple[Config, list[PoolPlans], dict[Path, LoadedZone]]:
@@ -499,6 +511,7 @@ class App:
     async def stop(self) -> None:
         """Close listeners, let TCP replies drain, then exit (SIGTERM drains, design.md)."""
         log.info("event=stopping")
+        sdnotify.stopping()
         if self._filling is not None:
             self._filling.cancel()  # a slice already in its thread ends within about a second
         if self.listeners is not None:
