@@ -95,11 +95,12 @@ def nsd_conf(
     zones: dict[str, str],
     zone_options: dict[str, list[str]] | None = None,
     server_count: int = 1,
+    hosts: Sequence[str] = ("127.0.0.1",),
 ) -> str:
     """An nsd.conf that keeps all state in `workdir` and serves `zones` (name -> file)."""
     lines = [
         "server:",
-        f"  ip-address: 127.0.0.1@{port}",
+        *(f"  ip-address: {host}@{port}" for host in hosts),
         '  username: ""',
         '  chroot: ""',
         f'  zonesdir: "{zone_dir}"',
@@ -129,7 +130,8 @@ def nsd_conf(
 
 
 class Nsd:
-    """One NSD instance on 127.0.0.1:`port`; a context manager that always stops it.
+    """One NSD instance on `port` of `hosts` (127.0.0.1 unless given); a context manager
+    that always stops it.
 
     `prefix` is prepended to the command line, e.g. ("taskset", "-c", "0") to pin
     NSD to a core in benchmarks (the daemon inherits the affinity of its parent).
@@ -143,6 +145,7 @@ class Nsd:
         prefix: Sequence[str] = (),
         zone_options: dict[str, list[str]] | None = None,
         server_count: int = 1,
+        hosts: Sequence[str] = ("127.0.0.1",),
     ) -> None:
         binary = find_nsd()
         if binary is None:
@@ -150,7 +153,8 @@ class Nsd:
         self.binary = binary
         self.zone_dir = zone_dir.resolve()
         self.zones = zones
-        self.port = port if port is not None else free_port()
+        self.hosts = tuple(hosts)
+        self.port = port if port is not None else free_port(self.hosts[0])
         self.prefix = tuple(prefix)
         self.zone_options = zone_options or {}
         self.server_count = server_count
@@ -174,7 +178,15 @@ class Nsd:
         self._tmp = tempfile.TemporaryDirectory(prefix="dynmx-nsd-")
         conf = self.workdir / "nsd.conf"
         conf.write_text(
-            nsd_conf(self.workdir, self.zone_dir, self.port, self.zones, self.zone_options, self.server_count)
+            nsd_conf(
+                self.workdir,
+                self.zone_dir,
+                self.port,
+                self.zones,
+                self.zone_options,
+                self.server_count,
+                self.hosts,
+            )
         )
         cmd = [*self.prefix, self.binary, "-c", str(conf)]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=START_TIMEOUT)
@@ -184,7 +196,7 @@ class Nsd:
         try:
             self.pid = self._read_pid()
             first_zone = next(iter(self.zones))
-            wait_for_soa("127.0.0.1", self.port, first_zone, alive=self._alive)
+            wait_for_soa(self.hosts[0], self.port, first_zone, alive=self._alive)
         except Exception as exc:
             log = self.log()
             self.stop()
