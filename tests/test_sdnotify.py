@@ -17,13 +17,13 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from dynmx.server import sdnotify
-from tests.conftest import ROOT, RunningServer, start_server
+from tests.conftest import ROOT, RunningServer
 
 ZONE = """$ORIGIN example.test.
 $TTL 300
@@ -76,11 +76,15 @@ def supervisor() -> Iterator[tuple[Supervisor, str]]:
     listening.close()
 
 
-def _serve(tmp_path: Path, notify_socket: str, *extra: str) -> RunningServer:
+Serve = Callable[..., RunningServer]
+
+
+def _serve(serve: Serve, tmp_path: Path, notify_socket: str, *extra: str) -> RunningServer:
+    """A server on one zone, told to notify `notify_socket`; the fixture stops it."""
     zones = tmp_path / "zones"
     zones.mkdir()
     (zones / "example.test.zone").write_text(ZONE)
-    return start_server(
+    return serve(
         "--zones",
         str(zones),
         "--listen",
@@ -157,55 +161,47 @@ def test_a_notify_socket_that_is_no_unix_path_is_refused_with_a_log_line(
 
 
 def test_a_server_says_it_loads_then_that_it_is_ready_from_its_main_process(
-    tmp_path: Path, supervisor: tuple[Supervisor, str]
+    serve: Serve, tmp_path: Path, supervisor: tuple[Supervisor, str]
 ) -> None:
     listening, name = supervisor
-    server = _serve(tmp_path, name)
-    try:
-        ready = listening.receive("READY=1")
-        assert ready == ["READY=1", "STATUS=serving 1 zones"]
-        assert listening.messages[0] == (server.process.pid, ["STATUS=loading zones"])
-        assert all(pid == server.process.pid for pid, _ in listening.messages)
-    finally:
-        server.stop()
+    server = _serve(serve, tmp_path, name)
+    assert listening.receive("READY=1") == ["READY=1", "STATUS=serving 1 zones"]
+    assert listening.messages[0] == (server.process.pid, ["STATUS=loading zones"])
+    assert all(pid == server.process.pid for pid, _ in listening.messages)
 
 
-def test_a_reload_is_announced_and_so_is_its_end(tmp_path: Path, supervisor: tuple[Supervisor, str]) -> None:
+def test_a_reload_is_announced_and_so_is_its_end(
+    serve: Serve, tmp_path: Path, supervisor: tuple[Supervisor, str]
+) -> None:
     listening, name = supervisor
-    server = _serve(tmp_path, name)
-    try:
-        listening.receive("READY=1")
-        server.process.send_signal(signal.SIGHUP)
-        assert "RELOADING=1" in listening.receive("RELOADING=1")
-        assert listening.receive("READY=1") == ["READY=1", "STATUS=serving 1 zones"]
-        assert "event=reloaded" in server.wait_for_log("event=reloaded")
-    finally:
-        server.stop()
+    server = _serve(serve, tmp_path, name)
+    listening.receive("READY=1")
+    server.process.send_signal(signal.SIGHUP)
+    assert "RELOADING=1" in listening.receive("RELOADING=1")
+    assert listening.receive("READY=1") == ["READY=1", "STATUS=serving 1 zones"]
+    assert "event=reloaded" in server.wait_for_log("event=reloaded")
 
 
 def test_a_stop_is_announced_before_the_server_exits(
-    tmp_path: Path, supervisor: tuple[Supervisor, str]
+    serve: Serve, tmp_path: Path, supervisor: tuple[Supervisor, str]
 ) -> None:
     listening, name = supervisor
-    server = _serve(tmp_path, name)
+    server = _serve(serve, tmp_path, name)
     listening.receive("READY=1")
     assert server.stop(signal.SIGTERM) == 0
     assert listening.receive("STOPPING=1", timeout=1.0) == ["STOPPING=1", "STATUS=stopping"]
 
 
 def test_with_workers_only_the_main_process_notifies_once_the_workers_serve(
-    tmp_path: Path, supervisor: tuple[Supervisor, str]
+    serve: Serve, tmp_path: Path, supervisor: tuple[Supervisor, str]
 ) -> None:
     """systemd's default NotifyAccess=main drops datagrams from any other process."""
     listening, name = supervisor
-    server = _serve(tmp_path, name, "--workers", "2")
-    try:
-        listening.receive("READY=1")
-        # The control process's word that a worker is ready (the worker's own line has its pid).
-        assert len(re.findall(r"event=worker-ready worker=\d+ entries=", server.log_text())) == 2
-        assert {pid for pid, _ in listening.messages} == {server.process.pid}
-    finally:
-        server.stop()
+    server = _serve(serve, tmp_path, name, "--workers", "2")
+    listening.receive("READY=1")
+    # The control process's word that a worker is ready (the worker's own line has its pid).
+    assert len(re.findall(r"event=worker-ready worker=\d+ entries=", server.log_text())) == 2
+    assert {pid for pid, _ in listening.messages} == {server.process.pid}
 
 
 # -- the example unit file ------------------------------------------------------------
