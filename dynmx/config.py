@@ -125,6 +125,26 @@ def _rdtype(value: str) -> str:
     return value
 
 
+MAX_NSID = 128  # octets: the identifier rides in every reply that asks for it
+
+
+def nsid_octets(value: str) -> bytes:
+    """The NSID (RFC 5001) as configured: `0x` and hex digits, or printable ASCII as is (as Knot
+    reads its `nsid`)."""
+    if value[:2].lower() == "0x":
+        try:
+            octets = bytes.fromhex(value[2:])
+        except ValueError:
+            raise ValueError(f"expected 0x and an even number of hex digits, got {value!r}") from None
+    elif value.isascii() and value.isprintable():
+        octets = value.encode()
+    else:
+        raise ValueError(f"expected printable ASCII or 0x and hex digits, got {value!r}")
+    if len(octets) > MAX_NSID:
+        raise ValueError(f"expected at most {MAX_NSID} octets, got {len(octets)}")
+    return octets
+
+
 def _key(check: Check | None = None, **kwargs: Any) -> Any:
     return field(metadata={"check": check} if check else {}, **kwargs)
 
@@ -147,6 +167,7 @@ class ServerConfig:
     journal_keep: int = _key(_between(1, 10_000_000), default=1000)  # newest changes kept per zone
     version: str = ""  # answer CH TXT version.bind with this; empty keeps it REFUSED
     identity: str = ""  # answer CH TXT id.server with this
+    nsid: str = _key(nsid_octets, default="")  # RFC 5001 identifier, to queries asking; "" = none
     pid_file: str = ""
     client_subnet: bool = False  # use EDNS Client Subnet (RFC 7871) for client actions
     random_seed: int = 0  # seed of the weighted draw, for reproducible tests; 0 = unpredictable

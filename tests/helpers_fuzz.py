@@ -59,6 +59,7 @@ WRONG_KEYRING = dns.tsigkeyring.from_text({KEY_NAME: ("hmac-sha256", "d3Jvbmcgd3
 PRIMARY = "127.0.0.1"  # the address other.test.'s primary NOTIFYs from
 PEER = (PRIMARY, 5300)
 OUTSIDER = ("127.0.0.2", 5300)  # not allowed to transfer, not a primary
+NSID = b"fuzz-ns1"  # so fuzzed queries asking for NSID (RFC 5001) get it
 EXAMPLE = dns.name.from_text("example.test.")
 OTHER = dns.name.from_text("other.test.")
 
@@ -66,7 +67,12 @@ OTHER = dns.name.from_text("other.test.")
 def fuzz_config(zones_dir: Path, state_dir: Path) -> Config:
     """example.test. editable with ops-key. and transferable from loopback; other.test. a secondary."""
     raw = {
-        "server": {"listen": ["127.0.0.1:0"], "zones_dir": str(zones_dir), "state_dir": str(state_dir)},
+        "server": {
+            "listen": ["127.0.0.1:0"],
+            "zones_dir": str(zones_dir),
+            "state_dir": str(state_dir),
+            "nsid": NSID.decode(),
+        },
         "key": [{"name": KEY_NAME, "secret": TEST_SECRET}],
         "zone": [
             {
@@ -116,7 +122,7 @@ def controlled_engine(directory: Path) -> ControlledEngine:
     def table() -> object:
         return compile_table([ZoneData(z.origin, z.zone) for z in zones.values()])
 
-    engine = Engine(table())  # type: ignore[arg-type]
+    engine = Engine(table(), nsid=NSID)  # type: ignore[arg-type]
     state: list[ControlledEngine] = []
 
     def publish(zone: LoadedZone) -> None:
@@ -218,8 +224,9 @@ def transfer_seeds() -> list[bytes]:
 
 
 def edns_seeds() -> list[bytes]:
-    """Queries carrying EDNS options: cookie, ECS, padding, unknown, and an UPDATE with them."""
+    """Queries carrying EDNS options: NSID, cookie, ECS, padding, unknown, and an UPDATE with them."""
     options = [
+        dns.edns.GenericOption(dns.edns.OptionType.NSID, b""),
         dns.edns.GenericOption(10, b"c" * 8),
         dns.edns.ECSOption("192.0.2.0", 24),
         dns.edns.GenericOption(12, b"\x00" * 16),

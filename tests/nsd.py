@@ -96,8 +96,10 @@ def nsd_conf(
     zone_options: dict[str, list[str]] | None = None,
     server_count: int = 1,
     hosts: Sequence[str] = ("127.0.0.1",),
+    server_options: Sequence[str] = (),
 ) -> str:
-    """An nsd.conf that keeps all state in `workdir` and serves `zones` (name -> file)."""
+    """An nsd.conf that keeps all state in `workdir` and serves `zones` (name -> file);
+    `server_options` are more lines of its `server:` clause."""
     lines = [
         "server:",
         *(f"  ip-address: {host}@{port}" for host in hosts),
@@ -120,6 +122,7 @@ def nsd_conf(
         # No response rate limiting: tests and benchmarks send many queries from one source.
         "  rrl-ratelimit: 0",
         "  rrl-whitelist-ratelimit: 0",
+        *(f"  {option}" for option in server_options),
         "remote-control:",
         "  control-enable: no",
     ]
@@ -146,6 +149,7 @@ class Nsd:
         zone_options: dict[str, list[str]] | None = None,
         server_count: int = 1,
         hosts: Sequence[str] = ("127.0.0.1",),
+        server_options: Sequence[str] = (),
     ) -> None:
         binary = find_nsd()
         if binary is None:
@@ -154,6 +158,7 @@ class Nsd:
         self.zone_dir = zone_dir.resolve()
         self.zones = zones
         self.hosts = tuple(hosts)
+        self.server_options = tuple(server_options)
         self.port = port if port is not None else free_port(self.hosts[0])
         self.prefix = tuple(prefix)
         self.zone_options = zone_options or {}
@@ -186,6 +191,7 @@ class Nsd:
                 self.zone_options,
                 self.server_count,
                 self.hosts,
+                self.server_options,
             )
         )
         cmd = [*self.prefix, self.binary, "-c", str(conf)]

@@ -35,6 +35,7 @@ from dynmx.wire.query import (
     OPCODE_QUERY,
     OPCODE_UPDATE,
     OPTION_ECS,
+    OPTION_NSID,
     Query,
     ecs_address,
     parse_query,
@@ -52,6 +53,7 @@ from dynmx.wire.response import (
     UDP_PAYLOAD,
     Entry,
     assemble,
+    edns_option,
     header_only,
     question_only,
     udp_limit,
@@ -103,8 +105,11 @@ class Engine:
         chaos: ChaosConfig | None = None,
         lru_size: int = 10000,
         client_subnet: bool = False,
+        nsid: bytes = b"",
     ):
         self.table = table
+        # RFC 5001: this server's identifier, for queries that ask with an empty NSID option.
+        self.nsid_option = edns_option(OPTION_NSID, nsid) if nsid else b""
         self.chaos = chaos or ChaosConfig()
         self.lru_size = lru_size
         self._lru: OrderedDict[bytes, Entry] = OrderedDict()
@@ -285,14 +290,15 @@ class Engine:
                 return self.control(data, query, tcp, addr)
             return question_only(data, query, RCODE_REFUSED)  # unsolicited NOTIFY/UPDATE
         limit = TCP_LIMIT if tcp else udp_limit(query)
+        options = self._options_for(query)
         if query.qclass == CLASS_CH:
-            return self._chaos(data, query, limit)
+            return self._chaos(data, query, limit, options)
         if query.qclass not in (CLASS_IN, CLASS_ANY):
-            return question_only(data, query, RCODE_REFUSED)
+            return question_only(data, query, RCODE_REFUSED, options=options)
         if query.qtype in (TYPE_AXFR, TYPE_IXFR):
-            return self._transfer(data, query, tcp)
+            return self._transfer(data, query, tcp, options)
         if self.query_acl is not None and not self.query_acl.permits(query.qname_lower, addr):
-            return question_only(data, query, RCODE_REFUSED)
+            return question_only(data, query, RCODE_REFUSED, options=options)
         if self.on_selfcheck is not None and SELFCHECK_LABEL in query.qname_lower:
             self.on_selfcheck(query.qname_lower)  # a probe with EDNS options comes this way
         class_any = query.qclass == CLASS_ANY
@@ -300,14 +306,23 @@ class Engine:
             class_any = False  # a pool answer is the same in every class; client actions apply
         entry = self.find_entry(query.qname_lower, query.qtype, class_any)
         if entry is None:
-            return question_only(data, query, RCODE_REFUSED)  # RFC 5358: no referral upward
+            return question_only(data, query, RCODE_REFUSED, options=options)  # RFC 5358: no referral upward
         if entry.selector is not None:
             entry = entry.selector.pick(self._client_of(query, addr))
             if entry is None:
                 return None
         if query.qtype == TYPE_ANY and not tcp and len(entry.body) > (ANY_AMPLIFICATION - 1) * len(data):
             entry = self._minimal_any(query.qname_lower, entry)  # the reply is about query + body
-        return assemble(data, query, entry, limit)
+        return assemble(data, query, entry, limit, options)
+
+    def _options_for(self, query: Query) -> bytes:
+        """The EDNS options of our reply: NSID when asked for and configured (RFC 5001 2.3).
+        Queries with options never take the fast path, so only the slow path looks."""
+        if self.nsid_option and query.edns is not None:
+            for code, _ in query.edns.options:
+                if code == OPTION_NSID:
+                    return self.nsid_option
+        return b""
 
     def _minimal_any(self, qname: bytes, entry: Entry) -> Entry:
         """ANY over UDP whose one RRset would amplify: RFC 8482 4.2's synthesised HINFO instead.
@@ -351,13 +366,13 @@ class Engine:
                         return (address, 0)
         return addr
 
-    def _transfer(self, data: bytes, query: Query, tcp: bool) -> bytes:
+    def _transfer(self, data: bytes, query: Query, tcp: bool, options: bytes) -> bytes:
         """Zone transfers need permission (RFC 5936 4.2); AXFR over UDP is not a thing."""
         if not tcp and query.qtype == TYPE_AXFR:
-            return question_only(data, query, RCODE_NOTIMP)
-        return question_only(data, query, RCODE_REFUSED)
+            return question_only(data, query, RCODE_NOTIMP, options=options)
+        return question_only(data, query, RCODE_REFUSED, options=options)
 
-    def _chaos(self, data: bytes, query: Query, limit: int) -> bytes:
+    def _chaos(self, data: bytes, query: Query, limit: int, options: bytes) -> bytes:
         name = query.qname_lower
         texts = {
             b"\x07version\x04bind\x00": self.chaos.version,
@@ -370,12 +385,12 @@ class Engine:
             pool = dns.name.from_wire(name, 0)[0].parent().to_text()
             lines = self.chaos_status(pool) or []
         if not lines or query.qtype not in (TYPE_TXT, TYPE_ANY):
-            return question_only(data, query, RCODE_REFUSED)
+            return question_only(data, query, RCODE_REFUSED, options=options)
         owner = dns.name.from_wire(name, 0)[0]
         quoted = ['"' + line.replace('"', "").replace("\\", "") + '"' for line in lines]
         rdataset = dns.rdataset.from_text_list("CH", "TXT", 0, quoted)
         entry = render(Answer(Outcome.SUCCESS, authoritative=False, answer=[(owner, rdataset)]), owner)
-        return assemble(data, query, entry, limit)
+        return assemble(data, query, entry, limit, options)
 
     def _is_dynamic(self, qname: bytes, qtype: int) -> bool:
         entry = self.table.entries.get(qname + qtype.to_bytes(2, "big"))

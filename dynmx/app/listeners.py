@@ -19,7 +19,7 @@ from dynmx.answer.acl import QueryAcl
 from dynmx.answer.compiler import AnswerTable
 from dynmx.answer.engine import ChaosConfig, Engine
 from dynmx.answer.rrl import RateLimiter, RrlSettings
-from dynmx.config import Config
+from dynmx.config import Config, nsid_octets
 from dynmx.server.tcp import TcpConnections, TcpLimits
 from dynmx.server.udp import Handler, UdpServer
 
@@ -97,6 +97,7 @@ def make_engine(config: Config, table: AnswerTable) -> Engine:
         chaos=ChaosConfig(version=cfg.version, identity=cfg.identity),
         lru_size=cfg.cache_size,
         client_subnet=cfg.client_subnet,
+        nsid=nsid_octets(cfg.nsid),
     )
     engine.query_acl = query_acl(config)
     if config.rrl.enabled:

@@ -110,9 +110,16 @@ def _heads(flags: int, an: int, ns: int, ar: int) -> tuple[bytes, bytes]:
     return (struct.pack(">H", flags) + rest, struct.pack(">H", flags | FLAG_RD) + rest)
 
 
-def opt_record(do: bool, extended_rcode: int = 0) -> bytes:
-    """Our OPT RR: root owner, payload 1232, version 0, DO copied (RFC 3225 3)."""
-    return struct.pack(">BHHBBHH", 0, 41, UDP_PAYLOAD, extended_rcode, 0, 0x8000 if do else 0, 0)
+def opt_record(do: bool, extended_rcode: int = 0, options: bytes = b"") -> bytes:
+    """Our OPT RR: root owner, payload 1232, version 0, DO copied (RFC 3225 3), and
+    `options` (EDNS options already in wire form, such as NSID)."""
+    flags = 0x8000 if do else 0
+    return struct.pack(">BHHBBHH", 0, 41, UDP_PAYLOAD, extended_rcode, 0, flags, len(options)) + options
+
+
+def edns_option(code: int, value: bytes) -> bytes:
+    """One EDNS option in wire form (RFC 6891 6.1.2)."""
+    return struct.pack(">HH", code, len(value)) + value
 
 
 OPT_PLAIN = opt_record(False)
@@ -147,11 +154,14 @@ def fit(entry: Entry, room: int) -> tuple[bytes, tuple[int, int, int], bool]:
     return entry.body[:kept], (counts[0], counts[1], counts[2]), False
 
 
-def assemble(data: bytes, query: Query, entry: Entry, limit: int) -> bytes:
-    """Build the reply to `data` (already parsed as `query`) from `entry` within `limit` octets."""
+def assemble(data: bytes, query: Query, entry: Entry, limit: int, options: bytes = b"") -> bytes:
+    """Build the reply to `data` (already parsed as `query`) from `entry` within `limit` octets;
+    `options` go into the OPT record, when the query had one."""
     opt = b""
     if query.edns is not None:
         opt = OPT_DO if query.edns.do else OPT_PLAIN
+        if options:
+            opt = opt_record(query.edns.do, 0, options)
     question = data[HEADER_LEN : query.question_end]
     room = limit - HEADER_LEN - len(question) - len(opt)
     rd = 1 if query.flags & FLAG_RD else 0
@@ -178,13 +188,16 @@ def header_only(msg_id: int, rcode: int, rd: bool, edns_do: bool | None = None, 
     return struct.pack(">HHHHHH", msg_id, flags, 0, 0, 0, 1) + opt
 
 
-def question_only(data: bytes, query: Query, rcode: int, authoritative: bool = False) -> bytes:
-    """A reply that echoes the question with empty sections (REFUSED, BADVERS, ...)."""
+def question_only(
+    data: bytes, query: Query, rcode: int, authoritative: bool = False, options: bytes = b""
+) -> bytes:
+    """A reply that echoes the question with empty sections (REFUSED, BADVERS, ...); `options`
+    go into the OPT record, when the query had one."""
     flags = (
         FLAG_QR | (query.flags & (OPCODE_MASK | FLAG_RD)) | (FLAG_AA if authoritative else 0) | (rcode & 0xF)
     )
     question = data[HEADER_LEN : query.question_end]
     if query.edns is None:
         return struct.pack(">HHHHHH", query.msg_id, flags, 1, 0, 0, 0) + question
-    opt = opt_record(query.edns.do, rcode >> 4)
+    opt = opt_record(query.edns.do, rcode >> 4, options)
     return struct.pack(">HHHHHH", query.msg_id, flags, 1, 0, 0, 1) + question + opt
