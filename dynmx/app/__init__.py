@@ -163,12 +163,12 @@ class App:
         Only this zone and the zones whose answers use it are compiled again; queries go on
         being answered from the previous table meanwhile, so a large zone's compile no
         longer stalls every answer. Edits committed during a compile share the next one.
+        With workers, the future is done when every worker answers from it too.
         """
         self.state.by_file[zone.path] = zone
         self.state.edits += 1
         self.state.edited[zone.path] = self.state.edits
-        if self.workers is not None:
-            self.workers.broadcast("zone", zone)
+        sent = self.workers.broadcast("zone", zone) if self.workers is not None else None
         serial = soa_serial(zone)
         self.state.serial_of[zone.origin.to_text()] = serial
         log.info("event=zone-published zone=%s serial=%d", zone.origin, serial)
@@ -178,7 +178,17 @@ class App:
         self._serve_waiters.append(served)
         if self._compiling is None or self._compiling.done():
             self._compiling = loop.create_task(self._serve_published())
-        return served
+        if sent is None:
+            return served
+        return asyncio.ensure_future(self._served_by_workers(served, sent))
+
+    async def _served_by_workers(self, served: asyncio.Future[None], sent: int) -> None:
+        """With workers, an edit is answered from once each of them has it, not only this process:
+        a client that reads its write right after the reply (an ACME DNS-01 check after an
+        RFC 2136 UPDATE) may reach any worker."""
+        await served
+        assert self.workers is not None
+        await self.workers.applied(sent)
 
     async def _serve_published(self) -> None:
         """Compile what was published, one table at a time (a reload is one of them too)."""

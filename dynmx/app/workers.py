@@ -31,6 +31,9 @@ from dynmx.zone.loader import LoadedZone
 log = logging.getLogger("dynmx.workers")
 
 READY_TIMEOUT = 300.0  # seconds for a worker to load and compile (100,000 zones take a while)
+# An edit is acknowledged once every worker answers from it; a worker slower than this (or
+# wedged) is logged and the client gets its reply all the same: the edit is committed.
+APPLY_TIMEOUT = 30.0
 STOP_TIMEOUT = 5.0
 MAX_RESTARTS = 5  # per worker and minute
 
@@ -77,6 +80,7 @@ class WorkerPool:
         self.stopping = False
         self.replying: set[asyncio.Task[None]] = set()  # forwarded requests being answered
         self.handover: Path | None = None  # the start-up zones (`start`)
+        self._progress: list[asyncio.Future[None]] = []  # woken by an ack, a ready or an exit
 
     def bind(self, config: Config) -> list[tuple[str, int]]:
         copies = bind_all(config, self.count)
@@ -106,6 +110,7 @@ class WorkerPool:
         worker.writer = writer
         config, plans, behind = self.current()  # once the writer is set: later edits reach it
         channel.send(writer, "init", worker.index, config, plans, self.handover, behind)
+        worker.acked = self.seq  # it starts from every change sent so far
         worker.task = asyncio.get_running_loop().create_task(self._serve(worker, reader))
         log.info("event=worker-started worker=%d pid=%d", worker.index, worker.process.pid)
 
@@ -128,6 +133,7 @@ class WorkerPool:
             elif kind == "ready":
                 worker.ready.set()
                 log.info("event=worker-ready worker=%d entries=%d", worker.index, message[2])
+            self._wake()
         await self._exited(worker)
 
     async def _reply(self, worker: WorkerHandle, request: int, data: bytes, peer: object, tcp: bool) -> None:
@@ -153,6 +159,8 @@ class WorkerPool:
 
     async def _exited(self, worker: WorkerHandle) -> None:
         code = await worker.process.wait() if worker.process is not None else None
+        worker.ready.clear()  # answers nothing until started again: no change waits for it
+        self._wake()
         if self.stopping:
             return
         now = time.monotonic()
@@ -176,8 +184,30 @@ class WorkerPool:
         return self.seq
 
     def synced(self, seq: int) -> bool:
-        """Every running worker has applied change `seq` (tests, status)."""
+        """Every running worker has applied change `seq`."""
         return all(w.acked >= seq for w in self.workers if w.ready.is_set())
+
+    async def applied(self, seq: int, timeout: float = APPLY_TIMEOUT) -> bool:
+        """Wait until every running worker answers from change `seq`; False after `timeout`
+        seconds (logged), so a wedged worker cannot hold a client's reply for ever."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self.synced(seq):
+            progress = loop.create_future()
+            self._progress.append(progress)
+            try:
+                await asyncio.wait_for(progress, deadline - loop.time())
+            except TimeoutError:
+                behind = [w.index for w in self.workers if w.ready.is_set() and w.acked < seq]
+                log.warning("event=workers-behind seq=%d workers=%s waited=%.1f", seq, behind, timeout)
+                return False
+        return True
+
+    def _wake(self) -> None:
+        waiting, self._progress = self._progress, []
+        for progress in waiting:
+            if not progress.done():
+                progress.set_result(None)
 
     def hot_stats(self) -> HotStats:
         total = HotStats()
