@@ -206,7 +206,9 @@ def large(serve: Serve, tmp_path: Path) -> RunningServer:
     """Workers over a zone of 3,000 names: compiling an edit of it takes each worker about a
     second here, long enough for a reply that does not wait for them to come first."""
     hosts = "".join(f"h{i} A 192.0.2.{i % 250 + 1}\n" for i in range(3000))
-    config = write_config(tmp_path, ZONE + hosts, f"workers = {WORKERS}\n" + EDITS)
+    config = write_config(
+        tmp_path, ZONE + hosts, f'workers = {WORKERS}\n[http]\nlisten = "127.0.0.1:0"\n' + EDITS
+    )
     return serve("--config", str(config))
 
 
@@ -215,6 +217,15 @@ def test_an_update_is_acknowledged_once_every_worker_answers_from_it(large: Runn
     DNS-01 check right after its RFC 2136 UPDATE may reach any worker). Before the reply
     waited for the workers, 13 to 24 of these 24 queries got NXDOMAIN."""
     _add_address(large, "fresh")
+    stale = [r for r in _ask_from_many(large, "fresh.example.test", "A") if not r.answer]
+    assert stale == []
+
+
+def test_a_reload_is_done_once_every_worker_answers_from_it(large: RunningServer, tmp_path: Path) -> None:
+    """POST /reload (and `dynmx reload`) returns when the workers have the new files too."""
+    zone = tmp_path / "zones" / "example.test.zone"
+    zone.write_text(zone.read_text().replace("hostmaster 1 ", "hostmaster 5 ") + "fresh A 192.0.2.9\n")
+    _reload(large)
     stale = [r for r in _ask_from_many(large, "fresh.example.test", "A") if not r.answer]
     assert stale == []
 

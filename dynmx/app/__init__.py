@@ -353,17 +353,22 @@ class App:
         return pool, host
 
     async def reload(self) -> list[Problem]:
-        """Re-read the zone directory; compile off the loop; swap in one assignment. A
-        supervisor is told of the reload and that it ended, however it ended."""
-        async with self._reload_lock:
-            sdnotify.reloading()
-            try:
-                return await self._reload()
-            finally:
-                sdnotify.ready(f"serving {len(self.state.by_file)} zones")
+        """Re-read the zone directory; compile off the loop; swap in one assignment. It ends
+        when every worker answers from it too (waited for outside the lock, so edits go on).
+        A supervisor is told of the reload and that it ended, however it ended."""
+        sdnotify.reloading()
+        try:
+            async with self._reload_lock:
+                problems, sent = await self._reload()
+            if sent is not None and self.workers is not None:
+                await self.workers.applied(sent)
+            return problems
+        finally:
+            sdnotify.ready(f"serving {len(self.state.by_file)} zones")
 
-    async def _reload(self) -> list[Problem]:
-        """The reload itself, under the reload lock."""
+    async def _reload(self) -> tuple[list[Problem], int | None]:
+        """The reload itself, under the reload lock: its problems, and the change sent to the
+        workers (if any)."""
         started = time.monotonic()
         config = self.config
         config_problem = await self._reconfigure()
@@ -383,8 +388,9 @@ class App:
         assert self.engine is not None
         self.engine.swap(table)
         self._keep_filling()
+        sent = None
         if self.workers is not None:
-            self.workers.broadcast("reload", self.config, self._pool_plans(), *self._file_state())
+            sent = self.workers.broadcast("reload", self.config, self._pool_plans(), *self._file_state())
         if config_problem is None and self.config_loader is not None:
             self.health.start(table.zoneset)
             self._start_services()
@@ -398,7 +404,7 @@ class App:
             "kept" if table is previous else "new",
             time.monotonic() - started,
         )
-        return problems if config_problem is None else [config_problem, *problems]
+        return (problems if config_problem is None else [config_problem, *problems]), sent
 
     def _after_load(self, zones: dict[Path, LoadedZone], problems: list[Problem], seconds: float) -> None:
         """Serials and log lines for the zone versions that are new; an unchanged one costs
