@@ -57,6 +57,7 @@ from dynmx.zone.loader import LoadedZone
 log = logging.getLogger("dynmx.app")
 
 SHUTDOWN_GRACE = 4.0  # seconds for in-flight TCP replies; the whole stop stays under 5 s
+FACT_TIMEOUT = 5.0  # seconds a drain or load waits for the workers (they take milliseconds)
 # At start-up, this many zones or more are served from a staged table (slow path) while
 # they compile a slice at a time: 100,000 zones take minutes to compile, a few take less
 # than a second, and those are simpler to serve compiled from the first query.
@@ -341,6 +342,12 @@ class App:
             refresh_pool(self.engine.table, plans)
         if self.workers is not None:
             self.workers.broadcast("plans", plans)
+
+    async def workers_caught_up(self, timeout: float = FACT_TIMEOUT) -> None:
+        """Every worker has every change sent so far: an operator's drain or load is then in
+        every answer when the command returns, as in one process."""
+        if self.workers is not None:
+            await self.workers.applied(self.workers.seq, timeout)
 
     def member(self, pool: str, host: str) -> tuple[str, str]:
         """Normalise and check a (pool, host) named by an operator."""

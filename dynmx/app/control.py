@@ -37,6 +37,10 @@ def control_routes(app: App, loop: asyncio.AbstractEventLoop) -> dict[tuple[str,
 
         return asyncio.run_coroutine_threadsafe(call(), loop).result(timeout=LOOP_TIMEOUT)
 
+    def in_every_answer() -> None:
+        """With workers, a member action is acknowledged once each of them applied it."""
+        asyncio.run_coroutine_threadsafe(app.workers_caught_up(), loop).result(timeout=LOOP_TIMEOUT)
+
     def params(query: str, *names: str) -> list[str]:
         parsed = urllib.parse.parse_qs(query)
         missing = [n for n in names if not parsed.get(n)]
@@ -55,6 +59,7 @@ def control_routes(app: App, loop: asyncio.AbstractEventLoop) -> dict[tuple[str,
             pool, host, value = params(request.query, "pool", "host", "value")
             load = float(value)
             on_loop(lambda: app.health.set_load(*app.member(pool, host), load))
+            in_every_answer()
         except ValueError as error:
             return _text(400, f"need pool=, host= and a numeric value= ({error})")
         except ControlError as error:
@@ -65,6 +70,7 @@ def control_routes(app: App, loop: asyncio.AbstractEventLoop) -> dict[tuple[str,
         try:
             pool, host, drained = params(request.query, "pool", "host", "drained")
             on_loop(lambda: app.health.set_drained(*app.member(pool, host), drained == "1"))
+            in_every_answer()
         except ValueError as error:
             return _text(400, f"need pool=, host= and drained=0|1 ({error})")
         except ControlError as error:
