@@ -41,10 +41,11 @@ class _HotPathCollector:
             if key.startswith("slow_"):
                 slow.add_metric([key[5:]], value)
         yield slow
-        engine = self.app.engine
-        if engine is not None:
-            entries = GaugeMetricFamily("dynmx_answer_table_entries", "Precompiled responses in the table")
-            entries.add_metric([], len(engine.table.entries))
+        if self.app.engine is not None:
+            entries = GaugeMetricFamily(
+                "dynmx_answer_table_entries", "Precompiled responses in the table (one worker's)"
+            )
+            entries.add_metric([], count("entries", 0))
             yield entries
         firsts = CounterMetricFamily(
             "dynmx_pool_first",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import time
@@ -158,6 +159,22 @@ def test_a_worker_started_again_parses_a_file_changed_since_the_start(
     wait_until(lambda: "new.example.test." in zone_file.read_text())  # written back: not behind
     assert "zones=1 handed=0" in _restart_worker_1(server)
     assert all(r.answer for r in _ask_from_many(server, "new.example.test", "A"))
+
+
+def test_the_control_process_compiles_no_answer_of_its_own(server: RunningServer) -> None:
+    """It answers no query: its table stays staged (indexed, every zone pending)."""
+    assert "zones=1 entries=" in server.wait_for_log("event=serving")
+    assert server.wait_for_log("event=serving").rstrip().endswith("pending=1")
+    assert "event=compiled" not in server.log_text()
+
+
+def test_status_gives_the_size_of_a_workers_table_not_the_control_processs(server: RunningServer) -> None:
+    ready = re.search(r"event=worker-ready worker=\d+ pid=\d+ entries=(\d+)", server.log_text())
+    assert ready is not None
+    wait_until(lambda: _status(server)["entries"] == int(ready.group(1)), timeout=5)  # reported each second
+    rows = _workers(server)["workers"]
+    assert isinstance(rows, list)
+    assert {row["entries"] for row in rows} == {int(ready.group(1))}
 
 
 def test_tcp_is_answered_by_the_workers(server: RunningServer) -> None:

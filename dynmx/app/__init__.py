@@ -105,6 +105,7 @@ class App:
         self.metrics = Metrics()
         self.listeners: Listeners | None = None  # answering in this process
         self.workers: WorkerPool | None = None  # or in `server.workers` answer processes
+        self._answers_here = not config.server.workers  # as started: a reload does not change it
         self.http: ControlHttp | None = None
         self.started = time.time()
         self._stop = asyncio.Event()
@@ -224,7 +225,10 @@ class App:
     ) -> AnswerTable:
         """`previous` with the `changed` zones (and those using them) compiled again; without
         `previous`, everything (or, `staged`, nothing yet). Runs in an executor thread, or at
-        start-up."""
+        start-up. With workers this process answers no query, so its table is only ever
+        staged: indexed for the prober, UPDATE and transfers, with no answer compiled (each
+        worker compiles its own)."""
+        indexed_only = not self._answers_here
         return build_table(
             self.config,
             zone_data(zones),
@@ -232,13 +236,16 @@ class App:
             self.rng,
             previous=previous,
             changed=changed,
-            staged=staged,
-            stage_from=STAGE_FROM_NAMES,
+            staged=staged or indexed_only,
+            stage_from=0 if indexed_only else STAGE_FROM_NAMES,
         )
 
     def _keep_filling(self) -> None:
-        """Start compiling the served table's pending zones, unless that is under way."""
+        """Start compiling the served table's pending zones, unless that is under way (or
+        the workers answer: theirs compile, this one stays staged)."""
         assert self.engine is not None
+        if not self._answers_here:
+            return
         if self.engine.table.pending and (self._filling is None or self._filling.done()):
             self._filling = asyncio.get_running_loop().create_task(self._fill_pending())
 
@@ -666,7 +673,7 @@ class App:
             ],
             "problems": [str(p) for p in self.state.problems],
             "pools": [self.health.pool_status(name, self._first_counts(name)) for name in self.health.pools],
-            "entries": len(engine.table.entries) if engine else 0,
+            "entries": self.hot_stats().counters.get("entries", 0) if engine else 0,
             "selfcheck": self.selfcheck.status(),
             **({"workers": self.workers.status()} if self.workers is not None else {}),
         }

@@ -160,6 +160,7 @@ class HotStats:
     def read(cls, engine: Engine, listeners: Listeners | None) -> HotStats:
         counters = {f"slow_{result}": value for result, value in engine.stats.items()}
         counters["cache"] = engine.cache_len()
+        counters["entries"] = len(engine.table.entries)
         if engine.rrl is not None:
             counters["rrl_limited"] = engine.rrl.limited
             counters["rrl_slipped"] = engine.rrl.slipped

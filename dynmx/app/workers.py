@@ -215,6 +215,8 @@ class WorkerPool:
             total = total.add(worker.stats)
         total.counters["workers"] = sum(1 for w in self.workers if w.ready.is_set())
         total.counters["worker_restarts"] = self.restarted
+        # Each worker holds a whole table of its own: the size of one, not the sum.
+        total.counters["entries"] = max((w.stats.counters.get("entries", 0) for w in self.workers), default=0)
         return total
 
     def status(self) -> dict[str, object]:
@@ -228,6 +230,7 @@ class WorkerPool:
                     "index": w.index,
                     "pid": w.process.pid if w.process else None,
                     "ready": w.ready.is_set(),
+                    "entries": w.stats.counters.get("entries", 0),
                     "queries": w.stats.counters.get("udp", 0) + w.stats.counters.get("tcp", 0),
                 }
                 for w in self.workers
