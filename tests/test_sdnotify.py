@@ -79,19 +79,24 @@ def supervisor() -> Iterator[tuple[Supervisor, str]]:
 Serve = Callable[..., RunningServer]
 
 
-def _serve(serve: Serve, tmp_path: Path, notify_socket: str, *extra: str) -> RunningServer:
-    """A server on one zone, told to notify `notify_socket`; the fixture stops it."""
+def _serving(
+    serve: Serve, tmp_path: Path, supervisor: tuple[Supervisor, str], *extra: str
+) -> tuple[RunningServer, list[str]]:
+    """A server on one zone, told to notify `supervisor` (the fixture stops it), and the
+    fields of its READY=1 datagram."""
+    listening, name = supervisor
     zones = tmp_path / "zones"
     zones.mkdir()
     (zones / "example.test.zone").write_text(ZONE)
-    return serve(
+    server = serve(
         "--zones",
         str(zones),
         "--listen",
         "127.0.0.1:0",
         *extra,
-        prefix=("env", f"NOTIFY_SOCKET={notify_socket}"),
+        prefix=("env", f"NOTIFY_SOCKET={name}"),
     )
+    return server, listening.receive("READY=1")
 
 
 # -- the protocol, by plain calls -------------------------------------------------------
@@ -163,9 +168,9 @@ def test_a_notify_socket_that_is_no_unix_path_is_refused_with_a_log_line(
 def test_a_server_says_it_loads_then_that_it_is_ready_from_its_main_process(
     serve: Serve, tmp_path: Path, supervisor: tuple[Supervisor, str]
 ) -> None:
-    listening, name = supervisor
-    server = _serve(serve, tmp_path, name)
-    assert listening.receive("READY=1") == ["READY=1", "STATUS=serving 1 zones"]
+    listening, _ = supervisor
+    server, ready = _serving(serve, tmp_path, supervisor)
+    assert ready == ["READY=1", "STATUS=serving 1 zones"]
     assert listening.messages[0] == (server.process.pid, ["STATUS=loading zones"])
     assert all(pid == server.process.pid for pid, _ in listening.messages)
 
@@ -173,9 +178,8 @@ def test_a_server_says_it_loads_then_that_it_is_ready_from_its_main_process(
 def test_a_reload_is_announced_and_so_is_its_end(
     serve: Serve, tmp_path: Path, supervisor: tuple[Supervisor, str]
 ) -> None:
-    listening, name = supervisor
-    server = _serve(serve, tmp_path, name)
-    listening.receive("READY=1")
+    listening, _ = supervisor
+    server, _ = _serving(serve, tmp_path, supervisor)
     server.process.send_signal(signal.SIGHUP)
     assert "RELOADING=1" in listening.receive("RELOADING=1")
     assert listening.receive("READY=1") == ["READY=1", "STATUS=serving 1 zones"]
@@ -185,9 +189,8 @@ def test_a_reload_is_announced_and_so_is_its_end(
 def test_a_stop_is_announced_before_the_server_exits(
     serve: Serve, tmp_path: Path, supervisor: tuple[Supervisor, str]
 ) -> None:
-    listening, name = supervisor
-    server = _serve(serve, tmp_path, name)
-    listening.receive("READY=1")
+    listening, _ = supervisor
+    server, _ = _serving(serve, tmp_path, supervisor)
     assert server.stop(signal.SIGTERM) == 0
     assert listening.receive("STOPPING=1", timeout=1.0) == ["STOPPING=1", "STATUS=stopping"]
 
@@ -196,9 +199,8 @@ def test_with_workers_only_the_main_process_notifies_once_the_workers_serve(
     serve: Serve, tmp_path: Path, supervisor: tuple[Supervisor, str]
 ) -> None:
     """systemd's default NotifyAccess=main drops datagrams from any other process."""
-    listening, name = supervisor
-    server = _serve(serve, tmp_path, name, "--workers", "2")
-    listening.receive("READY=1")
+    listening, _ = supervisor
+    server, _ = _serving(serve, tmp_path, supervisor, "--workers", "2")
     # The control process's word that a worker is ready (the worker's own line has its pid).
     assert len(re.findall(r"event=worker-ready worker=\d+ entries=", server.log_text())) == 2
     assert {pid for pid, _ in listening.messages} == {server.process.pid}
