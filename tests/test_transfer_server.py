@@ -19,6 +19,7 @@ import dns.zone
 import pytest
 
 from tests.conftest import EDITS, TEST_SECRET, RunningServer, wait_until, write_config
+from tests.knot import Knot, KnotUnavailable
 from tests.nsd import Nsd, NsdUnavailable, free_port
 
 SECRET = TEST_SECRET
@@ -126,6 +127,84 @@ def test_nsd_secondary_follows_by_axfr_then_notify_and_ixfr(serve: Serve, tmp_pa
         assert "kind=IXFR" in server.log_text()
     finally:
         nsd.stop()
+
+
+def _answers(port: int, name: str) -> list[str]:
+    try:
+        reply = dns.query.udp(dns.message.make_query(name, "A"), "127.0.0.1", port=port, timeout=1)
+    except dns.exception.Timeout:
+        return []
+    return [r.address for r in reply.answer[0]] if reply.answer else []
+
+
+@pytest.mark.interop
+def test_knot_secondary_follows_by_tsig_signed_axfr_then_notify_and_ixfr(
+    serve: Serve, tmp_path: Path
+) -> None:
+    """Knot (Debian) as a secondary of dynmx, every transfer signed with TSIG (RFC 8945): AXFR
+    at start, then NOTIFY and an IXFR (RFC 1995) after an UPDATE."""
+    knot_port = free_port()
+    server = serve("--config", str(_config(tmp_path, allow="ops-key.", notify=f"127.0.0.1:{knot_port}")))
+    clauses = (
+        f"key:\n  - id: ops-key.\n    algorithm: hmac-sha256\n    secret: {SECRET}\n"
+        f"remote:\n  - id: primary\n    address: 127.0.0.1@{server.dns_port}\n    key: ops-key.\n"
+        "acl:\n  - id: notify_from_primary\n    address: 127.0.0.1\n    action: notify\n"
+        "zone:\n  - domain: example.test.\n    master: primary\n    acl: notify_from_primary\n"
+    )
+    try:
+        knot = Knot(clauses, port=knot_port)
+    except KnotUnavailable as error:
+        pytest.skip(str(error))
+    with knot:
+        knot.start()
+        try:
+            wait_until(lambda: _answers(knot.port, "mx1.example.test") == ["127.0.0.2"], timeout=15)
+            _update(server, "www", "192.0.2.10")
+            wait_until(lambda: _answers(knot.port, "www.example.test") == ["192.0.2.10"], timeout=15)
+        except AssertionError:
+            raise AssertionError(f"Knot did not follow:\n{knot.log()}\n{server.log_text()}") from None
+        remote = f"incoming, remote 127.0.0.1@{server.dns_port}"  # allow_transfer has only the key
+        assert f"AXFR, {remote}, finished" in knot.log(), knot.log()
+        assert f"IXFR, {remote}, finished" in knot.log(), knot.log()
+        assert "kind=IXFR" in server.log_text()
+
+
+@pytest.mark.interop
+def test_dynmx_as_secondary_of_knot_follows_an_ixfr_from_its_journal(serve: Serve, tmp_path: Path) -> None:
+    """Knot as the primary: a change made with knotc is NOTIFYed, and dynmx's IXFR request is
+    answered from Knot's journal (not an AXFR in its place)."""
+    dynmx_port = free_port()
+    clauses = (
+        f"remote:\n  - id: dynmx\n    address: 127.0.0.1@{dynmx_port}\n"
+        "acl:\n  - id: transfer\n    address: 127.0.0.0/8\n    action: transfer\n"
+        "zone:\n  - domain: example.test.\n    notify: dynmx\n    acl: transfer\n"
+    )
+    try:
+        knot = Knot(clauses, zone_files={"example.test.zone": ZONE})
+    except KnotUnavailable as error:
+        pytest.skip(str(error))
+    with knot:
+        knot.start(wait_zone="example.test.")
+        zones = tmp_path / "zones"
+        zones.mkdir()
+        config = tmp_path / "dynmx.toml"
+        config.write_text(
+            f'[server]\nlisten = ["127.0.0.1:{dynmx_port}"]\nzones_dir = "{zones}"\n'
+            f'state_dir = "{tmp_path / "state"}"\n'
+            f'[[zone]]\nname = "example.test."\nprimary = "127.0.0.1:{knot.port}"\n'
+        )
+        server = serve("--config", str(config))
+        wait_until(lambda: _answers(server.dns_port, "mx1.example.test") == ["127.0.0.2"], timeout=15)
+        knot.control("zone-begin", "example.test.")
+        knot.control("zone-set", "example.test.", "www", "300", "A", "192.0.2.44")
+        knot.control("zone-commit", "example.test.")
+        try:
+            wait_until(lambda: _answers(server.dns_port, "www.example.test") == ["192.0.2.44"], timeout=20)
+        except AssertionError:
+            raise AssertionError(f"dynmx did not follow:\n{knot.log()}\n{server.log_text()}") from None
+        ixfr = [line for line in knot.lines if "IXFR, outgoing" in line and "serial 100 -> 101" in line]
+        assert ixfr, knot.log()  # the difference from the journal, not a whole zone
+        assert "event=notify-received" in server.log_text()
 
 
 @pytest.mark.interop
