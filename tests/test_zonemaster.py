@@ -190,10 +190,12 @@ def test_zonemaster_findings_for_the_zone_served_by_nsd_are_the_expected_ones(
     assert findings == EXPECTED
 
 
+@pytest.mark.parametrize("workers", [0, 2])
 def test_zonemaster_finds_in_a_dynmx_zone_only_what_it_finds_with_nsd(
-    tmp_path: Path, fake_root: Path
+    tmp_path: Path, fake_root: Path, workers: int
 ) -> None:
-    with _dynmx(tmp_path):
+    """In one process and with answer workers (`workers` goes into [server])."""
+    with _dynmx(tmp_path, f"workers = {workers}\n"):
         findings = _findings(fake_root)
     assert findings == EXPECTED
 
