@@ -402,6 +402,7 @@ class RrlConfig:
     slip: int = _key(_between(0, 100), default=2)  # every n-th limited reply is sent truncated
     ipv4_prefix: int = _key(_between(8, 32), default=24)
     ipv6_prefix: int = _key(_between(16, 128), default=56)
+    exempt: tuple[str, ...] = _key(_prefix, default=())  # sources never limited (loopback always)
 
     def problems(self) -> list[str]:
         return []

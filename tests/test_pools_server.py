@@ -261,6 +261,27 @@ def test_routes_export_postfix_transport_and_json(server: RunningServer) -> None
     assert [hop["state"] for hop in routes["rr.example.test."]["hops"]] == ["up", "up", "up", "up"]
 
 
+def test_reload_keeps_settings_read_at_start_and_names_them_with_the_pool_change_applied(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    """As NSD and Knot: a reload does not half-apply what only a restart can (the answer
+    engine's settings, rate limiting); it keeps them as running and says which changed."""
+    config = tmp_path / "dynmx.toml"
+    text = config.read_text().replace("random_seed = 3\n", 'random_seed = 3\nversion = "dynmx-new"\n')
+    text = text.replace(
+        'name = "rr.example.test."\nstrategy = "round-robin"',
+        'name = "rr.example.test."\nstrategy = "static"',
+    )
+    config.write_text(text + "\n[rrl]\nrate = 50\n")
+    reload = [sys.executable, "-m", "dynmx", "reload", "--http", f"127.0.0.1:{server.http_port}"]
+    assert subprocess.run(reload, capture_output=True, text=True, timeout=60, cwd=ROOT).returncode == 0
+    assert "event=config-restart-needed keys=server.version,rrl" in server.log_text()
+    assert set(_firsts(server, "rr.example.test", 6)) == {"mx1.example.test."}  # the pool change applies
+    version = dns.message.make_query("version.bind", "TXT", "CH")
+    reply = dns.query.udp(version, "127.0.0.1", port=server.dns_port, timeout=2)
+    assert reply.rcode() == dns.rcode.REFUSED  # still the running "" (REFUSED), not half a change
+
+
 def test_reload_applies_a_changed_pool_and_refuses_a_broken_config(
     server: RunningServer, tmp_path: Path
 ) -> None:

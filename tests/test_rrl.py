@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import ipaddress
+from pathlib import Path
+
 import dns.flags
 import dns.message
 import dns.name
 import dns.zone
+import pytest
 
 from dynmx.answer.compiler import compile_table
 from dynmx.answer.engine import Engine
 from dynmx.answer.rrl import NXDOMAIN, POSITIVE, RateLimiter, RrlSettings, Verdict, classify
 from dynmx.answer.zoneset import ZoneData
+from dynmx.config import load_config
+from dynmx.errors import ConfigError
 
 ZONE = """\
 $ORIGIN example.test.
@@ -58,6 +64,25 @@ def test_addresses_in_one_slash24_share_a_bucket_and_others_do_not() -> None:
 def test_loopback_is_exempt() -> None:
     rrl = limiter(rate=1, slip=0)
     assert all(rrl.check("127.0.0.1", NXDOMAIN, b"", 0.0) == Verdict.SEND for _ in range(100))
+
+
+def test_an_exempt_prefix_is_never_limited_and_its_neighbours_are() -> None:
+    """An operator's own resolvers and monitors (Knot's RRL whitelist)."""
+    rrl = RateLimiter(RrlSettings(rate=1, slip=0, exempt=(ipaddress.ip_network("198.51.100.0/28"),)))
+    assert all(rrl.check("198.51.100.7", NXDOMAIN, b"", 0.0) == Verdict.SEND for _ in range(100))
+    assert [rrl.check("198.51.100.20", NXDOMAIN, b"", 0.0) for _ in range(2)] == [Verdict.SEND, Verdict.DROP]
+    assert rrl.limited == 1
+
+
+def test_exempt_prefixes_are_read_from_the_config_and_a_bad_one_is_refused_with_its_line(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "dynmx.toml"
+    config.write_text('[rrl]\nexempt = ["198.51.100.5/28", "2001:db8::/48"]\n')
+    assert load_config(config).rrl.exempt == ("198.51.100.0/28", "2001:db8::/48")
+    config.write_text('[rrl]\nrate = 100\nexempt = ["198.51.100.0/33"]\n')
+    with pytest.raises(ConfigError, match=r"dynmx.toml:3: rrl.exempt\[0\]: expected an address prefix"):
+        load_config(config)
 
 
 def test_engine_slips_a_truncated_reply_over_udp_and_tcp_is_never_limited() -> None:

@@ -4,14 +4,17 @@ Replies are counted per (source prefix, response class, name) bucket: /24 for IP
 /56 for IPv6 by default, so one spoofed victim cannot be flooded with amplified
 answers. A bucket refills at `rate` replies per second; a reply over the limit is
 dropped, except every `slip`-th one, which is sent truncated (TC=1, no records) so a
-real client retries over TCP (RFC 7766) and still gets its answer. Loopback is exempt.
-Time is a parameter: tests are exact.
+real client retries over TCP (RFC 7766) and still gets its answer. Loopback is exempt,
+and so are the `exempt` prefixes (an operator's own resolvers and monitors, as Knot's RRL
+whitelist). Time is a parameter: tests are exact.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 POSITIVE, NXDOMAIN, REFERRAL, ERROR = "positive", "nxdomain", "referral", "error"
 TABLE_LIMIT = 100_000  # buckets kept at most; the oldest half is dropped when full
@@ -23,6 +26,7 @@ class RrlSettings:
     slip: int = 2  # every n-th limited reply goes out truncated; 0: drop them all
     ipv4_prefix: int = 24
     ipv6_prefix: int = 56
+    exempt: tuple[Network, ...] = ()  # sources never limited, besides loopback
 
 
 class Verdict:
@@ -40,7 +44,7 @@ class RateLimiter:
         self.slipped = 0
 
     def prefix(self, host: str) -> str | None:
-        """The bucket prefix of a source address; None for loopback (exempt) or junk."""
+        """The bucket prefix of a source address; None for loopback, an exempt one or junk."""
         found = self._prefixes.get(host, "")
         if found != "":
             return found
@@ -49,7 +53,7 @@ class RateLimiter:
         except ValueError:
             result: str | None = None
         else:
-            if address.is_loopback:
+            if address.is_loopback or any(address in network for network in self.settings.exempt):
                 result = None
             else:
                 length = self.settings.ipv4_prefix if address.version == 4 else self.settings.ipv6_prefix

@@ -58,6 +58,26 @@ log = logging.getLogger("dynmx.app")
 
 SHUTDOWN_GRACE = 4.0  # seconds for in-flight TCP replies; the whole stop stays under 5 s
 FACT_TIMEOUT = 5.0  # seconds a drain or load waits for the workers (they take milliseconds)
+# Config read only at start: a reload keeps the running values of these and logs them.
+START_ONLY_SERVER = (
+    "listen",
+    "state_dir",
+    "workers",
+    "tcp_idle_timeout",
+    "tcp_max_connections",
+    "tcp_max_per_source",
+    "tcp_message_timeout",
+    "tcp_max_in_flight",
+    "cache_size",
+    "journal_keep",
+    "version",
+    "identity",
+    "nsid",
+    "pid_file",
+    "client_subnet",
+    "random_seed",
+)
+START_ONLY = ("http", "rrl", "log")
 # At start-up, this many zones or more are served from a staged table (slow path) while
 # they compile a slice at a time: 100,000 zones take minutes to compile, a few take less
 # than a second, and those are simpler to serve compiled from the first query.
@@ -307,7 +327,9 @@ class App:
         """Re-read the config file (reload): pools, probes, keys, zone settings change in place.
 
         A config that does not load is refused and the running one stays, as with zones.
-        Listen addresses, the control listener and the state directory need a restart.
+        What is read only at start (sockets, the answer engine's settings, rate limiting,
+        the control listener, logging) keeps its running value, and the log says which
+        changed keys need a restart.
         """
         if self.config_loader is None:
             return None
@@ -317,15 +339,15 @@ class App:
             log.error("event=config-refused error=%r", str(error))
             return Problem("config", 0, str(error))
         old = self.config
-        fixed = (old.server.listen, old.server.state_dir, old.http)
-        if (new.server.listen, new.server.state_dir, new.http) != fixed:
-            log.warning("event=config-restart-needed keys=server.listen,server.state_dir,http")
+        server = {key: getattr(old.server, key) for key in START_ONLY_SERVER}
+        changed = [f"server.{key}" for key, value in server.items() if getattr(new.server, key) != value]
+        changed += [section for section in START_ONLY if getattr(new, section) != getattr(old, section)]
+        if changed:
+            log.warning("event=config-restart-needed keys=%s", ",".join(changed))
             new = dataclasses.replace(
                 new,
-                server=dataclasses.replace(
-                    new.server, listen=old.server.listen, state_dir=old.server.state_dir
-                ),
-                http=old.http,
+                server=dataclasses.replace(new.server, **server),
+                **{section: getattr(old, section) for section in START_ONLY},
             )
         await self.health.stop()
         await self.secondary.stop()

@@ -103,7 +103,13 @@ def make_engine(config: Config, table: AnswerTable) -> Engine:
     if config.rrl.enabled:
         limits = config.rrl
         engine.rrl = RateLimiter(
-            RrlSettings(limits.rate, limits.slip, limits.ipv4_prefix, limits.ipv6_prefix)
+            RrlSettings(
+                limits.rate,
+                limits.slip,
+                limits.ipv4_prefix,
+                limits.ipv6_prefix,
+                tuple(ipaddress.ip_network(prefix) for prefix in limits.exempt),
+            )
         )
     return engine
 
