@@ -171,10 +171,15 @@ def test_the_control_process_compiles_no_answer_of_its_own(server: RunningServer
 def test_status_gives_the_size_of_a_workers_table_not_the_control_processs(server: RunningServer) -> None:
     ready = re.search(r"event=worker-ready worker=\d+ pid=\d+ entries=(\d+)", server.log_text())
     assert ready is not None
-    wait_until(lambda: _status(server)["entries"] == int(ready.group(1)), timeout=5)  # reported each second
-    rows = _workers(server)["workers"]
-    assert isinstance(rows, list)
-    assert {row["entries"] for row in rows} == {int(ready.group(1))}
+    entries = int(ready.group(1))
+
+    def reported() -> set[object]:  # each worker reports every second
+        rows = _workers(server)["workers"]
+        assert isinstance(rows, list)
+        return {row["entries"] for row in rows}
+
+    wait_until(lambda: reported() == {entries}, timeout=5)
+    assert _status(server)["entries"] == entries
 
 
 def test_tcp_is_answered_by_the_workers(server: RunningServer) -> None:
