@@ -363,11 +363,12 @@ class ZoneConfig:
     allow_transfer: tuple[str, ...] = _key(lambda v: _prefix_or_key(v), default=())  # prefixes and/or keys
     notify: tuple[str, ...] = _key(parse_hostport, default=())  # secondaries to NOTIFY on change
     primary: str = _key(lambda v: v == "" or parse_hostport(v), default="")  # HOST:PORT: follow it
+    primary_key: str = _key(absolute_name, default="")  # TSIG key signing our transfer requests
     allow_query: tuple[str, ...] = _key(_prefix, default=())  # prefixes that may query; empty = all
     allow_notify: tuple[str, ...] = _key(_prefix, default=())  # NOTIFY senders besides the primary
 
     def problems(self) -> list[str]:
-        return []
+        return ["primary_key: needs primary"] if self.primary_key and not self.primary else []
 
 
 @dataclass(frozen=True)
@@ -548,6 +549,8 @@ class Config:
             for position, key in enumerate(zone.allow_update):
                 if absolute_name(key) not in keys:
                     found.append(f"zone[{index}].allow_update[{position}]: no [[key]] named {key}")
+            if zone.primary_key and zone.primary_key not in keys:
+                found.append(f"zone[{index}].primary_key: no [[key]] named {zone.primary_key}")
         for index, registrar in enumerate(self.registrar):
             if registrar.key and registrar.key not in keys:
                 found.append(f"registrar[{index}].key: no [[key]] named {registrar.key}")

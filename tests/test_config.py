@@ -445,6 +445,17 @@ def test_duplicate_client_prefix_after_normalising() -> None:
     assert error_of(raw) == "client[2].prefix: 10.0.0.0/8 is listed twice"
 
 
+def test_zone_primary_key_without_a_primary_is_refused() -> None:
+    key = {"name": "xfr-key.", "secret": "c2VjcmV0"}
+    raw = {"key": [key], "zone": [{"name": "a.test.", "primary_key": "xfr-key."}]}
+    assert error_of(raw) == "zone[0].primary_key: needs primary"
+
+
+def test_zone_primary_key_naming_no_key_is_refused() -> None:
+    raw = {"zone": [{"name": "a.test.", "primary": "127.0.0.1:5300", "primary_key": "xfr-key"}]}
+    assert error_of(raw) == "zone[0].primary_key: no [[key]] named xfr-key."
+
+
 @pytest.mark.parametrize("name", ["example.test..", ".example.test"])
 def test_name_with_an_empty_label_is_refused(name: str) -> None:
     with pytest.raises(ConfigError, match=re.escape("pool[0].name: expected a domain name")):

@@ -169,35 +169,50 @@ def test_knot_secondary_follows_by_tsig_signed_axfr_then_notify_and_ixfr(
         assert "kind=IXFR" in server.log_text()
 
 
+def _knot_primary(dynmx_port: int, key: bool = False) -> Knot:
+    """Knot serving ZONE, NOTIFYing dynmx on `dynmx_port`; with `key` it transfers to ops-key. only."""
+    key_clause = f"key:\n  - id: ops-key.\n    algorithm: hmac-sha256\n    secret: {SECRET}\n" if key else ""
+    acl_key = "    key: ops-key.\n" if key else ""
+    clauses = (
+        f"{key_clause}remote:\n  - id: dynmx\n    address: 127.0.0.1@{dynmx_port}\n"
+        f"acl:\n  - id: transfer\n    address: 127.0.0.0/8\n{acl_key}    action: transfer\n"
+        "zone:\n  - domain: example.test.\n    notify: dynmx\n    acl: transfer\n"
+    )
+    try:
+        return Knot(clauses, zone_files={"example.test.zone": ZONE})
+    except KnotUnavailable as error:
+        pytest.skip(str(error))
+
+
+def _secondary_config(tmp_path: Path, dynmx_port: int, primary_port: int, zone_extra: str = "") -> Path:
+    zones = tmp_path / "zones"
+    zones.mkdir()
+    config = tmp_path / "dynmx.toml"
+    config.write_text(
+        f'[server]\nlisten = ["127.0.0.1:{dynmx_port}"]\nzones_dir = "{zones}"\n'
+        f'state_dir = "{tmp_path / "state"}"\n'
+        f'[[key]]\nname = "ops-key."\nsecret = "{SECRET}"\n'
+        f'[[zone]]\nname = "example.test."\nprimary = "127.0.0.1:{primary_port}"\n{zone_extra}'
+    )
+    return config
+
+
+def _knot_edit(knot: Knot, name: str, address: str) -> None:
+    knot.control("zone-begin", "example.test.")
+    knot.control("zone-set", "example.test.", name, "300", "A", address)
+    knot.control("zone-commit", "example.test.")
+
+
 @pytest.mark.interop
 def test_dynmx_as_secondary_of_knot_follows_an_ixfr_from_its_journal(serve: Serve, tmp_path: Path) -> None:
     """Knot as the primary: a change made with knotc is NOTIFYed, and dynmx's IXFR request is
     answered from Knot's journal (not an AXFR in its place)."""
     dynmx_port = free_port()
-    clauses = (
-        f"remote:\n  - id: dynmx\n    address: 127.0.0.1@{dynmx_port}\n"
-        "acl:\n  - id: transfer\n    address: 127.0.0.0/8\n    action: transfer\n"
-        "zone:\n  - domain: example.test.\n    notify: dynmx\n    acl: transfer\n"
-    )
-    try:
-        knot = Knot(clauses, zone_files={"example.test.zone": ZONE})
-    except KnotUnavailable as error:
-        pytest.skip(str(error))
-    with knot:
+    with _knot_primary(dynmx_port) as knot:
         knot.start(wait_zone="example.test.")
-        zones = tmp_path / "zones"
-        zones.mkdir()
-        config = tmp_path / "dynmx.toml"
-        config.write_text(
-            f'[server]\nlisten = ["127.0.0.1:{dynmx_port}"]\nzones_dir = "{zones}"\n'
-            f'state_dir = "{tmp_path / "state"}"\n'
-            f'[[zone]]\nname = "example.test."\nprimary = "127.0.0.1:{knot.port}"\n'
-        )
-        server = serve("--config", str(config))
+        server = serve("--config", str(_secondary_config(tmp_path, dynmx_port, knot.port)))
         wait_until(lambda: _answers(server.dns_port, "mx1.example.test") == ["127.0.0.2"], timeout=15)
-        knot.control("zone-begin", "example.test.")
-        knot.control("zone-set", "example.test.", "www", "300", "A", "192.0.2.44")
-        knot.control("zone-commit", "example.test.")
+        _knot_edit(knot, "www", "192.0.2.44")
         try:
             wait_until(lambda: _answers(server.dns_port, "www.example.test") == ["192.0.2.44"], timeout=20)
         except AssertionError:
@@ -205,6 +220,46 @@ def test_dynmx_as_secondary_of_knot_follows_an_ixfr_from_its_journal(serve: Serv
         ixfr = [line for line in knot.lines if "IXFR, outgoing" in line and "serial 100 -> 101" in line]
         assert ixfr, knot.log()  # the difference from the journal, not a whole zone
         assert "event=notify-received" in server.log_text()
+
+
+@pytest.mark.interop
+def test_rfc8945_dynmx_as_secondary_signs_its_transfer_requests_with_primary_key(
+    serve: Serve, tmp_path: Path
+) -> None:
+    """A primary that transfers to a TSIG key only (Knot's acl with `key:`) is followed when the
+    zone names that key as `primary_key`: the AXFR at start and the IXFR after a change."""
+    dynmx_port = free_port()
+    with _knot_primary(dynmx_port, key=True) as knot:
+        knot.start(wait_zone="example.test.")
+        config = _secondary_config(tmp_path, dynmx_port, knot.port, 'primary_key = "ops-key."\n')
+        server = serve("--config", str(config))
+        try:
+            wait_until(lambda: _answers(server.dns_port, "mx1.example.test") == ["127.0.0.2"], timeout=15)
+            _knot_edit(knot, "www", "192.0.2.45")
+            wait_until(lambda: _answers(server.dns_port, "www.example.test") == ["192.0.2.45"], timeout=20)
+        except AssertionError:
+            raise AssertionError(f"dynmx did not follow:\n{knot.log()}\n{server.log_text()}") from None
+        assert any("AXFR, outgoing" in line for line in knot.lines), knot.log()
+        ixfr = [line for line in knot.lines if "IXFR, outgoing" in line and "serial 100 -> 101" in line]
+        assert ixfr, knot.log()
+        with pytest.raises(dns.query.TransferError):  # Knot transfers to nobody without the key
+            dns.zone.from_xfr(dns.query.xfr("127.0.0.1", "example.test.", port=knot.port, timeout=3))
+
+
+@pytest.mark.interop
+def test_rfc8945_a_transfer_signed_with_the_wrong_secret_fails_and_is_logged(
+    serve: Serve, tmp_path: Path
+) -> None:
+    """The primary answers NOTAUTH to a request its key does not verify (RFC 8945 §5.2.2); dynmx
+    serves nothing for the zone and says why, instead of taking an unsigned answer."""
+    dynmx_port = free_port()
+    with _knot_primary(dynmx_port, key=True) as knot:
+        knot.start(wait_zone="example.test.")
+        config = _secondary_config(tmp_path, dynmx_port, knot.port, 'primary_key = "ops-key."\n')
+        config.write_text(config.read_text().replace(SECRET, "d3JvbmdzZWNyZXR3cm9uZ3NlY3JldHdyb25nc2VjcmV0"))
+        server = serve("--config", str(config))
+        wait_until(lambda: "event=secondary-transfer-failed" in server.log_text(), timeout=15)
+        assert _answers(server.dns_port, "mx1.example.test") == []
 
 
 @pytest.mark.interop

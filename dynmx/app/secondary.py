@@ -6,7 +6,9 @@ copy of our version, AXFR when we hold nothing. What we received is validated, w
 to the zone file atomically (so a restart serves it before the primary answers again;
 in the server on the write-back thread, since a crash before it only costs a transfer)
 and published. Refresh runs every SOA REFRESH seconds, RETRY after a failure, and at
-once on a NOTIFY from the primary's address (RFC 1996).
+once on a NOTIFY from the primary's address (RFC 1996). With `primary_key` the request
+is TSIG-signed and every message of the answer must verify (RFC 8945 §5.3.1), as NSD's
+`request-xfr: ADDRESS KEY`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import dns.xfr
 import dns.zone
 
 from dynmx.answer.acl import address_in
+from dynmx.app.update import load_keyring
 from dynmx.config import Config, parse_hostport
 from dynmx.control.writer import apply_changes, records_of, serial_of, write_atomically
 from dynmx.errors import Problem
@@ -64,6 +67,12 @@ class SecondaryService:
         self.write = write  # the running server's `WriteBack.submit`: a transfer's file, off the loop
         self.primaries = {
             dns.name.from_text(z.name): parse_hostport(z.primary) for z in config.zone if z.primary
+        }
+        keyring = load_keyring(config)
+        self.keys = {
+            dns.name.from_text(z.name): keyring[dns.name.from_text(z.primary_key)]
+            for z in config.zone
+            if z.primary and z.primary_key
         }
         self.notifiers = {
             dns.name.from_text(z.name): [ipaddress.ip_network(p) for p in z.allow_notify]
@@ -123,12 +132,9 @@ class SecondaryService:
             current.path if current is not None else self.zones_dir / f"{origin.to_text().rstrip('.')}.zone"
         )
         try:
-            if current is None:
-                target = dns.zone.Zone(origin, relativize=False)
-                query = None  # AXFR
-            else:
-                target = _copy(current.zone)
-                query, _ = dns.xfr.make_query(target)  # IXFR from our serial
+            # IXFR from the serial we hold, AXFR when we hold nothing
+            target = _copy(current.zone) if current is not None else dns.zone.Zone(origin, relativize=False)
+            query, _ = dns.xfr.make_query(target, keyring=self.keys.get(origin))
             await dns.asyncquery.inbound_xfr(host, target, query=query, port=port, timeout=TRANSFER_TIMEOUT)
         except (dns.exception.DNSException, OSError, EOFError) as error:
             log.warning(
