@@ -214,7 +214,7 @@ class Nsd:
         pidfile = self.workdir / "nsd.pid"
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
-            with contextlib.suppress(FileNotFoundError, ValueError):
+            with contextlib.suppress(FileNotFoundError, ValueError, IndexError):  # absent, or being written
                 return int(pidfile.read_text().split()[0])
             time.sleep(0.02)
         raise TimeoutError(f"NSD wrote no pidfile {pidfile}")
