@@ -1,4 +1,5 @@
-"""Per-zone access lists: `allow_query` (as BIND's allow-query) and `allow_notify` (RFC 1996 §3.10)."""
+"""Per-zone gates: `allow_query` (as BIND's allow-query), SERVFAIL for a secondary zone without a current
+copy (as NSD), and `allow_notify` (RFC 1996 §3.10)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import dns.name
 import dns.rcode
 import pytest
 
-from dynmx.answer.acl import QueryAcl, address_in
+from dynmx.answer.acl import ZoneGate, address_in
 from dynmx.app.secondary import SecondaryService
 from dynmx.config import from_mapping
 from tests.conftest import RunningServer, write_config
@@ -30,24 +31,47 @@ www   A   192.0.2.1
 INNER = dns.name.from_text("example.test.").to_digestable()
 
 
+def _wire(name: str) -> bytes:
+    return dns.name.from_text(name).to_digestable()
+
+
+LISTED = {INNER: [ipaddress.ip_network("192.0.2.0/24")]}
+
+
 def test_a_zone_without_a_list_answers_everyone() -> None:
-    acl = QueryAcl({INNER: [ipaddress.ip_network("192.0.2.0/24")]})
-    assert acl.permits(dns.name.from_text("www.other.test.").to_digestable(), ("198.51.100.1", 53))
+    assert ZoneGate(LISTED).refusal(_wire("www.other.test."), ("198.51.100.1", 53)) == 0
 
 
 def test_a_listed_zone_answers_only_its_networks_at_every_depth() -> None:
-    acl = QueryAcl({INNER: [ipaddress.ip_network("192.0.2.0/24")]})
-    name = dns.name.from_text("a.b.www.example.test.").to_digestable()
-    assert acl.permits(name, ("192.0.2.9", 5353))
-    assert not acl.permits(name, ("198.51.100.1", 5353))
+    gate = ZoneGate(LISTED)
+    assert gate.refusal(_wire("a.b.www.example.test."), ("192.0.2.9", 5353)) == 0
+    assert gate.refusal(_wire("a.b.www.example.test."), ("198.51.100.1", 5353)) == dns.rcode.REFUSED
 
 
 def test_the_deepest_listed_zone_decides() -> None:
-    child = dns.name.from_text("sub.example.test.").to_digestable()
-    acl = QueryAcl({INNER: [ipaddress.ip_network("192.0.2.0/24")], child: [ipaddress.ip_network("::1/128")]})
-    name = dns.name.from_text("www.sub.example.test.").to_digestable()
-    assert acl.permits(name, ("::1", 53, 0, 0))
-    assert not acl.permits(name, ("192.0.2.1", 53))
+    gate = ZoneGate({**LISTED, _wire("sub.example.test."): [ipaddress.ip_network("::1/128")]})
+    assert gate.refusal(_wire("www.sub.example.test."), ("::1", 53, 0, 0)) == 0
+    assert gate.refusal(_wire("www.sub.example.test."), ("192.0.2.1", 53)) == dns.rcode.REFUSED
+
+
+def test_an_unavailable_zone_answers_servfail_at_every_depth() -> None:
+    gate = ZoneGate({}, unavailable=[INNER])
+    assert gate.refusal(INNER, ("198.51.100.1", 53)) == dns.rcode.SERVFAIL
+    assert gate.refusal(_wire("a.b.example.test."), ("198.51.100.1", 53)) == dns.rcode.SERVFAIL
+    assert gate.refusal(_wire("www.other.test."), ("198.51.100.1", 53)) == 0
+
+
+def test_an_unavailable_zone_refuses_before_it_fails_a_client_outside_its_list() -> None:
+    """As NSD: allow-query is checked first, so outsiders learn nothing of the zone's state."""
+    gate = ZoneGate(LISTED, unavailable=[INNER])
+    assert gate.refusal(_wire("www.example.test."), ("198.51.100.1", 53)) == dns.rcode.REFUSED
+    assert gate.refusal(_wire("www.example.test."), ("192.0.2.1", 53)) == dns.rcode.SERVFAIL
+
+
+def test_a_zone_served_inside_an_unavailable_one_answers_from_its_data() -> None:
+    gate = ZoneGate({}, unavailable=[INNER], served_below=[_wire("sub.example.test.")])
+    assert gate.refusal(_wire("www.sub.example.test."), ("198.51.100.1", 53)) == 0
+    assert gate.refusal(_wire("www.example.test."), ("198.51.100.1", 53)) == dns.rcode.SERVFAIL
 
 
 def test_an_unparsable_peer_address_is_not_permitted() -> None:

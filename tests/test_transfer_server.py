@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,9 +36,10 @@ mx1  A   127.0.0.2
 Serve = Callable[..., RunningServer]
 
 
-def _config(tmp_path: Path, allow: str = "127.0.0.0/8", notify: str = "") -> Path:
+def _config(tmp_path: Path, allow: str = "127.0.0.0/8", notify: str = "", zone: str = ZONE) -> Path:
+    tmp_path.mkdir(exist_ok=True)
     extra = f'allow_transfer = ["{allow}"]\n' + (f'notify = ["{notify}"]\n' if notify else "")
-    return write_config(tmp_path, ZONE, EDITS + extra)
+    return write_config(tmp_path, zone, EDITS + extra)
 
 
 def _update(server: RunningServer, name: str, address: str) -> None:
@@ -184,13 +186,15 @@ def _knot_primary(dynmx_port: int, key: bool = False) -> Knot:
         pytest.skip(str(error))
 
 
-def _secondary_config(tmp_path: Path, dynmx_port: int, primary_port: int, zone_extra: str = "") -> Path:
+def _secondary_config(
+    tmp_path: Path, dynmx_port: int, primary_port: int, zone_extra: str = "", workers: int = 0
+) -> Path:
     zones = tmp_path / "zones"
-    zones.mkdir()
+    zones.mkdir(exist_ok=True)
     config = tmp_path / "dynmx.toml"
     config.write_text(
         f'[server]\nlisten = ["127.0.0.1:{dynmx_port}"]\nzones_dir = "{zones}"\n'
-        f'state_dir = "{tmp_path / "state"}"\n'
+        f'state_dir = "{tmp_path / "state"}"\nworkers = {workers}\n'
         f'[[key]]\nname = "ops-key."\nsecret = "{SECRET}"\n'
         f'[[zone]]\nname = "example.test."\nprimary = "127.0.0.1:{primary_port}"\n{zone_extra}'
     )
@@ -260,6 +264,94 @@ def test_rfc8945_a_transfer_signed_with_the_wrong_secret_fails_and_is_logged(
         server = serve("--config", str(config))
         wait_until(lambda: "event=secondary-transfer-failed" in server.log_text(), timeout=15)
         assert _answers(server.dns_port, "mx1.example.test") == []
+
+
+def _rcode(port: int, name: str = "example.test.", rdtype: str = "SOA") -> int:
+    query = dns.message.make_query(name, rdtype)
+    return dns.query.udp(query, "127.0.0.1", port=port, timeout=2).rcode()
+
+
+@pytest.mark.interop
+def test_a_secondary_zone_before_its_first_transfer_answers_servfail_as_nsd_does(
+    serve: Serve, tmp_path: Path
+) -> None:
+    """No copy yet (the primary does not answer): SERVFAIL, not REFUSED, as NSD says of such a zone."""
+    silent = free_port()
+    server = serve("--config", str(_secondary_config(tmp_path, 0, silent)))
+    options = {"example.test": [f"request-xfr: 127.0.0.1@{silent} NOKEY"]}
+    (tmp_path / "nsd").mkdir()
+    try:
+        nsd = Nsd(tmp_path / "nsd", {"example.test": "example.test.zone"}, zone_options=options)
+    except NsdUnavailable as error:
+        pytest.skip(str(error))
+    nsd.start()
+    try:
+        assert _rcode(nsd.port) == dns.rcode.SERVFAIL, nsd.log()
+        assert _rcode(nsd.port, "www.example.test.", "A") == dns.rcode.SERVFAIL
+    finally:
+        nsd.stop()
+    assert _rcode(server.dns_port) == dns.rcode.SERVFAIL
+    assert _rcode(server.dns_port, "www.example.test.", "A") == dns.rcode.SERVFAIL
+    assert "event=zone-unavailable zone=example.test. reason=no-copy" in server.log_text()
+
+
+FAST_EXPIRY = ZONE.replace("100 7200 3600 1209600 300", "100 1 1 4 300")  # refresh, retry 1 s; expire 4 s
+
+
+@pytest.mark.parametrize("workers", [0, 2], ids=["one-process", "two-workers"])
+def test_rfc1035_a_secondary_zone_answers_servfail_once_expire_passes_without_its_primary(
+    serve: Serve, tmp_path: Path, workers: int
+) -> None:
+    """SOA EXPIRE (RFC 1035 §3.3.13): the copy is served while the primary is away for less,
+    and no longer once EXPIRE seconds pass since it last answered."""
+    primary = serve("--config", str(_config(tmp_path / "primary", zone=FAST_EXPIRY)))
+    config = _secondary_config(tmp_path, 0, primary.dns_port, workers=workers)
+    server = serve("--config", str(config))
+    wait_until(lambda: _answers(server.dns_port, "mx1.example.test") == ["127.0.0.2"], timeout=15)
+    primary.stop()
+    stopped = time.monotonic()
+    assert _answers(server.dns_port, "mx1.example.test") == ["127.0.0.2"]
+    wait_until(lambda: _rcode(server.dns_port, "mx1.example.test.", "A") == dns.rcode.SERVFAIL, timeout=10)
+    assert time.monotonic() - stopped > 2  # expire 4 s after the last refresh, at most 1 s before the stop
+    assert "event=zone-unavailable zone=example.test. reason=expired" in server.log_text()
+
+
+def _stale_copy(tmp_path: Path, age_days: float) -> None:
+    """A copy of ZONE (SOA EXPIRE 14 days) whose file was last confirmed `age_days` ago."""
+    zones = tmp_path / "zones"
+    zones.mkdir()
+    path = zones / "example.test.zone"
+    path.write_text(ZONE)
+    then = time.time() - age_days * 86400
+    os.utime(path, (then, then))
+
+
+@pytest.mark.parametrize(("age_days", "rcode"), [(13, dns.rcode.NOERROR), (15, dns.rcode.SERVFAIL)])
+def test_rfc1035_a_restart_knows_a_copy_older_than_expire_from_its_file(
+    serve: Serve, tmp_path: Path, age_days: float, rcode: int
+) -> None:
+    """The zone file's mtime is when the primary last confirmed the copy (NSD keeps it in
+    xfrd.state): a restart serves a copy younger than EXPIRE and fails an older one."""
+    _stale_copy(tmp_path, age_days)
+    server = serve("--config", str(_secondary_config(tmp_path, 0, free_port())))
+    assert _rcode(server.dns_port, "mx1.example.test.", "A") == rcode
+
+
+def test_a_primary_that_confirms_an_expired_copy_makes_it_answer_again_and_stamps_its_file(
+    serve: Serve, tmp_path: Path
+) -> None:
+    """An IXFR answered with our own serial (nothing newer) confirms the copy: it is served
+    again, and its file's mtime is now, so a restart serves it too."""
+    primary = serve("--config", str(_config(tmp_path / "primary", zone=ZONE)))
+    _stale_copy(tmp_path, 15)
+    started = time.time()
+    server = serve("--config", str(_secondary_config(tmp_path, 0, primary.dns_port)))
+    wait_until(lambda: _answers(server.dns_port, "mx1.example.test") == ["127.0.0.2"], timeout=15)
+    log = server.log_text()
+    assert "event=zone-unavailable zone=example.test. reason=expired" in log
+    assert "event=zone-available zone=example.test." in log
+    assert "event=secondary-updated" not in log  # confirmed, not transferred again
+    assert (tmp_path / "zones" / "example.test.zone").stat().st_mtime >= started - 1
 
 
 @pytest.mark.interop

@@ -23,7 +23,7 @@ import dns.rdataset
 import dns.rdatatype
 
 from dynmx.answer import rrl
-from dynmx.answer.acl import QueryAcl
+from dynmx.answer.acl import ZoneGate
 from dynmx.answer.compiler import AnswerTable
 from dynmx.answer.lookup import Answer, Outcome, lookup
 from dynmx.answer.render import render
@@ -115,7 +115,7 @@ class Engine:
         self._lru: OrderedDict[bytes, Entry] = OrderedDict()
         self.control: ControlHandler | None = None
         self.rrl: rrl.RateLimiter | None = None  # response rate limiting for UDP (set by the app)
-        self.query_acl: QueryAcl | None = None  # per-zone allow_query (set by the app when any zone has one)
+        self.gate: ZoneGate | None = None  # allow_query and unavailable zones (set by the app when any)
         self.transfer: TransferHandler | None = None
         self.client_subnet = client_subnet
         # `status.<pool>` CH TXT answers (off unless set): pool name -> lines, or None.
@@ -137,6 +137,8 @@ class Engine:
             except (FormError, DropPacket):
                 return self.handle(data, addr, True)
             if query.qtype in (TYPE_AXFR, TYPE_IXFR) and query.qclass == CLASS_IN:
+                if self.gate is not None and self.gate.refusal(query.qname_lower, None):
+                    return question_only(data, query, RCODE_SERVFAIL)  # no current copy to send
                 try:
                     return self.transfer(data, query, addr)
                 except Exception:  # our fault, as in `handle`: SERVFAIL and a log line, never a raise
@@ -231,8 +233,8 @@ class Engine:
         else:
             return self._slow(data, addr, tcp)
         name = data[12:qend].lower()
-        if self.query_acl is not None and not self.query_acl.permits(name, addr):
-            return question_only(data, parse_query(data), RCODE_REFUSED)
+        if self.gate is not None and (refusal := self.gate.refusal(name, addr)):
+            return question_only(data, parse_query(data), refusal)
         entries = self.table.entries
         entry = entries.get(name + data[qend : qend + 2]) or entries.get(name)
         if entry is None:
@@ -297,8 +299,8 @@ class Engine:
             return question_only(data, query, RCODE_REFUSED, options=options)
         if query.qtype in (TYPE_AXFR, TYPE_IXFR):
             return self._transfer(data, query, tcp, options)
-        if self.query_acl is not None and not self.query_acl.permits(query.qname_lower, addr):
-            return question_only(data, query, RCODE_REFUSED, options=options)
+        if self.gate is not None and (refusal := self.gate.refusal(query.qname_lower, addr)):
+            return question_only(data, query, refusal, options=options)
         if self.on_selfcheck is not None and SELFCHECK_LABEL in query.qname_lower:
             self.on_selfcheck(query.qname_lower)  # a probe with EDNS options comes this way
         class_any = query.qclass == CLASS_ANY

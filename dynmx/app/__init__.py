@@ -31,7 +31,7 @@ from dynmx.app.control import control_routes
 from dynmx.app.explain import explain_query
 from dynmx.app.handover import handed_over
 from dynmx.app.health import HealthMonitor
-from dynmx.app.listeners import HotStats, Listeners, bind_all, make_engine, query_acl
+from dynmx.app.listeners import HotStats, Listeners, bind_all, make_engine, zone_gate
 from dynmx.app.secondary import SecondaryService
 from dynmx.app.selfcheck import SelfCheckService
 from dynmx.app.update import TransferService, UpdateService, key_secrets
@@ -146,6 +146,7 @@ class App:
         self._filling: asyncio.Task[None] | None = None  # compiling pending zones
         self.dyndns2_state = dyndns2.DynState()
         self._held = contextlib.ExitStack()  # what lives until the server stops (the handover file)
+        self.unavailable: frozenset[dns.name.Name] = frozenset()  # secondary zones answering SERVFAIL
 
     # -- zones ---------------------------------------------------------------------------
 
@@ -289,6 +290,18 @@ class App:
             time.monotonic() - started,
         )
 
+    def _set_unavailable(self, origins: frozenset[dns.name.Name]) -> None:
+        """The secondary zones without a current copy changed: from now on they answer SERVFAIL."""
+        self.unavailable = origins
+        self._apply_gate()
+        if self.workers is not None:
+            self.workers.broadcast("unavailable", origins)
+
+    def _apply_gate(self) -> None:
+        if self.engine is not None:
+            served = self.zones_by_origin() if self.unavailable else {}
+            self.engine.gate = zone_gate(self.config, self.unavailable, served)
+
     def _notify_secondaries(self, zone: LoadedZone) -> None:
         """RFC 1996: once the new serial is served, so a secondary's SOA query sees it."""
         targets = next((z.notify for z in self.config.zone if z.name == zone.origin.to_text()), ())
@@ -306,7 +319,12 @@ class App:
         self.transfers = TransferService(self.config, self.journal, self.zones_by_origin)
         self.engine.transfer = self.transfers.handle
         self.secondary = SecondaryService(
-            self.config, self.zones_dir, self.zones_by_origin, self.publish_zone, self.writeback.submit
+            self.config,
+            self.zones_dir,
+            self.zones_by_origin,
+            self.publish_zone,
+            self.writeback.submit,
+            self._set_unavailable,
         )
         self.updates.secondaries = self.secondary.notified
         self.updates.is_secondary = self.secondary.is_secondary
@@ -356,8 +374,7 @@ class App:
         self.config = new
         self.zones_dir = new.path(new.server.zones_dir)
         self.writer.policies = {z.name: z.serial for z in new.zone}
-        if self.engine is not None:
-            self.engine.query_acl = query_acl(new)
+        self._apply_gate()
         self.health = HealthMonitor(new, self.store, self._apply_plans, self.metrics)
         self.health.adopt(previous)
         log.info(
@@ -518,12 +535,15 @@ class App:
         sdnotify.ready(f"serving {len(zones)} zones")
         self._keep_filling()
 
-    def _worker_start(self) -> tuple[Config, list[PoolPlans], dict[Path, LoadedZone]]:
-        """What a worker starts from: the config, every pool's current plans, and the versions
-        of the zones whose files are behind them (reading those files would undo edits)."""
+    def _worker_start(
+        self,
+    ) -> tuple[Config, list[PoolPlans], dict[Path, LoadedZone], frozenset[dns.name.Name]]:
+        """What a worker starts from: the config, every pool's current plans, the versions of
+        the zones whose files are behind them (reading those files would undo edits), and the
+        secondary zones that answer SERVFAIL."""
         behind = self.writeback.behind()
         versions = {path: zone for path, zone in self.state.by_file.items() if path in behind}
-        return self.config, self._pool_plans(), versions
+        return self.config, self._pool_plans(), versions, self.unavailable
 
     def _pool_plans(self) -> list[PoolPlans]:
         return [self.health.plans_for(pool) for pool in self.config.pool]

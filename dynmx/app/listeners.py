@@ -11,11 +11,12 @@ import asyncio
 import contextlib
 import ipaddress
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import dns.name
 
-from dynmx.answer.acl import QueryAcl
+from dynmx.answer.acl import ZoneGate
 from dynmx.answer.compiler import AnswerTable
 from dynmx.answer.engine import ChaosConfig, Engine
 from dynmx.answer.rrl import RateLimiter, RrlSettings
@@ -80,14 +81,22 @@ def bind_all(config: Config, copies: int) -> list[list[SocketSet]]:
     return found
 
 
-def query_acl(config: Config) -> QueryAcl | None:
-    """The zones with an `allow_query` list, or None when every zone answers everyone."""
-    rules = {
+def zone_gate(
+    config: Config, unavailable: Iterable[dns.name.Name] = (), served: Iterable[dns.name.Name] = ()
+) -> ZoneGate | None:
+    """The zones answered with an error instead of data (`allow_query` lists, and the
+    `unavailable` secondary zones), or None when every zone answers everyone from data.
+    `served`: the zones held, of which those inside an unavailable one still answer."""
+    allow_query = {
         dns.name.from_text(zone.name).to_digestable(): [ipaddress.ip_network(p) for p in zone.allow_query]
         for zone in config.zone
         if zone.allow_query
     }
-    return QueryAcl(rules) if rules else None
+    dark = frozenset(unavailable)
+    below = [o for o in served if o not in dark and any(o.is_subdomain(d) for d in dark)] if dark else []
+    if not allow_query and not dark:
+        return None
+    return ZoneGate(allow_query, [o.to_digestable() for o in dark], [o.to_digestable() for o in below])
 
 
 def make_engine(config: Config, table: AnswerTable) -> Engine:
@@ -99,7 +108,7 @@ def make_engine(config: Config, table: AnswerTable) -> Engine:
         client_subnet=cfg.client_subnet,
         nsid=nsid_octets(cfg.nsid),
     )
-    engine.query_acl = query_acl(config)
+    engine.gate = zone_gate(config)  # the app adds the unavailable secondary zones
     if config.rrl.enabled:
         limits = config.rrl
         engine.rrl = RateLimiter(

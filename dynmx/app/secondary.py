@@ -9,6 +9,11 @@ and published. Refresh runs every SOA REFRESH seconds, RETRY after a failure, an
 once on a NOTIFY from the primary's address (RFC 1996). With `primary_key` the request
 is TSIG-signed and every message of the answer must verify (RFC 8945 §5.3.1), as NSD's
 `request-xfr: ADDRESS KEY`.
+
+A zone without a current copy answers SERVFAIL, as NSD and Knot: before its first transfer,
+and once SOA EXPIRE seconds have passed since the primary last answered (RFC 1035 §3.3.13).
+That time is the zone file's mtime (touched by a refresh that finds nothing new), so a
+restart still knows a copy is stale, as NSD's xfrd.state does.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import os
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -48,6 +55,14 @@ def _copy(zone: dns.zone.Zone) -> dns.zone.Zone:
     return apply_changes(zone, [])  # shares nothing that a transaction will modify: nodes are replaced
 
 
+def _mtime(path: Path) -> float:
+    """When a copy was last confirmed (its file's mtime); now for a copy without a file."""
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return time.time()
+
+
 def _problems(zone: dns.zone.Zone, path: Path) -> list[Problem]:
     assert zone.origin is not None
     return validate(zone.origin, records_of(zone, str(path)), file=str(path))
@@ -63,8 +78,10 @@ class SecondaryService:
         zones: Callable[[], dict[dns.name.Name, LoadedZone]],
         publish: Callable[[LoadedZone], Awaitable[None]],
         write: Callable[[Path, dns.zone.Zone], object] = write_atomically,
+        on_unavailable: Callable[[frozenset[dns.name.Name]], None] = lambda origins: None,
     ) -> None:
         self.write = write  # the running server's `WriteBack.submit`: a transfer's file, off the loop
+        self.on_unavailable = on_unavailable  # told the zones without a current copy, on each change
         self.primaries = {
             dns.name.from_text(z.name): parse_hostport(z.primary) for z in config.zone if z.primary
         }
@@ -84,8 +101,18 @@ class SecondaryService:
         self.publish = publish
         self.wake: dict[dns.name.Name, asyncio.Event] = {}
         self.tasks: list[asyncio.Task[None]] = []
+        self.verified: dict[dns.name.Name, float] = {}  # when the primary last answered (time.time)
+        self.unavailable: frozenset[dns.name.Name] = frozenset()
 
     def start(self) -> None:
+        zones = self.zones()
+        for origin in self.primaries:
+            if origin in zones:
+                self.verified[origin] = _mtime(zones[origin].path)
+        self.unavailable = frozenset(o for o in self.primaries if self._expired(o, time.time()))
+        for origin in sorted(self.unavailable):
+            log.warning("event=zone-unavailable zone=%s reason=%s", origin, self._why(origin))
+        self.on_unavailable(self.unavailable)
         for origin in self.primaries:
             self.wake[origin] = asyncio.Event()
             self.tasks.append(asyncio.create_task(self._follow(origin), name=f"secondary {origin}"))
@@ -119,6 +146,7 @@ class SecondaryService:
             except Exception:  # a bug of ours must not end the loop
                 log.exception("event=secondary-error zone=%s", origin)
                 wait = FIRST_RETRY
+            wait = min(wait, self._judge(origin))
             event = self.wake[origin]
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), wait)
@@ -146,6 +174,7 @@ class SecondaryService:
             )
             return self._soa_field(current, "retry", FIRST_RETRY)
         if current is not None and serial_of(target) == serial_of(current.zone):
+            self._verified(origin, current.path)
             return self._soa_field(current, "refresh", FIRST_RETRY)
         problems = _problems(target, path)
         if problems:
@@ -159,7 +188,42 @@ class SecondaryService:
             "event=secondary-updated zone=%s serial=%d primary=%s:%d", origin, serial_of(target), host, port
         )
         await self.publish(received)
+        self.verified[origin] = time.time()  # its file, written behind, gets this mtime or later
         return self._soa_field(received, "refresh", FIRST_RETRY)
+
+    def _verified(self, origin: dns.name.Name, path: Path) -> None:
+        """The primary has nothing newer: our copy is current, and its file says so from now."""
+        self.verified[origin] = time.time()
+        with contextlib.suppress(OSError):  # not written yet: the write stamps it
+            os.utime(path)
+
+    def _expired(self, origin: dns.name.Name, now: float) -> bool:
+        """No copy, or none confirmed by the primary within SOA EXPIRE seconds."""
+        current = self.zones().get(origin)
+        if current is None:
+            return True
+        return now - self.verified.get(origin, now) >= self._soa_field(current, "expire", float("inf"))
+
+    def _why(self, origin: dns.name.Name) -> str:
+        return "expired" if origin in self.zones() else "no-copy"
+
+    def _judge(self, origin: dns.name.Name) -> float:
+        """Mark `origin` unavailable or available again, telling the server of a change;
+        return the seconds until it expires (infinity when it is not answered anyway)."""
+        now = time.time()
+        expired = self._expired(origin, now)
+        if expired != (origin in self.unavailable):
+            if expired:
+                log.warning("event=zone-unavailable zone=%s reason=%s", origin, self._why(origin))
+                self.unavailable |= {origin}
+            else:
+                log.info("event=zone-available zone=%s", origin)
+                self.unavailable -= {origin}
+            self.on_unavailable(self.unavailable)
+        if expired:
+            return float("inf")
+        current = self.zones().get(origin)
+        return self.verified.get(origin, now) + self._soa_field(current, "expire", float("inf")) - now
 
     @staticmethod
     def _soa_field(zone: LoadedZone | None, field: str, default: float) -> float:

@@ -31,7 +31,7 @@ from dynmx.answer.compiler import AnswerTable
 from dynmx.answer.engine import Engine
 from dynmx.app import STAGE_FROM_NAMES, channel, fill_slice, heap, worth_staging
 from dynmx.app.handover import taken_over
-from dynmx.app.listeners import HotStats, Listeners, SocketSet, make_engine
+from dynmx.app.listeners import HotStats, Listeners, SocketSet, make_engine, zone_gate
 from dynmx.app.zonescan import changed_origins, scan_zones, zone_data
 from dynmx.config import Config, PoolConfig
 from dynmx.logs import setup_logging
@@ -63,6 +63,7 @@ class Worker:
         self.filling = False  # a fill step is queued in `rebuilding`
         self.zone_edits = 0  # zone messages applied; a rescan keeps a zone that arrived while it read
         self.zone_edited: dict[Path, int] = {}
+        self.unavailable: frozenset[dns.name.Name] = frozenset()  # secondary zones answering SERVFAIL
         self.writer: asyncio.StreamWriter | None = None
         self.stopping = asyncio.Event()
 
@@ -113,7 +114,7 @@ class Worker:
         if init is None or init[0] != "init":
             log.error("event=worker-init-failed")
             return 1
-        _, self.index, self.config, plans, handover, behind = init
+        _, self.index, self.config, plans, handover, behind, self.unavailable = init
         setup_logging(self.config.log.level)
         self.plans = {p.pool.name: p for p in plans}
         with heap.loading():
@@ -155,7 +156,12 @@ class Worker:
         engine.on_selfcheck = self._selfcheck_seen
         if self.engine is not None:
             engine.rrl = self.engine.rrl  # the buckets outlive a new table, as in one process
+        self._apply_gate(engine)
         self.engine = engine
+
+    def _apply_gate(self, engine: Engine) -> None:
+        served = [zone.origin for zone in self.zones.values()] if self.unavailable else []
+        engine.gate = zone_gate(self.config, self.unavailable, served)
 
     async def _serve_channel(self, reader: asyncio.StreamReader) -> None:
         while (message := await channel.receive(reader)) is not None:
@@ -178,6 +184,11 @@ class Worker:
                 self.zone_edits += 1
                 self.zone_edited[zone.path] = self.zone_edits
                 self._rebuild(seq, changed=(zone.origin,))
+            elif kind == "unavailable":
+                _, seq, self.unavailable = message
+                assert self.engine is not None
+                self._apply_gate(self.engine)
+                self._send("ack", seq)
             elif kind == "reload":
                 config = self.config
                 _, seq, self.config, plans, keep, written = message

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import dns.name
+
 from dynmx.app import channel
 from dynmx.app.listeners import HotStats, SocketSet, bind_all
 from dynmx.config import Config
@@ -63,13 +65,15 @@ class WorkerPool:
         count: int,
         answer: Answer,
         on_nonce: Callable[[bytes], None],
-        current: Callable[[], tuple[Config, list[PoolPlans], dict[Path, LoadedZone]]],
+        current: Callable[
+            [], tuple[Config, list[PoolPlans], dict[Path, LoadedZone], frozenset[dns.name.Name]]
+        ],
     ) -> None:
         self.count = count
         self.answer = answer
         self.on_nonce = on_nonce
-        # What a (re)started worker begins from: the config, the pools' plans, and the
-        # versions of the zones whose files are behind them.
+        # What a (re)started worker begins from: the config, the pools' plans, the versions
+        # of the zones whose files are behind them, and the secondary zones answering SERVFAIL.
         self.current = current
         self.workers: list[WorkerHandle] = []
         self.seq = 0
@@ -108,8 +112,8 @@ class WorkerPool:
         child.close()
         reader, writer = await asyncio.open_connection(sock=parent)
         worker.writer = writer
-        config, plans, behind = self.current()  # once the writer is set: later edits reach it
-        channel.send(writer, "init", worker.index, config, plans, self.handover, behind)
+        config, plans, behind, unavailable = self.current()  # once the writer is set: later edits reach it
+        channel.send(writer, "init", worker.index, config, plans, self.handover, behind, unavailable)
         worker.acked = self.seq  # it starts from every change sent so far
         worker.task = asyncio.get_running_loop().create_task(self._serve(worker, reader))
         log.info("event=worker-started worker=%d pid=%d", worker.index, worker.process.pid)
