@@ -3,7 +3,7 @@
 Two reasons, one walk up the query name: a zone with an `allow_query` list (as BIND's)
 answers REFUSED to everyone else, and a secondary zone held without a current copy
 (before its first transfer, or once SOA EXPIRE has passed without reaching its primary)
-answers SERVFAIL, as NSD and Knot do. Checked on the hot path only when some zone has a
+answers SERVFAIL, as NSD does. Checked on the hot path only when some zone has a
 rule, so the common server pays nothing.
 """
 

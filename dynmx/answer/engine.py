@@ -45,6 +45,7 @@ from dynmx.wire.response import (
     OPT_PLAIN,
     RCODE_BADVERS,
     RCODE_FORMERR,
+    RCODE_NOTAUTH,
     RCODE_NOTIMP,
     RCODE_REFUSED,
     RCODE_SERVFAIL,
@@ -138,7 +139,7 @@ class Engine:
                 return self.handle(data, addr, True)
             if query.qtype in (TYPE_AXFR, TYPE_IXFR) and query.qclass == CLASS_IN:
                 if self.gate is not None and self.gate.refusal(query.qname_lower, None):
-                    return question_only(data, query, RCODE_SERVFAIL)  # no current copy to send
+                    return question_only(data, query, RCODE_NOTAUTH)  # no current copy to send, as NSD
                 try:
                     return self.transfer(data, query, addr)
                 except Exception:  # our fault, as in `handle`: SERVFAIL and a log line, never a raise

@@ -10,7 +10,7 @@ once on a NOTIFY from the primary's address (RFC 1996). With `primary_key` the r
 is TSIG-signed and every message of the answer must verify (RFC 8945 §5.3.1), as NSD's
 `request-xfr: ADDRESS KEY`.
 
-A zone without a current copy answers SERVFAIL, as NSD and Knot: before its first transfer,
+A zone without a current copy answers SERVFAIL, as NSD does: before its first transfer,
 and once SOA EXPIRE seconds have passed since the primary last answered (RFC 1035 §3.3.13).
 That time is the zone file's mtime (touched by a refresh that finds nothing new), so a
 restart still knows a copy is stale, as NSD's xfrd.state does.

@@ -27,6 +27,7 @@ RCODE_SERVFAIL = 2
 RCODE_NXDOMAIN = 3
 RCODE_NOTIMP = 4
 RCODE_REFUSED = 5
+RCODE_NOTAUTH = 9
 RCODE_BADVERS = 16  # extended: 1 in the OPT TTL's upper byte, 0 in the header
 
 FLAG_QR = 0x8000
