@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -326,6 +328,14 @@ def test_rfc1035_a_secondary_zone_answers_servfail_once_expire_passes_without_it
     wait_until(lambda: _rcode(server.dns_port, "mx1.example.test.", "A") == dns.rcode.SERVFAIL, timeout=10)
     assert time.monotonic() - stopped > 2  # expire 4 s after the last refresh, at most 1 s before the stop
     assert "event=zone-unavailable zone=example.test. reason=expired" in server.log_text()
+
+
+def test_status_lists_the_secondary_zones_without_a_current_copy(serve: Serve, tmp_path: Path) -> None:
+    config = _secondary_config(tmp_path, 0, free_port())
+    config.write_text(config.read_text() + '[http]\nlisten = "127.0.0.1:0"\n')
+    server = serve("--config", str(config))
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/status", timeout=5) as reply:
+        assert json.load(reply)["unavailable"] == ["example.test."]
 
 
 def _stale_copy(tmp_path: Path, age_days: float) -> None:

@@ -714,6 +714,7 @@ class App:
                 for z in sorted(self.state.by_file.values(), key=lambda z: z.origin.to_text())
             ],
             "problems": [str(p) for p in self.state.problems],
+            "unavailable": sorted(origin.to_text() for origin in self.unavailable),  # secondaries: SERVFAIL
             "pools": [self.health.pool_status(name, self._first_counts(name)) for name in self.health.pools],
             "entries": self.hot_stats().counters.get("entries", 0) if engine else 0,
             "selfcheck": self.selfcheck.status(),
