@@ -25,6 +25,7 @@ NAMES = [
     "foo.wc.example.test.",
     "host.sub.example.test.",
     "nope.example.test.",
+    "www.lost.test.",
 ]
 SEEDS = [
     query(name, rdtype, edns=edns, want_dnssec=edns, payload=600).to_wire()

@@ -37,6 +37,7 @@ from dynmx.answer.compiler import compile_table
 from dynmx.answer.engine import Engine
 from dynmx.answer.zoneset import ZoneData
 from dynmx.app.health import HealthMonitor
+from dynmx.app.listeners import zone_gate
 from dynmx.app.update import TransferService, UpdateService
 from dynmx.config import Config, from_mapping
 from dynmx.control.journal import Journal
@@ -62,10 +63,12 @@ OUTSIDER = ("127.0.0.2", 5300)  # not allowed to transfer, not a primary
 NSID = b"fuzz-ns1"  # so fuzzed queries asking for NSID (RFC 5001) get it
 EXAMPLE = dns.name.from_text("example.test.")
 OTHER = dns.name.from_text("other.test.")
+LOST = dns.name.from_text("lost.test.")  # a secondary without a copy, asked by PEER only: SERVFAIL
 
 
 def fuzz_config(zones_dir: Path, state_dir: Path) -> Config:
-    """example.test. editable with ops-key. and transferable from loopback; other.test. a secondary."""
+    """example.test. editable with ops-key. and transferable from loopback; other.test. a secondary;
+    lost.test. a secondary without a copy that only PEER may query."""
     raw = {
         "server": {
             "listen": ["127.0.0.1:0"],
@@ -82,6 +85,7 @@ def fuzz_config(zones_dir: Path, state_dir: Path) -> Config:
                 "allow_transfer": ["127.0.0.1/32", KEY_NAME],
             },
             {"name": "other.test.", "primary": f"{PRIMARY}:9"},
+            {"name": LOST.to_text(), "primary": f"{PRIMARY}:9", "allow_query": [f"{PRIMARY}/32"]},
         ],
     }
     return from_mapping(raw, base_dir=zones_dir.parent)
@@ -143,6 +147,7 @@ def controlled_engine(directory: Path) -> ControlledEngine:
 
     engine.control = updates.handle
     engine.transfer = transfers.handle
+    engine.gate = zone_gate(config, [LOST], zones)
     updates.secondaries = secondaries
     updates.is_secondary = lambda origin: origin == OTHER
     return controlled
@@ -211,6 +216,7 @@ def notify_seeds() -> list[bytes]:
 def transfer_seeds() -> list[bytes]:
     """AXFR and IXFR queries (RFC 5936, RFC 1995), signed and not."""
     seeds: list[bytes] = []
+    seeds.append(dns.message.make_query(LOST, "AXFR").to_wire())
     for signed in (False, True):
         axfr = dns.message.make_query("example.test.", "AXFR")
         ixfr = dns.message.make_query("example.test.", "IXFR")
