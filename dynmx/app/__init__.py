@@ -292,6 +292,8 @@ class App:
 
     def _set_unavailable(self, origins: frozenset[dns.name.Name]) -> None:
         """The secondary zones without a current copy changed: from now on they answer SERVFAIL."""
+        if origins == self.unavailable:
+            return  # a reload's new secondary service says what the old one did
         self.unavailable = origins
         self._apply_gate()
         if self.workers is not None:

@@ -64,6 +64,12 @@ class Worker:
         self.zone_edits = 0  # zone messages applied; a rescan keeps a zone that arrived while it read
         self.zone_edited: dict[Path, int] = {}
         self.unavailable: frozenset[dns.name.Name] = frozenset()  # secondary zones answering SERVFAIL
+        # Acknowledgements: the control process takes an ack of N to mean every change up to N
+        # is answered from, so a fact applied at once is not acknowledged past a table still
+        # compiling for an earlier change.
+        self.compiling: set[int] = set()  # changes whose table is not served yet
+        self.received = 0  # the newest change applied or being compiled
+        self.acked = 0
         self.writer: asyncio.StreamWriter | None = None
         self.stopping = asyncio.Event()
 
@@ -177,7 +183,7 @@ class Worker:
                 self.plans[plans.pool.name] = plans
                 assert self.engine is not None
                 refresh_pool(self.engine.table, plans)
-                self._send("ack", seq)
+                self._applied(seq)
             elif kind == "zone":
                 _, seq, zone = message
                 self.zones[zone.path] = zone
@@ -188,7 +194,7 @@ class Worker:
                 _, seq, self.unavailable = message
                 assert self.engine is not None
                 self._apply_gate(self.engine)
-                self._send("ack", seq)
+                self._applied(seq)
             elif kind == "reload":
                 config = self.config
                 _, seq, self.config, plans, keep, written = message
@@ -206,8 +212,17 @@ class Worker:
         """Compile a new table off the loop; queries go on being answered from the old one.
         A `rescan` reads the zone files again, with the control process's word on them."""
         loop = asyncio.get_running_loop()
+        self.compiling.add(seq)
 
         async def rebuild() -> None:
+            try:
+                await build()
+            except Exception:  # acknowledged all the same: a later change must not wait behind it
+                log.exception("event=worker-rebuild-failed worker=%d seq=%d", self.index, seq)
+            self._applied(seq)
+            self._keep_filling()
+
+        async def build() -> None:
             if rescan is not None:
                 mark = self.zone_edits
                 table = self.engine.table if incremental and self.engine is not None else None
@@ -250,10 +265,17 @@ class Worker:
                 self.listeners.tcp.handler = engine.handle_tcp
                 for udp in self.listeners.udp:
                     udp.handler = engine.handle
-            self._send("ack", seq)
-            self._keep_filling()
 
         self._in_turn(rebuild)
+
+    def _applied(self, seq: int) -> None:
+        """Change `seq` is answered from: acknowledge up to the oldest change still compiling."""
+        self.compiling.discard(seq)
+        self.received = max(self.received, seq)
+        done = min(self.compiling) - 1 if self.compiling else self.received
+        if done > self.acked:
+            self.acked = done
+            self._send("ack", done)
 
     def _in_turn(self, step: Callable[[], Awaitable[None]]) -> None:
         """Run `step` after the rebuilds and fill steps before it: one table is built at a time."""
