@@ -141,6 +141,17 @@ def _answers(port: int, name: str) -> list[str]:
     return [r.address for r in reply.answer[0]] if reply.answer else []
 
 
+def _follows(port: int, change: Callable[[], None], address: str, *logs: Callable[[], str]) -> None:
+    """The secondary on `port` gets ZONE, then the `change` that makes www.example.test. A `address`;
+    an AssertionError carries the `logs` of both sides."""
+    try:
+        wait_until(lambda: _answers(port, "mx1.example.test") == ["127.0.0.2"], timeout=15)
+        change()
+        wait_until(lambda: _answers(port, "www.example.test") == [address], timeout=20)
+    except AssertionError:
+        raise AssertionError("the secondary did not follow:\n" + "\n".join(log() for log in logs)) from None
+
+
 @pytest.mark.interop
 def test_knot_secondary_follows_by_tsig_signed_axfr_then_notify_and_ixfr(
     serve: Serve, tmp_path: Path
@@ -161,12 +172,9 @@ def test_knot_secondary_follows_by_tsig_signed_axfr_then_notify_and_ixfr(
         pytest.skip(str(error))
     with knot:
         knot.start()
-        try:
-            wait_until(lambda: _answers(knot.port, "mx1.example.test") == ["127.0.0.2"], timeout=15)
-            _update(server, "www", "192.0.2.10")
-            wait_until(lambda: _answers(knot.port, "www.example.test") == ["192.0.2.10"], timeout=15)
-        except AssertionError:
-            raise AssertionError(f"Knot did not follow:\n{knot.log()}\n{server.log_text()}") from None
+        _follows(
+            knot.port, lambda: _update(server, "www", "192.0.2.10"), "192.0.2.10", knot.log, server.log_text
+        )
         remote = f"incoming, remote 127.0.0.1@{server.dns_port}"  # allow_transfer has only the key
         assert f"AXFR, {remote}, finished" in knot.log(), knot.log()
         assert f"IXFR, {remote}, finished" in knot.log(), knot.log()
@@ -217,12 +225,13 @@ def test_dynmx_as_secondary_of_knot_follows_an_ixfr_from_its_journal(serve: Serv
     with _knot_primary(dynmx_port) as knot:
         knot.start(wait_zone="example.test.")
         server = serve("--config", str(_secondary_config(tmp_path, dynmx_port, knot.port)))
-        wait_until(lambda: _answers(server.dns_port, "mx1.example.test") == ["127.0.0.2"], timeout=15)
-        _knot_edit(knot, "www", "192.0.2.44")
-        try:
-            wait_until(lambda: _answers(server.dns_port, "www.example.test") == ["192.0.2.44"], timeout=20)
-        except AssertionError:
-            raise AssertionError(f"dynmx did not follow:\n{knot.log()}\n{server.log_text()}") from None
+        _follows(
+            server.dns_port,
+            lambda: _knot_edit(knot, "www", "192.0.2.44"),
+            "192.0.2.44",
+            knot.log,
+            server.log_text,
+        )
         ixfr = [line for line in knot.lines if "IXFR, outgoing" in line and "serial 100 -> 101" in line]
         assert ixfr, knot.log()  # the difference from the journal, not a whole zone
         assert "event=notify-received" in server.log_text()
@@ -239,12 +248,13 @@ def test_rfc8945_dynmx_as_secondary_signs_its_transfer_requests_with_primary_key
         knot.start(wait_zone="example.test.")
         config = _secondary_config(tmp_path, dynmx_port, knot.port, 'primary_key = "ops-key."\n')
         server = serve("--config", str(config))
-        try:
-            wait_until(lambda: _answers(server.dns_port, "mx1.example.test") == ["127.0.0.2"], timeout=15)
-            _knot_edit(knot, "www", "192.0.2.45")
-            wait_until(lambda: _answers(server.dns_port, "www.example.test") == ["192.0.2.45"], timeout=20)
-        except AssertionError:
-            raise AssertionError(f"dynmx did not follow:\n{knot.log()}\n{server.log_text()}") from None
+        _follows(
+            server.dns_port,
+            lambda: _knot_edit(knot, "www", "192.0.2.45"),
+            "192.0.2.45",
+            knot.log,
+            server.log_text,
+        )
         assert any("AXFR, outgoing" in line for line in knot.lines), knot.log()
         ixfr = [line for line in knot.lines if "IXFR, outgoing" in line and "serial 100 -> 101" in line]
         assert ixfr, knot.log()
