@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import math
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -109,7 +110,8 @@ class SecondaryService:
         for origin in self.primaries:
             if origin in zones:
                 self.verified[origin] = _mtime(zones[origin].path)
-        self.unavailable = frozenset(o for o in self.primaries if self._expired(o, time.time()))
+        now = time.time()
+        self.unavailable = frozenset(o for o in self.primaries if self._expires_in(o, now) <= 0)
         for origin in sorted(self.unavailable):
             log.warning("event=zone-unavailable zone=%s reason=%s", origin, self._why(origin))
         self.on_unavailable(self.unavailable)
@@ -146,7 +148,7 @@ class SecondaryService:
             except Exception:  # a bug of ours must not end the loop
                 log.exception("event=secondary-error zone=%s", origin)
                 wait = FIRST_RETRY
-            wait = min(wait, self._judge(origin))
+            wait = min(wait, self._check_expiry(origin))
             event = self.wake[origin]
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), wait)
@@ -197,21 +199,22 @@ class SecondaryService:
         with contextlib.suppress(OSError):  # not written yet: the write stamps it
             os.utime(path)
 
-    def _expired(self, origin: dns.name.Name, now: float) -> bool:
-        """No copy, or none confirmed by the primary within SOA EXPIRE seconds."""
+    def _expires_in(self, origin: dns.name.Name, now: float) -> float:
+        """Seconds until the copy is SOA EXPIRE seconds past its last confirmation by the
+        primary: 0 or less once it is, minus infinity without a copy."""
         current = self.zones().get(origin)
         if current is None:
-            return True
-        return now - self.verified.get(origin, now) >= self._soa_field(current, "expire", float("inf"))
+            return -math.inf
+        return self.verified.get(origin, now) + self._soa_field(current, "expire", math.inf) - now
 
     def _why(self, origin: dns.name.Name) -> str:
         return "expired" if origin in self.zones() else "no-copy"
 
-    def _judge(self, origin: dns.name.Name) -> float:
+    def _check_expiry(self, origin: dns.name.Name) -> float:
         """Mark `origin` unavailable or available again, telling the server of a change;
-        return the seconds until it expires (infinity when it is not answered anyway)."""
-        now = time.time()
-        expired = self._expired(origin, now)
+        return the seconds until it expires (infinity when it is unavailable already)."""
+        left = self._expires_in(origin, time.time())
+        expired = left <= 0
         if expired != (origin in self.unavailable):
             if expired:
                 log.warning("event=zone-unavailable zone=%s reason=%s", origin, self._why(origin))
@@ -220,10 +223,7 @@ class SecondaryService:
                 log.info("event=zone-available zone=%s", origin)
                 self.unavailable -= {origin}
             self.on_unavailable(self.unavailable)
-        if expired:
-            return float("inf")
-        current = self.zones().get(origin)
-        return self.verified.get(origin, now) + self._soa_field(current, "expire", float("inf")) - now
+        return math.inf if expired else left
 
     @staticmethod
     def _soa_field(zone: LoadedZone | None, field: str, default: float) -> float:
