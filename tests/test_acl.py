@@ -62,7 +62,7 @@ def test_an_unavailable_zone_answers_servfail_at_every_depth() -> None:
 
 
 def test_an_unavailable_zone_refuses_before_it_fails_a_client_outside_its_list() -> None:
-    """As NSD: allow-query is checked first, so outsiders learn nothing of the zone's state."""
+    """The query list is checked first, so outsiders learn nothing of the zone's state."""
     gate = ZoneGate(LISTED, unavailable=[INNER])
     assert gate.refusal(_wire("www.example.test."), ("198.51.100.1", 53)) == dns.rcode.REFUSED
     assert gate.refusal(_wire("www.example.test."), ("192.0.2.1", 53)) == dns.rcode.SERVFAIL
