@@ -95,6 +95,11 @@ class Metrics:
         self.zone_problems = Gauge(
             "dynmx_zone_problems", "Problems found by the last load or reload", registry=self.registry
         )
+        self.unavailable = Gauge(
+            "dynmx_zone_unavailable_zones",
+            "Secondary zones without a current copy, answering SERVFAIL",
+            registry=self.registry,
+        )
         self.reloads = Counter("dynmx_zone_reloads", "Zone loads and reloads", registry=self.registry)
         self.load_seconds = Gauge(
             "dynmx_zone_last_load_seconds", "Duration of the last load and compile", registry=self.registry

@@ -344,12 +344,16 @@ def test_rfc1035_a_secondary_zone_answers_servfail_once_expire_passes_without_it
     assert "event=zone-unavailable zone=example.test. reason=expired" in server.log_text()
 
 
-def test_status_lists_the_secondary_zones_without_a_current_copy(serve: Serve, tmp_path: Path) -> None:
+def test_status_and_metrics_report_the_secondary_zones_without_a_current_copy(
+    serve: Serve, tmp_path: Path
+) -> None:
     config = _secondary_config(tmp_path, 0, free_port())
     config.write_text(config.read_text() + '[http]\nlisten = "127.0.0.1:0"\n')
     server = serve("--config", str(config))
     with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/status", timeout=5) as reply:
         assert json.load(reply)["unavailable"] == ["example.test."]
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/metrics", timeout=5) as reply:
+        assert "dynmx_zone_unavailable_zones 1.0" in reply.read().decode().splitlines()
 
 
 def _stale_copy(tmp_path: Path, age_days: float) -> None:

@@ -295,6 +295,7 @@ class App:
         if origins == self.unavailable:
             return  # a reload's new secondary service says what the old one did
         self.unavailable = origins
+        self.metrics.unavailable.set(len(origins))
         self._apply_gate()
         if self.workers is not None:
             self.workers.broadcast("unavailable", origins)
