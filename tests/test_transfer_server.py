@@ -344,6 +344,35 @@ def test_rfc1035_a_secondary_zone_answers_servfail_once_expire_passes_without_it
     assert "event=zone-unavailable zone=example.test. reason=expired" in server.log_text()
 
 
+@pytest.mark.interop
+def test_rfc1035_an_expired_secondary_zone_answers_servfail_as_nsd_does(serve: Serve, tmp_path: Path) -> None:
+    """NSD 4.6.1 and dynmx follow one primary (SOA EXPIRE 4 s) that then stops: both answer
+    SERVFAIL once EXPIRE passes. One difference, on purpose: NSD still transfers its expired
+    copy, dynmx answers NOTAUTH (it does not pass stale data on to its own secondaries)."""
+    primary = serve("--config", str(_config(tmp_path / "primary", zone=FAST_EXPIRY)))
+    server = serve("--config", str(_secondary_config(tmp_path, 0, primary.dns_port)))
+    (tmp_path / "nsd").mkdir()
+    options = {
+        "example.test": [f"request-xfr: 127.0.0.1@{primary.dns_port} NOKEY", "provide-xfr: 127.0.0.0/8 NOKEY"]
+    }
+    try:
+        nsd = Nsd(tmp_path / "nsd", {"example.test": "example.test.zone"}, zone_options=options)
+    except NsdUnavailable as error:
+        pytest.skip(str(error))
+    nsd.start()
+    try:
+        ports = (nsd.port, server.dns_port)
+        wait_until(lambda: all(_answers(p, "mx1.example.test") == ["127.0.0.2"] for p in ports), timeout=15)
+        primary.stop()
+        wait_until(
+            lambda: all(_rcode(p, "mx1.example.test.", "A") == dns.rcode.SERVFAIL for p in ports), timeout=10
+        )
+        assert _rcode(nsd.port) == _rcode(server.dns_port) == dns.rcode.SERVFAIL
+        assert (_axfr_rcode(nsd.port), _axfr_rcode(server.dns_port)) == (dns.rcode.NOERROR, dns.rcode.NOTAUTH)
+    finally:
+        nsd.stop()
+
+
 def test_status_and_metrics_report_the_secondary_zones_without_a_current_copy(
     serve: Serve, tmp_path: Path
 ) -> None:
