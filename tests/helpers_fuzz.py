@@ -473,6 +473,7 @@ notify = ["127.0.0.1:5354"]
 [[zone]]
 name = "other.test."
 primary = "127.0.0.1:5355"
+primary_key = "ops-key."
 
 [defaults]
 ns = ["ns1.example.test."]
@@ -489,8 +490,8 @@ ttl = 60
 
 _TOML_WORDS = r"""
 = [ ] [[ ]] { } , . " ' # \ \u00e9 0 -1 1e400 nan inf true false 70000 1979-05-27 07:32:00 "" [] {}
-x é pool member host name key zone server listen secret allow_update types names "A" "BOGUS" "::1"
-"300.1.1.1:5" "*.x." "127.0.0.1:0" "a..b" "hmac-md5" "%%%" "a.b" "a;b." "x\"y." "127.0.0/8"
+x é pool member host name key zone server listen secret allow_update types names primary_key "A" "::1"
+"BOGUS" "300.1.1.1:5" "*.x." "127.0.0.1:0" "a..b" "hmac-md5" "%%%" "a.b" "a;b." "x\"y." "127.0.0/8"
 """
 TOML_TOKENS = (
     *_TOML_WORDS.split(),
