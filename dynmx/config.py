@@ -22,7 +22,7 @@ import dns.exception
 import dns.name
 import dns.rdatatype
 
-from dynmx.config_lines import key_line, parse_path, toml_error
+from dynmx.config_lines import key_line, parse_path, shown_key, toml_error
 from dynmx.errors import ConfigError
 from dynmx.health import probes
 
@@ -600,7 +600,7 @@ def _build(cls: type[T], table: Any, path: str) -> T:
     prefix = f"{path}." if path else ""
     for key, value in table.items():
         if key not in fields:
-            raise ConfigError(f"{prefix}{key}: unknown key (allowed: {', '.join(sorted(fields))})")
+            raise ConfigError(f"{prefix}{shown_key(key)}: unknown key (allowed: {', '.join(sorted(fields))})")
         values[key] = _coerce(value, hints[key], fields[key].metadata.get("check"), f"{prefix}{key}")
     for name, spec in fields.items():
         if name not in values and spec.default is REQUIRED and spec.default_factory is dataclasses.MISSING:

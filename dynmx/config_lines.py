@@ -10,7 +10,9 @@ reported at the table that lacks it. It is best effort: what it cannot place is 
 
 from __future__ import annotations
 
+import json
 import re
+import tomllib
 from collections.abc import Callable
 
 KeyPath = tuple[str | int, ...]
@@ -21,6 +23,30 @@ _INDEX = re.compile(r"\[(\d+)\]")
 _AT = re.compile(r"^(.*) \(at line (\d+), column (\d+)\)$", re.DOTALL)
 _AT_END = re.compile(r"^(.*) \(at end of document\)$", re.DOTALL)
 _UNKNOWN = ": unknown key ("
+
+
+def shown_key(key: str) -> str:
+    """A key as a message shows it: as written, or TOML-quoted when it is not printable text
+    (a tab or a line break in it must not break the one-line `file:line: reason`)."""
+    return key if key.isprintable() and key == key.strip() and key else json.dumps(key)
+
+
+def _unquoted(key: str) -> str:
+    """A key from a message, as `shown_key` wrote it."""
+    if len(key) > 1 and key[0] == key[-1] == '"':
+        try:
+            return str(json.loads(key))
+        except ValueError:
+            pass
+    return key
+
+
+def _decoded(raw: str) -> str:
+    """A quoted key's contents as TOML reads them (escapes resolved), by tomllib itself."""
+    try:
+        return str(tomllib.loads(f'k = "{raw}"')["k"])
+    except (tomllib.TOMLDecodeError, KeyError):
+        return raw
 
 
 def toml_error(message: str, text: str) -> tuple[int, str]:
@@ -52,7 +78,7 @@ def parse_path(message: str) -> KeyPath:
         del path[known:]
         end = message.find(_UNKNOWN, start)
         if end > start:
-            path.append(message[start:end])
+            path.append(_unquoted(message[start:end]))
         return tuple(path)
 
 
@@ -157,7 +183,9 @@ class _Scanner:
         while True:
             self._blank(newlines=False)
             char = self._peek()
-            if char in "\"'":
+            if char == '"':
+                parts.append(_decoded(self._string()))
+            elif char == "'":
                 parts.append(self._string())
             else:
                 match = _BARE.match(self.text, self.pos)

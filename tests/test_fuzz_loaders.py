@@ -160,6 +160,12 @@ def test_unknown_quoted_key_names_its_line(tmp_path: Path) -> None:
     )
 
 
+def test_unknown_key_with_a_control_character_is_shown_quoted_on_its_line(tmp_path: Path) -> None:
+    """Found by fuzzing (`#\\n["\\t["]#`): the key's tab began the reason, and its line was 1."""
+    text = '#\n["\\t["]#\n'
+    assert refusal(tmp_path, text).startswith('2: "\\t[": unknown key (allowed: ')
+
+
 def test_key_inside_a_multi_line_string_is_not_mistaken_for_one(tmp_path: Path) -> None:
     text = '[server]\nversion = """\nlisten = 1\n"""\nlisten = 5\n'
     assert refusal(tmp_path, text) == "5: server.listen: expected a list, got 5"
