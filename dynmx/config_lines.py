@@ -10,6 +10,7 @@ reported at the table that lacks it. It is best effort: what it cannot place is 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import tomllib
@@ -34,10 +35,8 @@ def shown_key(key: str) -> str:
 def _unquoted(key: str) -> str:
     """A key from a message, as `shown_key` wrote it."""
     if len(key) > 1 and key[0] == key[-1] == '"':
-        try:
+        with contextlib.suppress(ValueError):  # not JSON after all: a key written with quotes in it
             return str(json.loads(key))
-        except ValueError:
-            pass
     return key
 
 

@@ -295,6 +295,19 @@ def _axfr_rcode(port: int) -> int:
     return dns.rcode.NOERROR
 
 
+def _nsd_secondary(tmp_path: Path, primary_port: int) -> Nsd:
+    """NSD (not started) as a secondary of example.test. following `primary_port`, giving AXFR
+    to loopback (without `provide-xfr` it answered the AXFR of a zone with no copy REFUSED)."""
+    (tmp_path / "nsd").mkdir()
+    options = {
+        "example.test": [f"request-xfr: 127.0.0.1@{primary_port} NOKEY", "provide-xfr: 127.0.0.0/8 NOKEY"]
+    }
+    try:
+        return Nsd(tmp_path / "nsd", {"example.test": "example.test.zone"}, zone_options=options)
+    except NsdUnavailable as error:
+        pytest.skip(str(error))
+
+
 @pytest.mark.interop
 def test_a_secondary_zone_before_its_first_transfer_answers_servfail_as_nsd_does(
     serve: Serve, tmp_path: Path
@@ -303,17 +316,8 @@ def test_a_secondary_zone_before_its_first_transfer_answers_servfail_as_nsd_does
     not REFUSED, as NSD answers."""
     silent = free_port()
     server = serve("--config", str(_secondary_config(tmp_path, 0, silent)))
-    options = {"example.test": [f"request-xfr: 127.0.0.1@{silent} NOKEY", "provide-xfr: 127.0.0.0/8 NOKEY"]}
-    (tmp_path / "nsd").mkdir()
-    try:
-        nsd = Nsd(tmp_path / "nsd", {"example.test": "example.test.zone"}, zone_options=options)
-    except NsdUnavailable as error:
-        pytest.skip(str(error))
-    nsd.start()
-    try:
+    with _nsd_secondary(tmp_path, silent) as nsd:
         nsd_rcodes = [_rcode(nsd.port), _rcode(nsd.port, "www.example.test.", "A"), _axfr_rcode(nsd.port)]
-    finally:
-        nsd.stop()
     rcodes = [
         _rcode(server.dns_port),
         _rcode(server.dns_port, "www.example.test.", "A"),
@@ -351,16 +355,7 @@ def test_rfc1035_an_expired_secondary_zone_answers_servfail_as_nsd_does(serve: S
     copy, dynmx answers NOTAUTH (it does not pass stale data on to its own secondaries)."""
     primary = serve("--config", str(_config(tmp_path / "primary", zone=FAST_EXPIRY)))
     server = serve("--config", str(_secondary_config(tmp_path, 0, primary.dns_port)))
-    (tmp_path / "nsd").mkdir()
-    options = {
-        "example.test": [f"request-xfr: 127.0.0.1@{primary.dns_port} NOKEY", "provide-xfr: 127.0.0.0/8 NOKEY"]
-    }
-    try:
-        nsd = Nsd(tmp_path / "nsd", {"example.test": "example.test.zone"}, zone_options=options)
-    except NsdUnavailable as error:
-        pytest.skip(str(error))
-    nsd.start()
-    try:
+    with _nsd_secondary(tmp_path, primary.dns_port) as nsd:
         ports = (nsd.port, server.dns_port)
         wait_until(lambda: all(_answers(p, "mx1.example.test") == ["127.0.0.2"] for p in ports), timeout=15)
         primary.stop()
@@ -369,8 +364,6 @@ def test_rfc1035_an_expired_secondary_zone_answers_servfail_as_nsd_does(serve: S
         )
         assert _rcode(nsd.port) == _rcode(server.dns_port) == dns.rcode.SERVFAIL
         assert (_axfr_rcode(nsd.port), _axfr_rcode(server.dns_port)) == (dns.rcode.NOERROR, dns.rcode.NOTAUTH)
-    finally:
-        nsd.stop()
 
 
 def test_status_and_metrics_report_the_secondary_zones_without_a_current_copy(
