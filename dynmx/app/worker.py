@@ -68,7 +68,7 @@ class Worker:
         # is answered from, so a fact applied at once is not acknowledged past a table still
         # compiling for an earlier change.
         self.compiling: set[int] = set()  # changes whose table is not served yet
-        self.received = 0  # the newest change applied or being compiled
+        self.received = 0  # the newest change applied
         self.acked = 0
         self.writer: asyncio.StreamWriter | None = None
         self.stopping = asyncio.Event()
