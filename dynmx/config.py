@@ -145,8 +145,15 @@ def nsid_octets(value: str) -> bytes:
     return octets
 
 
-def _key(check: Check | None = None, **kwargs: Any) -> Any:
-    return field(metadata={"check": check} if check else {}, **kwargs)
+def _key(check: Check | None = None, *, restart: bool, **kwargs: Any) -> Any:
+    """One key of a section. `check` validates (and may normalise) its value; `restart` is the
+    key's reload decision, made for every key: True when the running server reads it only at
+    start (a reload keeps the running value and names the key in `event=config-restart-needed`),
+    False when a reload applies it. `tests/test_config_reload.py` refuses a key without one."""
+    metadata: dict[str, object] = {"restart": restart}
+    if check is not None:
+        metadata["check"] = check
+    return field(metadata=metadata, **kwargs)
 
 
 REQUIRED: Any = dataclasses.MISSING
@@ -154,36 +161,49 @@ REQUIRED: Any = dataclasses.MISSING
 
 @dataclass(frozen=True)
 class ServerConfig:
-    listen: tuple[str, ...] = _key(parse_hostport, default=("127.0.0.1:5353",))
-    zones_dir: str = "zones"
-    state_dir: str = "state"
-    tcp_idle_timeout: float = _key(_between(0.1, 3600), default=10.0)
-    tcp_max_connections: int = _key(_between(1, 100000), default=200)
-    tcp_max_per_source: int = _key(_between(1, 100000), default=20)
-    tcp_message_timeout: float = _key(_between(0.1, 3600), default=5.0)  # a begun message must finish
-    tcp_max_in_flight: int = _key(_between(1, 65535), default=32)  # pipelined replies being decided
-    workers: int = _key(_between(0, 256), default=0)  # answer processes (SO_REUSEPORT); 0 = in-process
-    cache_size: int = _key(_between(0, 10_000_000), default=10000)
-    journal_keep: int = _key(_between(1, 10_000_000), default=1000)  # newest changes kept per zone
-    version: str = ""  # answer CH TXT version.bind with this; empty keeps it REFUSED
-    identity: str = ""  # answer CH TXT id.server with this
-    nsid: str = _key(nsid_octets, default="")  # RFC 5001 identifier, to queries asking; "" = none
-    pid_file: str = ""
-    client_subnet: bool = False  # use EDNS Client Subnet (RFC 7871) for client actions
-    random_seed: int = 0  # seed of the weighted draw, for reproducible tests; 0 = unpredictable
-    chaos_status: bool = False  # answer CH TXT status.<pool name> with the pool's health
-    probe_concurrency: int = _key(_between(1, 10000), default=64)
-    probe_name: str = _key(absolute_name, default="dynmx.invalid.")  # EHLO name of the SMTP probe
+    # restart=True: read once at start, by the sockets and their TCP limits, the answer engine
+    # (CH TXT, NSID, its cache, Client Subnet, the draw's seed), the state files and the journal.
+    listen: tuple[str, ...] = _key(parse_hostport, default=("127.0.0.1:5353",), restart=True)
+    zones_dir: str = _key(default="zones", restart=False)
+    state_dir: str = _key(default="state", restart=True)
+    tcp_idle_timeout: float = _key(_between(0.1, 3600), default=10.0, restart=True)
+    tcp_max_connections: int = _key(_between(1, 100000), default=200, restart=True)
+    tcp_max_per_source: int = _key(_between(1, 100000), default=20, restart=True)
+    # a begun message must finish
+    tcp_message_timeout: float = _key(_between(0.1, 3600), default=5.0, restart=True)
+    # pipelined replies being decided
+    tcp_max_in_flight: int = _key(_between(1, 65535), default=32, restart=True)
+    # answer processes (SO_REUSEPORT); 0 = in-process
+    workers: int = _key(_between(0, 256), default=0, restart=True)
+    cache_size: int = _key(_between(0, 10_000_000), default=10000, restart=True)
+    # newest changes kept per zone
+    journal_keep: int = _key(_between(1, 10_000_000), default=1000, restart=True)
+    # answer CH TXT version.bind with this; empty keeps it REFUSED
+    version: str = _key(default="", restart=True)
+    identity: str = _key(default="", restart=True)  # answer CH TXT id.server with this
+    # RFC 5001 identifier, to queries asking; "" = none
+    nsid: str = _key(nsid_octets, default="", restart=True)
+    pid_file: str = _key(default="", restart=True)
+    # use EDNS Client Subnet (RFC 7871) for client actions
+    client_subnet: bool = _key(default=False, restart=True)
+    # seed of the weighted draw, for reproducible tests; 0 = unpredictable
+    random_seed: int = _key(default=0, restart=True)
+    # answer CH TXT status.<pool name> with the pool's health
+    chaos_status: bool = _key(default=False, restart=False)
+    probe_concurrency: int = _key(_between(1, 10000), default=64, restart=False)
+    # EHLO name of the SMTP probe
+    probe_name: str = _key(absolute_name, default="dynmx.invalid.", restart=False)
 
 
 @dataclass(frozen=True)
 class HttpConfig:
-    listen: str = _key(lambda v: v == "" or parse_hostport(v), default="")  # "" = off
+    listen: str = _key(lambda v: v == "" or parse_hostport(v), default="", restart=False)  # "" = off
 
 
 @dataclass(frozen=True)
 class LogConfig:
-    level: str = _key(_choice("debug", "info", "warning", "error"), default="info")
+    # Set once in each process at its start (the control process and every worker).
+    level: str = _key(_choice("debug", "info", "warning", "error"), default="info", restart=True)
 
 
 ROLES = ("primary", "relay", "standby")
@@ -214,27 +234,32 @@ def is_ip(text: str) -> bool:
 
 @dataclass(frozen=True)
 class MemberConfig:
-    host: str = _key(_host, default=REQUIRED)
-    preference: int = _key(_between(0, 65535), default=10)
-    weight: float = _key(_between(0, 1e6), default=1.0)
-    role: str = _key(_choice(*ROLES), default="primary")
+    host: str = _key(_host, default=REQUIRED, restart=False)
+    preference: int = _key(_between(0, 65535), default=10, restart=False)
+    weight: float = _key(_between(0, 1e6), default=1.0, restart=False)
+    role: str = _key(_choice(*ROLES), default="primary", restart=False)
     # Health probing (defaults as gdnsd/HAProxy operators know them: 10 s, 3 s, fall 3, rise 2).
-    probe: str = _key(_choice(*PROBES), default="smtp")
-    address: str = _key(lambda v: v and ipaddress.ip_address(v), default="")  # default: the host's A/AAAA
-    port: int = _key(_between(0, 65535), default=0)  # 0: the probe kind's usual port; SRV port too
-    url: str = ""  # http and load probes
-    interval: float = _key(_between(0.05, 86400), default=10.0)
-    timeout: float = _key(_between(0.05, 600), default=3.0)
-    fall: int = _key(_between(1, 1000), default=3)
-    rise: int = _key(_between(1, 1000), default=2)
-    starttls: bool = False  # smtp: require STARTTLS in the EHLO reply
-    expect_status: tuple[int, ...] = _key(_between(100, 599), default=())  # http: empty = any 2xx
-    body_match: str = ""  # http: substring the body must contain
-    load_field: str = "load"  # load: JSON field (dotted path)
-    load_metric: str = ""  # load: Prometheus metric name instead of JSON
-    sources: tuple[str, ...] = _key(_prefix, default=())  # prefixes this member resolves from (relays)
-    tls_warn_days: int = _key(_between(0, 3650), default=14)  # imaps/pop3s/submissions: warn this early
-    server_name: str = ""  # TLS probes: SNI to send (default: none)
+    probe: str = _key(_choice(*PROBES), default="smtp", restart=False)
+    # default: the host's A/AAAA
+    address: str = _key(lambda v: v and ipaddress.ip_address(v), default="", restart=False)
+    # 0: the probe kind's usual port; SRV port too
+    port: int = _key(_between(0, 65535), default=0, restart=False)
+    url: str = _key(default="", restart=False)  # http and load probes
+    interval: float = _key(_between(0.05, 86400), default=10.0, restart=False)
+    timeout: float = _key(_between(0.05, 600), default=3.0, restart=False)
+    fall: int = _key(_between(1, 1000), default=3, restart=False)
+    rise: int = _key(_between(1, 1000), default=2, restart=False)
+    starttls: bool = _key(default=False, restart=False)  # smtp: require STARTTLS in the EHLO reply
+    # http: empty = any 2xx
+    expect_status: tuple[int, ...] = _key(_between(100, 599), default=(), restart=False)
+    body_match: str = _key(default="", restart=False)  # http: substring the body must contain
+    load_field: str = _key(default="load", restart=False)  # load: JSON field (dotted path)
+    load_metric: str = _key(default="", restart=False)  # load: Prometheus metric name instead of JSON
+    # prefixes this member resolves from (relays)
+    sources: tuple[str, ...] = _key(_prefix, default=(), restart=False)
+    # imaps/pop3s/submissions: warn this early
+    tls_warn_days: int = _key(_between(0, 3650), default=14, restart=False)
+    server_name: str = _key(default="", restart=False)  # TLS probes: SNI to send (default: none)
 
     @property
     def ip(self) -> str:
@@ -255,8 +280,8 @@ class MemberConfig:
 
 @dataclass(frozen=True)
 class HintConfig:
-    label: str = _key(lambda v: _label(v), default=REQUIRED)
-    order: tuple[str, ...] = _key(_host, default=())
+    label: str = _key(lambda v: _label(v), default=REQUIRED, restart=False)
+    order: tuple[str, ...] = _key(_host, default=(), restart=False)
 
     def problems(self) -> list[str]:
         return [] if self.order else ["order: a hint needs at least one host"]
@@ -264,16 +289,21 @@ class HintConfig:
 
 @dataclass(frozen=True)
 class PoolConfig:
-    name: str = _key(absolute_name, default=REQUIRED)
-    kind: str = _key(_choice(*KINDS), default="mx")  # the RRset rewritten: MX, A/AAAA, or SRV
-    strategy: str = _key(_choice(*STRATEGIES), default="static")
-    answer_count: int = _key(_between(0, 64), default=0)  # address pools: at most N addresses (0: all)
-    ttl: int = _key(_between(0, 2147483647), default=30)
-    tie_band: float = _key(_between(0, 1e9), default=0.05)  # least-load: within this of the lowest
-    promote_after: float = _key(_between(0, 1e7), default=120.0)  # primaries down this long: standbys up
-    demote_after: float = _key(_between(0, 1e7), default=120.0)  # a primary up this long: standbys back
-    on_promote: tuple[str, ...] = ()  # command and arguments run once per promotion
-    on_promote_url: str = ""  # or a webhook POSTed once per promotion (httpx)
+    name: str = _key(absolute_name, default=REQUIRED, restart=False)
+    kind: str = _key(_choice(*KINDS), default="mx", restart=False)  # the RRset rewritten: MX, A/AAAA, or SRV
+    strategy: str = _key(_choice(*STRATEGIES), default="static", restart=False)
+    # address pools: at most N addresses (0: all)
+    answer_count: int = _key(_between(0, 64), default=0, restart=False)
+    ttl: int = _key(_between(0, 2147483647), default=30, restart=False)
+    # least-load: within this of the lowest
+    tie_band: float = _key(_between(0, 1e9), default=0.05, restart=False)
+    # primaries down this long: standbys up
+    promote_after: float = _key(_between(0, 1e7), default=120.0, restart=False)
+    # a primary up this long: standbys back
+    demote_after: float = _key(_between(0, 1e7), default=120.0, restart=False)
+    # command and arguments run once per promotion
+    on_promote: tuple[str, ...] = _key(default=(), restart=False)
+    on_promote_url: str = _key(default="", restart=False)  # or a webhook POSTed once per promotion (httpx)
     member: tuple[MemberConfig, ...] = ()
     hint: tuple[HintConfig, ...] = ()
 
@@ -308,9 +338,9 @@ class PoolConfig:
 
 @dataclass(frozen=True)
 class ClientConfig:
-    prefix: str = _key(_prefix, default=REQUIRED)
-    action: str = _key(_choice("answer", "refuse", "drop", "hint"), default="answer")
-    hint: str = _key(lambda v: v and _label(v), default="")
+    prefix: str = _key(_prefix, default=REQUIRED, restart=False)
+    action: str = _key(_choice("answer", "refuse", "drop", "hint"), default="answer", restart=False)
+    hint: str = _key(lambda v: v and _label(v), default="", restart=False)
 
     def problems(self) -> list[str]:
         if self.action == "hint" and not self.hint:
@@ -322,8 +352,8 @@ class ClientConfig:
 
 @dataclass(frozen=True)
 class NameConfig:
-    name: str = _key(absolute_name, default=REQUIRED)
-    action: str = _key(_choice("null-mx", "nxdomain", "refuse"), default=REQUIRED)
+    name: str = _key(absolute_name, default=REQUIRED, restart=False)
+    action: str = _key(_choice("null-mx", "nxdomain", "refuse"), default=REQUIRED, restart=False)
 
     def problems(self) -> list[str]:
         return []
@@ -336,12 +366,14 @@ TSIG_ALGORITHMS = ("hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "
 class KeyConfig:
     """A TSIG key (RFC 8945); the secret is never logged or shown in /status."""
 
-    name: str = _key(absolute_name, default=REQUIRED)
-    algorithm: str = _key(_choice(*TSIG_ALGORITHMS), default="hmac-sha256")
-    secret: str = field(default="", repr=False)  # base64
-    secret_file: str = ""  # or a file holding the base64 secret
-    names: tuple[str, ...] = _key(absolute_name, default=())  # "host.example.test." or "*.dyn.example.test."
-    types: tuple[str, ...] = _key(_rdtype, default=())  # types this key may change, e.g. ["A"]; empty = any
+    name: str = _key(absolute_name, default=REQUIRED, restart=False)
+    algorithm: str = _key(_choice(*TSIG_ALGORITHMS), default="hmac-sha256", restart=False)
+    secret: str = _key(default="", repr=False, restart=False)  # base64
+    secret_file: str = _key(default="", restart=False)  # or a file holding the base64 secret
+    # "host.example.test." or "*.dyn.example.test."
+    names: tuple[str, ...] = _key(absolute_name, default=(), restart=False)
+    # types this key may change, e.g. ["A"]; empty = any
+    types: tuple[str, ...] = _key(_rdtype, default=(), restart=False)
 
     def problems(self) -> list[str]:
         if bool(self.secret) == bool(self.secret_file):
@@ -357,15 +389,22 @@ class KeyConfig:
 class ZoneConfig:
     """Per-zone settings; zones without a block get the defaults."""
 
-    name: str = _key(absolute_name, default=REQUIRED)
-    serial: str = _key(_choice("unixtime", "dateserial", "increment"), default="unixtime")
-    allow_update: tuple[str, ...] = _key(absolute_name, default=())  # TSIG key names that may UPDATE
-    allow_transfer: tuple[str, ...] = _key(lambda v: _prefix_or_key(v), default=())  # prefixes and/or keys
-    notify: tuple[str, ...] = _key(parse_hostport, default=())  # secondaries to NOTIFY on change
-    primary: str = _key(lambda v: v == "" or parse_hostport(v), default="")  # HOST:PORT: follow it
-    primary_key: str = _key(absolute_name, default="")  # TSIG key signing our transfer requests
-    allow_query: tuple[str, ...] = _key(_prefix, default=())  # prefixes that may query; empty = all
-    allow_notify: tuple[str, ...] = _key(_prefix, default=())  # NOTIFY senders besides the primary
+    name: str = _key(absolute_name, default=REQUIRED, restart=False)
+    serial: str = _key(_choice("unixtime", "dateserial", "increment"), default="unixtime", restart=False)
+    # TSIG key names that may UPDATE
+    allow_update: tuple[str, ...] = _key(absolute_name, default=(), restart=False)
+    # prefixes and/or keys
+    allow_transfer: tuple[str, ...] = _key(lambda v: _prefix_or_key(v), default=(), restart=False)
+    # secondaries to NOTIFY on change
+    notify: tuple[str, ...] = _key(parse_hostport, default=(), restart=False)
+    # HOST:PORT: follow it
+    primary: str = _key(lambda v: v == "" or parse_hostport(v), default="", restart=False)
+    # TSIG key signing our transfer requests
+    primary_key: str = _key(absolute_name, default="", restart=False)
+    # prefixes that may query; empty = all
+    allow_query: tuple[str, ...] = _key(_prefix, default=(), restart=False)
+    # NOTIFY senders besides the primary
+    allow_notify: tuple[str, ...] = _key(_prefix, default=(), restart=False)
 
     def problems(self) -> list[str]:
         return ["primary_key: needs primary"] if self.primary_key and not self.primary else []
@@ -373,9 +412,9 @@ class ZoneConfig:
 
 @dataclass(frozen=True)
 class DynHostConfig:
-    hostname: str = _key(absolute_name, default=REQUIRED)
-    username: str = _key(lambda v: v or _fail("a username is required"), default=REQUIRED)
-    password: str = field(default="", repr=False)
+    hostname: str = _key(absolute_name, default=REQUIRED, restart=False)
+    username: str = _key(lambda v: v or _fail("a username is required"), default=REQUIRED, restart=False)
+    password: str = _key(default="", repr=False, restart=False)
 
     def problems(self) -> list[str]:
         return [] if self.password else ["password: required"]
@@ -385,9 +424,9 @@ class DynHostConfig:
 class Dyndns2Config:
     """`GET /nic/update` for routers, ddclient and inadyn (off unless enabled)."""
 
-    enabled: bool = False
-    ttl: int = _key(_between(0, 86400), default=60)  # TTL of the records it writes
-    min_interval: float = _key(_between(0, 86400), default=60.0)  # per host, else "abuse"
+    enabled: bool = _key(default=False, restart=False)
+    ttl: int = _key(_between(0, 86400), default=60, restart=False)  # TTL of the records it writes
+    min_interval: float = _key(_between(0, 86400), default=60.0, restart=False)  # per host, else "abuse"
     host: tuple[DynHostConfig, ...] = ()
 
     def problems(self) -> list[str]:
@@ -396,14 +435,16 @@ class Dyndns2Config:
 
 @dataclass(frozen=True)
 class RrlConfig:
-    """Response rate limiting for UDP, on by default with NSD's defaults; loopback is exempt."""
+    """Response rate limiting for UDP, on by default with NSD's defaults; loopback is exempt.
+    Read at start: the limiter and its buckets live in the answer engine until it stops."""
 
-    enabled: bool = True
-    rate: float = _key(_between(1, 1e6), default=200.0)  # replies per second per bucket
-    slip: int = _key(_between(0, 100), default=2)  # every n-th limited reply is sent truncated
-    ipv4_prefix: int = _key(_between(8, 32), default=24)
-    ipv6_prefix: int = _key(_between(16, 128), default=56)
-    exempt: tuple[str, ...] = _key(_prefix, default=())  # sources never limited (loopback always)
+    enabled: bool = _key(default=True, restart=True)
+    rate: float = _key(_between(1, 1e6), default=200.0, restart=True)  # replies per second per bucket
+    slip: int = _key(_between(0, 100), default=2, restart=True)  # every n-th limited reply is sent truncated
+    ipv4_prefix: int = _key(_between(8, 32), default=24, restart=True)
+    ipv6_prefix: int = _key(_between(16, 128), default=56, restart=True)
+    # sources never limited (loopback always)
+    exempt: tuple[str, ...] = _key(_prefix, default=(), restart=True)
 
     def problems(self) -> list[str]:
         return []
@@ -413,13 +454,14 @@ class RrlConfig:
 class DefaultsConfig:
     """What `dynmx zone add` writes into a new zone's SOA and NS."""
 
-    ns: tuple[str, ...] = _key(absolute_name, default=())  # name servers of new zones
-    hostmaster: str = ""  # SOA RNAME, e.g. "hostmaster.example.test."; default: hostmaster.<zone>
-    ttl: int = _key(_between(0, 2147483647), default=3600)
-    refresh: int = 7200
-    retry: int = 3600
-    expire: int = 1209600
-    minimum: int = 300  # negative-caching TTL (RFC 2308)
+    ns: tuple[str, ...] = _key(absolute_name, default=(), restart=False)  # name servers of new zones
+    # SOA RNAME, e.g. "hostmaster.example.test."; default: hostmaster.<zone>
+    hostmaster: str = _key(default="", restart=False)
+    ttl: int = _key(_between(0, 2147483647), default=3600, restart=False)
+    refresh: int = _key(default=7200, restart=False)
+    retry: int = _key(default=3600, restart=False)
+    expire: int = _key(default=1209600, restart=False)
+    minimum: int = _key(default=300, restart=False)  # negative-caching TTL (RFC 2308)
 
     def problems(self) -> list[str]:
         return []
@@ -433,15 +475,17 @@ def _family(value: int) -> int:
 class SelfCheckSourceConfig:
     """One way to learn our public address: an HTTP echo, a DNS "whoami" name, an interface."""
 
-    kind: str = _key(_choice("http", "dns", "interface"), default=REQUIRED)
-    url: str = ""  # http: an echo service answering with the caller's address
-    format: str = _key(_choice("text", "json"), default="text")  # http: body format
-    field: str = ""  # http, json: the (dotted) field holding the address
-    family: int = _key(_family, default=0)  # 4, 6, or 0 for both (http); 4 or 6 (interface)
-    resolver: str = _key(lambda v: v == "" or parse_hostport(v), default="")  # dns: HOST:PORT to ask
-    name: str = ""  # dns: the whoami name, e.g. "o-o.myaddr.l.google.com."
-    rdtype: str = _key(_choice("A", "AAAA", "TXT"), default="A")  # dns
-    route_target: str = ""  # interface: an address whose route picks the interface ("" = a root server)
+    kind: str = _key(_choice("http", "dns", "interface"), default=REQUIRED, restart=False)
+    url: str = _key(default="", restart=False)  # http: an echo service answering with the caller's address
+    format: str = _key(_choice("text", "json"), default="text", restart=False)  # http: body format
+    field: str = _key(default="", restart=False)  # http, json: the (dotted) field holding the address
+    family: int = _key(_family, default=0, restart=False)  # 4, 6, or 0 for both (http); 4 or 6 (interface)
+    # dns: HOST:PORT to ask
+    resolver: str = _key(lambda v: v == "" or parse_hostport(v), default="", restart=False)
+    name: str = _key(default="", restart=False)  # dns: the whoami name, e.g. "o-o.myaddr.l.google.com."
+    rdtype: str = _key(_choice("A", "AAAA", "TXT"), default="A", restart=False)  # dns
+    # interface: an address whose route picks the interface ("" = a root server)
+    route_target: str = _key(default="", restart=False)
 
     def problems(self) -> list[str]:
         needed = {"http": ("url",), "dns": ("resolver", "name"), "interface": ()}[self.kind]
@@ -457,16 +501,20 @@ class SelfCheckSourceConfig:
 class SelfCheckConfig:
     """The self-connect check: are our own names still pointing at us? (off unless enabled)"""
 
-    enabled: bool = False
-    names: tuple[str, ...] = _key(absolute_name, default=())  # our own published names
-    resolvers: tuple[str, ...] = _key(parse_hostport, default=())  # what the world sees (never only us)
-    dns_port: int = _key(_between(1, 65535), default=53)  # where probes are sent
-    interval: float = _key(_between(1, 86400), default=300.0)
-    timeout: float = _key(_between(0.1, 60), default=5.0)
-    quorum: int = _key(_between(1, 16), default=2)  # discovery sources that must agree
-    allowed_prefixes: tuple[str, ...] = _key(_prefix, default=())  # accepted as public (test labs)
-    min_interval: float = _key(_between(0, 86400 * 30), default=300.0)  # between registrar updates
-    max_interval: float = _key(_between(60, 86400 * 365), default=25 * 86400.0)  # forced refresh
+    enabled: bool = _key(default=False, restart=False)
+    names: tuple[str, ...] = _key(absolute_name, default=(), restart=False)  # our own published names
+    # what the world sees (never only us)
+    resolvers: tuple[str, ...] = _key(parse_hostport, default=(), restart=False)
+    dns_port: int = _key(_between(1, 65535), default=53, restart=False)  # where probes are sent
+    interval: float = _key(_between(1, 86400), default=300.0, restart=False)
+    timeout: float = _key(_between(0.1, 60), default=5.0, restart=False)
+    quorum: int = _key(_between(1, 16), default=2, restart=False)  # discovery sources that must agree
+    # accepted as public (test labs)
+    allowed_prefixes: tuple[str, ...] = _key(_prefix, default=(), restart=False)
+    # between registrar updates
+    min_interval: float = _key(_between(0, 86400 * 30), default=300.0, restart=False)
+    # forced refresh
+    max_interval: float = _key(_between(60, 86400 * 365), default=25 * 86400.0, restart=False)
     source: tuple[SelfCheckSourceConfig, ...] = ()
 
     def problems(self) -> list[str]:
@@ -486,20 +534,26 @@ class SelfCheckConfig:
 class RegistrarConfig:
     """Where a changed address of ours is pushed: registrar, DNS provider or parent zone."""
 
-    name: str = _key(_label, default=REQUIRED)  # a label for logs, /status and the saved state
-    adapter: str = _key(_choice("dyndns2", "rfc2136", "webhook"), default=REQUIRED)
-    names: tuple[str, ...] = _key(absolute_name, default=())  # own names it pushes; empty = all
-    url: str = ""  # dyndns2: the update URL (https://.../nic/update); webhook: where to POST
-    username: str = ""  # dyndns2
-    password: str = field(default="", repr=False)  # dyndns2
-    hostnames: tuple[str, ...] = ()  # dyndns2: send these instead of the changed name
-    contact: str = ""  # appended to the User-Agent (dyndns2, webhook)
-    server: str = _key(lambda v: v == "" or parse_hostport(v), default="")  # rfc2136: HOST:PORT
-    zone: str = _key(lambda v: v == "" or absolute_name(v), default="")  # rfc2136: the zone to UPDATE
-    key: str = _key(lambda v: v == "" or absolute_name(v), default="")  # rfc2136: a [[key]] name
-    ttl: int = _key(_between(0, 86400), default=300)  # rfc2136
-    token: str = field(default="", repr=False)  # webhook: bearer token
-    timeout: float = _key(_between(0.1, 300), default=30.0)
+    name: str = _key(_label, default=REQUIRED, restart=False)  # a label for logs, /status and the saved state
+    adapter: str = _key(_choice("dyndns2", "rfc2136", "webhook"), default=REQUIRED, restart=False)
+    # own names it pushes; empty = all
+    names: tuple[str, ...] = _key(absolute_name, default=(), restart=False)
+    # dyndns2: the update URL (https://.../nic/update); webhook: where to POST
+    url: str = _key(default="", restart=False)
+    username: str = _key(default="", restart=False)  # dyndns2
+    password: str = _key(default="", repr=False, restart=False)  # dyndns2
+    # dyndns2: send these instead of the changed name
+    hostnames: tuple[str, ...] = _key(default=(), restart=False)
+    contact: str = _key(default="", restart=False)  # appended to the User-Agent (dyndns2, webhook)
+    # rfc2136: HOST:PORT
+    server: str = _key(lambda v: v == "" or parse_hostport(v), default="", restart=False)
+    # rfc2136: the zone to UPDATE
+    zone: str = _key(lambda v: v == "" or absolute_name(v), default="", restart=False)
+    # rfc2136: a [[key]] name
+    key: str = _key(lambda v: v == "" or absolute_name(v), default="", restart=False)
+    ttl: int = _key(_between(0, 86400), default=300, restart=False)  # rfc2136
+    token: str = _key(default="", repr=False, restart=False)  # webhook: bearer token
+    timeout: float = _key(_between(0.1, 300), default=30.0, restart=False)
 
     def problems(self) -> list[str]:
         needed = {
@@ -595,7 +649,7 @@ def _build(cls: type[T], table: Any, path: str) -> T:
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: expected a table, got {table!r}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "base_dir"}  # type: ignore[arg-type]
+    fields = {f.name: f for f in _keys(cls)}
     values: dict[str, Any] = {}
     prefix = f"{path}." if path else ""
     for key, value in table.items():
@@ -639,3 +693,75 @@ def from_mapping(raw: dict[str, Any], base_dir: Path = Path(".")) -> Config:
     """Build a Config from parsed TOML (also what tests use)."""
     config = _build(Config, raw, "")
     return dataclasses.replace(config, base_dir=base_dir)
+
+
+# -- reload: which keys a running server applies, and which only a restart does ----------
+
+
+def _keys(cls: type[Any]) -> list[dataclasses.Field[Any]]:
+    """The fields of a section that are keys of the file (`Config.base_dir` is not one)."""
+    return [spec for spec in dataclasses.fields(cls) if spec.name != "base_dir"]
+
+
+def _section(hint: Any) -> type[Any] | None:
+    """The section a key holds when it is a table (`[server]`), else None."""
+    return hint if isinstance(hint, type) and dataclasses.is_dataclass(hint) else None
+
+
+def _array_of(hint: Any) -> type[Any] | None:
+    """The section of each item when a key is an array of tables (`[[pool]]`), else None."""
+    return _section(typing.get_args(hint)[0]) if typing.get_origin(hint) is tuple else None
+
+
+def reload_decisions(cls: type[Any] = Config, path: str = "") -> dict[str, bool | None]:
+    """Every key of the schema by dotted path (`server.listen`, `pool[].member[].host`) with
+    its reload decision: True, only a restart applies it; False, a reload applies it; None,
+    undecided (a field declared without `_key`, which the schema's test refuses)."""
+    found: dict[str, bool | None] = {}
+    hints = typing.get_type_hints(cls)
+    for spec in _keys(cls):
+        where = f"{path}{spec.name}"
+        section, items = _section(hints[spec.name]), _array_of(hints[spec.name])
+        if section is not None:
+            found |= reload_decisions(section, f"{where}.")
+        elif items is not None:
+            found |= reload_decisions(items, f"{where}[].")
+        else:
+            found[where] = spec.metadata.get("restart")
+    return found
+
+
+def restart_keys(running: Config, new: Config) -> list[str]:
+    """The keys that `new` changes and only a restart applies, as dotted paths in schema order
+    (`server.listen`, `rrl.rate`). Only tables hold such keys, never arrays of tables (whose
+    items have no identity to keep a running value by; the schema's test holds to that)."""
+    return _changed(running, new, "")
+
+
+def _changed(running: Any, new: Any, path: str) -> list[str]:
+    found: list[str] = []
+    hints = typing.get_type_hints(type(new))
+    for spec in _keys(type(new)):
+        was, now = getattr(running, spec.name), getattr(new, spec.name)
+        if _section(hints[spec.name]) is not None:
+            found += _changed(was, now, f"{path}{spec.name}.")
+        elif spec.metadata.get("restart") and was != now:
+            found.append(f"{path}{spec.name}")
+    return found
+
+
+def keep_running(running: Config, new: Config) -> Config:
+    """`new` with every restart key at its value in `running`: what a reload goes on with."""
+    kept: Config = _kept(running, new)
+    return kept
+
+
+def _kept(running: Any, new: Any) -> Any:
+    hints = typing.get_type_hints(type(new))
+    changes: dict[str, Any] = {}
+    for spec in _keys(type(new)):
+        if _section(hints[spec.name]) is not None:
+            changes[spec.name] = _kept(getattr(running, spec.name), getattr(new, spec.name))
+        elif spec.metadata.get("restart"):
+            changes[spec.name] = getattr(running, spec.name)
+    return dataclasses.replace(new, **changes)
