@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,21 +66,6 @@ def test_a_file_with_several_versions_waiting_is_written_once_at_its_newest(
     assert writes.calls == [(Path("a.zone"), 1), (Path("b.zone"), 4)]
 
 
-def test_written_is_done_only_once_the_file_holds_the_version(held: tuple[HeldWrites, WriteBack]) -> None:
-    writes, back = held
-    back.submit(Path("a.zone"), _zone(1))
-    done = back.written(Path("a.zone"))
-    assert writes.started.wait(WAIT)
-    assert not done.done()
-    writes.released.set()
-    done.result(WAIT)
-    assert writes.calls == [(Path("a.zone"), 1)]
-
-
-def test_written_for_a_file_with_nothing_waiting_is_done_at_once(held: tuple[HeldWrites, WriteBack]) -> None:
-    assert held[1].written(Path("a.zone")).done()
-
-
 def test_flush_gives_up_after_its_timeout_while_a_write_is_slow(held: tuple[HeldWrites, WriteBack]) -> None:
     writes, back = held
     back.submit(Path("a.zone"), _zone(1))
@@ -91,7 +77,7 @@ def test_flush_gives_up_after_its_timeout_while_a_write_is_slow(held: tuple[Held
     assert back.behind() == frozenset()
 
 
-def test_a_failed_write_is_logged_releases_its_waiters_and_leaves_the_file_behind(
+def test_a_failed_write_is_logged_and_leaves_the_file_behind(
     held: tuple[HeldWrites, WriteBack], caplog: pytest.LogCaptureFixture
 ) -> None:
     writes, back = held
@@ -99,7 +85,6 @@ def test_a_failed_write_is_logged_releases_its_waiters_and_leaves_the_file_behin
     writes.released.set()
     with caplog.at_level(logging.ERROR, "dynmx.writeback"):
         back.submit(Path("a.zone"), _zone(1))
-        back.written(Path("a.zone")).result(WAIT)
         assert back.flush(WAIT)
     assert "event=write-back-failed file=a.zone error='[Errno 28] No space left on device'" in caplog.text
     assert back.behind() == {Path("a.zone")}  # a reload keeps the version in memory
@@ -109,8 +94,76 @@ def test_a_failed_write_is_logged_releases_its_waiters_and_leaves_the_file_behin
     assert back.behind() == frozenset()
 
 
+def test_a_file_whose_write_failed_is_blocked_with_the_reason(held: tuple[HeldWrites, WriteBack]) -> None:
+    """The owner acknowledges no edit of a zone whose file cannot be written (issue 22, item 12)."""
+    writes, back = held
+    writes.fail.add(Path("a.zone"))
+    writes.released.set()
+    assert back.blocked(Path("a.zone")) is None
+    back.submit(Path("a.zone"), _zone(1))
+    assert back.flush(WAIT)
+    assert back.blocked(Path("a.zone")) == "the zone file cannot be written ([Errno 28] No space left on device)"
+    assert back.blocked(Path("b.zone")) is None
+
+
+def test_a_failed_write_is_tried_again_until_it_succeeds() -> None:
+    """A full disk that frees up: the file gets its version without another edit."""
+    writes = HeldWrites()
+    writes.released.set()
+    writes.fail.add(Path("a.zone"))
+    back = WriteBack(writes, retry=0.05)
+    back.submit(Path("a.zone"), _zone(1))
+    assert back.flush(WAIT)
+    assert back.blocked(Path("a.zone")) is not None
+    writes.fail.clear()
+    deadline = time.monotonic() + WAIT
+    while back.blocked(Path("a.zone")) is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert back.blocked(Path("a.zone")) is None
+    assert writes.calls == [(Path("a.zone"), 1)]
+
+
+def test_each_written_file_is_told_with_its_version() -> None:
+    """So the journal learns which serial the file holds (and may prune up to it)."""
+    told: list[tuple[Path, int]] = []
+    back = WriteBack(lambda path, zone: None, lambda path, zone: told.append((path, serial_of(zone))))
+    back.submit(Path("a.zone"), _zone(3))
+    assert back.flush(WAIT)
+    assert told == [(Path("a.zone"), 3)]
+
+
+def test_a_file_changed_on_disk_since_it_was_read_is_kept_beside_not_overwritten(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A hand edit racing an edit through dynmx: both survive, and the log says so."""
+    path = tmp_path / "example.test.zone"
+    path.write_text(ZONE)
+    back = WriteBack(write_atomically)
+    back.expect(path, file_digest(path.read_bytes()))
+    path.write_text(ZONE + "hand 300 A 192.0.2.99\n")
+    with caplog.at_level(logging.ERROR, "dynmx.writeback"):
+        back.submit(path, _zone(8))
+        assert back.flush(WAIT)
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith("example.test.zone.conflict-")]
+    assert len(kept) == 1 and "192.0.2.99" in kept[0].read_text()
+    assert serial_of(load_zone_file(path).zone) == 8
+    assert "event=zone-file-conflict" in caplog.text
+
+
+def test_a_file_dynmx_wrote_itself_is_no_conflict(tmp_path: Path) -> None:
+    path = tmp_path / "example.test.zone"
+    path.write_text(ZONE)
+    back = WriteBack(write_atomically)
+    back.expect(path, file_digest(path.read_bytes()))
+    back.submit(path, _zone(8))
+    assert back.flush(WAIT)
+    back.submit(path, _zone(9))
+    assert back.flush(WAIT)
+    assert not [p for p in tmp_path.iterdir() if ".conflict-" in p.name]
+
+
 def test_a_commit_through_the_write_back_reaches_the_file(tmp_path: Path) -> None:
-    """The journal has the edit at once; the file once `written` is done (the real writer)."""
+    """The journal has the edit at once; the file once the write-back is done (the real writer)."""
     path = tmp_path / "example.test.zone"
     path.write_text(ZONE)
     journal = Journal(tmp_path / "journal.sqlite")
@@ -119,7 +172,7 @@ def test_a_commit_through_the_write_back_reaches_the_file(tmp_path: Path) -> Non
     change = Change(Op.ADD, dns.name.from_text("www.example.test."), 300, _a("192.0.2.80"))
     committed = ZoneWriter(journal, write=back.submit).commit(loaded, [change], 0.0)
     assert [entry.new_serial for entry in journal.entries("example.test.")] == [8]
-    back.written(path).result(WAIT)
+    assert back.flush(WAIT)
     assert serial_of(load_zone_file(path).zone) == serial_of(committed.zone) == 8
     journal.close()
 

@@ -1,41 +1,55 @@
 """Zone files written behind the journal, on one background thread.
 
-Writing a zone file costs the whole zone (28 s for 1,000,000 records); done on the event
-loop it silenced every zone for that long. The journal is the durability point (an
-acknowledged edit is in it; start-up replays it onto an older file), so the running
-server writes files on a thread of their own, in commit order; a file with several
-versions waiting is written once, at its newest. An acknowledgement still waits for the
-file (`written`), so a client that reads the file after NOERROR finds its change.
+Writing a zone file costs the whole zone; done on the event loop it would silence every
+zone for that long. The journal is the durability point (an acknowledged edit is in it;
+start-up replays it onto an older file, and the journal keeps every change its file
+lacks), so the running server writes files on a thread of their own, in commit order; a
+file with several versions waiting is written once, at its newest.
+
+A write that fails is tried again every `RETRY_SECONDS`; meanwhile `blocked` says why,
+and the owner acknowledges no edit of that zone (what cannot be kept is not promised).
+A file changed on disk since dynmx last read or wrote it (a hand edit racing an edit
+through dynmx) is not overwritten blindly: it is kept beside as `NAME.zone.conflict-TIME`
+and logged, and the file gets the served version.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
+import time
 import weakref
 from collections.abc import Callable
-from concurrent.futures import Future
 from pathlib import Path
 
 import dns.zone
 
+from dynmx.zone.loader import file_digest
+
 log = logging.getLogger("dynmx.writeback")
 
 WriteFile = Callable[[Path, dns.zone.Zone], object]  # `write_atomically`: returns the file's digest
+Written = Callable[[Path, dns.zone.Zone], None]  # told (on the write-back thread) of each file written
+RETRY_SECONDS = 5.0
 
 
 class WriteBack:
-    """Queues zone versions for their files; `written` and `flush` wait for them."""
+    """Queues zone versions for their files; `flush` waits for them."""
 
-    def __init__(self, write: WriteFile) -> None:
+    def __init__(
+        self, write: WriteFile, on_written: Written = lambda path, zone: None, retry: float = RETRY_SECONDS
+    ) -> None:
         self._write = write
+        self._on_written = on_written
+        self._retry = retry
         self._newest: dict[Path, dns.zone.Zone] = {}  # waiting to be written
-        self._waiters: dict[Path, list[Future[None]]] = {}  # of the waiting and the one being written
         self._writing: Path | None = None
-        self._failed: set[Path] = set()  # the last write failed: the file is behind the journal
+        self._failed: dict[Path, tuple[dns.zone.Zone, str]] = {}  # the file is behind: (version, why)
         # What the last write of each file wrote: (that version, the digest of its bytes).
         self._digests: dict[Path, tuple[weakref.ref[dns.zone.Zone], bytes]] = {}
+        self._expected: dict[Path, bytes] = {}  # the digest each file had when dynmx last saw it
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._queue: queue.SimpleQueue[Path] = queue.SimpleQueue()
@@ -50,15 +64,11 @@ class WriteBack:
         if not queued:
             self._queue.put(path)
 
-    def written(self, path: Path) -> Future[None]:
-        """Done when `path` holds the version submitted last (or its write failed, logged)."""
-        done: Future[None] = Future()
-        with self._lock:
-            if path in self._newest or path == self._writing:
-                self._waiters.setdefault(path, []).append(done)
-                return done
-        done.set_result(None)
-        return done
+    def expect(self, path: Path, digest: bytes) -> None:
+        """The file holds these bytes as dynmx read them: a write finding others keeps those."""
+        if digest:
+            with self._lock:
+                self._expected[path] = digest
 
     def flush(self, timeout: float | None = None) -> bool:
         """Block until nothing is waiting or being written; False if `timeout` ran out first."""
@@ -70,6 +80,26 @@ class WriteBack:
         keeps the version in memory for them rather than reading the file back."""
         with self._lock:
             return frozenset({*self._newest, *self._failed, *([self._writing] if self._writing else [])})
+
+    def forget(self, path: Path) -> None:
+        """The file's zone is gone: write nothing more to it, and return once a write of it
+        under way has ended (blocks: call it off the loop)."""
+        with self._idle:
+            self._newest.pop(path, None)
+            self._failed.pop(path, None)
+            self._expected.pop(path, None)
+            self._digests.pop(path, None)
+            self._idle.wait_for(lambda: self._writing != path)
+
+    def blocked(self, path: Path) -> str | None:
+        """Why `path` cannot be written now (its last write failed), or None."""
+        with self._lock:
+            failed = self._failed.get(path)
+        return None if failed is None else f"the zone file cannot be written ({failed[1]})"
+
+    def failing(self) -> int:
+        with self._lock:
+            return len(self._failed)
 
     def digests(self, versions: dict[Path, dns.zone.Zone]) -> dict[Path, bytes]:
         """The digest of each file's bytes as last written, where they were written from the
@@ -84,25 +114,68 @@ class WriteBack:
 
     def _run(self) -> None:
         while True:
-            path = self._queue.get()
-            with self._lock:
-                zone = self._newest.pop(path)
-                self._writing = path
-            digest: object = None
             try:
-                digest = self._write(path, zone)
-            except Exception as error:  # the journal has the edit: start-up replays it onto the file
-                log.error("event=write-back-failed file=%s error=%r", path, str(error))
-                failed = True
-            else:
-                failed = False
+                path = self._queue.get(timeout=self._retry if self._failed else None)
+            except queue.Empty:
+                self._requeue_failed()
+                continue
+            with self._lock:
+                zone = self._newest.pop(path, None)
+                if zone is None:  # forgotten since it was queued
+                    continue
+                self._writing = path
+            error = self._write_one(path, zone)
             with self._idle:
-                if not failed and isinstance(digest, bytes):
-                    self._digests[path] = (weakref.ref(zone), digest)
                 self._writing = None
-                (self._failed.add if failed else self._failed.discard)(path)
-                # A waiter for a version submitted during this write waits for the next one.
-                waiters = [] if path in self._newest else self._waiters.pop(path, [])
+                if error is None:
+                    self._failed.pop(path, None)
+                elif path not in self._newest:
+                    self._failed[path] = (zone, error)
                 self._idle.notify_all()
-            for waiter in waiters:
-                waiter.set_result(None)
+
+    def _write_one(self, path: Path, zone: dns.zone.Zone) -> str | None:
+        """Write one file; the error's text when it failed."""
+        try:
+            self._keep_conflict(path)
+            digest = self._write(path, zone)
+        except Exception as error:  # the journal has the edit: it stays there until the file has it
+            reason = str(error) or type(error).__name__
+            log.error("event=write-back-failed file=%s error=%r retry_seconds=%g", path, reason, self._retry)
+            return reason
+        with self._lock:
+            if isinstance(digest, bytes):
+                self._digests[path] = (weakref.ref(zone), digest)
+                self._expected[path] = digest
+            recovered = path in self._failed
+        if recovered:
+            log.warning("event=write-back-recovered file=%s", path)
+        self._on_written(path, zone)
+        return None
+
+    def _keep_conflict(self, path: Path) -> None:
+        """A file changed since dynmx last saw it is moved aside before it is replaced."""
+        with self._lock:
+            expected = self._expected.get(path)
+        if expected is None:
+            return
+        try:
+            found = file_digest(path.read_bytes())
+        except FileNotFoundError:
+            return
+        if found == expected:
+            return
+        kept = path.with_name(f"{path.name}.conflict-{time.strftime('%Y%m%dT%H%M%S')}")
+        os.replace(path, kept)
+        log.error(
+            "event=zone-file-conflict file=%s kept=%s reason=%r",
+            path,
+            kept,
+            "changed on disk while dynmx had an edit of it to write; merge the kept file by hand and reload",
+        )
+
+    def _requeue_failed(self) -> None:
+        """Try the failed files again, each at the version that failed (unless a newer waits)."""
+        with self._lock:
+            failed = [(path, zone) for path, (zone, _) in self._failed.items() if path not in self._newest]
+        for path, zone in failed:
+            self.submit(path, zone)

@@ -1,4 +1,4 @@
-"""The one writer: every zone change goes through `ZoneWriter.commit`.
+"""Zone versions and their commit: the mechanics under the one owner (`dynmx.control.owner`).
 
 Order of a commit (design.md, Data and persistence): apply the changes to a new zone
 version (the old one is untouched, so readers and a failed edit see no mix), bump the
@@ -7,11 +7,14 @@ affect, append the difference to the journal, write the zone file atomically (te
 file, fsync, rename, fsync of the directory; in the running server on a background
 thread, `WriteBack`). The caller then swaps the answer table. A crash before the
 journal append loses an unacknowledged edit; after it, start-up replays the journal
-onto the file (`reconcile`).
+onto the file (`reconcile`), strictly: a change that does not apply to the file (a
+record to remove that is not there) means the two are not one history, and nothing
+is replayed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import tempfile
@@ -29,7 +32,7 @@ import dns.zone
 
 from dynmx.control.journal import Journal, JournalEntry
 from dynmx.control.update import Change, Op
-from dynmx.errors import Problem, ZoneLoadError
+from dynmx.errors import DynmxError, Problem, ZoneLoadError
 from dynmx.zone.loader import LoadedZone, new_digest
 from dynmx.zone.validate import Record, validate
 
@@ -117,6 +120,19 @@ def soa_change(zone: dns.zone.Zone, policy: str, now: float) -> list[Change]:
     return [Change(Op.DELETE, origin, soa.ttl, old), Change(Op.ADD, origin, soa.ttl, new)]
 
 
+def with_serial(zone: dns.zone.Zone, serial: int) -> dns.zone.Zone:
+    """A new version of `zone` whose SOA has `serial`."""
+    origin = _origin(zone)
+    soa = zone.nodes[origin].get_rdataset(IN, SOA)
+    assert soa is not None
+    old = soa[0]
+    changes = [
+        Change(Op.DELETE, origin, soa.ttl, old),
+        Change(Op.ADD, origin, soa.ttl, old.replace(serial=serial)),
+    ]
+    return apply_changes(zone, changes)
+
+
 def serial_of(zone: dns.zone.Zone) -> int:
     soa = zone.nodes[_origin(zone)].get_rdataset(IN, SOA)
     assert soa is not None
@@ -188,6 +204,22 @@ def _line(change: Change) -> str:
     )
 
 
+NEW_FILE_MODE = 0o644  # zone data is what the server publishes; NSD and Knot files are so too
+
+
+def _keep_mode(handle: int, path: Path) -> None:
+    """Give the new file the mode and owner of the one it replaces (a temp file is 0600): a
+    group that could read the zone file still can."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        os.fchmod(handle, NEW_FILE_MODE)
+        return
+    os.fchmod(handle, info.st_mode & 0o7777)
+    with contextlib.suppress(PermissionError):  # not root: the file stays ours, as a hand edit leaves it
+        os.fchown(handle, info.st_uid, info.st_gid)
+
+
 class _HashingFile:
     """The file `Zone.to_file` writes to (it writes bytes when it can), hashing as it goes:
     the digest costs no second pass and no copy of a large zone's text."""
@@ -202,13 +234,16 @@ class _HashingFile:
         return self.out.write(raw)
 
 
-def write_atomically(path: Path, zone: dns.zone.Zone) -> bytes:
+def write_atomically(path: Path, zone: dns.zone.Zone, *, exclusive: bool = False) -> bytes:
     """Temp file in the same directory, fsync, rename, fsync the directory: old or new, never half.
+    `exclusive`: FileExistsError rather than replace a file that is there (a hard link, not a
+    rename, puts it in place: the check and the creation are one step).
 
     Returns the digest of the bytes written (`file_digest`): a reload that reads them back
     knows them for this version and does not parse them again."""
     handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        _keep_mode(handle, path)
         with os.fdopen(handle, "wb") as out:
             hashing = _HashingFile(out)
             hashing.write(f"; written by dynmx; serial {serial_of(zone)}\n")
@@ -216,7 +251,11 @@ def write_atomically(path: Path, zone: dns.zone.Zone) -> bytes:
             zone.to_file(cast(BinaryIO, hashing), sorted=True, relativize=False, want_origin=False)
             out.flush()
             os.fsync(out.fileno())
-        os.replace(temp, path)
+        if exclusive:
+            os.link(temp, path)
+            os.unlink(temp)
+        else:
+            os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
@@ -228,22 +267,50 @@ def write_atomically(path: Path, zone: dns.zone.Zone) -> bytes:
     return hashing.digest.digest()
 
 
+class StaleBase(DynmxError):
+    """A commit planned on a zone version that is not the newest: refused, nothing written."""
+
+
+class JournalMismatch(DynmxError):
+    """The journal's changes do not apply to the zone file: the two are not one history."""
+
+
+# (origin, version before, version after, names changed) -> problems the change brings in
+EditCheck = Callable[[dns.name.Name, dns.zone.Zone, dns.zone.Zone, set[dns.name.Name]], list[str]]
+
+
 class ZoneWriter:
-    """Commits changes: new version, serial, validation, journal, atomic file."""
+    """Commits changes: new version, serial, validation, journal, zone file.
+
+    Without `write`, files are written at once and the journal learns at once that they
+    hold the new serial; the running server passes `WriteBack.submit` instead, whose
+    thread tells the journal when each file is written (`Journal.mark_flushed`).
+    """
 
     def __init__(
         self,
         journal: Journal,
         policies: dict[str, str] | None = None,
-        write: Callable[[Path, dns.zone.Zone], object] = write_atomically,
+        write: Callable[[Path, dns.zone.Zone], object] | None = None,
+        check: EditCheck | None = None,
     ) -> None:
         self.journal = journal
         self.policies = policies or {}
-        self.write = write  # the running server's `WriteBack.submit`: after the journal, off the loop
+        self.write = write or self._write_now
+        self.check = check
+
+    def _write_now(self, path: Path, zone: dns.zone.Zone) -> None:
+        write_atomically(path, zone)
+        self.journal.mark_flushed(_origin(zone).to_text(), serial_of(zone))
 
     def commit(self, loaded: LoadedZone, changes: list[Change], now: float) -> LoadedZone:
-        """Apply `changes` to `loaded` durably; raises ZoneLoadError (nothing written) if invalid."""
+        """Apply `changes` to `loaded` durably; raises ZoneLoadError (nothing written) if invalid,
+        StaleBase if `loaded` is not the zone's newest version in the journal."""
         name = loaded.origin.to_text()
+        head = self.journal.head(name)
+        if head is not None and head != serial_of(loaded.zone):
+            planned = serial_of(loaded.zone)
+            raise StaleBase(f"{name}: the change was planned on serial {planned}, but serial {head} is newer")
         policy = self.policies.get(name, "increment")
         zone = _new_version(loaded.zone)
         copied: set[dns.name.Name] = set()
@@ -251,31 +318,139 @@ class ZoneWriter:
         serial = soa_change(zone, policy, now)
         _apply(zone, loaded.zone, serial, copied)  # onto the same new version: no second copy
         problems = edit_problems(loaded.origin, zone, [*changes, *serial], str(loaded.path))
+        if not problems and self.check is not None:
+            names = {change.name for change in changes}
+            reasons = self.check(loaded.origin, loaded.zone, zone, names)
+            problems = [Problem(str(loaded.path), 0, reason) for reason in reasons]
         if problems:
             raise ZoneLoadError([Problem(str(loaded.path), 0, p.reason) for p in problems])
-        entry = JournalEntry(
-            name,
-            serial_of(loaded.zone),
-            serial_of(zone),
-            tuple(_line(c) for c in [*changes, *serial] if c.op is Op.DELETE),
-            tuple(_line(c) for c in [*changes, *serial] if c.op is Op.ADD),
-        )
-        self.journal.append(entry)
+        self.journal.append(journal_entry(name, loaded.zone, zone, [*changes, *serial]))
         self.write(loaded.path, zone)
         return LoadedZone(loaded.origin, zone, loaded.path)
 
+    def record(self, before: LoadedZone, after: LoadedZone) -> list[Change]:
+        """Journal a version made elsewhere (a zone file edited by hand, a transfer) as the
+        difference from `before`; returns that difference (empty: nothing journaled)."""
+        changes = diff_zones(before.zone, after.zone)
+        if changes:
+            name = before.origin.to_text()
+            self.journal.append(journal_entry(name, before.zone, after.zone, changes))
+        return changes
+
     def reconcile(self, loaded: LoadedZone) -> LoadedZone:
-        """Replay journal entries newer than the file (a crash after the journal, before the rename)."""
-        pending = self.journal.since(loaded.origin.to_text(), serial_of(loaded.zone))
-        if not pending:
+        """Bring a zone file read at start-up up to the journal: replay the changes it lacks
+        (a crash after the journal, before the file). JournalMismatch when the journal does
+        not continue this file: nothing is replayed then."""
+        name = loaded.origin.to_text()
+        entries = self.journal.entries(name)
+        serial = serial_of(loaded.zone)
+        if not entries:
+            self.journal.mark_flushed(name, serial)
             return loaded
+        first, last = entries[0], entries[-1]
+        if last.new_serial == serial:
+            if not _holds(loaded.zone, last):
+                raise JournalMismatch(
+                    f"{name}: the zone file has serial {serial} but not the content the journal's"
+                    " change to that serial made"
+                )
+            self.journal.mark_flushed(name, serial)
+            return loaded
+        pending = self.journal.since(name, serial)
+        if not pending:
+            raise JournalMismatch(
+                f"{name}: the zone file has serial {serial}, which the journal"
+                f" ({first.old_serial} to {last.new_serial}) does not lead on from"
+            )
         zone = loaded.zone
         for entry in pending:
-            changes = [_parse(line, Op.DELETE) for line in entry.removed]
-            changes += [_parse(line, Op.ADD) for line in entry.added]
-            zone = apply_changes(zone, changes)
-        write_atomically(loaded.path, zone)
+            zone = replay(zone, entry)
+        self.write(loaded.path, zone)
         return LoadedZone(loaded.origin, zone, loaded.path)
+
+
+def journal_entry(
+    name: str, before: dns.zone.Zone, after: dns.zone.Zone, changes: list[Change]
+) -> JournalEntry:
+    return JournalEntry(
+        name,
+        serial_of(before),
+        serial_of(after),
+        tuple(_line(c) for c in changes if c.op is Op.DELETE),
+        tuple(_line(c) for c in changes if c.op is Op.ADD),
+    )
+
+
+def diff_zones(old: dns.zone.Zone, new: dns.zone.Zone) -> list[Change]:
+    """The changes that make `new` from `old`, deletions first; an RRset whose TTL changed is
+    deleted and added whole (IXFR carries TTLs per record, RFC 1995). Nodes the two versions
+    share are skipped without looking inside."""
+    deleted: list[Change] = []
+    added: list[Change] = []
+    for name in old.nodes.keys() | new.nodes.keys():
+        before, after = old.nodes.get(name), new.nodes.get(name)
+        if before is after:
+            continue
+        was = {(r.rdtype, r.covers): r for r in before.rdatasets} if before is not None else {}
+        now = {(r.rdtype, r.covers): r for r in after.rdatasets} if after is not None else {}
+        for key in was.keys() | now.keys():
+            a, b = was.get(key), now.get(key)
+            if a is not None and b is not None and a.ttl == b.ttl and a == b:
+                continue
+            same_ttl = a is not None and b is not None and a.ttl == b.ttl
+            gone = [rd for rd in a or () if not (same_ttl and b is not None and rd in b)]
+            came = [rd for rd in b or () if not (same_ttl and a is not None and rd in a)]
+            deleted += [Change(Op.DELETE, name, a.ttl, rd) for rd in gone if a is not None]
+            added += [Change(Op.ADD, name, b.ttl, rd) for rd in came if b is not None]
+    return deleted + added
+
+
+def _present(zone: dns.zone.Zone, change: Change) -> bool:
+    node = zone.nodes.get(change.name)
+    rdataset = node.get_rdataset(IN, change.rdata.rdtype) if node is not None else None
+    return rdataset is not None and change.rdata in rdataset
+
+
+def _changes_of(entry: JournalEntry) -> list[Change]:
+    return [_parse(line, Op.DELETE) for line in entry.removed] + [
+        _parse(line, Op.ADD) for line in entry.added
+    ]
+
+
+def _holds(zone: dns.zone.Zone, entry: JournalEntry) -> bool:
+    """Whether `zone` looks like the result of `entry`: what it added is there, what it only
+    removed is not."""
+    changes = _changes_of(entry)
+    added = {(c.name, c.rdata) for c in changes if c.op is Op.ADD}
+    return all(
+        _present(zone, c) if c.op is Op.ADD else (c.name, c.rdata) in added or not _present(zone, c)
+        for c in changes
+    )
+
+
+def replay(zone: dns.zone.Zone, entry: JournalEntry) -> dns.zone.Zone:
+    """`zone` with one journal entry applied; JournalMismatch unless the entry starts from this
+    zone's serial, every record it removes is there and every record it adds is not."""
+    name = _origin(zone).to_text()
+    if serial_of(zone) != entry.old_serial:
+        raise JournalMismatch(
+            f"{name}: a change from serial {entry.old_serial} cannot follow {serial_of(zone)}"
+        )
+    changes = _changes_of(entry)
+    removed = {(c.name, c.rdata) for c in changes if c.op is Op.DELETE}
+    for change in changes:
+        there = _present(zone, change)
+        if change.op is Op.DELETE and not there:
+            raise JournalMismatch(
+                f"{name}: the change {entry.old_serial} -> {entry.new_serial} removes {_line(change)},"
+                " which the zone file does not have"
+            )
+        if change.op is Op.ADD and there and (change.name, change.rdata) not in removed:
+            raise JournalMismatch(
+                f"{name}: the change {entry.old_serial} -> {entry.new_serial} adds {_line(change)},"
+                " which the zone file already has"
+            )
+    return apply_changes(zone, changes)
 
 
 def _parse(line: str, op: Op) -> Change:

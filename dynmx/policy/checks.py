@@ -8,11 +8,12 @@ not a refusal).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import dns.name
 import dns.rdataclass
 import dns.rdatatype
+import dns.zone
 
 from dynmx.answer.zoneset import ZoneData, ZoneSet
 from dynmx.config import Config
@@ -20,46 +21,36 @@ from dynmx.config import Config
 IN = dns.rdataclass.IN
 
 
-def _has(zones: ZoneSet, name: dns.name.Name, rdtypes: Iterable[dns.rdatatype.RdataType]) -> bool | None:
-    """Whether `name` has one of `rdtypes`; None when no served zone holds the name."""
-    zone = zones.find(name)
-    if zone is None:
-        return None
-    node = zone.node(name)
-    return node is not None and any(node.get_rdataset(IN, t) is not None for t in rdtypes)
+# (name, types) -> whether the name has one of the types; None when no served zone holds it
+Has = Callable[[dns.name.Name, Iterable[dns.rdatatype.RdataType]], bool | None]
+ADDRESS_TYPES = (dns.rdatatype.A, dns.rdatatype.AAAA)
+KIND_TYPES = {"mx": (dns.rdatatype.MX,), "srv": (dns.rdatatype.SRV,), "address": ADDRESS_TYPES}
+
+
+def _zoneset_has(zones: ZoneSet) -> Has:
+    def has(name: dns.name.Name, rdtypes: Iterable[dns.rdatatype.RdataType]) -> bool | None:
+        zone = zones.find(name)
+        if zone is None:
+            return None
+        node = zone.node(name)
+        return node is not None and any(node.get_rdataset(IN, t) is not None for t in rdtypes)
+
+    return has
+
+
+def _zone_has(origin: dns.name.Name, zone: dns.zone.Zone) -> Has:
+    def has(name: dns.name.Name, rdtypes: Iterable[dns.rdatatype.RdataType]) -> bool | None:
+        if not name.is_subdomain(origin):
+            return None
+        node = zone.nodes.get(name)
+        return node is not None and any(node.get_rdataset(IN, t) is not None for t in rdtypes)
+
+    return has
 
 
 def check_policy(config: Config, zones: list[ZoneData]) -> tuple[list[str], list[str]]:
     """(problems, warnings) of pools, hints and client prefixes, each naming its config path."""
-    zoneset = ZoneSet(zones)
-    problems: list[str] = []
-    warnings: list[str] = []
-    address_types = (dns.rdatatype.A, dns.rdatatype.AAAA)
-    for index, pool in enumerate(config.pool):
-        where = f"pool[{index}]"
-        owner = dns.name.from_text(pool.name)
-        kinds = {"mx": (dns.rdatatype.MX,), "srv": (dns.rdatatype.SRV,), "address": address_types}
-        has_records = _has(zoneset, owner, kinds[pool.kind])
-        if has_records is None:
-            problems.append(f"{where}.name: {pool.name} is in no served zone")
-            continue
-        if not has_records:
-            wanted = "/".join(dns.rdatatype.to_text(t) for t in kinds[pool.kind])
-            problems.append(
-                f"{where}.name: {pool.name} has no {wanted} records in its zone "
-                "(keep the pool's records there in base order, for secondaries and checks)"
-            )
-        for position, member in enumerate(pool.member):
-            if member.ip:
-                continue
-            has_address = _has(zoneset, dns.name.from_text(member.host), address_types)
-            if has_address is False:
-                problems.append(f"{where}.member[{position}].host: {member.host} has no A or AAAA record")
-            elif has_address is None:
-                warnings.append(
-                    f"{where}.member[{position}].host: {member.host} is outside the served zones; "
-                    "its addresses cannot be checked here"
-                )
+    problems, warnings = _findings(config, _zoneset_has(ZoneSet(zones)), lambda name: True)
     networks = [(i, ipaddress.ip_network(c.prefix)) for i, c in enumerate(config.client)]
     for index, network in networks:
         for other_index, other in networks[:index]:
@@ -68,14 +59,69 @@ def check_policy(config: Config, zones: list[ZoneData]) -> tuple[list[str], list
                     f"client[{index}].prefix: {network} overlaps client[{other_index}].prefix {other} "
                     "(the longest prefix wins)"
                 )
+    return problems, warnings
+
+
+def check_edit(
+    config: Config,
+    origin: dns.name.Name,
+    before: dns.zone.Zone,
+    after: dns.zone.Zone,
+    names: set[dns.name.Name],
+) -> list[str]:
+    """The problems `dynmx check` would find after an edit of the names `names` and did not
+    before it: what an edit may not bring in (a pool member without an address, a pool name
+    without its records). Only the config entries naming a changed name are looked at."""
+    touched = names.__contains__
+    old, _ = _findings(config, _zone_has(origin, before), touched)
+    new, _ = _findings(config, _zone_has(origin, after), touched)
+    return [problem for problem in new if problem not in old]
+
+
+def _findings(
+    config: Config, has: Has, wanted: Callable[[dns.name.Name], bool]
+) -> tuple[list[str], list[str]]:
+    """(problems, warnings) of the config entries whose name `wanted` takes."""
+    problems: list[str] = []
+    warnings: list[str] = []
+    for index, pool in enumerate(config.pool):
+        where = f"pool[{index}]"
+        owner = dns.name.from_text(pool.name)
+        if wanted(owner):
+            has_records = has(owner, KIND_TYPES[pool.kind])
+            if has_records is None:
+                problems.append(f"{where}.name: {pool.name} is in no served zone")
+                continue
+            if not has_records:
+                wanted_types = "/".join(dns.rdatatype.to_text(t) for t in KIND_TYPES[pool.kind])
+                problems.append(
+                    f"{where}.name: {pool.name} has no {wanted_types} records in its zone "
+                    "(keep the pool's records there in base order, for secondaries and checks)"
+                )
+        for position, member in enumerate(pool.member):
+            host = dns.name.from_text(member.host) if not member.ip else None
+            if host is None or not wanted(host):
+                continue
+            has_address = has(host, ADDRESS_TYPES)
+            if has_address is False:
+                problems.append(f"{where}.member[{position}].host: {member.host} has no A or AAAA record")
+            elif has_address is None:
+                warnings.append(
+                    f"{where}.member[{position}].host: {member.host} is outside the served zones; "
+                    "its addresses cannot be checked here"
+                )
     for index, rule in enumerate(config.name):
-        if zoneset.find(dns.name.from_text(rule.name)) is None:
+        name = dns.name.from_text(rule.name)
+        if wanted(name) and has(name, ()) is None:
             problems.append(f"name[{index}].name: {rule.name} is in no served zone")
     if config.selfcheck.enabled:
-        for index, name in enumerate(config.selfcheck.names):
-            found = _has(zoneset, dns.name.from_text(name), address_types)
+        for index, text in enumerate(config.selfcheck.names):
+            name = dns.name.from_text(text)
+            if not wanted(name):
+                continue
+            found = has(name, ADDRESS_TYPES)
             if found is None:
-                problems.append(f"selfcheck.names[{index}]: {name} is in no served zone")
+                problems.append(f"selfcheck.names[{index}]: {text} is in no served zone")
             elif not found:
-                warnings.append(f"selfcheck.names[{index}]: {name} has no A or AAAA record yet")
+                warnings.append(f"selfcheck.names[{index}]: {text} has no A or AAAA record yet")
     return problems, warnings
