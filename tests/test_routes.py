@@ -10,8 +10,7 @@ import dns.zone
 
 from dynmx.answer.zoneset import ZoneData
 from dynmx.config import from_mapping
-from dynmx.control.journal import JournalEntry
-from dynmx.policy.routes import Hop, Route, changed_since, routing_table, to_json, to_postfix
+from dynmx.policy.routes import Hop, Route, routing_table, to_json, to_postfix
 from dynmx.policy.served import PoolPlans, plan_all
 from dynmx.policy.strategies import MemberFacts
 
@@ -120,20 +119,3 @@ def test_json_round_trip() -> None:
         for item in json.loads(to_json(routes))
     ]
     assert decoded == routes
-
-
-def test_changed_since_picks_only_mx_changes_after_the_serial() -> None:
-    entries = [
-        JournalEntry(ORIGIN, 1, 2, (), ("old.example.test. 3600 IN MX 10 mx1.example.test.",)),
-        JournalEntry(
-            ORIGIN,
-            2,
-            3,
-            ("static.example.test. 3600 IN MX 20 backup.other.test.",),
-            ("www.example.test. 3600 IN A 192.0.2.81", "new.example.test. 3600 IN MX 10 mx2.example.test."),
-        ),
-        JournalEntry(
-            ORIGIN, 3, 4, ("example.test. 3600 IN SOA ns1.example.test. h.example.test. 3 1 1 1 1",), ()
-        ),
-    ]
-    assert changed_since(entries, 2) == {"static.example.test.", "new.example.test."}

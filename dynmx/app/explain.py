@@ -8,9 +8,23 @@ from dynmx.config import Config, PoolConfig
 from dynmx.policy.served import PoolPlans
 from dynmx.policy.strategies import Mode, Ordering
 
+SHARE_DIGITS = 3  # a share as a fraction: 0.333
+
 
 def _render(ordering: Ordering) -> list[str]:
     return [f"{preference} {host}" for host, preference in ordering]
+
+
+def _shares(weights: tuple[float, ...], orderings: tuple[Ordering, ...]) -> list[dict[str, object]]:
+    """Every ordering with the fraction of queries it answers, in the plan's order.
+
+    A list, not a mapping keyed by the share: orderings with equal weights are all kept.
+    """
+    total = sum(weights)
+    return [
+        {"share": round(weight / total, SHARE_DIGITS), "answer": _render(ordering)}
+        for weight, ordering in zip(weights, orderings, strict=True)
+    ]
 
 
 def _client_action(config: Config, source: str) -> tuple[str, str, str] | None:
@@ -98,12 +112,8 @@ def explain_query(
         why.append(f"{pool.strategy}: ordering {index + 1} of {len(plan.orderings)} comes next")
         result["answer"] = _render(plan.orderings[index])
     elif plan.mode is Mode.WEIGHTED:
-        total = sum(plan.weights)
-        why.append("weighted: first place is drawn per query")
-        result["answer"] = {
-            f"{weight / total:.0%}": _render(ordering)
-            for weight, ordering in zip(plan.weights, plan.orderings, strict=True)
-        }
+        why.append(f"weighted: first place is drawn per query among {len(plan.orderings)} orderings")
+        result["answer"] = _shares(plan.weights, plan.orderings)
     else:
         why.append(f"{pool.strategy}: one ordering")
         result["answer"] = _render(plan.orderings[0])

@@ -12,9 +12,8 @@ single domain) and hint names (`<label>._hint.<pool>`: transport targets, not do
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
 
 import dns.name
 import dns.rdataclass
@@ -29,20 +28,6 @@ WILDCARD = b"*"
 STATIC = "static"
 UNKNOWN = "unknown"
 NULL_MX_ERROR = "error:5.1.10 null MX (RFC 7505)"
-SERIAL_HALF = 2**31  # RFC 1982 serial arithmetic, SERIAL_BITS = 32
-
-
-class JournalChange(Protocol):
-    """What `changed_since` reads of a `dynmx.control.journal.JournalEntry` (control is a layer above)."""
-
-    @property
-    def zone(self) -> str: ...
-    @property
-    def new_serial(self) -> int: ...
-    @property
-    def removed(self) -> tuple[str, ...]: ...
-    @property
-    def added(self) -> tuple[str, ...]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +110,8 @@ def routing_table(
     return sorted(found.values(), key=lambda route: route.domain)
 
 
-def _bare(name: str) -> str:
+def bare(name: str) -> str:
+    """A name as Postfix writes it: no trailing dot."""
     return name[:-1] if name.endswith(".") and name != "." else name
 
 
@@ -133,8 +119,8 @@ def to_postfix(routes: list[Route]) -> str:
     """Postfix transport(5) lines pinning each domain's current best hop (no MX lookup: brackets)."""
     lines = []
     for route in routes:
-        nexthop = f"smtp:[{_bare(route.hops[0].host)}]" if route.hops else NULL_MX_ERROR
-        lines.append(f"{_bare(route.domain)}    {nexthop}\n")
+        nexthop = f"smtp:[{bare(route.hops[0].host)}]" if route.hops else NULL_MX_ERROR
+        lines.append(f"{bare(route.domain)}    {nexthop}\n")
     return "".join(lines)
 
 
@@ -151,34 +137,3 @@ def to_json(routes: list[Route]) -> str:
         ],
         indent=2,
     )
-
-
-def serial_after(a: int, b: int) -> bool:
-    """`a` > `b` in RFC 1982 serial arithmetic (32 bits)."""
-    return a != b and ((a > b and a - b < SERIAL_HALF) or (a < b and b - a > SERIAL_HALF))
-
-
-def _mx_owner(line: str, origin: dns.name.Name) -> dns.name.Name | None:
-    """The owner of a master-file line ("name [ttl] [class] type rdata") when its type is MX."""
-    tokens = line.split()
-    for token in tokens[1:]:
-        if token.isdigit() or token.upper() in ("IN", "CH", "HS", "CS", "ANY", "NONE"):
-            continue
-        if token.upper() != "MX":
-            return None
-        return dns.name.from_text(tokens[0], origin=origin)
-    return None
-
-
-def changed_since(journal_entries: Iterable[JournalChange], serial: int) -> set[str]:
-    """Domains (absolute names) whose MX records were added or removed in entries after `serial`."""
-    changed: set[str] = set()
-    for entry in journal_entries:
-        if not serial_after(entry.new_serial, serial):
-            continue
-        origin = dns.name.from_text(entry.zone)
-        for line in (*entry.removed, *entry.added):
-            owner = _mx_owner(line, origin)
-            if owner is not None:
-                changed.add(owner.to_text())
-    return changed
