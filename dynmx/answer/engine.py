@@ -15,7 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 import dns.name
 import dns.rdataclass
@@ -80,6 +80,20 @@ Deferred = Awaitable[Any]
 ControlHandler = Callable[[bytes, Query, bool, object], bytes | Deferred | None]
 # Handler for AXFR/IXFR over TCP, set by the control layer: (data, query, peer) -> messages.
 TransferHandler = Callable[[bytes, Query, object], list[bytes] | Deferred]
+
+
+class SignedRequest(Protocol):
+    """A request whose TSIG verified (RFC 8945 5.2): what signs the replies to it (5.3)."""
+
+    @property
+    def reserve(self) -> int: ...  # octets the TSIG record adds to a reply
+
+    def sign(self, reply: bytes) -> bytes: ...
+
+
+# TSIG for signed requests the engine answers itself, set by the control layer:
+# (data, query, peer) -> what signs the reply, or the reply to send instead (the TSIG error).
+TsigHook = Callable[[bytes, Query, object], SignedRequest | bytes]
 SELFCHECK_LABEL = b"\x0a_selfcheck"
 # A slow-path cache key that is no name's: a wire name never starts with a byte over 63, so
 # no query can hit it (a "*" prefix could: 42 is a label length).
@@ -118,6 +132,9 @@ class Engine:
         self.rrl: rrl.RateLimiter | None = None  # response rate limiting for UDP (set by the app)
         self.gate: ZoneGate | None = None  # allow_query and unavailable zones (set by the app when any)
         self.transfer: TransferHandler | None = None
+        # Verifies signed requests answered here and signs their replies (set by the app). Signed
+        # queries never take the fast path (their ARCOUNT holds the TSIG), so it costs that nothing.
+        self.tsig: TsigHook | None = None
         self.client_subnet = client_subnet
         # `status.<pool>` CH TXT answers (off unless set): pool name -> lines, or None.
         self.chaos_status: Callable[[str], list[str] | None] | None = None
@@ -139,7 +156,10 @@ class Engine:
                 return self.handle(data, addr, True)
             if query.qtype in (TYPE_AXFR, TYPE_IXFR) and query.qclass == CLASS_IN:
                 if self.gate is not None and self.gate.refusal(query.qname_lower, None):
-                    return question_only(data, query, RCODE_NOTAUTH)  # no current copy to send, as NSD
+                    refused = question_only(data, query, RCODE_NOTAUTH)  # no current copy to send, as NSD
+                    if query.tsig_offset is not None and self.tsig is not None:
+                        return self._signed(data, query, addr, lambda _: refused)
+                    return refused
                 try:
                     return self.transfer(data, query, addr)
                 except Exception:  # our fault, as in `handle`: SERVFAIL and a log line, never a raise
@@ -286,13 +306,35 @@ class Engine:
         if opcode == OPCODE_UPDATE and (query.qtype != TYPE_SOA or query.qclass in (CLASS_ANY, CLASS_NONE)):
             # Before BADVERS: a reply echoing such a zone section is no UPDATE response (found by fuzzing).
             raise FormError("UPDATE zone section must name an SOA (RFC 2136 3.1.1)", query.msg_id, query.rd)
+        control_verifies = opcode != OPCODE_QUERY and self.control is not None  # NOTIFY, UPDATE
+        if query.tsig_offset is None or self.tsig is None or control_verifies:
+            return self._answer(data, query, addr, tcp)
+        return self._signed(data, query, addr, lambda reserve: self._answer(data, query, addr, tcp, reserve))
+
+    def _signed(
+        self, data: bytes, query: Query, addr: object, answer: Callable[[int], bytes | Deferred | None]
+    ) -> bytes | Deferred | None:
+        """RFC 8945 5.3: a request whose TSIG verifies gets its reply signed with the same key;
+        `answer(reserve)` makes that reply, `reserve` octets under its size limit. One that
+        does not verify gets the TSIG error instead (5.2), logged by the hook."""
+        assert self.tsig is not None
+        verdict = self.tsig(data, query, addr)
+        if isinstance(verdict, bytes):
+            return verdict
+        reply = answer(verdict.reserve)
+        return verdict.sign(reply) if isinstance(reply, bytes) else reply
+
+    def _answer(
+        self, data: bytes, query: Query, addr: object, tcp: bool, reserve: int = 0
+    ) -> bytes | Deferred | None:
+        """The reply to a parsed message, within its size limit less `reserve` octets (a TSIG's)."""
         if query.edns is not None and query.edns.version > 0:
             return question_only(data, query, RCODE_BADVERS)  # RFC 6891 6.1.3
-        if opcode != OPCODE_QUERY:
+        if query.opcode != OPCODE_QUERY:
             if self.control is not None:
                 return self.control(data, query, tcp, addr)
             return question_only(data, query, RCODE_REFUSED)  # unsolicited NOTIFY/UPDATE
-        limit = TCP_LIMIT if tcp else udp_limit(query)
+        limit = (TCP_LIMIT if tcp else udp_limit(query)) - reserve
         options = self._options_for(query)
         if query.qclass == CLASS_CH:
             return self._chaos(data, query, limit, options)

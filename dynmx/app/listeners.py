@@ -20,7 +20,9 @@ from dynmx.answer.acl import ZoneGate
 from dynmx.answer.compiler import AnswerTable
 from dynmx.answer.engine import ChaosConfig, Engine
 from dynmx.answer.rrl import RateLimiter, RrlSettings
+from dynmx.app.update import load_keyring
 from dynmx.config import Config, nsid_octets
+from dynmx.control.tsig import Signer
 from dynmx.server.tcp import TcpConnections, TcpLimits
 from dynmx.server.udp import Handler, UdpServer
 
@@ -109,6 +111,8 @@ def make_engine(config: Config, table: AnswerTable) -> Engine:
         nsid=nsid_octets(cfg.nsid),
     )
     engine.gate = zone_gate(config)  # the app adds the unavailable secondary zones
+    # RFC 8945: signed queries are verified and answered signed; with no [[key]], BADKEY.
+    engine.tsig = Signer(load_keyring(config))
     if config.rrl.enabled:
         limits = config.rrl
         engine.rrl = RateLimiter(

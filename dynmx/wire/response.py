@@ -202,3 +202,10 @@ def question_only(
         return struct.pack(">HHHHHH", query.msg_id, flags, 1, 0, 0, 0) + question
     opt = opt_record(query.edns.do, rcode >> 4, options)
     return struct.pack(">HHHHHH", query.msg_id, flags, 1, 0, 0, 1) + question + opt
+
+
+def append_record(reply: bytes, record: bytes) -> bytes:
+    """`reply` with one more record (in wire form) at the end of its additional section: the
+    place of a TSIG record, after any OPT (RFC 8945 §4.2, RFC 6891 6.1.1)."""
+    arcount = ((reply[10] << 8) | reply[11]) + 1
+    return b"".join((reply[:10], arcount.to_bytes(2, "big"), reply[12:], record))
