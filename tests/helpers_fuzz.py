@@ -41,7 +41,7 @@ from dynmx.app.listeners import zone_gate
 from dynmx.app.update import TransferService, UpdateService
 from dynmx.config import Config, from_mapping
 from dynmx.control.journal import Journal
-from dynmx.control.writer import ZoneWriter
+from dynmx.control.owner import ZoneOwner
 from dynmx.errors import ConfigError, Problem, ZoneLoadError
 from dynmx.policy.checks import check_policy
 from dynmx.policy.served import build_table
@@ -108,7 +108,7 @@ class ControlledEngine:
         return self.zones[origin].path
 
     def close(self) -> None:
-        self.journal.close()
+        self.updates.owner.close()
 
 
 def controlled_engine(directory: Path) -> ControlledEngine:
@@ -120,8 +120,8 @@ def controlled_engine(directory: Path) -> ControlledEngine:
     config = fuzz_config(zones_dir, directory / "state")
     loaded = [load_zone_file(path) for path in sorted(zones_dir.glob("*.zone"))]
     zones = {zone.origin: zone for zone in loaded}
-    journal = Journal(directory / "state" / "journal.sqlite")
-    writer = ZoneWriter(journal, {z.name: z.serial for z in config.zone})
+    owner = ZoneOwner(config, "fuzzed engine")
+    journal = owner.journal
 
     def table() -> object:
         return compile_table([ZoneData(z.origin, z.zone) for z in zones.values()])
@@ -134,7 +134,7 @@ def controlled_engine(directory: Path) -> ControlledEngine:
         engine.swap(table())  # type: ignore[arg-type]
         state[0].published += 1
 
-    updates = UpdateService(config, writer, lambda: zones, publish)
+    updates = UpdateService(config, owner, lambda: zones, publish)
     transfers = TransferService(config, journal, lambda: zones)
     controlled = ControlledEngine(engine, zones, updates, transfers, journal, directory)
     state.append(controlled)

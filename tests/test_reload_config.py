@@ -98,9 +98,7 @@ def _free_port() -> int:
 # -- [dyndns2] enabled ----------------------------------------------------------------------
 
 
-def test_reload_with_dyndns2_disabled_answers_404_and_changes_no_record(
-    serve: Serve, tmp_path: Path
-) -> None:
+def test_reload_with_dyndns2_disabled_answers_404_and_changes_no_record(serve: Serve, tmp_path: Path) -> None:
     server = _start(serve, tmp_path, _http("127.0.0.1:0") + _dyndns2(True))
     _rewrite(tmp_path, _http("127.0.0.1:0") + _dyndns2(False))
     assert _reload(server.http_port)["ok"] is True
@@ -123,9 +121,7 @@ def test_reload_with_dyndns2_enabled_serves_the_endpoint(serve: Serve, tmp_path:
 # -- keys only a restart applies ------------------------------------------------------------
 
 
-def test_reload_names_changed_start_only_keys_in_config_restart_needed(
-    serve: Serve, tmp_path: Path
-) -> None:
+def test_reload_names_changed_start_only_keys_in_config_restart_needed(serve: Serve, tmp_path: Path) -> None:
     server = _start(serve, tmp_path, _http("127.0.0.1:0"))
     _rewrite(tmp_path, "tcp_max_connections = 50\n" + _http("127.0.0.1:0") + "[rrl]\nrate = 50\n")
     assert _reload(server.http_port)["ok"] is True

@@ -102,7 +102,8 @@ def test_a_file_whose_write_failed_is_blocked_with_the_reason(held: tuple[HeldWr
     assert back.blocked(Path("a.zone")) is None
     back.submit(Path("a.zone"), _zone(1))
     assert back.flush(WAIT)
-    assert back.blocked(Path("a.zone")) == "the zone file cannot be written ([Errno 28] No space left on device)"
+    reason = back.blocked(Path("a.zone"))
+    assert reason == "the zone file cannot be written ([Errno 28] No space left on device)"
     assert back.blocked(Path("b.zone")) is None
 
 

@@ -23,11 +23,12 @@ from pathlib import Path
 import dns.name
 import dns.rdataclass
 import dns.rdatatype
+import dns.zone
 
 from dynmx.answer.compiler import AnswerTable, fill_table
 from dynmx.answer.engine import Engine
 from dynmx.app import heap
-from dynmx.app.control import control_routes
+from dynmx.app.control import control_routes, local_routes
 from dynmx.app.explain import explain_query
 from dynmx.app.handover import handed_over
 from dynmx.app.health import HealthMonitor
@@ -41,13 +42,19 @@ from dynmx.app.zonescan import changed_origins, scan_zones, soa_serial, zone_dat
 __all__ = ["App", "ZoneState", "scan_zones", "soa_serial", "zone_data"]
 from dynmx.config import Config, absolute_name, parse_hostport
 from dynmx.control import dyndns2, transfer
-from dynmx.control.journal import Journal
+from dynmx.control.journal import JournalFork
+from dynmx.control.lock import CONTROL_SOCKET
+from dynmx.control.owner import WriteBlocked, ZoneOwner, judge
 from dynmx.control.store import StateStore
+from dynmx.control.tsig import Signer
+from dynmx.control.update import Change
 from dynmx.control.writeback import WriteBack
-from dynmx.control.writer import ZoneWriter, write_atomically
+from dynmx.control.writer import StaleBase, serial_of, write_atomically
+from dynmx.control.zones import ZoneEditRefused, add_zone, remove_zone
 from dynmx.errors import ConfigError, ControlError, Problem, ZoneLoadError
 from dynmx.metrics import Metrics
-from dynmx.policy.routes import changed_since, routing_table, to_json, to_postfix
+from dynmx.policy.route_log import RouteLog, delta_json, delta_postfix, postfix_header
+from dynmx.policy.routes import routing_table, to_json, to_postfix
 from dynmx.policy.served import PoolPlans, build_table, refresh_pool
 from dynmx.server import sdnotify
 from dynmx.server.http import ControlHttp
@@ -58,26 +65,6 @@ log = logging.getLogger("dynmx.app")
 
 SHUTDOWN_GRACE = 4.0  # seconds for in-flight TCP replies; the whole stop stays under 5 s
 FACT_TIMEOUT = 5.0  # seconds a drain or load waits for the workers (they take milliseconds)
-# Config read only at start: a reload keeps the running values of these and logs them.
-START_ONLY_SERVER = (
-    "listen",
-    "state_dir",
-    "workers",
-    "tcp_idle_timeout",
-    "tcp_max_connections",
-    "tcp_max_per_source",
-    "tcp_message_timeout",
-    "tcp_max_in_flight",
-    "cache_size",
-    "journal_keep",
-    "version",
-    "identity",
-    "nsid",
-    "pid_file",
-    "client_subnet",
-    "random_seed",
-)
-START_ONLY = ("http", "rrl", "log")
 # At start-up, this many zones or more are served from a staged table (slow path) while
 # they compile a slice at a time: 100,000 zones take minutes to compile, a few take less
 # than a second, and those are simpler to serve compiled from the first query.
@@ -103,6 +90,17 @@ def worth_staging(zones: dict[Path, LoadedZone]) -> bool:
 
 
 @dataclass
+class Loaded:
+    """What a scan of the zone directory gives: the zones, the problems, their table, and the
+    changes of the served zones whose files were edited by hand (to journal)."""
+
+    zones: dict[Path, LoadedZone]
+    problems: list[Problem]
+    table: AnswerTable
+    accepted: dict[Path, list[Change]]
+
+
+@dataclass
 class ZoneState:
     """What is being served, file by file, so a bad edit keeps the previous version."""
 
@@ -111,6 +109,13 @@ class ZoneState:
     serial_of: dict[str, int] = field(default_factory=dict)
     edits: int = 0  # commits published so far; a reload keeps a zone committed while it read
     edited: dict[Path, int] = field(default_factory=dict)  # file -> `edits` at its last commit
+
+
+def _zone_name(text: str) -> dns.name.Name:
+    try:
+        return dns.name.from_text(absolute_name(text))
+    except ValueError as error:
+        raise ZoneEditRefused(str(error)) from None
 
 
 class App:
@@ -127,55 +132,87 @@ class App:
         self.workers: WorkerPool | None = None  # or in `server.workers` answer processes
         self._answers_here = not config.server.workers  # as started: a reload does not change it
         self.http: ControlHttp | None = None
+        self.control_socket: ControlHttp | None = None
         self.started = time.time()
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         state_dir = config.path(config.server.state_dir)
+        self.writeback = WriteBack(write_atomically, self._written)
+        # The one owner of the zone files and journal: holds state_dir's lock until `stop`.
+        self.owner = ZoneOwner(config, "server", self.writeback.submit)
+        self.owner.blocked = self.writeback.blocked
+        self.journal = self.owner.journal
         self.store = StateStore(state_dir / "dynmx.sqlite")
-        self.journal = Journal(state_dir / "journal.sqlite", config.server.journal_keep)
-        self.writeback = WriteBack(write_atomically)
-        self.writer = ZoneWriter(self.journal, {z.name: z.serial for z in config.zone}, self.writeback.submit)
         self.health = HealthMonitor(config, self.store, self._apply_plans, self.metrics)
         seed = config.server.random_seed
         self.rng = random.Random(seed).random if seed else None
         self.bound: list[tuple[str, int]] = []
         self.background: set[asyncio.Task[bool]] = set()
-        self._unserved: dict[dns.name.Name, LoadedZone] = {}  # published, not compiled yet
+        self._unserved: dict[dns.name.Name, LoadedZone | None] = {}  # published (None: removed), not compiled
         self._serve_waiters: list[asyncio.Future[None]] = []
         self._compiling: asyncio.Task[None] | None = None
         self._filling: asyncio.Task[None] | None = None  # compiling pending zones
         self.dyndns2_state = dyndns2.DynState()
         self._held = contextlib.ExitStack()  # what lives until the server stops (the handover file)
         self.unavailable: frozenset[dns.name.Name] = frozenset()  # secondary zones answering SERVFAIL
+        self.route_log = RouteLog(os.urandom(6).hex())  # `routes --since`; a new boot id each start
 
     # -- zones ---------------------------------------------------------------------------
+
+    def _written(self, path: Path, zone: dns.zone.Zone) -> None:
+        """A zone file now holds this version (write-back thread): the journal may prune up to it."""
+        assert zone.origin is not None
+        self.journal.mark_flushed(zone.origin.to_text(), serial_of(zone))
 
     def _load(
         self,
         reconcile: bool = False,
         previous: AnswerTable | None = None,
-    ) -> tuple[dict[Path, LoadedZone], list[Problem], AnswerTable]:
+    ) -> Loaded:
         """Scan and compile; with `previous` (a reload under the same config) only the zones
         whose files changed, and those whose answers use them, are compiled again. An edit's
         zone stays as it is in memory while its file is behind it, or holds what was written
-        from it. Compiling everything (at start-up, or under a changed config) gives a staged
-        table from many zones or names on, and a large changed zone is staged: `_fill_pending`
+        from it. A served zone whose file changed is judged first (`owner.judge`): refused,
+        it keeps its version; accepted, its changes come back to be journaled on the loop.
+        Compiling everything (at start-up, or under a changed config) gives a staged table
+        from many zones or names on, and a large changed zone is staged: `_fill_pending`
         compiles them."""
         before = self.state.by_file
         behind = self.writeback.behind()
         written = self.writeback.digests({path: zone.zone for path, zone in before.items()})
         zones, problems = scan_zones(self.zones_dir, before, available_cpus(), behind, written)
         if reconcile:  # at start-up, on the loop's thread (the journal's connection lives there)
-            zones = {path: self.writer.reconcile(zone) for path, zone in zones.items()}
+            zones, found = self.owner.reconcile(zones)
+            problems += found
+        accepted: dict[Path, list[Change]] = {}
+        for path, zone in zones.items():
+            old = before.get(path)
+            if old is None or old is zone or old.origin != zone.origin:
+                continue
+            verdict = judge(old, zone)
+            if isinstance(verdict, Problem):
+                problems.append(verdict)
+                zones[path] = old
+            elif verdict:
+                accepted[path] = verdict
         changed = changed_origins(before, zones)
         if previous is not None and not changed and zones.keys() == before.keys():
-            return zones, problems, previous  # the same zones under the same config: the same table
+            return Loaded(zones, problems, previous, accepted)  # the same zones, config: the same table
         if previous is None:
-            return zones, problems, self._compile(zones, None, [], staged=worth_staging(zones))
-        return zones, problems, self._compile(zones, previous, changed)
+            table = self._compile(zones, None, [], staged=worth_staging(zones))
+        else:
+            table = self._compile(zones, previous, changed)
+        return Loaded(zones, problems, table, accepted)
 
     def zones_by_origin(self) -> dict[dns.name.Name, LoadedZone]:
         return {zone.origin: zone for zone in self.state.by_file.values()}
+
+    def zone_of(self, name: dns.name.Name) -> LoadedZone | None:
+        """The served zone `name` belongs to: the closest enclosing one (a child zone served
+        beside its parent holds its own names)."""
+        zones = self.zones_by_origin()
+        candidates = [origin for origin in zones if name.is_subdomain(origin)]
+        return zones[max(candidates, key=len)] if candidates else None
 
     def publish_zone(self, zone: LoadedZone) -> asyncio.Future[None]:
         """A committed edit: the next edit and any reload build on it at once; it is compiled
@@ -195,8 +232,23 @@ class App:
         serial = soa_serial(zone)
         self.state.serial_of[zone.origin.to_text()] = serial
         log.info("event=zone-published zone=%s serial=%d", zone.origin, serial)
+        return self._serve_change(zone.origin, zone, sent)
+
+    def unpublish_zone(self, zone: LoadedZone) -> asyncio.Future[None]:
+        """A zone removed (`dynmx zone rm`): no longer answered once the future is done."""
+        self.state.by_file.pop(zone.path, None)
+        self.state.edits += 1
+        self.state.edited.pop(zone.path, None)
+        self.state.serial_of.pop(zone.origin.to_text(), None)
+        sent = self.workers.broadcast("drop", zone.path) if self.workers is not None else None
+        log.info("event=zone-removed zone=%s", zone.origin)
+        return self._serve_change(zone.origin, None, sent)
+
+    def _serve_change(
+        self, origin: dns.name.Name, zone: LoadedZone | None, sent: int | None
+    ) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()
-        self._unserved[zone.origin] = zone
+        self._unserved[origin] = zone
         served = loop.create_future()
         self._serve_waiters.append(served)
         if self._compiling is None or self._compiling.done():
@@ -231,8 +283,10 @@ class App:
                     self.engine.swap(table)
                     self._keep_filling()
                     self.health.reapply()
+                    self.health.retarget(table.zoneset)  # a member's address may have changed
                     for zone in zones.values():
-                        self._notify_secondaries(zone)
+                        if zone is not None:  # None: removed
+                            self._notify_secondaries(zone)
                 for waiter in waiters:
                     if not waiter.done():
                         waiter.set_result(None)
@@ -313,12 +367,23 @@ class App:
             self.background.add(task)
             task.add_done_callback(self.background.discard)
 
+    def _record_transfer(self, before: LoadedZone, after: LoadedZone, changes: list[Change]) -> None:
+        """Journal what a transfer in changed, so our own secondaries can follow by IXFR. A
+        journal that does not lead to the copy we held is set aside: they get an AXFR."""
+        try:
+            self.owner.record(before, after, changes)
+        except (StaleBase, JournalFork) as error:
+            name = before.origin.to_text()
+            moved = self.journal.quarantine(name, str(error))
+            log.warning("event=journal-unlinked zone=%s quarantined=%d reason=%r", name, moved, str(error))
+
     def _start_services(self) -> None:
         """The parts that follow the config: edits, transfers, secondary zones, CH TXT status."""
         assert self.engine is not None
         self.engine.chaos_status = self.health.status_text if self.config.server.chaos_status else None
-        self.updates = UpdateService(self.config, self.writer, self.zones_by_origin, self.publish_zone)
+        self.updates = UpdateService(self.config, self.owner, self.zones_by_origin, self.publish_zone)
         self.engine.control = self.updates.handle
+        self.engine.tsig = Signer(self.updates.keyring)  # keys changed by a reload sign answers too
         self.transfers = TransferService(self.config, self.journal, self.zones_by_origin)
         self.engine.transfer = self.transfers.handle
         self.secondary = SecondaryService(
@@ -328,6 +393,7 @@ class App:
             self.publish_zone,
             self.writeback.submit,
             self._set_unavailable,
+            self._record_transfer,
         )
         self.updates.secondaries = self.secondary.notified
         self.updates.is_secondary = self.secondary.is_secondary
@@ -337,7 +403,7 @@ class App:
             key_secrets(self.config),
             self.config.path(self.config.server.state_dir) / "selfcheck.sqlite",
             self.zones_by_origin,
-            self.writer,
+            self.owner,
             self.publish_zone,
             self.metrics.observe_selfcheck,
         )
@@ -348,10 +414,13 @@ class App:
         """Re-read the config file (reload): pools, probes, keys, zone settings change in place.
 
         A config that does not load is refused and the running one stays, as with zones.
-        What is read only at start (sockets, the answer engine's settings, rate limiting,
-        the control listener, logging) keeps its running value, and the log says which
-        changed keys need a restart.
+        The keys the schema marks `restart` (sockets, the answer engine's settings, rate
+        limiting, logging: `dynmx.config.reload_decisions`) keep their running values, and the
+        log names those that changed; every other key takes effect, the control listener
+        (`[http] listen`) and the dyndns2 endpoint (`[dyndns2] enabled`) included.
         """
+        from dynmx.config import keep_running, restart_keys
+
         if self.config_loader is None:
             return None
         try:
@@ -360,30 +429,81 @@ class App:
             log.error("event=config-refused error=%r", str(error))
             return Problem("config", 0, str(error))
         old = self.config
-        server = {key: getattr(old.server, key) for key in START_ONLY_SERVER}
-        changed = [f"server.{key}" for key, value in server.items() if getattr(new.server, key) != value]
-        changed += [section for section in START_ONLY if getattr(new, section) != getattr(old, section)]
+        changed = restart_keys(old, new)
         if changed:
             log.warning("event=config-restart-needed keys=%s", ",".join(changed))
-            new = dataclasses.replace(
-                new,
-                server=dataclasses.replace(new.server, **server),
-                **{section: getattr(old, section) for section in START_ONLY},
-            )
+            new = keep_running(old, new)
         await self.health.stop()
         await self.secondary.stop()
         await self.selfcheck.stop()
         previous = self.health
         self.config = new
         self.zones_dir = new.path(new.server.zones_dir)
-        self.writer.policies = {z.name: z.serial for z in new.zone}
+        self.owner.reconfigure(new)
         self._apply_gate()
         self.health = HealthMonitor(new, self.store, self._apply_plans, self.metrics)
         self.health.adopt(previous)
+        await self._apply_http_listener(old.http.listen)
+        if new.dyndns2.enabled != old.dyndns2.enabled:
+            log.info("event=dyndns2-%s", "enabled" if new.dyndns2.enabled else "disabled")
         log.info(
-            "event=config-reloaded pools=%d zones=%d keys=%d", len(new.pool), len(new.zone), len(new.key)
+            "event=config-reloaded pools=%d zones=%d keys=%d http=%s dyndns2=%s",
+            len(new.pool),
+            len(new.zone),
+            len(new.key),
+            self.config.http.listen or "off",
+            "on" if new.dyndns2.enabled else "off",
         )
         return None
+
+    async def _apply_http_listener(self, running: str) -> None:
+        """A reload changed `[http] listen` from `running`: close that listener, open the new
+        one ("" leaves it closed). A request being answered, the POST /reload that asked for
+        this among them, still gets its reply. An address that cannot be bound is logged and
+        the previous listener opened again, so the server stays reachable; the next reload
+        tries again."""
+        wanted = self.config.http.listen
+        if wanted == running:
+            return
+        previous, self.http = self.http, None
+        was = parse_hostport(running, 9153)[0] if running else ""
+        if previous is not None:  # waits for its accept loop to end, off the event loop
+            await asyncio.get_running_loop().run_in_executor(None, previous.close)
+            log.info("event=listener-closed proto=http address=%s port=%d", was, previous.port)
+        if not wanted:
+            return
+        host, port = parse_hostport(wanted, 9153)
+        try:
+            self._open_http(host, port)
+        except OSError as error:
+            log.error("event=listen-failed proto=http address=%s port=%d error=%r", host, port, str(error))
+            kept = dataclasses.replace(self.config.http, listen=running)
+            self.config = dataclasses.replace(self.config, http=kept)
+            if previous is not None:
+                try:
+                    self._open_http(was, previous.port)
+                except OSError as again:  # taken meanwhile: the control listener stays closed
+                    log.error(
+                        "event=listen-failed proto=http address=%s port=%d error=%r",
+                        was,
+                        previous.port,
+                        str(again),
+                    )
+
+    def _open_control_socket(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The local control channel in `state_dir`: every route, edits included; the CLI's way
+        to the one owner (its file mode, 0600, is the authorization)."""
+        path = self.config.path(self.config.server.state_dir) / CONTROL_SOCKET
+        routes = {**control_routes(self, loop), **local_routes(self, loop)}
+        self.control_socket = ControlHttp.unix(path, routes)
+        self.control_socket.start()
+        log.info("event=listening proto=control path=%s", path)
+
+    def _open_http(self, host: str, port: int) -> None:
+        """Open the control HTTP listener (/status, /metrics, POST /reload, ...)."""
+        self.http = ControlHttp(host, port, control_routes(self, asyncio.get_running_loop()))
+        self.http.start()
+        log.info("event=listening proto=http address=%s port=%d", host, self.http.port)
 
     def _apply_plans(self, plans: PoolPlans) -> None:
         """A pool's facts changed: re-render its answers now (no query after sees the old order)."""
@@ -408,50 +528,74 @@ class App:
             raise ControlError(f"{host} is not a member of pool {pool}")
         return pool, host
 
-    async def reload(self) -> list[Problem]:
+    async def reload(self, reread_config: bool = True) -> list[Problem]:
         """Re-read the zone directory; compile off the loop; swap in one assignment. It ends
         when every worker answers from it too (waited for outside the lock, so edits go on).
         A supervisor is told of the reload and that it ended, however it ended."""
         sdnotify.reloading()
         try:
             async with self._reload_lock:
-                problems, sent = await self._reload()
+                problems, sent = await self._reload(reread_config)
             if sent is not None and self.workers is not None:
                 await self.workers.applied(sent)
             return problems
         finally:
             sdnotify.ready(f"serving {len(self.state.by_file)} zones")
 
-    async def _reload(self) -> tuple[list[Problem], int | None]:
+    async def _reload(self, reread_config: bool = True) -> tuple[list[Problem], int | None]:
         """The reload itself, under the reload lock: its problems, and the change sent to the
-        workers (if any)."""
+        workers (if any). Every zone whose serial it changes is journaled and NOTIFYed."""
         started = time.monotonic()
         config = self.config
-        config_problem = await self._reconfigure()
+        config_problem = await self._reconfigure() if reread_config else None
         loop = asyncio.get_running_loop()
         mark = self.state.edits
         before = self.state.by_file
         assert self.engine is not None
         previous = self.engine.table if self.config == config else None
-        zones, problems, table = await loop.run_in_executor(
-            None, functools.partial(self._load, previous=previous)
-        )
+        loaded = await loop.run_in_executor(None, functools.partial(self._load, previous=previous))
+        zones, problems, table = loaded.zones, loaded.problems, loaded.table
+        # Committed while the files were read: the version in memory is the newer one (a hand
+        # edit of its file is kept beside it when the edit is written: `WriteBack`).
         newer = [path for path, edit in self.state.edited.items() if edit > mark and path in zones]
-        if newer:  # committed while the files were read: the version in memory is the newer one
-            for path in newer:
-                zones[path] = self.state.by_file[path]
-            table = self._compile(zones, table, [zones[path].origin for path in newer])
+        redo = list(newer)
+        for path, changes in loaded.accepted.items():
+            if path in newer:
+                continue
+            try:
+                self.owner.record(before[path], zones[path], changes)
+            except (StaleBase, JournalFork) as error:
+                problems.append(Problem(str(path), 0, f"not taken: {error}"))
+                redo.append(path)
+        arrived = {p: z for p, z in zones.items() if p not in before or before[p].origin != z.origin}
+        if arrived:  # a journal left from an earlier zone of that name must not be replayed blindly
+            fixed, found = self.owner.reconcile(arrived)
+            problems += found
+            for path, zone in fixed.items():
+                if zone is not zones[path]:
+                    zones[path] = zone
+                    redo.append(path)
+        if redo:
+            for path in redo:
+                if path in newer or path in loaded.accepted:
+                    zones[path] = self.state.by_file[path]
+            table = self._compile(zones, table, [zones[path].origin for path in redo])
+        self._expect_files(zones, before)
         assert self.engine is not None
         self.engine.swap(table)
         self._keep_filling()
         sent = None
         if self.workers is not None:
             sent = self.workers.broadcast("reload", self.config, self._pool_plans(), *self._file_state())
-        if config_problem is None and self.config_loader is not None:
+        if config_problem is None and self.config_loader is not None and reread_config:
             self.health.start(table.zoneset)
             self._start_services()
         self.health.reapply()  # verdicts that came in while the table compiled
         self._after_load(zones, problems, time.monotonic() - started)
+        for path, zone in zones.items():
+            old = before.get(path)
+            if path not in newer and old is not zone and (old is None or soa_serial(old) != soa_serial(zone)):
+                self._notify_secondaries(zone)
         log.info(
             "event=reloaded zones=%d changed=%d incremental=%s table=%s seconds=%.3f",
             len(zones),
@@ -461,6 +605,12 @@ class App:
             time.monotonic() - started,
         )
         return (problems if config_problem is None else [config_problem, *problems]), sent
+
+    def _expect_files(self, zones: dict[Path, LoadedZone], before: dict[Path, LoadedZone]) -> None:
+        """Tell the write-back what each file newly read holds, so it knows a hand edit later."""
+        for path, zone in zones.items():
+            if zone.digest and before.get(path) is not zone:
+                self.writeback.expect(path, zone.digest)
 
     def _after_load(self, zones: dict[Path, LoadedZone], problems: list[Problem], seconds: float) -> None:
         """Serials and log lines for the zone versions that are new; an unchanged one costs
@@ -492,7 +642,9 @@ class App:
         started = time.monotonic()
         sdnotify.notify("STATUS=loading zones")
         with heap.loading():
-            zones, problems, table = self._load(reconcile=True)
+            loaded = self._load(reconcile=True)
+        zones, problems, table = loaded.zones, loaded.problems, loaded.table
+        self._expect_files(zones, {})
         self.engine = make_engine(self.config, table)
         self.engine.on_selfcheck = self._selfcheck_seen
         self._after_load(zones, problems, time.monotonic() - started)
@@ -520,10 +672,8 @@ class App:
             log.info("event=listening proto=udp+tcp address=%s port=%d workers=%d", host, port, cfg.workers)
         self.selfcheck.start()
         if self.config.http.listen:
-            host, port = parse_hostport(self.config.http.listen, 9153)
-            self.http = ControlHttp(host, port, control_routes(self, loop))
-            self.http.start()
-            log.info("event=listening proto=http address=%s port=%d", host, self.http.port)
+            self._open_http(*parse_hostport(self.config.http.listen, 9153))
+        self._open_control_socket(loop)
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
@@ -602,11 +752,14 @@ class App:
         self._held.close()
         if self.http is not None:
             self.http.close()
+        if self.control_socket is not None:
+            self.control_socket.close()
+            (self.config.path(self.config.server.state_dir) / CONTROL_SOCKET).unlink(missing_ok=True)
         if not await written_back:
             files = ",".join(sorted(map(str, self.writeback.behind())))
             log.warning("event=write-back-unfinished files=%s replayed=at-next-start", files)
         self.store.close()
-        self.journal.close()
+        self.owner.close()
         pid_file = self.config.server.pid_file
         if pid_file:
             Path(self.config.path(pid_file)).unlink(missing_ok=True)
@@ -643,11 +796,10 @@ class App:
         """One `GET /nic/update`: decide with the protocol module, commit through the one writer."""
         settings = self.config.dyndns2
         hosts = [dyndns2.DynHost(h.hostname, h.username, h.password) for h in settings.host]
-        zones = self.zones_by_origin()
 
         def current(hostname: str, rdtype: int) -> list[str]:
             name = dns.name.from_text(hostname)
-            zone = next((z for o, z in zones.items() if name.is_subdomain(o)), None)
+            zone = self.zone_of(name)  # the one the change will go to
             node = zone.zone.nodes.get(name) if zone is not None else None
             rdataset = (
                 node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.RdataType.make(rdtype)) if node else None
@@ -665,24 +817,57 @@ class App:
             settings.min_interval,
         )
         for hostname, (new, old) in result.changes.items():
-            name = dns.name.from_text(hostname)
-            candidates = [o for o in self.zones_by_origin() if name.is_subdomain(o)]
-            if not candidates:
+            zone = self.zone_of(dns.name.from_text(hostname))
+            if zone is None:
                 return dyndns2.DynResult(200, "nohost")
-            zone = self.zones_by_origin()[max(candidates, key=len)]
             try:
-                updated = self.writer.commit(
-                    zone, dyndns2.to_changes(hostname, new, old, settings.ttl), time.time()
-                )
-            except ZoneLoadError:
+                updated = self.owner.commit(zone, dyndns2.to_changes(hostname, new, old, settings.ttl))
+            except (ZoneLoadError, StaleBase, JournalFork, WriteBlocked) as error:
+                log.warning("event=dyndns2-refused host=%s reason=%r", hostname, str(error))
                 self.dyndns2_state.last_update.pop(hostname, None)
                 return dyndns2.DynResult(200, "911")
             await self.publish_zone(updated)
             log.info("event=dyndns2-update host=%s address=%s", hostname, new)
         return result
 
-    def routes(self, fmt: str, since: int | None) -> str:
-        """The mail routing table (`dynmx routes`, GET /routes): Postfix transport lines or JSON."""
+    async def add_zone(self, name: str, text: str) -> dict[str, object]:
+        """`dynmx zone add` through the running server: the new zone's file and the parent's
+        delegation, both served (and NOTIFYed) when this returns."""
+        origin = _zone_name(name)
+        child, parent = add_zone(self.owner, self.zones_by_origin(), self.zones_dir, origin, text)
+        self.writeback.expect(child.path, child.digest)
+        log.info("event=zone-added zone=%s file=%s parent=%s", origin, child.path, parent and parent.origin)
+        await asyncio.gather(self.publish_zone(child), *([self.publish_zone(parent)] if parent else []))
+        return {
+            "zone": origin.to_text(),
+            "file": str(child.path),
+            "serial": serial_of(child.zone),
+            "parent": parent.origin.to_text() if parent else None,
+        }
+
+    async def remove_zone(self, name: str) -> dict[str, object]:
+        """`dynmx zone rm` through the running server: the parent's delegation goes, the zone
+        stops being answered, its file is kept as `NAME.zone.removed`."""
+        origin = _zone_name(name)
+        zone = self.zones_by_origin().get(origin)
+        if zone is None:
+            raise ZoneEditRefused(f"unknown zone {origin}")
+        if self.secondary.is_secondary(origin):
+            raise ZoneEditRefused(f"{origin} is a secondary zone: remove its primary from the config")
+        self.state.by_file.pop(zone.path, None)  # no edit of it from here on (NOTAUTH)
+        await asyncio.get_running_loop().run_in_executor(None, self.writeback.forget, zone.path)
+        try:  # the parent as it is now: it may have been edited during the wait
+            removed, parent, kept = remove_zone(self.owner, {**self.zones_by_origin(), origin: zone}, origin)
+        except ZoneEditRefused:
+            self.state.by_file[zone.path] = zone
+            raise
+        await asyncio.gather(self.unpublish_zone(removed), *([self.publish_zone(parent)] if parent else []))
+        parent_name = parent.origin.to_text() if parent else None
+        return {"zone": origin.to_text(), "kept": str(kept), "parent": parent_name}
+
+    def routes(self, fmt: str, since: str | None) -> tuple[str, str]:
+        """The mail routing table (`dynmx routes`, GET /routes) and its cursor: Postfix transport
+        lines or JSON; with `since` (a cursor), only the domains whose route changed after it."""
         table = routing_table(
             zone_data(self.state.by_file),
             {name: self.health.plans_for(state.config) for name, state in self.health.pools.items()},
@@ -694,12 +879,12 @@ class App:
             for route in table
             if actions.get(route.domain) not in ("nxdomain", "refuse")
         ]
+        self.route_log = self.route_log.record(table)
+        cursor = self.route_log.cursor
         if since is not None:
-            changed = set()
-            for zone in self.state.by_file.values():
-                changed |= changed_since(self.journal.entries(zone.origin.to_text()), since)
-            table = [route for route in table if route.domain in changed]
-        return to_json(table) if fmt == "json" else to_postfix(table)
+            delta = self.route_log.since(since)
+            return (delta_json(delta) if fmt == "json" else delta_postfix(delta)), cursor
+        return (to_json(table) if fmt == "json" else postfix_header(cursor, True) + to_postfix(table)), cursor
 
     def _first_counts(self, pool: str) -> dict[str, int]:
         if self.engine is None:

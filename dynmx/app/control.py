@@ -9,9 +9,12 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.parse
-from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import dns.rcode
+
+from dynmx.control.zones import ZoneEditRefused
 from dynmx.errors import ControlError
 from dynmx.server.http import Request, Response, Route
 
@@ -20,6 +23,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 LOOP_TIMEOUT = 30.0
+EDIT_TIMEOUT = 300.0  # an edit waits to be answered from (a large zone compiles for a while)
 
 
 def _json(status: int, body: object) -> Response:
@@ -90,20 +94,29 @@ def control_routes(app: App, loop: asyncio.AbstractEventLoop) -> dict[tuple[str,
             return _text(404, str(error))
 
     def routes(request: Request) -> Response:
-        parsed = urllib.parse.parse_qs(request.query)
-        fmt = parsed.get("format", ["postfix"])[0]
-        since_text = parsed.get("since", [""])[0]
-        if fmt not in ("postfix", "json") or (since_text and not since_text.isdigit()):
-            return _text(400, "format=postfix|json and since=SERIAL (digits)")
-        since = int(since_text) if since_text else None
-        body = on_loop(lambda: app.routes(fmt, since))
-        return 200, "application/json" if fmt == "json" else "text/plain", body.encode()
+        """`since=CURSOR` (present, even empty): only what changed after it, with the next cursor;
+        every answer also carries its cursor in the `Dynmx-Cursor` header."""
+        parsed = urllib.parse.parse_qs(request.query, keep_blank_values=True)
+        fmt = parsed.get("format", [""])[0] or "postfix"
+        since = parsed["since"][0] if "since" in parsed else None
+        if fmt not in ("postfix", "json"):
+            return _text(400, "format=postfix|json (and since=CURSOR)")
+        body, cursor = on_loop(lambda: app.routes(fmt, since))
+        ctype = "application/json" if fmt == "json" else "text/plain"
+        return 200, ctype, body.encode() + (b"\n" if fmt == "json" else b""), {"Dynmx-Cursor": cursor}
 
     def nic_update(request: Request) -> Response:
+        """Served while `[dyndns2] enabled` is true, as the last reload left it (decided on the
+        loop, so no update starts after the reload that turned the endpoint off)."""
         auth = request.headers.get("authorization")
-        call = app.dyndns2(request.query, auth, request.client)
-        result = asyncio.run_coroutine_threadsafe(call, loop).result(timeout=LOOP_TIMEOUT)
-        return result.status, "text/plain", result.body.encode() + b"\n", result.headers
+
+        async def call() -> Response:
+            if not app.config.dyndns2.enabled:
+                return _text(404, "not found")
+            result = await app.dyndns2(request.query, auth, request.client)
+            return result.status, "text/plain", result.body.encode() + b"\n", result.headers
+
+        return asyncio.run_coroutine_threadsafe(call(), loop).result(timeout=LOOP_TIMEOUT)
 
     def selfcheck(_: Request) -> Response:
         """One self-check round now (`dynmx selfcheck`); the report with every step."""
@@ -116,11 +129,8 @@ def control_routes(app: App, loop: asyncio.AbstractEventLoop) -> dict[tuple[str,
             200, {**report.to_json(), "lines": report.lines(), "status": on_loop(app.selfcheck.status)}
         )
 
-    extra: dict[tuple[str, str], Route] = (
-        {("GET", "/nic/update"): nic_update} if app.config.dyndns2.enabled else {}
-    )
     return {
-        **extra,
+        ("GET", "/nic/update"): nic_update,
         ("GET", "/routes"): routes,
         ("POST", "/reload"): reload_route,
         ("GET", "/status"): lambda _: _json(200, on_loop(app.status)),
@@ -129,4 +139,47 @@ def control_routes(app: App, loop: asyncio.AbstractEventLoop) -> dict[tuple[str,
         ("POST", "/members/drain"): member_drain,
         ("GET", "/explain"): explain,
         ("POST", "/selfcheck"): selfcheck,
+    }
+
+
+def local_routes(app: App, loop: asyncio.AbstractEventLoop) -> dict[tuple[str, str], Route]:
+    """The routes of the local control socket only: edits handed to the one owner (`dynmx
+    record`, `dynmx zone add|rm`). The socket's file mode authorizes them, as knotc's does."""
+
+    def zone_param(request: Request) -> str:
+        zone = urllib.parse.parse_qs(request.query).get("zone", [""])[0]
+        if not zone:
+            raise ZoneEditRefused("need zone=NAME")
+        return zone
+
+    def update(request: Request) -> Response:
+        async def call() -> Response:
+            outcome = app.updates.apply_local(request.body)
+            if outcome.served is not None:
+                await outcome.served
+            body = {"rcode": dns.rcode.to_text(outcome.rcode), "reason": outcome.reason}
+            return _json(200 if outcome.rcode == dns.rcode.NOERROR else 422, body)
+
+        return asyncio.run_coroutine_threadsafe(call(), loop).result(timeout=EDIT_TIMEOUT)
+
+    def zone_edit(edit: Callable[[Request], Coroutine[Any, Any, dict[str, object]]]) -> Route:
+        def route(request: Request) -> Response:
+            try:
+                result = asyncio.run_coroutine_threadsafe(edit(request), loop).result(timeout=EDIT_TIMEOUT)
+            except ZoneEditRefused as error:
+                return _json(422, {"ok": False, "error": str(error)})
+            return _json(200, {"ok": True, **result})
+
+        return route
+
+    async def add(request: Request) -> dict[str, object]:
+        return await app.add_zone(zone_param(request), request.body.decode("utf-8", "replace"))
+
+    async def remove(request: Request) -> dict[str, object]:
+        return await app.remove_zone(zone_param(request))
+
+    return {
+        ("POST", "/update"): update,
+        ("POST", "/zones/add"): zone_edit(add),
+        ("POST", "/zones/remove"): zone_edit(remove),
     }

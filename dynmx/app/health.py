@@ -322,6 +322,21 @@ class HealthMonitor:
     # -- probing -----------------------------------------------------------------------
 
     def start(self, zones: ZoneSet) -> None:
+        targets = self._targets(zones, quiet=False)
+        self.prober = Prober(targets, self.on_result, concurrency=self.config.server.probe_concurrency)
+        self.prober.start()
+        log.info("event=prober-started targets=%d", len(targets))
+
+    def retarget(self, zones: ZoneSet) -> None:
+        """The zone data changed: a member whose address changed is probed at its new one (and
+        one that lost its address is no longer probed at the old)."""
+        if self.prober is None:
+            return
+        changed = self.prober.retarget(self._targets(zones, quiet=True))
+        if changed:
+            log.info("event=prober-retargeted targets=%d changed=%d", len(self.prober.targets), changed)
+
+    def _targets(self, zones: ZoneSet, quiet: bool) -> list[Target]:
         targets: list[Target] = []
         helo = self.config.server.probe_name
         for pool in self.config.pool:
@@ -330,16 +345,15 @@ class HealthMonitor:
                     continue
                 address = member_address(member, zones)
                 if address is None:
-                    log.warning(
-                        "event=probe-skipped pool=%s host=%s reason=no-address", pool.name, member.host
-                    )
+                    if not quiet:
+                        log.warning(
+                            "event=probe-skipped pool=%s host=%s reason=no-address", pool.name, member.host
+                        )
                     continue
                 targets.append(
                     Target(pool.name, member.host, probe_spec(member, address, helo), member.interval)
                 )
-        self.prober = Prober(targets, self.on_result, concurrency=self.config.server.probe_concurrency)
-        self.prober.start()
-        log.info("event=prober-started targets=%d", len(targets))
+        return targets
 
     async def stop(self) -> None:
         if self.prober is not None:

@@ -40,13 +40,16 @@ import dns.zone
 from dynmx.answer.acl import address_in
 from dynmx.app.update import load_keyring
 from dynmx.config import Config, parse_hostport
-from dynmx.control.writer import apply_changes, records_of, serial_of, write_atomically
+from dynmx.control.update import Change
+from dynmx.control.writer import apply_changes, diff_zones, records_of, serial_of, write_atomically
 from dynmx.errors import Problem
 from dynmx.zone.loader import LoadedZone
 from dynmx.zone.validate import validate
 
 log = logging.getLogger("dynmx.secondary")
 
+# (version before, version received, the changes between): journal them
+Record = Callable[[LoadedZone, LoadedZone, list[Change]], None]
 TRANSFER_TIMEOUT = 10.0
 FIRST_RETRY = 5.0
 
@@ -80,8 +83,10 @@ class SecondaryService:
         publish: Callable[[LoadedZone], Awaitable[None]],
         write: Callable[[Path, dns.zone.Zone], object] = write_atomically,
         on_unavailable: Callable[[frozenset[dns.name.Name]], None] = lambda origins: None,
+        record: Record = lambda before, after, changes: None,
     ) -> None:
         self.write = write  # the running server's `WriteBack.submit`: a transfer's file, off the loop
+        self.record = record  # journals a transfer's difference (the owner), for our own IXFR
         self.on_unavailable = on_unavailable  # told the zones without a current copy, on each change
         self.primaries = {
             dns.name.from_text(z.name): parse_hostport(z.primary) for z in config.zone if z.primary
@@ -184,8 +189,11 @@ class SecondaryService:
                 "event=secondary-refused zone=%s problems=%r", origin, "; ".join(str(p) for p in problems)
             )
             return self._soa_field(current, "retry", FIRST_RETRY)
-        self.write(path, target)
         received = LoadedZone(origin, target, path)
+        if current is not None:
+            loop = asyncio.get_running_loop()
+            self.record(current, received, await loop.run_in_executor(None, diff_zones, current.zone, target))
+        self.write(path, target)
         log.info(
             "event=secondary-updated zone=%s serial=%d primary=%s:%d", origin, serial_of(target), host, port
         )

@@ -21,8 +21,8 @@ import dns.rdataclass
 import dns.rdatatype
 
 from dynmx.config import Config, RegistrarConfig, SelfCheckSourceConfig, parse_hostport
+from dynmx.control.owner import ZoneOwner
 from dynmx.control.update import Change, Op
-from dynmx.control.writer import ZoneWriter
 from dynmx.errors import ConfigError, ControlError
 from dynmx.selfcheck.decide import Action
 from dynmx.selfcheck.discovery import DnsWhoamiSource, HttpEchoSource, InterfaceSource, Source
@@ -102,7 +102,7 @@ class SelfCheckService:
         secrets: dict[str, tuple[str, str]],
         state_path: Path,
         zones: Callable[[], dict[dns.name.Name, LoadedZone]],
-        writer: ZoneWriter,
+        owner: ZoneOwner,
         publish: Callable[[LoadedZone], Awaitable[None]],
         observe: Callable[[RoundReport, list[PushReport]], None] = lambda report, pushes: None,
     ) -> None:
@@ -111,7 +111,7 @@ class SelfCheckService:
         self.config = config
         self.nonces = NonceBook()
         self.zones = zones
-        self.writer = writer
+        self.owner = owner
         self.publish = publish
         self.store = AdapterStateStore(state_path)
         self.scheduler = RegistrarScheduler(settings.min_interval, settings.max_interval)
@@ -205,7 +205,7 @@ class SelfCheckService:
         ttl = current.ttl if current is not None else self.config.defaults.ttl
         changes = [Change(Op.DELETE, owner, ttl, rdata) for rdata in current or []]
         changes.append(Change(Op.ADD, owner, ttl, dns.rdata.from_text(dns.rdataclass.IN, rdtype, address)))
-        await self.publish(self.writer.commit(zone, changes, time.time()))
+        await self.publish(self.owner.commit(zone, changes))
         apex = zone.zone.get_node(zone.origin)
         ns = apex.get_rdataset(dns.rdataclass.IN, dns.rdatatype.NS) if apex is not None else None
         warning = glue_warning(name, zone.origin.to_text(), [r.target.to_text() for r in ns or []])

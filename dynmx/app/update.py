@@ -12,8 +12,8 @@ from __future__ import annotations
 import base64
 import ipaddress
 import logging
-import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import dns.exception
 import dns.message
@@ -23,17 +23,17 @@ import dns.rcode
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
-import dns.rdtypes.ANY.TSIG
 import dns.tsig
 import dns.tsigkeyring
 import dns.update
 
 from dynmx.answer.acl import address_in
 from dynmx.config import Config
-from dynmx.control import transfer
-from dynmx.control.journal import Journal
+from dynmx.control import transfer, tsig
+from dynmx.control.journal import Journal, JournalFork
+from dynmx.control.owner import WriteBlocked, ZoneOwner
 from dynmx.control.update import Change, UpdateRefused, evaluate
-from dynmx.control.writer import ZoneWriter
+from dynmx.control.writer import StaleBase
 from dynmx.errors import ConfigError, ZoneLoadError
 from dynmx.wire.query import Query
 from dynmx.wire.response import RCODE_FORMERR, RCODE_REFUSED, header_only, question_only
@@ -41,53 +41,7 @@ from dynmx.zone.loader import LoadedZone
 
 log = logging.getLogger("dynmx.update")
 
-RCODE_NOTAUTH = 9
-TSIG_FAILURES = (dns.message.UnknownTSIGKey, dns.tsig.BadSignature, dns.tsig.BadTime, dns.tsig.PeerError)
-
-
 SOA = dns.rdatatype.SOA
-TSIG_ERRORS = {
-    dns.message.UnknownTSIGKey: dns.rcode.BADKEY,
-    dns.tsig.BadSignature: dns.rcode.BADSIG,
-    dns.tsig.BadTime: dns.rcode.BADTIME,
-}
-
-
-def tsig_error_reply(data: bytes, query: Query, error: dns.rcode.Rcode) -> bytes:
-    """NOTAUTH with an unsigned TSIG record carrying the error (RFC 8945 §5.3.2): MAC empty,
-    the request's key, algorithm and time echoed, so the client can tell BADKEY/BADSIG/BADTIME."""
-    reply = question_only(data, query, RCODE_NOTAUTH)
-    offset = query.tsig_offset
-    if offset is None:
-        return reply
-    try:
-        keyname, used = dns.name.from_wire(data, offset)
-        end = offset + used
-        rdlength = int.from_bytes(data[end + 8 : end + 10], "big")
-        request = dns.rdata.from_wire(dns.rdataclass.ANY, dns.rdatatype.TSIG, data, end + 10, rdlength)
-    except dns.exception.DNSException:
-        return reply
-    now = int(time.time())
-    answer = dns.rdtypes.ANY.TSIG.TSIG(  # type: ignore[no-untyped-call]
-        dns.rdataclass.ANY,
-        dns.rdatatype.TSIG,
-        request.algorithm,  # type: ignore[attr-defined]
-        request.time_signed,  # type: ignore[attr-defined]
-        request.fudge,  # type: ignore[attr-defined]
-        b"",
-        query.msg_id,
-        int(error),
-        now.to_bytes(6, "big") if error == dns.rcode.BADTIME else b"",  # BADTIME: our clock
-    )
-    owner = keyname.to_wire()
-    assert owner is not None
-    record = owner + (250).to_bytes(2, "big") + (255).to_bytes(2, "big") + bytes(4)
-    rdata = answer.to_wire()
-    assert rdata is not None
-    record += len(rdata).to_bytes(2, "big") + rdata
-    arcount = int.from_bytes(reply[10:12], "big") + 1
-    # The TSIG record must come last, after an OPT record if the reply has one.
-    return reply[:10] + arcount.to_bytes(2, "big") + reply[12:] + record
 
 
 def key_secrets(config: Config) -> dict[str, tuple[str, str]]:
@@ -147,7 +101,7 @@ class UpdateService:
     def __init__(
         self,
         config: Config,
-        writer: ZoneWriter,
+        owner: ZoneOwner,
         zones: Callable[[], dict[dns.name.Name, LoadedZone]],
         publish: Callable[[LoadedZone], Awaitable[None]],
     ) -> None:
@@ -156,7 +110,7 @@ class UpdateService:
             dns.name.from_text(z.name): {dns.name.from_text(k) for k in z.allow_update} for z in config.zone
         }
         self.rules = {dns.name.from_text(k.name): KeyRules(k.names, k.types) for k in config.key}
-        self.writer = writer
+        self.owner = owner
         self.zones = zones
         self.publish = publish
         # (zone, peer address) -> accepted: set when secondary zones exist.
@@ -166,20 +120,24 @@ class UpdateService:
     def handle(
         self, data: bytes, query: Query, tcp: bool, peer: object = None
     ) -> bytes | Awaitable[bytes] | None:
+        verified = None
+        if query.tsig_offset is not None:  # RFC 8945: verified first; every reply to it is signed
+            verdict = tsig.check(data, query, self.keyring, peer)
+            if isinstance(verdict, bytes):
+                return verdict  # BADKEY, BADSIG, BADTIME (logged) or FORMERR
+            verified = verdict
         if query.opcode == dns.opcode.NOTIFY:
-            return self._notify(data, query, peer)
+            return tsig.signed(self._notify(data, query, peer), verified)
         if query.opcode != dns.opcode.UPDATE:
-            return question_only(data, query, RCODE_REFUSED)
+            return tsig.signed(question_only(data, query, RCODE_REFUSED), verified)
         try:
-            message = dns.message.from_wire(data, keyring=self.keyring)
-        except TSIG_FAILURES as error:
-            log.warning("event=update-refused reason=tsig error=%s", type(error).__name__)
-            return tsig_error_reply(data, query, TSIG_ERRORS.get(type(error), dns.rcode.BADSIG))
+            message = tsig.parse(data, verified)
         except dns.exception.DNSException:
-            return header_only(query.msg_id, RCODE_FORMERR, query.rd, opcode=query.opcode)
+            formerr = header_only(query.msg_id, RCODE_FORMERR, query.rd, opcode=query.opcode)
+            return tsig.signed(formerr, verified)
         assert isinstance(message, dns.update.UpdateMessage)
         rcode, served = self._apply(message)
-        response = dns.message.make_response(message)
+        response = dns.message.make_response(message)  # signed with the request's key and MAC
         response.set_rcode(rcode)
         reply = response.to_wire()
         if served is None:
@@ -215,6 +173,29 @@ class UpdateService:
         if key is None or key not in self.allowed.get(origin, set()):
             log.warning("event=update-refused zone=%s key=%s reason=not-allowed", origin, key)
             return dns.rcode.REFUSED, None
+        outcome = self.edit(zone, message, key)
+        return outcome.rcode, outcome.served
+
+    def apply_local(self, wire: bytes) -> Outcome:
+        """An UPDATE from the local control socket (`dynmx record`): the socket's file mode is
+        its authorization, so no key and no key rules; everything else as over the wire."""
+        try:
+            message = dns.message.from_wire(wire)
+        except dns.exception.DNSException as error:
+            return Outcome(dns.rcode.FORMERR, f"not an UPDATE message: {error}")
+        if not isinstance(message, dns.update.UpdateMessage) or len(message.zone) != 1:
+            return Outcome(dns.rcode.FORMERR, "not an UPDATE message with one zone")
+        origin = message.zone[0].name
+        zone = self.zones().get(origin)
+        if zone is None:
+            return Outcome(dns.rcode.NOTAUTH, f"{origin} is not served here")
+        if self.is_secondary is not None and self.is_secondary(origin):
+            return Outcome(dns.rcode.REFUSED, f"{origin} is a secondary zone: edit it on its primary")
+        return self.edit(zone, message, None)
+
+    def edit(self, zone: LoadedZone, message: dns.update.UpdateMessage, key: dns.name.Name | None) -> Outcome:
+        """RFC 2136 §3 on `zone` for `key` (None: local, unrestricted), committed by the owner."""
+        origin = zone.origin
         try:
             changes = evaluate(zone.zone, origin, message)
         except UpdateRefused as refused:
@@ -225,22 +206,37 @@ class UpdateService:
                 dns.rcode.to_text(refused.rcode),
                 str(refused),
             )
-            return refused.rcode, None
+            return Outcome(refused.rcode, str(refused))
         if not changes:
-            return dns.rcode.NOERROR, None
-        forbidden = self.rules[key].refuses(changes) if key in self.rules else None
+            return Outcome(dns.rcode.NOERROR, "no change")
+        forbidden = self.rules[key].refuses(changes) if key is not None and key in self.rules else None
         if forbidden is not None:
             log.warning(
                 "event=update-refused zone=%s key=%s reason=key-rules change=%r", origin, key, forbidden
             )
-            return dns.rcode.REFUSED, None
+            return Outcome(dns.rcode.REFUSED, f"key {key} may not change {forbidden}")
         try:
-            updated = self.writer.commit(zone, changes, time.time())
+            updated = self.owner.commit(zone, changes)
         except ZoneLoadError as error:
             log.warning("event=update-refused zone=%s reason=invalid-result problems=%r", origin, str(error))
-            return dns.rcode.REFUSED, None
+            return Outcome(dns.rcode.REFUSED, "; ".join(p.reason for p in error.problems))
+        except WriteBlocked as error:
+            log.error("event=update-refused zone=%s reason=write-blocked detail=%r", origin, str(error))
+            return Outcome(dns.rcode.SERVFAIL, str(error))
+        except (StaleBase, JournalFork) as error:
+            log.error("event=update-refused zone=%s reason=stale detail=%r", origin, str(error))
+            return Outcome(dns.rcode.SERVFAIL, str(error))
         log.info("event=zone-updated zone=%s key=%s changes=%d", origin, key, len(changes))
-        return dns.rcode.NOERROR, self.publish(updated)
+        return Outcome(dns.rcode.NOERROR, f"{len(changes)} record change(s)", self.publish(updated))
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What an UPDATE came to: the rcode, why (for a local caller), what to wait for."""
+
+    rcode: dns.rcode.Rcode
+    reason: str
+    served: Awaitable[None] | None = None
 
 
 class TransferService:
@@ -263,23 +259,21 @@ class TransferService:
         origin = dns.name.from_wire(query.qname_lower, 0)[0]
         zone = self.zones().get(origin)
         host = peer[0] if isinstance(peer, tuple) else ""
+        verified = None
+        if query.tsig_offset is not None:  # RFC 8945: verified first; every message back is signed
+            verdict = tsig.check(data, query, self.keyring, peer)
+            if isinstance(verdict, bytes):
+                return [verdict]  # BADKEY, BADSIG, BADTIME (logged) or FORMERR
+            verified = verdict
         try:
-            message = dns.message.from_wire(data, keyring=self.keyring)
-        except TSIG_FAILURES as error:
-            log.warning(
-                "event=transfer-refused zone=%s peer=%s reason=tsig error=%s",
-                origin,
-                host,
-                type(error).__name__,
-            )
-            return [tsig_error_reply(data, query, TSIG_ERRORS.get(type(error), dns.rcode.BADSIG))]
+            message = tsig.parse(data, verified)
         except dns.exception.DNSException:
-            return [header_only(query.msg_id, RCODE_FORMERR, query.rd)]
-        key = message.keyname if message.had_tsig else None
+            return [tsig.signed(header_only(query.msg_id, RCODE_FORMERR, query.rd), verified)]
+        key = verified.owner if verified is not None else None
         signed_ok = key is not None and key in self.keys.get(origin, set())
         if zone is None or not (signed_ok or self._permitted(origin, str(host))):
             log.info("event=transfer-refused zone=%s peer=%s key=%s", origin, host, key)
-            return [question_only(data, query, RCODE_REFUSED)]
+            return [tsig.signed(question_only(data, query, RCODE_REFUSED), verified)]
         kind = "AXFR" if query.qtype == dns.rdatatype.AXFR else "IXFR"
         messages = (
             transfer.axfr(message, zone.zone)

@@ -190,6 +190,12 @@ class Worker:
                 self.zone_edits += 1
                 self.zone_edited[zone.path] = self.zone_edits
                 self._rebuild(seq, changed=(zone.origin,))
+            elif kind == "drop":  # a zone removed (`dynmx zone rm`)
+                _, seq, path = message
+                self.zones.pop(path, None)
+                self.zone_edits += 1
+                self.zone_edited.pop(path, None)
+                self._rebuild(seq)
             elif kind == "unavailable":
                 _, seq, self.unavailable = message
                 assert self.engine is not None
@@ -235,7 +241,7 @@ class Worker:
                     changed_count,
                 )
                 for path, edit in self.zone_edited.items():
-                    if edit > mark and path in zones:
+                    if edit > mark and path in zones and path in self.zones:
                         zones[path] = self.zones[path]  # committed while the files were read
                 self.zones = zones
             else:

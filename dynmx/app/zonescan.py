@@ -7,6 +7,7 @@ import os
 import time
 from pathlib import Path
 
+import dns.exception
 import dns.name
 import dns.rdataclass
 import dns.rdatatype
@@ -73,22 +74,48 @@ def scan_zones(
         if stamp is not None and isinstance(parsed, LoadedZone):
             parsed = dataclasses.replace(parsed, stamp=stamp)
         results[path] = parsed
-    origins: dict[bytes, Path] = {}  # by wire key: dnspython's name hash collides (see ZoneSet)
+    versions: dict[Path, LoadedZone] = {}
+    claims: dict[bytes, list[Path]] = {}  # by wire key: dnspython's name hash collides (see ZoneSet)
     for path in files:
         zone = results[path]
         if isinstance(zone, list):
             problems.extend(zone)
-            if path in previous:
-                loaded[path] = previous[path]
-                origins[name_key(previous[path].origin)] = path
-            continue
-        key = name_key(zone.origin)
-        if key in origins:
-            problems.append(Problem(str(path), 1, f"zone {zone.origin} is also loaded from {origins[key]}"))
-            continue
-        origins[key] = path
-        loaded[path] = zone
+            if path not in previous:
+                continue
+            zone = previous[path]
+        versions[path] = zone
+        claims.setdefault(name_key(zone.origin), []).append(path)
+    chosen = set()
+    for key, paths in claims.items():
+        winner = paths[0] if len(paths) == 1 else _rightful(key, paths, previous)
+        chosen.add(winner)
+        for other in paths:
+            if other != winner:
+                origin = versions[winner].origin
+                reason = f"zone {origin} is served from {winner}; this file is not loaded (one file per zone)"
+                problems.append(Problem(str(other), 1, reason))
+    for path in files:
+        if path in chosen:
+            loaded[path] = versions[path]
     return loaded, problems
+
+
+def _rightful(key: bytes, paths: list[Path], previous: dict[Path, LoadedZone]) -> Path:
+    """Of several files with one origin, the one that keeps it (NSD refuses a second zone of a
+    name and serves what it had): the file serving it now, else the one named after it, else
+    the first by name."""
+    serving = [path for path in paths if path in previous and name_key(previous[path].origin) == key]
+    if serving:
+        return serving[0]
+    named = [path for path in paths if _key_of_file(path) == key]
+    return (named or paths)[0]
+
+
+def _key_of_file(path: Path) -> bytes | None:
+    try:
+        return name_key(dns.name.from_text(path.name.removesuffix(".zone")))
+    except (dns.exception.DNSException, ValueError):
+        return None
 
 
 def _is_zone_file(entry: os.DirEntry[str]) -> bool:

@@ -10,15 +10,15 @@ import logging
 import os
 import signal
 import sys
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
+from typing import Any
 
 from dynmx import __version__
 from dynmx.cli import pools, records, registrar, zones
+from dynmx.cli.client import ControlClient
 from dynmx.config import Config, HttpConfig, LogConfig, load_config, parse_hostport
-from dynmx.errors import ConfigError, ControlError
+from dynmx.control.lock import StateDirBusy
+from dynmx.errors import ConfigError, ControlError, DynmxError
 from dynmx.logs import setup_logging
 
 log = logging.getLogger("dynmx.cli")
@@ -32,6 +32,8 @@ def _config_from_args(args: argparse.Namespace) -> Config:
     overrides: dict[str, object] = {}
     if getattr(args, "zones", None):
         overrides["zones_dir"] = str(Path(args.zones).resolve())
+        if not args.config:  # beside the zones: two servers of two directories share no state
+            overrides["state_dir"] = str(Path(args.zones).resolve().parent / "state")
     if getattr(args, "listen", None):
         for item in args.listen:
             try:
@@ -71,7 +73,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         log.debug("event=event-loop kind=uvloop")
     except ImportError:
         log.info("event=event-loop kind=asyncio reason=uvloop-missing")
-    app = App(config, (lambda: _config_from_args(args)) if args.config else None)
+    try:
+        app = App(config, (lambda: _config_from_args(args)) if args.config else None)
+    except StateDirBusy as error:
+        log.error("event=start-refused state_dir=%s holder=%r", error.state_dir, error.holder)
+        print(f"dynmx: {error}: one server per state_dir; stop it or give this one another", file=sys.stderr)
+        return 1
     try:
         asyncio.run(app.serve_forever())
     except OSError as error:
@@ -108,35 +115,24 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _control_url(config: Config, explicit: str | None) -> str | None:
-    target = explicit if explicit is not None else config.http.listen
-    if not target:
-        return None
-    host, port = parse_hostport(target, 9153)
-    host = f"[{host}]" if ":" in host else host
-    return f"http://{host}:{port}"
-
-
 def _cmd_reload(args: argparse.Namespace) -> int:
-    """Ask the running server to re-read its zones: POST /reload, else SIGHUP to the pid file."""
+    """Ask the running server to re-read its zones: over its control socket or listener, else
+    SIGHUP to the pid file."""
     config = _config_from_args(args)
-    url = _control_url(config, args.http)
-    if url is not None:
-        request = urllib.request.Request(url + "/reload", method="POST", data=b"")
-        try:
-            with urllib.request.urlopen(request, timeout=300) as response:
-                body = json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            body = json.loads(error.read() or b"{}")
-        except (urllib.error.URLError, OSError) as error:
-            raise ControlError(f"cannot reach {url}/reload: {error}") from None
-        for problem in body.get("problems", []):
+    client = ControlClient(config, args.http)
+    if client.available():
+        body = client.request("POST", "/reload", timeout=300).json()
+        problems = body.get("problems")
+        for problem in problems if isinstance(problems, list) else []:
             print(problem)
         print("reloaded" if body.get("ok") else "reloaded; refused zones keep their previous version")
         return 0 if body.get("ok") else 1
     pid_file = config.server.pid_file
     if not pid_file:
-        raise ControlError("no control listener ([http] listen or --http) and no pid file (--pid-file)")
+        raise ControlError(
+            f"no running server to reach ({client.socket} is missing, no [http] listen or --http)"
+            " and no pid file (--pid-file)"
+        )
     try:
         pid = int(config.path(pid_file).read_text().strip())
         os.kill(pid, signal.SIGHUP)
@@ -146,65 +142,42 @@ def _cmd_reload(args: argparse.Namespace) -> int:
     return 0
 
 
-def _post(url: str, timeout: float = 30) -> str:
-    request = urllib.request.Request(url, method="POST", data=b"")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return str(response.read().decode())
-    except urllib.error.HTTPError as error:
-        raise ControlError(f"{url}: {error.read().decode().strip() or error.reason}") from None
-    except (urllib.error.URLError, OSError) as error:
-        raise ControlError(f"cannot reach {url}: {error}") from None
-
-
-def _require_url(config: Config, explicit: str | None) -> str:
-    url = _control_url(config, explicit)
-    if url is None:
-        raise ControlError("no control listener: set [http] listen in the config or pass --http HOST:PORT")
-    return url
+def _client(args: argparse.Namespace) -> ControlClient:
+    return ControlClient(_config_from_args(args), args.http)
 
 
 def _cmd_member_load(args: argparse.Namespace) -> int:
     """Set a member's load reading (the least-load strategy) on the running server."""
-    url = _require_url(_config_from_args(args), args.http)
-    query = urllib.parse.urlencode({"pool": args.pool, "host": args.host, "value": args.value})
-    _post(f"{url}/members/load?{query}")
+    query = {"pool": args.pool, "host": args.host, "value": args.value}
+    _client(args).checked("POST", "/members/load", query)
     print(f"load of {args.host} in {args.pool} set to {args.value}")
     return 0
 
 
 def _cmd_member_drain(args: argparse.Namespace) -> int:
     """`member down` drains a member (admin-down, survives restarts); `member up` undoes it."""
-    url = _require_url(_config_from_args(args), args.http)
     drained = args.member_command == "down"
-    query = urllib.parse.urlencode({"pool": args.pool, "host": args.host, "drained": int(drained)})
-    _post(f"{url}/members/drain?{query}")
+    query = {"pool": args.pool, "host": args.host, "drained": str(int(drained))}
+    _client(args).checked("POST", "/members/drain", query)
     print(f"{args.host} in {args.pool}: {'admin-down' if drained else 'back in service'}")
     return 0
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
     """Print the answer a query for NAME would get now, and why."""
-    url = _require_url(_config_from_args(args), args.http)
-    query = urllib.parse.urlencode({"name": args.name, "from": args.source or "", "hint": args.hint or ""})
-    try:
-        with urllib.request.urlopen(f"{url}/explain?{query}", timeout=10) as response:
-            result = json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        raise ControlError(f"{url}/explain: {error.read().decode().strip() or error.reason}") from None
-    except (urllib.error.URLError, OSError) as error:
-        raise ControlError(f"cannot reach {url}/explain: {error}") from None
+    query = {"name": args.name, "from": args.source or "", "hint": args.hint or ""}
+    result: dict[str, Any] = _client(args).checked("GET", "/explain", query).json()
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
     answer = result.get("answer")
     print(f"{result['name']} MX" + (f" from {result['from']}" if result.get("from") else ""))
     if isinstance(answer, list):
-        for line in answer:
-            print(f"  {line}")
-    elif isinstance(answer, dict):
-        for share, lines in answer.items():
-            print(f"  {share}: {', '.join(lines)}")
+        for line in answer:  # a record, or an ordering with its share of the queries (weighted)
+            if isinstance(line, dict):
+                print(f"  {line['share']:.1%}: {', '.join(line['answer'])}")
+            else:
+                print(f"  {line}")
     else:
         print(f"  {answer}")
     if "ttl" in result:
@@ -222,8 +195,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 def _cmd_selfcheck(args: argparse.Namespace) -> int:
     """Run one self-check round on the running server now and print each step's result."""
-    url = _require_url(_config_from_args(args), args.http)
-    result = json.loads(_post(f"{url}/selfcheck", timeout=300))
+    result: dict[str, Any] = _client(args).checked("POST", "/selfcheck", timeout=300).json()
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -240,12 +212,7 @@ def _cmd_selfcheck(args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     """Print the running server's /status: zones, pools, members, current first choice."""
-    url = _require_url(_config_from_args(args), args.http)
-    try:
-        with urllib.request.urlopen(url + "/status", timeout=10) as response:
-            status = json.loads(response.read())
-    except (urllib.error.URLError, OSError) as error:
-        raise ControlError(f"cannot reach {url}/status: {error}") from None
+    status: dict[str, Any] = _client(args).checked("GET", "/status").json()
     if args.json:
         print(json.dumps(status, indent=2))
         return 0
@@ -269,14 +236,11 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_routes(args: argparse.Namespace) -> int:
-    """Print the mail routing table of the running server (Postfix transport lines or JSON)."""
-    url = _require_url(_config_from_args(args), args.http)
-    query = urllib.parse.urlencode({"format": args.format, **({"since": args.since} if args.since else {})})
-    try:
-        with urllib.request.urlopen(f"{url}/routes?{query}", timeout=10) as response:
-            print(response.read().decode(), end="")
-    except (urllib.error.URLError, OSError) as error:
-        raise ControlError(f"cannot reach {url}/routes: {error}") from None
+    """Print the mail routing table of the running server (Postfix transport lines or JSON); with
+    `--since CURSOR` only the domains whose route changed after it, and the cursor for next time."""
+    since = {"since": args.since} if args.since is not None else {}
+    reply = _client(args).checked("GET", "/routes", {"format": args.format, **since})
+    print(reply.body.decode(), end="")
     return 0
 
 
@@ -373,7 +337,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     routes = sub.add_parser("routes", help="print the mail routing table (e.g. a Postfix transport map)")
     routes.add_argument("--format", choices=["postfix", "json"], default="postfix")
-    routes.add_argument("--since", type=int, help="only domains whose MX changed after this serial")
+    routes.add_argument(
+        "--since",
+        nargs="?",
+        const="",
+        metavar="CURSOR",
+        help="only domains whose route changed after CURSOR (the cursor an earlier call printed: "
+        "'# cursor: ...' line, or JSON 'cursor'); removed ones are listed as removed; an unknown, "
+        "expired or pre-restart cursor (or none) gives the whole table marked full",
+    )
     routes.add_argument("--config", "-c", help="TOML config file (for [http] listen)")
     routes.add_argument("--http", help="HOST:PORT of the control listener")
     routes.set_defaults(func=_cmd_routes)
@@ -384,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (ConfigError, ControlError) as error:
+    except DynmxError as error:
         print(f"dynmx: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

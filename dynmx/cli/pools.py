@@ -11,11 +11,11 @@ import argparse
 import json
 import os
 import tempfile
-import urllib.error
-import urllib.request
 from pathlib import Path
 
+from dynmx.cli.client import ControlClient
 from dynmx.config import absolute_name, load_config
+from dynmx.control.writer import keep_mode
 from dynmx.errors import ConfigError, ControlError
 
 Block = tuple[int, int]  # [start, end) line indexes
@@ -139,6 +139,7 @@ def run_pool(args: argparse.Namespace) -> int:
     text = path.read_text(encoding="utf-8")
     new_text = edit(text, args)
     handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    keep_mode(handle, path)  # a config readable by the server's group stays so
     with os.fdopen(handle, "w", encoding="utf-8") as out:
         out.write(new_text)
         out.flush()
@@ -151,14 +152,16 @@ def run_pool(args: argparse.Namespace) -> int:
         raise ControlError(f"the edit would make the config invalid: {message}") from None
     os.replace(temp, path)
     print(f"ok: {args.verb} {args.pool}{' ' + args.host if getattr(args, 'host', None) else ''} in {path}")
-    if config.http.listen:
-        host, _, port = config.http.listen.rpartition(":")
-        request = urllib.request.Request(f"http://{host}:{port}/reload", method="POST", data=b"")
-        try:
-            with urllib.request.urlopen(request, timeout=60):
-                print("the running server reloaded")
-        except (urllib.error.URLError, OSError):
-            print("no running server answered; the change applies when it starts")
+    client = ControlClient(config)
+    if not client.available():
+        print("no running server to tell; the change applies when it starts")
+        return 0
+    try:
+        ok = client.request("POST", "/reload", timeout=300).json().get("ok")
+    except ControlError:
+        print("no running server answered; the change applies when it starts")
+        return 0
+    print("the running server reloaded" if ok else "the running server reported problems on reload")
     return 0
 
 

@@ -1,16 +1,15 @@
-"""`dynmx record add|rm|set`: zone edits as RFC 2136 UPDATE with TSIG, or offline through the writer.
+"""`dynmx record add|rm|set`: zone edits as RFC 2136 UPDATE messages, handed to the one owner.
 
-Online, the edit goes to the running server like any nsupdate would (so it is
-journaled, written and NOTIFYed there). `--offline` applies the very same UPDATE
-message to the zone files under a lock, for when no server runs; both paths share
-RFC 2136 semantics (dynmx.control.update) and the one writer.
+With a server running, the edit goes to it over its control socket (so it is checked,
+journaled, written and NOTIFYed there); `--server HOST:PORT` sends it as a TSIG-signed
+UPDATE instead, as nsupdate would. `--offline` applies the very same UPDATE message to
+the zone files as the owner of the state directory, and is refused while a server owns
+it. Every path shares RFC 2136 semantics (dynmx.control.update) and the owner's commit.
 """
 
 from __future__ import annotations
 
 import argparse
-import fcntl
-import time
 
 import dns.exception
 import dns.message
@@ -22,12 +21,13 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.update
 
-from dynmx.app import scan_zones
 from dynmx.app.update import load_keyring
+from dynmx.app.zonescan import scan_zones
+from dynmx.cli.client import ControlClient
+from dynmx.cli.owning import offline_owner, server_holder
 from dynmx.config import Config, parse_hostport
-from dynmx.control.journal import Journal
+from dynmx.control.lock import StateDirBusy
 from dynmx.control.update import UpdateRefused, evaluate
-from dynmx.control.writer import ZoneWriter
 from dynmx.errors import ControlError, ZoneLoadError
 from dynmx.zone.loader import LoadedZone
 
@@ -94,17 +94,44 @@ def run_record(args: argparse.Namespace, config: Config) -> int:
     zones = _zones(config)
     zone = _zone_of(dns.name.from_text(args.name), zones, args.zone)
     _precheck(args, zone)
+    if args.server:
+        return _send(args, config, zone)
+    holder = server_holder(config)
     if args.offline:
-        return _offline(args, config, zone)
+        if holder is not None:
+            raise ControlError(_busy(config, holder))
+        return _offline(args, config, zone.origin)
+    if holder is None:
+        raise ControlError(
+            f"no running server owns {config.path(config.server.state_dir)}: start one, or edit the"
+            " files with --offline"
+        )
+    update = build_update(args, zone.origin, None, None)
+    reply = ControlClient(config).request("POST", "/update", body=update.to_wire(), timeout=300, local=True)
+    result = reply.json()
+    if result.get("rcode") != "NOERROR":
+        print(f"refused: {result.get('rcode', reply.status)}: {result.get('reason') or reply.text()}")
+        return 1
+    print(f"ok: {args.verb} {args.name} {args.type} in {zone.origin}")
+    return 0
+
+
+def _busy(config: Config, holder: str) -> str:
+    return (
+        f"--offline refused: {config.path(config.server.state_dir)} is owned by {holder}; edit through"
+        " the running server (drop --offline), which journals, writes and NOTIFYs the change"
+    )
+
+
+def _send(args: argparse.Namespace, config: Config, zone: LoadedZone) -> int:
+    """RFC 2136 UPDATE with TSIG to `--server`, as nsupdate would (a server elsewhere)."""
     keyring, keyname = _key_for(config, zone.origin)
     update = build_update(args, zone.origin, keyring, keyname)
-    host, port = parse_hostport(args.server or config.server.listen[0])
+    host, port = parse_hostport(args.server)
     try:
         reply = dns.query.tcp(update, host, port=port, timeout=UPDATE_TIMEOUT)
     except (OSError, dns.exception.DNSException) as error:
-        raise ControlError(
-            f"cannot send the update to {host}:{port}: {error} (use --offline if no server runs)"
-        ) from None
+        raise ControlError(f"cannot send the update to {host}:{port}: {error}") from None
     rcode = reply.rcode()
     if rcode != dns.rcode.NOERROR:
         print(f"refused: {dns.rcode.to_text(rcode)}")
@@ -132,35 +159,31 @@ def _precheck(args: argparse.Namespace, zone: LoadedZone) -> None:
         )
 
 
-def _offline(args: argparse.Namespace, config: Config, zone: LoadedZone) -> int:
-    """Edit the files directly: the same UPDATE semantics and writer, under an exclusive lock."""
-    state_dir = config.path(config.server.state_dir)
-    state_dir.mkdir(parents=True, exist_ok=True)
-    with (state_dir / "edit.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        zone = _zones(config)[zone.origin]  # re-read under the lock
-        update = build_update(args, zone.origin, None, None)
-        message = dns.message.from_wire(update.to_wire())
-        assert isinstance(message, dns.update.UpdateMessage)
-        try:
-            changes = evaluate(zone.zone, zone.origin, message)
-        except UpdateRefused as refused:
-            print(f"refused: {dns.rcode.to_text(refused.rcode)}: {refused}")
-            return 1
-        if not changes:
-            print("no change")
-            return 0
-        journal = Journal(state_dir / "journal.sqlite", config.server.journal_keep)
-        try:
-            writer = ZoneWriter(journal, {z.name: z.serial for z in config.zone})
-            writer.commit(zone, changes, time.time())
-        except ZoneLoadError as error:
-            print(f"refused: the zone would be invalid:\n{error}")
-            return 1
-        finally:
-            journal.close()
-    print(f"ok: {args.verb} {args.name} {args.type} in {zone.origin} (offline)")
-    print("a running server sees offline edits after `dynmx reload`")
+def _offline(args: argparse.Namespace, config: Config, origin: dns.name.Name) -> int:
+    """Edit the files with no server running: this command owns the state directory meanwhile,
+    and commits through the same owner, with the same checks, as the server would."""
+    try:
+        with offline_owner(config, "dynmx record --offline") as edit:
+            zone = edit.zones[origin]
+            update = build_update(args, origin, None, None)
+            message = dns.message.from_wire(update.to_wire())
+            assert isinstance(message, dns.update.UpdateMessage)
+            try:
+                changes = evaluate(zone.zone, origin, message)
+            except UpdateRefused as refused:
+                print(f"refused: {dns.rcode.to_text(refused.rcode)}: {refused}")
+                return 1
+            if not changes:
+                print("no change")
+                return 0
+            try:
+                edit.owner.commit(zone, changes)
+            except ZoneLoadError as error:
+                print(f"refused: the zone would be invalid:\n{error}")
+                return 1
+    except StateDirBusy as busy:
+        raise ControlError(_busy(config, busy.holder)) from None
+    print(f"ok: {args.verb} {args.name} {args.type} in {origin} (offline)")
     return 0
 
 
@@ -179,10 +202,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], func: o
         parser.add_argument("--ttl", type=int, default=3600)
         parser.add_argument("--zone", help="the zone (default: the longest served zone containing NAME)")
         parser.add_argument(
-            "--server", help="HOST:PORT of the running server (default: the first listen address)"
+            "--server",
+            help="send a TSIG-signed RFC 2136 UPDATE to HOST:PORT (a key from the zone's allow_update)"
+            " instead of handing the edit to the local server over its control socket",
         )
         parser.add_argument(
-            "--offline", action="store_true", help="edit the zone files directly (no server running)"
+            "--offline",
+            action="store_true",
+            help="edit the zone files directly (refused while a server runs)",
         )
         parser.add_argument("--config", "-c", required=True, help="TOML config file")
         parser.set_defaults(func=func)

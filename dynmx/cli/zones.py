@@ -1,21 +1,19 @@
 """`dynmx zone add|list|show|rm`: provision mail domains with SOA, NS, MX and the parent's delegation.
 
 `zone add` builds the new zone from the config's `[defaults]` (SOA fields, name
-servers) and the options, validates it exactly as `dynmx check` would, and, when a
-served zone is the parent, adds the delegation (NS and in-domain glue) to the parent
-through the one writer in the same command. Nothing is written when anything is
-wrong. A running server is asked to reload (POST /reload) so the zone is served.
+servers) and the options; the one owner (`dynmx.control.zones`) validates it exactly as
+`dynmx check` would, writes its file (never over another) and, when a served zone is
+the parent, commits the delegation (NS and in-domain glue) there. Nothing is written
+when anything is wrong. With a server running, the server does it (over its control
+socket) and serves both at once; without one, the command owns the state directory
+while it runs (`dynmx.cli.owning`).
 """
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
-import json
-import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import dns.name
@@ -23,15 +21,18 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 
-from dynmx.app import scan_zones
+from dynmx.app.zonescan import scan_zones
+from dynmx.cli.client import ControlClient
+from dynmx.cli.owning import offline_owner, server_holder
 from dynmx.config import Config, absolute_name
-from dynmx.control.journal import Journal
-from dynmx.control.update import Change, Op
-from dynmx.control.writer import ZoneWriter, serial_of, write_atomically
-from dynmx.errors import ControlError, ZoneLoadError
-from dynmx.zone.loader import LoadedZone, load_zone_file
+from dynmx.control.lock import StateDirBusy
+from dynmx.control.writer import serial_of
+from dynmx.control.zones import add_zone, remove_zone
+from dynmx.errors import ControlError
+from dynmx.zone.loader import LoadedZone
 
 IN = dns.rdataclass.IN
+EDIT_TIMEOUT = 300.0  # seconds: the server answers once both zones are served
 
 
 def _served(config: Config) -> dict[dns.name.Name, LoadedZone]:
@@ -83,73 +84,44 @@ def _address_type(address: str) -> str:
         raise ControlError(f"{address!r} is not an IP address") from None
 
 
-def delegation(child: LoadedZone) -> list[Change]:
-    """NS records of the child at the cut, plus glue for name servers inside the child."""
-    changes: list[Change] = []
-    node = child.zone.nodes[child.origin]
-    ns = node.get_rdataset(IN, dns.rdatatype.NS)
-    assert ns is not None
-    for rdata in ns:
-        changes.append(Change(Op.ADD, child.origin, ns.ttl, rdata))
-        target: dns.name.Name = rdata.target
-        if target.is_subdomain(child.origin):
-            glue = child.zone.nodes.get(target)
-            for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
-                rds = glue.get_rdataset(IN, rdtype) if glue is not None else None
-                for address in rds or []:
-                    changes.append(Change(Op.ADD, target, rds.ttl, address))  # type: ignore[union-attr]
-    return changes
-
-
-def _reload(config: Config) -> str:
-    if not config.http.listen:
-        return "no [http] listen: run `dynmx reload` or send SIGHUP to serve it"
-    host, _, port = config.http.listen.rpartition(":")
-    url = f"http://{host}:{port}/reload"
-    try:
-        with urllib.request.urlopen(
-            urllib.request.Request(url, method="POST", data=b""), timeout=60
-        ) as reply:
-            ok = json.loads(reply.read()).get("ok")
-        return "the running server reloaded" if ok else "the running server reported problems on reload"
-    except (urllib.error.URLError, OSError):
-        return "no running server answered; it will serve the zone when started"
-
-
 def add(args: argparse.Namespace, config: Config) -> int:
     origin = dns.name.from_text(absolute_name(args.domain))
-    zones = _served(config)
-    if origin in zones:
-        raise ControlError(f"zone {origin} already exists ({zones[origin].path})")
-    path = config.path(config.server.zones_dir) / f"{origin.to_text().rstrip('.')}.zone"
     text = zone_text(config, origin, args)
-    with tempfile.TemporaryDirectory() as scratch:  # validate before anything is written
-        probe = Path(scratch) / path.name
-        probe.write_text(text)
+    if server_holder(config) is None:
         try:
-            child = load_zone_file(probe, origin)
-        except ZoneLoadError as error:
-            raise ControlError(f"the new zone would be invalid:\n{error}") from None
-    child = LoadedZone(child.origin, child.zone, path)
-    parents = [z for o, z in zones.items() if origin.is_subdomain(o) and o != origin]
-    parent = max(parents, key=lambda z: len(z.origin)) if parents else None
-    state_dir = config.path(config.server.state_dir)
-    journal = Journal(state_dir / "journal.sqlite", config.server.journal_keep)
-    try:
-        if parent is not None:
-            writer = ZoneWriter(journal, {z.name: z.serial for z in config.zone})
-            try:
-                writer.commit(parent, delegation(child), time.time())
-            except ZoneLoadError as error:
-                raise ControlError(f"the delegation in {parent.origin} would be invalid:\n{error}") from None
-        write_atomically(path, child.zone)
-    finally:
-        journal.close()
-    print(f"ok: zone {origin} created in {path} (serial {serial_of(child.zone)})")
-    if parent is not None:
-        print(f"ok: delegation added to {parent.origin}")
-    print(_reload(config))
+            with offline_owner(config, "dynmx zone add") as edit:
+                zones_dir = config.path(config.server.zones_dir)
+                child, parent = add_zone(edit.owner, edit.zones, zones_dir, origin, text)
+            parent_name = parent.origin.to_text() if parent else None
+            _added(origin, str(child.path), serial_of(child.zone), parent_name)
+            print("no server runs: it serves the zone when it starts")
+            return 0
+        except StateDirBusy:
+            pass  # a server started meanwhile: hand it the edit
+    result = _through_server(config, "/zones/add", origin, text.encode())
+    _added(origin, str(result["file"]), int(str(result["serial"])), _opt(result.get("parent")))
+    print("the running server serves it now")
     return 0
+
+
+def _added(origin: dns.name.Name, file: str, serial: int, parent: str | None) -> None:
+    print(f"ok: zone {origin} created in {file} (serial {serial})")
+    if parent is not None:
+        print(f"ok: delegation added to {parent}")
+
+
+def _opt(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _through_server(config: Config, path: str, origin: dns.name.Name, body: bytes = b"") -> dict[str, object]:
+    reply = ControlClient(config).request(
+        "POST", path, {"zone": origin.to_text()}, body, timeout=EDIT_TIMEOUT, local=True
+    )
+    result = reply.json()
+    if reply.status != 200 or not result.get("ok"):
+        raise ControlError(str(result.get("error") or reply.text()))
+    return result
 
 
 def list_zones(config: Config) -> int:
@@ -168,32 +140,25 @@ def show(args: argparse.Namespace, config: Config) -> int:
 
 
 def remove(args: argparse.Namespace, config: Config) -> int:
-    """Remove a zone file (kept as FILE.removed) and its delegation in a served parent."""
+    """Remove a zone (its file kept as FILE.removed) and its delegation in a served parent."""
     origin = dns.name.from_text(absolute_name(args.domain))
-    zones = _served(config)
-    zone = zones.get(origin)
-    if zone is None:
-        raise ControlError(f"unknown zone {origin}")
-    parents = [z for o, z in zones.items() if origin.is_subdomain(o) and o != origin]
-    if parents:
-        parent = max(parents, key=lambda z: len(z.origin))
-        removed = [
-            Change(Op.DELETE, name, rds.ttl, rdata)
-            for name, node in parent.zone.nodes.items()
-            if name.is_subdomain(origin)
-            for rds in node.rdatasets
-            for rdata in rds
-        ]
-        journal = Journal(config.path(config.server.state_dir) / "journal.sqlite", config.server.journal_keep)
+    if server_holder(config) is None:
         try:
-            ZoneWriter(journal, {z.name: z.serial for z in config.zone}).commit(parent, removed, time.time())
-        finally:
-            journal.close()
-        print(f"ok: delegation removed from {parent.origin}")
-    zone.path.rename(zone.path.with_suffix(".zone.removed"))
-    print(f"ok: zone {origin} removed ({zone.path.name}.removed kept)")
-    print(_reload(config))
+            with offline_owner(config, "dynmx zone rm") as edit:
+                _, parent, kept = remove_zone(edit.owner, edit.zones, origin)
+            _removed(origin, str(kept), parent.origin.to_text() if parent else None)
+            return 0
+        except StateDirBusy:
+            pass
+    result = _through_server(config, "/zones/remove", origin)
+    _removed(origin, str(result["kept"]), _opt(result.get("parent")))
     return 0
+
+
+def _removed(origin: dns.name.Name, kept: str, parent: str | None) -> None:
+    if parent is not None:
+        print(f"ok: delegation removed from {parent}")
+    print(f"ok: zone {origin} removed ({Path(kept).name} kept)")
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], func: object) -> None:

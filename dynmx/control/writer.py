@@ -207,9 +207,9 @@ def _line(change: Change) -> str:
 NEW_FILE_MODE = 0o644  # zone data is what the server publishes; NSD and Knot files are so too
 
 
-def _keep_mode(handle: int, path: Path) -> None:
-    """Give the new file the mode and owner of the one it replaces (a temp file is 0600): a
-    group that could read the zone file still can."""
+def keep_mode(handle: int, path: Path) -> None:
+    """Give a new file the mode and owner of the one it replaces (a temp file is 0600): a group
+    that could read the file still can."""
     try:
         info = path.stat()
     except FileNotFoundError:
@@ -243,7 +243,7 @@ def write_atomically(path: Path, zone: dns.zone.Zone, *, exclusive: bool = False
     knows them for this version and does not parse them again."""
     handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        _keep_mode(handle, path)
+        keep_mode(handle, path)
         with os.fdopen(handle, "wb") as out:
             hashing = _HashingFile(out)
             hashing.write(f"; written by dynmx; serial {serial_of(zone)}\n")

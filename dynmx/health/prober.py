@@ -58,17 +58,34 @@ class Prober:
         self.sleep = sleep
         self.rng = rng or random.Random()
         self.semaphore = asyncio.Semaphore(concurrency)
-        self.tasks: list[asyncio.Task[None]] = []
+        self.tasks: dict[Target, asyncio.Task[None]] = {}
         self.probes_run = 0
 
     def start(self) -> None:
         for target in self.targets:
-            self.tasks.append(asyncio.create_task(self._watch(target), name=f"probe {target.host}"))
+            self._begin(target)
+
+    def _begin(self, target: Target) -> None:
+        self.tasks[target] = asyncio.create_task(self._watch(target), name=f"probe {target.host}")
+
+    def retarget(self, targets: list[Target]) -> int:
+        """Watch `targets` from now on: those that are new or changed start, those gone stop, the
+        rest go on undisturbed. Returns how many started or stopped."""
+        wanted = set(targets)
+        gone = [target for target in self.tasks if target not in wanted]
+        for target in gone:
+            self.tasks.pop(target).cancel()
+        new = [target for target in targets if target not in self.tasks]
+        for target in new:
+            self._begin(target)
+        self.targets = list(targets)
+        return len(gone) + len(new)
 
     async def stop(self) -> None:
-        for task in self.tasks:
+        tasks = list(self.tasks.values())
+        for task in tasks:
             task.cancel()
-        for task in self.tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.tasks.clear()

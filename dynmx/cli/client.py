@@ -1,0 +1,143 @@
+"""The CLI's one way to a running server: its control socket, else its HTTP control listener.
+
+The local control socket (`STATE_DIR/control.sock`) takes every request, edits included;
+the `[http] listen` address (or `--http`) serves the rest. The address is read by the
+same parser the server binds with, so `listen = "127.0.0.1"` means port 9153 here too.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dynmx.config import Config, parse_hostport
+from dynmx.control.lock import CONTROL_SOCKET
+from dynmx.errors import ControlError
+from dynmx.server.http import socket_address
+
+DEFAULT_HTTP_PORT = 9153
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: Path, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            with socket_address(self.path) as address:
+                sock.connect(address)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status: int
+    body: bytes
+
+    def json(self) -> dict[str, Any]:
+        try:
+            value = json.loads(self.body or b"{}")
+        except ValueError:
+            return {"error": self.text()}
+        return value if isinstance(value, dict) else {"value": value}
+
+    def text(self) -> str:
+        return self.body.decode(errors="replace").strip()
+
+
+class ControlClient:
+    """Requests to the running server named by a config (and `--http`, which wins)."""
+
+    def __init__(self, config: Config, http_address: str | None = None) -> None:
+        self.socket = config.path(config.server.state_dir) / CONTROL_SOCKET
+        self.explicit = http_address is not None
+        self.http_address = http_address if http_address is not None else config.http.listen
+
+    def url(self) -> str | None:
+        """`http://HOST:PORT` of the HTTP control listener; None when it is off."""
+        if not self.http_address:
+            return None
+        try:
+            host, port = parse_hostport(self.http_address, DEFAULT_HTTP_PORT)
+        except ValueError as error:
+            raise ControlError(f"control listener {self.http_address!r}: {error}") from None
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    def where(self) -> str:
+        return str(self.socket) if self._use_socket() else (self.url() or "nowhere")
+
+    def available(self) -> bool:
+        """Whether there is anywhere to send a request (a control socket, or a listener)."""
+        return self._use_socket() or bool(self.http_address)
+
+    def _use_socket(self) -> bool:
+        return not self.explicit and self.socket.exists()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str] | None = None,
+        body: bytes = b"",
+        timeout: float = 30.0,
+        local: bool = False,
+    ) -> Reply:
+        """One request; `local` ones (edits) only go over the control socket."""
+        target = path + ("?" + urllib.parse.urlencode(query) if query else "")
+        if self._use_socket():
+            connection: http.client.HTTPConnection = _UnixConnection(self.socket, timeout)
+            where = str(self.socket)
+        elif local:
+            raise ControlError(
+                f"no running server owns {self.socket.parent} ({self.socket.name} is missing):"
+                " start one, or edit offline (--offline) while none runs"
+            )
+        else:
+            url = self.url()
+            if url is None:
+                raise ControlError(
+                    f"no running server: {self.socket} does not exist and there is no control"
+                    " listener ([http] listen in the config, or --http HOST:PORT)"
+                )
+            parsed = urllib.parse.urlsplit(url)
+            connection = http.client.HTTPConnection(parsed.hostname or "", parsed.port, timeout=timeout)
+            where = url
+        try:
+            headers = {"Content-Type": "application/octet-stream"} if body else {}
+            connection.request(method, target, body=body or None, headers=headers)
+            response = connection.getresponse()
+            return Reply(response.status, response.read())
+        except PermissionError:
+            raise ControlError(
+                f"{where}: permission denied: run this as the user the server runs as"
+            ) from None
+        except (OSError, http.client.HTTPException) as error:
+            raise ControlError(f"cannot reach the server at {where}: {error}") from None
+        finally:
+            connection.close()
+
+    def checked(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str] | None = None,
+        body: bytes = b"",
+        timeout: float = 30.0,
+        local: bool = False,
+    ) -> Reply:
+        """`request`, with an error status turned into a ControlError carrying the server's words."""
+        reply = self.request(method, path, query, body, timeout, local)
+        if reply.status >= 400:
+            raise ControlError(f"{path}: {reply.text() or reply.status}")
+        return reply
