@@ -317,14 +317,14 @@ def test_a_reload_reaches_every_worker(server: RunningServer, tmp_path: Path) ->
 
 
 # The written-back zone file outgrows this, the state directory's databases do not.
-FILE_LIMIT = 48 * 1024
+FILE_LIMIT = 128 * 1024
 
 
 @pytest.fixture
 def unwritable(serve: Serve, tmp_path: Path) -> RunningServer:
     """Workers over a zone whose file cannot be written back: under a file size limit (a
     full disk, as a test can cause it), an UPDATE leaves the file behind the journal."""
-    hosts = "".join(f"h{i} A 192.0.2.{i % 250 + 1}\n" for i in range(2000))
+    hosts = "".join(f"h{i} A 192.0.2.{i % 250 + 1}\n" for i in range(5000))
     config = write_config(
         tmp_path, ZONE + hosts, f'workers = {WORKERS}\n[http]\nlisten = "127.0.0.1:0"\n' + EDITS
     )

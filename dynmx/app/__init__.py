@@ -44,14 +44,14 @@ from dynmx.config import Config, absolute_name, parse_hostport
 from dynmx.control import dyndns2, transfer
 from dynmx.control.journal import JournalFork
 from dynmx.control.lock import CONTROL_SOCKET
-from dynmx.control.owner import WriteBlocked, ZoneOwner, judge
+from dynmx.control.owner import ZoneOwner, judge
 from dynmx.control.store import StateStore
 from dynmx.control.tsig import Signer
 from dynmx.control.update import Change
 from dynmx.control.writeback import WriteBack
 from dynmx.control.writer import StaleBase, serial_of, write_atomically
 from dynmx.control.zones import ZoneEditRefused, add_zone, remove_zone
-from dynmx.errors import ConfigError, ControlError, Problem, ZoneLoadError
+from dynmx.errors import ConfigError, ControlError, DynmxError, Problem
 from dynmx.metrics import Metrics
 from dynmx.policy.route_log import RouteLog, delta_json, delta_postfix, postfix_header
 from dynmx.policy.routes import routing_table, to_json, to_postfix
@@ -822,7 +822,7 @@ class App:
                 return dyndns2.DynResult(200, "nohost")
             try:
                 updated = self.owner.commit(zone, dyndns2.to_changes(hostname, new, old, settings.ttl))
-            except (ZoneLoadError, StaleBase, JournalFork, WriteBlocked) as error:
+            except DynmxError as error:  # invalid, or not durable now (the owner says why)
                 log.warning("event=dyndns2-refused host=%s reason=%r", hostname, str(error))
                 self.dyndns2_state.last_update.pop(hostname, None)
                 return dyndns2.DynResult(200, "911")

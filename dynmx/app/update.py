@@ -30,7 +30,7 @@ import dns.update
 from dynmx.answer.acl import address_in
 from dynmx.config import Config
 from dynmx.control import transfer, tsig
-from dynmx.control.journal import Journal, JournalFork
+from dynmx.control.journal import Journal, JournalFork, JournalUnavailable
 from dynmx.control.owner import WriteBlocked, ZoneOwner
 from dynmx.control.update import Change, UpdateRefused, evaluate
 from dynmx.control.writer import StaleBase
@@ -220,14 +220,21 @@ class UpdateService:
         except ZoneLoadError as error:
             log.warning("event=update-refused zone=%s reason=invalid-result problems=%r", origin, str(error))
             return Outcome(dns.rcode.REFUSED, "; ".join(p.reason for p in error.problems))
-        except WriteBlocked as error:
-            log.error("event=update-refused zone=%s reason=write-blocked detail=%r", origin, str(error))
-            return Outcome(dns.rcode.SERVFAIL, str(error))
-        except (StaleBase, JournalFork) as error:
-            log.error("event=update-refused zone=%s reason=stale detail=%r", origin, str(error))
+        except (WriteBlocked, StaleBase, JournalFork, JournalUnavailable) as error:  # ours: SERVFAIL
+            reason = REFUSALS[type(error)]
+            log.error("event=update-refused zone=%s reason=%s detail=%r", origin, reason, str(error))
             return Outcome(dns.rcode.SERVFAIL, str(error))
         log.info("event=zone-updated zone=%s key=%s changes=%d", origin, key, len(changes))
         return Outcome(dns.rcode.NOERROR, f"{len(changes)} record change(s)", self.publish(updated))
+
+
+# Why the owner could not commit (the server's fault, not the client's): the log's reason.
+REFUSALS: dict[type[Exception], str] = {
+    WriteBlocked: "write-blocked",
+    StaleBase: "stale",
+    JournalFork: "stale",
+    JournalUnavailable: "journal-failed",
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,6 +60,10 @@ class JournalFork(DynmxError):
     """A second change from a serial the journal already has a change from."""
 
 
+class JournalUnavailable(DynmxError):
+    """The journal cannot be written: no change can be made durable."""
+
+
 DEFAULT_KEEP = 1000
 
 
@@ -119,6 +123,8 @@ class Journal:
             raise JournalFork(
                 f"{entry.zone}: the journal already has a change from serial {entry.old_serial}"
             ) from None
+        except sqlite3.Error as error:  # a full disk, an I/O error: the change is not kept
+            raise JournalUnavailable(f"cannot write the journal {self.path}: {error}") from None
         self.prune(entry.zone)
 
     def mark_flushed(self, zone: str, serial: int) -> None:

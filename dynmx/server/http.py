@@ -23,6 +23,7 @@ from pathlib import Path
 log = logging.getLogger("dynmx.server.http")
 
 MAX_BODY = 4 * 1024 * 1024  # octets of a request body (a new zone's text, an UPDATE message)
+SHUTDOWN_POLL = 0.1  # seconds `close` may wait for the accept loop to notice
 SUN_PATH_MAX = 100  # octets: sun_path holds 108, with the terminating NUL
 
 # A route returns (status, content type, body), optionally with extra headers.
@@ -115,7 +116,9 @@ class ControlHttp:
             httpd.daemon_threads = True
             self.port = int(httpd.server_address[1])
             self.httpd = httpd
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="dynmx-http", daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, args=(SHUTDOWN_POLL,), name="dynmx-http", daemon=True
+        )
 
     def start(self) -> None:
         self.thread.start()
