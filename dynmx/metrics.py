@@ -100,6 +100,11 @@ class Metrics:
             "Secondary zones without a current copy, answering SERVFAIL",
             registry=self.registry,
         )
+        self.write_failing = Gauge(
+            "dynmx_zone_write_failing_zones",
+            "Zones whose file cannot be written: their edits are refused (SERVFAIL) until it can",
+            registry=self.registry,
+        )
         self.reloads = Counter("dynmx_zone_reloads", "Zone loads and reloads", registry=self.registry)
         self.load_seconds = Gauge(
             "dynmx_zone_last_load_seconds", "Duration of the last load and compile", registry=self.registry

@@ -370,6 +370,10 @@ def test_edits_are_refused_not_lost_while_the_zone_file_cannot_be_written(
     refused = [_update(server, lambda u, i=i: u.add(f"n{i}", 300, "A", "192.0.2.98")) for i in range(5)]
     assert refused == [dns.rcode.SERVFAIL] * 5
     assert "reason=write-blocked" in server.log_text()
+    from dynmx.cli.client import ControlClient  # here: a test of main before it existed fails alone
+
+    metrics = ControlClient(load_config(config)).request("GET", "/metrics").body.decode()
+    assert "dynmx_zone_write_failing_zones 1.0" in metrics  # for an alert
     server.stop(signal.SIGKILL)
     restarted = serve("--config", str(config))
     assert _addresses(restarted, "kept.example.test") == ["192.0.2.99"]
@@ -469,3 +473,61 @@ def test_a_killed_server_leaves_no_lock_behind(serve: Serve, config: Path) -> No
     server.process.wait(10)
     time.sleep(0.1)
     assert serve("--config", str(config)).process.poll() is None
+
+
+# --- 3. NOTIFY after a reload ----------------------------------------------------------------
+
+
+@pytest.mark.interop
+def test_a_reload_or_zone_add_that_changes_a_zone_notifies_its_secondaries(
+    serve: Serve, tmp_path: Path
+) -> None:
+    """Issue 22 #3: a hand edit + reload, or the parent changed by `zone add`, left NSD behind
+    until its refresh timer (a day here), though NSD and Knot send NOTIFY in both cases."""
+    from tests.nsd import Nsd, NsdUnavailable, free_port
+
+    dns_port, nsd_port = free_port(), free_port()
+    zone = ZONE.replace(" 7200 3600 ", " 86400 3600 ")  # no refresh within the test
+    config = write_config(
+        tmp_path,
+        zone,
+        EDITS + f'allow_transfer = ["127.0.0.0/8"]\nnotify = ["127.0.0.1:{nsd_port}"]\n' + DEFAULTS,
+    )
+    config.write_text(config.read_text().replace("127.0.0.1:0", f"127.0.0.1:{dns_port}"))
+    server = serve("--config", str(config))
+    (tmp_path / "secondary").mkdir()
+    options = {
+        "example.test": [
+            f"request-xfr: 127.0.0.1@{dns_port} NOKEY",
+            "allow-notify: 127.0.0.1 NOKEY",
+            "provide-xfr: 127.0.0.0/8 NOKEY",
+        ]
+    }
+    try:
+        nsd = Nsd(
+            tmp_path / "secondary", {"example.test": "example.test.zone"}, zone_options=options, port=nsd_port
+        )
+    except NsdUnavailable as error:
+        pytest.skip(str(error))
+    nsd.start()
+
+    def nsd_serial() -> int | None:
+        reply = dns.query.udp(
+            dns.message.make_query("example.test.", "SOA"), "127.0.0.1", port=nsd_port, timeout=1
+        )
+        return int(reply.answer[0][0].serial) if reply.answer else None
+
+    try:
+        wait_until(lambda: nsd_serial() == 1, timeout=15)
+        (tmp_path / "zones" / "example.test.zone").write_text(
+            zone.replace(" 1 86400", " 2 86400") + "hand A 192.0.2.7\n"
+        )
+        assert dynmx("reload", "-c", str(config)).returncode == 0
+        wait_until(lambda: nsd_serial() == 2, timeout=15)
+        assert dynmx("zone", "add", "shop.example.test", "-c", str(config)).returncode == 0
+        wait_until(lambda: nsd_serial() == 3, timeout=15)
+        axfr = dns.zone.from_xfr(dns.query.xfr("127.0.0.1", "example.test.", port=nsd_port, timeout=3))
+        assert axfr.get_rdataset("shop", "NS") is not None and axfr.get_rdataset("hand", "A") is not None
+        assert server.log_text().count("event=notify-acked") >= 2
+    finally:
+        nsd.stop()

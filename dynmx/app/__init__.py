@@ -141,6 +141,7 @@ class App:
         # The one owner of the zone files and journal: holds state_dir's lock until `stop`.
         self.owner = ZoneOwner(config, "server", self.writeback.submit)
         self.owner.blocked = self.writeback.blocked
+        self.metrics.write_failing.set_function(self.writeback.failing)
         self.journal = self.owner.journal
         self.store = StateStore(state_dir / "dynmx.sqlite")
         self.health = HealthMonitor(config, self.store, self._apply_plans, self.metrics)
