@@ -23,6 +23,7 @@ import dns.update
 
 from dynmx.app.update import load_keyring
 from dynmx.app.zonescan import scan_zones
+from dynmx.cli.args import domain
 from dynmx.cli.client import ControlClient
 from dynmx.cli.owning import offline_owner, server_holder
 from dynmx.config import Config, parse_hostport
@@ -58,7 +59,7 @@ def build_update(
 ) -> dns.update.UpdateMessage:
     """The UPDATE message for one CLI edit; bad record data is a clear error."""
     update = dns.update.UpdateMessage(origin, keyring=keyring, keyname=keyname)  # type: ignore[arg-type]
-    name = dns.name.from_text(args.name)
+    name = domain(args.name)
     try:
         rdtype = dns.rdatatype.from_text(args.type)
         rdatas = [dns.rdata.from_text(dns.rdataclass.IN, rdtype, text, origin=origin) for text in args.data]
@@ -92,7 +93,7 @@ def run_record(args: argparse.Namespace, config: Config) -> int:
     if args.verb in ("add", "set") and not args.data:
         raise ControlError(f"record {args.verb} needs the record data")
     zones = _zones(config)
-    zone = _zone_of(dns.name.from_text(args.name), zones, args.zone)
+    zone = _zone_of(domain(args.name), zones, args.zone)
     _precheck(args, zone)
     if args.server:
         return _send(args, config, zone)
@@ -144,7 +145,7 @@ def _precheck(args: argparse.Namespace, zone: LoadedZone) -> None:
     """Say clearly what RFC 2136 would silently ignore: data beside a CNAME, a CNAME beside data."""
     if args.verb not in ("add", "set"):
         return
-    node = zone.zone.nodes.get(dns.name.from_text(args.name))
+    node = zone.zone.nodes.get(domain(args.name))
     if node is None:
         return
     types = {dns.rdatatype.to_text(r.rdtype) for r in node.rdatasets}

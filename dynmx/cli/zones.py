@@ -22,6 +22,7 @@ import dns.rdataclass
 import dns.rdatatype
 
 from dynmx.app.zonescan import scan_zones
+from dynmx.cli.args import domain
 from dynmx.cli.client import ControlClient
 from dynmx.cli.owning import offline_owner, server_holder
 from dynmx.config import Config, absolute_name
@@ -85,7 +86,7 @@ def _address_type(address: str) -> str:
 
 
 def add(args: argparse.Namespace, config: Config) -> int:
-    origin = dns.name.from_text(absolute_name(args.domain))
+    origin = domain(args.domain)
     text = zone_text(config, origin, args)
     if server_holder(config) is None:
         try:
@@ -131,7 +132,7 @@ def list_zones(config: Config) -> int:
 
 
 def show(args: argparse.Namespace, config: Config) -> int:
-    origin = dns.name.from_text(absolute_name(args.domain))
+    origin = domain(args.domain)
     zone = _served(config).get(origin)
     if zone is None:
         raise ControlError(f"unknown zone {origin}")
@@ -141,7 +142,7 @@ def show(args: argparse.Namespace, config: Config) -> int:
 
 def remove(args: argparse.Namespace, config: Config) -> int:
     """Remove a zone (its file kept as FILE.removed) and its delegation in a served parent."""
-    origin = dns.name.from_text(absolute_name(args.domain))
+    origin = domain(args.domain)
     if server_holder(config) is None:
         try:
             with offline_owner(config, "dynmx zone rm") as edit:

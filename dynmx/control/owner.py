@@ -24,7 +24,7 @@ import dns.zone
 from dynmx.config import Config
 from dynmx.control.journal import Journal
 from dynmx.control.lock import StateLock
-from dynmx.control.update import Change
+from dynmx.control.update import Change, serial_newer
 from dynmx.control.writer import (
     JournalMismatch,
     StaleBase,
@@ -46,11 +46,6 @@ WriteFile = Callable[[Path, dns.zone.Zone], object]
 
 class WriteBlocked(DynmxError):
     """The zone's file cannot be written now: no edit of it is acknowledged until it can."""
-
-
-def serial_newer(new: int, old: int) -> bool:
-    """RFC 1982 serial number arithmetic: is `new` after `old`?"""
-    return new != old and (new - old) % 2**32 < 2**31
 
 
 def policies(config: Config) -> dict[str, str]:

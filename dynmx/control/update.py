@@ -176,7 +176,7 @@ def plan_changes(
                     if name != origin:
                         continue
                     old = next(iter(records), None)
-                    if old is not None and not _serial_newer(rdata.serial, old.serial):  # type: ignore[attr-defined]
+                    if old is not None and not serial_newer(rdata.serial, old.serial):  # type: ignore[attr-defined]
                         continue
                     for existing, ttl in list(records.items()):
                         changes.append(Change(Op.DELETE, name, ttl, existing))
@@ -206,7 +206,7 @@ def plan_changes(
     return changes
 
 
-def _serial_newer(new: int, old: int) -> bool:
+def serial_newer(new: int, old: int) -> bool:
     """RFC 1982 serial number arithmetic: is `new` after `old`?"""
     return new != old and ((new - old) % 2**32) < 2**31
 

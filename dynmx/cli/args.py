@@ -1,0 +1,16 @@
+"""Command-line values read once, with the error a user can act on instead of a traceback."""
+
+from __future__ import annotations
+
+import dns.name
+
+from dynmx.config import absolute_name
+from dynmx.errors import ControlError
+
+
+def domain(text: str) -> dns.name.Name:
+    """A domain name as typed (`shop.example.test`, with or without the final dot)."""
+    try:
+        return dns.name.from_text(absolute_name(text))
+    except ValueError as error:
+        raise ControlError(str(error)) from None
