@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from dynmx.answer.engine import Engine
 from dynmx.errors import DropPacket, FormError
+from dynmx.wire import query as wire_query
 from dynmx.wire.query import Query, parse_query
 from tests.helpers_engine import (
     make_engine,
@@ -107,6 +108,26 @@ def test_edns_payload_below_512_reads_as_512() -> None:
     """RFC 6891 6.2.5: values below 512 are treated as 512."""
     parsed = parse_query(raw_query(additional=(raw_opt(payload=100),)))
     assert parsed.edns is not None and parsed.edns.payload == 512
+
+
+def test_rfc6891_6_1_2_options_past_the_limit_are_skipped_unread() -> None:
+    """Issue 23 item 4: 56 KB of options cost ~15 ms to read; only the first MAX_EDNS_OPTIONS are
+    read (unknown options are ignored anyway), the rest of the OPT record is skipped, even a
+    malformed one."""
+    many = tuple((65001, b"") for _ in range(14_000))
+    broken = raw_opt(options=many)[:-4] + struct.pack(">HH", 65002, 500)  # runs past the OPT
+    broken = broken[:9] + struct.pack(">H", 4 * 14_000) + broken[11:]
+    for opt in (raw_opt(options=many), broken):
+        parsed = parse_query(raw_query(additional=(opt,)))
+        assert parsed.edns is not None and len(parsed.edns.options) == wire_query.MAX_EDNS_OPTIONS
+
+
+def test_rfc6891_6_1_2_a_bad_option_within_the_limit_is_still_formerr() -> None:
+    limit = wire_query.MAX_EDNS_OPTIONS
+    options = tuple((65001, b"") for _ in range(limit - 1))
+    opt = raw_opt(options=options) + struct.pack(">HH", 65002, 9)  # the last one read runs past the OPT
+    opt = opt[:9] + struct.pack(">H", 4 * limit) + opt[11:]
+    formerr(raw_query(additional=(opt,)))
 
 
 def test_edns_options_kept_in_order() -> None:
@@ -243,6 +264,25 @@ def test_ancount_allowed_in_notify() -> None:
     record = raw_rr(name_wire("example.test."), 6, b"\x00" * 22)
     parsed = parse_query(raw_header(flags=4 << 11, an=1) + raw_question("example.test.", 6) + record)
     assert parsed.opcode == 4
+
+
+def test_rfc2136_2_4_prerequisites_allowed_in_update() -> None:
+    """Issue 23 item 2: in an UPDATE the answer count is the prerequisite count (RFC 2136 §2.2,
+    §2.4, §3.2); every UPDATE with a prerequisite was FORMERR."""
+    yxrrset = raw_rr(name_wire("www.example.test."), 1, b"", rclass=255)  # RRset exists (value-independent)
+    update = raw_header(flags=5 << 11, an=1) + raw_question("example.test.", 6) + yxrrset
+    parsed = parse_query(update)
+    assert parsed.opcode == 5 and parsed.tsig_offset is None
+
+
+def test_rfc2136_2_4_prerequisites_and_updates_and_tsig_in_update() -> None:
+    """The TSIG is found after both counted sections (RFC 8945 5.1: last)."""
+    nxdomain = raw_rr(name_wire("new.example.test."), 255, b"", rclass=254)  # name not in use
+    add = raw_rr(name_wire("new.example.test."), 1, b"\xc0\x00\x02\x07", ttl=300)
+    tsig = raw_rr(name_wire("ops-key."), 250, b"\x00" * 8, rclass=255)
+    head = raw_header(flags=5 << 11, an=1, ns=1, ar=1) + raw_question("example.test.", 6)
+    parsed = parse_query(head + nxdomain + add + tsig)
+    assert parsed.tsig_offset == len(head + nxdomain + add)
 
 
 def test_nscount_in_query() -> None:

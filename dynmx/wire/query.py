@@ -1,10 +1,16 @@
 """Parse a DNS query without dnspython: header, one question, the additional section.
 
 The rules follow NSD 4.6 (measured) and RFC 1035 4.1, RFC 6891 6.1, RFC 7873 5.2:
-shorter than a header or QR=1 -> drop; QDCOUNT != 1, ANCOUNT > 0, NSCOUNT > 0
-(except IXFR), a bad or compressed question, a second OPT, an OPT not owned by
-the root, a malformed record or a COOKIE of the wrong length -> FORMERR.
+shorter than a header or QR=1 -> drop; QDCOUNT != 1, ANCOUNT > 0 (except in NOTIFY,
+RFC 1996 3.7, and UPDATE, whose answer section holds the prerequisites, RFC 2136 2.4),
+NSCOUNT > 0 in a QUERY (except IXFR), a bad or compressed question, a second OPT, an
+OPT not owned by the root, a malformed record or a COOKIE of the wrong length -> FORMERR.
 Bytes after the last counted record are ignored, as NSD does.
+
+The cost of a message is bounded by what is read of it: the first MAX_EDNS_OPTIONS EDNS
+options are read and the rest of the OPT record skipped unread (no option past them could
+matter: only NSID, ECS and COOKIE are looked at, and unknown options are ignored, RFC 6891
+6.1.2), so 64 KB of options cost what 16 do.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ OPTION_ECS = 8
 OPCODE_QUERY = 0
 OPCODE_NOTIFY = 4
 OPCODE_UPDATE = 5
+# EDNS options read per OPT record: a client sends one to three (NSID, ECS, COOKIE, padding).
+MAX_EDNS_OPTIONS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +117,7 @@ def _parse_edns(
     do = bool(data[ttl_pos + 2] & 0x80)
     options: list[tuple[int, bytes]] = []
     pos = rdata_start
-    while pos < rdata_end:
+    while pos < rdata_end and len(options) < MAX_EDNS_OPTIONS:  # the rest is skipped unread
         if pos + 4 > rdata_end:
             raise FormError("truncated EDNS option", msg_id, rd)
         code = (data[pos] << 8) | data[pos + 1]
@@ -148,7 +156,7 @@ def parse_query(data: bytes) -> Query:
     qtype = (data[qname_end] << 8) | data[qname_end + 1]
     qclass = (data[qname_end + 2] << 8) | data[qname_end + 3]
     opcode = (flags >> 11) & 0xF
-    if ancount and opcode != OPCODE_NOTIFY:
+    if ancount and opcode not in (OPCODE_NOTIFY, OPCODE_UPDATE):  # SOA (RFC 1996), prerequisites (RFC 2136)
         raise FormError("ANCOUNT > 0 in a query", msg_id, rd)
     if nscount and opcode == OPCODE_QUERY and qtype != TYPE_IXFR:
         raise FormError("NSCOUNT > 0 in a query", msg_id, rd)
