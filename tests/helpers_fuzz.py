@@ -12,9 +12,12 @@
 from __future__ import annotations
 
 import ast
+import asyncio
+import inspect
 import os
 import random
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +29,12 @@ import dns.message
 import dns.name
 import dns.opcode
 import dns.rdata
+import dns.rdataclass
+import dns.rdataset
+import dns.rdatatype
+import dns.rdtypes.ANY.TSIG
 import dns.rrset
+import dns.tsig
 import dns.tsigkeyring
 import dns.update
 import dnslib
@@ -38,13 +46,16 @@ from dynmx.answer.engine import Engine
 from dynmx.answer.zoneset import ZoneData
 from dynmx.app.health import HealthMonitor
 from dynmx.app.listeners import zone_gate
-from dynmx.app.update import TransferService, UpdateService
+from dynmx.app.update import LARGE_UPDATE, TransferService, UpdateService
 from dynmx.config import Config, from_mapping
 from dynmx.control.journal import Journal
 from dynmx.control.owner import ZoneOwner
-from dynmx.errors import ConfigError, Problem, ZoneLoadError
+from dynmx.control.tsig import tsig_record
+from dynmx.errors import ConfigError, DropPacket, FormError, Problem, ZoneLoadError
 from dynmx.policy.checks import check_policy
 from dynmx.policy.served import build_table
+from dynmx.wire.query import parse_query
+from dynmx.wire.response import append_record
 from dynmx.zone.loader import LoadedZone, load_zone_file
 from tests.conftest import TEST_SECRET
 from tests.helpers_engine import EXAMPLE_ZONE, ORIGIN, OTHER_ZONE, zone_data
@@ -55,7 +66,11 @@ if TYPE_CHECKING:
     from dynmx.metrics import Metrics
 
 KEY_NAME = "ops-key."
+DYN_KEY = "dyn-key."  # names = ["*.dyn.example.test."], types = ["A", "AAAA"]
+STRANGER_KEY = "stranger-key."  # a known key in no zone's allow_update
 KEYRING = dns.tsigkeyring.from_text({KEY_NAME: ("hmac-sha256", TEST_SECRET)})
+DYN_KEYRING = dns.tsigkeyring.from_text({DYN_KEY: ("hmac-sha256", TEST_SECRET)})
+STRANGER_KEYRING = dns.tsigkeyring.from_text({STRANGER_KEY: ("hmac-sha256", TEST_SECRET)})
 WRONG_KEYRING = dns.tsigkeyring.from_text({KEY_NAME: ("hmac-sha256", "d3Jvbmcgd3Jvbmcgd3Jvbmc=")})
 PRIMARY = "127.0.0.1"  # the address other.test.'s primary NOTIFYs from
 PEER = (PRIMARY, 5300)
@@ -63,6 +78,7 @@ OUTSIDER = ("127.0.0.2", 5300)  # not allowed to transfer, not a primary
 NSID = b"fuzz-ns1"  # so fuzzed queries asking for NSID (RFC 5001) get it
 EXAMPLE = dns.name.from_text("example.test.")
 OTHER = dns.name.from_text("other.test.")
+MAX_UPDATE_RECORDS = 1000  # `[server] max_update_records` as the fuzzed engine has it (the default)
 LOST = dns.name.from_text("lost.test.")  # a secondary without a copy, asked by PEER only: SERVFAIL
 
 
@@ -76,12 +92,22 @@ def fuzz_config(zones_dir: Path, state_dir: Path) -> Config:
             "state_dir": str(state_dir),
             "nsid": NSID.decode(),
         },
-        "key": [{"name": KEY_NAME, "secret": TEST_SECRET}],
+        "key": [
+            {"name": KEY_NAME, "secret": TEST_SECRET},
+            # a key limited to A and AAAA below dyn.example.test., and one no zone lets update
+            {
+                "name": DYN_KEY,
+                "secret": TEST_SECRET,
+                "names": ["*.dyn.example.test."],
+                "types": ["A", "AAAA"],
+            },
+            {"name": STRANGER_KEY, "secret": TEST_SECRET},
+        ],
         "zone": [
             {
                 "name": "example.test.",
                 "serial": "increment",
-                "allow_update": [KEY_NAME],
+                "allow_update": [KEY_NAME, DYN_KEY],
                 "allow_transfer": ["127.0.0.1/32", KEY_NAME],
             },
             {"name": "other.test.", "primary": f"{PRIMARY}:9"},
@@ -156,8 +182,10 @@ def controlled_engine(directory: Path) -> ControlledEngine:
 # -- seeds -------------------------------------------------------------------------------
 
 
-def _update(zone: str, signed: bool, edns: bool = False) -> dns.update.UpdateMessage:
-    kwargs: dict[str, object] = {"keyring": KEYRING, "keyname": KEY_NAME} if signed else {}
+def _update(
+    zone: str, signed: bool, edns: bool = False, keyring: object = KEYRING, keyname: str = KEY_NAME
+) -> dns.update.UpdateMessage:
+    kwargs: dict[str, object] = {"keyring": keyring, "keyname": keyname} if signed else {}
     message = dns.update.UpdateMessage(zone, **kwargs)  # type: ignore[arg-type]
     if edns:
         message.use_edns(0, payload=1232, options=[dns.edns.GenericOption(65001, b"xy")])
@@ -181,6 +209,22 @@ def update_seeds() -> list[bytes]:
         prereqs.absent("nope")
         prereqs.absent("nope", "MX")
         prereqs.replace("www", 60, "MX", "10 mx1.example.test.")
+        # RFC 2136 §2.4, each form alone: yxrrset (value-independent, value-dependent with two
+        # records), nxrrset, yxdomain, nxdomain; one that fails; each with a change
+        prereq_forms = []
+        for build in (
+            lambda m: m.present("www", "AAAA"),
+            lambda m: m.present("ns1", dns.rdataset.from_text("IN", "A", 0, "192.0.2.53")),
+            lambda m: m.present("www", dns.rdataset.from_text("IN", "A", 0, "192.0.2.80", "192.0.2.81")),
+            lambda m: m.absent("www", "TXT"),
+            lambda m: m.present("mx1"),
+            lambda m: m.absent("fz-new"),
+            lambda m: m.absent("www"),  # fails: YXDOMAIN
+        ):
+            form = _update("example.test.", signed)
+            build(form)
+            form.add("fz-new", 300, "A", "192.0.2.9")
+            prereq_forms.append(form)
         apex = _update("example.test.", signed)
         apex.add("@", 3600, "SOA", "ns1.example.test. hostmaster.example.test. 2024010102 1 1 1 1")
         apex.delete("@", "NS")
@@ -189,11 +233,82 @@ def update_seeds() -> list[bytes]:
         secondary.add("h", 300, "AAAA", "2001:db8::1")
         elsewhere = _update("nowhere.test.", signed)
         elsewhere.add("h", 300, "A", "192.0.2.3")
-        seeds += [m.to_wire() for m in (add, deletes, prereqs, apex, secondary, elsewhere)]
+        seeds += [m.to_wire() for m in (add, deletes, prereqs, *prereq_forms, apex, secondary, elsewhere)]
     wrong = dns.update.UpdateMessage("example.test.", keyring=WRONG_KEYRING, keyname=KEY_NAME)
     wrong.add("fz2", 300, "A", "192.0.2.4")
     seeds.append(wrong.to_wire())
+    return seeds + key_rule_seeds() + large_update_seeds()
+
+
+def key_rule_seeds() -> list[bytes]:
+    """UPDATEs from the restricted key (its names and types, an SOA, a name outside), and from a
+    known key that no zone lets update."""
+    seeds: list[bytes] = []
+    for build in (
+        lambda m: m.replace("home.dyn", 60, "A", "192.0.2.44"),
+        lambda m: m.add("@", 3600, "SOA", "evil.attacker.example. h.attacker.example. 2024010199 1 1 1 0"),
+        lambda m: m.delete("mx1.dyn"),
+        lambda m: m.add("www", 60, "AAAA", "2001:db8::44"),
+    ):
+        message = _update("example.test.", True, keyring=DYN_KEYRING, keyname=DYN_KEY)
+        build(message)
+        seeds.append(message.to_wire())
+    stranger = _update("example.test.", True, keyring=STRANGER_KEYRING, keyname=STRANGER_KEY)
+    stranger.add("fz4", 300, "A", "192.0.2.6")
+    return [*seeds, stranger.to_wire()]
+
+
+def large_update_seeds() -> list[bytes]:
+    """UPDATEs large enough to be planned off the event loop (`LARGE_UPDATE` records and more),
+    with prerequisites; one over `max_update_records`, signed and not; one out of a key's scope."""
+    seeds: list[bytes] = []
+    for count, signed, keyname, keyring in (
+        (LARGE_UPDATE + 4, True, KEY_NAME, KEYRING),
+        (LARGE_UPDATE + 4, True, DYN_KEY, DYN_KEYRING),
+        (MAX_UPDATE_RECORDS + 1, True, KEY_NAME, KEYRING),
+        (MAX_UPDATE_RECORDS + 1, False, KEY_NAME, KEYRING),
+    ):
+        message = _update("example.test.", signed, keyring=keyring, keyname=keyname)
+        message.present("www", "A")
+        message.absent("fz-large")
+        for index in range(count - 2):
+            message.add(f"fz{index}.large", 300, "A", f"192.0.2.{index % 250 + 1}")
+        seeds.append(message.to_wire())
     return seeds
+
+
+def sign_raw(data: bytes, keyname: str = KEY_NAME) -> bytes:
+    """`data`, whatever it holds, with a TSIG record of `keyname` appended whose MAC covers it
+    (RFC 8945 §4.3): a mutated message that the server verifies, so its content reaches the
+    UPDATE parser and planner instead of a BADSIG. A TSIG the message holds already (a seed's)
+    is taken off first, so the new one is the last record (RFC 8945 §5.1)."""
+    if len(data) < 12:
+        return data
+    try:
+        offset = parse_query(data).tsig_offset
+    except (FormError, DropPacket):
+        offset = None
+    if offset is not None and data[10:12] != b"\x00\x00":
+        arcount = ((data[10] << 8) | data[11]) - 1
+        data = data[:10] + arcount.to_bytes(2, "big") + data[12:offset]
+    key = {**KEYRING, **DYN_KEYRING}[dns.name.from_text(keyname)]
+    template = dns.rdtypes.ANY.TSIG.TSIG(
+        dns.rdataclass.ANY, dns.rdatatype.TSIG, key.algorithm, 0, 300, b"", (data[0] << 8) | data[1], 0, b""
+    )
+    rdata, _ = dns.tsig.sign(data, key, template, int(time.time()))  # type: ignore[no-untyped-call]
+    return append_record(data, tsig_record(key.name, rdata))
+
+
+def settle(reply: object) -> object:
+    """The reply of a handler, awaited on a new loop when it is to come (a large UPDATE is
+    planned on a thread and acknowledged when served)."""
+    if not inspect.isawaitable(reply):
+        return reply
+
+    async def wait() -> object:
+        return await reply
+
+    return asyncio.run(wait())
 
 
 def notify_seeds() -> list[bytes]:
@@ -408,6 +523,7 @@ tcp_max_connections = 200
 cache_size = 10000
 version = "dynmx"
 client_subnet = true
+client_subnet_sources = ["192.0.2.53/32", "2001:db8::53/128"]
 random_seed = 7
 
 [http]

@@ -25,6 +25,7 @@ import dns.message
 import dns.name
 import dns.rcode
 import dns.rdataclass
+import dns.rdataset
 import dns.rdatatype
 import dns.rrset
 import dns.tsig
@@ -33,12 +34,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dynmx.app.update import LARGE_UPDATE
 from dynmx.control.journal import JournalEntry
 from dynmx.control.writer import serial_of
 from dynmx.zone.loader import load_zone_file
 from tests.conftest import EDITS, RunningServer, write_config
 from tests.helpers_engine import EXAMPLE_ZONE, query, raw_header, raw_opt, raw_query
 from tests.helpers_fuzz import (
+    DYN_KEY,
+    DYN_KEYRING,
     EXAMPLE,
     KEY_NAME,
     KEYRING,
@@ -51,10 +55,13 @@ from tests.helpers_fuzz import (
     decode_both,
     edns_seeds,
     fuzz_settings,
+    large_update_seeds,
     mutate,
     mutated,
     notify_seeds,
     record,
+    settle,
+    sign_raw,
     transfer_seeds,
     update_seeds,
 )
@@ -87,7 +94,7 @@ def exchange(wired: ControlledEngine, data: bytes, peer: tuple[str, int] = PEER)
     engine = wired.engine
     for tcp in (False, True):
         servfail = engine.stats["servfail"]
-        reply = engine.handle_tcp(data, peer) if tcp else engine.handle(data, peer, False)
+        reply = settle(engine.handle_tcp(data, peer) if tcp else engine.handle(data, peer, False))
         assert engine.stats["servfail"] == servfail, "internal error (SERVFAIL, logged exception)"
         assert reply is None or isinstance(reply, bytes | list)
         check_message_reply(data, reply)  # type: ignore[arg-type]
@@ -220,6 +227,62 @@ def test_signed_updates_of_any_record_leave_a_loadable_zone(
     soa = f"ns1.example.test. hostmaster.example.test. {serial} 7200 900 1209600 300"
     ixfr.authority.append(dns.rrset.from_text("example.test.", 0, "IN", "SOA", soa))
     exchange(wired, ixfr.to_wire())
+
+
+@fuzz_settings(200)
+@given(data=mutated(UPDATE_SEEDS), restricted=st.booleans())
+def test_mutated_updates_signed_after_mutation_reach_the_planner(
+    wired: ControlledEngine, data: bytes, restricted: bool
+) -> None:
+    """A mutated message re-signed (its MAC over the mutated bytes): past the checks of the raw
+    wire, into dnspython's parser, the key's rules and the planner, with both keys."""
+    published = wired.published
+    exchange(wired, sign_raw(data, DYN_KEY if restricted else KEY_NAME))
+    if wired.published != published:
+        zone_still_loads(wired)
+
+
+PREREQUISITES = st.sampled_from(["yxrrset", "yxrrset-value", "nxrrset", "yxdomain", "nxdomain"])
+
+
+@fuzz_settings(25)
+@given(
+    count=st.integers(LARGE_UPDATE - 2, LARGE_UPDATE + 40),
+    prerequisites=st.lists(st.tuples(PREREQUISITES, st.sampled_from(UPDATE_NAMES)), max_size=4),
+    restricted=st.booleans(),
+    base=st.integers(0, 10_000),
+)
+def test_large_updates_with_prerequisites_are_planned_off_the_loop_and_leave_a_loadable_zone(
+    wired: ControlledEngine, count: int, prerequisites: list[tuple[str, str]], restricted: bool, base: int
+) -> None:
+    """RFC 2136 §2.4 prerequisites of every form on updates around the size planned on a thread."""
+    keyring, keyname = (DYN_KEYRING, DYN_KEY) if restricted else (KEYRING, KEY_NAME)
+    update = dns.update.UpdateMessage("example.test.", keyring=keyring, keyname=keyname)
+    for form, name in prerequisites:
+        owner = name + "example.test."
+        if form == "yxrrset":
+            update.present(owner, "A")
+        elif form == "yxrrset-value":
+            update.present(owner, dns.rdataset.from_text("IN", "A", 0, "192.0.2.80"))
+        elif form == "nxrrset":
+            update.absent(owner, "TXT")
+        elif form == "yxdomain":
+            update.present(owner)
+        else:
+            update.absent(owner)
+    for index in range(count):
+        update.add(f"h{base + index}.{'dyn' if restricted else 'large'}.example.test.", 60, "A", "192.0.2.7")
+    published = wired.published
+    exchange(wired, update.to_wire())
+    if wired.published != published:
+        zone_still_loads(wired)
+
+
+def test_large_update_seeds_are_answered(wired: ControlledEngine) -> None:
+    """Every large seed as it is: planned off the loop, over the record cap, unsigned."""
+    for data in large_update_seeds():
+        exchange(wired, data)
+    zone_still_loads(wired)
 
 
 # -- regressions: each was a crash or a wrong answer the fuzzers found ---------------------

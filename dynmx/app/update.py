@@ -9,10 +9,12 @@ so an acknowledged update survives a crash.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import dns.exception
@@ -32,16 +34,27 @@ from dynmx.config import Config
 from dynmx.control import transfer, tsig
 from dynmx.control.journal import Journal, JournalFork, JournalUnavailable
 from dynmx.control.owner import WriteBlocked, ZoneOwner
-from dynmx.control.update import Change, UpdateRefused, evaluate
+from dynmx.control.ratelog import REFUSALS
+from dynmx.control.update import Change, KeyRefused, KeyRules, UpdateRefused, evaluate
 from dynmx.control.writer import StaleBase
 from dynmx.errors import ConfigError, ZoneLoadError
 from dynmx.wire.query import Query
-from dynmx.wire.response import RCODE_FORMERR, RCODE_REFUSED, header_only, question_only
+from dynmx.wire.response import (
+    RCODE_FORMERR,
+    RCODE_NOTAUTH,
+    RCODE_REFUSED,
+    RCODE_SERVFAIL,
+    header_only,
+    question_only,
+)
 from dynmx.zone.loader import LoadedZone
 
 log = logging.getLogger("dynmx.update")
 
 SOA = dns.rdatatype.SOA
+LARGE_UPDATE = 256  # records from which an UPDATE is parsed and planned off the event loop
+MAX_WAITING_PLANS = 8  # large updates waiting for the planner; more are answered SERVFAIL
+PLAN_ATTEMPTS = 3  # plans of a large update when other edits commit while it is planned
 
 
 def key_secrets(config: Config) -> dict[str, tuple[str, str]]:
@@ -71,32 +84,23 @@ def load_keyring(config: Config) -> dict[dns.name.Name, dns.tsig.Key]:
     return keys
 
 
-class KeyRules:
-    """Which names and types a key may change (empty: anything in the zones that allow it)."""
-
-    def __init__(self, names: tuple[str, ...], types: tuple[str, ...]) -> None:
-        self.exact = {dns.name.from_text(n) for n in names if not n.startswith("*.")}
-        self.below = [dns.name.from_text(n[2:]) for n in names if n.startswith("*.")]
-        self.types = {dns.rdatatype.from_text(t) for t in types}
-
-    def allows(self, change: Change) -> bool:
-        name_ok = (
-            not (self.exact or self.below)
-            or change.name in self.exact
-            or any(change.name.is_subdomain(parent) and change.name != parent for parent in self.below)
-        )
-        return name_ok and (not self.types or change.rdata.rdtype in self.types or change.rdata.rdtype == SOA)
-
-    def refuses(self, changes: list[Change]) -> str | None:
-        """The first change the key may not make, as text; None when all are allowed."""
-        for change in changes:
-            if not self.allows(change):
-                return f"{change.name} {dns.rdatatype.to_text(change.rdata.rdtype)}"
-        return None
-
-
 class UpdateService:
-    """Answers UPDATE (and, until secondary mode exists, refuses NOTIFY)."""
+    """Answers UPDATE (and NOTIFY for secondary zones: a refresh from the primary).
+
+    What an UPDATE costs before it is known to be allowed is bounded: the zone (its question),
+    the TSIG (verified from the raw wire, `tsig.check`), the key's place in the zone's
+    `allow_update` and the record count (`[server] max_update_records`) are checked before
+    dnspython parses the message; anything else is REFUSED (NOTAUTH for a zone not served)
+    at once. The key's rules are checked per record before anything is planned, and
+    planning is linear in the update's size. An update of `large_update` records or more is
+    parsed and planned on a thread (one at a time, `max_waiting` waiting at most) and
+    committed back on the event loop, on the version it was planned on: if another edit
+    committed meanwhile (StaleBase) it is planned again, and answered SERVFAIL after
+    `PLAN_ATTEMPTS`. Per-packet refusals are logged through `REFUSALS` (rate-limited, counted).
+    """
+
+    large_update = LARGE_UPDATE
+    max_waiting = MAX_WAITING_PLANS
 
     def __init__(
         self,
@@ -116,6 +120,13 @@ class UpdateService:
         # (zone, peer address) -> accepted: set when secondary zones exist.
         self.secondaries: Callable[[dns.name.Name, str], bool] | None = None
         self.is_secondary: Callable[[dns.name.Name], bool] | None = None
+        self._planner: ThreadPoolExecutor | None = None
+        self._waiting = 0
+
+    @property
+    def max_records(self) -> int:
+        """`[server] max_update_records` as the owner holds it now (a reload applies it)."""
+        return self.owner.config.server.max_update_records
 
     def handle(
         self, data: bytes, query: Query, tcp: bool, peer: object = None
@@ -130,19 +141,55 @@ class UpdateService:
             return tsig.signed(self._notify(data, query, peer), verified)
         if query.opcode != dns.opcode.UPDATE:
             return tsig.signed(question_only(data, query, RCODE_REFUSED), verified)
+        refusal = self._admit(data, query, verified, peer)
+        if refusal is not None:  # decided from the raw wire: nothing parsed, nothing planned
+            return tsig.signed(question_only(data, query, refusal), verified)
+        origin = _origin(query)
+        key = verified.owner if verified is not None else None
+        assert key is not None  # _admit refuses unsigned updates
+        if _record_count(data) >= self.large_update:
+            if self._waiting >= self.max_waiting:
+                REFUSALS.refused(
+                    log, logging.WARNING, "update-refused", "zone=%s key=%s reason=busy waiting=%d",
+                    origin, key, self._waiting,
+                )  # fmt: skip
+                return tsig.signed(question_only(data, query, RCODE_SERVFAIL), verified)
+            self._waiting += 1  # counted now, so a batch of datagrams cannot all pass the bound
+            return self._edit_off_loop(data, query, verified, origin, key)
         try:
             message = tsig.parse(data, verified)
         except dns.exception.DNSException:
             formerr = header_only(query.msg_id, RCODE_FORMERR, query.rd, opcode=query.opcode)
             return tsig.signed(formerr, verified)
         assert isinstance(message, dns.update.UpdateMessage)
-        rcode, served = self._apply(message)
-        response = dns.message.make_response(message)  # signed with the request's key and MAC
-        response.set_rcode(rcode)
-        reply = response.to_wire()
-        if served is None:
+        zone = self.zones()[origin]
+        outcome = self.edit(zone, message, key)
+        reply = _reply(message, outcome.rcode)
+        if outcome.served is None:
             return reply
-        return self._when_served(served, reply)
+        return self._when_served(outcome.served, reply)
+
+    def _admit(self, data: bytes, query: Query, verified: tsig.Verified | None, peer: object) -> int | None:
+        """The rcode refusing an UPDATE from what the raw wire says (the zone, the key, the
+        size), before dnspython parses it (RFC 2136 §3.1, §3.3); None to go on."""
+        origin = _origin(query)
+        key = verified.owner if verified is not None else None
+        records = _record_count(data)
+        if query.qclass != dns.rdataclass.IN or self.zones().get(origin) is None:
+            rcode, level, reason = RCODE_NOTAUTH, logging.INFO, "not-served"  # §3.1.1
+        elif self.is_secondary is not None and self.is_secondary(origin):
+            rcode, level, reason = RCODE_REFUSED, logging.INFO, "secondary-zone"  # edit on the primary
+        elif key is None or key not in self.allowed.get(origin, set()):
+            rcode, level, reason = RCODE_REFUSED, logging.WARNING, "not-allowed"
+        elif records > self.max_records:
+            rcode, level, reason = RCODE_REFUSED, logging.WARNING, f"too-many-records max={self.max_records}"
+        else:
+            return None
+        REFUSALS.refused(
+            log, level, "update-refused", "zone=%s peer=%s key=%s reason=%s records=%d",
+            origin, _host(peer), key, reason, records,
+        )  # fmt: skip
+        return rcode
 
     @staticmethod
     async def _when_served(served: Awaitable[None], reply: bytes) -> bytes:
@@ -150,31 +197,76 @@ class UpdateService:
         await served
         return reply
 
+    async def _edit_off_loop(
+        self,
+        data: bytes,
+        query: Query,
+        verified: tsig.Verified | None,
+        origin: dns.name.Name,
+        key: dns.name.Name,
+    ) -> bytes:
+        """A large update: parsed and planned on the planner thread, committed here on the loop on
+        the version it was planned on; planned again when another edit committed meanwhile.
+        `_waiting` was counted by the caller (the server runs the coroutine as a task at once)."""
+        loop = asyncio.get_running_loop()
+        if self._planner is None:
+            self._planner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dynmx-update-plan")
+        try:
+            for attempt in range(1, PLAN_ATTEMPTS + 1):
+                zone = self.zones().get(origin)
+                if zone is None:  # removed meanwhile
+                    return tsig.signed(question_only(data, query, RCODE_NOTAUTH), verified)
+                planned = await loop.run_in_executor(
+                    self._planner, self._parse_and_plan, data, verified, zone, key
+                )
+                if isinstance(planned, bytes):
+                    return planned  # FORMERR
+                message, plan = planned
+                if isinstance(plan, UpdateRefused):
+                    return _reply(message, self._rejected(origin, key, plan).rcode)
+                last = attempt == PLAN_ATTEMPTS
+                if self.zones().get(origin) is not zone:  # replaced while planned (an edit, a reload)
+                    if last:
+                        log.error("event=update-refused zone=%s key=%s reason=stale", origin, key)
+                    outcome = Outcome(dns.rcode.SERVFAIL, "the zone changed while planned", stale=True)
+                else:  # the owner refuses it too (StaleBase) if the journal moved on
+                    outcome = self.commit(zone, plan, key, last=last)
+                if outcome.stale and attempt < PLAN_ATTEMPTS:
+                    log.info("event=update-replanned zone=%s key=%s attempt=%d", origin, key, attempt)
+                    continue
+                reply = _reply(message, outcome.rcode)
+                if outcome.served is not None:
+                    await outcome.served
+                return reply
+            raise AssertionError("unreachable: the last attempt returns")
+        finally:
+            self._waiting -= 1
+
+    def _parse_and_plan(
+        self, data: bytes, verified: tsig.Verified | None, zone: LoadedZone, key: dns.name.Name
+    ) -> bytes | tuple[dns.update.UpdateMessage, list[Change] | UpdateRefused]:
+        """On the planner thread: the message and its changes (or why it is refused), or the
+        FORMERR reply. Reads only `zone`, a version nobody changes."""
+        try:
+            message = tsig.parse(data, verified)
+        except dns.exception.DNSException:
+            query_id, rd = (data[0] << 8) | data[1], bool(data[2] & 1)
+            return tsig.signed(header_only(query_id, RCODE_FORMERR, rd, opcode=dns.opcode.UPDATE), verified)
+        assert isinstance(message, dns.update.UpdateMessage)
+        try:
+            return message, self.plan(zone, message, key)
+        except UpdateRefused as refused:
+            return message, refused
+
     def _notify(self, data: bytes, query: Query, peer: object) -> bytes:
         """RFC 1996: a NOTIFY from a secondary zone's primary starts a refresh; others are REFUSED."""
-        origin = dns.name.from_wire(query.qname_lower, 0)[0]
-        source = str(peer[0]) if isinstance(peer, tuple) else ""
+        origin = _origin(query)
+        source = _host(peer)
         if self.secondaries is None or not self.secondaries(origin, source):
-            log.info("event=notify-refused zone=%s peer=%s", origin, source)
+            REFUSALS.refused(log, logging.INFO, "notify-refused", "zone=%s peer=%s", origin, source)
             return question_only(data, query, RCODE_REFUSED)
         log.info("event=notify-received zone=%s peer=%s", origin, source)
         return question_only(data, query, 0, authoritative=True)
-
-    def _apply(self, message: dns.update.UpdateMessage) -> tuple[dns.rcode.Rcode, Awaitable[None] | None]:
-        """The rcode, and for a committed edit what to wait for before acknowledging it."""
-        origin = message.zone[0].name if message.zone else dns.name.root
-        zone = self.zones().get(origin)
-        if zone is None:
-            return dns.rcode.NOTAUTH, None
-        if self.is_secondary is not None and self.is_secondary(origin):
-            log.info("event=update-refused zone=%s reason=secondary-zone", origin)
-            return dns.rcode.REFUSED, None  # edits belong on the primary
-        key = message.keyname if message.had_tsig else None
-        if key is None or key not in self.allowed.get(origin, set()):
-            log.warning("event=update-refused zone=%s key=%s reason=not-allowed", origin, key)
-            return dns.rcode.REFUSED, None
-        outcome = self.edit(zone, message, key)
-        return outcome.rcode, outcome.served
 
     def apply_local(self, wire: bytes) -> Outcome:
         """An UPDATE from the local control socket (`dynmx record`): the socket's file mode is
@@ -195,41 +287,78 @@ class UpdateService:
 
     def edit(self, zone: LoadedZone, message: dns.update.UpdateMessage, key: dns.name.Name | None) -> Outcome:
         """RFC 2136 §3 on `zone` for `key` (None: local, unrestricted), committed by the owner."""
-        origin = zone.origin
         try:
-            changes = evaluate(zone.zone, origin, message)
+            changes = self.plan(zone, message, key)
         except UpdateRefused as refused:
-            log.info(
-                "event=update-rejected zone=%s key=%s rcode=%s reason=%r",
-                origin,
-                key,
-                dns.rcode.to_text(refused.rcode),
-                str(refused),
-            )
-            return Outcome(refused.rcode, str(refused))
+            return self._rejected(zone.origin, key, refused)
+        return self.commit(zone, changes, key)
+
+    def plan(
+        self, zone: LoadedZone, message: dns.update.UpdateMessage, key: dns.name.Name | None
+    ) -> list[Change]:
+        """The changes `message` makes to `zone` (RFC 2136 §3, the key's rules checked per record
+        before anything is planned); raises UpdateRefused. No I/O: safe on a thread."""
+        rules = self.rules.get(key) if key is not None else None
+        return evaluate(zone.zone, zone.origin, message, rules)
+
+    def _rejected(self, origin: dns.name.Name, key: dns.name.Name | None, refused: UpdateRefused) -> Outcome:
+        if isinstance(refused, KeyRefused):
+            fields = "zone=%s key=%s reason=key-rules change=%r"
+            REFUSALS.refused(log, logging.WARNING, "update-refused", fields, origin, key, refused.record)
+            return Outcome(dns.rcode.REFUSED, f"key {key} may not change {refused.record}")
+        rcode = dns.rcode.to_text(refused.rcode)
+        fields = "zone=%s key=%s rcode=%s reason=%r"
+        REFUSALS.refused(log, logging.INFO, "update-rejected", fields, origin, key, rcode, str(refused))
+        return Outcome(refused.rcode, str(refused))
+
+    def commit(
+        self, zone: LoadedZone, changes: list[Change], key: dns.name.Name | None, last: bool = True
+    ) -> Outcome:
+        """Hand `changes`, planned on `zone`, to the owner. A commit refused because `zone` is no
+        longer the newest version is `stale` (and logged only when `last`: the caller may plan
+        again)."""
+        origin = zone.origin
         if not changes:
             return Outcome(dns.rcode.NOERROR, "no change")
-        forbidden = self.rules[key].refuses(changes) if key is not None and key in self.rules else None
-        if forbidden is not None:
-            log.warning(
-                "event=update-refused zone=%s key=%s reason=key-rules change=%r", origin, key, forbidden
-            )
-            return Outcome(dns.rcode.REFUSED, f"key {key} may not change {forbidden}")
         try:
             updated = self.owner.commit(zone, changes)
         except ZoneLoadError as error:
             log.warning("event=update-refused zone=%s reason=invalid-result problems=%r", origin, str(error))
             return Outcome(dns.rcode.REFUSED, "; ".join(p.reason for p in error.problems))
         except (WriteBlocked, StaleBase, JournalFork, JournalUnavailable) as error:  # ours: SERVFAIL
-            reason = REFUSALS[type(error)]
-            log.error("event=update-refused zone=%s reason=%s detail=%r", origin, reason, str(error))
-            return Outcome(dns.rcode.SERVFAIL, str(error))
+            stale = isinstance(error, StaleBase | JournalFork)
+            if last or not stale:
+                reason = REFUSALS_BY_ERROR[type(error)]
+                log.error("event=update-refused zone=%s reason=%s detail=%r", origin, reason, str(error))
+            return Outcome(dns.rcode.SERVFAIL, str(error), stale=stale)
         log.info("event=zone-updated zone=%s key=%s changes=%d", origin, key, len(changes))
         return Outcome(dns.rcode.NOERROR, f"{len(changes)} record change(s)", self.publish(updated))
 
 
+def _origin(query: Query) -> dns.name.Name:
+    """The zone an UPDATE names (its one question, RFC 2136 §2.3), read from the raw wire."""
+    return dns.name.from_wire(query.qname_lower, 0)[0]
+
+
+def _host(peer: object) -> str:
+    return str(peer[0]) if isinstance(peer, tuple) and peer else ""
+
+
+def _record_count(data: bytes) -> int:
+    """The records of an UPDATE's prerequisite and update sections, from its header (RFC 2136
+    §2.2: PRCOUNT and UPCOUNT, where a query has ANCOUNT and NSCOUNT)."""
+    return ((data[6] << 8) | data[7]) + ((data[8] << 8) | data[9])
+
+
+def _reply(message: dns.update.UpdateMessage, rcode: dns.rcode.Rcode | int) -> bytes:
+    """The response to a parsed UPDATE (its zone section echoed), signed like the request."""
+    response = dns.message.make_response(message)  # signed with the request's key and MAC
+    response.set_rcode(dns.rcode.Rcode.make(rcode))
+    return response.to_wire()
+
+
 # Why the owner could not commit (the server's fault, not the client's): the log's reason.
-REFUSALS: dict[type[Exception], str] = {
+REFUSALS_BY_ERROR: dict[type[Exception], str] = {
     WriteBlocked: "write-blocked",
     StaleBase: "stale",
     JournalFork: "stale",
@@ -244,6 +373,7 @@ class Outcome:
     rcode: dns.rcode.Rcode
     reason: str
     served: Awaitable[None] | None = None
+    stale: bool = False  # planned on a version that is no longer the newest: plan again
 
 
 class TransferService:
@@ -272,15 +402,17 @@ class TransferService:
             if isinstance(verdict, bytes):
                 return [verdict]  # BADKEY, BADSIG, BADTIME (logged) or FORMERR
             verified = verdict
+        key = verified.owner if verified is not None else None
+        signed_ok = key is not None and key in self.keys.get(origin, set())
+        if zone is None or not (signed_ok or self._permitted(origin, str(host))):  # before parsing it
+            REFUSALS.refused(
+                log, logging.INFO, "transfer-refused", "zone=%s peer=%s key=%s", origin, host, key
+            )
+            return [tsig.signed(question_only(data, query, RCODE_REFUSED), verified)]
         try:
             message = tsig.parse(data, verified)
         except dns.exception.DNSException:
             return [tsig.signed(header_only(query.msg_id, RCODE_FORMERR, query.rd), verified)]
-        key = verified.owner if verified is not None else None
-        signed_ok = key is not None and key in self.keys.get(origin, set())
-        if zone is None or not (signed_ok or self._permitted(origin, str(host))):
-            log.info("event=transfer-refused zone=%s peer=%s key=%s", origin, host, key)
-            return [tsig.signed(question_only(data, query, RCODE_REFUSED), verified)]
         kind = "AXFR" if query.qtype == dns.rdatatype.AXFR else "IXFR"
         messages = (
             transfer.axfr(message, zone.zone)

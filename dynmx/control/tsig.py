@@ -13,7 +13,8 @@ Errors (§5.2, §5.3.2): an unknown key name, or a known name with another algor
 BADKEY; a MAC that does not verify is BADSIG; both are answered NOTAUTH with an unsigned
 TSIG (empty MAC) carrying the error. A request whose MAC verified but whose time is
 outside its fudge is BADTIME, answered with a signed TSIG (§5.2.3: the client's time in
-Time Signed, ours in Other Data). Every refusal is logged once, without the secret:
+Time Signed, ours in Other Data). Every refusal is logged once, without the secret, within
+the rate limit of per-packet refusals (`ratelog`):
 `event=tsig-refused peer=ADDR key=NAME reason=badkey|badsig|badtime opcode=OPCODE`.
 """
 
@@ -37,6 +38,7 @@ import dns.rdatatype
 import dns.rdtypes.ANY.TSIG
 import dns.tsig
 
+from dynmx.control.ratelog import REFUSALS
 from dynmx.errors import FormError
 from dynmx.wire.query import Query
 from dynmx.wire.response import RCODE_FORMERR, RCODE_NOTAUTH, append_record, header_only, question_only
@@ -169,8 +171,11 @@ def check(
         return header_only(query.msg_id, RCODE_FORMERR, query.rd, opcode=query.opcode)
     if isinstance(verdict, Verified):
         return verdict
-    log.warning(
-        "event=tsig-refused peer=%s key=%s reason=%s opcode=%s",
+    REFUSALS.refused(  # once per request, within the rate limit of per-packet refusals
+        log,
+        logging.WARNING,
+        "tsig-refused",
+        "peer=%s key=%s reason=%s opcode=%s",
         peer[0] if isinstance(peer, tuple) and peer else "-",
         verdict.owner,
         verdict.reason,
