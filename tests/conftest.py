@@ -186,3 +186,13 @@ def serve() -> Iterator[object]:
     yield _start
     for server in started:
         server.stop()
+
+
+@pytest.fixture(autouse=True)
+def fresh_refusal_log() -> Iterator[None]:
+    """In-process tests each start with an empty rate limit for refusal lines (a process-wide
+    limiter would let one test's refusals silence the next test's lines)."""
+    from dynmx.control.ratelog import REFUSALS, LogLimiter
+
+    REFUSALS.limiter = LogLimiter(REFUSALS.limiter.per_window, REFUSALS.limiter.window)
+    yield
