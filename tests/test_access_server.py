@@ -23,6 +23,7 @@ import dns.resolver
 import pytest
 
 from tests.conftest import RunningServer, wait_until
+from tests.control_token import authorized
 from tests.fake_servers import FakeServer, certificate, fake_server_thread, imap, server_context, tls
 
 SERVERS = {"imap1": "127.0.0.2", "imap2": "127.0.0.3", "imap3": "127.0.0.4"}
@@ -87,7 +88,7 @@ def _answer(server: RunningServer, name: str, rdtype: str) -> list[str]:
 
 
 def _states(server: RunningServer, pool: str) -> dict[str, tuple[str, str]]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/status", timeout=5) as response:
+    with urllib.request.urlopen(authorized(server, "/status"), timeout=5) as response:
         status = json.loads(response.read())
     members = next(p for p in status["pools"] if p["name"] == pool)["members"]
     return {m["host"]: (m["state"], m["reason"]) for m in members}

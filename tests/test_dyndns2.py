@@ -7,7 +7,18 @@ import base64
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dynmx.control.dyndns2 import AAAA, A, DynHost, DynResult, DynState, handle, to_changes
+from dynmx.control.dyndns2 import (
+    AAAA,
+    A,
+    DynHost,
+    DynResult,
+    DynState,
+    Login,
+    Logins,
+    handle,
+    source_key,
+    to_changes,
+)
 from dynmx.control.update import Op
 
 HOSTS = [
@@ -155,3 +166,95 @@ def test_random_queries_and_headers_never_raise(
         result = call(query, authorization=auth, client_ip=client_ip)
         assert result.status in (200, 400, 401)
         assert "s3cret" not in result.body
+
+
+# -- Logins: failed logins per source, and the waits they earn ------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _fail(logins: Logins, client: str = CLIENT) -> Login:
+    return logins.check(client, basic("alice", "guess"), HOSTS)
+
+
+def test_three_failures_are_free_then_each_doubles_the_wait_up_to_the_ceiling() -> None:
+    clock = Clock()
+    logins = Logins(clock)
+    waits = []
+    for _ in range(14):
+        login = _fail(logins)
+        assert login.refusal is not None and login.refusal.status == 401
+        waits.append(login.wait)
+        clock.now += login.wait  # the attacker waits exactly as long as it must
+    assert waits == [0, 0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]
+    assert logins.snapshot()["badauth"] == 14
+
+
+def test_while_waiting_nothing_is_checked_not_even_the_right_password() -> None:
+    clock = Clock()
+    logins = Logins(clock)
+    for _ in range(3):
+        _fail(logins)
+    assert _fail(logins).refusal == DynResult(429, "badauth", headers={"Retry-After": "1"})  # not counted
+    clock.now += 0.5  # of a 1 s wait
+    login = logins.check(CLIENT, ALICE, HOSTS)
+    assert login.refusal == DynResult(429, "badauth", headers={"Retry-After": "1"})
+    assert logins.snapshot() == {"badauth": 3, "blocked": 2}
+    clock.now += 0.5
+    assert logins.check(CLIENT, ALICE, HOSTS).refusal is None
+    assert _fail(logins).wait == 0  # the right login forgot the failures
+
+
+def test_other_sources_are_not_held_back_and_an_ipv6_64_is_one_source() -> None:
+    clock = Clock()
+    logins = Logins(clock)
+    for _ in range(3):
+        _fail(logins, "2001:db8:1:2::1")
+    assert _fail(logins, "2001:db8:1:2:ffff::9").refusal == DynResult(
+        429, "badauth", headers={"Retry-After": "1"}
+    )
+    assert logins.check("2001:db8:1:3::1", ALICE, HOSTS).refusal is None
+    assert logins.check(CLIENT, ALICE, HOSTS).refusal is None
+    for _ in range(3):
+        _fail(logins, "::ffff:192.0.2.1")
+    assert logins.check("192.0.2.1", ALICE, HOSTS).refusal is not None  # mapped IPv4 is IPv4
+    assert source_key("::ffff:192.0.2.1") == "192.0.2.1"
+    assert source_key("2001:db8:1:2::1") == "2001:db8:1:2::/64"
+    assert logins.waiting() == 2
+
+
+def test_no_credentials_is_a_challenge_not_a_failure() -> None:
+    logins = Logins(Clock())
+    for _ in range(10):
+        login = logins.check(CLIENT, None, HOSTS)
+        assert login.refusal is not None and login.refusal.status == 401 and login.failures == 0
+    assert logins.check(CLIENT, ALICE, HOSTS).refusal is None
+    assert logins.snapshot() == {"unauthenticated": 10, "ok": 1}
+
+
+def test_failures_are_forgotten_after_an_hour_and_the_oldest_source_first() -> None:
+    clock = Clock()
+    logins = Logins(clock, max_sources=3)
+    for _ in range(5):
+        _fail(logins)
+    clock.now += 3600
+    assert _fail(logins).failures == 1
+    for index in range(4):
+        _fail(logins, f"192.0.2.{index}")
+    assert _fail(logins).failures == 1  # pushed out by newer sources
+
+
+def test_failure_lines_are_rate_limited_and_carry_no_password() -> None:
+    clock = Clock()
+    logins = Logins(clock)
+    logged = [login for login in (_fail(logins, f"192.0.2.{n}") for n in range(25)) if login.log]
+    assert len(logged) == 10 and logged[0].user == "alice" and "guess" not in repr(logged[0])
+    clock.now += 60
+    login = _fail(logins, "192.0.2.99")
+    assert login.log and login.suppressed == 15

@@ -1,10 +1,14 @@
-"""The dyndns2 endpoint on a running dynmx, as routers, ddclient and inadyn call it."""
+"""The dyndns2 endpoint on a running dynmx, as routers, ddclient and inadyn call it: here on the
+control listener (`[dyndns2] listen` unset), as before it had a listener of its own
+(tests/test_dyndns2_listener.py); logins are slowed on both."""
 
 from __future__ import annotations
 
 import base64
+import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -74,3 +78,38 @@ def test_unknown_host_is_nohost(server: RunningServer) -> None:
 def test_password_never_reaches_the_log(server: RunningServer) -> None:
     _get(server, "hostname=home.example.test&myip=192.0.2.9")
     assert "s3cret" not in server.log_text()
+
+
+def test_a_brute_force_is_slowed_and_logged_and_the_right_password_then_waits(server: RunningServer) -> None:
+    """Issue 23 item 10: 200 wrong passwords as fast as one client can send them. After three,
+    the source waits (1 s, doubling) and is answered 429 badauth without its password being
+    looked at, so the right one, found meanwhile, is no use; the failures are logged at a
+    bounded rate."""
+    query = "hostname=home.example.test&myip=192.0.2.9"
+    started = time.monotonic()
+    answers = Counter(_get(server, query, password=f"guess{n}")[0] for n in range(200))
+    elapsed = time.monotonic() - started
+    assert answers[401] <= 4 and answers[429] >= 196, answers
+    assert _get(server, query) == (429, "badauth")  # the right password, while it waits
+    assert _address(server) == ["192.0.2.1"]
+    lines = [line for line in server.lines if "event=dyndns2-badauth" in line]
+    assert 1 <= len(lines) <= 10
+    assert not any("guess" in line for line in server.lines)  # passwords are never logged
+    assert "client=127.0.0.1" in lines[0] and "failures=1" in lines[0]
+    assert "s3cret" not in server.log_text()
+    print(f"200 wrong passwords in {elapsed:.2f} s: {dict(answers)}")
+
+
+def test_the_wait_ends_and_the_right_password_is_taken(server: RunningServer) -> None:
+    query = "hostname=home.example.test&myip=192.0.2.10"
+    for _ in range(3):
+        assert _get(server, query, password="nope") == (401, "badauth")
+    request = urllib.request.Request(f"http://127.0.0.1:{server.http_port}/nic/update?{query}")
+    request.add_header("Authorization", "Basic " + base64.b64encode(b"home:s3cret").decode())
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 429 and refused.value.headers["Retry-After"] == "1"
+    time.sleep(1.1)
+    assert _get(server, query) == (200, "good 192.0.2.10")
+    assert _get(server, query, password="nope") == (401, "badauth")  # a right login forgot the failures
+    assert _get(server, query, password="nope") == (401, "badauth")

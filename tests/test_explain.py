@@ -17,6 +17,7 @@ from dynmx.app.explain import explain_query
 from dynmx.config import from_mapping
 from dynmx.policy.served import plan_all
 from tests.conftest import ROOT, RunningServer
+from tests.control_token import authorized, token_env
 
 ORIGIN = "example.test."
 HOSTS = ("mx1.example.test.", "mx2.example.test.", "mx3.example.test.")
@@ -103,6 +104,7 @@ def test_explain_command_prints_one_line_per_ordering_of_equal_weights(
         text=True,
         timeout=30,
         cwd=ROOT,
+        env=token_env(weighted_server),
     )
     assert result.returncode == 0, result.stderr
     shares = [line.strip() for line in result.stdout.splitlines() if line.strip().startswith("33.3%:")]
@@ -115,8 +117,7 @@ def test_explain_command_prints_one_line_per_ordering_of_equal_weights(
 
 def test_explain_endpoint_answers_every_ordering_as_json(weighted_server: RunningServer) -> None:
     query = urllib.parse.urlencode({"name": ORIGIN})
-    url = f"http://127.0.0.1:{weighted_server.http_port}/explain?{query}"
-    with urllib.request.urlopen(url, timeout=10) as response:
+    with urllib.request.urlopen(authorized(weighted_server, f"/explain?{query}"), timeout=10) as response:
         answer = json.loads(response.read())["answer"]
     assert [item["share"] for item in answer] == [0.333, 0.333, 0.333]
     assert sorted(item["answer"][0] for item in answer) == [f"10 {host}" for host in HOSTS]

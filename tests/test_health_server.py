@@ -23,6 +23,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from tests.conftest import ROOT, RunningServer, shared_free_port, wait_until
+from tests.control_token import authorized, token_env
 
 ADDRESSES = {
     "mx1": "127.0.0.2",
@@ -115,7 +116,7 @@ def _exchanges(server: RunningServer, source: str = "127.0.0.1") -> list[str]:
 
 
 def _status(server: RunningServer) -> dict[str, object]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/status", timeout=5) as response:
+    with urllib.request.urlopen(authorized(server, "/status"), timeout=5) as response:
         status: dict[str, object] = json.loads(response.read())
     return status
 
@@ -132,6 +133,7 @@ def _cli(server: RunningServer, *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=30,
         cwd=ROOT,
+        env=token_env(server),
     )
 
 

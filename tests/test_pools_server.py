@@ -18,6 +18,7 @@ import dns.rdatatype
 import pytest
 
 from tests.conftest import ROOT, RunningServer
+from tests.control_token import token_env
 
 ZONE = """\
 $ORIGIN example.test.
@@ -170,6 +171,7 @@ def test_least_load_puts_the_least_loaded_member_first(server: RunningServer) ->
             text=True,
             timeout=30,
             cwd=ROOT,
+            env=token_env(server),
         )
         assert result.returncode == 0, result.stderr
     assert set(_firsts(server, "least.example.test", 1000)) == {"mx2.example.test."}
@@ -245,6 +247,7 @@ def test_routes_export_postfix_transport_and_json(server: RunningServer) -> None
         text=True,
         timeout=30,
         cwd=ROOT,
+        env=token_env(server),
     )
     assert postfix.returncode == 0, postfix.stderr
     lines = dict(line.split(None, 1) for line in postfix.stdout.splitlines())
@@ -256,6 +259,7 @@ def test_routes_export_postfix_transport_and_json(server: RunningServer) -> None
         text=True,
         timeout=30,
         cwd=ROOT,
+        env=token_env(server),
     )
     routes = {route["domain"]: route for route in json.loads(as_json.stdout)}
     assert [hop["state"] for hop in routes["rr.example.test."]["hops"]] == ["up", "up", "up", "up"]
@@ -274,7 +278,9 @@ def test_reload_keeps_settings_read_at_start_and_names_them_with_the_pool_change
     )
     config.write_text(text + "\n[rrl]\nrate = 50\n")
     reload = [sys.executable, "-m", "dynmx", "reload", "--http", f"127.0.0.1:{server.http_port}"]
-    assert subprocess.run(reload, capture_output=True, text=True, timeout=60, cwd=ROOT).returncode == 0
+    env = token_env(server)
+    done = subprocess.run(reload, capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
+    assert done.returncode == 0, done.stderr
     assert "event=config-restart-needed keys=server.version,rrl" in server.log_text()
     assert set(_firsts(server, "rr.example.test", 6)) == {"mx1.example.test."}  # the pool change applies
     version = dns.message.make_query("version.bind", "TXT", "CH")
@@ -294,9 +300,11 @@ def test_reload_applies_a_changed_pool_and_refuses_a_broken_config(
         )
     )
     reload = [sys.executable, "-m", "dynmx", "reload", "--http", f"127.0.0.1:{server.http_port}"]
-    assert subprocess.run(reload, capture_output=True, text=True, timeout=60, cwd=ROOT).returncode == 0
+    env = token_env(server)
+    done = subprocess.run(reload, capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
+    assert done.returncode == 0, done.stderr
     assert set(_firsts(server, "rr.example.test", 6)) == {"mx1.example.test."}
     config.write_text(text + "\n[[pool]]\nname = 3\n")
-    result = subprocess.run(reload, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    result = subprocess.run(reload, capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
     assert result.returncode == 1 and "pool[4].name" in result.stdout
     assert set(_firsts(server, "rr.example.test", 6)) == {"mx1.example.test."}  # the last good config serves

@@ -14,6 +14,7 @@ import dns.query
 import pytest
 
 from tests.conftest import RunningServer, wait_until
+from tests.control_token import authorized
 from tests.fake_servers import banner, fake_server_thread, flood, hang, reset
 
 Serve = Callable[..., RunningServer]
@@ -70,7 +71,7 @@ def _probe_counts(server: RunningServer) -> dict[str, float]:
 
 
 def _states(server: RunningServer) -> dict[str, str]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/status", timeout=5) as reply:
+    with urllib.request.urlopen(authorized(server, "/status"), timeout=5) as reply:
         pool = json.load(reply)["pools"][0]
     return {m["host"].split(".")[0]: m["state"] for m in pool["members"]}
 

@@ -21,6 +21,7 @@ import dns.query
 import pytest
 
 from tests.conftest import RunningServer, wait_until, write_config
+from tests.control_token import authorized
 
 ZONE = """\
 $ORIGIN example.test.
@@ -53,8 +54,8 @@ def _rewrite(tmp_path: Path, extra: str) -> None:
     config.write_text("\n".join(header) + "\n" + extra)
 
 
-def _reload(port: int) -> dict[str, object]:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/reload", method="POST", data=b"")
+def _reload(server: RunningServer) -> dict[str, object]:
+    request = authorized(server, "/reload", "POST")
     with urllib.request.urlopen(request, timeout=60) as response:
         body: dict[str, object] = json.loads(response.read())
     return body
@@ -85,7 +86,8 @@ def _address(server: RunningServer) -> list[str]:
 
 
 def _status(port: int) -> int:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=5) as response:
+    """Whether a control listener answers at `port` (/metrics: it needs no token)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         return int(response.status)
 
 
@@ -101,7 +103,7 @@ def _free_port() -> int:
 def test_reload_with_dyndns2_disabled_answers_404_and_changes_no_record(serve: Serve, tmp_path: Path) -> None:
     server = _start(serve, tmp_path, _http("127.0.0.1:0") + _dyndns2(True))
     _rewrite(tmp_path, _http("127.0.0.1:0") + _dyndns2(False))
-    assert _reload(server.http_port)["ok"] is True
+    assert _reload(server)["ok"] is True
     assert _update(server.http_port, "198.51.100.10") == (404, "not found")
     assert _address(server) == ["192.0.2.1"]
     server.wait_for_log("event=dyndns2-disabled")
@@ -112,7 +114,7 @@ def test_reload_with_dyndns2_enabled_serves_the_endpoint(serve: Serve, tmp_path:
     server = _start(serve, tmp_path, _http("127.0.0.1:0") + _dyndns2(False))
     assert _update(server.http_port, "198.51.100.10") == (404, "not found")
     _rewrite(tmp_path, _http("127.0.0.1:0") + _dyndns2(True))
-    assert _reload(server.http_port)["ok"] is True
+    assert _reload(server)["ok"] is True
     assert _update(server.http_port, "198.51.100.10") == (200, "good 198.51.100.10")
     assert _address(server) == ["198.51.100.10"]
     server.wait_for_log("event=dyndns2-enabled")
@@ -124,14 +126,14 @@ def test_reload_with_dyndns2_enabled_serves_the_endpoint(serve: Serve, tmp_path:
 def test_reload_names_changed_start_only_keys_in_config_restart_needed(serve: Serve, tmp_path: Path) -> None:
     server = _start(serve, tmp_path, _http("127.0.0.1:0"))
     _rewrite(tmp_path, "tcp_max_connections = 50\n" + _http("127.0.0.1:0") + "[rrl]\nrate = 50\n")
-    assert _reload(server.http_port)["ok"] is True
+    assert _reload(server)["ok"] is True
     server.wait_for_log("event=config-restart-needed keys=server.tcp_max_connections,rrl.rate")
 
 
 def test_reload_without_a_changed_start_only_key_names_none(serve: Serve, tmp_path: Path) -> None:
     server = _start(serve, tmp_path, _http("127.0.0.1:0") + _dyndns2(False))
     _rewrite(tmp_path, _http("127.0.0.1:0") + _dyndns2(True))
-    assert _reload(server.http_port)["ok"] is True
+    assert _reload(server)["ok"] is True
     server.wait_for_log("event=config-reloaded")
     assert "event=config-restart-needed" not in server.log_text()
 
@@ -143,7 +145,7 @@ def test_reload_moves_the_control_listener_to_the_new_address(serve: Serve, tmp_
     server = _start(serve, tmp_path, _http("127.0.0.1:0"))
     port = _free_port()
     _rewrite(tmp_path, _http(f"127.0.0.1:{port}"))
-    assert _reload(server.http_port)["ok"] is True  # answered by the listener it closes
+    assert _reload(server)["ok"] is True  # answered by the listener it closes
     assert _status(port) == 200
     with pytest.raises(urllib.error.URLError):
         _status(server.http_port)
@@ -154,7 +156,7 @@ def test_reload_moves_the_control_listener_to_the_new_address(serve: Serve, tmp_
 def test_reload_with_an_empty_http_listen_closes_the_control_listener(serve: Serve, tmp_path: Path) -> None:
     server = _start(serve, tmp_path, _http("127.0.0.1:0"))
     _rewrite(tmp_path, _http(""))
-    assert _reload(server.http_port)["ok"] is True
+    assert _reload(server)["ok"] is True
     with pytest.raises(urllib.error.URLError):
         _status(server.http_port)
     assert "http=off" in server.wait_for_log("event=config-reloaded")
@@ -175,6 +177,6 @@ def test_reload_to_an_http_address_in_use_keeps_the_running_listener(serve: Serv
         taken.listen()
         port = taken.getsockname()[1]
         _rewrite(tmp_path, _http(f"127.0.0.1:{port}"))
-        assert _reload(server.http_port)["ok"] is True
+        assert _reload(server)["ok"] is True
         server.wait_for_log(f"event=listen-failed proto=http address=127.0.0.1 port={port}")
     assert _status(server.http_port) == 200

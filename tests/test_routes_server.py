@@ -20,6 +20,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from tests.conftest import ROOT, RunningServer, _free_tcp_port, wait_until
+from tests.control_token import authorized, token_env
 
 Serve = Callable[..., RunningServer]
 ZONE = (
@@ -56,8 +57,8 @@ def _write_config(tmp_path: Path, smtp_port: int = 0) -> Path:
 
 
 def _get(server: RunningServer, path: str, **params: str) -> tuple[bytes, str]:
-    url = f"http://127.0.0.1:{server.http_port}{path}?{urllib.parse.urlencode(params)}"
-    with urllib.request.urlopen(url, timeout=10) as response:
+    request = authorized(server, f"{path}?{urllib.parse.urlencode(params)}")
+    with urllib.request.urlopen(request, timeout=10) as response:
         return response.read(), response.headers["Dynmx-Cursor"]
 
 
@@ -82,8 +83,8 @@ def _states(route: dict[str, Any]) -> dict[str, str]:
 
 
 def _post(server: RunningServer, path: str, **params: str) -> None:
-    url = f"http://127.0.0.1:{server.http_port}{path}?{urllib.parse.urlencode(params)}"
-    with urllib.request.urlopen(urllib.request.Request(url, method="POST", data=b""), timeout=60) as response:
+    request = authorized(server, f"{path}?{urllib.parse.urlencode(params)}", "POST")
+    with urllib.request.urlopen(request, timeout=60) as response:
         assert response.status == 200
 
 
@@ -197,6 +198,7 @@ def _cli(server: RunningServer, *args: str) -> str:
         text=True,
         timeout=30,
         cwd=ROOT,
+        env=token_env(server),
     )
     assert result.returncode == 0, result.stderr
     return result.stdout

@@ -20,6 +20,7 @@ import dns.query
 import pytest
 
 from tests.conftest import ROOT, RunningServer, shared_free_port, wait_until
+from tests.control_token import authorized, token_env
 from tests.fake_servers import QuietHandler, http_server
 from tests.test_registrar_dyndns2 import FakeDyndns2, fake_dyndns2
 
@@ -92,6 +93,7 @@ def _round(server: RunningServer) -> dict[str, object]:
         text=True,
         timeout=60,
         cwd=ROOT,
+        env=token_env(server),
     )
     assert result.returncode == 0, result.stderr
     report: dict[str, object] = json.loads(result.stdout)
@@ -105,7 +107,7 @@ def _action(report: dict[str, object]) -> str:
 
 
 def _status(server: RunningServer) -> dict[str, object]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/status", timeout=5) as reply:
+    with urllib.request.urlopen(authorized(server, "/status"), timeout=5) as reply:
         status: dict[str, object] = json.load(reply)["selfcheck"]
     return status
 

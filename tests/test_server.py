@@ -24,6 +24,7 @@ import dns.rdatatype
 import pytest
 
 from tests.conftest import ROOT, RunningServer
+from tests.control_token import authorized, token_env
 
 ZONE = """\
 $ORIGIN example.test.
@@ -284,6 +285,7 @@ def test_reload_command_reaches_server_over_http(serve: Serve, zones: Path, tmp_
         text=True,
         timeout=30,
         cwd=ROOT,
+        env=token_env(server),  # no config: the token file is named
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert _udp(server, "www.other.test", "A").answer
@@ -293,7 +295,7 @@ def test_status_and_metrics_endpoints(serve: Serve, zones: Path, tmp_path: Path)
     server = serve("--config", str(_config(tmp_path, zones)))
     _udp(server, "example.test", "SOA")
     base = f"http://127.0.0.1:{server.http_port}"
-    with urllib.request.urlopen(base + "/status", timeout=5) as response:
+    with urllib.request.urlopen(authorized(server, "/status"), timeout=5) as response:
         status = json.loads(response.read())
     assert [z["name"] for z in status["zones"]] == ["example.test."]
     with urllib.request.urlopen(base + "/metrics", timeout=5) as response:

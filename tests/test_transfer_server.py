@@ -22,6 +22,7 @@ import dns.zone
 import pytest
 
 from tests.conftest import EDITS, TEST_SECRET, RunningServer, wait_until, write_config
+from tests.control_token import authorized
 from tests.knot import Knot, KnotUnavailable
 from tests.nsd import Nsd, NsdUnavailable, free_port
 
@@ -372,7 +373,7 @@ def test_status_and_metrics_report_the_secondary_zones_without_a_current_copy(
     config = _secondary_config(tmp_path, 0, free_port())
     config.write_text(config.read_text() + '[http]\nlisten = "127.0.0.1:0"\n')
     server = serve("--config", str(config))
-    with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/status", timeout=5) as reply:
+    with urllib.request.urlopen(authorized(server, "/status"), timeout=5) as reply:
         assert json.load(reply)["unavailable"] == ["example.test."]
     with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/metrics", timeout=5) as reply:
         assert "dynmx_zone_unavailable_zones 1.0" in reply.read().decode().splitlines()

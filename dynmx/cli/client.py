@@ -3,12 +3,16 @@
 The local control socket (`STATE_DIR/control.sock`) takes every request, edits included;
 the `[http] listen` address (or `--http`) serves the rest. The address is read by the
 same parser the server binds with, so `listen = "127.0.0.1"` means port 9153 here too.
+Over the HTTP listener each request carries the server's token (`Authorization: Bearer`),
+read from `STATE_DIR/control.token` of the config, or from the file `DYNMX_TOKEN_FILE`
+names (a copy on another machine); the socket needs none, its file mode authorizes.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 import urllib.parse
 from dataclasses import dataclass
@@ -17,10 +21,12 @@ from typing import Any
 
 from dynmx.config import Config, parse_hostport
 from dynmx.control.lock import CONTROL_SOCKET
+from dynmx.control.token import read_token, token_path
 from dynmx.errors import ControlError
 from dynmx.server.http import socket_address
 
 DEFAULT_HTTP_PORT = 9153
+TOKEN_ENV = "DYNMX_TOKEN_FILE"  # names the token file when it is not the config's state_dir's
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -61,6 +67,8 @@ class ControlClient:
 
     def __init__(self, config: Config, http_address: str | None = None) -> None:
         self.socket = config.path(config.server.state_dir) / CONTROL_SOCKET
+        named = os.environ.get(TOKEN_ENV)
+        self.token_file = Path(named) if named else token_path(config.path(config.server.state_dir))
         self.explicit = http_address is not None
         self.http_address = http_address if http_address is not None else config.http.listen
 
@@ -83,6 +91,20 @@ class ControlClient:
 
     def _use_socket(self) -> bool:
         return not self.explicit and self.socket.exists()
+
+    def _token(self) -> str | None:
+        """The token to send to the HTTP listener; None when there is none to read (a route
+        that needs one then answers 401, which `request` explains)."""
+        try:
+            return read_token(self.token_file)
+        except FileNotFoundError:
+            return None
+        except PermissionError as error:
+            raise ControlError(
+                f"cannot read the control token: {error}: run this as the user the server runs as"
+            ) from None
+        except OSError as error:
+            raise ControlError(f"cannot read the control token {self.token_file}: {error}") from None
 
     def request(
         self,
@@ -113,11 +135,14 @@ class ControlClient:
             parsed = urllib.parse.urlsplit(url)
             connection = http.client.HTTPConnection(parsed.hostname or "", parsed.port, timeout=timeout)
             where = url
+        headers = {"Content-Type": "application/octet-stream"} if body else {}
+        token = None if isinstance(connection, _UnixConnection) else self._token()
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
         try:
-            headers = {"Content-Type": "application/octet-stream"} if body else {}
             connection.request(method, target, body=body or None, headers=headers)
             response = connection.getresponse()
-            return Reply(response.status, response.read())
+            reply = Reply(response.status, response.read())
         except PermissionError:
             raise ControlError(
                 f"{where}: permission denied: run this as the user the server runs as"
@@ -126,6 +151,13 @@ class ControlClient:
             raise ControlError(f"cannot reach the server at {where}: {error}") from None
         finally:
             connection.close()
+        if reply.status == 401 and not isinstance(connection, _UnixConnection):
+            found = "was refused" if token is not None else f"is missing ({self.token_file})"
+            raise ControlError(
+                f"{where}: 401: the control token {found}: give the server's config (--config), whose"
+                f" state_dir holds {self.token_file.name}, or name a copy in {TOKEN_ENV}"
+            )
+        return reply
 
     def checked(
         self,

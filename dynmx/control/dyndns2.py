@@ -17,6 +17,16 @@ once. An invalid `myip` is a malformed request: 400 with `dnserr` and nothing ch
 do not guess and fall back to the client address; a dual-stack `myip=v4,v6` is refused the
 same way). `offline`, `wildcard`, `mx`, `backmx` and `system` are ignored. The password
 never enters a repr, a body or an exception message.
+
+Guessing is slowed per source address (`Logins`, checked before a request reaches the
+zone data): after `FREE_FAILURES` wrong logins from one address (an IPv6 client by its
+/64), each further one makes it wait twice as long (1 s, 2 s, 4 s ... up to
+`MAX_WAIT`); while it waits, its requests are answered `429 badauth` with `Retry-After`
+and their credentials are not even looked at, so a right password guessed meanwhile is
+no use. A right login from the address forgets its failures, as does an hour without
+one. Failed logins are logged, at most `LOG_PER_WINDOW` lines a minute (then a count of
+those left out). As fail2ban's jails, it is per address, not per account: a stranger
+cannot lock a router out by guessing its user's password from elsewhere.
 """
 
 from __future__ import annotations
@@ -25,6 +35,10 @@ import base64
 import binascii
 import hmac
 import ipaddress
+import math
+import threading
+import time
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
@@ -42,6 +56,14 @@ AAAA = int(dns.rdatatype.AAAA)
 MAX_HOSTS = 20  # dyndns2: more names than this in one request answers `numhost`
 MAX_FIELDS = 64  # query parameters parsed before the request is called malformed
 WWW_AUTHENTICATE = 'Basic realm="dynmx", charset="UTF-8"'
+FREE_FAILURES = 3  # wrong logins from one source before it has to wait
+FIRST_WAIT = 1.0  # seconds, after the first failure past those; doubled by each further one
+MAX_WAIT = 300.0  # seconds a source waits at most between two tries
+FORGET_AFTER = 3600.0  # seconds without a failure after which a source starts afresh
+MAX_SOURCES = 10_000  # sources remembered; the one that failed longest ago goes first
+LOG_PER_WINDOW = 10  # failed-login lines per window
+LOG_WINDOW = 60.0  # seconds
+IPV6_PREFIX = 64  # an IPv6 client counts by its /64: it may hold every address in it
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,3 +244,121 @@ def _one(
     state.last_update[hostname] = now
     changes[hostname] = (address, old)
     return f"good {address}"
+
+
+def source_key(client: str) -> str:
+    """Who a failure is counted against: an IPv4 address (also when mapped into IPv6), an IPv6
+    client's /64, else the text as it is."""
+    try:
+        ip = ipaddress.ip_address(client.split("%", 1)[0])
+    except ValueError:
+        return client
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/{IPV6_PREFIX}", strict=False))
+    return str(ip)
+
+
+@dataclass(slots=True)
+class _Source:
+    failures: int = 0
+    last: float = 0.0  # when it last failed
+    until: float = 0.0  # no login of it is looked at before this
+
+
+@dataclass(frozen=True, slots=True)
+class Login:
+    """What `Logins.check` decided: `refusal` to send, or None when the credentials are right."""
+
+    refusal: DynResult | None
+    source: str = ""  # the address or prefix the failures are counted against
+    user: str = ""  # the user name tried (shortened), for the log line; never the password
+    failures: int = 0  # wrong logins of the source so far
+    wait: float = 0.0  # seconds the source now waits before its next login is looked at
+    log: bool = False  # write this failure's line (within the log's rate)
+    suppressed: int = 0  # failure lines left out since the last one written
+
+
+class Logins:
+    """Failed logins per source and the waits they earn; safe to call from many threads."""
+
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        free: int = FREE_FAILURES,
+        first: float = FIRST_WAIT,
+        ceiling: float = MAX_WAIT,
+        max_sources: int = MAX_SOURCES,
+    ) -> None:
+        self.clock = clock
+        self.free = free
+        self.first = first
+        self.ceiling = ceiling
+        self.max_sources = max_sources
+        self.counts: Counter[str] = Counter()  # ok, badauth, blocked, unauthenticated
+        self._sources: OrderedDict[str, _Source] = OrderedDict()
+        self._lock = threading.Lock()
+        self._window = -math.inf
+        self._logged = 0
+        self._suppressed = 0
+
+    def check(self, client: str, authorization: str | None, hosts: list[DynHost]) -> Login:
+        """Look at a request's credentials unless its source must wait; count the outcome."""
+        key = source_key(client)
+        with self._lock:
+            now = self.clock()
+            entry = self._sources.get(key)
+            if entry is not None and now - entry.last >= FORGET_AFTER:
+                del self._sources[key]
+                entry = None
+            if entry is not None and now < entry.until:
+                self.counts["blocked"] += 1
+                retry = str(max(1, math.ceil(entry.until - now)))
+                refusal = DynResult(429, "badauth", headers={"Retry-After": retry})
+                return Login(refusal, key, failures=entry.failures, wait=entry.until - now)
+            credentials = _credentials(authorization)
+            if credentials is None:  # asked without credentials (a client's first try): no guess
+                self.counts["unauthenticated"] += 1
+                return Login(_badauth(), key)
+            user, password = credentials
+            if any([_matches(host, user, password) for host in hosts]):  # all compared, always
+                self.counts["ok"] += 1
+                self._sources.pop(key, None)
+                return Login(None, key)
+            self.counts["badauth"] += 1
+            if entry is None:
+                entry = self._sources[key] = _Source()
+                if len(self._sources) > self.max_sources:
+                    self._sources.popitem(last=False)
+            self._sources.move_to_end(key)
+            entry.failures += 1
+            entry.last = now
+            wait = 0.0
+            if entry.failures >= self.free:
+                wait = min(self.first * 2 ** min(entry.failures - self.free, 30), self.ceiling)
+                entry.until = now + wait
+            log, suppressed = self._admit_line(now)
+            shown = user[:64].decode("utf-8", "replace")
+            return Login(_badauth(), key, shown, entry.failures, wait, log, suppressed)
+
+    def _admit_line(self, now: float) -> tuple[bool, int]:
+        if now - self._window >= LOG_WINDOW:
+            self._window, self._logged = now, 0
+        if self._logged < LOG_PER_WINDOW:
+            self._logged += 1
+            suppressed, self._suppressed = self._suppressed, 0
+            return True, suppressed
+        self._suppressed += 1
+        return False, 0
+
+    def snapshot(self) -> dict[str, int]:
+        """The counts now: ok, badauth, blocked, unauthenticated."""
+        with self._lock:
+            return dict(self.counts)
+
+    def waiting(self) -> int:
+        """Sources that must wait now."""
+        with self._lock:
+            now = self.clock()
+            return sum(1 for entry in self._sources.values() if now < entry.until)

@@ -202,8 +202,11 @@ class Lab:
         )
 
     def states(self) -> dict[str, str]:
-        url = f"http://127.0.0.1:{self.http_port}/status"
-        with urllib.request.urlopen(url, timeout=2) as response:
+        token = (self.work / "state" / "control.token").read_text().strip()  # /status needs it
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.http_port}/status", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=2) as response:
             pool = json.loads(response.read())["pools"][0]
         return {m["host"].split(".")[0]: m["state"] for m in pool["members"]}
 
