@@ -184,6 +184,7 @@ class Dynmx:
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
         self.http_port = 0
+        self.state_dir: Path | None = None  # from the control socket's line
         self.load_seconds = 0.0
         self.entries = 0
         self.events: Counter[str] = Counter()
@@ -196,6 +197,11 @@ class Dynmx:
         self._started = 0.0
         self._reader: threading.Thread | None = None
         self._lock = threading.Lock()
+
+    def auth(self) -> dict[str, str]:
+        """The header a request to the control listener needs (its token, from state_dir)."""
+        token = self.state_dir / "control.token" if self.state_dir is not None else None
+        return {"Authorization": "Bearer " + token.read_text().strip()} if token and token.exists() else {}
 
     @property
     def pid(self) -> int:
@@ -218,7 +224,9 @@ class Dynmx:
                     self.problem_count += 1
                     if len(self.problems) < PROBLEM_LINES:
                         self.problems.append(line)
-            if "event=listening" in line:
+            if "event=listening proto=control" in line:
+                self.state_dir = Path(line.rsplit("path=", 1)[1].split()[0]).parent
+            elif "event=listening" in line:
                 port = int(line.rsplit("port=", 1)[1].split()[0])
                 if "proto=http" in line:
                     self.http_port = port

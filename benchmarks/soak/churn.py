@@ -61,7 +61,9 @@ def main() -> int:
             def operation(i: int) -> None:
                 if args.what == "reload":
                     url = f"http://127.0.0.1:{server.http_port}/reload"
-                    with urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=60):
+                    with urllib.request.urlopen(
+                        urllib.request.Request(url, method="POST", headers=server.auth()), timeout=60
+                    ):
                         return
                 update = dns.update.UpdateMessage(f"{ZONE}.", keyring=keyring, keyname=KEY)
                 if i % 2 == 0:

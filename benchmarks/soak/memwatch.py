@@ -207,7 +207,9 @@ def reloads(server: Dynmx, first: int, ops: int, deadline: float) -> int:
             while reloads_done(server.http_port) <= before and time.monotonic() < waited:
                 time.sleep(0.05)
         else:
-            request = urllib.request.Request(f"http://127.0.0.1:{server.http_port}/reload", method="POST")
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{server.http_port}/reload", method="POST", headers=server.auth()
+            )
             with urllib.request.urlopen(request, timeout=60):
                 pass
         n += 1

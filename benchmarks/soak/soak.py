@@ -246,7 +246,9 @@ def reloader(server: Dynmx, every: float, stop: threading.Event, started: float,
         if how == "SIGHUP":
             server.signal(signal.SIGHUP)
         else:
-            request = urllib.request.Request(f"http://127.0.0.1:{server.http_port}/reload", method="POST")
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{server.http_port}/reload", method="POST", headers=server.auth()
+            )
             try:
                 with urllib.request.urlopen(request, timeout=60) as reply:
                     status = reply.status
