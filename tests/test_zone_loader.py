@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 from pathlib import Path
 
 import dns.name
@@ -15,7 +17,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dynmx.errors import Problem, ZoneLoadError
-from dynmx.zone.loader import LoadedZone, build_zone, load_zone_file, load_zones_dir
+from dynmx.zone.loader import (
+    MAX_PROBLEMS,
+    LoadedZone,
+    build_zone,
+    file_digest,
+    load_zone_file,
+    load_zones_dir,
+    read_digest,
+    read_zone_bytes,
+)
 from dynmx.zone.validate import Record
 
 # Lines 1-4; whatever a test appends starts on line 5.
@@ -457,3 +468,51 @@ def test_built_zone_equals_dnspythons_own_adds(drawn: list[tuple[str, int, tuple
         rdataset = node.find_rdataset(dns.rdataclass.IN, rdata.rdtype, rdata.covers(), create=True)
         rdataset.add(rdata, record.ttl)
     assert _contents(build_zone(BUILD_ORIGIN, records)) == _contents(reference)
+
+
+# -- bounds (issue 23, item 13): what a bad file can cost ---------------------------------
+
+
+def test_a_file_reports_at_most_max_problems_and_a_count_of_the_rest(tmp_path: Path) -> None:
+    outside = "".join(f"h{i}.elsewhere.example. 300 IN A 192.0.2.1\n" for i in range(MAX_PROBLEMS + 40))
+    path = write(tmp_path, GOOD + outside)
+    with pytest.raises(ZoneLoadError) as caught:
+        load_zone_file(path)
+    problems = caught.value.problems
+    assert len(problems) == MAX_PROBLEMS + 1
+    assert problems[0] == Problem(
+        str(path), 5, "out-of-zone data: h0.elsewhere.example. is not in example.test."
+    )
+    assert problems[-1] == Problem(str(path), 5 + MAX_PROBLEMS, "and 40 more problems")
+
+
+def test_a_file_over_the_size_limit_is_refused_unread(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD)
+    size = path.stat().st_size
+    assert read_zone_bytes(path, size) == GOOD.encode()
+    reason = f"zone file of {size:,} bytes, larger than max_zone_file_size ({size - 1:,} bytes): not loaded"
+    for read in (read_zone_bytes, read_digest):
+        with pytest.raises(ZoneLoadError) as caught:
+            read(path, size - 1)
+        assert caught.value.problems == [Problem(str(path), 0, reason)]
+
+
+def test_a_file_that_grows_while_read_is_refused_at_the_limit(tmp_path: Path) -> None:
+    """What stat said is not trusted: reading stops a byte past the limit (a FIFO, a file
+    still being written)."""
+    fifo = tmp_path / "example.test.zone"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(b";" * 5000))
+    writer.start()
+    with pytest.raises(ZoneLoadError) as caught:
+        read_zone_bytes(fifo, 1000)
+    writer.join(5)
+    reason = (
+        "zone file of over 1,000 bytes when read, larger than max_zone_file_size (1,000 bytes): not loaded"
+    )
+    assert caught.value.problems == [Problem(str(fifo), 0, reason)]
+
+
+def test_the_digest_read_in_pieces_is_the_digest_of_the_bytes(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD + "".join(f"h{i} A 192.0.2.1\n" for i in range(100_000)))
+    assert read_digest(path) == file_digest(path.read_bytes())

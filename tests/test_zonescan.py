@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gc
+import logging
 import os
+import subprocess
 import weakref
 from pathlib import Path
 
@@ -12,7 +14,9 @@ import dns.zone
 import pytest
 
 from dynmx.app import zonescan
-from dynmx.zone.loader import LoadedZone, file_digest
+from dynmx.errors import Problem
+from dynmx.zone import batch
+from dynmx.zone.loader import LoadedZone, file_digest, load_zone_file
 
 TEXT = "@ 300 IN SOA ns1 hostmaster {serial} 2 3 4 5\n@ 300 IN NS ns1\nns1 300 IN A 192.0.2.1\n"
 
@@ -107,9 +111,9 @@ def _reads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     seen: list[Path] = []
     read = zonescan.read_zone_bytes
 
-    def watched(path: Path) -> bytes:
+    def watched(path: Path, limit: int) -> bytes:
         seen.append(path)
-        return read(path)
+        return read(path, limit)
 
     monkeypatch.setattr(zonescan, "read_zone_bytes", watched)
     return seen
@@ -140,3 +144,144 @@ def test_a_file_changed_moments_ago_is_read_again_at_the_next_rescan(
     second, _ = zonescan.scan_zones(tmp_path, first)
     assert reads == [path]
     assert second[path] is first[path]  # the same bytes: kept by digest
+
+
+# -- large files: checked in a process of their own (issue 23, item 13) ------------------
+
+LARGE = TEXT + "".join(f"h{i} 300 IN A 10.0.{i >> 8 & 255}.{i & 255}\n" for i in range(100))
+
+
+@pytest.fixture
+def large_from_1k(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files of 1 KB and more count as large here: a megabyte takes seconds to parse."""
+    monkeypatch.setattr(zonescan, "APART_FROM", 1024)
+
+
+def _checks(monkeypatch: pytest.MonkeyPatch) -> list[list[Path]]:
+    """The lists of files `check_apart` is given (the real one, watched)."""
+    seen: list[list[Path]] = []
+    check = zonescan.check_apart
+
+    def watched(paths: list[Path], processes: int, max_size: int) -> dict[Path, list[Problem]]:
+        seen.append(list(paths))
+        return check(paths, processes, max_size)
+
+    monkeypatch.setattr(zonescan, "check_apart", watched)
+    return seen
+
+
+def test_a_running_server_checks_a_large_file_in_a_child_then_parses_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, large_from_1k: None
+) -> None:
+    path = tmp_path / "example.test.zone"
+    path.write_text(LARGE.format(serial=1))
+    assert path.stat().st_size >= zonescan.APART_FROM
+    (tmp_path / "small.test.zone").write_text(TEXT.format(serial=1))
+    checks = _checks(monkeypatch)
+    scanned, problems = zonescan.scan_zones(tmp_path, {}, serving=True)
+    assert problems == []
+    assert checks == [[path]]
+    here = load_zone_file(path)
+    assert scanned[path].digest == here.digest
+    assert scanned[path].zone.to_text() == here.zone.to_text()
+
+
+def test_at_start_up_a_large_file_is_parsed_here_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, large_from_1k: None
+) -> None:
+    path = tmp_path / "example.test.zone"
+    path.write_text(LARGE.format(serial=1))
+    checks = _checks(monkeypatch)
+    scanned, _ = zonescan.scan_zones(tmp_path, {})
+    assert checks == [[]]
+    assert zonescan.soa_serial(scanned[path]) == 1
+
+
+def test_a_large_file_whose_bytes_are_unchanged_is_not_checked_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, large_from_1k: None
+) -> None:
+    path = tmp_path / "example.test.zone"
+    path.write_text(LARGE.format(serial=1))
+    first, _ = zonescan.scan_zones(tmp_path, {})
+    path.write_text(LARGE.format(serial=1))  # a new stamp, the same bytes
+    checks = _checks(monkeypatch)
+    second, _ = zonescan.scan_zones(tmp_path, first, serving=True)
+    assert checks == [[]]
+    assert second[path] is first[path]
+
+
+def test_a_large_bad_file_is_refused_by_the_child_and_never_read_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, large_from_1k: None
+) -> None:
+    path = tmp_path / "example.test.zone"
+    path.write_text(LARGE.format(serial=1))
+    first, _ = zonescan.scan_zones(tmp_path, {})
+    path.write_text(LARGE.format(serial=2) + "bad 300 IN A 999.1.1.1\n")
+    reads = _reads(monkeypatch)
+    second, problems = zonescan.scan_zones(tmp_path, first, serving=True)
+    assert [str(p) for p in problems] == [f"{path}:104: syntax error at '999.1.1.1'"]
+    assert reads == []
+    assert second[path] is first[path]
+
+
+def test_a_file_over_max_size_is_refused_unread_and_keeps_the_previous_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, large_from_1k: None
+) -> None:
+    path = _write(tmp_path, 1)
+    first, _ = zonescan.scan_zones(tmp_path, {})
+    path.write_text(LARGE.format(serial=2))
+    size = path.stat().st_size
+    checks = _checks(monkeypatch)
+    for serving in (False, True):
+        second, problems = zonescan.scan_zones(tmp_path, first, max_size=size - 1, serving=serving)
+        reason = (
+            f"zone file of {size:,} bytes, larger than max_zone_file_size ({size - 1:,} bytes): not loaded"
+        )
+        assert [str(p) for p in problems] == [f"{path}:0: {reason}"]
+        assert second[path] is first[path]
+    assert checks == [[], []]
+
+
+def test_a_file_is_not_refused_when_its_check_cannot_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No process can start, or the child fails on its own (not the file's fault): the
+    server parses the file itself, as it did before."""
+    path = tmp_path / "example.test.zone"
+    path.write_text(LARGE.format(serial=1))
+
+    def cannot_start(*args: object, **kwargs: object) -> None:
+        raise OSError(11, "Resource temporarily unavailable")
+
+    def fails(command: list[str], **kwargs: object) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.CompletedProcess(command, 1, b"", b"Traceback ...\nImportError: no dynmx\n")
+
+    for run in (cannot_start, fails):
+        monkeypatch.setattr(batch.subprocess, "run", run)
+        with caplog.at_level(logging.WARNING):
+            assert batch.check_apart([path]) == {path: []}
+    assert caplog.text.count("event=apart-check-failed") == 2
+    assert "ImportError: no dynmx" in caplog.text
+
+
+def test_a_file_whose_check_is_killed_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Out of memory, most likely: the server could not have parsed it either."""
+    path = tmp_path / "example.test.zone"
+    path.write_text(LARGE.format(serial=1))
+
+    def killed(command: list[str], **kwargs: object) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.CompletedProcess(command, -9, b"", b"")
+
+    monkeypatch.setattr(batch.subprocess, "run", killed)
+    reason = "not loaded: the process checking it was killed (Killed; out of memory?)"
+    assert batch.check_apart([path]) == {path: [Problem(str(path), 0, reason)]}
+
+
+def test_the_child_sends_back_a_bad_files_problems(tmp_path: Path) -> None:
+    path = tmp_path / "example.test.zone"
+    path.write_text(LARGE.format(serial=1) + "bad 300 IN A 999.1.1.1\n")
+    good = tmp_path / "good.test.zone"
+    good.write_text(LARGE.format(serial=1))
+    found = batch.check_apart([path, good], processes=2)
+    assert [str(p) for p in found[path]] == [f"{path}:104: syntax error at '999.1.1.1'"]
+    assert found[good] == []

@@ -15,8 +15,15 @@ import dns.zone
 
 from dynmx.answer.zoneset import ZoneData, name_key
 from dynmx.errors import Problem, ZoneLoadError
-from dynmx.zone.batch import Parsed, parse_many
-from dynmx.zone.loader import LoadedZone, file_digest, read_zone_bytes
+from dynmx.zone.batch import APART_FROM, Parsed, check_apart, parse_many
+from dynmx.zone.loader import (
+    DEFAULT_MAX_FILE_SIZE,
+    LoadedZone,
+    check_size,
+    file_digest,
+    read_digest,
+    read_zone_bytes,
+)
 
 RACY_SECONDS = 2.0  # a file changed this recently is read again at the next reload
 
@@ -27,6 +34,8 @@ def scan_zones(
     processes: int = 1,
     keep: frozenset[Path] = frozenset(),
     written: dict[Path, bytes] | None = None,
+    max_size: int = DEFAULT_MAX_FILE_SIZE,
+    serving: bool = False,
 ) -> tuple[dict[Path, LoadedZone], list[Problem]]:
     """Load every `*.zone`; a file that fails keeps its previous version (if any).
 
@@ -35,7 +44,12 @@ def scan_zones(
     object): a reload of many zones reads and parses only the files that changed. So does
     a file in `keep` (behind its zone in memory, not written back yet), and one whose
     bytes are those `written` says its version in memory was written as (an edit's). Many
-    files to parse are spread over up to `processes` processes (`parse_many`).
+    files to parse are spread over up to `processes` processes (`parse_many`). A file over
+    `max_size` is refused unread (`file:0:`). For a `serving` process (a reload), a file of
+    `APART_FROM` bytes or more is checked in a process of its own first (`check_apart`) and
+    read here only when it loads: a bad one costs this process neither memory nor time
+    holding the GIL. At start-up nothing is answered yet, and a good file would be parsed
+    twice, so it is parsed here at once.
     """
     loaded: dict[Path, LoadedZone] = {}
     problems: list[Problem] = []
@@ -49,26 +63,46 @@ def scan_zones(
     files = [Path(entry.path) for entry in found]
     results: dict[Path, Parsed] = {}
     to_parse: list[tuple[Path, bytes]] = []
+    apart: list[Path] = []  # large files checked in a child process before they are read here
     stamps: dict[Path, tuple[int, int, int, int]] = {}
     now = time.time()
     for entry, path in zip(found, files, strict=True):
         kept = previous.get(path)
-        stamp = _stamp(entry, now)
+        info = _stat(entry)
+        stamp = _stamp(info, now)
         if kept is not None and (path in keep or (stamp is not None and kept.stamp == stamp)):
             results[path] = kept
             continue
+        large = serving and info is not None and info.st_size >= APART_FROM
         try:
-            data = read_zone_bytes(path)
+            if large:  # not held yet: hashed a piece at a time when there is a version to keep
+                assert info is not None
+                check_size(path, info.st_size, max_size, stat=True)
+                data, digest = b"", read_digest(path, max_size) if kept is not None else b""
+            else:
+                data = read_zone_bytes(path, max_size)
+                digest = file_digest(data)
         except ZoneLoadError as error:
             results[path] = error.problems
             continue
         # An edit's version has no digest of its own: `written` may know its file's.
-        if kept is not None and file_digest(data) in (kept.digest, (written or {}).get(path)):
+        if kept is not None and digest in (kept.digest, (written or {}).get(path)):
             results[path] = kept
             continue
-        to_parse.append((path, data))
+        if large:
+            apart.append(path)
+        else:
+            to_parse.append((path, data))
         if stamp is not None:
             stamps[path] = stamp
+    for path, found_problems in check_apart(apart, processes, max_size).items():
+        if found_problems:
+            results[path] = found_problems
+            continue
+        try:
+            to_parse.append((path, read_zone_bytes(path, max_size)))
+        except ZoneLoadError as error:
+            results[path] = error.problems
     for path, parsed in parse_many(to_parse, processes).items():
         stamp = stamps.get(path)
         if stamp is not None and isinstance(parsed, LoadedZone):
@@ -129,12 +163,17 @@ def _is_zone_file(entry: os.DirEntry[str]) -> bool:
         return True
 
 
-def _stamp(entry: os.DirEntry[str], now: float) -> tuple[int, int, int, int] | None:
+def _stat(entry: os.DirEntry[str]) -> os.stat_result | None:
+    try:
+        return entry.stat()
+    except OSError:
+        return None
+
+
+def _stamp(info: os.stat_result | None, now: float) -> tuple[int, int, int, int] | None:
     """What a file's stat says of its version; None when it changed so recently that another
     write within the clock's resolution could leave it unchanged (racy-git's rule)."""
-    try:
-        info = entry.stat()
-    except OSError:
+    if info is None:
         return None
     if now - max(info.st_mtime, info.st_ctime) < RACY_SECONDS:
         return None
