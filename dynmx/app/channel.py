@@ -4,7 +4,7 @@ A stream socket pair per worker; each message is a 4-byte length and a pickled t
 whose first item names it. Both ends are this program, started by the control process,
 so pickle carries our own frozen dataclasses (config, pool plans, loaded zones) as they are.
 
-    control -> worker   ("init", index, config, plans, handover file or None, behind_zones)
+    control -> worker   ("init", index, config, plans, behind_zones, unavailable_zones)
                         ("plans", seq, plans)            ("zone", seq, loaded_zone)
                         ("reload", seq, config, plans, behind_files, written_digests)
                         ("reply", request_id, reply)     ("stop",)

@@ -48,9 +48,12 @@ SHUTDOWN_GRACE = 4.0
 
 
 class Worker:
-    def __init__(self, channel_sock: socket.socket, sockets: list[SocketSet]) -> None:
+    def __init__(
+        self, channel_sock: socket.socket, sockets: list[SocketSet], handover: int | None = None
+    ) -> None:
         self.channel_sock = channel_sock
         self.sockets = sockets
+        self.handover = handover  # descriptor of the control process's start-up zones (`handover`)
         self.index = 0
         self.config = Config()
         self.plans: dict[str, PoolPlans] = {}
@@ -93,7 +96,11 @@ class Worker:
         to compile.
         """
         directory = self.config.path(self.config.server.zones_dir)
-        zones, _problems = scan_zones(directory, previous, keep=keep, written=written)
+        limit = self.config.server.max_zone_file_size
+        serving = self.engine is not None  # a reload: large files are checked apart first
+        zones, _problems = scan_zones(
+            directory, previous, keep=keep, written=written, max_size=limit, serving=serving
+        )
         changed = changed_origins(previous, zones)
         staged = table is None and worth_staging(zones)
         table = build_table(
@@ -120,13 +127,14 @@ class Worker:
         if init is None or init[0] != "init":
             log.error("event=worker-init-failed")
             return 1
-        _, self.index, self.config, plans, handover, behind, self.unavailable = init
+        _, self.index, self.config, plans, behind, self.unavailable = init
         setup_logging(self.config.log.level)
         self.plans = {p.pool.name: p for p in plans}
         with heap.loading():
             # The control process's versions, kept by the scan for every file they still match,
             # and always for a file behind its version.
-            previous = (taken_over(handover) if handover is not None else {}) | behind
+            previous = (taken_over(self.handover) if self.handover is not None else {}) | behind
+            self.handover = None  # read and closed
             engine, self.zones, _ = self._build(previous, keep=frozenset(behind))
         self._attach(engine)
         self.listeners = Listeners.for_engine(self.config, engine)
@@ -369,13 +377,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dynmx-worker", description="an answer process (started by serve)")
     parser.add_argument("--channel", type=int, required=True, help="file descriptor of the control channel")
     parser.add_argument("--socket", action="append", default=[], help="HOST,PORT,UDP_FD,TCP_FD")
+    parser.add_argument("--handover", type=int, help="file descriptor of the start-up zones")
     args = parser.parse_args(argv)
     setup_logging("info")
     with contextlib.suppress(ImportError):
         import uvloop
 
         uvloop.install()
-    worker = Worker(socket.socket(fileno=args.channel), [_socket_set(s) for s in args.socket])
+    worker = Worker(socket.socket(fileno=args.channel), [_socket_set(s) for s in args.socket], args.handover)
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(worker.run())
     return 0

@@ -83,7 +83,7 @@ class WorkerPool:
         self.restarted = 0
         self.stopping = False
         self.replying: set[asyncio.Task[None]] = set()  # forwarded requests being answered
-        self.handover: Path | None = None  # the start-up zones (`start`)
+        self.handover: int | None = None  # descriptor of the start-up zones' file (`start`)
         self._progress: list[asyncio.Future[None]] = []  # woken by an ack, a ready or an exit
 
     def bind(self, config: Config) -> list[tuple[str, int]]:
@@ -91,9 +91,10 @@ class WorkerPool:
         self.workers = [WorkerHandle(index, sockets) for index, sockets in enumerate(copies)]
         return [(pair.host, pair.port) for pair in copies[0]]
 
-    async def start(self, handover: Path | None = None) -> None:
-        """Start every worker; `handover` holds the control process's zones as they started,
-        for these workers and any started again later (the file lives as long as the pool)."""
+    async def start(self, handover: int | None = None) -> None:
+        """Start every worker; `handover`, an open file with no name (`dynmx.app.handover`),
+        holds the control process's zones as they started, for these workers and any started
+        again later: each is given the descriptor, as it is given its sockets."""
         self.handover = handover
         for worker in self.workers:
             await self._spawn(worker)
@@ -104,6 +105,9 @@ class WorkerPool:
         parent, child = socket.socketpair()
         fds = [child.fileno()]
         args = [sys.executable, "-m", "dynmx.app.worker", "--channel", str(child.fileno())]
+        if self.handover is not None:
+            fds.append(self.handover)
+            args += ["--handover", str(self.handover)]
         for pair in worker.sockets:
             fds += [pair.udp.fileno(), pair.tcp.fileno()]
             args += ["--socket", f"{pair.host},{pair.port},{pair.udp.fileno()},{pair.tcp.fileno()}"]
@@ -113,7 +117,7 @@ class WorkerPool:
         reader, writer = await asyncio.open_connection(sock=parent)
         worker.writer = writer
         config, plans, behind, unavailable = self.current()  # once the writer is set: later edits reach it
-        channel.send(writer, "init", worker.index, config, plans, self.handover, behind, unavailable)
+        channel.send(writer, "init", worker.index, config, plans, behind, unavailable)
         worker.acked = self.seq  # it starts from every change sent so far
         worker.task = asyncio.get_running_loop().create_task(self._serve(worker, reader))
         log.info("event=worker-started worker=%d pid=%d", worker.index, worker.process.pid)
