@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -24,6 +24,7 @@ import dns.rdatatype
 
 from dynmx.answer import rrl
 from dynmx.answer.acl import ZoneGate
+from dynmx.answer.clients import ClientAction, ClientRules, Network
 from dynmx.answer.compiler import AnswerTable
 from dynmx.answer.lookup import Answer, Outcome, lookup
 from dynmx.answer.render import render
@@ -120,6 +121,7 @@ class Engine:
         chaos: ChaosConfig | None = None,
         lru_size: int = 10000,
         client_subnet: bool = False,
+        client_subnet_sources: Sequence[Network] = (),
         nsid: bytes = b"",
     ):
         self.table = table
@@ -135,7 +137,15 @@ class Engine:
         # Verifies signed requests answered here and signs their replies (set by the app). Signed
         # queries never take the fast path (their ARCOUNT holds the TSIG), so it costs that nothing.
         self.tsig: TsigHook | None = None
+        # RFC 7871 Client Subnet is honoured only from these sources (the resolvers trusted to
+        # say whom they ask for, as PowerDNS's edns-subnet-allow-list); from anyone else the
+        # option is ignored, so a client cannot step out of its own client action.
         self.client_subnet = client_subnet
+        self.client_subnet_sources = (
+            ClientRules([ClientAction(network, "answer") for network in client_subnet_sources])
+            if client_subnet
+            else None
+        )
         # `status.<pool>` CH TXT answers (off unless set): pool name -> lines, or None.
         self.chaos_status: Callable[[str], list[str] | None] | None = None
         self.stats = {"slow": 0, "formerr": 0, "dropped": 0, "servfail": 0}
@@ -402,12 +412,14 @@ class Engine:
         return entry
 
     def _client_of(self, query: Query, addr: object) -> object:
-        """The address client actions look at: the ECS address when allowed (RFC 7871), else the peer."""
-        if self.client_subnet and query.edns is not None:
+        """The address client actions look at: the ECS address (RFC 7871) of a query from a
+        trusted source (`client_subnet_sources`), else the peer's."""
+        trusted = self.client_subnet_sources
+        if trusted and query.edns is not None:
             for code, value in query.edns.options:
                 if code == OPTION_ECS:
                     address = ecs_address(value)
-                    if address is not None:
+                    if address is not None and _peer_in(trusted, addr):
                         return (address, 0)
         return addr
 
@@ -479,3 +491,9 @@ class Engine:
                 answer.authority.clear()
                 answer.additional.clear()
         return self._remember(key, render(answer, owner, shared))
+
+
+def _peer_in(trusted: ClientRules, addr: object) -> bool:
+    """The peer (a socket address tuple) is one of the trusted sources."""
+    host = addr[0] if isinstance(addr, tuple) and addr else None
+    return isinstance(host, str) and trusted.match(host) is not None

@@ -108,6 +108,7 @@ def make_engine(config: Config, table: AnswerTable) -> Engine:
         chaos=ChaosConfig(version=cfg.version, identity=cfg.identity),
         lru_size=cfg.cache_size,
         client_subnet=cfg.client_subnet,
+        client_subnet_sources=[ipaddress.ip_network(prefix) for prefix in cfg.client_subnet_sources],
         nsid=nsid_octets(cfg.nsid),
     )
     engine.gate = zone_gate(config)  # the app adds the unavailable secondary zones
@@ -138,6 +139,8 @@ class Listeners:
 
     @classmethod
     def for_engine(cls, config: Config, engine: Engine) -> Listeners:
+        """With `workers` answer processes, each holds its share of the TCP caps: the configured
+        numbers are the server's, not each worker's."""
         cfg = config.server
         limits = TcpLimits(
             cfg.tcp_idle_timeout,
@@ -146,7 +149,7 @@ class Listeners:
             cfg.tcp_message_timeout,
             cfg.tcp_max_in_flight,
         )
-        return cls(TcpConnections(engine.handle_tcp, limits))
+        return cls(TcpConnections(engine.handle_tcp, limits.share(cfg.workers)))
 
     async def serve(self, handler: Handler, sockets: list[SocketSet]) -> None:
         loop = asyncio.get_running_loop()

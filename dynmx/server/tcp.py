@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 Replies = bytes | list[bytes] | None
@@ -31,6 +31,19 @@ class TcpLimits:
     max_per_source: int = 20
     message_timeout: float = 5.0  # a message begun must be complete by then (slow senders cut off)
     max_in_flight: int = 32  # pipelined messages whose replies are still being decided
+
+    def share(self, processes: int) -> TcpLimits:
+        """One of `processes` answer processes' part of the caps, so that together they hold at
+        most the configured number of connections, overall and per source (each at least one).
+        The kernel spreads connections over the processes by hash, so one may refuse while
+        another still has room."""
+        if processes <= 1:
+            return self
+        return replace(
+            self,
+            max_connections=max(1, self.max_connections // processes),
+            max_per_source=max(1, self.max_per_source // processes),
+        )
 
 
 class TcpConnections:
