@@ -40,6 +40,7 @@ FULL: dict[str, Any] = {
         "identity": "ns1",
         "pid_file": "dynmx.pid",
         "client_subnet": True,
+        "client_subnet_sources": ["192.0.2.53/32"],
     },
     "http": {"listen": "127.0.0.1:9153"},
     "log": {"level": "debug"},

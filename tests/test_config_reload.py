@@ -30,6 +30,7 @@ RESTART_ONLY = [
     "server.nsid",
     "server.pid_file",
     "server.client_subnet",
+    "server.client_subnet_sources",
     "server.random_seed",
     "log.level",
     "rrl.enabled",

@@ -16,7 +16,7 @@ from typing import Any
 from dynmx import __version__
 from dynmx.cli import pools, records, registrar, zones
 from dynmx.cli.client import ControlClient
-from dynmx.config import Config, HttpConfig, LogConfig, load_config, parse_hostport
+from dynmx.config import Config, HttpConfig, LogConfig, load_config, parse_hostport, readable_secrets
 from dynmx.control.lock import StateDirBusy
 from dynmx.errors import ConfigError, ControlError, DynmxError
 from dynmx.logs import setup_logging
@@ -98,7 +98,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         print(error)
         return 1
     zones_dir = config.path(config.server.zones_dir)
-    zones, problems = scan_zones(zones_dir, {})
+    zones, problems = scan_zones(zones_dir, {}, max_size=config.server.max_zone_file_size)
     for problem in problems:
         print(problem)
     policy_problems, warnings = check_policy(config, zone_data(zones))
@@ -107,6 +107,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
         print(f"{source}{text}")
     for text in warnings:
         print(f"{source}warning: {text}")
+    for path, mode in readable_secrets(config):
+        print(f"{path}: warning: holds secrets and is readable by others (mode {mode:04o}): chmod o-r")
     if problems or policy_problems:
         return 1
     names = ", ".join(sorted(z.origin.to_text() for z in zones.values()))
