@@ -25,6 +25,7 @@ import dns.rdatatype
 from dynmx.config_lines import key_line, parse_path, shown_key, toml_error
 from dynmx.errors import ConfigError
 from dynmx.health import probes
+from dynmx.zone.loader import DEFAULT_MAX_FILE_SIZE
 
 T = TypeVar("T")
 Check = Callable[[Any], object]
@@ -165,6 +166,8 @@ class ServerConfig:
     # (CH TXT, NSID, its cache, Client Subnet, the draw's seed), the state files and the journal.
     listen: tuple[str, ...] = _key(parse_hostport, default=("127.0.0.1:5353",), restart=True)
     zones_dir: str = _key(default="zones", restart=False)
+    # bytes; a larger zone file is refused unread (`file:0:`), so a bad one costs bounded work
+    max_zone_file_size: int = _key(_between(1, 1 << 40), default=DEFAULT_MAX_FILE_SIZE, restart=False)
     state_dir: str = _key(default="state", restart=True)
     tcp_idle_timeout: float = _key(_between(0.1, 3600), default=10.0, restart=True)
     tcp_max_connections: int = _key(_between(1, 100000), default=200, restart=True)
@@ -184,20 +187,59 @@ class ServerConfig:
     # RFC 5001 identifier, to queries asking; "" = none
     nsid: str = _key(nsid_octets, default="", restart=True)
     pid_file: str = _key(default="", restart=True)
-    # use EDNS Client Subnet (RFC 7871) for client actions
+    # use EDNS Client Subnet (RFC 7871) for client actions, in queries from client_subnet_sources
     client_subnet: bool = _key(default=False, restart=True)
+    # the resolvers whose Client Subnet is honoured; from anyone else it is ignored
+    client_subnet_sources: tuple[str, ...] = _key(_prefix, default=(), restart=True)
     # seed of the weighted draw, for reproducible tests; 0 = unpredictable
     random_seed: int = _key(default=0, restart=True)
     # answer CH TXT status.<pool name> with the pool's health
     chaos_status: bool = _key(default=False, restart=False)
     probe_concurrency: int = _key(_between(1, 10000), default=64, restart=False)
+    # records (prerequisites + updates) one UPDATE may carry; more are REFUSED before parsing
+    max_update_records: int = _key(_between(1, 65535), default=1000, restart=False)
     # EHLO name of the SMTP probe
     probe_name: str = _key(absolute_name, default="dynmx.invalid.", restart=False)
+
+    def problems(self) -> list[str]:
+        if self.client_subnet and not self.client_subnet_sources:
+            # Trusted from anyone, ECS lets every client choose the client action it gets.
+            return [
+                "client_subnet: true needs client_subnet_sources, the resolvers whose Client Subnet"
+                ' is honoured (e.g. ["192.0.2.53/32"])'
+            ]
+        return []
+
+
+def _listener(value: str) -> str:
+    """An HTTP listener's address, IP:PORT or [IPv6]:PORT; "" for none."""
+    if value:
+        parse_hostport(value)
+    return value
+
+
+def _hostname(value: str) -> str:
+    """A name (or address) the control listener is reached by, as it comes in a Host header."""
+    text = value.strip().lower().rstrip(".")
+    if not text or any(c in text for c in " /:@[]") or not text.isascii() or not text.isprintable():
+        raise ValueError(f"expected a host name or IPv4 address without port, got {value!r}")
+    return text
 
 
 @dataclass(frozen=True)
 class HttpConfig:
-    listen: str = _key(lambda v: v == "" or parse_hostport(v), default="", restart=False)  # "" = off
+    """The control listener. Every key is applied by a reload: the listener moves or closes,
+    its limits apply to the next connection, the checks to the next request."""
+
+    listen: str = _key(_listener, default="", restart=False)  # "" = off
+    # serve GET /status, /routes and /explain without the token (they show the configuration)
+    public_status: bool = _key(default=False, restart=False)
+    # Host names it is reached by besides its address and localhost (a Prometheus scraping
+    # "ns1.example.net:9153"); any other Host is refused (DNS rebinding)
+    allowed_hosts: tuple[str, ...] = _key(_hostname, default=(), restart=False)
+    max_connections: int = _key(_between(1, 10000), default=64, restart=False)  # served at once
+    max_per_source: int = _key(_between(1, 10000), default=16, restart=False)  # an IPv6 /64 is one
+    timeout: float = _key(_between(0.5, 600), default=10.0, restart=False)  # for a request to arrive
 
 
 @dataclass(frozen=True)
@@ -427,9 +469,21 @@ class Dyndns2Config:
     enabled: bool = _key(default=False, restart=False)
     ttl: int = _key(_between(0, 86400), default=60, restart=False)  # TTL of the records it writes
     min_interval: float = _key(_between(0, 86400), default=60.0, restart=False)  # per host, else "abuse"
+    # its own listener, serving /nic/update only ("" = on the control listener, [http] listen);
+    # applied by a reload, as are the limits and the certificate files (read again each reload)
+    listen: str = _key(_listener, default="", restart=False)
+    tls_cert: str = _key(default="", restart=False)  # PEM certificate (chain) file: HTTPS
+    tls_key: str = _key(default="", restart=False)  # PEM private key file
+    max_connections: int = _key(_between(1, 10000), default=64, restart=False)
+    max_per_source: int = _key(_between(1, 10000), default=8, restart=False)
+    timeout: float = _key(_between(0.5, 600), default=10.0, restart=False)
     host: tuple[DynHostConfig, ...] = ()
 
     def problems(self) -> list[str]:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            return ["tls_cert: tls_cert and tls_key go together"]
+        if self.tls_cert and not self.listen:
+            return ["tls_cert: needs listen (TLS is served on the dyndns2 listener only)"]
         return []
 
 
@@ -580,6 +634,7 @@ class Config:
     selfcheck: SelfCheckConfig = field(default_factory=SelfCheckConfig)
     registrar: tuple[RegistrarConfig, ...] = ()
     base_dir: Path = Path(".")  # relative paths in the file are relative to the file
+    source: Path | None = None  # the file it was read from (`load_config`), for `readable_secrets`
 
     def path(self, value: str) -> Path:
         candidate = Path(value)
@@ -684,9 +739,41 @@ def load_config(path: Path) -> Config:
         line, reason = toml_error(str(error), text)
         raise ConfigError(f"{path}:{line}: {reason}") from None
     try:
-        return from_mapping(raw, base_dir=path.parent)
+        config = from_mapping(raw, base_dir=path.parent)
     except ConfigError as error:
         raise ConfigError(f"{path}:{key_line(text, parse_path(str(error)))}: {error}") from None
+    return dataclasses.replace(config, source=path)
+
+
+def readable_secrets(config: Config) -> list[tuple[Path, int]]:
+    """The files holding secrets that others may read (mode o+r), each with its mode: the
+    config file when it holds one (a TSIG secret, a password, a token: the keys declared with
+    `repr=False`), and every key's `secret_file`. `serve` logs them at start and `dynmx check`
+    prints them; the secrets themselves are never shown."""
+    files = [config.source] if config.source is not None and _holds_secret(config) else []
+    files += [config.path(key.secret_file) for key in config.key if key.secret_file]
+    found: list[tuple[Path, int]] = []
+    for path in files:
+        try:
+            mode = path.stat().st_mode  # of the file read: a symlink's target
+        except OSError:
+            continue  # reading it is where that is reported
+        if mode & 0o004:
+            found.append((path, mode & 0o7777))
+    return found
+
+
+def _holds_secret(section: Any) -> bool:
+    for spec in _keys(type(section)):
+        value = getattr(section, spec.name)
+        items = value if isinstance(value, tuple) else (value,)
+        for item in items:
+            if dataclasses.is_dataclass(item):
+                if _holds_secret(item):
+                    return True
+            elif not spec.repr and item:
+                return True
+    return False
 
 
 def from_mapping(raw: dict[str, Any], base_dir: Path = Path(".")) -> Config:
@@ -699,8 +786,9 @@ def from_mapping(raw: dict[str, Any], base_dir: Path = Path(".")) -> Config:
 
 
 def _keys(cls: type[Any]) -> list[dataclasses.Field[Any]]:
-    """The fields of a section that are keys of the file (`Config.base_dir` is not one)."""
-    return [spec for spec in dataclasses.fields(cls) if spec.name != "base_dir"]
+    """The fields of a section that are keys of the file (`Config.base_dir`, `source` are not)."""
+    outside = ("base_dir", "source") if cls is Config else ()
+    return [spec for spec in dataclasses.fields(cls) if spec.name not in outside]
 
 
 def _section(hint: Any) -> type[Any] | None:

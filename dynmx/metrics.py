@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from dynmx.control.ratelog import REFUSALS
 from dynmx.selfcheck.decide import Action
 from dynmx.selfcheck.registrar import PushReport
 from dynmx.selfcheck.round import RoundReport
@@ -84,6 +85,75 @@ class _HotPathCollector:
                 yield gauge
 
 
+class _RefusalCollector:
+    """Per-packet refusals by kind (UPDATE, NOTIFY, TSIG, transfer), counted whether or not their
+    log line was written (`dynmx.control.ratelog`: the lines are rate-limited, the counts not)."""
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        refused = CounterMetricFamily(
+            "dynmx_control_refused_requests",
+            "Requests refused, by the event their log line names (the lines are rate-limited)",
+            labels=["kind"],
+        )
+        for kind, value in sorted(REFUSALS.counts.items()):
+            refused.add_metric([kind], value)
+        yield refused
+
+
+class _ListenerCollector:
+    """The HTTP listeners' counts (control, dyndns2, the control socket) and the dyndns2 logins,
+    read at scrape time from the plain counters the listener threads keep."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        app = self.app
+        listeners = [("http", app.http), ("dyndns2", app.dyndns2_http), ("control", app.control_socket)]
+        open_now = GaugeMetricFamily(
+            "dynmx_http_connections", "Connections being served, by listener", labels=["listener"]
+        )
+        refused = CounterMetricFamily(
+            "dynmx_http_refused_connections",
+            "Connections closed at once: the listener's max_connections were being served",
+            labels=["listener"],
+        )
+        faults = CounterMetricFamily(
+            "dynmx_http_client_faults",
+            "Connections that ended in the client's fault: timeouts, resets, TLS errors, cut-short requests",
+            labels=["listener"],
+        )
+        responses = CounterMetricFamily(
+            "dynmx_http_responses", "Responses sent, by listener and status", labels=["listener", "status"]
+        )
+        for name, listener in listeners:
+            if listener is None:
+                continue
+            counts = listener.snapshot()
+            open_now.add_metric([name], listener.active)
+            refused.add_metric([name], counts.get("connections_refused", 0))
+            faults.add_metric([name], counts.get("client_faults", 0))
+            for key, value in sorted(counts.items()):
+                if key.startswith("status_"):
+                    responses.add_metric([name, key[7:]], value)
+        yield from (open_now, refused, faults, responses)
+        logins = CounterMetricFamily(
+            "dynmx_dyndns2_logins",
+            "dyndns2 requests by login outcome: ok, badauth (wrong credentials), blocked (the source"
+            " was waiting: not looked at), unauthenticated (none sent)",
+            labels=["result"],
+        )
+        counts = app.dyndns2_logins.snapshot()
+        for result in ("ok", "badauth", "blocked", "unauthenticated"):
+            logins.add_metric([result], counts.get(result, 0))
+        yield logins
+        waiting = GaugeMetricFamily(
+            "dynmx_dyndns2_waiting_sources", "Source addresses (IPv6: /64) that must wait after failed logins"
+        )
+        waiting.add_metric([], app.dyndns2_logins.waiting())
+        yield waiting
+
+
 class Metrics:
     """The registry and the metrics updated off the hot path."""
 
@@ -91,6 +161,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.registry.register(_RefusalCollector())
         self.zones = Gauge("dynmx_zone_loaded_zones", "Zones being served", registry=self.registry)
         self.zone_problems = Gauge(
             "dynmx_zone_problems", "Problems found by the last load or reload", registry=self.registry
@@ -190,6 +261,7 @@ class Metrics:
 
     def attach(self, app: App) -> None:
         self.registry.register(_HotPathCollector(app))
+        self.registry.register(_ListenerCollector(app))
 
     def observe_load(self, zones: int, problems: int, seconds: float) -> None:
         self.zones.set(zones)

@@ -21,8 +21,8 @@ import dns.tsigkeyring
 import dns.update
 import pytest
 
-from dynmx.app.handover import HANDOVER_FILE
 from tests.conftest import EDITS, TEST_SECRET, RunningServer, wait_until, write_config
+from tests.control_token import authorized
 
 ZONE = """\
 $ORIGIN example.test.
@@ -59,7 +59,7 @@ def server(serve: Serve, tmp_path: Path) -> RunningServer:
 
 
 def _status(server: RunningServer) -> dict[str, object]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/status", timeout=5) as reply:
+    with urllib.request.urlopen(authorized(server, "/status"), timeout=5) as reply:
         result: dict[str, object] = json.load(reply)
     return result
 
@@ -90,15 +90,11 @@ def _add_address(server: RunningServer, name: str) -> None:
 
 
 def _reload(server: RunningServer) -> None:
-    request = urllib.request.Request(f"http://127.0.0.1:{server.http_port}/reload", method="POST")
-    urllib.request.urlopen(request, timeout=30).close()
+    urllib.request.urlopen(authorized(server, "/reload", "POST"), timeout=30).close()
 
 
 def _drain(server: RunningServer, host: str) -> None:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{server.http_port}/members/drain?pool=rr.example.test.&host={host}&drained=1",
-        method="POST",
-    )
+    request = authorized(server, f"/members/drain?pool=rr.example.test.&host={host}&drained=1", "POST")
     urllib.request.urlopen(request, timeout=5).close()
 
 
@@ -127,13 +123,10 @@ def test_workers_start_from_the_control_processs_zones_not_the_files(
     assert all("zones=1 handed=1" in line for line in ready)
 
 
-def test_the_handover_file_is_kept_while_the_workers_run_and_removed_at_stop(
-    server: RunningServer, tmp_path: Path
-) -> None:
-    """A worker started again after a crash takes the start-up zones from it."""
-    assert (tmp_path / "state" / HANDOVER_FILE).exists()
-    assert server.stop(signal.SIGTERM) == 0
-    assert not (tmp_path / "state" / HANDOVER_FILE).exists()
+def test_the_handover_leaves_no_file_in_the_state_directory(server: RunningServer, tmp_path: Path) -> None:
+    """The zones go to the workers in a file with no name (`tests/test_handover_server.py`)."""
+    assert "event=handover-written zones=1 kind=file " in server.log_text()
+    assert not [p for p in (tmp_path / "state").iterdir() if "zones" in p.name]
 
 
 def _restart_worker_1(server: RunningServer) -> str:

@@ -10,13 +10,16 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import ipaddress
 import itertools
 import logging
 import os
 import random
 import signal
+import ssl
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,8 +30,8 @@ import dns.zone
 
 from dynmx.answer.compiler import AnswerTable, fill_table
 from dynmx.answer.engine import Engine
-from dynmx.app import heap
-from dynmx.app.control import control_routes, local_routes
+from dynmx.app import heap, pages
+from dynmx.app.control import DYNDNS2_PORT, control_guard, control_routes, dyndns2_routes, local_routes
 from dynmx.app.explain import explain_query
 from dynmx.app.handover import handed_over
 from dynmx.app.health import HealthMonitor
@@ -40,12 +43,13 @@ from dynmx.app.workers import WorkerPool
 from dynmx.app.zonescan import changed_origins, scan_zones, soa_serial, zone_data
 
 __all__ = ["App", "ZoneState", "scan_zones", "soa_serial", "zone_data"]
-from dynmx.config import Config, absolute_name, parse_hostport
+from dynmx.config import Config, absolute_name, parse_hostport, readable_secrets
 from dynmx.control import dyndns2, transfer
 from dynmx.control.journal import JournalFork
 from dynmx.control.lock import CONTROL_SOCKET
 from dynmx.control.owner import ZoneOwner, judge
 from dynmx.control.store import StateStore
+from dynmx.control.token import ensure_token
 from dynmx.control.tsig import Signer
 from dynmx.control.update import Change
 from dynmx.control.writeback import WriteBack
@@ -53,11 +57,10 @@ from dynmx.control.writer import StaleBase, serial_of, write_atomically
 from dynmx.control.zones import ZoneEditRefused, add_zone, remove_zone
 from dynmx.errors import ConfigError, ControlError, DynmxError, Problem
 from dynmx.metrics import Metrics
-from dynmx.policy.route_log import RouteLog, delta_json, delta_postfix, postfix_header
-from dynmx.policy.routes import routing_table, to_json, to_postfix
+from dynmx.policy.route_log import RouteLog
 from dynmx.policy.served import PoolPlans, build_table, refresh_pool
 from dynmx.server import sdnotify
-from dynmx.server.http import ControlHttp
+from dynmx.server.http import ControlHttp, Limits
 from dynmx.zone.batch import available_cpus
 from dynmx.zone.loader import LoadedZone
 
@@ -133,6 +136,15 @@ class App:
         self._answers_here = not config.server.workers  # as started: a reload does not change it
         self.http: ControlHttp | None = None
         self.control_socket: ControlHttp | None = None
+        self.dyndns2_http: ControlHttp | None = None  # `[dyndns2] listen`
+        self.dyndns2_address = ""  # where it listens, as configured
+        self._dyndns2_was = ""  # the address it was last opened at (to open it again)
+        self.dyndns2_logins = dyndns2.Logins()  # failed logins per source, and their waits
+        self.control_token = ""  # STATE_DIR/control.token, read when the control listener opens
+        self._pages = ThreadPoolExecutor(1, "dynmx-pages")  # /routes, /status: off the event loop
+        self._pages_lock = asyncio.Lock()
+        self._routes_page: pages.RoutesPage | None = None
+        self._zone_list: pages.ZoneList | None = None
         self.started = time.time()
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
@@ -181,7 +193,10 @@ class App:
         before = self.state.by_file
         behind = self.writeback.behind()
         written = self.writeback.digests({path: zone.zone for path, zone in before.items()})
-        zones, problems = scan_zones(self.zones_dir, before, available_cpus(), behind, written)
+        limit = self.config.server.max_zone_file_size
+        zones, problems = scan_zones(
+            self.zones_dir, before, available_cpus(), behind, written, limit, serving=not reconcile
+        )
         if reconcile:  # at start-up, on the loop's thread (the journal's connection lives there)
             zones, found = self.owner.reconcile(zones)
             problems += found
@@ -458,12 +473,25 @@ class App:
         return None
 
     async def _apply_http_listener(self, running: str) -> None:
-        """A reload changed `[http] listen` from `running`: close that listener, open the new
-        one ("" leaves it closed). A request being answered, the POST /reload that asked for
-        this among them, still gets its reply. An address that cannot be bound is logged and
-        the previous listener opened again, so the server stays reachable; the next reload
-        tries again."""
-        wanted = self.config.http.listen
+        """A reload: the control listener's limits apply to its next connection and its token
+        is read again (removed, a new one is made: how it is rotated); the dyndns2 listener
+        follows `[dyndns2]`. When `[http] listen` changed from `running`: close that listener,
+        open the new one ("" leaves it closed). A request being answered, the POST /reload
+        that asked for this among them, still gets its reply. An address that cannot be
+        bound is logged and the previous listener opened again, so the server stays
+        reachable; the next reload tries again."""
+        await self._apply_dyndns2_listener()
+        settings = self.config.http
+        limits = Limits(settings.max_connections, settings.timeout, settings.max_per_source)
+        if self.control_socket is not None:
+            self.control_socket.limits = limits
+        if self.http is not None:
+            self.http.limits = limits
+            try:
+                self.control_token = ensure_token(self.config.path(self.config.server.state_dir))
+            except OSError as error:  # the token in use stays
+                log.error("event=control-token-failed error=%r action=kept", str(error))
+        wanted = settings.listen
         if wanted == running:
             return
         previous, self.http = self.http, None
@@ -493,18 +521,111 @@ class App:
 
     def _open_control_socket(self, loop: asyncio.AbstractEventLoop) -> None:
         """The local control channel in `state_dir`: every route, edits included; the CLI's way
-        to the one owner (its file mode, 0600, is the authorization)."""
+        to the one owner (its file mode, 0600, is the authorization: no token, no guard)."""
         path = self.config.path(self.config.server.state_dir) / CONTROL_SOCKET
         routes = {**control_routes(self, loop), **local_routes(self, loop)}
-        self.control_socket = ControlHttp.unix(path, routes)
+        settings = self.config.http
+        limits = Limits(settings.max_connections, settings.timeout, settings.max_per_source)
+        self.control_socket = ControlHttp.unix(path, routes, limits)
         self.control_socket.start()
         log.info("event=listening proto=control path=%s", path)
 
     def _open_http(self, host: str, port: int) -> None:
-        """Open the control HTTP listener (/status, /metrics, POST /reload, ...)."""
-        self.http = ControlHttp(host, port, control_routes(self, asyncio.get_running_loop()))
+        """Open the control HTTP listener (/status, /metrics, POST /reload, ...), guarded by the
+        token of `state_dir` (made at its first start), Host and Origin checks."""
+        self.control_token = ensure_token(self.config.path(self.config.server.state_dir))
+        settings = self.config.http
+        self.http = ControlHttp(
+            host,
+            port,
+            control_routes(self, asyncio.get_running_loop()),
+            limits=Limits(settings.max_connections, settings.timeout, settings.max_per_source),
+            guard=control_guard(self),
+        )
         self.http.start()
         log.info("event=listening proto=http address=%s port=%d", host, self.http.port)
+
+    async def _apply_dyndns2_listener(self, starting: bool = False) -> None:
+        """Open, move, close or re-certify the dyndns2 listener as `[dyndns2]` says: it runs
+        while `enabled` and `listen` are set; its limits apply to the next connection, and
+        its certificate files are read again (a renewed certificate needs only a reload).
+        At start a failure stops the server; on reload it is logged and what runs is kept
+        (a listener moving is opened at its new address before the old one closes, or after
+        when they overlap; failing both, the old one is opened again), and the next reload
+        tries again."""
+        settings = self.config.dyndns2
+        wanted = settings.listen if settings.enabled else ""
+        limits = Limits(settings.max_connections, settings.timeout, settings.max_per_source)
+        running = self.dyndns2_http
+        try:
+            context = self._dyndns2_tls() if wanted else None
+        except OSError as error:  # ssl.SSLError among them
+            if starting:
+                raise
+            log.error("event=dyndns2-tls-failed cert=%s error=%r action=kept", settings.tls_cert, str(error))
+            if running is not None:
+                running.limits = limits
+            return
+        if running is not None and wanted == self.dyndns2_address:
+            running.limits, running.tls = limits, context
+            return
+        if starting:  # nothing runs yet: a failure stops the server
+            if wanted:
+                self._start_dyndns2(self._dyndns2_listener(wanted, limits, context), wanted)
+            return
+        fresh = self._try_dyndns2(wanted, limits, context, quiet=running is not None) if wanted else None
+        if running is not None:
+            self.dyndns2_http, self.dyndns2_address = None, ""
+            await asyncio.get_running_loop().run_in_executor(None, running.close)
+            log.info("event=listener-closed proto=dyndns2 port=%d", running.port)
+            if wanted and fresh is None:  # the two addresses overlap: the new one is free now
+                fresh = self._try_dyndns2(wanted, limits, context)
+                if fresh is None:  # back where it was, unless that was taken meanwhile
+                    was = self._dyndns2_was
+                    wanted = was.rsplit(":", 1)[0] + f":{running.port}" if was.count(":") else was
+                    fresh = self._try_dyndns2(wanted, running.limits, running.tls)
+        if fresh is not None:
+            self._start_dyndns2(fresh, wanted)
+
+    def _dyndns2_listener(self, address: str, limits: Limits, context: ssl.SSLContext | None) -> ControlHttp:
+        """The dyndns2 listener bound at `address` (not started): /nic/update and nothing else."""
+        host, port = parse_hostport(address, DYNDNS2_PORT)
+        routes = dyndns2_routes(self, asyncio.get_running_loop())
+        return ControlHttp(host, port, routes, name="dyndns2", limits=limits, tls=context)
+
+    def _try_dyndns2(
+        self, address: str, limits: Limits, context: ssl.SSLContext | None, quiet: bool = False
+    ) -> ControlHttp | None:
+        try:
+            return self._dyndns2_listener(address, limits, context)
+        except OSError as error:
+            if not quiet:
+                log.error("event=listen-failed proto=dyndns2 address=%s error=%r", address, str(error))
+            return None
+
+    def _start_dyndns2(self, listener: ControlHttp, address: str) -> None:
+        listener.start()
+        self.dyndns2_http, self.dyndns2_address, self._dyndns2_was = listener, address, address
+        host = parse_hostport(address, DYNDNS2_PORT)[0]
+        scheme = "https" if listener.tls is not None else "http"
+        log.info("event=listening proto=dyndns2 address=%s port=%d scheme=%s", host, listener.port, scheme)
+        if listener.tls is None and not ipaddress.ip_address(host).is_loopback:
+            log.warning(
+                "event=dyndns2-plaintext address=%s port=%d"
+                " reason='basic-auth passwords cross the network readable: set tls_cert and tls_key'",
+                host,
+                listener.port,
+            )
+
+    def _dyndns2_tls(self) -> ssl.SSLContext | None:
+        """The dyndns2 listener's TLS context from `tls_cert`/`tls_key` (read now), or None."""
+        settings = self.config.dyndns2
+        if not settings.tls_cert:
+            return None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(self.config.path(settings.tls_cert), self.config.path(settings.tls_key))
+        return context
 
     def _apply_plans(self, plans: PoolPlans) -> None:
         """A pool's facts changed: re-render its answers now (no query after sees the old order)."""
@@ -641,6 +762,8 @@ class App:
     async def start(self) -> None:
         cfg = self.config.server
         started = time.monotonic()
+        for path, mode in readable_secrets(self.config):  # TSIG secrets, passwords, tokens
+            log.warning("event=config-readable-secrets file=%s mode=%04o", path, mode)
         sdnotify.notify("STATUS=loading zones")
         with heap.loading():
             loaded = self._load(reconcile=True)
@@ -674,6 +797,7 @@ class App:
         self.selfcheck.start()
         if self.config.http.listen:
             self._open_http(*parse_hostport(self.config.http.listen, 9153))
+        await self._apply_dyndns2_listener(starting=True)
         self._open_control_socket(loop)
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stop.set)
@@ -753,6 +877,9 @@ class App:
         self._held.close()
         if self.http is not None:
             self.http.close()
+        if self.dyndns2_http is not None:
+            self.dyndns2_http.close()
+        self._pages.shutdown(wait=False)
         if self.control_socket is not None:
             self.control_socket.close()
             (self.config.path(self.config.server.state_dir) / CONTROL_SOCKET).unlink(missing_ok=True)
@@ -866,42 +993,41 @@ class App:
         parent_name = parent.origin.to_text() if parent else None
         return {"zone": origin.to_text(), "kept": str(kept), "parent": parent_name}
 
-    def routes(self, fmt: str, since: str | None) -> tuple[str, str]:
+    async def routes(self, fmt: str, since: str | None) -> tuple[str, str]:
         """The mail routing table (`dynmx routes`, GET /routes) and its cursor: Postfix transport
-        lines or JSON; with `since` (a cursor), only the domains whose route changed after it."""
-        table = routing_table(
-            zone_data(self.state.by_file),
-            {name: self.health.plans_for(state.config) for name, state in self.health.pools.items()},
-            self.health.states(),
-        )
-        actions = {rule.name: rule.action for rule in self.config.name}
-        table = [  # name actions are served over the zone data: the table shows what is served
-            dataclasses.replace(route, hops=()) if actions.get(route.domain) == "null-mx" else route
-            for route in table
-            if actions.get(route.domain) not in ("nxdomain", "refuse")
-        ]
-        self.route_log = self.route_log.record(table)
-        cursor = self.route_log.cursor
-        if since is not None:
-            delta = self.route_log.since(since)
-            return (delta_json(delta) if fmt == "json" else delta_postfix(delta)), cursor
-        return (to_json(table) if fmt == "json" else postfix_header(cursor, True) + to_postfix(table)), cursor
+        lines or JSON; with `since` (a cursor), only the domains whose route changed after it.
+        A snapshot is taken on the loop, the table computed in the page thread, and reused
+        while nothing changed (`dynmx.app.pages`); one request at a time, so the route log's
+        versions follow each other."""
+        async with self._pages_lock:
+            inputs = pages.RoutesInput(
+                tuple(self.state.by_file.values()),
+                {name: self.health.plans_for(state.config) for name, state in self.health.pools.items()},
+                self.health.states(),
+                {rule.name: rule.action for rule in self.config.name},
+            )
+            cached, log_now = self._routes_page, self.route_log
+            compute = functools.partial(pages.routes_page, inputs, cached, log_now, fmt, since)
+            page, body = await asyncio.get_running_loop().run_in_executor(self._pages, compute)
+            self._routes_page, self.route_log = page, page.log
+            return body, page.log.cursor
 
     def _first_counts(self, pool: str) -> dict[str, int]:
         if self.engine is None:
             return {}
         return {member: n for (name, owner, member), n in self.hot_stats().firsts.items() if owner == pool}
 
-    def status(self) -> dict[str, object]:
-        """The JSON of GET /status; never holds secrets."""
+    async def status(self) -> dict[str, object]:
+        """The JSON of GET /status; never holds secrets. The zone list (5,000 zones: 5,000
+        serials read and sorted) is made in the page thread."""
         engine = self.engine
+        zones = tuple(self.state.by_file.values())
+        made = functools.partial(pages.zone_list, zones, self._zone_list)
+        self._zone_list = listing = await asyncio.get_running_loop().run_in_executor(self._pages, made)
         return {
             "uptime_seconds": round(time.time() - self.started, 1),
             "listen": [f"{h}:{p}" if ":" not in h else f"[{h}]:{p}" for h, p in self.bound],
-            "zones": [
-                {"name": z.origin.to_text(), "serial": soa_serial(z), "file": str(z.path)}
-                for z in sorted(self.state.by_file.values(), key=lambda z: z.origin.to_text())
-            ],
+            "zones": listing.listing,
             "problems": [str(p) for p in self.state.problems],
             "unavailable": sorted(origin.to_text() for origin in self.unavailable),  # secondaries: SERVFAIL
             "pools": [self.health.pool_status(name, self._first_counts(name)) for name in self.health.pools],
