@@ -23,6 +23,7 @@ from dynmx.answer.rrl import RateLimiter, RrlSettings
 from dynmx.app.update import load_keyring
 from dynmx.config import Config, nsid_octets
 from dynmx.control.tsig import Signer
+from dynmx.server import mmsg
 from dynmx.server.tcp import TcpConnections, TcpLimits
 from dynmx.server.udp import Handler, UdpServer
 
@@ -133,7 +134,7 @@ class Listeners:
     """The transports of one answer process, and their counters."""
 
     tcp: TcpConnections
-    udp: list[UdpServer] = field(default_factory=list)
+    udp: list[UdpServer | mmsg.BatchedUdp] = field(default_factory=list)
     transports: list[asyncio.BaseTransport] = field(default_factory=list)
     tcp_servers: list[asyncio.base_events.Server] = field(default_factory=list)
 
@@ -152,9 +153,17 @@ class Listeners:
         return cls(TcpConnections(engine.handle_tcp, limits.share(cfg.workers)))
 
     async def serve(self, handler: Handler, sockets: list[SocketSet]) -> None:
+        """UDP in batches (`recvmmsg`/`sendmmsg`) where the system has them, else through the
+        loop's datagram endpoint; TCP through the loop."""
         loop = asyncio.get_running_loop()
         for pair in sockets:
             tcp_server = await loop.create_server(self.tcp.protocol, sock=pair.tcp)
+            self.tcp_servers.append(tcp_server)
+            if mmsg.available():
+                batched = mmsg.BatchedUdp(pair.udp, handler)
+                batched.start(loop)
+                self.udp.append(batched)
+                continue
             protocol = UdpServer(handler)
             transport, _ = await loop.create_datagram_endpoint(
                 lambda: protocol,  # noqa: B023 - called before the loop moves on
@@ -162,13 +171,15 @@ class Listeners:
             )
             self.udp.append(protocol)
             self.transports.append(transport)
-            self.tcp_servers.append(tcp_server)
 
     def close(self) -> None:
         for server in self.tcp_servers:
             server.close()
         for transport in self.transports:
             transport.close()
+        for udp in self.udp:
+            if isinstance(udp, mmsg.BatchedUdp):
+                udp.close()
 
 
 @dataclass
