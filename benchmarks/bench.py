@@ -34,6 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out"
+SRC = Path(os.environ.get("DYNMX_SRC") or ROOT).resolve()  # another tree's dynmx (harness.py)
 sys.path.insert(0, str(ROOT))
 
 from tests.nsd import Nsd, find_nsd, free_port, wait_for_soa  # noqa: E402
@@ -130,6 +131,7 @@ def write_query_files(directory: Path) -> dict[str, Path]:
     files = {"mx": directory / "queries-mx.txt", "mixed": directory / "queries-mixed.txt"}
     files["mx"].write_text("\n".join(mx) + "\n")
     files["mixed"].write_text("\n".join(mixed) + "\n")
+    files["lone"] = files["mx"]  # the MX queries one at a time: latency, not throughput
     return files
 
 
@@ -163,7 +165,10 @@ def dynmx_server(zone_dir: Path) -> Iterator[tuple[int, int]]:
     port = free_port()
     cmd = [*pin(SERVER_CORE), sys.executable, "-m", "dynmx", "serve"]
     cmd += ["--zones", str(zone_dir), "--listen", f"{HOST}:{port}"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(SRC), str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
     with tempfile.TemporaryDirectory(prefix="dynmx-bench-") as workdir:
         log = Path(workdir) / "dynmx.log"
         with log.open("wb") as out:
@@ -189,9 +194,11 @@ SERVERS = {"nsd": nsd_server, "dynmx": dynmx_server}
 # --- measuring ----------------------------------------------------------------------------
 
 
-def dnsperf(port: int, queries: Path, seconds: int) -> str:
+def dnsperf(
+    port: int, queries: Path, seconds: int, clients: int = CLIENTS, outstanding: int = OUTSTANDING
+) -> str:
     cmd = [*pin(DNSPERF_CORE), "dnsperf", "-s", HOST, "-p", str(port), "-d", str(queries)]
-    cmd += ["-l", str(seconds), "-c", str(CLIENTS), "-q", str(OUTSTANDING), "-Q", str(QPS_LIMIT)]
+    cmd += ["-l", str(seconds), "-c", str(clients), "-q", str(outstanding), "-Q", str(QPS_LIMIT)]
     cmd += ["-t", "2"]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30)
     if run.returncode != 0:
@@ -227,10 +234,12 @@ def tree_cpu_seconds(root: int) -> float:
 
 
 def measure(server: str, name: str, port: int, pid: int, path: Path, seconds: int) -> Run:
-    """One warm-up run (not counted), then the measured run with the server's CPU share."""
-    dnsperf(port, path, WARMUP_SECONDS)
+    """One warm-up run (not counted), then the measured run with the server's CPU share.
+    `lone`: one query at a time (one client, one outstanding), for the latency at low load."""
+    load = (1, 1) if name == "lone" else (CLIENTS, OUTSTANDING)
+    dnsperf(port, path, WARMUP_SECONDS, *load)
     cpu = tree_cpu_seconds(pid)
-    output = dnsperf(port, path, seconds)
+    output = dnsperf(port, path, seconds, *load)
     return parse_dnsperf(server, name, output, tree_cpu_seconds(pid) - cpu)
 
 
@@ -305,15 +314,20 @@ def print_table(runs: list[Run], names: list[str]) -> dict[str, float]:
     """qps per query file and server, and the ratio dynmx/NSD (returned for the JSON file)."""
     by_key = {(r.server, r.queries): r for r in runs}
     ratios: dict[str, float] = {}
-    print(f"\n{'queries':8} {'nsd qps':>10} {'cpu':>5} {'dynmx qps':>10} {'cpu':>5} {'dynmx/nsd':>10}")
+    head = f"{'nsd qps':>10} {'cpu':>5} {'ms':>6} {'dynmx qps':>10} {'cpu':>5} {'ms':>6}"
+    print(f"\n{'queries':8} {head} {'dynmx/nsd':>10}")
     for name in names:
         nsd, dynmx = by_key.get(("nsd", name)), by_key.get(("dynmx", name))
         ratio = dynmx.qps / nsd.qps if nsd and dynmx and nsd.qps else None
         if ratio is not None:
             ratios[name] = round(ratio, 4)
-        cells = [f"{r.qps:10.0f} {r.server_cpu:5.0%}" if r else f"{'-':>10} {'':5}" for r in (nsd, dynmx)]
+        cells = [
+            f"{r.qps:10.0f} {r.server_cpu:5.0%} {r.avg_latency_ms:6.3f}" if r else f"{'-':>10} {'':5} {'':6}"
+            for r in (nsd, dynmx)
+        ]
         print(f"{name:8} {cells[0]} {cells[1]} {f'{ratio:.3f}' if ratio is not None else '-':>10}")
-    print("(cpu: share of one core the server used; well below 100% means dnsperf was the limit)")
+    print("(cpu: share of one core the server used; well below 100% means dnsperf was the limit;")
+    print(" ms: average latency; `lone` sends one query at a time, so its ms is the latency at low load)")
     for name in names:
         mixes = {r.server: rcode_mix(r.rcodes) for r in runs if r.queries == name}
         if len(set(mixes.values())) > 1:

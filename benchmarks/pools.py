@@ -3,6 +3,8 @@
 Issue 3's targets: pool MX answers reach at least 0.9x the static-answer qps of the
 same dynmx build, and at least 2x PowerDNS's LUA-record MX answers (pdns-server with
 enable-lua-records=shared, bind backend, each answer a fresh rotation, as dynmx's).
+Issue 29's: pool MX at least 0.85x NSD's rate for the same answer, static (NSD has no
+pools). `DYNMX_SRC=DIR` runs another tree's dynmx, as in bench.py.
 Same method as bench.py: server on core 0, dnsperf on core 1, warm-up not counted.
 
     .venv/bin/python benchmarks/pools.py [--seconds 10]
@@ -27,9 +29,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench import HOST, OUT, ROOT, SERVER_CORE, Run, measure, pin
+from bench import HOST, OUT, ROOT, SERVER_CORE, SRC, Run, measure, pin
 
-from tests.nsd import free_port, wait_for_soa
+from tests.nsd import Nsd, NsdUnavailable, free_port, wait_for_soa
 
 ZONE = "pool.test"
 HOSTS = ("mx1", "mx2", "mx3")
@@ -106,6 +108,17 @@ def dynmx_pool(workdir: Path) -> Iterator[tuple[int, int]]:
 
 
 @contextmanager
+def nsd_static(workdir: Path) -> Iterator[tuple[int, int]]:
+    """NSD with the same zone, every MX static: the peer's rate for this answer's size."""
+    (workdir / f"{ZONE}.zone").write_text(
+        ZONE_HEAD + STATIC_MX.format(owner="@") + STATIC_MX.format(owner="static")
+    )
+    with Nsd(workdir, {ZONE: f"{ZONE}.zone"}, prefix=pin(SERVER_CORE)) as nsd:
+        assert nsd.pid is not None
+        yield nsd.port, nsd.pid
+
+
+@contextmanager
 def pdns_lua(workdir: Path) -> Iterator[tuple[int, int]]:
     (workdir / f"{ZONE}.zone").write_text(
         ZONE_HEAD + LUA_MX + STATIC_MX.format(owner="static") + ADDRESS_RECORDS.format(owner="static-imap")
@@ -127,7 +140,7 @@ def pdns_lua(workdir: Path) -> Iterator[tuple[int, int]]:
 
 @contextmanager
 def _process(cmd: list[str], port: int) -> Iterator[int]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys([str(SRC), str(ROOT)]))}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_soa(HOST, port, ZONE, alive=lambda: proc.poll() is None)
@@ -163,6 +176,11 @@ def main() -> int:
     queries = write_queries(OUT)
     runs: list[Run] = []
     servers = {"dynmx": dynmx_pool}
+    try:
+        Nsd(Path(tempfile.gettempdir()), {})
+        servers["nsd"] = nsd_static
+    except NsdUnavailable:
+        print("pools: nsd not installed; skipping NSD", file=sys.stderr)
     if shutil.which("pdns_server"):
         servers["pdns-lua"] = pdns_lua
     else:
@@ -170,7 +188,7 @@ def main() -> int:
     for server, start in servers.items():
         with tempfile.TemporaryDirectory(prefix="dynmx-pools-") as tmp, start(Path(tmp)) as (port, pid):
             for name, path in queries.items():
-                if server != "dynmx" and name.startswith("a-"):
+                if (server != "dynmx" and name.startswith("a-")) or (server == "nsd" and name != "static"):
                     continue
                 run = measure(server, name, port, pid, path, args.seconds)
                 runs.append(run)
@@ -181,6 +199,9 @@ def main() -> int:
         "dynmx pool / dynmx static": qps[("dynmx", "pool")] / qps[("dynmx", "static")],
         "dynmx address pool / dynmx static A": qps[("dynmx", "a-pool")] / qps[("dynmx", "a-static")],
     }
+    if ("nsd", "static") in qps:
+        ratios["dynmx pool / nsd static"] = qps[("dynmx", "pool")] / qps[("nsd", "static")]
+        ratios["dynmx static / nsd static"] = qps[("dynmx", "static")] / qps[("nsd", "static")]
     if ("pdns-lua", "pool") in qps:
         ratios["dynmx pool / pdns lua"] = qps[("dynmx", "pool")] / qps[("pdns-lua", "pool")]
     for label, ratio in ratios.items():

@@ -3,9 +3,10 @@ sends every reply in one, through `ctypes` over the C library (no compiler neede
 
 The event loop's datagram endpoint costs a system call and a Python callback per query on
 each side; here a readable socket costs two system calls for up to `BATCH` queries. The
-arrays the kernel fills and reads are allocated once; a datagram's length and address are
-read from them with `struct`, not with `ctypes` attribute access, and a reply is copied
-once, into the send buffer. The socket is non-blocking and the loop only calls when it is
+arrays the kernel fills and reads are allocated once; the lengths and senders of a whole
+batch are read from them through `memoryview` slices (one call each, no `ctypes`
+attribute access per datagram), a reply is copied once, into the send buffer, and only
+its length is written per reply. The socket is non-blocking and the loop only calls when it is
 readable, so a lone query is answered at once (the effect of `MSG_WAITFORONE`).
 
 `available()` says whether the calls exist (Linux); elsewhere the listeners keep the event
@@ -20,7 +21,7 @@ import ctypes.util
 import errno
 import logging
 import socket
-import struct
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -56,16 +57,12 @@ class _Mmsghdr(ctypes.Structure):
 
 
 MMSG_SIZE = ctypes.sizeof(_Mmsghdr)
-IOV_SIZE = ctypes.sizeof(_Iovec)
-NAME_AT = _Msghdr.name.offset
-NAMELEN_AT = _Msghdr.namelen.offset
 FLAGS_AT = _Msghdr.flags.offset
 LEN_AT = _Mmsghdr.len.offset
-IOV_LEN_AT = _Iovec.len.offset
-U32 = struct.Struct("=I")
-POINTER_FORMAT = struct.Struct("P")
-SIZE_FORMAT = struct.Struct("N")  # size_t (native only)
-INT = struct.Struct("=i")
+SOCKADDR_LEN: dict[int, int] = {
+    socket.AF_INET: 16,
+    socket.AF_INET6: 28,
+}  # what the kernel writes as msg_namelen
 
 _libc: Any = None
 
@@ -99,7 +96,7 @@ def available() -> bool:
 
 def _address(raw: bytes) -> tuple[str, int]:
     """A sockaddr_in or sockaddr_in6 as the (host, port) the handlers take."""
-    family = int.from_bytes(raw[:2], "little")
+    family = int.from_bytes(raw[:2], sys.byteorder)
     port = int.from_bytes(raw[2:4], "big")
     if family == socket.AF_INET:
         return socket.inet_ntop(socket.AF_INET, raw[4:8]), port
@@ -108,11 +105,14 @@ def _address(raw: bytes) -> tuple[str, int]:
 
 class Batch:
     """The arrays of one socket's batches: received datagrams and their senders' addresses,
-    and the replies going back to them."""
+    and the replies going back to them. Reply `j` goes to the sender of datagram `j` unless
+    moved (`reply_to`): with every query answered, nothing but the lengths is written."""
 
-    def __init__(self, size: int = BATCH, datagram: int = DATAGRAM) -> None:
+    def __init__(self, size: int = BATCH, datagram: int = DATAGRAM, family: int = socket.AF_INET) -> None:
         self.size = size
         self.datagram = datagram
+        self.family = family
+        self.namelen = SOCKADDR_LEN[family]
         self._recv_data = ctypes.create_string_buffer(size * datagram)
         self._send_data = ctypes.create_string_buffer(size * datagram)
         self._names = ctypes.create_string_buffer(size * NAME_SIZE)
@@ -120,69 +120,73 @@ class Batch:
         self._send_iov = (_Iovec * size)()
         self.recv_msgs = (_Mmsghdr * size)()
         self.send_msgs = (_Mmsghdr * size)()
-        names = ctypes.addressof(self._names)
-        self._names_at = names
+        self._names_at = ctypes.addressof(self._names)
         for i in range(size):
             self._recv_iov[i].base = ctypes.addressof(self._recv_data) + i * datagram
             self._recv_iov[i].len = datagram
             self._send_iov[i].base = ctypes.addressof(self._send_data) + i * datagram
             header = self.recv_msgs[i].hdr
-            header.name = names + i * NAME_SIZE
-            header.namelen = NAME_SIZE
+            header.name = self._names_at + i * NAME_SIZE
+            header.namelen = NAME_SIZE  # the kernel writes the length used: the family's, each time
             header.iov = ctypes.pointer(self._recv_iov[i])
             header.iovlen = 1
             sending = self.send_msgs[i].hdr
             sending.iov = ctypes.pointer(self._send_iov[i])
             sending.iovlen = 1
+            self._reply_to(i, i)
         self.recv_view = memoryview(self._recv_data).cast("B")
         self.send_view = memoryview(self._send_data).cast("B")
         self.names_view = memoryview(self._names).cast("B")
-        self.recv_msgs_view = memoryview(self.recv_msgs).cast("B")
-        self.send_msgs_view = memoryview(self.send_msgs).cast("B")
-        self.send_iov_view = memoryview(self._send_iov).cast("B")
-        self._addresses: dict[bytes, tuple[str, int]] = {}
-        self._namelens = [0] * size  # of each received datagram's sender address
-        self.pending = 0  # replies put, not sent yet
+        self.names_u64 = self.names_view.cast("Q")
+        self.recv_u32 = memoryview(self.recv_msgs).cast("B").cast("I")
+        self.send_iov_sizes = memoryview(self._send_iov).cast("B").cast("L")  # size_t on Linux
+        self.addresses: dict[object, tuple[str, int]] = {}
+        self._moved: list[int] = []  # replies sent elsewhere than to their own datagram's sender
 
-    def received(self, count: int) -> list[tuple[int, bytes, tuple[str, int]]]:
-        """The first `count` datagrams as (slot, data, sender); a truncated one is left out
-        (its sender gets no reply, as a datagram cut by the kernel cannot be answered)."""
-        found = []
-        msgs, names, data = self.recv_msgs_view, self.names_view, self.recv_view
-        cache = self._addresses
-        for slot in range(count):
-            at = slot * MMSG_SIZE
-            length = U32.unpack_from(msgs, at + LEN_AT)[0]
-            flags = INT.unpack_from(msgs, at + FLAGS_AT)[0]
-            namelen = U32.unpack_from(msgs, at + NAMELEN_AT)[0]
-            U32.pack_into(msgs, at + NAMELEN_AT, NAME_SIZE)  # the kernel wrote the length used
-            if flags & MSG_TRUNC:
-                continue
-            self._namelens[slot] = namelen
-            start = slot * NAME_SIZE
-            raw = names[start : start + namelen].tobytes()
-            sender = cache.get(raw)
-            if sender is None:
-                if len(cache) >= ADDRESS_CACHE:
-                    cache.clear()
-                sender = cache[raw] = _address(raw)
-            begin = slot * self.datagram
-            found.append((slot, data[begin : begin + length].tobytes(), sender))
+    def _reply_to(self, index: int, slot: int) -> None:
+        header = self.send_msgs[index].hdr
+        header.name = self._names_at + slot * NAME_SIZE
+        header.namelen = self.namelen
+
+    def lengths(self, count: int) -> list[int]:
+        """The sizes of the first `count` datagrams, in one call; a truncated one as -1 (the
+        kernel cut it: it cannot be answered)."""
+        stride = MMSG_SIZE // 4
+        sizes = self.recv_u32[LEN_AT // 4 : LEN_AT // 4 + count * stride : stride].tolist()
+        if self.datagram < DATAGRAM:  # a full-size buffer holds any UDP payload whole
+            flags = self.recv_u32[FLAGS_AT // 4 : FLAGS_AT // 4 + count * stride : stride].tolist()
+            sizes = [-1 if flag & MSG_TRUNC else size for size, flag in zip(sizes, flags, strict=True)]
+        return sizes
+
+    def keys(self, count: int) -> list[object]:
+        """A hashable stand-in for each sender's address: for IPv4 the first 8 octets of its
+        sockaddr (family, port, address) as one integer, read for all in one call."""
+        if self.family == socket.AF_INET:
+            stride = NAME_SIZE // 8
+            return list(self.names_u64[0 : count * stride : stride].tolist())
+        return [
+            self.names_view[slot * NAME_SIZE : slot * NAME_SIZE + self.namelen].tobytes()
+            for slot in range(count)
+        ]
+
+    def sender(self, slot: int, key: object) -> tuple[str, int]:
+        """The (host, port) of datagram `slot`'s sender, remembered under `key`."""
+        if len(self.addresses) >= ADDRESS_CACHE:
+            self.addresses.clear()
+        start = slot * NAME_SIZE
+        found = self.addresses[key] = _address(self.names_view[start : start + self.namelen].tobytes())
         return found
 
-    def put(self, slot: int, reply: bytes) -> bool:
-        """Queue `reply` to the sender of received datagram `slot`; False when it does not fit."""
-        index = self.pending
-        if len(reply) > self.datagram:
-            return False
-        begin = index * self.datagram
-        self.send_view[begin : begin + len(reply)] = reply
-        SIZE_FORMAT.pack_into(self.send_iov_view, index * IOV_SIZE + IOV_LEN_AT, len(reply))
-        at = index * MMSG_SIZE
-        POINTER_FORMAT.pack_into(self.send_msgs_view, at + NAME_AT, self._names_at + slot * NAME_SIZE)
-        U32.pack_into(self.send_msgs_view, at + NAMELEN_AT, self._namelens[slot])
-        self.pending = index + 1
-        return True
+    def reply_to(self, index: int, slot: int) -> None:
+        """Send reply `index` to the sender of datagram `slot` (a datagram before it got none)."""
+        self._reply_to(index, slot)
+        self._moved.append(index)
+
+    def sent(self) -> None:
+        """After a send: every reply slot points at its own datagram's sender again."""
+        for index in self._moved:
+            self._reply_to(index, index)
+        self._moved.clear()
 
 
 class BatchedUdp:
@@ -191,7 +195,7 @@ class BatchedUdp:
     def __init__(self, sock: socket.socket, handler: Handler, size: int = BATCH) -> None:
         self.sock = sock
         self.handler = handler
-        self.batch = Batch(size)
+        self.batch = Batch(size, family=sock.family)
         self.received = 0
         self._libc = _load()
         self._fd = sock.fileno()
@@ -217,24 +221,32 @@ class BatchedUdp:
                 log.debug("event=udp-error error=%s", errno.errorcode.get(ctypes.get_errno(), "?"))
             return
         self.received += count
-        handler = self.handler
-        for slot, data, sender in batch.received(count):
-            reply = handler(data, sender, False)
+        handler, size, data, out = self.handler, batch.datagram, batch.recv_view, batch.send_view
+        addresses, sizes, lengths = batch.addresses, batch.send_iov_sizes, batch.lengths(count)
+        replies = 0
+        for slot, key in enumerate(batch.keys(count)):
+            length = lengths[slot]
+            if length < 0:
+                continue
+            sender = addresses.get(key) or batch.sender(slot, key)
+            begin = slot * size
+            reply = handler(data[begin : begin + length].tobytes(), sender, False)
             if reply is None:
                 continue
             if isinstance(reply, bytes):
-                batch.put(slot, reply)
+                start = replies * size
+                out[start : start + len(reply)] = reply
+                sizes[replies * 2 + 1] = len(reply)  # the iovec's iov_len
+                if replies != slot:
+                    batch.reply_to(replies, slot)
+                replies += 1
             else:
                 asyncio.ensure_future(reply).add_done_callback(self._later(sender))
-        if batch.pending:
-            self._flush()
-
-    def _flush(self) -> None:
-        batch = self.batch
-        sent = self._libc.sendmmsg(self._fd, batch.send_msgs, batch.pending, socket.MSG_DONTWAIT)
-        if sent < 0:
-            log.debug("event=udp-error error=%s", errno.errorcode.get(ctypes.get_errno(), "?"))
-        batch.pending = 0  # a reply the kernel would not take now is dropped, as UDP drops
+        if replies:
+            sent = self._libc.sendmmsg(self._fd, batch.send_msgs, replies, socket.MSG_DONTWAIT)
+            if sent < 0:  # a reply the kernel will not take now is dropped, as UDP drops
+                log.debug("event=udp-error error=%s", errno.errorcode.get(ctypes.get_errno(), "?"))
+            batch.sent()
 
     def _later(self, sender: tuple[str, int]) -> Callable[[asyncio.Future[Any]], None]:
         """A reply decided elsewhere (a worker forwards UPDATE/NOTIFY): sent on its own."""
