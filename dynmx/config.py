@@ -516,6 +516,11 @@ class DefaultsConfig:
     retry: int = _key(default=3600, restart=False)
     expire: int = _key(default=1209600, restart=False)
     minimum: int = _key(default=300, restart=False)  # negative-caching TTL (RFC 2308)
+    # For every zone without a [[zone]] block (one `zone add` made among them), as Knot's
+    # `template: default`: TSIG keys that may UPDATE, who may transfer, whom to NOTIFY.
+    allow_update: tuple[str, ...] = _key(absolute_name, default=(), restart=False)
+    allow_transfer: tuple[str, ...] = _key(lambda v: _prefix_or_key(v), default=(), restart=False)
+    notify: tuple[str, ...] = _key(parse_hostport, default=(), restart=False)
 
     def problems(self) -> list[str]:
         return []
@@ -640,6 +645,17 @@ class Config:
         candidate = Path(value)
         return candidate if candidate.is_absolute() else self.base_dir / candidate
 
+    def zone_settings(self, origin: str) -> ZoneConfig:
+        """The settings of zone `origin`: its [[zone]] block, else [defaults]' update, transfer
+        and notify lists (a zone `zone add` made, or one a catalog brought, is edited, transferred
+        and NOTIFYed without a config edit)."""
+        name = absolute_name(origin).lower()
+        block = next((z for z in self.zone if z.name.lower() == name), None)
+        if block is not None:
+            return block
+        d = self.defaults
+        return ZoneConfig(name, allow_update=d.allow_update, allow_transfer=d.allow_transfer, notify=d.notify)
+
     def listen_addresses(self) -> list[tuple[str, int]]:
         return [parse_hostport(item) for item in self.server.listen]
 
@@ -660,6 +676,9 @@ class Config:
                     found.append(f"zone[{index}].allow_update[{position}]: no [[key]] named {key}")
             if zone.primary_key and zone.primary_key not in keys:
                 found.append(f"zone[{index}].primary_key: no [[key]] named {zone.primary_key}")
+        for position, key in enumerate(self.defaults.allow_update):
+            if absolute_name(key) not in keys:
+                found.append(f"defaults.allow_update[{position}]: no [[key]] named {key}")
         for index, registrar in enumerate(self.registrar):
             if registrar.key and registrar.key not in keys:
                 found.append(f"registrar[{index}].key: no [[key]] named {registrar.key}")

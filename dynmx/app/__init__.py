@@ -377,7 +377,7 @@ class App:
 
     def _notify_secondaries(self, zone: LoadedZone) -> None:
         """RFC 1996: once the new serial is served, so a secondary's SOA query sees it."""
-        targets = next((z.notify for z in self.config.zone if z.name == zone.origin.to_text()), ())
+        targets = self.config.zone_settings(zone.origin.to_text()).notify
         for target in targets:
             task = asyncio.get_running_loop().create_task(transfer.notify(zone.zone, parse_hostport(target)))
             self.background.add(task)

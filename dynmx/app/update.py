@@ -114,6 +114,8 @@ class UpdateService:
             dns.name.from_text(z.name): {dns.name.from_text(k) for k in z.allow_update} for z in config.zone
         }
         self.rules = {dns.name.from_text(k.name): KeyRules(k.names, k.types) for k in config.key}
+        # zones without a [[zone]] block (added later, or by a catalog): [defaults] allow_update
+        self.default_allowed = {dns.name.from_text(k) for k in config.defaults.allow_update}
         self.owner = owner
         self.zones = zones
         self.publish = publish
@@ -179,7 +181,7 @@ class UpdateService:
             rcode, level, reason = RCODE_NOTAUTH, logging.INFO, "not-served"  # §3.1.1
         elif self.is_secondary is not None and self.is_secondary(origin):
             rcode, level, reason = RCODE_REFUSED, logging.INFO, "secondary-zone"  # edit on the primary
-        elif key is None or key not in self.allowed.get(origin, set()):
+        elif key is None or key not in self.allowed.get(origin, self.default_allowed):
             rcode, level, reason = RCODE_REFUSED, logging.WARNING, "not-allowed"
         elif records > self.max_records:
             rcode, level, reason = RCODE_REFUSED, logging.WARNING, f"too-many-records max={self.max_records}"
@@ -388,6 +390,9 @@ class TransferService:
             origin = dns.name.from_text(zone.name)
             self.allowed[origin] = [ipaddress.ip_network(p) for p in zone.allow_transfer if "/" in p]
             self.keys[origin] = {dns.name.from_text(k) for k in zone.allow_transfer if "/" not in k}
+        defaults = config.defaults.allow_transfer  # zones without a [[zone]] block
+        self.default_allowed = [ipaddress.ip_network(p) for p in defaults if "/" in p]
+        self.default_keys = {dns.name.from_text(k) for k in defaults if "/" not in k}
         self.keyring = load_keyring(config)
         self.journal = journal
         self.zones = zones
@@ -403,7 +408,7 @@ class TransferService:
                 return [verdict]  # BADKEY, BADSIG, BADTIME (logged) or FORMERR
             verified = verdict
         key = verified.owner if verified is not None else None
-        signed_ok = key is not None and key in self.keys.get(origin, set())
+        signed_ok = key is not None and key in self.keys.get(origin, self.default_keys)
         if zone is None or not (signed_ok or self._permitted(origin, str(host))):  # before parsing it
             REFUSALS.refused(
                 log, logging.INFO, "transfer-refused", "zone=%s peer=%s key=%s", origin, host, key
@@ -423,4 +428,4 @@ class TransferService:
         return messages
 
     def _permitted(self, origin: dns.name.Name, host: str) -> bool:
-        return address_in(host, self.allowed.get(origin, []))
+        return address_in(host, self.allowed.get(origin, self.default_allowed))
