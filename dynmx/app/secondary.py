@@ -201,6 +201,42 @@ class SecondaryService:
         self.verified[origin] = time.time()  # its file, written behind, gets this mtime or later
         return self._soa_field(received, "refresh", FIRST_RETRY)
 
+    async def retransfer(self, origin: dns.name.Name) -> tuple[int, int | None]:
+        """A full AXFR now, whatever serial we hold (`dynmx zone retransfer`, as `knotc
+        zone-retransfer`): a copy gone wrong under an unchanged serial is replaced. Returns
+        (serial received, serial held before); raises OSError or DNSException when the
+        primary does not give the zone, ZoneLoadError when what it gives is invalid."""
+        host, port = self.primaries[origin]
+        current = self.zones().get(origin)
+        name = f"{origin.to_text().rstrip('.')}.zone"
+        path = current.path if current is not None else self.zones_dir / name
+        target = dns.zone.Zone(origin, relativize=False)  # empty: make_query asks for AXFR
+        query, _ = dns.xfr.make_query(target, keyring=self.keys.get(origin))
+        await dns.asyncquery.inbound_xfr(host, target, query=query, port=port, timeout=TRANSFER_TIMEOUT)
+        problems = _problems(target, path)
+        if problems:
+            from dynmx.errors import ZoneLoadError  # one method added here: its import kept with it
+
+            raise ZoneLoadError(problems)
+        received = LoadedZone(origin, target, path)
+        before = serial_of(current.zone) if current is not None else None
+        if current is not None and before != serial_of(target):  # same serial: no IXFR step to journal
+            loop = asyncio.get_running_loop()
+            self.record(current, received, await loop.run_in_executor(None, diff_zones, current.zone, target))
+        self.write(path, target)
+        log.info(
+            "event=secondary-retransferred zone=%s serial=%d was=%s primary=%s:%d",
+            origin,
+            serial_of(target),
+            before,
+            host,
+            port,
+        )
+        await self.publish(received)
+        self.verified[origin] = time.time()
+        self._check_expiry(origin)
+        return serial_of(target), before
+
     def _verified(self, origin: dns.name.Name, path: Path) -> None:
         """The primary has nothing newer: our copy is current, and its file says so from now."""
         self.verified[origin] = time.time()
