@@ -41,10 +41,11 @@ from dynmx.app.selfcheck import SelfCheckService
 from dynmx.app.update import TransferService, UpdateService, key_secrets
 from dynmx.app.workers import WorkerPool
 from dynmx.app.zonescan import changed_origins, scan_zones, soa_serial, zone_data
+from dynmx.app.zonestatus import PeerLog, send_notify
 
 __all__ = ["App", "ZoneState", "scan_zones", "soa_serial", "zone_data"]
 from dynmx.config import Config, absolute_name, parse_hostport, readable_secrets
-from dynmx.control import dyndns2, transfer
+from dynmx.control import dyndns2
 from dynmx.control.journal import JournalFork
 from dynmx.control.lock import CONTROL_SOCKET
 from dynmx.control.owner import ZoneOwner, judge
@@ -169,6 +170,7 @@ class App:
         self._held = contextlib.ExitStack()  # what lives until the server stops (the handover file)
         self.unavailable: frozenset[dns.name.Name] = frozenset()  # secondary zones answering SERVFAIL
         self.route_log = RouteLog(os.urandom(6).hex())  # `routes --since`; a new boot id each start
+        self.peers = PeerLog()  # NOTIFYs sent and transfers served, per zone: `dynmx zone status`
 
     # -- zones ---------------------------------------------------------------------------
 
@@ -379,7 +381,7 @@ class App:
         """RFC 1996: once the new serial is served, so a secondary's SOA query sees it."""
         targets = self.config.zone_settings(zone.origin.to_text()).notify
         for target in targets:
-            task = asyncio.get_running_loop().create_task(transfer.notify(zone.zone, parse_hostport(target)))
+            task = asyncio.get_running_loop().create_task(send_notify(self.peers, zone, target))
             self.background.add(task)
             task.add_done_callback(self.background.discard)
 
@@ -402,6 +404,7 @@ class App:
         self.engine.tsig = Signer(self.updates.keyring)  # keys changed by a reload sign answers too
         self.transfers = TransferService(self.config, self.journal, self.zones_by_origin)
         self.engine.transfer = self.transfers.handle
+        self.transfers.on_transfer = self.peers.served
         self.secondary = SecondaryService(
             self.config,
             self.zones_dir,

@@ -396,6 +396,8 @@ class TransferService:
         self.keyring = load_keyring(config)
         self.journal = journal
         self.zones = zones
+        # told of each transfer answered (query, zone version, peer address): `dynmx zone status`
+        self.on_transfer: Callable[[dns.message.Message, dns.zone.Zone, str], None] = lambda *_: None
 
     def handle(self, data: bytes, query: Query, peer: object) -> list[bytes]:
         origin = dns.name.from_wire(query.qname_lower, 0)[0]
@@ -425,6 +427,7 @@ class TransferService:
             else transfer.ixfr(message, zone.zone, self.journal)
         )
         log.info("event=transfer zone=%s peer=%s kind=%s messages=%d", origin, host, kind, len(messages))
+        self.on_transfer(message, zone.zone, str(host))
         return messages
 
     def _permitted(self, origin: dns.name.Name, host: str) -> bool:
