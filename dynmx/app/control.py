@@ -32,13 +32,16 @@ import urllib.parse
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import dns.exception
+import dns.name
 import dns.rcode
 
-from dynmx.config import HttpConfig
+from dynmx.app import zonestatus
+from dynmx.config import HttpConfig, absolute_name
 from dynmx.control import dyndns2
 from dynmx.control.token import TOKEN_FILE, bearer_matches
 from dynmx.control.zones import ZoneEditRefused
-from dynmx.errors import ControlError
+from dynmx.errors import ControlError, ZoneLoadError
 from dynmx.server.http import Guard, Request, Response, Route
 
 if TYPE_CHECKING:
@@ -151,7 +154,66 @@ def control_routes(app: App, loop: asyncio.AbstractEventLoop) -> dict[tuple[str,
             200, {**report.to_json(), "lines": report.lines(), "status": on_loop(app.selfcheck.status)}
         )
 
+    def zone_origin(request: Request, required: bool) -> dns.name.Name | None:
+        text = urllib.parse.parse_qs(request.query).get("zone", [""])[0]
+        if not text:
+            if required:
+                raise ValueError("need zone=NAME")
+            return None
+        try:
+            return dns.name.from_text(absolute_name(text))
+        except dns.exception.DNSException as error:
+            raise ValueError(f"zone={text!r}: {error}") from None
+
+    def zone_status(request: Request) -> Response:
+        """Every zone (or zone=NAME): served and file serial, role, secondaries or primary, problems."""
+        try:
+            origin = zone_origin(request, required=False)
+            entries = on_loop(lambda: zonestatus.collect(app, origin))
+        except ValueError as error:
+            return _text(400, str(error))
+        except LookupError as error:
+            return _text(404, str(error.args[0]))
+        return _json(200, {"now": round(time.time(), 3), "zones": zonestatus.finish(entries)})
+
+    def zone_notify(request: Request) -> Response:
+        """NOTIFY the zone's targets now (`nsd-control notify`, `knotc zone-notify`)."""
+        try:
+            origin = zone_origin(request, required=True)
+            assert origin is not None
+            future = asyncio.run_coroutine_threadsafe(zonestatus.notify_now(app, origin), loop)
+            return _json(200, future.result(timeout=LOOP_TIMEOUT))
+        except ValueError as error:
+            return _text(400, str(error))
+        except LookupError as error:
+            return _text(404, str(error.args[0]))
+
+    def zone_retransfer(request: Request) -> Response:
+        """A full AXFR of a secondary zone now (`knotc zone-retransfer`, `nsd-control force_transfer`)."""
+        try:
+            origin = zone_origin(request, required=True)
+        except ValueError as error:
+            return _text(400, str(error))
+        assert origin is not None
+        if not app.secondary.is_secondary(origin):
+            served = origin in on_loop(app.zones_by_origin)
+            why = "is a primary zone here: it has no primary to transfer from" if served else "is not served"
+            return _text(409 if served else 404, f"{origin} {why}")
+        future = asyncio.run_coroutine_threadsafe(app.secondary.retransfer(origin), loop)
+        try:
+            serial, before = future.result(timeout=LOOP_TIMEOUT)
+        except ZoneLoadError as error:
+            return _text(422, f"{origin}: the primary's copy is invalid, the old one is kept:\n{error}")
+        except (OSError, EOFError, dns.exception.DNSException) as error:
+            primary = app.secondary.primaries[origin]
+            reason = str(error) or type(error).__name__
+            return _text(502, f"{origin}: AXFR from {primary[0]}:{primary[1]} failed: {reason}")
+        return _json(200, {"zone": origin.to_text(), "serial": serial, "was": before})
+
     return {
+        ("GET", "/zones/status"): zone_status,
+        ("POST", "/zones/notify"): zone_notify,
+        ("POST", "/zones/retransfer"): zone_retransfer,
         ("GET", DYNDNS2_PATH): nic_update_route(app, loop, dedicated=False),
         ("GET", "/routes"): routes,
         ("POST", "/reload"): reload_route,
@@ -180,18 +242,7 @@ def nic_update_route(app: App, loop: asyncio.AbstractEventLoop, dedicated: bool)
             return _text(404, "not found")
         auth = request.headers.get("authorization")
         hosts = [dyndns2.DynHost(h.hostname, h.username, h.password) for h in app.config.dyndns2.host]
-        login = app.dyndns2_logins.check(request.client, auth, hosts)
-        if login.suppressed:
-            log.warning("event=dyndns2-badauth suppressed=%d", login.suppressed)
-        if login.log:
-            log.warning(
-                "event=dyndns2-badauth client=%s source=%s user=%r failures=%d wait=%.0f",
-                request.client,
-                login.source,
-                login.user,
-                login.failures,
-                login.wait,
-            )
+        login = app.dyndns2_logins.check(request.client, auth, hosts, request.query)  # logs refusals
         if login.refusal is not None:
             refusal = login.refusal
             return refusal.status, "text/plain", refusal.body.encode() + b"\n", refusal.headers

@@ -1,4 +1,5 @@
-"""`dynmx zone add|list|show|rm`: provision mail domains with SOA, NS, MX and the parent's delegation.
+"""`dynmx zone add|list|show|rm`: provision mail domains with SOA, NS, MX and the parent's delegation;
+`dynmx zone status|notify|retransfer`: what a running server does with each zone, and two actions.
 
 `zone add` builds the new zone from the config's `[defaults]` (SOA fields, name
 servers) and the options; the one owner (`dynmx.control.zones`) validates it exactly as
@@ -13,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
 import time
 from pathlib import Path
+from typing import Any
 
 import dns.name
 import dns.rdata
@@ -162,8 +165,102 @@ def _removed(origin: dns.name.Name, kept: str, parent: str | None) -> None:
     print(f"ok: zone {origin} removed ({Path(kept).name} kept)")
 
 
+def _duration(seconds: float) -> str:
+    """A span as an operator reads it: 45s, 12m 5s, 3h 5m, 13d 23h."""
+    value = int(max(seconds, 0))
+    for unit, size, smaller, small_size in (("d", 86400, "h", 3600), ("h", 3600, "m", 60), ("m", 60, "s", 1)):
+        if value >= size:
+            rest = (value % size) // small_size
+            return f"{value // size}{unit}" + (f" {rest}{smaller}" if rest else "")
+    return f"{value}s"
+
+
+def _when(at: float | None, now: float) -> str:
+    if at is None:
+        return "never"
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at))
+    return f"{stamp} ({_duration(now - at)} ago)"
+
+
+def _serial(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def status_lines(entry: dict[str, Any], now: float) -> list[str]:
+    """One zone of `dynmx zone status` as text: a head line, then its peers and problems."""
+    role = entry["role"] + (f" of {entry['primary']}" if entry["role"] == "secondary" else "")
+    file_serial = _serial(entry.get("file_serial")) + (" (write pending)" if entry.get("file_behind") else "")
+    lines = [
+        f"{entry['zone']}  {role}  serial {_serial(entry['serial'])}  file {file_serial}"
+        f"  changed {_when(entry.get('last_change'), now)}"
+    ]
+    if entry["role"] == "secondary":
+        expires = entry.get("expires_in")
+        left = (
+            "no copy" if expires is None else ("expired" if entry["expired"] else f"in {_duration(expires)}")
+        )
+        refreshed = entry.get("last_refresh")
+        lines.append(f"  refreshed {_when(refreshed, now)}, expires {left}: {entry['state']}")
+    for target in entry.get("notify", []):
+        notified = "never notified"
+        if target["notified_serial"] is not None:
+            ago = _duration(target["notified_ago"])
+            notified = f"notified serial {target['notified_serial']} {ago} ago: {target['notify_result']}"
+        took = "no transfer yet"
+        if target["transferred_serial"] is not None:
+            ago = _duration(target["transferred_ago"])
+            took = f"took {target['transfer_kind']} to serial {target['transferred_serial']} {ago} ago"
+        lines.append(f"  secondary {target['target']}: {notified}; {took}")
+    notified_hosts = {t["target"].rsplit(":", 1)[0].strip("[]") for t in entry.get("notify", [])}
+    for seen in entry.get("transfers", []):
+        if seen["peer"] not in notified_hosts:
+            asked = f" from {seen['asked_from']}" if seen.get("asked_from") is not None else ""
+            ago = _duration(seen["ago"])
+            lines.append(
+                f"  transfer to {seen['peer']}: {seen['kind']}{asked} to serial {seen['serial']} {ago} ago"
+            )
+    lines += [f"  problem: {problem}" for problem in entry["problems"]]
+    return lines
+
+
+def status(args: argparse.Namespace, config: Config) -> int:
+    """`dynmx zone status [ZONE]`, as `knotc zone-status` / `nsd-control zonestatus`."""
+    query = {"zone": domain(args.domain).to_text()} if args.domain else None
+    result = ControlClient(config, args.http).checked("GET", "/zones/status", query).json()
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    for entry in result["zones"]:
+        print("\n".join(status_lines(entry, float(result["now"]))))
+    return 0
+
+
+def notify(args: argparse.Namespace, config: Config) -> int:
+    """`dynmx zone notify ZONE`: NOTIFY its targets now, as `nsd-control notify`."""
+    origin = domain(args.domain)
+    result = ControlClient(config, args.http).checked("POST", "/zones/notify", {"zone": origin.to_text()})
+    body = result.json()
+    targets: dict[str, str] = body["targets"]
+    if not targets:
+        print(f"{origin}: no notify targets (notify = [...] in its [[zone]] block or [defaults])")
+        return 1
+    words = {"acked": "answered", "failed": "no NOERROR answer", "pending": "no answer yet, still retrying"}
+    for target, outcome in targets.items():
+        print(f"{origin} serial {body['serial']}: NOTIFY to {target}: {words.get(outcome, outcome)}")
+    return 0 if all(outcome == "acked" for outcome in targets.values()) else 1
+
+
+def retransfer(args: argparse.Namespace, config: Config) -> int:
+    """`dynmx zone retransfer ZONE`: a full AXFR of a secondary zone now, as `knotc zone-retransfer`."""
+    origin = domain(args.domain)
+    query = {"zone": origin.to_text()}
+    body = ControlClient(config, args.http).checked("POST", "/zones/retransfer", query, timeout=60).json()
+    print(f"{origin}: transferred in full (AXFR), serial {body['serial']} (held {_serial(body['was'])})")
+    return 0
+
+
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], func: object) -> None:
-    zone = sub.add_parser("zone", help="add, list, show or remove zones")
+    zone = sub.add_parser("zone", help="add, list, show, remove zones; status, notify, retransfer")
     verbs = zone.add_subparsers(dest="verb", required=True)
     new = verbs.add_parser("add", help="create a zone (SOA/NS from [defaults]) and its parent delegation")
     new.add_argument("domain")
@@ -174,6 +271,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], func: o
         parser = verbs.add_parser(verb, help=text)
         if verb != "list":
             parser.add_argument("domain")
+    state = verbs.add_parser(
+        "status", help="serials, secondaries or primary, problems (as knotc zone-status)"
+    )
+    state.add_argument("domain", nargs="?", help="one zone (default: every zone)")
+    state.add_argument("--json", action="store_true", help="print the JSON")
+    verbs.add_parser("notify", help="send NOTIFY to the zone's notify targets now").add_argument("domain")
+    verbs.add_parser("retransfer", help="AXFR a secondary zone from its primary now").add_argument("domain")
+    for verb in ("status", "notify", "retransfer"):
+        verbs.choices[verb].add_argument("--http", help="HOST:PORT of the control listener")
     for parser in verbs.choices.values():
         parser.add_argument("--config", "-c", required=True, help="TOML config file")
         parser.set_defaults(func=func)
@@ -186,4 +292,6 @@ def run_zone(args: argparse.Namespace, config: Config) -> int:
         return list_zones(config)
     if args.verb == "show":
         return show(args, config)
+    if args.verb in ("status", "notify", "retransfer"):
+        return {"status": status, "notify": notify, "retransfer": retransfer}[args.verb](args, config)
     return remove(args, config)
