@@ -10,22 +10,32 @@ it. Every path shares RFC 2136 semantics (dynmx.control.update) and the owner's 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
 
 import dns.exception
 import dns.message
 import dns.name
 import dns.query
 import dns.rcode
-import dns.rdata
-import dns.rdataclass
-import dns.rdatatype
 import dns.update
 
 from dynmx.app.update import load_keyring
 from dynmx.app.zonescan import scan_zones
 from dynmx.cli.args import domain
 from dynmx.cli.client import ControlClient
-from dynmx.cli.owning import offline_owner, server_holder
+from dynmx.cli.edits import (
+    RecordEdit,
+    build_update,
+    check_conflicts,
+    check_edit,
+    edit_from_command,
+    nothing_matched,
+    probe_message,
+    unmatched,
+)
+from dynmx.cli.owning import OfflineEdit, offline_owner, server_holder
 from dynmx.config import Config, parse_hostport
 from dynmx.control.lock import StateDirBusy
 from dynmx.control.update import UpdateRefused, evaluate
@@ -54,69 +64,104 @@ def _zone_of(name: dns.name.Name, zones: dict[dns.name.Name, LoadedZone], explic
     return zones[max(candidates, key=len)]
 
 
-def build_update(
-    args: argparse.Namespace, origin: dns.name.Name, keyring: object, keyname: object
-) -> dns.update.UpdateMessage:
-    """The UPDATE message for one CLI edit; bad record data is a clear error."""
-    update = dns.update.UpdateMessage(origin, keyring=keyring, keyname=keyname)  # type: ignore[arg-type]
-    name = domain(args.name)
-    try:
-        rdtype = dns.rdatatype.from_text(args.type)
-        rdatas = [dns.rdata.from_text(dns.rdataclass.IN, rdtype, text, origin=origin) for text in args.data]
-    except (dns.exception.DNSException, ValueError) as error:
-        raise ControlError(f"bad record data for {args.type}: {error}") from None
-    if args.verb == "add":
-        for rdata in rdatas:
-            update.add(name, args.ttl, rdata)
-    elif args.verb == "set":
-        update.delete(name, rdtype)
-        for rdata in rdatas:
-            update.add(name, args.ttl, rdata)
-    elif rdatas:
-        for rdata in rdatas:
-            update.delete(name, rdata)
-    else:
-        update.delete(name, rdtype)
-    return update
+Send = Callable[[dns.update.UpdateMessage], tuple[dns.rcode.Rcode, str]]
+NO_CHANGE = "no change"  # the reason the owner gives for a message that changed nothing
 
 
 def _key_for(config: Config, origin: dns.name.Name) -> tuple[dict[dns.name.Name, object], dns.name.Name]:
-    zone_config = config.zone_settings(origin.to_text())  # its [[zone]] block, else [defaults]
-    if not zone_config.allow_update:
-        raise ControlError(
-            f"no [[zone]] block or [defaults] allows updates of {origin} (allow_update = [key names])"
-        )
+    zone_config = next((z for z in config.zone if dns.name.from_text(z.name) == origin), None)
+    if zone_config is None or not zone_config.allow_update:
+        raise ControlError(f"no [[zone]] block allows updates of {origin} (allow_update = [key names])")
     keyring = load_keyring(config)
     keyname = dns.name.from_text(zone_config.allow_update[0])
     return dict(keyring), keyname
 
 
+def _records_given(args: argparse.Namespace) -> list[list[str]]:
+    """The words of each record: the positional data (one record), then each --data."""
+    return ([list(args.data)] if args.data else []) + [[text] for text in args.more or ()]
+
+
 def run_record(args: argparse.Namespace, config: Config) -> int:
-    if args.verb in ("add", "set") and not args.data:
-        raise ControlError(f"record {args.verb} needs the record data")
+    if args.verb == "batch":
+        from dynmx.cli.batch import run_batch
+
+        return run_batch(args, config)
     zones = _zones(config)
     zone = _zone_of(domain(args.name), zones, args.zone)
-    _precheck(args, zone)
+    ttl = getattr(args, "ttl", 0)
+    edit = edit_from_command(args.verb, args.name, args.type, ttl, _records_given(args), zone.origin)
+    label = f"{edit.describe()} in {zone.origin}"
+    return apply_edits(args, config, zone, [edit], label)
+
+
+def apply_edits(
+    args: argparse.Namespace, config: Config, zone: LoadedZone, edits: list[RecordEdit], label: str
+) -> int:
+    """Hand `edits` to the owner as one UPDATE message (control socket, `--server`, or
+    `--offline`); say `ok`, `refused` or what a removal did not find."""
+    for edit in edits:
+        check_edit(edit, zone.origin)
+    check_conflicts(edits, zone.zone)
+    with _sender(args, config, zone) as (send, suffix):
+        rcode, reason = send(build_update(edits, zone.origin))
+        if rcode in (dns.rcode.NXDOMAIN, dns.rcode.NXRRSET):
+            missing = unmatched(
+                edits, rcode, lambda e: send(probe_message(e, zone.origin))[0] == dns.rcode.NOERROR
+            )
+            for edit in missing:
+                where = f"{edit.where}: " if edit.where else ""
+                print(f"{where}{nothing_matched(edit, zone.origin)}; nothing changed", file=sys.stderr)
+            if missing:
+                return 1
+        if rcode != dns.rcode.NOERROR:
+            print(f"refused: {dns.rcode.to_text(rcode)}{': ' + reason if reason else ''}")
+            return 1
+    removals = [e for e in edits if e.verb == "rm"]
+    if reason == NO_CHANGE and removals:
+        if len(removals) == 1:
+            print(nothing_matched(removals[0], zone.origin), file=sys.stderr)
+        else:
+            print("nothing matched: none of the records to remove is there; nothing changed", file=sys.stderr)
+        return 1
+    done = " (no change: already so)" if reason == NO_CHANGE else ""
+    print(f"ok: {label}{suffix}{done}")
+    return 0
+
+
+@contextlib.contextmanager
+def _sender(args: argparse.Namespace, config: Config, zone: LoadedZone) -> Iterator[tuple[Send, str]]:
+    """How this command's UPDATE messages reach the owner, and the suffix its `ok` line gets."""
     if args.server:
-        return _send(args, config, zone)
+        yield _tsig_sender(args, config, zone.origin), ""
+        return
     holder = server_holder(config)
     if args.offline:
         if holder is not None:
             raise ControlError(_busy(config, holder))
-        return _offline(args, config, zone.origin)
+        try:
+            with offline_owner(config, f"dynmx record {args.verb} --offline") as edit:
+                yield _offline_sender(edit, zone.origin), " (offline)"
+        except StateDirBusy as busy:
+            raise ControlError(_busy(config, busy.holder)) from None
+        return
     if holder is None:
         raise ControlError(
             f"no running server owns {config.path(config.server.state_dir)}: start one, or edit the"
             " files with --offline"
         )
-    update = build_update(args, zone.origin, None, None)
-    reply = ControlClient(config).request("POST", "/update", body=update.to_wire(), timeout=300, local=True)
-    result = reply.json()
-    if result.get("rcode") != "NOERROR":
-        print(f"refused: {result.get('rcode', reply.status)}: {result.get('reason') or reply.text()}")
-        return 1
-    print(f"ok: {args.verb} {args.name} {args.type} in {zone.origin}")
-    return 0
+    client = ControlClient(config)
+
+    def send(message: dns.update.UpdateMessage) -> tuple[dns.rcode.Rcode, str]:
+        reply = client.request("POST", "/update", body=message.to_wire(), timeout=300, local=True)
+        result = reply.json()
+        try:
+            rcode = dns.rcode.from_text(str(result.get("rcode")))
+        except dns.rcode.UnknownRcode:
+            raise ControlError(f"the server answered {reply.status}: {reply.text()}") from None
+        return rcode, str(result.get("reason") or "")
+
+    yield send, ""
 
 
 def _busy(config: Config, holder: str) -> str:
@@ -126,83 +171,127 @@ def _busy(config: Config, holder: str) -> str:
     )
 
 
-def _send(args: argparse.Namespace, config: Config, zone: LoadedZone) -> int:
-    """RFC 2136 UPDATE with TSIG to `--server`, as nsupdate would (a server elsewhere)."""
-    keyring, keyname = _key_for(config, zone.origin)
-    update = build_update(args, zone.origin, keyring, keyname)
+def _tsig_sender(args: argparse.Namespace, config: Config, origin: dns.name.Name) -> Send:
+    """RFC 2136 UPDATE with TSIG to `--server`, as nsupdate would (a server elsewhere). Its
+    reply has no reason, so a removal of records absent at an RRset that exists is not told
+    apart from a removal that found them."""
+    keyring, keyname = _key_for(config, origin)
     host, port = parse_hostport(args.server)
-    try:
-        reply = dns.query.tcp(update, host, port=port, timeout=UPDATE_TIMEOUT)
-    except (OSError, dns.exception.DNSException) as error:
-        raise ControlError(f"cannot send the update to {host}:{port}: {error}") from None
-    rcode = reply.rcode()
-    if rcode != dns.rcode.NOERROR:
-        print(f"refused: {dns.rcode.to_text(rcode)}")
-        return 1
-    print(f"ok: {args.verb} {args.name} {args.type} in {zone.origin}")
-    return 0
+
+    def send(message: dns.update.UpdateMessage) -> tuple[dns.rcode.Rcode, str]:
+        message.use_tsig(keyring, keyname)
+        try:
+            reply = dns.query.tcp(message, host, port=port, timeout=UPDATE_TIMEOUT)
+        except (OSError, dns.exception.DNSException) as error:
+            raise ControlError(f"cannot send the update to {host}:{port}: {error}") from None
+        return reply.rcode(), ""
+
+    return send
 
 
-def _precheck(args: argparse.Namespace, zone: LoadedZone) -> None:
-    """Say clearly what RFC 2136 would silently ignore: data beside a CNAME, a CNAME beside data."""
-    if args.verb not in ("add", "set"):
-        return
-    node = zone.zone.nodes.get(domain(args.name))
-    if node is None:
-        return
-    types = {dns.rdatatype.to_text(r.rdtype) for r in node.rdatasets}
-    wanted = args.type.upper()
-    if wanted == "CNAME" and types - {"CNAME", "RRSIG", "NSEC"}:
-        raise ControlError(
-            f"CNAME conflict: {args.name} already has {', '.join(sorted(types))} (RFC 1034 3.6.2)"
-        )
-    if wanted != "CNAME" and "CNAME" in types:
-        raise ControlError(
-            f"CNAME conflict: {args.name} is a CNAME; it cannot have {wanted} too (RFC 1034 3.6.2)"
-        )
+def _offline_sender(edit: OfflineEdit, origin: dns.name.Name) -> Send:
+    """Apply messages to the zone files as the owner of the state directory, with the same
+    RFC 2136 code and commit as the server (refused while a server owns the directory)."""
+
+    def send(update: dns.update.UpdateMessage) -> tuple[dns.rcode.Rcode, str]:
+        message = dns.message.from_wire(update.to_wire())
+        assert isinstance(message, dns.update.UpdateMessage)
+        zone = edit.zones[origin]
+        try:
+            changes = evaluate(zone.zone, origin, message)
+        except UpdateRefused as refused:
+            return refused.rcode, str(refused)
+        if not changes:
+            return dns.rcode.NOERROR, NO_CHANGE
+        try:
+            edit.zones[origin] = edit.owner.commit(zone, changes)
+        except ZoneLoadError as error:
+            return dns.rcode.REFUSED, "the zone would be invalid: " + "; ".join(
+                p.reason for p in error.problems
+            )
+        return dns.rcode.NOERROR, ""
+
+    return send
 
 
-def _offline(args: argparse.Namespace, config: Config, origin: dns.name.Name) -> int:
-    """Edit the files with no server running: this command owns the state directory meanwhile,
-    and commits through the same owner, with the same checks, as the server would."""
-    try:
-        with offline_owner(config, "dynmx record --offline") as edit:
-            zone = edit.zones[origin]
-            update = build_update(args, origin, None, None)
-            message = dns.message.from_wire(update.to_wire())
-            assert isinstance(message, dns.update.UpdateMessage)
-            try:
-                changes = evaluate(zone.zone, origin, message)
-            except UpdateRefused as refused:
-                print(f"refused: {dns.rcode.to_text(refused.rcode)}: {refused}")
-                return 1
-            if not changes:
-                print("no change")
-                return 0
-            try:
-                edit.owner.commit(zone, changes)
-            except ZoneLoadError as error:
-                print(f"refused: the zone would be invalid:\n{error}")
-                return 1
-    except StateDirBusy as busy:
-        raise ControlError(_busy(config, busy.holder)) from None
-    print(f"ok: {args.verb} {args.name} {args.type} in {origin} (offline)")
-    return 0
+DATA_HELP = (
+    "the record's data as on a zone-file line (nsupdate's `update add NAME TTL TYPE DATA...`):"
+    " the words are joined by spaces, so `MX 10 mx1` is one record however the shell split it;"
+    " names are relative to the zone. TXT/SPF: each unquoted word is one string, as in a zone"
+    ' file, but an argument that holds spaces and no quote (the shell\'s "v=spf1 mx -all") is one'
+    " string. Data starting with '-': options first, then NAME TYPE -- DATA"
+)
+EXAMPLES = {
+    "add": """examples:
+  dynmx record add www.example.test A 192.0.2.10 --ttl 300 -c dynmx.toml
+  dynmx record add example.test MX 10 mx1 -c dynmx.toml            # one record: 10 mx1.example.test.
+  dynmx record add example.test TXT "v=spf1 mx -all" -c dynmx.toml  # one string
+  dynmx record add www.example.test A --data 192.0.2.10 --data 192.0.2.11 -c dynmx.toml
+""",
+    "rm": """examples:
+  dynmx record rm www.example.test A 192.0.2.10 -c dynmx.toml   # one record
+  dynmx record rm www.example.test A -c dynmx.toml              # the A RRset
+  dynmx record rm www.example.test -c dynmx.toml                # every record of the name
+
+A removal that finds nothing says `nothing matched: ...` and exits 1; the SOA (and the
+apex's NS RRset as a whole) cannot be removed.
+""",
+    "set": """examples:
+  dynmx record set www.example.test A --data 192.0.2.11 --data 192.0.2.12 -c dynmx.toml
+  dynmx record set example.test MX 10 mx1 --data "20 mx2" -c dynmx.toml
+""",
+    "batch": """A batch file holds one change a line, applied as ONE update (one serial bump, all or
+nothing, like knotc zone-begin / zone-set / zone-commit); a bad line is reported as
+FILE:LINE: reason and nothing is applied. Record data is zone-file text (TXT strings
+with spaces need quotes). Every line must be in one zone.
+
+  # comment; blank lines are ignored
+  add NAME [TTL] TYPE DATA...     add a record (TTL defaults to --ttl)
+  set NAME [TTL] TYPE DATA...     replace the RRset (several set lines of one RRset give it together)
+  rm  NAME [TYPE [DATA...]]       remove a record, an RRset, or the whole name
+
+example:
+  printf 'rm old.example.test A\nadd new.example.test 300 A 192.0.2.7\n' | dynmx record batch - -c dynmx.toml
+""",
+}
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], func: object) -> None:
     record = sub.add_parser("record", help="add, remove or replace records (RFC 2136 UPDATE with TSIG)")
     verbs = record.add_subparsers(dest="verb", required=True)
     for verb, text in (
-        ("add", "add records"),
-        ("rm", "remove an RRset, or the records given"),
+        ("add", "add a record (or several, with --data)"),
+        ("rm", "remove a record, an RRset or a name; exit 1 when nothing matched"),
         ("set", "replace an RRset"),
+        ("batch", "apply a file of changes (or - for stdin) as one update"),
     ):
-        parser = verbs.add_parser(verb, help=text)
-        parser.add_argument("name")
-        parser.add_argument("type")
-        parser.add_argument("data", nargs="*", help="record data, one argument per record")
-        parser.add_argument("--ttl", type=int, default=3600)
+        parser = verbs.add_parser(
+            verb,
+            help=text,
+            description=text,
+            epilog=EXAMPLES[verb],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        if verb == "batch":
+            parser.add_argument("file", help="the batch file, one change a line; - reads stdin")
+            parser.add_argument(
+                "--ttl", type=int, default=3600, help="TTL of add/set lines without one (3600)"
+            )
+        else:
+            parser.add_argument("name")
+            parser.add_argument(
+                "type", nargs="?" if verb == "rm" else None, help="record type (A, MX, TXT, ...)"
+            )
+            parser.add_argument("data", nargs="*", help=DATA_HELP)
+            parser.add_argument(
+                "--data",
+                dest="more",
+                action="append",
+                metavar="RDATA",
+                help="one more record of the same NAME and TYPE (its data as one argument); repeatable",
+            )
+            if verb != "rm":
+                parser.add_argument("--ttl", type=int, default=3600, help="TTL of the records (3600)")
         parser.add_argument("--zone", help="the zone (default: the longest served zone containing NAME)")
         parser.add_argument(
             "--server",
