@@ -24,6 +24,7 @@ from dynmx.app.update import load_keyring
 from dynmx.config import Config, nsid_octets
 from dynmx.control.tsig import Signer
 from dynmx.server import mmsg
+from dynmx.server.bind import ListenFailed, naming
 from dynmx.server.tcp import TcpConnections, TcpLimits
 from dynmx.server.udp import Handler, UdpServer
 
@@ -48,15 +49,25 @@ def udp_socket(family: socket.AddressFamily, host: str, port: int, reuse_port: b
         # The kernel caps this at net.core.rmem_max; the default size still works.
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, option, UDP_BUFFER)
-    sock.bind((host, port))
+    try:
+        with naming(host, port, "udp", "dns"):
+            sock.bind((host, port))
+    except ListenFailed:
+        sock.close()
+        raise
     sock.setblocking(False)
     return sock
 
 
 def tcp_socket(family: socket.AddressFamily, host: str, port: int, reuse_port: bool = False) -> socket.socket:
     sock = _socket(family, socket.SOCK_STREAM, reuse_port)
-    sock.bind((host, port))
-    sock.listen(TCP_BACKLOG)
+    try:
+        with naming(host, port, "tcp", "dns"):
+            sock.bind((host, port))
+            sock.listen(TCP_BACKLOG)
+    except ListenFailed:
+        sock.close()
+        raise
     sock.setblocking(False)
     return sock
 

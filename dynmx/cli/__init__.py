@@ -14,14 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from dynmx import __version__
-from dynmx.cli import pools, records, registrar, zones
+from dynmx.cli import completion, configpath, keys, pools, records, registrar, zones
 from dynmx.cli.client import ControlClient
 from dynmx.config import Config, HttpConfig, LogConfig, load_config, parse_hostport, readable_secrets
 from dynmx.control.lock import StateDirBusy
 from dynmx.errors import ConfigError, ControlError, DynmxError
 from dynmx.logs import setup_logging
+from dynmx.server.bind import ListenFailed
 
 log = logging.getLogger("dynmx.cli")
+PID_FILE = "dynmx.pid"  # in state_dir unless server.pid_file or --pid-file names another
 
 
 def _config_from_args(args: argparse.Namespace) -> Config:
@@ -45,10 +47,13 @@ def _config_from_args(args: argparse.Namespace) -> Config:
         if not 0 <= args.workers <= 256:
             raise ConfigError(f"--workers: expected 0-256, got {args.workers}")
         overrides["workers"] = args.workers
-    if getattr(args, "pid_file", None):
-        overrides["pid_file"] = str(Path(args.pid_file).resolve())
+    pid_file = getattr(args, "pid_file", None)
+    if pid_file is not None:  # `--pid-file ''`: none
+        overrides["pid_file"] = str(Path(pid_file).resolve()) if pid_file else ""
     if overrides:
         server = dataclasses.replace(server, **overrides)  # type: ignore[arg-type]
+    if pid_file is None and not server.pid_file:  # NSD's pidfile default, in the server's own state_dir
+        server = dataclasses.replace(server, pid_file=str(config.path(server.state_dir) / PID_FILE))
     if getattr(args, "http", None) is not None:
         if args.http:
             try:
@@ -81,8 +86,22 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         return 1
     try:
         asyncio.run(app.serve_forever())
+    except ListenFailed as error:
+        log.error(
+            "event=listen-failed addr=%s proto=%s service=%s error=%r",
+            error.address,
+            error.proto,
+            error.service,
+            error.reason,
+        )
+        print(
+            f"dynmx: cannot listen on {error.address} ({error.proto}, {error.service}): {error.reason}",
+            file=sys.stderr,
+        )
+        return 1
     except OSError as error:
-        log.error("event=listen-failed error=%r", str(error))
+        log.error("event=start-failed error=%r", str(error))
+        print(f"dynmx: cannot start: {error}", file=sys.stderr)
         return 1
     return 0
 
@@ -95,25 +114,39 @@ def _cmd_check(args: argparse.Namespace) -> int:
     try:
         config = _config_from_args(args)
     except ConfigError as error:
-        print(error)
+        if args.json:
+            print(json.dumps({"ok": False, "config": args.config, "problems": [str(error)]}, indent=2))
+        else:
+            print(error)
         return 1
     zones_dir = config.path(config.server.zones_dir)
-    zones, problems = scan_zones(zones_dir, {}, max_size=config.server.max_zone_file_size)
-    for problem in problems:
-        print(problem)
-    policy_problems, warnings = check_policy(config, zone_data(zones))
+    zones, zone_problems = scan_zones(zones_dir, {}, max_size=config.server.max_zone_file_size)
+    policy_problems, policy_warnings = check_policy(config, zone_data(zones))
     source = f"{args.config}: " if args.config else ""
-    for text in policy_problems:
-        print(f"{source}{text}")
-    for text in warnings:
-        print(f"{source}warning: {text}")
-    for path, mode in readable_secrets(config):
-        print(f"{path}: warning: holds secrets and is readable by others (mode {mode:04o}): chmod o-r")
-    if problems or policy_problems:
+    problems = [str(problem) for problem in zone_problems] + [f"{source}{text}" for text in policy_problems]
+    warnings = [f"{source}warning: {text}" for text in policy_warnings] + [
+        f"{path}: warning: holds secrets and is readable by others (mode {mode:04o}): chmod o-r"
+        for path, mode in readable_secrets(config)
+    ]
+    names = sorted(z.origin.to_text() for z in zones.values())
+    if args.json:
+        report = {
+            "ok": not problems,
+            "config": args.config,
+            "zones_dir": str(zones_dir),
+            "zones": names,
+            "pools": [pool.name for pool in config.pool],
+            "problems": problems,
+            "warnings": warnings,
+        }
+        print(json.dumps(report, indent=2))
+        return 1 if problems else 0
+    for line in problems + warnings:
+        print(line)
+    if problems:
         return 1
-    names = ", ".join(sorted(z.origin.to_text() for z in zones.values()))
     pools = f", {len(config.pool)} pool(s)" if config.pool else ""
-    print(f"ok: {len(zones)} zone(s): {names}{pools}" if zones else f"ok: no zones in {zones_dir}")
+    print(f"ok: {len(zones)} zone(s): {', '.join(names)}{pools}" if zones else f"ok: no zones in {zones_dir}")
     return 0
 
 
@@ -129,14 +162,14 @@ def _cmd_reload(args: argparse.Namespace) -> int:
             print(problem)
         print("reloaded" if body.get("ok") else "reloaded; refused zones keep their previous version")
         return 0 if body.get("ok") else 1
-    pid_file = config.server.pid_file
-    if not pid_file:
+    pid_file = config.path(config.server.pid_file) if config.server.pid_file else None
+    if pid_file is None or not pid_file.exists():
         raise ControlError(
-            f"no running server to reach ({client.socket} is missing, no [http] listen or --http)"
-            " and no pid file (--pid-file)"
+            f"no running server to reach: {client.socket} is missing, no [http] listen or --http,"
+            f" and {f'no pid file {pid_file}' if pid_file else 'no pid file (--pid-file)'}"
         )
     try:
-        pid = int(config.path(pid_file).read_text().strip())
+        pid = int(pid_file.read_text().strip())
         os.kill(pid, signal.SIGHUP)
     except (OSError, ValueError) as error:
         raise ControlError(f"cannot signal the server from {pid_file}: {error}") from None
@@ -287,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate config and zones; exit 1 on problems")
     common(check)
+    check.add_argument("--json", action="store_true", help="print the result as JSON")
     check.set_defaults(func=_cmd_check)
 
     reload_ = sub.add_parser("reload", help="make the running server re-read its zones")
@@ -339,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     routes = sub.add_parser("routes", help="print the mail routing table (e.g. a Postfix transport map)")
     routes.add_argument("--format", choices=["postfix", "json"], default="postfix")
+    routes.add_argument("--json", dest="format", action="store_const", const="json", help="--format json")
     routes.add_argument(
         "--since",
         nargs="?",
@@ -351,18 +386,38 @@ def build_parser() -> argparse.ArgumentParser:
     routes.add_argument("--config", "-c", help="TOML config file (for [http] listen)")
     routes.add_argument("--http", help="HOST:PORT of the control listener")
     routes.set_defaults(func=_cmd_routes)
+    keys.add_parser(sub)
+    completion.add_parser(sub, parser)
+    configpath.install(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    missing = configpath.apply(args)
+    if missing is not None:
+        parser.exit(2, f"dynmx: {missing}\n")
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
+    except BrokenPipeError:
+        return _stdout_closed()
     except DynmxError as error:
         print(f"dynmx: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _stdout_closed() -> int:
+    """The reader of stdout went away (`dynmx status | head -1`): exit quietly, as `cat` does,
+    with the status a process killed by SIGPIPE has; what is left unwritten goes nowhere."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 import tempfile
@@ -20,6 +21,8 @@ from dynmx.selfcheck.rdap import (
     DEFAULT_BOOTSTRAP,
     DEFAULT_DIRECTORY,
     IANA_BOOTSTRAP,
+    DirectoryEntry,
+    Registrar,
     RegistrarDiscoveryError,
     RegistrarNotInDirectory,
     block_name,
@@ -43,23 +46,31 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     find.add_argument("--directory", default=str(DEFAULT_DIRECTORY), help="registrar directory TOML")
     find.add_argument("--write", metavar="FILE", help="append the block to this config file")
     find.add_argument("--timeout", type=float, default=30.0, help="seconds per HTTP request (default 30)")
+    find.add_argument("--json", action="store_true", help="print what was found as JSON (block included)")
     find.set_defaults(func=run)
     return registrar
 
 
 def run(args: argparse.Namespace) -> int:
     """0: block printed or written; 1: registrar not in the directory (template printed); 2: error."""
+    as_json = getattr(args, "json", False)
     try:
         found = asyncio.run(discover(args.domain, args.bootstrap, args.directory, args.timeout))
     except RegistrarNotInDirectory as miss:
-        print(miss.block, end="")
+        if as_json:
+            print(json.dumps(_found(args.domain, miss.registrar, None, miss.block, str(miss)), indent=2))
+        else:
+            print(miss.block, end="")
         print(f"dynmx: {miss}", file=sys.stderr)
         return 1
     except RegistrarDiscoveryError as error:
         print(f"dynmx: {error}", file=sys.stderr)
         return 2
     if not args.write:
-        print(found.block, end="")
+        if as_json:
+            print(json.dumps(_found(found.domain, found.registrar, found.entry, found.block), indent=2))
+        else:
+            print(found.block, end="")
         return 0
     try:
         append_block(Path(args.write), block_name(found.domain), found.block)
@@ -71,6 +82,23 @@ def run(args: argparse.Namespace) -> int:
     print(f"ok: [[registrar]] {name} ({registrar.name}, {found.entry.adapter}) added to {args.write}")
     print("fill in the empty values before `dynmx serve` or `dynmx check`")
     return 0
+
+
+def _found(
+    domain: str, registrar: Registrar, entry: DirectoryEntry | None, block: str, missing: str = ""
+) -> dict[str, object]:
+    """`discover --json`: the registrar RDAP named, the directory's adapter for it (None when
+    the directory has none: `block` is then the webhook template), and the block."""
+    return {
+        "domain": domain,
+        "registrar": {"name": registrar.name, "iana_id": registrar.iana_id, "rdap_url": registrar.rdap_url},
+        "adapter": None
+        if entry is None
+        else {"name": entry.name, "adapter": entry.adapter, "url": entry.url},
+        "template": entry is None or entry.template,
+        "missing": missing or None,
+        "block": block,
+    }
 
 
 def append_block(path: Path, name: str, block: str) -> None:

@@ -45,6 +45,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from dynmx.server.bind import naming
+
 log = logging.getLogger("dynmx.server.http")
 
 MAX_BODY = 4 * 1024 * 1024  # octets of a request body (a new zone's text, an UPDATE message)
@@ -165,7 +167,8 @@ class ControlHttp:
             self.httpd = _bind_unix(unix, handler, self)
         else:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            httpd = _TcpServer((host, port), handler, self, family)
+            with naming(host, port, "tcp", name):  # which listener could not be bound
+                httpd = _TcpServer((host, port), handler, self, family)
             self.port = int(httpd.server_address[1])
             self.httpd = httpd
         self.thread = threading.Thread(
