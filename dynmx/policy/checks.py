@@ -7,6 +7,7 @@ not a refusal).
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 from collections.abc import Callable, Iterable
 
@@ -50,7 +51,10 @@ def _zone_has(origin: dns.name.Name, zone: dns.zone.Zone) -> Has:
 
 def check_policy(config: Config, zones: list[ZoneData]) -> tuple[list[str], list[str]]:
     """(problems, warnings) of pools, hints and client prefixes, each naming its config path."""
-    problems, warnings = _findings(config, _zoneset_has(ZoneSet(zones)), lambda name: True)
+    zoneset = ZoneSet(zones)
+    problems, warnings = _findings(config, _zoneset_has(zoneset), lambda name: True)
+    problems += _unserved_zone_blocks(config, [zone.origin for zone in zones])
+    warnings += _pools_beside_their_records(config, zoneset)
     networks = [(i, ipaddress.ip_network(c.prefix)) for i, c in enumerate(config.client)]
     for index, network in networks:
         for other_index, other in networks[:index]:
@@ -60,6 +64,61 @@ def check_policy(config: Config, zones: list[ZoneData]) -> tuple[list[str], list
                     "(the longest prefix wins)"
                 )
     return problems, warnings
+
+
+def _closest(name: dns.name.Name, served: list[dns.name.Name]) -> dns.name.Name | None:
+    """The served zone whose name is most like `name` (a typo's intended zone)."""
+    text = name.to_text().lower()
+    return max(
+        served, key=lambda o: difflib.SequenceMatcher(None, text, o.to_text().lower()).ratio(), default=None
+    )
+
+
+def _unserved_zone_blocks(config: Config, served: list[dns.name.Name]) -> list[str]:
+    """A `[[zone]]` block for a zone no file serves (a typo: `mail.exmaple.`) protects nothing:
+    its allow_query, allow_update, allow_transfer and notify apply to no zone, and the zone
+    meant gets the defaults. A secondary zone's block is exempt: its primary brings the zone."""
+    problems = []
+    for index, block in enumerate(config.zone):
+        origin = dns.name.from_text(block.name)
+        if block.primary or origin in served:
+            continue
+        closest = _closest(origin, served)
+        meant = f"; the closest served zone is {closest}" if closest is not None else "; no zone is served"
+        problems.append(
+            f"zone[{index}].name: {block.name} is not a served zone, so this block applies to nothing"
+            f" (no file in zones_dir holds it){meant}"
+        )
+    return problems
+
+
+def _names(hosts: Iterable[str]) -> str:
+    return "{" + ", ".join(sorted(hosts)) + "}"
+
+
+def _pools_beside_their_records(config: Config, zones: ZoneSet) -> list[str]:
+    """An MX pool answers for its members, the zone's MX records are what secondaries, `dynmx
+    check` and a copy of the file see: when they name other hosts, one of them is stale."""
+    warnings = []
+    for index, pool in enumerate(config.pool):
+        if pool.kind != "mx":
+            continue
+        owner = dns.name.from_text(pool.name)
+        zone = zones.find(owner)
+        node = zone.node(owner) if zone is not None else None
+        mx = node.get_rdataset(IN, dns.rdatatype.MX) if node is not None else None
+        if mx is None:
+            continue  # reported as a problem by `_findings`
+        targets = {rdata.exchange.to_text().lower() for rdata in mx}
+        members = {m.host.lower() for m in pool.member}
+        listed = {m.host.lower() for m in pool.member if m.role != "standby"}
+        if listed - targets or targets - members:
+            warnings.append(
+                f"pool[{index}].member: the members {_names(members)} are not the MX targets of"
+                f" {pool.name} in its zone {_names(targets)}: keep the zone's MX records to the"
+                " pool's members in base order (secondaries and copies of the file serve them)"
+            )
+    return warnings
 
 
 def check_edit(
