@@ -69,9 +69,11 @@ NO_CHANGE = "no change"  # the reason the owner gives for a message that changed
 
 
 def _key_for(config: Config, origin: dns.name.Name) -> tuple[dict[dns.name.Name, object], dns.name.Name]:
-    zone_config = next((z for z in config.zone if dns.name.from_text(z.name) == origin), None)
-    if zone_config is None or not zone_config.allow_update:
-        raise ControlError(f"no [[zone]] block allows updates of {origin} (allow_update = [key names])")
+    zone_config = config.zone_settings(origin.to_text())  # its [[zone]] block, else [defaults]
+    if not zone_config.allow_update:
+        raise ControlError(
+            f"no [[zone]] block or [defaults] allows updates of {origin} (allow_update = [key names])"
+        )
     keyring = load_keyring(config)
     keyname = dns.name.from_text(zone_config.allow_update[0])
     return dict(keyring), keyname
