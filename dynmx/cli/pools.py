@@ -1,4 +1,5 @@
-"""`dynmx pool add|rm|set` and `dynmx pool member add|rm`: edit the config file's pools.
+"""`dynmx pool add|rm|set` and `dynmx pool member-add|member-rm|member-set`: edit the config
+file's pools.
 
 The file is edited as text, block by block, so comments and layout survive; the result
 must load exactly as `dynmx serve` would load it before it replaces the file (atomic
@@ -8,17 +9,19 @@ rename), and a running server applies it on reload (POST /reload, or SIGHUP).
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import tempfile
 from pathlib import Path
 
 from dynmx.cli.client import ControlClient
-from dynmx.config import absolute_name, load_config
+from dynmx.config import KINDS, PROBES, ROLES, STRATEGIES, absolute_name, load_config
 from dynmx.control.writer import keep_mode
 from dynmx.errors import ConfigError, ControlError
 
 Block = tuple[int, int]  # [start, end) line indexes
+MEMBER_KEYS = ("preference", "weight", "role", "probe")  # what member-set changes
 
 
 def _header(line: str) -> str:
@@ -73,12 +76,44 @@ def _sub_blocks(lines: list[str], start: int, end: int, header: str) -> list[Blo
     return found
 
 
+def _same_host(written: str | None, typed: str) -> bool:
+    """Whether a member's `host` is the host typed: names with or without the final dot, in
+    any case; addresses in any spelling."""
+    if written is None:
+        return False
+    try:
+        return ipaddress.ip_address(written) == ipaddress.ip_address(typed)
+    except ValueError:
+        return absolute_name(written).lower() == absolute_name(typed).lower()
+
+
 def _toml(value: str) -> str:
     try:
         float(value)
         return value
     except ValueError:
         return json.dumps(value)
+
+
+def _assign(body: list[str], key: str, value: object) -> None:
+    """Set `key = value` among the top-level keys of a block (`body[0]` is its header): in
+    place, keeping the line's indentation and comment, else after the block's last key."""
+    assignment = f"{key} = {_toml(str(value))}"
+    for index, line in enumerate(body[1:], 1):
+        head = _header(line)
+        if head.startswith("["):
+            break
+        if head.partition("=")[0].strip() == key:
+            indent = line[: len(line) - len(line.lstrip())]
+            _, hashed, comment = line.partition("#")
+            kept = f"   #{comment}" if hashed and line.split("#", 1)[0].count('"') % 2 == 0 else ""
+            body[index] = f"{indent}{assignment}{kept}"
+            return
+    keys = [i for i, line in enumerate(body[1:], 1) if _header(line)]
+    own = [i for i in keys if i < next((k for k in keys if _header(body[k]).startswith("[")), len(body))]
+    at = own[-1] + 1 if own else 1
+    indent = body[own[0]][: len(body[own[0]]) - len(body[own[0]].lstrip())] if own else ""
+    body.insert(at, f"{indent}{assignment}")
 
 
 def edit(text: str, args: argparse.Namespace) -> str:
@@ -100,29 +135,30 @@ def edit(text: str, args: argparse.Namespace) -> str:
     if args.verb == "set":
         body = lines[start:end]
         for key, value in (("strategy", args.strategy), ("ttl", args.ttl), ("kind", args.kind)):
-            if value is None:
-                continue
-            assignment = f"{key} = {_toml(str(value))}"
-            position = next(
-                (i for i, line in enumerate(body) if _header(line).partition("=")[0].strip() == key), None
-            )
-            if position is not None:
-                body[position] = assignment
-            else:
-                body.insert(2, assignment)
+            if value is not None:
+                _assign(body, key, value)
         return "\n".join(lines[:start] + body + lines[end:]) + "\n"
     host = args.host
     members = _sub_blocks(lines, start, end, "[[pool.member]]")
-    matching = [
-        b for b in members if _value_of(["x", *lines[b[0] + 1 : b[1]]], "host") in (host, host.rstrip("."))
-    ]
+    matching = [b for b in members if _same_host(_value_of(["x", *lines[b[0] + 1 : b[1]]], "host"), host)]
     if args.verb == "member-rm":
         if not matching:
             raise ControlError(f"{host} is not a member of pool {pool}")
         first, last = matching[0]
         return "\n".join(lines[:first] + lines[last:]) + "\n"
+    if args.verb == "member-set":
+        if not matching:
+            raise ControlError(f"{host} is not a member of pool {pool}: add it with member-add")
+        first, last = matching[0]
+        body = lines[first:last]
+        given = [(key, getattr(args, key)) for key in MEMBER_KEYS if getattr(args, key) is not None]
+        if not given:
+            raise ControlError("member-set needs at least one of " + ", ".join(f"--{k}" for k in MEMBER_KEYS))
+        for key, value in given:
+            _assign(body, key, value)
+        return "\n".join(lines[:first] + body + lines[last:]) + "\n"
     if matching:
-        raise ControlError(f"{host} is already a member of pool {pool}")
+        raise ControlError(f"{host} is already a member of pool {pool}: change it with member-set")
     member = [
         "[[pool.member]]",
         f'host = "{host}"',
@@ -165,29 +201,74 @@ def run_pool(args: argparse.Namespace) -> int:
     return 0
 
 
+EXAMPLES = {
+    "add": "example:\n  dynmx pool add example.test --strategy weighted -c dynmx.toml\n",
+    "set": "example:\n  dynmx pool set example.test --strategy least-load --ttl 60 -c dynmx.toml\n",
+    "member-add": (
+        "example:\n  dynmx pool member-add example.test mx3.example.test --preference 30 --role relay"
+        " -c dynmx.toml\n"
+    ),
+    "member-set": (
+        "Changes only the keys given; the member keeps its other keys, comments and place.\n\n"
+        "examples:\n  dynmx pool member-set example.test mx1.example.test --weight 3 -c dynmx.toml\n"
+        "  dynmx pool member-set example.test mx2.example.test --preference 20 --role standby -c dynmx.toml\n"
+    ),
+}
+
+
+def _parser(
+    verbs: argparse._SubParsersAction[argparse.ArgumentParser], verb: str, text: str
+) -> argparse.ArgumentParser:
+    return verbs.add_parser(
+        verb,
+        help=text,
+        description=text,
+        epilog=EXAMPLES.get(verb),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def _member_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    """--preference, --weight, --role, --probe; their allowed values are the config's own."""
+
+    def default(value: object) -> object:
+        return value if defaults else None
+
+    shown = " (default: %(default)s)" if defaults else ""
+    parser.add_argument(
+        "--preference", type=int, default=default(10), help="base preference, 0-65535" + shown
+    )
+    parser.add_argument(
+        "--weight", type=float, default=default(1.0), help="weighted: share of first place" + shown
+    )
+    parser.add_argument("--role", choices=ROLES, default=default("primary"), help="member role" + shown)
+    parser.add_argument("--probe", choices=PROBES, default=default("smtp"), help="health probe" + shown)
+
+
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], func: object) -> None:
     pool = sub.add_parser("pool", help="add, remove or change pools and their members in the config file")
     verbs = pool.add_subparsers(dest="verb", required=True)
-    add = verbs.add_parser("add", help="add a pool (then add members)")
+    add = _parser(verbs, "add", "add a pool (then add members)")
     add.add_argument("pool")
-    add.add_argument("--strategy", default="round-robin")
-    add.add_argument("--kind", default="mx")
-    add.add_argument("--ttl", type=int, default=30)
-    remove = verbs.add_parser("rm", help="remove a pool")
+    add.add_argument("--strategy", choices=STRATEGIES, default="round-robin", help="(default: %(default)s)")
+    add.add_argument("--kind", choices=KINDS, default="mx", help="the RRset rewritten (default: %(default)s)")
+    add.add_argument("--ttl", type=int, default=30, help="TTL of rewritten answers (default: %(default)s)")
+    remove = _parser(verbs, "rm", "remove a pool")
     remove.add_argument("pool")
-    change = verbs.add_parser("set", help="change a pool's strategy, kind or ttl")
+    change = _parser(verbs, "set", "change a pool's strategy, kind or ttl")
     change.add_argument("pool")
-    change.add_argument("--strategy")
-    change.add_argument("--kind")
+    change.add_argument("--strategy", choices=STRATEGIES)
+    change.add_argument("--kind", choices=KINDS, help="the RRset rewritten")
     change.add_argument("--ttl", type=int)
-    member_add = verbs.add_parser("member-add", help="add a member to a pool")
+    member_add = _parser(verbs, "member-add", "add a member to a pool")
     member_add.add_argument("pool")
     member_add.add_argument("host")
-    member_add.add_argument("--preference", type=int, default=10)
-    member_add.add_argument("--role", default="primary")
-    member_add.add_argument("--weight", type=float, default=1.0)
-    member_add.add_argument("--probe", default="smtp")
-    member_rm = verbs.add_parser("member-rm", help="remove a member from a pool")
+    _member_options(member_add, defaults=True)
+    member_set = _parser(verbs, "member-set", "change a member's preference, weight, role or probe in place")
+    member_set.add_argument("pool")
+    member_set.add_argument("host")
+    _member_options(member_set, defaults=False)
+    member_rm = _parser(verbs, "member-rm", "remove a member from a pool")
     member_rm.add_argument("pool")
     member_rm.add_argument("host")
     for parser in verbs.choices.values():
