@@ -16,6 +16,7 @@ The convention (README "Tests"):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -196,7 +197,8 @@ class Shell:
 
     def capture(self, command: str, timeout: float = 30.0) -> tuple[str, int]:
         """Output and exit status of one console command, with no ERR trap firing for it."""
-        self._send(f"__rc=0; {{ {command}\n}} 2>&1 || __rc=$?\nprintf '\\n%s %d\\n' '{self.marker}END' $__rc\n")
+        end = f"printf '\\n%s %d\\n' '{self.marker}END' $__rc\n"
+        self._send(f"__rc=0; {{ {command}\n}} 2>&1 || __rc=$?\n{end}")
         return self._until_marker(timeout)
 
     def run_console(self, block: Block, within: float = 20.0) -> None:
@@ -227,10 +229,8 @@ class Shell:
 
     def close(self) -> None:
         """End the session and every job it started (they share its process group)."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         try:
             self.process.wait(10)
         except subprocess.TimeoutExpired:

@@ -37,7 +37,7 @@ def in_tutorial(block: Block) -> bool:
 def dev_serve_args() -> list[str]:
     """What `./dev serve` runs after its install step, read from `dev` itself."""
     found = DEV_SERVE.search((ROOT / "dev").read_text())
-    assert found, "dev: no `exec \"$VENV/bin/dynmx\" serve ...` line in the serve branch"
+    assert found, 'dev: no `exec "$VENV/bin/dynmx" serve ...` line in the serve branch'
     return ["serve", *found.group(1).split()]
 
 
@@ -66,7 +66,7 @@ def dev_serve(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
     args = dev_serve_args()
     for port in (5353, 9153):
         if not port_free(port):
-            pytest.fail(f"127.0.0.1:{port} is in use; the README's commands need it (is ./dev serve running?)")
+            pytest.fail(f"127.0.0.1:{port} is in use; the README's commands need it (./dev serve running?)")
     tree = tmp_path / "dynmx"
     tree.mkdir()
     copy_tree(tree)
@@ -159,4 +159,5 @@ def test_tutorial_and_reference_blocks_are_all_run_by_a_test() -> None:
     tutorial = [b for b in runnable(BLOCKS) if in_tutorial(b)]
     reference = [b for b in runnable(BLOCKS) if not in_tutorial(b)]
     assert len(tutorial) >= 10 and len(reference) >= 3
-    assert not [b for b in BLOCKS if b.lang == "console" and b.not_run is None and not b.text.startswith("$ ")]
+    consoles = [b for b in BLOCKS if b.lang == "console" and b.not_run is None]
+    assert all(b.text.startswith("$ ") for b in consoles)
