@@ -53,7 +53,7 @@ def _config_from_args(args: argparse.Namespace) -> Config:
     if overrides:
         server = dataclasses.replace(server, **overrides)  # type: ignore[arg-type]
     if pid_file is None and not server.pid_file:  # NSD's pidfile default, in the server's own state_dir
-        server = dataclasses.replace(server, pid_file=str(config.path(server.state_dir) / PID_FILE))
+        server = dataclasses.replace(server, pid_file=str((config.path(server.state_dir) / PID_FILE).resolve()))
     if getattr(args, "http", None) is not None:
         if args.http:
             try:
@@ -205,26 +205,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    answer = result.get("answer")
-    print(f"{result['name']} MX" + (f" from {result['from']}" if result.get("from") else ""))
-    if isinstance(answer, list):
-        for line in answer:  # a record, or an ordering with its share of the queries (weighted)
-            if isinstance(line, dict):
-                print(f"  {line['share']:.1%}: {', '.join(line['answer'])}")
-            else:
-                print(f"  {line}")
-    else:
-        print(f"  {answer}")
-    if "ttl" in result:
-        print(f"ttl {result['ttl']}")
-    for reason in result.get("why", []):
-        print(f"why: {reason}")
-    pool = result.get("pool")
-    if isinstance(pool, dict):
-        for member in pool["members"]:
-            load = "" if member["load"] is None else f" load {member['load']}"
-            line = f"member {member['host']} {member['role']} {member['state']} {member['reason']}{load}"
-            print(line.rstrip())
+    print("\n".join(pooltext.explain_lines(result)))
     return 0
 
 
@@ -254,17 +235,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
     print(f"uptime {status['uptime_seconds']}s, listening on {', '.join(status['listen'])}")
     for zone in status["zones"]:
         print(f"zone {zone['name']} serial {zone['serial']}")
-    for pool in status.get("pools", []):
-        first = pool["orderings"][0][0] if pool["orderings"] else "-"
-        extra = (" FAIL-OPEN" if pool["fail_open"] else "") + (" PROMOTED" if pool.get("promoted") else "")
-        head = f"pool {pool['name']} {pool['strategy']} ({pool['mode']}) ttl {pool['ttl']}"
-        print(f"{head}: now first {first}{extra}")
-        for member in pool["members"]:
-            load = "" if member["load"] is None else f" load {member['load']}"
-            row = f"{member['host']:<30} {member['role']:<8} {member['state']:<10}"
-            latency = "" if member.get("latency") is None else f" {member['latency'] * 1000:.1f}ms"
-            reason = f" last {member['reason']}{latency}" if member.get("reason") else ""
-            print(f"  {row} first {member['first']}{load}{reason}")
+    for pool in status.get("pools", []):  # what a query now gets first: as `explain` says it
+        print("\n".join(pooltext.pool_lines(pool)))
     for problem in status.get("problems", []):
         print(f"problem: {problem}")
     return 0
