@@ -198,3 +198,18 @@ def test_rm_of_the_soa_is_refused(serve: Serve, config: Path, path: str) -> None
     where = ("--offline",) if path == "--offline" else ()
     result = dynmx("record", "rm", "example.test", "SOA", *where, "-c", str(config))
     assert result.returncode == 2 and "the SOA record of example.test. cannot be removed" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("verb", "said"),
+    [
+        ("add", "dynmx record add example.test MX 10 mx1"),
+        ("rm", "nothing matched"),
+        ("set", "dynmx record set www.example.test A --data"),
+        ("batch", "rm  NAME [TYPE [DATA...]]"),
+    ],
+)
+def test_help_says_how_data_is_read_with_examples(verb: str, said: str) -> None:
+    text = dynmx("record", verb, "--help").stdout
+    assert said in text and "examples:" in text
+    assert verb == "batch" or "zone-file line" in text

@@ -252,8 +252,13 @@ with spaces need quotes). Every line must be in one zone.
   set NAME [TTL] TYPE DATA...     replace the RRset (several set lines of one RRset give it together)
   rm  NAME [TYPE [DATA...]]       remove a record, an RRset, or the whole name
 
-example:
-  printf 'rm old.example.test A\nadd new.example.test 300 A 192.0.2.7\n' | dynmx record batch - -c dynmx.toml
+examples:
+  dynmx record batch changes.txt -c dynmx.toml
+  dynmx record batch - -c dynmx.toml <<'EOF'
+  rm  old.example.test A
+  add new.example.test 300 A 192.0.2.7
+  add example.test TXT "v=spf1 mx -all"
+  EOF
 """,
 }
 
