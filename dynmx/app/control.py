@@ -35,8 +35,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import dns.exception
 import dns.name
 import dns.rcode
+import dns.rdatatype
 
 from dynmx.app import zonestatus
+from dynmx.app.explain import next_answer
 from dynmx.config import HttpConfig, absolute_name
 from dynmx.control import dyndns2
 from dynmx.control.token import TOKEN_FILE, bearer_matches
@@ -140,8 +142,24 @@ def control_routes(app: App, loop: asyncio.AbstractEventLoop) -> dict[tuple[str,
         ctype = "application/json" if fmt == "json" else "text/plain"
         return 200, ctype, body.encode() + (b"\n" if fmt == "json" else b""), {"Dynmx-Cursor": cursor}
 
+    def upcoming(pools: list[dict[str, Any]]) -> None:
+        """Each pool's `next`: what a query arriving now gets first, as `dynmx explain` says it."""
+        table = app.engine.table if app.engine is not None else None
+        for pool in pools:
+            state = app.health.pools.get(pool["name"])
+            if state is None:
+                continue
+            key = (dns.name.from_text(pool["name"]), dns.rdatatype.MX)
+            selector = table.selectors.get(key) if table is not None else None
+            plans = app.health.plans_for(state.config)
+            pool["next"] = next_answer(plans.plan, selector.counter if selector is not None else 0)
+
     def status(_: Request) -> Response:
-        return _json(200, asyncio.run_coroutine_threadsafe(app.status(), loop).result(timeout=LOOP_TIMEOUT))
+        body = asyncio.run_coroutine_threadsafe(app.status(), loop).result(timeout=LOOP_TIMEOUT)
+        pools = body.get("pools")
+        if isinstance(pools, list):
+            on_loop(lambda: upcoming(pools))
+        return _json(200, body)
 
     def selfcheck(_: Request) -> Response:
         """One self-check round now (`dynmx selfcheck`); the report with every step."""

@@ -6,9 +6,15 @@ import ipaddress
 
 from dynmx.config import Config, PoolConfig
 from dynmx.policy.served import PoolPlans
-from dynmx.policy.strategies import Mode, Ordering
+from dynmx.policy.strategies import Mode, Ordering, Plan
 
 SHARE_DIGITS = 3  # a share as a fraction: 0.333
+# How a query picks among the pool's orderings, in words (what `Mode` means to an operator).
+MODE_WORDS = {
+    Mode.FIXED: "one ordering for every query",
+    Mode.ROTATE: "each query gets the next ordering in turn",
+    Mode.WEIGHTED: "first place drawn per query in proportion to the members' weights",
+}
 
 
 def _render(ordering: Ordering) -> list[str]:
@@ -25,6 +31,32 @@ def _shares(weights: tuple[float, ...], orderings: tuple[Ordering, ...]) -> list
         {"share": round(weight / total, SHARE_DIGITS), "answer": _render(ordering)}
         for weight, ordering in zip(weights, orderings, strict=True)
     ]
+
+
+def first_shares(plan: Plan) -> dict[str, float]:
+    """Each host's share of first place under a weighted plan."""
+    total = sum(plan.weights)
+    shares: dict[str, float] = {}
+    for weight, ordering in zip(plan.weights, plan.orderings, strict=True):
+        host = ordering[0][0]
+        shares[host] = round(shares.get(host, 0.0) + weight / total, SHARE_DIGITS)
+    return shares
+
+
+def next_answer(plan: Plan, counter: int) -> dict[str, object]:
+    """What a query arriving now gets: the one notion `dynmx status` and `dynmx explain` share.
+    A rotation's next ordering is the selector's counter modulo their number (as `Selector.pick`
+    takes it); a weighted pool has no next one, only each host's chance of first place."""
+    found: dict[str, object] = {
+        "mode": plan.mode.name.lower(),
+        "how": MODE_WORDS[plan.mode],
+        "orderings": len(plan.orderings),
+    }
+    if plan.mode is Mode.WEIGHTED:
+        return {**found, "first": None, "first_shares": first_shares(plan)}
+    index = counter % len(plan.orderings) if plan.mode is Mode.ROTATE else 0
+    ordering = plan.orderings[index]
+    return {**found, "index": index + 1, "first": ordering[0][0], "answer": _render(ordering)}
 
 
 def _client_action(config: Config, source: str) -> tuple[str, str, str] | None:
@@ -107,14 +139,21 @@ def explain_query(
             result["answer"] = {"refuse": "REFUSED", "drop": "no reply"}.get(verb, "?")
         return result
     plan = plans.plan
+    upcoming = next_answer(plan, counter)
+    result["next"] = upcoming
+    if isinstance(status, dict):
+        status["next"] = upcoming
     if plan.mode is Mode.ROTATE:
-        index = counter % len(plan.orderings)
-        why.append(f"{pool.strategy}: ordering {index + 1} of {len(plan.orderings)} comes next")
-        result["answer"] = _render(plan.orderings[index])
+        why.append(
+            f"{pool.strategy}: {MODE_WORDS[plan.mode]}; a query arriving now gets ordering"
+            f" {upcoming['index']} of {len(plan.orderings)}, {upcoming['first']} first"
+        )
+        result["answer"] = upcoming["answer"]
     elif plan.mode is Mode.WEIGHTED:
-        why.append(f"weighted: first place is drawn per query among {len(plan.orderings)} orderings")
+        drawn = ", ".join(f"{host} {share:.1%}" for host, share in first_shares(plan).items())
+        why.append(f"{pool.strategy}: {MODE_WORDS[plan.mode]}: {drawn}")
         result["answer"] = _shares(plan.weights, plan.orderings)
     else:
-        why.append(f"{pool.strategy}: one ordering")
-        result["answer"] = _render(plan.orderings[0])
+        why.append(f"{pool.strategy}: {MODE_WORDS[plan.mode]}, {upcoming['first']} first")
+        result["answer"] = upcoming["answer"]
     return result

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dynmx import __version__
-from dynmx.cli import completion, configpath, keys, pools, records, registrar, zones
+from dynmx.cli import completion, configpath, keys, pools, pooltext, records, registrar, zones
 from dynmx.cli.client import ControlClient
 from dynmx.config import Config, HttpConfig, LogConfig, load_config, parse_hostport, readable_secrets
 from dynmx.control.lock import StateDirBusy
