@@ -105,7 +105,9 @@ def test_wrong_passwords_there_are_slowed_and_logged(serve: Serve, tmp_path: Pat
     assert (status, body, response.headers["Retry-After"]) == (429, "badauth", "1")
     assert _address(server) == ["192.0.2.1"]
     line = server.wait_for_log("failures=3")
-    assert "event=dyndns2-badauth client=127.0.0.1" in line and "user='home'" in line and "wait=1" in line
+    assert "event=dyndns2-refused reason=badauth host=home.example.test source=127.0.0.1 user='home'" in line
+    assert "wait=1" in line
+    assert "reason=waiting" in server.wait_for_log("reason=waiting")
     time.sleep(1.1)
     assert _get(port, UPDATE)[:2] == (200, "good 192.0.2.7")
     assert "Guess-" not in server.log_text()

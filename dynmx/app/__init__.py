@@ -947,18 +947,18 @@ class App:
             time.time(),
             settings.min_interval,
         )
-        for hostname, (new, old) in result.changes.items():
+        for hostname, swaps in result.changes.items():  # a dual-stack host's A and AAAA in one commit
             zone = self.zone_of(dns.name.from_text(hostname))
             if zone is None:
                 return dyndns2.DynResult(200, "nohost")
             try:
-                updated = self.owner.commit(zone, dyndns2.to_changes(hostname, new, old, settings.ttl))
+                updated = self.owner.commit(zone, dyndns2.to_changes(hostname, swaps, settings.ttl))
             except DynmxError as error:  # invalid, or not durable now (the owner says why)
                 log.warning("event=dyndns2-refused host=%s reason=%r", hostname, str(error))
-                self.dyndns2_state.last_update.pop(hostname, None)
+                self.dyndns2_state.forget(hostname, swaps)
                 return dyndns2.DynResult(200, "911")
             await self.publish_zone(updated)
-            log.info("event=dyndns2-update host=%s address=%s", hostname, new)
+            log.info("event=dyndns2-update host=%s address=%s", hostname, ",".join(s.new for s in swaps))
         return result
 
     async def add_zone(self, name: str, text: str) -> dict[str, object]:
