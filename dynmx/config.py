@@ -526,6 +526,42 @@ class DefaultsConfig:
         return []
 
 
+@dataclass(frozen=True)
+class CatalogConfig:
+    """A catalog zone (RFC 9432, version 2). Without `primary` this server produces it: every
+    zone it is primary for is a member, and the operator's pool decisions ride along as
+    custom properties under `ext` (drains, loads, pool definitions). With `primary` it
+    consumes one: every member is served as a secondary of that primary, and the pool
+    decisions found under `ext` are applied here. Read at start."""
+
+    name: str = _key(lambda v: v and absolute_name(v), default="", restart=True)  # "" = no catalog
+    allow_transfer: tuple[str, ...] = _key(lambda v: _prefix_or_key(v), default=(), restart=True)
+    notify: tuple[str, ...] = _key(parse_hostport, default=(), restart=True)
+    # consumer: HOST:PORT of the primary of the catalog and of every member
+    primary: str = _key(lambda v: v == "" or parse_hostport(v), default="", restart=True)
+    primary_key: str = _key(absolute_name, default="", restart=True)  # TSIG key for those transfers
+    allow_notify: tuple[str, ...] = _key(_prefix, default=(), restart=True)  # NOTIFY senders besides it
+
+    def problems(self) -> list[str]:
+        if not self.name and (self.primary or self.allow_transfer or self.notify):
+            return ["name: a catalog needs its zone name, e.g. \"catalog.invalid.\""]
+        if self.primary_key and not self.primary:
+            return ["primary_key: needs primary"]
+        if self.primary and (self.allow_transfer or self.notify):
+            return ["primary: a consumer (primary set) neither offers transfers of nor notifies the catalog"]
+        return []
+
+    def block(self) -> ZoneConfig:
+        """The catalog zone's own settings, as a [[zone]] block: transferred and NOTIFYed as
+        configured here (a producer, serial `increment`), or followed from `primary` (a consumer)."""
+        if self.primary:
+            return ZoneConfig(
+                self.name, primary=self.primary, primary_key=self.primary_key, allow_notify=self.allow_notify
+            )
+        transfer, notify = self.allow_transfer, self.notify
+        return ZoneConfig(self.name, serial="increment", allow_transfer=transfer, notify=notify)
+
+
 def _family(value: int) -> int:
     return value if value in (0, 4, 6) else int(_fail(f"expected 0 (both), 4 or 6, got {value}"))
 
@@ -634,6 +670,7 @@ class Config:
     key: tuple[KeyConfig, ...] = ()
     zone: tuple[ZoneConfig, ...] = ()
     defaults: DefaultsConfig = field(default_factory=DefaultsConfig)
+    catalog: CatalogConfig = field(default_factory=CatalogConfig)
     dyndns2: Dyndns2Config = field(default_factory=Dyndns2Config)
     rrl: RrlConfig = field(default_factory=RrlConfig)
     selfcheck: SelfCheckConfig = field(default_factory=SelfCheckConfig)
@@ -670,6 +707,10 @@ class Config:
             if client.action == "hint" and client.hint not in labels:
                 found.append(f"client[{index}].hint: no pool defines hint {client.hint!r}")
         keys = {k.name for k in self.key}
+        if self.catalog.primary_key and self.catalog.primary_key not in keys:
+            found.append(f"catalog.primary_key: no [[key]] named {self.catalog.primary_key}")
+        if self.catalog.name and self.catalog.name in {z.name for z in self.zone}:
+            found.append(f"catalog.name: {self.catalog.name} has a [[zone]] block (settings go in [catalog])")
         for index, zone in enumerate(self.zone):
             for position, key in enumerate(zone.allow_update):
                 if absolute_name(key) not in keys:
@@ -798,6 +839,8 @@ def _holds_secret(section: Any) -> bool:
 def from_mapping(raw: dict[str, Any], base_dir: Path = Path(".")) -> Config:
     """Build a Config from parsed TOML (also what tests use)."""
     config = _build(Config, raw, "")
+    if config.catalog.name:  # served, transferred, NOTIFYed or followed as a zone with a block
+        config = dataclasses.replace(config, zone=(*config.zone, config.catalog.block()))
     return dataclasses.replace(config, base_dir=base_dir)
 
 

@@ -38,7 +38,7 @@ from dynmx.app.health import HealthMonitor
 from dynmx.app.listeners import HotStats, Listeners, bind_all, make_engine, zone_gate
 from dynmx.app.secondary import SecondaryService
 from dynmx.app.selfcheck import SelfCheckService
-from dynmx.app.update import TransferService, UpdateService, key_secrets
+from dynmx.app.update import TransferService, UpdateService, key_secrets, load_keyring
 from dynmx.app.workers import WorkerPool
 from dynmx.app.zonescan import changed_origins, scan_zones, soa_serial, zone_data
 from dynmx.app.zonestatus import PeerLog, send_notify
@@ -63,6 +63,7 @@ from dynmx.policy.served import PoolPlans, build_table, refresh_pool
 from dynmx.server import sdnotify
 from dynmx.server.http import ControlHttp, Limits
 from dynmx.zone.batch import available_cpus
+from dynmx.zone.catalog import Shared
 from dynmx.zone.loader import LoadedZone
 
 log = logging.getLogger("dynmx.app")
@@ -170,6 +171,9 @@ class App:
         self._held = contextlib.ExitStack()  # what lives until the server stops (the handover file)
         self.unavailable: frozenset[dns.name.Name] = frozenset()  # secondary zones answering SERVFAIL
         self.route_log = RouteLog(os.urandom(6).hex())  # `routes --since`; a new boot id each start
+        self.catalog_producer: CatalogProducer | None = None  # `[catalog]` without `primary`
+        self.catalog_consumer: CatalogConsumer | None = None  # `[catalog]` with `primary`
+        self._catalog_tasks: set[asyncio.Task[None]] = set()
         self.peers = PeerLog()  # NOTIFYs sent and transfers served, per zone: `dynmx zone status`
 
     # -- zones ---------------------------------------------------------------------------
@@ -250,7 +254,10 @@ class App:
         serial = soa_serial(zone)
         self.state.serial_of[zone.origin.to_text()] = serial
         log.info("event=zone-published zone=%s serial=%d", zone.origin, serial)
-        return self._serve_change(zone.origin, zone, sent)
+        served = self._serve_change(zone.origin, zone, sent)
+        if self.catalog_consumer is not None and zone.origin == self.catalog_consumer.origin:
+            self._consume_catalog(zone)
+        return served
 
     def unpublish_zone(self, zone: LoadedZone) -> asyncio.Future[None]:
         """A zone removed (`dynmx zone rm`): no longer answered once the future is done."""
@@ -417,6 +424,7 @@ class App:
         self.updates.secondaries = self.secondary.notified
         self.updates.is_secondary = self.secondary.is_secondary
         self.secondary.start()
+        self._start_catalog()
         self.selfcheck = SelfCheckService(
             self.config,
             key_secrets(self.config),
@@ -453,6 +461,7 @@ class App:
             log.warning("event=config-restart-needed keys=%s", ",".join(changed))
             new = keep_running(old, new)
         await self.health.stop()
+        await self._stop_catalog()
         await self.secondary.stop()
         await self.selfcheck.stop()
         previous = self.health
@@ -630,6 +639,105 @@ class App:
         context.load_cert_chain(self.config.path(settings.tls_cert), self.config.path(settings.tls_key))
         return context
 
+    # -- catalog (RFC 9432): `dynmx.app.catalog` -------------------------------------------
+
+    def _start_catalog(self) -> None:
+        """Produce or follow the catalog of `[catalog]` (at start, and anew after a reload)."""
+        settings = self.config.catalog
+        if not settings.name:
+            return
+        origin = dns.name.from_text(settings.name)
+        if settings.primary:
+            self.catalog_consumer = CatalogConsumer(
+                origin, self.zones_dir, self._follow_member, self._drop_member, self._apply_shared
+            )
+            self._consume_catalog(self.zones_by_origin().get(origin))  # the copy held, at once
+        else:
+            self.catalog_producer = CatalogProducer(
+                origin,
+                self.owner,
+                self.zones_by_origin,
+                self.secondary.is_secondary,
+                self._shared,
+                self.publish_zone,
+            )
+            self.catalog_producer.start()
+
+    async def _stop_catalog(self) -> None:
+        if self.catalog_producer is not None:
+            await self.catalog_producer.stop()
+        for task in list(self._catalog_tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.catalog_producer = self.catalog_consumer = None
+
+    def _consume_catalog(self, zone: LoadedZone | None) -> None:
+        consumer = self.catalog_consumer
+        if consumer is None or zone is None:
+            return
+        blocks = {z.name.lower() for z in self.config.zone}
+        held = {o for o in self.zones_by_origin() if o.to_text().lower() not in blocks}
+        task = asyncio.get_running_loop().create_task(consumer.consume(zone, held))
+        self._catalog_tasks.add(task)
+        task.add_done_callback(self._catalog_tasks.discard)
+
+    def _follow_member(self, origin: dns.name.Name, path: Path) -> None:
+        """A catalog member: a secondary zone of the catalog's primary, with its key and NOTIFY senders."""
+        settings = self.config.catalog
+        key = (
+            load_keyring(self.config)[dns.name.from_text(settings.primary_key)]
+            if settings.primary_key
+            else None
+        )
+        notifiers = [ipaddress.ip_network(p) for p in settings.allow_notify]
+        self.secondary.follow(origin, parse_hostport(settings.primary), path, key, notifiers)
+
+    async def _drop_member(self, origin: dns.name.Name) -> None:
+        """A zone that left the catalog: no longer followed nor served; its file kept aside
+        (`NAME.zone.removed`, as `zone rm` keeps one) and its journal forgotten."""
+        await self.secondary.unfollow(origin)
+        zone = self.zones_by_origin().get(origin)
+        if zone is None:
+            return
+        self.state.by_file.pop(zone.path, None)
+        await asyncio.get_running_loop().run_in_executor(None, self.writeback.forget, zone.path)
+        with contextlib.suppress(FileNotFoundError):
+            zone.path.replace(zone.path.with_name(zone.path.name + ".removed"))
+        self.owner.forget(origin)
+        await self.unpublish_zone(zone)
+
+    def _shared(self) -> Shared:
+        """The operator's pool decisions a producer's catalog carries: every pool's definition,
+        the drained members, the manual load readings."""
+        pools = {pool.name: pool_json(pool) for pool in self.config.pool}
+        drains = frozenset(d for d in self.health.drained if d[0] in self.health.pools)
+        loads = {
+            (name, host): value
+            for name, state in self.health.pools.items()
+            for host, value in state.loads.items()
+        }
+        return Shared(pools, drains, loads)
+
+    def _apply_shared(self, shared: Shared) -> None:
+        """A consumer: the primary's drains and load readings apply here beside this node's own
+        probe verdicts (and its own drains, kept in its state store)."""
+        drained = self.store.drained() | set(shared.drains)
+        changed = {pool for pool, _ in drained ^ self.health.drained}
+        self.health.drained = drained
+        for (pool, host), value in shared.loads.items():
+            state = self.health.pools.get(pool)
+            if (
+                state is not None
+                and host in {m.host for m in state.config.member}
+                and state.loads.get(host) != value
+            ):
+                state.loads[host] = value
+                changed.add(pool)
+        for pool in sorted(changed & self.health.pools.keys()):
+            log.info("event=catalog-shared-applied pool=%s", pool)
+            self.health.evaluate(pool)
+
     def _apply_plans(self, plans: PoolPlans) -> None:
         """A pool's facts changed: re-render its answers now (no query after sees the old order)."""
         if self.engine is not None:
@@ -729,6 +837,8 @@ class App:
             "kept" if table is previous else "new",
             time.monotonic() - started,
         )
+        if self.catalog_producer is not None:  # zones may have come or gone with their files
+            self.catalog_producer.request()
         return (problems if config_problem is None else [config_problem, *problems]), sent
 
     def _expect_files(self, zones: dict[Path, LoadedZone], before: dict[Path, LoadedZone]) -> None:
@@ -768,6 +878,7 @@ class App:
         for path, mode in readable_secrets(self.config):  # TSIG secrets, passwords, tokens
             log.warning("event=config-readable-secrets file=%s mode=%04o", path, mode)
         sdnotify.notify("STATUS=loading zones")
+        ensure_catalog_file(self.config, self.zones_dir)
         with heap.loading():
             loaded = self._load(reconcile=True)
         zones, problems, table = loaded.zones, loaded.problems, loaded.table
@@ -872,6 +983,7 @@ class App:
         written_back = asyncio.get_running_loop().run_in_executor(None, self.writeback.flush, SHUTDOWN_GRACE)
         stopping_workers = asyncio.ensure_future(self.workers.stop() if self.workers else asyncio.sleep(0))
         await self.health.stop()
+        await self._stop_catalog()
         await self.secondary.stop()
         await self.selfcheck.stop()
         if self.listeners is not None:
@@ -969,6 +1081,8 @@ class App:
         self.writeback.expect(child.path, child.digest)
         log.info("event=zone-added zone=%s file=%s parent=%s", origin, child.path, parent and parent.origin)
         await asyncio.gather(self.publish_zone(child), *([self.publish_zone(parent)] if parent else []))
+        if self.catalog_producer is not None:  # a new member: in the catalog when this returns
+            await self.catalog_producer.sync()
         return {
             "zone": origin.to_text(),
             "file": str(child.path),
@@ -993,6 +1107,8 @@ class App:
             self.state.by_file[zone.path] = zone
             raise
         await asyncio.gather(self.unpublish_zone(removed), *([self.publish_zone(parent)] if parent else []))
+        if self.catalog_producer is not None:
+            await self.catalog_producer.sync()
         parent_name = parent.origin.to_text() if parent else None
         return {"zone": origin.to_text(), "kept": str(kept), "parent": parent_name}
 

@@ -34,6 +34,7 @@ import dns.message
 import dns.name
 import dns.rdataclass
 import dns.rdatatype
+import dns.tsig
 import dns.xfr
 import dns.zone
 
@@ -107,6 +108,8 @@ class SecondaryService:
         self.publish = publish
         self.wake: dict[dns.name.Name, asyncio.Event] = {}
         self.tasks: list[asyncio.Task[None]] = []
+        self.task_of: dict[dns.name.Name, asyncio.Task[None]] = {}
+        self.paths: dict[dns.name.Name, Path] = {}  # the files of zones a catalog brought
         self.verified: dict[dns.name.Name, float] = {}  # when the primary last answered (time.time)
         self.unavailable: frozenset[dns.name.Name] = frozenset()
 
@@ -121,8 +124,47 @@ class SecondaryService:
             log.warning("event=zone-unavailable zone=%s reason=%s", origin, self._why(origin))
         self.on_unavailable(self.unavailable)
         for origin in self.primaries:
-            self.wake[origin] = asyncio.Event()
-            self.tasks.append(asyncio.create_task(self._follow(origin), name=f"secondary {origin}"))
+            self._start_following(origin)
+
+    def _start_following(self, origin: dns.name.Name) -> None:
+        self.wake[origin] = asyncio.Event()
+        task = asyncio.create_task(self._follow(origin), name=f"secondary {origin}")
+        self.tasks.append(task)
+        self.task_of[origin] = task
+
+    def follow(
+        self,
+        origin: dns.name.Name,
+        primary: tuple[str, int],
+        path: Path,
+        key: dns.tsig.Key | None = None,
+        notifiers: list[ipaddress.IPv4Network | ipaddress.IPv6Network] | None = None,
+    ) -> None:
+        """Follow one more zone (a catalog member) from `primary`, its copy kept in `path`."""
+        if origin in self.primaries:
+            return
+        self.primaries[origin] = primary
+        self.paths[origin] = path
+        if key is not None:
+            self.keys[origin] = key
+        self.notifiers[origin] = notifiers or []
+        if origin in self.zones():
+            self.verified[origin] = _mtime(self.zones()[origin].path)
+        self._start_following(origin)
+
+    async def unfollow(self, origin: dns.name.Name) -> None:
+        """Stop following `origin` (a zone that left its catalog)."""
+        task = self.task_of.pop(origin, None)
+        for table in (self.primaries, self.paths, self.keys, self.notifiers, self.wake, self.verified):
+            table.pop(origin, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            self.tasks.remove(task)
+        if origin in self.unavailable:
+            self.unavailable -= {origin}
+            self.on_unavailable(self.unavailable)
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -163,9 +205,8 @@ class SecondaryService:
         """Transfer if the primary is newer; return seconds until the next refresh."""
         host, port = self.primaries[origin]
         current = self.zones().get(origin)
-        path = (
-            current.path if current is not None else self.zones_dir / f"{origin.to_text().rstrip('.')}.zone"
-        )
+        default = self.paths.get(origin) or self.zones_dir / f"{origin.to_text().rstrip('.')}.zone"
+        path = current.path if current is not None else default
         try:
             # IXFR from the serial we hold, AXFR when we hold nothing
             target = _copy(current.zone) if current is not None else dns.zone.Zone(origin, relativize=False)

@@ -1,0 +1,131 @@
+"""Catalog zones (RFC 9432 version 2), sans-IO: building one from a zone list and reading one."""
+
+from __future__ import annotations
+
+import dns.name
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.zone
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dynmx.config import ConfigError, from_mapping
+from dynmx.zone.catalog import (
+    CatalogRefused,
+    Shared,
+    catalog_text,
+    held,
+    member_id,
+    parse_catalog,
+    records,
+)
+
+ORIGIN = dns.name.from_text("catalog.invalid.")
+MEMBERS = [dns.name.from_text("example.test."), dns.name.from_text("shop.example.test.")]
+
+
+NOTHING_SHARED = Shared()
+
+
+def catalog(members: list[dns.name.Name], shared: Shared = NOTHING_SHARED, extra: str = "") -> dns.zone.Zone:
+    zone = dns.zone.from_text(catalog_text(ORIGIN) + extra, origin=ORIGIN, relativize=False)
+    with zone.writer() as txn:
+        for name, rdata in records(ORIGIN, members, shared):
+            txn.add(name, 0, rdata)
+    return zone
+
+
+def test_a_new_catalog_has_soa_ns_invalid_and_version_2_rfc9432_s4() -> None:
+    zone = dns.zone.from_text(catalog_text(ORIGIN, 7), origin=ORIGIN, relativize=False)
+    assert zone.get_soa().serial == 7
+    assert [r.target for r in zone.get_rdataset(ORIGIN, "NS")] == [dns.name.from_text("invalid.")]
+    version = zone.get_rdataset(dns.name.from_text("version", ORIGIN), "TXT")
+    assert [r.strings for r in version] == [(b"2",)]
+
+
+def test_members_are_ptrs_under_zones_with_an_id_from_the_name_rfc9432_s4_3() -> None:
+    zone = catalog(MEMBERS)
+    owner = dns.name.from_text(f"{member_id(MEMBERS[0])}.zones", ORIGIN)
+    assert [r.target for r in zone.get_rdataset(owner, "PTR")] == [MEMBERS[0]]
+    assert parse_catalog(zone).members == {m: member_id(m) for m in MEMBERS}
+
+
+def test_member_id_is_the_same_whatever_the_case() -> None:
+    assert member_id("Example.TEST.") == member_id(dns.name.from_text("example.test."))
+    assert member_id("example.test.") != member_id("shop.example.test.")
+
+
+def test_a_catalog_without_version_2_is_not_processed_rfc9432_s5_1() -> None:
+    zone = catalog(MEMBERS)
+    with zone.writer() as txn:
+        txn.replace(dns.name.from_text("version", ORIGIN), 0, dns.rdata.from_text("IN", "TXT", '"1"'))
+    with pytest.raises(CatalogRefused):
+        parse_catalog(zone)
+
+
+def test_a_member_id_with_two_ptrs_is_ignored() -> None:
+    extra = "two.zones 0 IN PTR a.test.\ntwo.zones 0 IN PTR b.test.\n"
+    parsed = parse_catalog(catalog(MEMBERS, extra=f"$ORIGIN {ORIGIN}\n{extra}"))
+    assert set(parsed.members) == set(MEMBERS) and parsed.ignored
+
+
+def test_unknown_properties_and_groups_are_ignored_rfc9432_s4_4() -> None:
+    extra = (
+        f'$ORIGIN {ORIGIN}\ngroup.{member_id(MEMBERS[0])}.zones 0 IN TXT "mail"\n'
+        'colour.ext 0 IN TXT "blue"\nserial.other 0 IN TXT "x"\n'
+    )
+    parsed = parse_catalog(catalog(MEMBERS, extra=extra))
+    assert set(parsed.members) == set(MEMBERS) and parsed.shared == Shared()
+
+
+def test_shared_pool_state_rides_under_ext_and_reads_back() -> None:
+    definition = '{"name":"mx.example.test.","member":[' + ",".join(['{"host":"a.test."}'] * 40) + "]}"
+    shared = Shared(
+        {"mx.example.test.": definition},
+        frozenset({("mx.example.test.", "mx1.example.test.")}),
+        {("mx.example.test.", "mx2.example.test."): 0.75},
+    )
+    zone = catalog(MEMBERS, shared)
+    assert len(definition) > 255  # split into character-strings, joined back
+    assert parse_catalog(zone).shared == shared
+    assert held(zone) == records(ORIGIN, MEMBERS, shared)
+
+
+def test_catalog_config_needs_a_name_and_makes_its_zone_block() -> None:
+    with pytest.raises(ConfigError, match="catalog needs its zone name"):
+        from_mapping({"catalog": {"notify": ["127.0.0.1:5300"]}})
+    producer = from_mapping({"catalog": {"name": "catalog.invalid", "allow_transfer": ["127.0.0.0/8"]}})
+    assert producer.zone_settings("catalog.invalid.").allow_transfer == ("127.0.0.0/8",)
+    consumer = from_mapping({"catalog": {"name": "catalog.invalid", "primary": "127.0.0.1:5300"}})
+    assert consumer.zone_settings("catalog.invalid.").primary == "127.0.0.1:5300"
+
+
+labels = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
+names = st.lists(labels, min_size=1, max_size=3).map(lambda parts: dns.name.from_text(".".join(parts) + "."))
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(names, max_size=8, unique=True))
+def test_parse_reads_back_what_records_built(members: list[dns.name.Name]) -> None:
+    assert parse_catalog(catalog(members)).members == {m: member_id(m) for m in members}
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["zones", "ext", "pools.ext", "drains.ext", "x"]),
+            labels,
+            st.sampled_from(["PTR a.test.", 'TXT "p" "h"', 'TXT "a" "b" "c"', "A 192.0.2.1"]),
+        ),
+        max_size=10,
+    )
+)
+def test_any_records_in_a_version_2_catalog_parse_without_error(
+    extra: list[tuple[str, str, str]],
+) -> None:
+    text = f"$ORIGIN {ORIGIN}\n" + "".join(f"{label}.{where} 0 IN {data}\n" for where, label, data in extra)
+    parsed = parse_catalog(catalog(MEMBERS, extra=text))
+    assert set(MEMBERS) <= set(parsed.members)
