@@ -53,7 +53,9 @@ def _config_from_args(args: argparse.Namespace) -> Config:
     if overrides:
         server = dataclasses.replace(server, **overrides)  # type: ignore[arg-type]
     if pid_file is None and not server.pid_file:  # NSD's pidfile default, in the server's own state_dir
-        server = dataclasses.replace(server, pid_file=str((config.path(server.state_dir) / PID_FILE).resolve()))
+        server = dataclasses.replace(
+            server, pid_file=str((config.path(server.state_dir) / PID_FILE).resolve())
+        )
     if getattr(args, "http", None) is not None:
         if args.http:
             try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import errno
 import json
 import os
 import secrets
@@ -62,9 +61,7 @@ def write_secret_file(path: Path, secret: str) -> None:
     except FileExistsError:
         raise ControlError(f"{path}: exists; remove it or name another --secret-file") from None
     except OSError as error:
-        raise ControlError(
-            f"{path}: cannot create ({error.strerror or errno.errorcode[error.errno]})"
-        ) from None
+        raise ControlError(f"{path}: cannot create ({error.strerror or error})") from None
     with os.fdopen(handle, "w", encoding="ascii") as out:
         out.write(secret + "\n")
 
