@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -295,9 +296,34 @@ def test_zone_status_reports_a_refused_reload_and_a_file_serial_not_served(
     assert dynmx("reload", "--config", str(config)).returncode == 1
     entry = zone_status(config)["example.test."]
     assert entry["serial"] == 100 and entry["file_serial"] == 106
-    assert any(p.startswith("reload refused, previous version kept:") for p in entry["problems"])
+    assert any(p.startswith("last load: ") and "not-an-address" in p for p in entry["problems"])
     text = dynmx("zone", "status", "--config", str(config)).stdout
-    assert "  problem: reload refused, previous version kept:" in text
+    assert "  problem: last load: " in text
+
+
+def test_zone_status_reports_a_journal_set_aside_at_start(serve: Serve, tmp_path: Path) -> None:
+    """A journal that does not continue the zone file is set aside (journal_quarantine) and the
+    file served above it: its secondaries get an AXFR, which zone status says."""
+    config = _primary(tmp_path)
+    state = tmp_path / "state"
+    state.mkdir()
+    db = sqlite3.connect(state / "journal.sqlite")
+    db.executescript(
+        "CREATE TABLE journal (seq INTEGER PRIMARY KEY AUTOINCREMENT, zone TEXT NOT NULL,"
+        " old_serial INTEGER NOT NULL, new_serial INTEGER NOT NULL, removed TEXT NOT NULL,"
+        " added TEXT NOT NULL, at REAL NOT NULL);"
+        "INSERT INTO journal (zone, old_serial, new_serial, removed, added, at)"
+        " VALUES ('example.test.', 140, 141, '', '', 0);"
+    )
+    db.commit()
+    db.close()
+    serve("--config", str(config))
+    entry = zone_status(config)["example.test."]
+    assert entry["serial"] == 142
+    assert any(
+        p.startswith("journal set aside (1 change(s)):") and p.endswith("secondaries asking IXFR get AXFR")
+        for p in entry["problems"]
+    ), entry["problems"]
 
 
 def test_zone_status_of_an_unknown_zone_is_an_error(serve: Serve, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ the SOA only, streamed), so a large zone costs the loop nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import math
@@ -159,13 +160,14 @@ def _origins(app: App, wanted: dns.name.Name | None) -> list[dns.name.Name]:
 
 
 def _journal_facts(app: App, name: str) -> tuple[float | None, int, str]:
-    """(time of the newest journaled change, changes set aside, why the last were set aside)."""
+    """(time of the newest journaled change, changes set aside since the server started, why the
+    last were set aside). Older set-asides are history, kept in the table, not a problem now."""
     db = app.journal.db
     newest = db.execute("SELECT MAX(at) FROM journal WHERE zone = ?", (name,)).fetchone()[0]
+    recent = "FROM journal_quarantine WHERE zone = ?1 AND quarantined_at >= ?2"
     count, reason = db.execute(
-        "SELECT COUNT(*), (SELECT reason FROM journal_quarantine WHERE zone = ?1"
-        " ORDER BY quarantined_at DESC LIMIT 1) FROM journal_quarantine WHERE zone = ?1",
-        (name,),
+        f"SELECT COUNT(*), (SELECT reason {recent} ORDER BY quarantined_at DESC LIMIT 1) {recent}",
+        (name, app.started),
     ).fetchone()
     return newest, int(count), reason or ""
 
@@ -176,8 +178,7 @@ def collect(app: App, wanted: dns.name.Name | None) -> list[dict[str, Any]]:
     zones = app.zones_by_origin()
     problems_by_file: dict[str, list[str]] = {}
     for problem in app.state.problems:
-        refused = f"reload refused, previous version kept: {problem}"
-        problems_by_file.setdefault(problem.file, []).append(refused)
+        problems_by_file.setdefault(problem.file, []).append(f"last load: {problem.reason}")
     behind = app.writeback.behind()
     entries = []
     for origin in _origins(app, wanted):
@@ -286,7 +287,11 @@ def finish(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Add each file's serial (read here, off the loop) and the problems only it shows."""
     for entry in entries:
         entry["problems"] = entry["problems"] + entry.pop("secondary_problems", [])
-        file_serial = read_file_serial(Path(entry["file"]), dns.name.from_text(entry["zone"]))
+        path = Path(entry["file"])
+        file_serial = read_file_serial(path, dns.name.from_text(entry["zone"]))
+        if entry["last_change"] is None and entry["role"] == "primary":  # nothing journaled: its file's
+            with contextlib.suppress(OSError):
+                entry["last_change"] = path.stat().st_mtime
         entry["file_serial"] = file_serial
         served = entry["serial"]
         known = served is not None and file_serial is not None

@@ -32,7 +32,7 @@ def member_line(member: dict[str, Any], strategy: str) -> str:
     latency = "" if member.get("latency") is None else f" {member['latency'] * 1000:.1f}ms"
     reason = f", last {member['reason']}{latency}" if member.get("reason") else ""
     row = f"{member['host']:<30} {member['role']:<8} {member['state']:<10} {numbers}"
-    return f"  {row}, first {member['first']} times{reason}"
+    return f"  {row}, first in {member['first']} answers{reason}"
 
 
 def pool_lines(pool: dict[str, Any]) -> list[str]:

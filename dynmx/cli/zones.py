@@ -177,7 +177,7 @@ def _duration(seconds: float) -> str:
 
 def _when(at: float | None, now: float) -> str:
     if at is None:
-        return "never"
+        return "-"
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at))
     return f"{stamp} ({_duration(now - at)} ago)"
 
