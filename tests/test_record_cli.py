@@ -213,3 +213,24 @@ def test_help_says_how_data_is_read_with_examples(verb: str, said: str) -> None:
     text = dynmx("record", verb, "--help").stdout
     assert said in text and "examples:" in text
     assert verb == "batch" or "zone-file line" in text
+
+
+@pytest.mark.parametrize(
+    ("what", "said"),
+    [
+        (("nowhere.example.test",), "nothing matched: nowhere.example.test. has no records"),
+        (("ns1.example.test", "AAAA"), "nothing matched: ns1.example.test. has no AAAA records"),
+        (
+            ("ns1.example.test", "A", "192.0.2.99"),
+            "nothing matched: ns1.example.test. has no A record 192.0.2.99",
+        ),
+    ],
+)
+def test_rm_over_tsig_of_what_is_not_there_says_nothing_matched(
+    serve: Serve, config: Path, what: tuple[str, ...], said: str
+) -> None:
+    server = serve("--config", str(config))
+    target = ("--server", f"127.0.0.1:{server.dns_port}", "-c", str(config))
+    result = dynmx("record", "rm", *what, *target)
+    assert result.returncode == 1 and said in result.stderr
+    assert serial(server) == 1

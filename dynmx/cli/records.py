@@ -19,6 +19,7 @@ import dns.message
 import dns.name
 import dns.query
 import dns.rcode
+import dns.rdata
 import dns.update
 
 from dynmx.app.update import load_keyring
@@ -31,6 +32,7 @@ from dynmx.cli.edits import (
     check_conflicts,
     check_edit,
     edit_from_command,
+    needs_check,
     nothing_matched,
     probe_message,
     unmatched,
@@ -105,6 +107,13 @@ def apply_edits(
     for edit in edits:
         check_edit(edit, zone.origin)
     check_conflicts(edits, zone.zone)
+    if args.server:
+        absent = _absent_remote(args, config, zone.origin, edits)
+        for edit in absent:
+            where = f"{edit.where}: " if edit.where else ""
+            print(f"{where}{nothing_matched(edit, zone.origin)}; nothing sent", file=sys.stderr)
+        if absent:
+            return 1
     with _sender(args, config, zone) as (send, suffix):
         rcode, reason = send(build_update(edits, zone.origin))
         if rcode in (dns.rcode.NXDOMAIN, dns.rcode.NXRRSET):
@@ -174,9 +183,7 @@ def _busy(config: Config, holder: str) -> str:
 
 
 def _tsig_sender(args: argparse.Namespace, config: Config, origin: dns.name.Name) -> Send:
-    """RFC 2136 UPDATE with TSIG to `--server`, as nsupdate would (a server elsewhere). Its
-    reply has no reason, so a removal of records absent at an RRset that exists is not told
-    apart from a removal that found them."""
+    """RFC 2136 UPDATE with TSIG to `--server`, as nsupdate would (a server elsewhere)."""
     keyring, keyname = _key_for(config, origin)
     host, port = parse_hostport(args.server)
 
@@ -189,6 +196,36 @@ def _tsig_sender(args: argparse.Namespace, config: Config, origin: dns.name.Name
         return reply.rcode(), ""
 
     return send
+
+
+def _absent_remote(
+    args: argparse.Namespace, config: Config, origin: dns.name.Name, edits: list[RecordEdit]
+) -> list[RecordEdit]:
+    """`--server`: the removals of records the server does not hold, asked (TSIG-signed, over
+    TCP) before the UPDATE, whose reply cannot say that a removal found nothing. A query that
+    fails checks nothing; the prerequisites still guard names and RRsets."""
+    keyring, keyname = _key_for(config, origin)
+    host, port = parse_hostport(args.server)
+    held: dict[tuple[dns.name.Name, int], set[dns.rdata.Rdata] | None] = {}
+    absent: list[RecordEdit] = []
+    for edit in needs_check(edits):
+        if edit.rdtype is None or not edit.rdatas:
+            continue
+        key = (edit.name, int(edit.rdtype))
+        if key not in held:
+            query = dns.message.make_query(edit.name, edit.rdtype)
+            query.use_tsig(keyring, keyname)
+            try:
+                reply = dns.query.tcp(query, host, port=port, timeout=UPDATE_TIMEOUT)
+            except (OSError, dns.exception.DNSException):
+                held[key] = None
+                continue
+            found = [r for r in reply.answer if r.name == edit.name and r.rdtype == edit.rdtype]
+            held[key] = {rdata for rrset in found for rdata in rrset}
+        records = held[key]
+        if records is not None and not records & set(edit.rdatas):
+            absent.append(edit)
+    return absent
 
 
 def _offline_sender(edit: OfflineEdit, origin: dns.name.Name) -> Send:
