@@ -234,3 +234,19 @@ def test_rm_over_tsig_of_what_is_not_there_says_nothing_matched(
     result = dynmx("record", "rm", *what, *target)
     assert result.returncode == 1 and said in result.stderr
     assert serial(server) == 1
+
+
+def test_rm_of_the_last_apex_ns_says_it_stays(serve: Serve, config: Path) -> None:
+    """RFC 2136 §3.4.2.4 keeps the last NS of the apex: the CLI says so instead of `ok`."""
+    server = serve("--config", str(config))
+    result = dynmx("record", "rm", "example.test", "NS", "ns1", "-c", str(config))
+    assert result.returncode == 1 and "or it is the zone's last NS" in result.stderr
+    assert query(server, "example.test", "NS") == ["ns1.example.test."]
+
+
+def test_rm_of_the_apex_ns_rrset_is_refused(config: Path) -> None:
+    result = dynmx("record", "rm", "example.test", "NS", "--offline", "-c", str(config))
+    assert (
+        result.returncode == 2
+        and "NS records of the apex example.test. cannot all be removed" in result.stderr
+    )

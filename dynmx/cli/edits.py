@@ -201,6 +201,11 @@ def nothing_matched(edit: RecordEdit, origin: dns.name.Name) -> str:
     kind = dns.rdatatype.to_text(edit.rdtype)
     if edit.rdatas:
         given = ", ".join(r.to_text() for r in edit.rdatas)
+        if edit.rdtype == NS and edit.name == origin:
+            return (
+                f"nothing removed: {edit.name} has no NS record {given}, or it is the zone's last NS"
+                " (RFC 2136 §3.4.2.4 keeps it)"
+            )
         return f"nothing matched: {edit.name} has no {kind} record {given}"
     return f"nothing matched: {edit.name} has no {kind} records"
 
