@@ -22,6 +22,7 @@ import queue
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -246,10 +247,13 @@ class Shell:
         os.killpg(self.process.pid, signal.SIGKILL)
 
 
-def clean_env(extra_path: Path, pythonpath: Path) -> dict[str, str]:
-    """The environment of a newcomer's shell: no DYNMX_* settings from ours; dynmx from `pythonpath`."""
+def clean_env(extra_path: Path | None, pythonpath: Path) -> dict[str, str]:
+    """The environment of a newcomer's shell: no DYNMX_* settings from ours, no venv on PATH unless
+    `extra_path`; the dynmx package imported from `pythonpath`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DYNMX_", "PYTEST_", "VIRTUAL_ENV"))}
-    env["PATH"] = f"{extra_path}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}"
+    venv_bin = str(Path(sys.prefix) / "bin")
+    path = [p for p in env.get("PATH", "/usr/bin:/bin").split(os.pathsep) if p != venv_bin]
+    env["PATH"] = os.pathsep.join([str(extra_path), *path] if extra_path else path)
     env["PYTHONPATH"] = str(pythonpath)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env["PYTHONUNBUFFERED"] = "1"
