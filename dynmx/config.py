@@ -544,7 +544,7 @@ class CatalogConfig:
 
     def problems(self) -> list[str]:
         if not self.name and (self.primary or self.allow_transfer or self.notify):
-            return ["name: a catalog needs its zone name, e.g. \"catalog.invalid.\""]
+            return ['name: a catalog needs its zone name, e.g. "catalog.invalid."']
         if self.primary_key and not self.primary:
             return ["primary_key: needs primary"]
         if self.primary and (self.allow_transfer or self.notify):
@@ -834,6 +834,13 @@ def _holds_secret(section: Any) -> bool:
             elif not spec.repr and item:
                 return True
     return False
+
+
+def pool_from_mapping(raw: Any, path: str = "pool") -> PoolConfig:
+    """One [[pool]] table, checked as the config file's are (a definition carried by a catalog)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a table, got {raw!r}")
+    return _build(PoolConfig, raw, path)
 
 
 def from_mapping(raw: dict[str, Any], base_dir: Path = Path(".")) -> Config:

@@ -31,7 +31,13 @@ $TTL 3600
 @    NS  ns1
 ns1  A   127.0.0.1
 mx1  A   127.0.0.2
+mx2  A   127.0.0.3
+rr   MX  10 mx1
+rr   MX  20 mx2
 """
+POOL = '[[pool]]\nname = "rr.example.test."\nstrategy = "round-robin"\n' + "".join(
+    f'[[pool.member]]\nhost = "mx{i}.example.test."\npreference = {10 * i}\nprobe = "none"\n' for i in (1, 2)
+)
 Serve = Callable[..., RunningServer]
 BOUND = 15.0  # seconds a secondary may take to follow a change (NOTIFY, then a transfer)
 
@@ -140,12 +146,14 @@ def knot_consumer(primary_port: int, port: int, storage: Path) -> Knot:
 
 def test_knot_and_dynmx_consumers_follow_zone_add_and_rm(serve: Serve, tmp_path: Path) -> None:
     """Knot 3.2 as an RFC 9432 consumer and a dynmx consumer serve the zone `zone add` made on
-    the primary, within a bound, and stop serving it after `zone rm`."""
+    the primary, within a bound, and stop serving it after `zone rm`; the pool decisions the
+    catalog carries under `ext` (a pool, a drain) are ignored by Knot (§4.4)."""
     primary_port, knot_port, consumer_port = free_port(), free_port(), free_port()
     (tmp_path / "primary").mkdir()
     (tmp_path / "consumer").mkdir()
-    config = primary_config(tmp_path / "primary", primary_port, [knot_port, consumer_port])
+    config = primary_config(tmp_path / "primary", primary_port, [knot_port, consumer_port], POOL)
     primary = serve("--config", str(config))
+    assert dynmx("member", "down", "rr.example.test.", "mx1.example.test.", "-c", str(config)).returncode == 0
     try:
         (tmp_path / "knot").mkdir()
         knot = knot_consumer(primary_port, knot_port, tmp_path / "knot")
@@ -163,4 +171,5 @@ def test_knot_and_dynmx_consumers_follow_zone_add_and_rm(serve: Serve, tmp_path:
         for port in (knot_port, consumer_port):
             wait_until(lambda port=port: not serves(port, "shop.example.test."), timeout=BOUND)
         assert serves(knot_port, "example.test.") and serves(consumer_port, "example.test.")
+        assert "ext" in {label.decode() for name in catalog(primary_port).nodes for label in name.labels}
         assert primary.process.poll() is None and consumer.process.poll() is None, knot.log()

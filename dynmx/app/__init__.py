@@ -31,6 +31,7 @@ import dns.zone
 from dynmx.answer.compiler import AnswerTable, fill_table
 from dynmx.answer.engine import Engine
 from dynmx.app import heap, pages
+from dynmx.app.catalog import CatalogConsumer, CatalogProducer, ensure_catalog_file, pool_from_json, pool_json
 from dynmx.app.control import DYNDNS2_PORT, control_guard, control_routes, dyndns2_routes, local_routes
 from dynmx.app.explain import explain_query
 from dynmx.app.handover import handed_over
@@ -44,7 +45,7 @@ from dynmx.app.zonescan import changed_origins, scan_zones, soa_serial, zone_dat
 from dynmx.app.zonestatus import PeerLog, send_notify
 
 __all__ = ["App", "ZoneState", "scan_zones", "soa_serial", "zone_data"]
-from dynmx.config import Config, absolute_name, parse_hostport, readable_secrets
+from dynmx.config import Config, PoolConfig, absolute_name, parse_hostport, readable_secrets
 from dynmx.control import dyndns2
 from dynmx.control.journal import JournalFork
 from dynmx.control.lock import CONTROL_SOCKET
@@ -174,6 +175,7 @@ class App:
         self.catalog_producer: CatalogProducer | None = None  # `[catalog]` without `primary`
         self.catalog_consumer: CatalogConsumer | None = None  # `[catalog]` with `primary`
         self._catalog_tasks: set[asyncio.Task[None]] = set()
+        self._pools_from_catalog: tuple[PoolConfig, ...] = ()  # a consumer's pools its config lacks
         self.peers = PeerLog()  # NOTIFYs sent and transfers served, per zone: `dynmx zone status`
 
     # -- zones ---------------------------------------------------------------------------
@@ -456,6 +458,7 @@ class App:
             log.error("event=config-refused error=%r", str(error))
             return Problem("config", 0, str(error))
         old = self.config
+        new = self._with_catalog_pools(new)  # a consumer keeps serving the catalog's pools
         changed = restart_keys(old, new)
         if changed:
             log.warning("event=config-restart-needed keys=%s", ",".join(changed))
@@ -719,9 +722,11 @@ class App:
         }
         return Shared(pools, drains, loads)
 
-    def _apply_shared(self, shared: Shared) -> None:
-        """A consumer: the primary's drains and load readings apply here beside this node's own
-        probe verdicts (and its own drains, kept in its state store)."""
+    async def _apply_shared(self, shared: Shared) -> None:
+        """A consumer: the primary's pool definitions (those its config lacks), drains and load
+        readings apply here beside this node's own probe verdicts (and its own drains, kept
+        in its state store)."""
+        await self._adopt_pools(shared.pools)
         drained = self.store.drained() | set(shared.drains)
         changed = {pool for pool, _ in drained ^ self.health.drained}
         self.health.drained = drained
@@ -737,6 +742,48 @@ class App:
         for pool in sorted(changed & self.health.pools.keys()):
             log.info("event=catalog-shared-applied pool=%s", pool)
             self.health.evaluate(pool)
+
+    def _with_catalog_pools(self, config: Config) -> Config:
+        """`config` (as read from the file) with the catalog's pools it does not define itself."""
+        own = {pool.name for pool in config.pool}
+        extra = tuple(pool for pool in self._pools_from_catalog if pool.name not in own)
+        return dataclasses.replace(config, pool=(*config.pool, *extra)) if extra else config
+
+    async def _adopt_pools(self, definitions: dict[str, str]) -> None:
+        """The pools a catalog defines and this config does not: served here (probed from here)
+        as if configured, until the catalog drops them. A definition that does not check is
+        logged and skipped. Changing them recompiles every zone, as a config reload does."""
+        wanted: list[PoolConfig] = []
+        for name, text in sorted(definitions.items()):
+            try:
+                wanted.append(pool_from_json(text))
+            except ConfigError as error:
+                log.warning("event=catalog-pool-refused pool=%s error=%r", name, str(error))
+        if tuple(wanted) == self._pools_from_catalog:
+            return
+        async with self._reload_lock:
+            added = {pool.name for pool in self._pools_from_catalog}
+            own = dataclasses.replace(
+                self.config, pool=tuple(p for p in self.config.pool if p.name not in added)
+            )
+            self._pools_from_catalog = tuple(wanted)
+            new = self._with_catalog_pools(own)
+            names = ",".join(p.name for p in new.pool if p.name not in {q.name for q in own.pool})
+            log.info("event=catalog-pools-applied pools=%s", names or "none")
+            await self.health.stop()
+            previous = self.health
+            self.config = new
+            self.health = HealthMonitor(new, self.store, self._apply_plans, self.metrics)
+            self.health.adopt(previous)
+            assert self.engine is not None
+            compile_all = functools.partial(self._compile, dict(self.state.by_file), None, [])
+            table = await asyncio.get_running_loop().run_in_executor(None, compile_all)
+            self.engine.swap(table)
+            self._keep_filling()
+            if self.workers is not None:
+                self.workers.broadcast("reload", self.config, self._pool_plans(), *self._file_state())
+            self.health.start(table.zoneset)
+            self.health.reapply()
 
     def _apply_plans(self, plans: PoolPlans) -> None:
         """A pool's facts changed: re-render its answers now (no query after sees the old order)."""

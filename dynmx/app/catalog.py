@@ -25,12 +25,12 @@ from pathlib import Path
 
 import dns.name
 
-from dynmx.config import Config, PoolConfig
+from dynmx.config import Config, PoolConfig, pool_from_mapping
 from dynmx.control.owner import ZoneOwner
 from dynmx.control.update import Change, Op
 from dynmx.control.writer import serial_of, write_atomically
 from dynmx.control.zones import ZoneEditRefused, zone_file
-from dynmx.errors import DynmxError
+from dynmx.errors import ConfigError, DynmxError
 from dynmx.zone.catalog import CatalogRefused, Shared, catalog_text, held, parse_catalog, records
 from dynmx.zone.loader import LoadedZone, parse_zone
 
@@ -43,6 +43,15 @@ SHARED_POLL = 1.0  # seconds between looks at the pool decisions to carry (a pro
 def pool_json(pool: PoolConfig) -> str:
     """A pool definition as the catalog carries it: the [[pool]] table, as JSON."""
     return json.dumps(dataclasses.asdict(pool), sort_keys=True, separators=(",", ":"))
+
+
+def pool_from_json(text: str) -> PoolConfig:
+    """A pool definition a catalog carried, checked as the config file's; ConfigError if bad."""
+    try:
+        raw = json.loads(text)
+    except ValueError as error:
+        raise ConfigError(f"pool: not JSON ({error})") from None
+    return pool_from_mapping(raw)
 
 
 def ensure_catalog_file(config: Config, zones_dir: Path) -> Path | None:
@@ -154,7 +163,7 @@ class CatalogConsumer:
         zones_dir: Path,
         follow: Callable[[dns.name.Name, Path], None],
         unfollow: Callable[[dns.name.Name], Awaitable[None]],
-        apply_shared: Callable[[Shared], None],
+        apply_shared: Callable[[Shared], Awaitable[None]],
     ) -> None:
         self.origin = origin
         self.zones_dir = zones_dir
@@ -198,4 +207,4 @@ class CatalogConsumer:
                 await self.unfollow(member)
                 self.members.discard(member)
                 log.info("event=catalog-member-removed zone=%s member=%s", self.origin, member)
-            self.apply_shared(parsed.shared)
+            await self.apply_shared(parsed.shared)
