@@ -152,6 +152,16 @@ def test_a_rotation_names_the_ordering_the_selector_picks_next() -> None:
     ]
 
 
+def test_with_several_answer_processes_no_ordering_is_called_next() -> None:
+    """Each worker rotates on its own counter: naming one ordering as next would be a guess."""
+    pool = _pool((1.0, 1.0, 1.0)) | {"strategy": "round-robin"}
+    config = from_mapping({"server": {"workers": 2}, "pool": [pool]})
+    result = explain_query(config, ORIGIN, config.pool[0], None, plan_all(config.pool[0], {}), 4, "", "")
+    upcoming = result["next"]
+    assert isinstance(upcoming, dict) and upcoming["first"] is None and upcoming["processes"] == 2
+    assert "depends on the process a query reaches" in str(result["why"])
+
+
 def test_a_weighted_pool_names_each_hosts_share_of_first_place() -> None:
     result = _explain((2.0, 1.0, 1.0))
     assert result["next"] == {

@@ -152,7 +152,8 @@ def control_routes(app: App, loop: asyncio.AbstractEventLoop) -> dict[tuple[str,
             key = (dns.name.from_text(pool["name"]), dns.rdatatype.MX)
             selector = table.selectors.get(key) if table is not None else None
             plans = app.health.plans_for(state.config)
-            pool["next"] = next_answer(plans.plan, selector.counter if selector is not None else 0)
+            counter = selector.counter if selector is not None else 0
+            pool["next"] = next_answer(plans.plan, counter, app.config.server.workers or 1)
 
     def status(_: Request) -> Response:
         body = asyncio.run_coroutine_threadsafe(app.status(), loop).result(timeout=LOOP_TIMEOUT)

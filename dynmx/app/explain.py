@@ -43,10 +43,11 @@ def first_shares(plan: Plan) -> dict[str, float]:
     return shares
 
 
-def next_answer(plan: Plan, counter: int) -> dict[str, object]:
+def next_answer(plan: Plan, counter: int, processes: int = 1) -> dict[str, object]:
     """What a query arriving now gets: the one notion `dynmx status` and `dynmx explain` share.
     A rotation's next ordering is the selector's counter modulo their number (as `Selector.pick`
-    takes it); a weighted pool has no next one, only each host's chance of first place."""
+    takes it); a weighted pool has no next one, only each host's chance of first place; with
+    several answer processes (`workers`) each rotates on its own counter, so none is next."""
     found: dict[str, object] = {
         "mode": plan.mode.name.lower(),
         "how": MODE_WORDS[plan.mode],
@@ -54,6 +55,8 @@ def next_answer(plan: Plan, counter: int) -> dict[str, object]:
     }
     if plan.mode is Mode.WEIGHTED:
         return {**found, "first": None, "first_shares": first_shares(plan)}
+    if plan.mode is Mode.ROTATE and processes > 1:
+        return {**found, "first": None, "processes": processes}
     index = counter % len(plan.orderings) if plan.mode is Mode.ROTATE else 0
     ordering = plan.orderings[index]
     return {**found, "index": index + 1, "first": ordering[0][0], "answer": _render(ordering)}
@@ -139,11 +142,17 @@ def explain_query(
             result["answer"] = {"refuse": "REFUSED", "drop": "no reply"}.get(verb, "?")
         return result
     plan = plans.plan
-    upcoming = next_answer(plan, counter)
+    upcoming = next_answer(plan, counter, config.server.workers or 1)
     result["next"] = upcoming
     if isinstance(status, dict):
         status["next"] = upcoming
-    if plan.mode is Mode.ROTATE:
+    if upcoming.get("processes"):
+        why.append(
+            f"{pool.strategy}: {MODE_WORDS[plan.mode]}, in each of the {upcoming['processes']} answer"
+            " processes on its own: which ordering comes next depends on the process a query reaches"
+        )
+        result["answer"] = [", ".join(_render(ordering)) for ordering in plan.orderings]
+    elif plan.mode is Mode.ROTATE:
         why.append(
             f"{pool.strategy}: {MODE_WORDS[plan.mode]}; a query arriving now gets ordering"
             f" {upcoming['index']} of {len(plan.orderings)}, {upcoming['first']} first"

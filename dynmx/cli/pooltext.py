@@ -16,6 +16,9 @@ def now_text(upcoming: dict[str, Any]) -> str:
     if upcoming.get("mode") == "weighted":
         shares = upcoming.get("first_shares", {})
         return "first place drawn: " + ", ".join(f"{host} {share:.1%}" for host, share in shares.items())
+    if upcoming.get("processes"):
+        processes, orderings = upcoming["processes"], upcoming["orderings"]
+        return f"each of {processes} answer processes rotates through the {orderings} orderings on its own"
     first = upcoming.get("first") or "-"
     if upcoming.get("mode") == "rotate":
         return f"a query now gets {first} first (ordering {upcoming['index']} of {upcoming['orderings']})"
