@@ -331,3 +331,23 @@ def test_zone_status_of_an_unknown_zone_is_an_error(serve: Serve, tmp_path: Path
     serve("--config", str(config))
     result = dynmx("zone", "status", "other.test", "--config", str(config))
     assert result.returncode == 2 and "other.test. is not served" in result.stderr
+
+
+def test_zone_status_reports_a_zone_file_that_cannot_be_written(serve: Serve, tmp_path: Path) -> None:
+    """Write-back failing (here: a directory stands where the file was) blocks further edits; zone
+    status says so, and that the served serial is not in the file yet."""
+    config = _primary(tmp_path)
+    server = serve("--config", str(config))
+    zone_file = tmp_path / "zones" / "example.test.zone"
+    zone_file.unlink()
+    zone_file.mkdir()
+    _update(server, "www", "192.0.2.10")
+
+    def blocked() -> bool:
+        entry = zone_status(config)["example.test."]
+        return any(p.startswith("write-back blocked:") for p in entry["problems"])
+
+    wait_until(blocked, timeout=10)
+    entry = zone_status(config)["example.test."]
+    assert entry["serial"] == 101 and entry["file_behind"] and entry["file_serial"] is None
+    assert "file - (write pending)" in dynmx("zone", "status", "--config", str(config)).stdout
