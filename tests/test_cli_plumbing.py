@@ -170,6 +170,21 @@ def test_reload_falls_back_to_the_pid_file_when_there_is_no_control_socket(
     wait_until(lambda: _serial(server) == 3)
 
 
+def test_reload_does_not_signal_the_process_a_stale_pid_file_names(tmp_path: Path) -> None:
+    """After a kill -9 the pid file stays, and its number may be another process's by now."""
+    config = write_config(tmp_path, ZONE.format(serial=1))
+    (tmp_path / "state").mkdir()
+    bystander = subprocess.Popen(["sleep", "30"])
+    try:
+        (tmp_path / "state" / "dynmx.pid").write_text(f"{bystander.pid}\n")
+        result = dynmx("reload", "-c", str(config))
+        assert result.returncode == 2 and "stale pid file" in result.stderr
+        assert bystander.poll() is None  # SIGHUP would have ended it
+    finally:
+        bystander.kill()
+        bystander.wait(5)
+
+
 def test_pid_file_option_names_another_file(serve: Serve, tmp_path: Path) -> None:
     other = tmp_path / "run" / "other.pid"
     other.parent.mkdir()

@@ -17,7 +17,7 @@ from dynmx import __version__
 from dynmx.cli import completion, configpath, keys, pools, pooltext, records, registrar, zones
 from dynmx.cli.client import ControlClient
 from dynmx.config import Config, HttpConfig, LogConfig, load_config, parse_hostport, readable_secrets
-from dynmx.control.lock import StateDirBusy
+from dynmx.control.lock import StateDirBusy, StateLock
 from dynmx.errors import ConfigError, ControlError, DynmxError
 from dynmx.logs import setup_logging
 from dynmx.server.bind import ListenFailed
@@ -172,8 +172,19 @@ def _cmd_reload(args: argparse.Namespace) -> int:
         )
     try:
         pid = int(pid_file.read_text().strip())
-        os.kill(pid, signal.SIGHUP)
     except (OSError, ValueError) as error:
+        raise ControlError(f"cannot read a process ID from {pid_file}: {error}") from None
+    if args.pid_file is None:  # the config's pid file: its pid must be the server holding state_dir
+        holder = StateLock(config.path(config.server.state_dir)).holder()
+        if holder is None or not holder.startswith(f"pid {pid} "):
+            raise ControlError(
+                f"{pid_file} names pid {pid}, but {holder or 'no server'} holds"
+                f" {config.path(config.server.state_dir)}: a stale pid file, left by a server that"
+                " did not stop cleanly; nothing was signalled"
+            )
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except OSError as error:
         raise ControlError(f"cannot signal the server from {pid_file}: {error}") from None
     print(f"sent SIGHUP to {pid}")
     return 0
