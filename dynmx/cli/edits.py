@@ -74,7 +74,7 @@ def parse_type(text: str) -> dns.rdatatype.RdataType:
 def parse_rdata(rdtype: dns.rdatatype.RdataType, text: str, origin: dns.name.Name) -> dns.rdata.Rdata:
     """One record from its zone-file rdata; a clear error names the type and the text."""
     try:
-        return dns.rdata.from_text(dns.rdataclass.IN, rdtype, text, origin=origin)
+        return dns.rdata.from_text(dns.rdataclass.IN, rdtype, text, origin=origin, relativize=False)
     except (dns.exception.DNSException, ValueError) as error:
         raise ControlError(f"bad record data for {dns.rdatatype.to_text(rdtype)} {text!r}: {error}") from None
 
@@ -100,7 +100,7 @@ def record_from_words(
 
 def _parses(rdtype: dns.rdatatype.RdataType, text: str, origin: dns.name.Name) -> bool:
     try:
-        dns.rdata.from_text(dns.rdataclass.IN, rdtype, text, origin=origin)
+        dns.rdata.from_text(dns.rdataclass.IN, rdtype, text, origin=origin, relativize=False)
     except (dns.exception.DNSException, ValueError):
         return False
     return True
