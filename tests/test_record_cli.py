@@ -250,3 +250,12 @@ def test_rm_of_the_apex_ns_rrset_is_refused(config: Path) -> None:
         result.returncode == 2
         and "NS records of the apex example.test. cannot all be removed" in result.stderr
     )
+
+
+def test_rm_over_tsig_of_a_record_with_a_relative_name_finds_it(serve: Serve, config: Path) -> None:
+    server = serve("--config", str(config))
+    target = ("--server", f"127.0.0.1:{server.dns_port}", "-c", str(config))
+    assert dynmx("record", "add", "example.test", "MX", "10", "mx1", *target).returncode == 0
+    result = dynmx("record", "rm", "example.test", "MX", "10", "mx1", *target)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert query(server, "example.test", "MX") == []
