@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -351,3 +353,43 @@ def test_zone_status_reports_a_zone_file_that_cannot_be_written(serve: Serve, tm
     entry = zone_status(config)["example.test."]
     assert entry["serial"] == 101 and entry["file_behind"] and entry["file_serial"] is None
     assert "file - (write pending)" in dynmx("zone", "status", "--config", str(config)).stdout
+
+
+@pytest.mark.interop
+def test_zone_retransfer_from_an_nsd_primary_that_notifies_nobody(serve: Serve, tmp_path: Path) -> None:
+    """NSD (the primary, no `notify:`) reloads a new serial; dynmx would wait for the SOA REFRESH
+    (7200 s); `zone retransfer` takes it from NSD by AXFR at once."""
+    primary_dir = tmp_path / "primary"
+    primary_dir.mkdir()
+    (primary_dir / "example.test.zone").write_text(ZONE)
+    options = {"example.test": ["provide-xfr: 127.0.0.0/8 NOKEY"]}
+    try:
+        nsd = Nsd(primary_dir, {"example.test": "example.test.zone"}, zone_options=options)
+    except NsdUnavailable as error:
+        pytest.skip(str(error))
+    nsd.start()
+    try:
+        config = _secondary(tmp_path / "secondary", nsd.port)
+        server = serve("--config", str(config))
+        wait_until(lambda: _answers(server.dns_port, "mx1.example.test") == ["127.0.0.2"], timeout=10)
+        (primary_dir / "example.test.zone").write_text(ZONE.replace(" 100 ", " 101 ") + "www A 192.0.2.44\n")
+        assert nsd.pid is not None
+        os.kill(nsd.pid, signal.SIGHUP)
+        wait_until(lambda: _answers(nsd.port, "www.example.test") == ["192.0.2.44"], timeout=10)
+        assert _answers(server.dns_port, "www.example.test") == []
+
+        result = dynmx("zone", "retransfer", "example.test", "--config", str(config))
+        assert result.returncode == 0, result.stderr + nsd.log()
+        assert "serial 101 (held 100)" in result.stdout
+        assert _answers(server.dns_port, "www.example.test") == ["192.0.2.44"]
+    finally:
+        nsd.stop()
+
+
+def test_zone_retransfer_from_a_primary_that_does_not_answer_names_it(serve: Serve, tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there: the connection is refused
+    config = _secondary(tmp_path, port)
+    serve("--config", str(config))
+    result = dynmx("zone", "retransfer", "example.test", "--config", str(config))
+    assert result.returncode == 2
+    assert f"example.test.: AXFR from 127.0.0.1:{port} failed:" in result.stderr
