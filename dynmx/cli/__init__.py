@@ -287,13 +287,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--config", "-c", help="TOML config file")
-        p.add_argument("--zones", help="directory of *.zone files (overrides server.zones_dir)")
+        p.add_argument(
+            "--zones",
+            help="directory of *.zone files (overrides server.zones_dir; without -c, no config file is read"
+            " and state_dir is DIR/../state)",
+        )
 
     serve = sub.add_parser("serve", help="serve the zones")
     common(serve)
     serve.add_argument("--listen", action="append", help="HOST:PORT for UDP and TCP, repeatable; [::1]:5353")
-    serve.add_argument("--http", help="HOST:PORT of the control listener (/metrics, /status); '' for off")
-    serve.add_argument("--pid-file", help="write the process ID here")
+    serve.add_argument(
+        "--http",
+        help="HOST:PORT of the control listener (/metrics, /status); default: [http] listen, else off"
+        " (the control socket in state_dir is always there); '' for off",
+    )
+    serve.add_argument(
+        "--pid-file",
+        help=f"write the process ID here (default: server.pid_file, else STATE_DIR/{PID_FILE}); '' for none",
+    )
     serve.add_argument(
         "--workers",
         type=int,
@@ -311,7 +322,11 @@ def build_parser() -> argparse.ArgumentParser:
     reload_ = sub.add_parser("reload", help="make the running server re-read its zones")
     common(reload_)
     reload_.add_argument("--http", help="HOST:PORT of the control listener")
-    reload_.add_argument("--pid-file", help="signal the process in this pid file instead")
+    reload_.add_argument(
+        "--pid-file",
+        help=f"without a control socket or listener, signal the process in this pid file (default: the"
+        f" config's, else STATE_DIR/{PID_FILE})",
+    )
     reload_.set_defaults(func=_cmd_reload)
 
     status = sub.add_parser("status", help="show the running server's zones and pools")

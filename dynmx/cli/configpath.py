@@ -59,7 +59,7 @@ def install(parser: argparse.ArgumentParser) -> None:
             if action.required:
                 action.required = False
                 each.set_defaults(**{NEEDS_CONFIG: True})
-            action.help = f"{action.help or 'TOML config file'} ({text})".replace("%", "%%")
+            action.help = f"{action.help or 'TOML config file'} ({text.replace('%', '%%')})"
 
 
 def apply(args: argparse.Namespace) -> str | None:
