@@ -392,7 +392,8 @@ def run_dyndns2(args: argparse.Namespace) -> dict[str, object]:
                 "answers": answers,
                 "checked_per_s": round(answers.get(401, 0) / elapsed, 1),
                 "right_password_then": right,
-                "badauth_lines": server.count("event=dyndns2-badauth"),
+                "badauth_lines": server.count("event=dyndns2-badauth")  # trees before f196e61
+                + server.count("event=dyndns2-refused reason=badauth"),
                 "dns": lat.summary(),
             }
         finally:
