@@ -117,7 +117,7 @@ def test_the_wait_ends_and_the_right_password_is_taken(server: RunningServer) ->
     assert _get(server, query, password="nope") == (401, "badauth")
 
 
-def _served(server: RunningServer, rdtype: str) -> list[str]:
+def _served(server: RunningServer, rdtype: dns.rdatatype.RdataType) -> list[str]:
     reply = dns.query.udp(
         dns.message.make_query("home.example.test", rdtype), "127.0.0.1", port=server.dns_port, timeout=2
     )
