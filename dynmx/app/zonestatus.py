@@ -173,6 +173,11 @@ def _journal_facts(app: App) -> tuple[dict[str, float], dict[str, tuple[int, str
     return newest, {zone: (int(count), str(reason)) for zone, count, reason, _ in rows}
 
 
+def _expected_path(app: App, origin: dns.name.Name) -> Path:
+    """Where a secondary zone without a copy yet will be written (a catalog names its own file)."""
+    return app.secondary.paths.get(origin) or app.zones_dir / f"{origin.to_text().rstrip('.')}.zone"
+
+
 def collect(app: App, wanted: dns.name.Name | None) -> list[dict[str, Any]]:
     """Every zone's entry as the running state has it (on the loop; no file is read here)."""
     now = time.time()
@@ -187,7 +192,7 @@ def collect(app: App, wanted: dns.name.Name | None) -> list[dict[str, Any]]:
     for origin in _origins(app, wanted):
         name = origin.to_text()
         zone = zones.get(origin)
-        path = zone.path if zone is not None else app.zones_dir / f"{name.rstrip('.')}.zone"
+        path = zone.path if zone is not None else _expected_path(app, origin)
         problems = list(problems_by_file.get(str(path), []))
         blocked = app.writeback.blocked(path)
         if blocked is not None:
