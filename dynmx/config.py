@@ -559,7 +559,12 @@ class CatalogConfig:
                 self.name, primary=self.primary, primary_key=self.primary_key, allow_notify=self.allow_notify
             )
         transfer, notify = self.allow_transfer, self.notify
-        return ZoneConfig(self.name, serial="increment", allow_transfer=transfer, notify=notify)
+        # answered only to those who may transfer it (by address), else to loopback: its pool
+        # definitions are the operator's, not the Internet's
+        readers = tuple(p for p in transfer if "/" in p) or ("127.0.0.0/8", "::1/128")
+        return ZoneConfig(
+            self.name, serial="increment", allow_transfer=transfer, notify=notify, allow_query=readers
+        )
 
 
 def _family(value: int) -> int:

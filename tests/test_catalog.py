@@ -129,3 +129,35 @@ def test_any_records_in_a_version_2_catalog_parse_without_error(
     text = f"$ORIGIN {ORIGIN}\n" + "".join(f"{label}.{where} 0 IN {data}\n" for where, label, data in extra)
     parsed = parse_catalog(catalog(MEMBERS, extra=text))
     assert set(MEMBERS) <= set(parsed.members)
+
+
+def test_a_carried_pool_definition_reads_back_without_its_promotion_hooks() -> None:
+    """A hook is a command or URL for the node it is configured on (perhaps with a token)."""
+    from dynmx.app.catalog import pool_from_json, pool_json
+
+    pool = from_mapping(
+        {
+            "pool": [
+                {
+                    "name": "mx.example.test.",
+                    "strategy": "round-robin",
+                    "on_promote": ["/usr/local/bin/page-ops"],
+                    "on_promote_url": "https://hooks.example.test/?token=secret",
+                    "member": [{"host": "mx1.example.test.", "probe": "none"}],
+                }
+            ]
+        }
+    ).pool[0]
+    carried = pool_json(pool)
+    assert "secret" not in carried and "page-ops" not in carried
+    back = pool_from_json(carried)
+    assert back.member == pool.member and back.on_promote == () and back.on_promote_url == ""
+
+
+def test_a_carried_pool_definition_that_does_not_check_is_refused() -> None:
+    from dynmx.app.catalog import pool_from_json
+
+    with pytest.raises(ConfigError, match="member"):
+        pool_from_json('{"name": "mx.example.test.", "member": []}')
+    with pytest.raises(ConfigError, match="not JSON"):
+        pool_from_json("{")

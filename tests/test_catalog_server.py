@@ -173,3 +173,45 @@ def test_knot_and_dynmx_consumers_follow_zone_add_and_rm(serve: Serve, tmp_path:
         assert serves(knot_port, "example.test.") and serves(consumer_port, "example.test.")
         assert "ext" in {label.decode() for name in catalog(primary_port).nodes for label in name.labels}
         assert primary.process.poll() is None and consumer.process.poll() is None, knot.log()
+
+
+def test_a_zone_file_that_arrives_by_reload_joins_the_catalog(serve: Serve, tmp_path: Path) -> None:
+    """Any way a zone appears counts, not only `zone add`: a file dropped in and a reload."""
+    config = primary_config(tmp_path, free_port(), [])
+    server = serve("--config", str(config))
+    (tmp_path / "zones" / "other.test.zone").write_text(ZONE.replace("example.test.", "other.test."))
+    assert dynmx("reload", "-c", str(config)).returncode == 0
+    other = dns.name.from_text("other.test.")
+    wait_until(lambda: other in parse_catalog(catalog(server.dns_port)).members, timeout=BOUND)
+
+
+def test_the_catalog_answers_only_those_who_may_transfer_it(serve: Serve, tmp_path: Path) -> None:
+    """Its pool definitions are the operator's: queries from outside allow_transfer are refused."""
+    config = primary_config(tmp_path, free_port(), [])
+    text = config.read_text()
+    catalog_at = text.index("[catalog]")
+    config.write_text(text[:catalog_at] + text[catalog_at:].replace("127.0.0.0/8", "127.0.0.2/32"))
+    server = serve("--config", str(config))
+    assert soa_rcode(server.dns_port, CATALOG) == -1  # refused to 127.0.0.1
+    assert serves(server.dns_port, "example.test.")
+
+
+def test_a_consumer_restarted_drops_members_removed_and_takes_members_added_meanwhile(
+    serve: Serve, tmp_path: Path
+) -> None:
+    primary_port, consumer_port = free_port(), free_port()
+    (tmp_path / "primary").mkdir()
+    (tmp_path / "consumer").mkdir()
+    config = primary_config(tmp_path / "primary", primary_port, [consumer_port])
+    serve("--config", str(config))
+    assert dynmx("zone", "add", "old.example.test", "-c", str(config)).returncode == 0
+    consumer_toml = consumer_config(tmp_path / "consumer", consumer_port, primary_port)
+    consumer = serve("--config", str(consumer_toml))
+    wait_until(lambda: serves(consumer_port, "old.example.test."), timeout=BOUND)
+    consumer.stop()
+    assert dynmx("zone", "rm", "old.example.test", "-c", str(config)).returncode == 0
+    assert dynmx("zone", "add", "new.example.test", "-c", str(config)).returncode == 0
+    serve("--config", str(consumer_toml))
+    wait_until(lambda: serves(consumer_port, "new.example.test."), timeout=BOUND)
+    wait_until(lambda: not serves(consumer_port, "old.example.test."), timeout=BOUND)
+    assert (tmp_path / "consumer" / "zones" / "old.example.test.zone.removed").exists()

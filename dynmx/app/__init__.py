@@ -683,7 +683,12 @@ class App:
         held = {o for o in self.zones_by_origin() if o.to_text().lower() not in blocks}
         task = asyncio.get_running_loop().create_task(consumer.consume(zone, held))
         self._catalog_tasks.add(task)
-        task.add_done_callback(self._catalog_tasks.discard)
+        task.add_done_callback(self._catalog_done)
+
+    def _catalog_done(self, task: asyncio.Task[None]) -> None:
+        self._catalog_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("event=catalog-error error=%r", task.exception(), exc_info=task.exception())
 
     def _follow_member(self, origin: dns.name.Name, path: Path) -> None:
         """A catalog member: a secondary zone of the catalog's primary, with its key and NOTIFY senders."""
@@ -703,12 +708,12 @@ class App:
         zone = self.zones_by_origin().get(origin)
         if zone is None:
             return
-        self.state.by_file.pop(zone.path, None)
+        unserved = self.unpublish_zone(zone)  # at once: a compile started meanwhile sees it gone
         await asyncio.get_running_loop().run_in_executor(None, self.writeback.forget, zone.path)
         with contextlib.suppress(FileNotFoundError):
             zone.path.replace(zone.path.with_name(zone.path.name + ".removed"))
         self.owner.forget(origin)
-        await self.unpublish_zone(zone)
+        await unserved
 
     def _shared(self) -> Shared:
         """The operator's pool decisions a producer's catalog carries: every pool's definition,

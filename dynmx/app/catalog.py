@@ -40,9 +40,14 @@ CATALOG_TTL = 0  # RFC 9432 §4: the catalog is not meant for resolvers
 SHARED_POLL = 1.0  # seconds between looks at the pool decisions to carry (a producer)
 
 
+NODE_LOCAL = ("on_promote", "on_promote_url")  # a promotion hook runs where it is configured
+
+
 def pool_json(pool: PoolConfig) -> str:
-    """A pool definition as the catalog carries it: the [[pool]] table, as JSON."""
-    return json.dumps(dataclasses.asdict(pool), sort_keys=True, separators=(",", ":"))
+    """A pool definition as the catalog carries it: the [[pool]] table as JSON, less the
+    promotion hooks (a command or URL for this node, perhaps holding a token: never copied)."""
+    table = {k: v for k, v in dataclasses.asdict(pool).items() if k not in NODE_LOCAL}
+    return json.dumps(table, sort_keys=True, separators=(",", ":"))
 
 
 def pool_from_json(text: str) -> PoolConfig:

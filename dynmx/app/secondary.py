@@ -155,13 +155,14 @@ class SecondaryService:
     async def unfollow(self, origin: dns.name.Name) -> None:
         """Stop following `origin` (a zone that left its catalog)."""
         task = self.task_of.pop(origin, None)
-        for table in (self.primaries, self.paths, self.keys, self.notifiers, self.wake, self.verified):
-            table.pop(origin, None)
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+        if task is not None:  # first: a refresh under way goes on using the tables below
+            self.wake[origin].set()  # its loop sees it is not followed any more and ends...
+            task.cancel()  # ...and a transfer under way ends at once (a cancellation that
+            with contextlib.suppress(asyncio.CancelledError):  # wait_for swallowed ends by the above)
                 await task
             self.tasks.remove(task)
+        for table in (self.primaries, self.paths, self.keys, self.notifiers, self.wake, self.verified):
+            table.pop(origin, None)
         if origin in self.unavailable:
             self.unavailable -= {origin}
             self.on_unavailable(self.unavailable)
@@ -187,7 +188,7 @@ class SecondaryService:
         return True
 
     async def _follow(self, origin: dns.name.Name) -> None:
-        while True:
+        while self.task_of.get(origin) is asyncio.current_task():  # until `unfollow`
             try:
                 wait = await self.refresh(origin)
             except asyncio.CancelledError:
