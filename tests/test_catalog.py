@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dns.name
 import dns.rdata
 import dns.rdataclass
@@ -161,3 +163,11 @@ def test_a_carried_pool_definition_that_does_not_check_is_refused() -> None:
         pool_from_json('{"name": "mx.example.test.", "member": []}')
     with pytest.raises(ConfigError, match="not JSON"):
         pool_from_json("{")
+
+
+def test_dynmx_check_accepts_a_producer_catalog_before_its_file_exists(tmp_path: Path) -> None:
+    """The catalog's zone block is made from [catalog]; its file comes at the first start."""
+    from dynmx.policy.checks import _unserved_zone_blocks
+
+    config = from_mapping({"catalog": {"name": "catalog.invalid."}}, base_dir=tmp_path)
+    assert _unserved_zone_blocks(config, []) == []

@@ -81,8 +81,8 @@ def _unserved_zone_blocks(config: Config, served: list[dns.name.Name]) -> list[s
     problems = []
     for index, block in enumerate(config.zone):
         origin = dns.name.from_text(block.name)
-        if block.primary or origin in served:
-            continue
+        if block.primary or origin in served or block.name == config.catalog.name:
+            continue  # the catalog's block: its file is made at the server's first start
         closest = _closest(origin, served)
         meant = f"; the closest served zone is {closest}" if closest is not None else "; no zone is served"
         problems.append(
