@@ -215,3 +215,29 @@ def test_a_consumer_restarted_drops_members_removed_and_takes_members_added_mean
     wait_until(lambda: serves(consumer_port, "new.example.test."), timeout=BOUND)
     wait_until(lambda: not serves(consumer_port, "old.example.test."), timeout=BOUND)
     assert (tmp_path / "consumer" / "zones" / "old.example.test.zone.removed").exists()
+
+
+def test_a_dynmx_consumer_follows_a_catalog_knot_generates(serve: Serve, tmp_path: Path) -> None:
+    """Knot 3.2 as the RFC 9432 producer (`catalog-role: generate`): dynmx serves its members."""
+    knot_port, consumer_port = free_port(), free_port()
+    other = ZONE.replace("example.test.", "other.test.")
+    clauses = (
+        f"remote:\n  - id: consumer\n    address: 127.0.0.1@{consumer_port}\n"
+        "acl:\n  - id: xfr\n    address: 127.0.0.0/8\n    action: transfer\n"
+        f"zone:\n  - domain: {CATALOG}\n    catalog-role: generate\n    acl: xfr\n    notify: consumer\n"
+        + "".join(
+            f"  - domain: {name}\n    catalog-role: member\n    catalog-zone: {CATALOG}\n"
+            "    acl: xfr\n    notify: consumer\n"
+            for name in ("example.test.", "other.test.")
+        )
+    )
+    try:
+        knot = Knot(clauses, {"example.test.zone": ZONE, "other.test.zone": other}, port=knot_port)
+    except KnotUnavailable as error:
+        pytest.skip(str(error))
+    with knot:
+        knot.start(wait_zone="example.test.")
+        (tmp_path / "consumer").mkdir()
+        serve("--config", str(consumer_config(tmp_path / "consumer", consumer_port, knot_port)))
+        for name in ("example.test.", "other.test."):
+            wait_until(lambda name=name: serves(consumer_port, name), timeout=BOUND)
