@@ -33,6 +33,12 @@ RESTART_ONLY = [
     "server.client_subnet_sources",
     "server.random_seed",
     "log.level",
+    "catalog.name",  # the catalog is produced or followed as the server started
+    "catalog.allow_transfer",
+    "catalog.notify",
+    "catalog.primary",
+    "catalog.primary_key",
+    "catalog.allow_notify",
     "rrl.enabled",
     "rrl.rate",
     "rrl.slip",
