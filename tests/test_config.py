@@ -220,7 +220,7 @@ def _set(raw: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, An
         (
             ("zones",),
             {},
-            "zones: unknown key (allowed: client, defaults, dyndns2, http, key, log, name, pool, "
+            "zones: unknown key (allowed: catalog, client, defaults, dyndns2, http, key, log, name, pool, "
             "registrar, rrl, selfcheck, server, zone)",
         ),
         # wrong types
