@@ -15,11 +15,12 @@ import dns.name
 import dns.query
 import dns.rcode
 import dns.rdatatype
+import dns.xfr
 import dns.zone
 import pytest
 
 from dynmx.zone.catalog import member_id, parse_catalog
-from tests.conftest import ROOT, RunningServer, wait_until
+from tests.conftest import ROOT, TEST_SECRET, RunningServer, wait_until
 from tests.knot import Knot, KnotUnavailable
 from tests.nsd import free_port
 
@@ -241,3 +242,28 @@ def test_a_dynmx_consumer_follows_a_catalog_knot_generates(serve: Serve, tmp_pat
         serve("--config", str(consumer_config(tmp_path / "consumer", consumer_port, knot_port)))
         for name in ("example.test.", "other.test."):
             wait_until(lambda name=name: serves(consumer_port, name), timeout=BOUND)
+
+
+def test_a_consumer_transfers_the_catalog_and_its_members_with_its_primary_key(
+    serve: Serve, tmp_path: Path
+) -> None:
+    """`primary_key` signs every transfer request (RFC 8945), the members' as the catalog's:
+    a primary that allows transfers only to that key serves them all."""
+    primary_port, consumer_port = free_port(), free_port()
+    (tmp_path / "primary").mkdir()
+    (tmp_path / "consumer").mkdir()
+    key = f'[[key]]\nname = "xfr-key."\nsecret = "{TEST_SECRET}"\n'
+    config = primary_config(tmp_path / "primary", primary_port, [consumer_port], key)
+    config.write_text(
+        config.read_text().replace('allow_transfer = ["127.0.0.0/8"]', 'allow_transfer = ["xfr-key."]')
+    )
+    serve("--config", str(config))
+    with pytest.raises(dns.xfr.TransferError):  # unsigned: refused
+        catalog(primary_port)
+    consumer = consumer_config(
+        tmp_path / "consumer", consumer_port, primary_port, 'primary_key = "xfr-key."\n' + key
+    )
+    serve("--config", str(consumer))
+    wait_until(lambda: serves(consumer_port, "example.test."), timeout=BOUND)
+    assert dynmx("zone", "add", "shop.example.test", "-c", str(config)).returncode == 0
+    wait_until(lambda: serves(consumer_port, "shop.example.test."), timeout=BOUND)
