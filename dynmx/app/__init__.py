@@ -796,6 +796,8 @@ class App:
             refresh_pool(self.engine.table, plans)
         if self.workers is not None:
             self.workers.broadcast("plans", plans)
+        if self.catalog_producer is not None:  # a drain, a load, a verdict: carried if the operator's
+            self.catalog_producer.request(members=False)
 
     async def workers_caught_up(self, timeout: float = FACT_TIMEOUT) -> None:
         """Every worker has every change sent so far: an operator's drain or load is then in

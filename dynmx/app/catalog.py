@@ -96,6 +96,7 @@ class CatalogProducer:
         self._lock = asyncio.Lock()
         self._carried: Shared | None = None
         self._watch: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
 
     def start(self) -> None:
         self._watch = asyncio.get_running_loop().create_task(self._watch_shared(), name="catalog")
@@ -138,12 +139,17 @@ class CatalogProducer:
             )
             await self.publish(updated)
 
-    def request(self) -> None:
-        """A sync soon (from code that cannot wait for it)."""
-        self._carried = None
+    def request(self, members: bool = True) -> None:
+        """A look soon (from code on the loop that cannot wait for it): a full sync when zones
+        may have come or gone (`members`: a reload), else only when the shared decisions
+        changed (a pool's plans changed: a drain, a load, or only a probe verdict)."""
+        if members:
+            self._carried = None
+        self._wake.set()
 
     async def _watch_shared(self) -> None:
-        """Drains, loads and pool definitions change in many places: look every second."""
+        """Drains, loads and pool definitions change in many places: look when asked
+        (`request`) and every second."""
         while True:
             try:
                 if self._carried is None or self.shared() != self._carried:
@@ -152,7 +158,9 @@ class CatalogProducer:
                 raise
             except Exception:  # a bug of ours must not end the loop
                 log.exception("event=catalog-error zone=%s", self.origin)
-            await asyncio.sleep(SHARED_POLL)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), SHARED_POLL)
+            self._wake.clear()
 
 
 def _order(change: Change) -> tuple[int, str]:
