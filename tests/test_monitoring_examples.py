@@ -7,13 +7,16 @@ a running server's /metrics (a pool with two SMTP-probed members, answers given,
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import shutil
 import subprocess
+import sys
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import dns.message
 import dns.query
@@ -140,3 +143,34 @@ def test_dashboard_panels_tile_a_24_column_grid_without_overlap() -> None:
 def test_dashboard_queries_have_balanced_brackets(expr: str) -> None:
     for open_, close in ("()", "{}", "[]"):
         assert expr.count(open_) == expr.count(close), expr
+
+
+def load_render() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("dynmx_render", ROOT / "examples" / "grafana" / "render.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_render_script_evaluates_every_dashboard_query() -> None:
+    """examples/grafana/render.py draws docs/dashboard.svg; a panel it cannot evaluate would be lost."""
+    render = load_render()
+    for expr in dashboard_exprs():
+        render.evaluate(expr, [])
+
+
+def test_render_rate_and_sum_by_follow_promql() -> None:
+    """rate() is the increase per second between scrapes; sum by keeps only the named labels."""
+    render = load_render()
+    a = (("instance", "dynmx"), ("member", "mx1."), ("pool", "p."))
+    b = (("instance", "dynmx"), ("member", "mx2."), ("pool", "p."))
+    scrapes = [
+        (0.0, {("dynmx_pool_first_total", a): 10.0, ("dynmx_pool_first_total", b): 0.0}),
+        (2.0, {("dynmx_pool_first_total", a): 30.0, ("dynmx_pool_first_total", b): 4.0}),
+    ]
+    by_pool = render.evaluate("sum by (pool) (rate(dynmx_pool_first_total[1m]))", scrapes)
+    assert by_pool == {(("pool", "p."),): [None, 12.0]}
+    one = render.evaluate('rate(dynmx_pool_first_total{member="mx2."}[1m])', scrapes)
+    assert one == {b: [None, 2.0]}
