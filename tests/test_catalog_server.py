@@ -216,6 +216,8 @@ def test_a_consumer_restarted_drops_members_removed_and_takes_members_added_mean
     wait_until(lambda: serves(consumer_port, "new.example.test."), timeout=BOUND)
     wait_until(lambda: not serves(consumer_port, "old.example.test."), timeout=BOUND)
     assert (tmp_path / "consumer" / "zones" / "old.example.test.zone.removed").exists()
+    refused = dynmx("zone", "rm", "new.example.test", "-c", str(consumer_toml))  # the primary's to remove
+    assert refused.returncode != 0 and "member of catalog catalog.invalid." in refused.stdout + refused.stderr
 
 
 def test_a_dynmx_consumer_follows_a_catalog_knot_generates(serve: Serve, tmp_path: Path) -> None:

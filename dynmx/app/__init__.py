@@ -654,7 +654,10 @@ class App:
             self.catalog_consumer = CatalogConsumer(
                 origin, self.zones_dir, self._follow_member, self._drop_member, self._apply_shared
             )
-            self._consume_catalog(self.zones_by_origin().get(origin))  # the copy held, at once
+            held = self.zones_by_origin().get(origin)
+            if held is not None:  # its members are secondaries from the first query on
+                self.catalog_consumer.follow_members(held)
+            self._consume_catalog(held)  # then: members gone meanwhile, shared decisions
         else:
             self.catalog_producer = CatalogProducer(
                 origin,
@@ -1151,6 +1154,11 @@ class App:
         zone = self.zones_by_origin().get(origin)
         if zone is None:
             raise ZoneEditRefused(f"unknown zone {origin}")
+        consumer = self.catalog_consumer
+        if consumer is not None and origin in consumer.members:
+            raise ZoneEditRefused(
+                f"{origin} is a member of catalog {consumer.origin}: remove it on its primary"
+            )
         if self.secondary.is_secondary(origin):
             raise ZoneEditRefused(f"{origin} is a secondary zone: remove its primary from the config")
         self.state.by_file.pop(zone.path, None)  # no edit of it from here on (NOTAUTH)

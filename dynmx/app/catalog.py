@@ -31,7 +31,7 @@ from dynmx.control.update import Change, Op
 from dynmx.control.writer import serial_of, write_atomically
 from dynmx.control.zones import ZoneEditRefused, zone_file
 from dynmx.errors import ConfigError, DynmxError
-from dynmx.zone.catalog import CatalogRefused, Shared, catalog_text, held, parse_catalog, records
+from dynmx.zone.catalog import Catalog, CatalogRefused, Shared, catalog_text, held, parse_catalog, records
 from dynmx.zone.loader import LoadedZone, parse_zone
 
 log = logging.getLogger("dynmx.catalog")
@@ -186,6 +186,27 @@ class CatalogConsumer:
         self.members: set[dns.name.Name] = set()
         self._lock = asyncio.Lock()
 
+    def follow_members(self, catalog: LoadedZone) -> Catalog | None:
+        """Follow every member `catalog` lists and is not followed yet (no await: at start it
+        runs before any query is answered, so a member's file held from before is served as
+        a secondary from the first query); None for a catalog that must not be processed."""
+        try:
+            parsed = parse_catalog(catalog.zone)
+        except CatalogRefused as error:
+            log.error("event=catalog-refused zone=%s error=%r", self.origin, str(error))
+            return None
+        for member in sorted(set(parsed.members) - self.members - {self.origin}):
+            try:
+                path = zone_file(self.zones_dir, member)
+            except ZoneEditRefused as error:
+                fields = "zone=%s member=%s reason=%r"
+                log.warning("event=catalog-member-ignored " + fields, self.origin, member, str(error))
+                continue
+            self.follow(member, path)
+            self.members.add(member)
+            log.info("event=catalog-member-added zone=%s member=%s", self.origin, member)
+        return parsed
+
     async def consume(self, catalog: LoadedZone | None, held_zones: set[dns.name.Name]) -> None:
         """A version of the catalog (or the copy held at start): follow its members, drop the
         zones that left it (of those held, only the ones that came from a catalog: `held_zones`
@@ -193,29 +214,12 @@ class CatalogConsumer:
         if catalog is None:
             return
         async with self._lock:
-            try:
-                parsed = parse_catalog(catalog.zone)
-            except CatalogRefused as error:
-                log.error("event=catalog-refused zone=%s error=%r", self.origin, str(error))
+            parsed = self.follow_members(catalog)
+            if parsed is None:
                 return
             for reason in parsed.ignored:
                 log.warning("event=catalog-member-ignored zone=%s reason=%r", self.origin, reason)
-            wanted = set(parsed.members) - {self.origin}
-            for member in sorted(wanted - self.members):
-                try:
-                    path = zone_file(self.zones_dir, member)
-                except ZoneEditRefused as error:
-                    log.warning(
-                        "event=catalog-member-ignored zone=%s member=%s reason=%r",
-                        self.origin,
-                        member,
-                        str(error),
-                    )
-                    continue
-                self.follow(member, path)
-                self.members.add(member)
-                log.info("event=catalog-member-added zone=%s member=%s", self.origin, member)
-            gone = (self.members | held_zones) - wanted - {self.origin}
+            gone = (self.members | held_zones) - set(parsed.members) - {self.origin}
             for member in sorted(gone):
                 await self.unfollow(member)
                 self.members.discard(member)
