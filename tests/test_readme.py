@@ -161,3 +161,35 @@ def test_tutorial_and_reference_blocks_are_all_run_by_a_test() -> None:
     assert len(tutorial) >= 10 and len(reference) >= 3
     consoles = [b for b in BLOCKS if b.lang == "console" and b.not_run is None]
     assert all(b.text.startswith("$ ") for b in consoles)
+
+
+def anchors(markdown: str) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces as hyphens."""
+    found: set[str] = set()
+    fenced = False
+    for line in markdown.split("\n"):
+        if line.startswith("```"):
+            fenced = not fenced
+        heading = re.match(r"^#{1,6} (.*)$", line)
+        if heading and not fenced:
+            found.add(re.sub(r"[^\w\- ]", "", heading.group(1).strip().lower()).replace(" ", "-"))
+    return found
+
+
+@pytest.mark.parametrize(
+    "page", ["README.md", "docs/design.md", "docs/hardening.md", "docs/testing.md", "benchmarks/HISTORY.md"]
+)
+def test_links_lead_to_files_and_headings_that_exist(page: str) -> None:
+    """Moving a section (README -> docs/) must not leave a link to nowhere."""
+    text = (ROOT / page).read_text()
+    broken = []
+    for link in re.findall(r"\]\(([^)\s]+)\)", text):
+        if link.startswith(("http://", "https://")):
+            continue
+        path, _, fragment = link.partition("#")
+        target = (ROOT / page).parent / path if path else ROOT / page
+        if not target.exists() or (
+            fragment and target.suffix == ".md" and fragment not in anchors(target.read_text())
+        ):
+            broken.append(link)
+    assert not broken, f"{page}: {broken}"
