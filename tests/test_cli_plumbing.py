@@ -313,14 +313,32 @@ def pooled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningSe
 
 @pytest.mark.parametrize(
     "command",
-    [["status", "--json"], ["explain", "example.test.", "--json"], ["routes", "--json"], ["check", "--json"]],
-    ids=lambda command: command[0],
+    [
+        ["status", "--json"],
+        ["explain", "example.test.", "--json"],
+        ["routes", "--json"],
+        ["check", "--json"],
+        ["zone", "list", "--json"],
+        ["zone", "show", "example.test.", "--json"],
+        ["zone", "status", "--json"],
+    ],
+    ids=lambda command: " ".join(command[:-1]),
 )
 def test_read_commands_print_json_with_json(pooled: tuple[RunningServer, Path], command: list[str]) -> None:
     _, config = pooled
     result = dynmx(*command, "-c", str(config))
     assert result.returncode == 0, result.stderr
     assert isinstance(json.loads(result.stdout), dict | list)
+
+
+def test_zone_show_json_lists_the_records_of_the_zone(pooled: tuple[RunningServer, Path]) -> None:
+    _, config = pooled
+    shown = json.loads(dynmx("zone", "show", "example.test.", "--json", "-c", str(config)).stdout)
+    assert shown["name"] == "example.test."
+    assert {"name": "example.test.", "ttl": shown["records"][0]["ttl"], "type": "SOA"}.items() <= shown[
+        "records"
+    ][0].items()
+    assert any(record["type"] == "MX" for record in shown["records"])
 
 
 def test_routes_json_is_format_json(pooled: tuple[RunningServer, Path]) -> None:

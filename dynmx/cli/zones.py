@@ -128,8 +128,16 @@ def _through_server(config: Config, path: str, origin: dns.name.Name, body: byte
     return result
 
 
-def list_zones(config: Config) -> int:
-    for origin, zone in sorted(_served(config).items()):
+def list_zones(args: argparse.Namespace, config: Config) -> int:
+    served = sorted(_served(config).items())
+    if args.json:
+        rows = [
+            {"name": str(origin), "serial": serial_of(zone.zone), "file": str(zone.path)}
+            for origin, zone in served
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
+    for origin, zone in served:
         print(f"{origin} serial {serial_of(zone.zone)} {zone.path}")
     return 0
 
@@ -139,6 +147,22 @@ def show(args: argparse.Namespace, config: Config) -> int:
     zone = _served(config).get(origin)
     if zone is None:
         raise ControlError(f"unknown zone {origin}")
+    if args.json:
+        records = [
+            {
+                "name": str(name),
+                "ttl": rdataset.ttl,
+                "type": dns.rdatatype.to_text(rdataset.rdtype),
+                "data": rdata.to_text(),
+            }
+            for name, rdataset in sorted(
+                zone.zone.iterate_rdatasets(),
+                key=lambda item: (item[0], item[1].rdtype != dns.rdatatype.SOA, item[1].rdtype),
+            )
+            for rdata in rdataset
+        ]
+        print(json.dumps({"name": str(origin), "serial": serial_of(zone.zone), "records": records}, indent=2))
+        return 0
     print(zone.zone.to_text(sorted=True, relativize=False), end="")
     return 0
 
@@ -271,6 +295,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], func: o
         parser = verbs.add_parser(verb, help=text)
         if verb != "list":
             parser.add_argument("domain")
+        if verb != "rm":
+            parser.add_argument("--json", action="store_true", help="print JSON")
     state = verbs.add_parser(
         "status", help="serials, secondaries or primary, problems (as knotc zone-status)"
     )
@@ -289,7 +315,7 @@ def run_zone(args: argparse.Namespace, config: Config) -> int:
     if args.verb == "add":
         return add(args, config)
     if args.verb == "list":
-        return list_zones(config)
+        return list_zones(args, config)
     if args.verb == "show":
         return show(args, config)
     if args.verb in ("status", "notify", "retransfer"):
