@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import dns.name
+
 from dynmx import __version__
 from dynmx.cli import completion, configpath, keys, pools, pooltext, records, registrar, zones
 from dynmx.cli.client import ControlClient
@@ -108,11 +110,48 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_files(args: argparse.Namespace) -> int:
+    """Check zone files on their own, as `nsd-checkzone` and `kzonecheck` do: no config, no server."""
+    from dynmx.errors import ZoneLoadError
+    from dynmx.zone.loader import load_zone_file
+
+    origin = dns.name.from_text(args.origin) if args.origin else None
+    reports = []
+    for file in args.files:
+        try:
+            zone = load_zone_file(Path(file), origin)
+        except ZoneLoadError as error:
+            reports.append(
+                {"file": file, "ok": False, "problems": [str(problem) for problem in error.problems]}
+            )
+            continue
+        soa = zone.zone.get_rdataset(zone.origin, "SOA")
+        serial = soa[0].serial if soa else None
+        records = sum(len(rdataset) for _, rdataset in zone.zone.iterate_rdatasets())
+        reports.append(
+            {"file": file, "ok": True, "zone": zone.origin.to_text(), "serial": serial, "records": records}
+        )
+    if args.json:
+        print(json.dumps(reports, indent=2))
+    else:
+        for report in reports:
+            if report["ok"]:
+                zone_line = f"zone {report['zone']} serial {report['serial']}, {report['records']} records"
+                print(f"ok: {report['file']}: {zone_line}")
+            for problem in report.get("problems", []):
+                print(problem)
+    return 0 if all(report["ok"] for report in reports) else 1
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
     """Validate everything `serve` would load; exit 1 with `file:line: reason` lines."""
     from dynmx.app import scan_zones, zone_data
     from dynmx.policy.checks import check_policy
 
+    if args.files:
+        return _check_files(args)
+    if args.origin:
+        raise ConfigError("--origin: only with zone files to check (dynmx check --origin ZONE FILE)")
     try:
         config = _config_from_args(args)
     except ConfigError as error:
@@ -317,6 +356,13 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate config and zones; exit 1 on problems")
     common(check)
     check.add_argument("--json", action="store_true", help="print the result as JSON")
+    check.add_argument(
+        "files",
+        nargs="*",
+        metavar="ZONEFILE",
+        help="check these zone files alone, as nsd-checkzone/kzonecheck (no config, no pools)",
+    )
+    check.add_argument("--origin", help="with ZONEFILE: its zone (default: its $ORIGIN, else the file name)")
     check.set_defaults(func=_cmd_check)
 
     reload_ = sub.add_parser("reload", help="make the running server re-read its zones")
