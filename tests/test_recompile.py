@@ -84,3 +84,11 @@ def test_a_zone_that_chains_into_the_edited_zone_is_compiled_again() -> None:
     after = recompile_table(table, zones.values(), [dns.name.from_text("b.test.")], ServedPolicy())
     alias = after.entries[wire_key(dns.name.from_text("alias.a.test.")) + b"\x00\x01"]  # alias A
     assert bytes([192, 0, 2, 99]) in alias.body
+
+
+def test_a_changed_zone_already_gone_from_table_and_set_is_no_error() -> None:
+    """A removal whose compile comes after another edit's compile already dropped the zone."""
+    zones = [_zone("a.test.", ""), _zone("b.test.", "")]
+    table = compile_table(zones)
+    again = recompile_table(table, zones, [dns.name.from_text("sub.a.test.")], ServedPolicy())
+    assert _table_view(again) == _table_view(table)

@@ -341,6 +341,7 @@ def recompile_table(
         return compile_table(zoneset, policy)
     dirty = {wire_key(name) for name in changed}
     dirty |= {zone for zone, used in table.uses.items() if used & dirty}
+    dirty &= zoneset.by_key.keys()  # a zone already gone from both (removed by an earlier compile)
     entries = dict(table.entries)
     compiled, keys, uses = dict(table.zones), dict(table.keys), dict(table.uses)
     for origin in dirty:
