@@ -202,12 +202,17 @@ class SecondaryService:
                 await asyncio.wait_for(event.wait(), wait)
             event.clear()
 
+    def _path_of(self, origin: dns.name.Name, current: LoadedZone | None) -> Path:
+        """Where a copy is written: the file it was read from, the one a catalog gave, else NAME.zone."""
+        if current is not None:
+            return current.path
+        return self.paths.get(origin) or self.zones_dir / f"{origin.to_text().rstrip('.')}.zone"
+
     async def refresh(self, origin: dns.name.Name) -> float:
         """Transfer if the primary is newer; return seconds until the next refresh."""
         host, port = self.primaries[origin]
         current = self.zones().get(origin)
-        default = self.paths.get(origin) or self.zones_dir / f"{origin.to_text().rstrip('.')}.zone"
-        path = current.path if current is not None else default
+        path = self._path_of(origin, current)
         try:
             # IXFR from the serial we hold, AXFR when we hold nothing
             target = _copy(current.zone) if current is not None else dns.zone.Zone(origin, relativize=False)
@@ -250,8 +255,7 @@ class SecondaryService:
         primary does not give the zone, ZoneLoadError when what it gives is invalid."""
         host, port = self.primaries[origin]
         current = self.zones().get(origin)
-        name = f"{origin.to_text().rstrip('.')}.zone"
-        path = current.path if current is not None else self.zones_dir / name
+        path = self._path_of(origin, current)
         target = dns.zone.Zone(origin, relativize=False)  # empty: make_query asks for AXFR
         query, _ = dns.xfr.make_query(target, keyring=self.keys.get(origin))
         await dns.asyncquery.inbound_xfr(host, target, query=query, port=port, timeout=TRANSFER_TIMEOUT)
