@@ -38,6 +38,7 @@ import dns.rcode
 import dns.rdatatype
 
 from dynmx.app import zonestatus
+from dynmx.app.fleet import fleet_route
 from dynmx.app.explain import next_answer
 from dynmx.config import HttpConfig, absolute_name
 from dynmx.control import dyndns2
@@ -231,6 +232,7 @@ def control_routes(app: App, loop: asyncio.AbstractEventLoop) -> dict[tuple[str,
 
     return {
         ("GET", "/zones/status"): zone_status,
+        ("GET", "/fleet"): fleet_route(app, loop),
         ("POST", "/zones/notify"): zone_notify,
         ("POST", "/zones/retransfer"): zone_retransfer,
         ("GET", DYNDNS2_PATH): nic_update_route(app, loop, dedicated=False),

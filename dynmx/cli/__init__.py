@@ -16,7 +16,7 @@ from typing import Any
 import dns.name
 
 from dynmx import __version__
-from dynmx.cli import completion, configpath, keys, pools, pooltext, records, registrar, zones
+from dynmx.cli import completion, configpath, fleet, keys, pools, pooltext, records, registrar, zones
 from dynmx.cli.client import ControlClient
 from dynmx.config import Config, HttpConfig, LogConfig, load_config, parse_hostport, readable_secrets
 from dynmx.control.lock import StateDirBusy, StateLock
@@ -416,6 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     zones.add_parser(sub, _cmd_zone)
     pools.add_parser(sub, _cmd_pool)
     registrar.add_parser(sub)
+    fleet.add_parser(sub)
 
     routes = sub.add_parser("routes", help="print the mail routing table (e.g. a Postfix transport map)")
     routes.add_argument("--format", choices=["postfix", "json"], default="postfix")
