@@ -16,7 +16,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,9 +26,9 @@ import dns.rcode
 import pytest
 
 from tests.conftest import ROOT, RunningServer, start_server, wait_until
-from tests.knot import KnotUnavailable
+from tests.knot import Knot, KnotUnavailable
 from tests.nsd import free_port
-from tests.test_catalog_server import CATALOG, consumer_config, knot_consumer, serves
+from tests.test_catalog_server import CATALOG, consumer_config, knot_consumer, primary_config, serves
 from tests.test_health_server import Sinks
 
 ADDRESSES = {"mx1": "127.0.0.2", "mx2": "127.0.0.3", "mx3": "127.0.0.4"}
@@ -43,6 +43,7 @@ MX1, MX2 = "mx1.example.test.", "mx2.example.test."
 ZONE_ADD_BOUND = 10.0  # the issue's bounds, in seconds
 EDIT_BOUND = 3.0
 PROBE_BOUND = 5.0  # fall 2 x 0.2 s, then a recompile: well under
+Serve = Callable[..., RunningServer]
 
 
 def pool_block(smtp_port: int) -> str:
@@ -225,3 +226,52 @@ def test_with_the_primary_stopped_secondaries_rotate_and_fail_over_by_their_own_
     fleet.sinks.start("mx2")
     for port in fleet.consumers:
         wait_until(lambda port=port: MX2 in firsts(port), timeout=PROBE_BOUND)
+
+
+def test_fleet_names_the_secondary_that_is_behind_and_the_one_that_is_silent(
+    serve: Serve, tmp_path: Path
+) -> None:
+    """A Knot secondary that refuses the primary's NOTIFY (no notify ACL) keeps the serial it
+    took at start; the dynmx consumer follows. `dynmx fleet` says which is which (exit 1), then,
+    with the consumer stopped, that it does not answer."""
+    primary_port, consumer_port, knot_port = free_port(), free_port(), free_port()
+    (tmp_path / "primary").mkdir()
+    (tmp_path / "consumer").mkdir()
+    config = primary_config(tmp_path / "primary", primary_port, [consumer_port, knot_port])
+    head, tail = config.read_text().split("[catalog]")  # the catalog to the consumer only
+    config.write_text(head + "[catalog]" + tail.replace(f', "127.0.0.1:{knot_port}"', ""))
+    serve("--config", str(config))
+    consumer = serve("--config", str(consumer_config(tmp_path / "consumer", consumer_port, primary_port)))
+    clauses = (
+        f"remote:\n  - id: primary\n    address: 127.0.0.1@{primary_port}\n"
+        "zone:\n  - domain: example.test.\n    master: primary\n"
+    )
+    try:
+        knot = Knot(clauses, port=knot_port)
+    except KnotUnavailable as error:
+        pytest.skip(str(error))
+    with knot:
+        knot.start(wait_zone="example.test.")
+        wait_until(lambda: serves(consumer_port, "example.test."), timeout=15.0)
+        added = dynmx("record", "add", "www.example.test.", "A", "192.0.2.80", "-c", str(config))
+        assert added.returncode == 0, added.stdout + added.stderr
+        wait_until(
+            lambda: answer(consumer_port, "www.example.test.", "A") == {"192.0.2.80"}, timeout=EDIT_BOUND
+        )
+        result = dynmx("fleet", "--json", "-c", str(config))
+        assert result.returncode == 1, result.stdout + result.stderr
+        states = {
+            (s["target"], row["zone"]): (row["state"], row["serial_there"], row["serial_here"])
+            for s in json.loads(result.stdout)["secondaries"]
+            for row in s["zones"]
+        }
+        assert states[(f"127.0.0.1:{knot_port}", "example.test.")] == ("behind", 1, 2)
+        assert states[(f"127.0.0.1:{consumer_port}", "example.test.")] == ("current", 2, 2)
+        assert states[(f"127.0.0.1:{consumer_port}", CATALOG)][0] == "current"
+        text_out = dynmx("fleet", "-c", str(config)).stdout
+        assert f"secondary 127.0.0.1:{knot_port}: 1 zone(s): 1 behind" in text_out
+        assert "serial 1, 2 here: BEHIND" in text_out
+        consumer.stop()
+        silent = json.loads(dynmx("fleet", "--json", "-c", str(config)).stdout)
+        consumer_rows = next(s for s in silent["secondaries"] if s["target"] == f"127.0.0.1:{consumer_port}")
+        assert {row["state"] for row in consumer_rows["zones"]} == {"no answer"}

@@ -134,7 +134,7 @@ def catalog_seen(row: dict[str, Any], seen: SoaSeen) -> SoaSeen:
     """A catalog is not for queries (RFC 9432 §1): a consumer may refuse its SOA (Knot does).
     Then the serial it last transferred from here stands for it."""
     if seen.serial is None and seen.detail == "REFUSED" and row["transferred_serial"] is not None:
-        return SoaSeen(int(row["transferred_serial"]), "REFUSED; serial of its last transfer")
+        return SoaSeen(int(row["transferred_serial"]), "REFUSED; serial of the last transfer to its address")
     return seen
 
 
