@@ -11,6 +11,10 @@ section is not compared: what goes there is the server's choice (RFC 1035 sectio
 a dropped packet being equal to a dropped packet. Every response of the server under
 test must also decode with dnslib, a parser unrelated to dnspython.
 
+The same corpus is asked again of both zones signed by ldns-signzone, once with NSEC and
+once with NSEC3 (no extra iterations, no salt, RFC 9276), with DO=1 on every EDNS query
+(RFC 4035 3.1): the signatures and denial proofs must be NSD's too.
+
 The server under test is chosen with the environment variable DYNMX_DIFF_SUBJECT:
   dynmx (default)  `python -m dynmx serve --zones DIR --listen 127.0.0.1:PORT`
   nsd              a second NSD on the same zones: must give zero differences
@@ -50,6 +54,7 @@ import dnslib
 import pytest
 
 from tests.nsd import Nsd, find_binary, free_port, running_nsd, wait_for_soa
+from tests.signing import SignerUnavailable, sign_zones
 
 pytestmark = pytest.mark.interop
 
@@ -65,6 +70,8 @@ MAX_SILENT = 5  # queries the subject leaves unanswered before a family gives up
 
 # Asked for every name. TYPE1000 is unknown to both servers (RFC 3597 handling).
 QTYPES = ("A", "AAAA", "MX", "TXT", "NS", "SOA", "SRV", "CNAME", "DS", "ANY", "TYPE1000", "CAA", "HINFO")
+# And of the signed zones, the DNSSEC types too.
+SIGNED_QTYPES = (*QTYPES, "DNSKEY", "NSEC3PARAM")
 
 # Differences that are not errors: each names the RFC that allows dynmx to differ.
 ALLOWED_DIFFERENCES = {
@@ -148,6 +155,14 @@ VARIANTS = {
     "udp-do": Variant(payload=1232, do=True, flags=dns.flags.RD | dns.flags.CD | dns.flags.AD),
     "tcp": Variant(tcp=True, flags=0),
 }
+# For the signed zones: DO=1 on every query with EDNS; one without EDNS sees no DNSSEC.
+SIGNED_VARIANTS = {
+    "udp": Variant(),
+    "udp-do1232": Variant(payload=1232, do=True),
+    "udp-do512": Variant(payload=512, do=True),
+    "tcp-do": Variant(tcp=True, payload=1232, do=True, flags=0),
+}
+ALL_VARIANTS = {**VARIANTS, **SIGNED_VARIANTS}
 
 
 @dataclass(frozen=True)
@@ -163,7 +178,7 @@ class Query:
         return f"{self.qname} {self.qclass} {self.qtype} [{self.variant}{version}]"
 
     def to_wire(self, query_id: int) -> bytes:
-        variant = VARIANTS[self.variant]
+        variant = ALL_VARIANTS[self.variant]
         message = dns.message.make_query(
             self.qname,
             dns.rdatatype.from_text(self.qtype),
@@ -310,45 +325,58 @@ def referral_tc_allowed(
 
     "Too big" is measured: NSD's full referral (over TCP) exceeds the UDP limit.
     """
-    variant = VARIANTS[query.variant]
+    variant = ALL_VARIANTS[query.variant]
     if variant.tcp or nsd.flags & dns.flags.TC or not subject.flags & dns.flags.TC:
         return False
     if subject.answer or subject.authority or subject.additional or not is_referral(nsd):
         return False
     if nsd.rcode() != subject.rcode():
         return False
-    full = ask_nsd(Query(query.qname, query.qtype, "tcp", query.qclass))
+    full = ask_nsd(Query(query.qname, query.qtype, tcp_like(query), query.qclass))
     return full is not None and len(full) > (variant.payload or 512)
 
 
 def any_hinfo_allowed(query: Query, subject: dns.message.Message, wire: bytes, ask_nsd: AskNsd) -> bool:
     """ALLOWED_DIFFERENCES["any-hinfo"]: UDP, one HINFO "RFC8482" "" at qname, and NSD's own
     answer (over TCP) more than twice the size of the query."""
-    if query.qtype != "ANY" or VARIANTS[query.variant].tcp or subject.flags & dns.flags.TC:
+    if query.qtype != "ANY" or ALL_VARIANTS[query.variant].tcp or subject.flags & dns.flags.TC:
         return False
     if len(subject.answer) != 1 or subject.answer[0].rdtype != dns.rdatatype.HINFO:
         return False
     hinfo = subject.answer[0]
     if hinfo.name != dns.name.from_text(query.qname) or [r.to_text() for r in hinfo] != ['"RFC8482" ""']:
         return False
-    full = ask_nsd(Query(query.qname, "ANY", "tcp", query.qclass))
+    full = ask_nsd(Query(query.qname, "ANY", tcp_like(query), query.qclass))
     return full is not None and len(full) - len(wire) > len(wire)
 
 
+def tcp_like(query: Query) -> str:
+    """The TCP variant for a follow-up question: with DO=1 when the query had it."""
+    return "tcp-do" if ALL_VARIANTS[query.variant].do else "tcp"
+
+
 def any_one_rrset_allowed(query: Query, subject: dns.message.Message, ask_nsd: AskNsd) -> bool:
-    """ALLOWED_DIFFERENCES["any-one-rrset"]: one RRset, owned by the qname, and the same
-    RRset NSD gives when asked for the qname with that RRset's type."""
-    if query.qtype != "ANY" or len(subject.answer) != 1:
+    """ALLOWED_DIFFERENCES["any-one-rrset"]: one RRset (with DO=1 in a signed zone, and its
+    RRSIG), owned by the qname, and the same RRset NSD gives when asked for the qname with
+    that RRset's type."""
+    data = [r for r in subject.answer if r.rdtype != dns.rdatatype.RRSIG]
+    if query.qtype != "ANY" or len(data) != 1:
         return False
-    rrset = subject.answer[0]
+    rrset = data[0]
     if rrset.name != dns.name.from_text(query.qname):
         return False
-    wire = ask_nsd(Query(query.qname, dns.rdatatype.to_text(rrset.rdtype), "tcp", query.qclass))
+    wire = ask_nsd(Query(query.qname, dns.rdatatype.to_text(rrset.rdtype), tcp_like(query), query.qclass))
     if wire is None:
         return False
     nsd = dns.message.from_wire(wire)
-    same = [r for r in nsd.answer if r.name == rrset.name and r.rdtype == rrset.rdtype]
-    return section_set(same) == section_set([rrset])
+    same = [
+        r
+        for r in nsd.answer
+        if r.name == rrset.name and rrset.rdtype in (r.rdtype, r.covers) and r.rdtype != dns.rdatatype.CNAME
+    ]
+    if rrset.rdtype == dns.rdatatype.CNAME:
+        same = [r for r in nsd.answer if r.name == rrset.name and dns.rdatatype.CNAME in (r.rdtype, r.covers)]
+    return section_set(same) == section_set(subject.answer)
 
 
 def dnslib_error(wire: bytes) -> str:
@@ -423,14 +451,14 @@ def run_family(family: str, servers: tuple[Server, Server], queries: list[Query]
 
     def ask_nsd(query: Query) -> bytes | None:
         """A follow-up question to NSD, when judging an allowed difference."""
-        return exchange(nsd, query.to_wire(0xFFFF), VARIANTS[query.variant].tcp)
+        return exchange(nsd, query.to_wire(0xFFFF), ALL_VARIANTS[query.variant].tcp)
 
     diffs: list[Difference] = []
     allowed: Counter[str] = Counter()
     silent = 0
     sent = 0
     for query_id, query in enumerate(queries, start=1):
-        tcp = VARIANTS[query.variant].tcp
+        tcp = ALL_VARIANTS[query.variant].tcp
         wire = query.to_wire(query_id)
         nsd_wire = exchange(nsd, wire, tcp)
         subject_wire = exchange(subject, wire, tcp)
@@ -501,14 +529,15 @@ def running_dynmx(zone_dir: Path) -> Iterator[Server]:
 
 
 @contextlib.contextmanager
-def subject_server() -> Iterator[Server]:
-    """The server under test, chosen by DYNMX_DIFF_SUBJECT (see the module docstring)."""
+def subject_server(served: Path = ZONE_DIR) -> Iterator[Server]:
+    """The server under test, chosen by DYNMX_DIFF_SUBJECT (see the module docstring),
+    serving the zones of `served`."""
     choice = os.environ.get(SUBJECT_ENV, "dynmx")
     if choice == "dynmx":
-        with running_dynmx(ZONE_DIR) as server:
+        with running_dynmx(served) as server:
             yield server
     elif choice == "nsd" or choice.startswith("nsd:"):
-        zone_dir = Path(choice[4:]) if choice.startswith("nsd:") else ZONE_DIR
+        zone_dir = Path(choice[4:]) if choice.startswith("nsd:") else served
         with Nsd(zone_dir, ZONES) as nsd:
             yield Server(f"nsd({zone_dir.name})", nsd.port)
     else:
@@ -521,6 +550,21 @@ def servers() -> Iterator[tuple[Server, Server]]:
     """(NSD, server under test), both serving the zones of tests/data/diff."""
     with running_nsd(ZONE_DIR, ZONES) as nsd_port, subject_server() as subject:
         yield Server("nsd", nsd_port), subject
+
+
+@pytest.fixture(scope="module", params=["nsec", "nsec3"])
+def signed_servers(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Server, Server]]:
+    """(NSD, server under test), both serving the zones signed by ldns-signzone with NSEC,
+    or with NSEC3 (RFC 9276 parameters)."""
+    kind = request.param
+    try:
+        signed = sign_zones(ZONE_DIR, ZONES, tmp_path_factory.mktemp(kind) / "zones", nsec3=kind == "nsec3")
+    except SignerUnavailable as exc:
+        pytest.skip(str(exc))
+    with running_nsd(signed, ZONES) as nsd_port, subject_server(signed) as subject:
+        yield Server(f"nsd[{kind}]", nsd_port), Server(f"{subject.name}[{kind}]", subject.port, subject.host)
 
 
 # --- the tests --------------------------------------------------------------------------
@@ -550,6 +594,22 @@ def test_other_names_answer_like_nsd(servers: tuple[Server, Server], variant: st
     """Missing, wildcard-matched, delegated, mixed-case and out-of-zone names, each qtype."""
     queries = [Query(name, qtype, variant) for name in other_names() for qtype in QTYPES]
     run_family(f"other names [{variant}]", servers, queries)
+
+
+@pytest.mark.parametrize("variant", SIGNED_VARIANTS)
+def test_signed_zone_names_answer_like_nsd(signed_servers: tuple[Server, Server], variant: str) -> None:
+    """Signed zones, DO=1 on every EDNS query: each owner name and empty non-terminal, each
+    qtype, the same RRSIGs and NSEC/NSEC3 records as NSD (RFC 4035 3.1; RFC 5155 7.2)."""
+    queries = [Query(name, qtype, variant) for name in zone_names() for qtype in SIGNED_QTYPES]
+    run_family(f"signed zone names [{variant}]", signed_servers, queries)
+
+
+@pytest.mark.parametrize("variant", SIGNED_VARIANTS)
+def test_signed_other_names_answer_like_nsd(signed_servers: tuple[Server, Server], variant: str) -> None:
+    """Signed zones, DO=1: NXDOMAIN and wildcard proofs, referrals with DS or its absence
+    proved, as NSD (RFC 4035 3.1.3, 3.1.4; RFC 5155 7.2.1-7.2.7)."""
+    queries = [Query(name, qtype, variant) for name in other_names() for qtype in SIGNED_QTYPES]
+    run_family(f"signed other names [{variant}]", signed_servers, queries)
 
 
 def test_special_queries_answer_like_nsd(servers: tuple[Server, Server]) -> None:

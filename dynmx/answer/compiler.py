@@ -14,6 +14,10 @@ A start-up with many zones serves a staged table first: every zone indexed, none
 a time, so serving does not wait for the whole compile. An edit or reload of a large zone
 stages that zone the same way: it is served from its new version as soon as it is
 indexed, not after minutes of compiling, and a zone may be filled over several slices.
+
+A pre-signed zone (DNSKEY at its apex) gets a second set of entries beside the first, for
+queries with DO=1: the same answers with their RRSIGs and NSEC/NSEC3 proofs (RFC 4035
+3.1), keyed like the others behind `DO_KEY`. Unsigned zones get none.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from dynmx.answer.zoneset import WILDCARD, ZoneData, ZoneSet, name_key
 from dynmx.wire.response import RCODE_NXDOMAIN, Entry
 
 wire_key = name_key  # the table key of a name: its uncompressed wire form, lower-cased (RFC 4343)
+# Prefix of the keys of DO=1 entries: a wire name never starts with a byte over 63.
+DO_KEY = b"\xfe"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +57,8 @@ class CompiledZone:
     complete: bool = True
     # The body for the qname length asked last: one per zone, however many lengths are asked.
     nx_recent: list[tuple[int, bytes]] = field(default_factory=lambda: [(-1, b"")])
+    # Pre-signed: DO=1 questions are answered from the DO_KEY entries, or by the slow path.
+    signed: bool = False
 
     @property
     def nx_template(self) -> Entry:
@@ -124,6 +132,7 @@ class AnswerTable:
     # Of a pending zone compiled in part, the names still to compile; a pending zone that is
     # not here has all its names to go.
     unfilled: dict[bytes, tuple[dns.name.Name, ...]] = field(default_factory=dict)
+    signed: bool = False  # some zone is pre-signed: DO=1 queries look at DO_KEY entries first
 
     def selectors_of(self, pool: str) -> list[Selector]:
         """The selectors serving one pool (its name and its hint names)."""
@@ -189,20 +198,22 @@ def compile_names(
         key = wire_key(name)
         if zoneset.find_key(key) is not zone:
             continue
-        default = note(lookup(zoneset, name, None, memo=memo))
-        default_entry = render(default, name)
-        entries[key] = default_entry
-        keys.append(key)
-        qtypes = set(default.visited_types)
-        if len(name.labels) == apex_labels or (zone.cuts and name in zone.cuts):
-            qtypes.add(DS)
-        qtypes.discard(dns.rdatatype.ANY)
-        for qtype in sorted(qtypes):
-            entry = render(note(lookup(zoneset, name, qtype, memo=memo)), name)
-            if not _same(entry, default_entry):
-                typed = key + qtype.to_bytes(2, "big")  # one object for the table and the key list
-                entries[typed] = entry
-                keys.append(typed)
+        for do in (False, True) if zone.signed else (False,):
+            prefix = DO_KEY if do else b""
+            default = note(lookup(zoneset, name, None, memo=memo, do=do))
+            default_entry = render(default, name)
+            entries[prefix + key] = default_entry
+            keys.append(prefix + key)
+            qtypes = set(default.visited_types)
+            if len(name.labels) == apex_labels or (zone.cuts and name in zone.cuts):
+                qtypes.add(DS)
+            qtypes.discard(dns.rdatatype.ANY)
+            for qtype in sorted(qtypes):
+                entry = render(note(lookup(zoneset, name, qtype, memo=memo, do=do)), name)
+                if not _same(entry, default_entry):
+                    typed = prefix + key + qtype.to_bytes(2, "big")  # one object: table and key list
+                    entries[typed] = entry
+                    keys.append(typed)
 
 
 def index_zone(zone: ZoneData, complete: bool = True) -> CompiledZone:
@@ -221,6 +232,7 @@ def index_zone(zone: ZoneData, complete: bool = True) -> CompiledZone:
         nx_compressed=compressed,
         nx_pointers=_pointers_of_one_rr(compressed.body),
         complete=complete,
+        signed=zone.signed,
     )
 
 
@@ -309,6 +321,7 @@ def fill_table(table: AnswerTable, origins: Iterable[bytes], max_names: int | No
             compiled[origin] = replace(compiled[origin], complete=True)  # indexed when it was staged
             done.add(origin)
     carriers = {wire_key(owner) + rdtype.to_bytes(2, "big") for owner, rdtype in table.selectors}
+    carriers |= {DO_KEY + key for key in carriers}
     entries.update((key, table.entries[key]) for key in table.forced | carriers if key in table.entries)
     return replace(
         table,
@@ -377,7 +390,10 @@ def _with_policy(
         state = render_state(zoneset, spec)
         selector = Selector(spec.name, state, policy.rules, policy.rng or default_rng())
         selectors[(spec.owner, spec.rdtype)] = selector
-        entries[wire_key(spec.owner) + spec.rdtype.to_bytes(2, "big")] = carrier(state, selector)
+        typed = wire_key(spec.owner) + spec.rdtype.to_bytes(2, "big")
+        entries[typed] = carrier(state, selector)
+        if DO_KEY + typed in entries:  # a pool's answers are its own, with DO=1 too
+            entries[DO_KEY + typed] = entries[typed]
     forced = frozenset(wire_key(name) for name in policy.forced)
     return AnswerTable(
         entries=entries,
@@ -387,6 +403,7 @@ def _with_policy(
         forced=forced,
         keys=keys,
         uses=uses,
+        signed=any(zone.signed for zone in compiled.values()),
     )
 
 
@@ -409,6 +426,11 @@ def _force(
 
 
 def _drop_name(entries: dict[bytes, Entry], zone_keys: Iterable[bytes], key: bytes) -> None:
-    """Remove the entries of one name (its default and every typed one) among a zone's keys."""
+    """Remove the entries of one name (its default and every typed one, DO=1 ones included)
+    among a zone's keys."""
     for existing in [k for k in zone_keys if k[: len(key)] == key and len(k) in (len(key), len(key) + 2)]:
+        entries.pop(existing, None)
+    signed = DO_KEY + key
+    lengths = (len(signed), len(signed) + 2)
+    for existing in [k for k in zone_keys if k[: len(signed)] == signed and len(k) in lengths]:
         entries.pop(existing, None)

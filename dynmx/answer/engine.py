@@ -6,6 +6,11 @@ straight to a table entry and patches ID, RD, question and OPT. Everything else 
 malformed input, EDNS options, meta types, other classes, names not in the table —
 goes through the full parser and the dnspython lookup, whose results land in a
 bounded LRU.
+
+A query with DO=1 for a pre-signed zone takes the table's DO=1 entries (answers with
+their RRSIGs and proofs, compiled beside the others); a name without one (NXDOMAIN, a
+wildcard expansion: the proof names the query name) goes through the slow path, whose
+results are cached apart from the DO=0 ones.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import dns.rdatatype
 from dynmx.answer import rrl
 from dynmx.answer.acl import ZoneGate
 from dynmx.answer.clients import ClientAction, ClientRules, Network
-from dynmx.answer.compiler import AnswerTable
+from dynmx.answer.compiler import DO_KEY, AnswerTable, CompiledZone
 from dynmx.answer.lookup import Answer, Outcome, lookup
 from dynmx.answer.render import render
 from dynmx.errors import DropPacket, FormError
@@ -266,8 +271,17 @@ class Engine:
         name = data[12:qend].lower()
         if self.gate is not None and (refusal := self.gate.refusal(name, addr)):
             return question_only(data, parse_query(data), refusal)
-        entries = self.table.entries
-        entry = entries.get(name + data[qend : qend + 2]) or entries.get(name)
+        table = self.table
+        entries = table.entries
+        if opt is OPT_DO and table.signed:
+            entry = entries.get(DO_KEY + name + data[qend : qend + 2]) or entries.get(DO_KEY + name)
+            if entry is None:
+                zone = table.find_zone(name)
+                if zone is not None and zone.signed:  # signed proofs for a name not compiled
+                    return self._slow(data, addr, tcp)
+                entry = entries.get(name + data[qend : qend + 2]) or entries.get(name)
+        else:
+            entry = entries.get(name + data[qend : qend + 2]) or entries.get(name)
         if entry is None:
             if self.on_selfcheck is not None and SELFCHECK_LABEL in name:
                 self.on_selfcheck(name)
@@ -359,14 +373,20 @@ class Engine:
         class_any = query.qclass == CLASS_ANY
         if class_any and self._is_dynamic(query.qname_lower, query.qtype):
             class_any = False  # a pool answer is the same in every class; client actions apply
-        entry = self.find_entry(query.qname_lower, query.qtype, class_any)
+        do = query.edns is not None and query.edns.do
+        entry = self.find_entry(query.qname_lower, query.qtype, class_any, do)
         if entry is None:
             return question_only(data, query, RCODE_REFUSED, options=options)  # RFC 5358: no referral upward
         if entry.selector is not None:
             entry = entry.selector.pick(self._client_of(query, addr))
             if entry is None:
                 return None
-        if query.qtype == TYPE_ANY and not tcp and len(entry.body) > (ANY_AMPLIFICATION - 1) * len(data):
+        if (
+            query.qtype == TYPE_ANY
+            and not tcp
+            and len(entry.body) > (ANY_AMPLIFICATION - 1) * len(data)
+            and not (do and self._signed_zone(query.qname_lower))  # a HINFO we cannot sign
+        ):
             entry = self._minimal_any(query.qname_lower, entry)  # the reply is about query + body
         return assemble(data, query, entry, limit, options)
 
@@ -449,14 +469,24 @@ class Engine:
         entry = render(Answer(Outcome.SUCCESS, authoritative=False, answer=[(owner, rdataset)]), owner)
         return assemble(data, query, entry, limit, options)
 
+    def _signed_zone(self, qname: bytes) -> bool:
+        """`qname` is in a pre-signed zone."""
+        zone = self.table.find_zone(qname) if self.table.signed else None
+        return zone is not None and zone.signed
+
     def _is_dynamic(self, qname: bytes, qtype: int) -> bool:
         entry = self.table.entries.get(qname + qtype.to_bytes(2, "big"))
         return entry is not None and entry.selector is not None
 
-    def find_entry(self, qname: bytes, qtype: int, class_any: bool = False) -> Entry | None:
-        """The entry for a lower-case wire name and qtype, computing and caching misses."""
-        key = qname + qtype.to_bytes(2, "big") + (b"*" if class_any else b"")
+    def find_entry(self, qname: bytes, qtype: int, class_any: bool = False, do: bool = False) -> Entry | None:
+        """The entry for a lower-case wire name and qtype, computing and caching misses;
+        `do`: the query's DO bit, which a pre-signed zone answers with its DNSSEC records."""
         table = self.table
+        if do and table.signed:
+            zone = table.find_zone(qname)
+            if zone is not None and zone.signed:
+                return self._find_signed(qname, qtype, class_any, zone)
+        key = qname + qtype.to_bytes(2, "big") + (b"*" if class_any else b"")
         if qtype < META_QTYPE_MIN and not class_any:
             entry = table.entries.get(key) or table.entries.get(qname)
             if entry is not None:
@@ -483,14 +513,36 @@ class Engine:
                     return entry
                 shared = True
         owner = dns.name.from_wire(qname, 0)[0]
-        answer = lookup(table.zoneset, owner, qtype)
-        if class_any:
-            # As NSD: data for class ANY with AA clear and nothing beyond the answer.
-            answer.authoritative = False
-            if answer.answer:
-                answer.authority.clear()
-                answer.additional.clear()
+        answer = _class_any(lookup(table.zoneset, owner, qtype), class_any)
         return self._remember(key, render(answer, owner, shared))
+
+    def _find_signed(self, qname: bytes, qtype: int, class_any: bool, zone: CompiledZone) -> Entry:
+        """`find_entry` with DO=1 in a pre-signed zone: the DO=1 entries, else a lookup with
+        the proofs for this very name (NXDOMAIN and wildcard proofs name it: no sharing)."""
+        table = self.table
+        key = DO_KEY + qname + qtype.to_bytes(2, "big") + (b"*" if class_any else b"")
+        if qtype < META_QTYPE_MIN and not class_any and zone.complete:
+            entry = table.entries.get(key) or table.entries.get(DO_KEY + qname)
+            if entry is not None:
+                return entry
+        if qname in table.forced:
+            return table.entries[qname]
+        entry = self._cached(key)
+        if entry is not None:
+            return entry
+        owner = dns.name.from_wire(qname, 0)[0]
+        answer = _class_any(lookup(table.zoneset, owner, qtype, do=True), class_any)
+        return self._remember(key, render(answer, owner))
+
+
+def _class_any(answer: Answer, class_any: bool) -> Answer:
+    """As NSD: data for class ANY with AA clear and nothing beyond the answer."""
+    if class_any:
+        answer.authoritative = False
+        if answer.answer:
+            answer.authority.clear()
+            answer.additional.clear()
+    return answer
 
 
 def _peer_in(trusted: ClientRules, addr: object) -> bool:

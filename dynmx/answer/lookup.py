@@ -11,7 +11,9 @@ Shape of the answers (measured against NSD 4.6):
 * NODATA and NXDOMAIN: the SOA with TTL min(TTL, MINIMUM) in authority (RFC 2308 3);
 * at or below a cut: referral, AA clear unless a CNAME led there, glue required when
   in-domain (RFC 9471); DS at the cut is answered by the parent (RFC 4035 3.1.4.1);
-* ANY: one RRset, the SOA where there is one, else the lowest type (RFC 8482 4.1).
+* ANY: one RRset, the SOA where there is one, else the lowest type (RFC 8482 4.1);
+* DO=1 in a pre-signed zone: every RRset with its RRSIG, negative answers, wildcard
+  expansions and referrals with the NSEC/NSEC3 records that prove them (`dnssec`).
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ import dns.node
 import dns.rdataset
 import dns.rdatatype
 
+from dynmx.answer import dnssec
 from dynmx.answer.zoneset import IN, WILDCARD, RRsetRef, ZoneData, ZoneSet
 
 CNAME = dns.rdatatype.CNAME
 NS = dns.rdatatype.NS
 DS = dns.rdatatype.DS
+DNSKEY = dns.rdatatype.DNSKEY
 ANY = dns.rdatatype.ANY
 SOA = dns.rdatatype.SOA
 MAX_CNAME_CHAIN = 16
@@ -85,11 +89,13 @@ def lookup(
     qtype: int | None,
     override: RRsetRef | None = None,
     memo: ExtrasMemo | None = None,
+    do: bool = False,
 ) -> Answer:
     """Answer `qname`/`qtype` from `zones`; qtype None stands for a type present nowhere.
 
     `override` serves one rdataset in place of the zone's at its owner (a pool variant).
     `memo` keeps what answers share while the zones stay the same (one compile).
+    `do`: the query's DO bit (RFC 3225); signed zones then add their DNSSEC records.
     """
     zone = zones.find(qname, qtype)
     if zone is None:
@@ -99,36 +105,49 @@ def lookup(
     sname = qname
     while True:
         result.zones.add(zone.key)
+        signed = do and zone.signed
         cut = zone.cut_at_or_above(sname)
         if cut is not None and not (cut == sname and qtype == DS):
-            _referral(result, zone, cut)
+            _referral(result, zone, cut, signed)
             return result
-        node, synthesized = _find_node(zone, sname)
-        result.synthesized |= synthesized
+        node, source = _find_node(zone, sname)
+        result.synthesized |= source is not None
         if node is None:
             outcome = Outcome.NODATA if sname in zone.names else Outcome.NAME_ERROR
-            _negative(result, zone, outcome)
+            _negative(result, zone, outcome, sname if signed else None)
             return result
         result.visited_types.update(rds.rdtype for rds in node.rdatasets)
         if qtype == ANY:
-            result.answer.append((sname, _any_choice(node)))
+            chosen = _any_choice(node)
+            result.answer.append((sname, chosen))
+            if signed:
+                result.answer.extend(dnssec.rrsig(zone, node, sname, chosen.rdtype))
+                _wildcard_proof(result, zone, sname, source)
             return result
         rds = node.get_rdataset(IN, dns.rdatatype.RdataType.make(qtype)) if qtype is not None else None
+        sign = signed
         if override is not None and sname == override[0] and qtype == override[1].rdtype:
-            rds = override[1]
+            rds, sign = override[1], False
         if rds is not None and qtype is not None:
             result.answer.append((sname, rds))
-            _positive_extras(result, zone, qtype, memo)
+            if sign:
+                result.answer.extend(dnssec.rrsig(zone, node, sname, qtype))
+            if signed:
+                _wildcard_proof(result, zone, sname, source)
+            _positive_extras(result, zone, qtype, memo, signed)
             return result
         cname = node.get_rdataset(IN, CNAME)
         if cname is None:
-            _negative(result, zone, Outcome.NODATA)
+            _negative(result, zone, Outcome.NODATA, sname if signed else None, source)
             return result
         if sname in in_chain or len(in_chain) >= MAX_CNAME_CHAIN:
             result.outcome = Outcome.CHAIN_END
             return result
         in_chain.add(sname)
         result.answer.append((sname, cname))
+        if signed:
+            result.answer.extend(dnssec.rrsig(zone, node, sname, CNAME))
+            _wildcard_proof(result, zone, sname, source)
         target: dns.name.Name = cname[0].target
         next_zone = zones.find(target)
         if next_zone is None or target in in_chain:
@@ -137,14 +156,23 @@ def lookup(
         zone, sname = next_zone, target
 
 
-def _find_node(zone: ZoneData, name: dns.name.Name) -> tuple[dns.node.Node | None, bool]:
-    """The node holding `name`'s data: its own, or the wildcard's at the closest encloser."""
+def _find_node(zone: ZoneData, name: dns.name.Name) -> tuple[dns.node.Node | None, dns.name.Name | None]:
+    """The node holding `name`'s data: its own, or the wildcard's at the closest encloser
+    (then also the wildcard's name)."""
     node = zone.node(name)
     if node is not None or name in zone.names:
-        return node, False
+        return node, None
     source = dns.name.Name((WILDCARD, *zone.closest_encloser(name).labels))
     node = zone.node(source)
-    return node, node is not None
+    return node, source if node is not None else None
+
+
+def _wildcard_proof(
+    result: Answer, zone: ZoneData, name: dns.name.Name, source: dns.name.Name | None
+) -> None:
+    """A signed wildcard expansion carries the proof that `name` itself does not exist."""
+    if source is not None:
+        result.authority.extend((ref, True) for ref in dnssec.wildcard_answer(zone, name, source))
 
 
 def _any_choice(node: dns.node.Node) -> dns.rdataset.Rdataset:
@@ -155,14 +183,32 @@ def _any_choice(node: dns.node.Node) -> dns.rdataset.Rdataset:
     return lowest
 
 
-def _negative(result: Answer, zone: ZoneData, outcome: Outcome) -> None:
+def _negative(
+    result: Answer,
+    zone: ZoneData,
+    outcome: Outcome,
+    signed_name: dns.name.Name | None = None,
+    wildcard: dns.name.Name | None = None,
+) -> None:
+    """NXDOMAIN or NODATA; with `signed_name` (DO=1, signed zone) the SOA's RRSIG and the
+    NSEC/NSEC3 proof for that name (and the `wildcard` it matched)."""
     result.outcome = outcome
     if outcome is Outcome.NAME_ERROR:
         result.rcode = NXDOMAIN
     result.authority.append((zone.negative_soa, True))
+    if signed_name is None:
+        return
+    soa_owner, soa = zone.negative_soa
+    node = zone.zone.nodes.get(soa_owner)
+    refs = dnssec.rrsig(zone, node, soa_owner, SOA, soa.ttl)
+    if outcome is Outcome.NAME_ERROR:
+        refs += dnssec.name_error(zone, signed_name)
+    else:
+        refs += dnssec.no_data(zone, signed_name, wildcard)
+    result.authority.extend((ref, True) for ref in refs)
 
 
-def _referral(result: Answer, zone: ZoneData, cut: dns.name.Name) -> None:
+def _referral(result: Answer, zone: ZoneData, cut: dns.name.Name, signed: bool = False) -> None:
     result.outcome = Outcome.DELEGATION
     result.authoritative = bool(result.answer)
     node = zone.zone.nodes[cut]
@@ -170,6 +216,8 @@ def _referral(result: Answer, zone: ZoneData, cut: dns.name.Name) -> None:
     assert ns is not None
     result.visited_types.update(rds.rdtype for rds in node.rdatasets)
     result.authority.append(((cut, ns), True))
+    if signed:
+        result.authority.extend((ref, True) for ref in dnssec.referral(zone, cut))
     glue: list[tuple[RRsetRef, bool]] = []
     for rdata in ns:
         target: dns.name.Name = rdata.target
@@ -185,29 +233,41 @@ def _referral(result: Answer, zone: ZoneData, cut: dns.name.Name) -> None:
     result.additional.extend(sorted(glue, key=lambda item: not item[1]))
 
 
-def _positive_extras(result: Answer, zone: ZoneData, qtype: int, memo: ExtrasMemo | None) -> None:
-    """Apex NS in authority and target addresses in additional, both optional (as NSD)."""
+def _positive_extras(
+    result: Answer, zone: ZoneData, qtype: int, memo: ExtrasMemo | None, signed: bool = False
+) -> None:
+    """Apex NS in authority and target addresses in additional, both optional (as NSD);
+    `signed`: each with its RRSIG."""
     targets: list[dns.name.Name] = []
     for _, rdataset in result.answer:
         if rdataset.rdtype in TARGET_TYPES:
             targets.extend(_target(rdata) for rdata in rdataset)
     owner = result.answer[-1][0]
     apex_ns_in_answer = qtype == NS and owner == zone.origin
-    ds_at_cut = qtype == DS and owner in zone.cuts  # NSD adds no NS beside a parent-side DS
-    if zone.apex_ns is not None and not apex_ns_in_answer and not ds_at_cut:
+    # NSD adds no NS beside DS or DNSKEY ("their RRsets are quite large").
+    big_keys = qtype in (DS, DNSKEY)
+    if zone.apex_ns is not None and not apex_ns_in_answer and not big_keys:
         result.authority.append((zone.apex_ns, False))
+        if signed:
+            apex = zone.zone.nodes.get(zone.origin)
+            result.authority.extend((ref, False) for ref in dnssec.rrsig(zone, apex, zone.origin, NS))
         if not targets and memo is not None:
-            shared = memo.get(zone.key)
+            memo_key = zone.key + (b"d" if signed else b"")
+            shared = memo.get(memo_key)
             if shared is None:
-                shared = memo[zone.key] = _addresses(zone, [_target(rdata) for rdata in zone.apex_ns[1]])
+                apex_targets = [_target(rdata) for rdata in zone.apex_ns[1]]
+                shared = memo[memo_key] = _addresses(zone, apex_targets, signed)
             result.additional.extend(shared)
             return
         targets.extend(_target(rdata) for rdata in zone.apex_ns[1])
-    result.additional.extend(_addresses(zone, targets))
+    result.additional.extend(_addresses(zone, targets, signed))
 
 
-def _addresses(zone: ZoneData, targets: list[dns.name.Name]) -> list[tuple[RRsetRef, bool]]:
-    """The A and AAAA RRsets of these names that this zone holds authoritatively, each once."""
+def _addresses(
+    zone: ZoneData, targets: list[dns.name.Name], signed: bool = False
+) -> list[tuple[RRsetRef, bool]]:
+    """The A and AAAA RRsets of these names that this zone holds authoritatively, each once
+    (`signed`: each followed by its RRSIG)."""
     found: list[tuple[RRsetRef, bool]] = []
     seen: set[dns.name.Name] = set()
     for target in targets:
@@ -216,7 +276,11 @@ def _addresses(zone: ZoneData, targets: list[dns.name.Name]) -> list[tuple[RRset
         seen.add(target)
         if zone.cut_at_or_above(target) is not None:
             continue
-        found.extend((rrset, False) for rrset in zone.address_rrsets(target))
+        for rrset in zone.address_rrsets(target):
+            found.append((rrset, False))
+            if signed:
+                node = zone.zone.nodes.get(rrset[0])
+                found.extend((ref, False) for ref in dnssec.rrsig(zone, node, rrset[0], rrset[1].rdtype))
     return found
 
 

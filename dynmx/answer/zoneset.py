@@ -49,6 +49,9 @@ class ZoneData:
     negative_soa: RRsetRef = field(init=False)  # TTL min(SOA TTL, MINIMUM), RFC 2308 3
     apex_ns: RRsetRef | None = field(init=False)
     key: bytes = field(init=False)  # the origin's lower-case wire form: the compiled table's key
+    # Pre-signed (a DNSKEY RRset at the apex): DO=1 answers carry its RRSIG/NSEC/NSEC3 records.
+    signed: bool = field(init=False)
+    dnssec: object = field(default=None, init=False, repr=False, compare=False)  # dnssec.Chain, lazily
 
     def __post_init__(self) -> None:
         origin = self.origin
@@ -66,6 +69,7 @@ class ZoneData:
         self.negative_soa = (origin, with_ttl(soa, min(soa.ttl, minimum)))
         ns = apex.get_rdataset(IN, NS) if apex is not None else None
         self.apex_ns = (origin, ns) if ns is not None else None
+        self.signed = apex is not None and apex.get_rdataset(IN, dns.rdatatype.DNSKEY) is not None
 
     def _index(self, nodes: Iterable[tuple[dns.name.Name, dns.node.Node]]) -> list[dns.name.Name]:
         """Add these nodes' names (and their empty non-terminals) to `names`, and set whether
