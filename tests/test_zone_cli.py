@@ -90,3 +90,16 @@ def test_zone_list_show_and_rm(config: Path) -> None:
     assert dynmx("zone", "rm", "shop.example.test", "--config", str(config)).returncode == 0
     parent = load_zone_file(config.parent / "zones" / "example.test.zone").zone
     assert parent.get_rdataset("shop.example.test.", "NS") is None
+
+
+@pytest.mark.parametrize("verb", ["add", "list", "show", "rm"])
+def test_zone_help_shows_an_example(verb: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "dynmx", "zone", verb, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0
+    assert f"\n  dynmx zone {verb} " in result.stdout

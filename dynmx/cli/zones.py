@@ -283,16 +283,32 @@ def retransfer(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+EXAMPLES = {
+    "add": "examples:\n  dynmx zone add shop.example.test --mx mx1.example.test:10 --ns ns1.example.test"
+    "\n  dynmx zone add example.net --ns ns1.example.net=192.0.2.53 --mx mx.example.net --a 192.0.2.25",
+    "list": "example:\n  dynmx zone list --json",
+    "show": "example:\n  dynmx zone show example.test",
+    "rm": "example:\n  dynmx zone rm shop.example.test    # file kept as NAME.zone.removed",
+}
+
+
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], func: object) -> None:
     zone = sub.add_parser("zone", help="add, list, show, remove zones; status, notify, retransfer")
     verbs = zone.add_subparsers(dest="verb", required=True)
-    new = verbs.add_parser("add", help="create a zone (SOA/NS from [defaults]) and its parent delegation")
+    new = verbs.add_parser(
+        "add",
+        help="create a zone (SOA/NS from [defaults]) and its parent delegation",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLES["add"],
+    )
     new.add_argument("domain")
     new.add_argument("--mx", action="append", default=[], help="HOST[:PREFERENCE], repeatable")
     new.add_argument("--ns", action="append", default=[], help="HOST[=ADDR] (ADDR: glue), repeatable")
     new.add_argument("--a", action="append", default=[], help="an address of the apex, repeatable")
     for verb, text in (("list", "list the zones"), ("show", "print a zone"), ("rm", "remove a zone")):
-        parser = verbs.add_parser(verb, help=text)
+        parser = verbs.add_parser(
+            verb, help=text, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES[verb]
+        )
         if verb != "list":
             parser.add_argument("domain")
         if verb != "rm":
