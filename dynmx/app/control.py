@@ -38,8 +38,8 @@ import dns.rcode
 import dns.rdatatype
 
 from dynmx.app import zonestatus
-from dynmx.app.fleet import fleet_route
 from dynmx.app.explain import next_answer
+from dynmx.app.fleet import fleet_route
 from dynmx.config import HttpConfig, absolute_name
 from dynmx.control import dyndns2
 from dynmx.control.token import TOKEN_FILE, bearer_matches
