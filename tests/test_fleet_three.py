@@ -25,6 +25,7 @@ import dns.query
 import dns.rcode
 import pytest
 
+from dynmx.app.fleet import SoaSeen, catalog_seen, serial_lt, verdict
 from tests.conftest import ROOT, RunningServer, start_server, wait_until
 from tests.knot import Knot, KnotUnavailable
 from tests.nsd import free_port
@@ -275,3 +276,17 @@ def test_fleet_names_the_secondary_that_is_behind_and_the_one_that_is_silent(
         silent = json.loads(dynmx("fleet", "--json", "-c", str(config)).stdout)
         consumer_rows = next(s for s in silent["secondaries"] if s["target"] == f"127.0.0.1:{consumer_port}")
         assert {row["state"] for row in consumer_rows["zones"]} == {"no answer"}
+
+
+def test_a_serial_past_the_wrap_is_ahead_rfc1982_s3_2() -> None:
+    assert serial_lt(2**32 - 1, 1) and not serial_lt(1, 2**32 - 1)
+    assert verdict(1, SoaSeen(2**32 - 1, "NOERROR")) == "behind"
+    assert verdict(2**32 - 1, SoaSeen(1, "NOERROR")) == "ahead"
+
+
+def test_a_refused_catalog_soa_stands_on_its_last_transfer_and_a_refused_member_is_not_served() -> None:
+    """RFC 9432 §1: a catalog is not for queries; Knot refuses its SOA. A member it refuses is gone."""
+    row = {"transferred_serial": 7}
+    assert verdict(7, catalog_seen(row, SoaSeen(None, "REFUSED"))) == "current"
+    assert verdict(7, SoaSeen(None, "REFUSED")) == "not served"
+    assert verdict(7, SoaSeen(None, "unreachable")) == "no answer"
