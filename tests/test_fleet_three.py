@@ -218,8 +218,9 @@ def test_fleet_says_every_secondary_is_current(fleet: Fleet) -> None:
 
 def test_with_the_primary_stopped_secondaries_rotate_and_fail_over_by_their_own_probes(fleet: Fleet) -> None:
     fleet.primary.stop()
-    for port in fleet.consumers:
-        assert firsts(port) == {MX1, MX2, "mx3.example.test."}  # round-robin: each first in turn
+    every = {MX1, MX2, "mx3.example.test."}
+    for port in fleet.consumers:  # round-robin: each first in turn
+        wait_until(lambda port=port: firsts(port) == every, timeout=PROBE_BOUND)
     fleet.sinks.stop("mx2")
     for port in fleet.consumers:
         wait_until(lambda port=port: MX2 not in exchanges(port), timeout=PROBE_BOUND)
