@@ -207,6 +207,8 @@ def compile_names(
             qtypes = set(default.visited_types)
             if len(name.labels) == apex_labels or (zone.cuts and name in zone.cuts):
                 qtypes.add(DS)
+            elif do and name.labels[0] == WILDCARD:
+                qtypes.add(DS)  # NSD orders the NSEC3 proof of DS at a wildcard's own name apart
             qtypes.discard(dns.rdatatype.ANY)
             for qtype in sorted(qtypes):
                 entry = render(note(lookup(zoneset, name, qtype, memo=memo, do=do)), name)

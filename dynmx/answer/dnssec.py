@@ -144,10 +144,11 @@ def _closest_provable(zone: ZoneData, name: dns.name.Name) -> tuple[dns.name.Nam
     return walk, next_closer
 
 
-def _nsec3_encloser_proof(zone: ZoneData, name: dns.name.Name) -> tuple[list[RRsetRef], dns.name.Name]:
-    """Closest encloser proof (RFC 5155 7.2.1) of a name without its own NSEC3."""
+def _nsec3_encloser_proof(zone: ZoneData, name: dns.name.Name) -> list[RRsetRef]:
+    """Closest (provable) encloser proof (RFC 5155 7.2.1, 7.2.7) of a name without its own
+    NSEC3: the encloser's NSEC3, then the one covering the next closer name."""
     encloser, next_closer = _closest_provable(zone, name)
-    return _nsec3_matching(zone, encloser) + _nsec3_covering(zone, next_closer), encloser
+    return _nsec3_matching(zone, encloser) + _nsec3_covering(zone, next_closer)
 
 
 # --- what each kind of answer carries -----------------------------------------------------
@@ -165,38 +166,53 @@ def _dedup(refs: list[RRsetRef]) -> list[RRsetRef]:
 
 
 def name_error(zone: ZoneData, name: dns.name.Name) -> list[RRsetRef]:
-    """NXDOMAIN: no such name, and no wildcard at its closest encloser."""
+    """NXDOMAIN: no such name, and no wildcard at its closest encloser (RFC 4035 3.1.3.2;
+    RFC 5155 7.2.2), in NSD's order: the name's denial first."""
     if chain(zone).nsec3:
-        proof, encloser = _nsec3_encloser_proof(zone, name)
-        return _dedup(proof + _nsec3_covering(zone, dns.name.Name((WILDCARD, *encloser.labels))))
+        encloser, next_closer = _closest_provable(zone, name)
+        wildcard = dns.name.Name((WILDCARD, *encloser.labels))
+        return _dedup(
+            _nsec3_covering(zone, next_closer)
+            + _nsec3_matching(zone, encloser)
+            + _nsec3_covering(zone, wildcard)
+        )
     encloser = zone.closest_encloser(name)
     wildcard = dns.name.Name((WILDCARD, *encloser.labels))
     return _dedup(_nsec_covering(zone, name) + _nsec_covering(zone, wildcard))
 
 
-def no_data(zone: ZoneData, name: dns.name.Name, wildcard: dns.name.Name | None) -> list[RRsetRef]:
+def no_data(
+    zone: ZoneData, name: dns.name.Name, wildcard: dns.name.Name | None, qtype: int | None = None
+) -> tuple[list[RRsetRef], list[RRsetRef]]:
     """NODATA at `name`, or at the wildcard `wildcard` that `name` matched (RFC 4035
-    3.1.3.2 and 3.1.3.4; RFC 5155 7.2.3 to 7.2.5)."""
+    3.1.3.1 and 3.1.3.4; RFC 5155 7.2.3 to 7.2.5): the proofs that go before the SOA and
+    those after it, in NSD's order (a wildcard's denial of `name` comes first)."""
     if chain(zone).nsec3:
         if wildcard is not None:
-            proof, _ = _nsec3_encloser_proof(zone, name)
-            return _dedup(proof + _nsec3_matching(zone, wildcard))
+            before = _nsec3_covering(zone, _next_closer(name, wildcard.parent()))
+            return before, _dedup(_nsec3_matching(zone, wildcard.parent()) + _nsec3_matching(zone, wildcard))
         matching = _nsec3_matching(zone, name)
         if matching:
-            return matching
-        return _nsec3_encloser_proof(zone, name)[0]  # opt-out: DS at an unsigned delegation (7.2.4)
+            if name.labels[0] == WILDCARD:  # the wildcard asked for by its own name
+                parent = _nsec3_matching(zone, name.parent())
+                return [], _dedup(matching + parent if qtype == DS else parent + matching)
+            return [], matching
+        return [], _nsec3_encloser_proof(zone, name)  # opt-out: DS at an unsigned delegation (7.2.4)
     if wildcard is not None:
-        return _dedup(_nsec_covering(zone, name) + _nsec_covering(zone, wildcard))
-    return _nsec_covering(zone, name)
+        return _nsec_covering(zone, name), _nsec_covering(zone, wildcard)
+    return [], _nsec_covering(zone, name)
+
+
+def _next_closer(name: dns.name.Name, encloser: dns.name.Name) -> dns.name.Name:
+    """The ancestor of `name` one label longer than `encloser` (RFC 5155 1.3)."""
+    return dns.name.Name(name.labels[-(len(encloser.labels) + 1) :])
 
 
 def wildcard_answer(zone: ZoneData, name: dns.name.Name, wildcard: dns.name.Name) -> list[RRsetRef]:
     """A wildcard expansion: proof that `name` itself does not exist (RFC 4035 3.1.3.3;
     RFC 5155 7.2.6, the next closer name covered)."""
     if chain(zone).nsec3:
-        encloser = wildcard.parent()
-        next_closer = dns.name.Name(name.labels[-(len(encloser.labels) + 1) :])
-        return _nsec3_covering(zone, next_closer)
+        return _nsec3_covering(zone, _next_closer(name, wildcard.parent()))
     return _nsec_covering(zone, name)
 
 
@@ -206,4 +222,4 @@ def referral(zone: ZoneData, cut: dns.name.Name) -> list[RRsetRef]:
     ds = _with_sig(zone, cut, DS)
     if ds:
         return ds
-    return no_data(zone, cut, None)
+    return no_data(zone, cut, None)[1]

@@ -33,6 +33,7 @@ CNAME = dns.rdatatype.CNAME
 NS = dns.rdatatype.NS
 DS = dns.rdatatype.DS
 DNSKEY = dns.rdatatype.DNSKEY
+SIGNER_TYPES = {dns.rdatatype.RRSIG, dns.rdatatype.NSEC, dns.rdatatype.NSEC3}
 ANY = dns.rdatatype.ANY
 SOA = dns.rdatatype.SOA
 MAX_CNAME_CHAIN = 16
@@ -71,6 +72,9 @@ class Answer:
     zones: set[bytes] = field(default_factory=set)
     # Wildcard synthesis or a chain through one: the answer depends on the query name.
     synthesized: bool = False
+    # DNSSEC records in it (DO=1, a signed zone): rendered and truncated as NSD does (each
+    # RRset once, with its RRSIG as one unit; a cut keeps what fits before it, with TC).
+    dnssec: bool = False
 
 
 def refused() -> Answer:
@@ -106,6 +110,7 @@ def lookup(
     while True:
         result.zones.add(zone.key)
         signed = do and zone.signed
+        result.dnssec |= signed
         cut = zone.cut_at_or_above(sname)
         if cut is not None and not (cut == sname and qtype == DS):
             _referral(result, zone, cut, signed)
@@ -114,7 +119,7 @@ def lookup(
         result.synthesized |= source is not None
         if node is None:
             outcome = Outcome.NODATA if sname in zone.names else Outcome.NAME_ERROR
-            _negative(result, zone, outcome, sname if signed else None)
+            _negative(result, zone, outcome, sname if signed else None, None, qtype)
             return result
         result.visited_types.update(rds.rdtype for rds in node.rdatasets)
         if qtype == ANY:
@@ -138,7 +143,7 @@ def lookup(
             return result
         cname = node.get_rdataset(IN, CNAME)
         if cname is None:
-            _negative(result, zone, Outcome.NODATA, sname if signed else None, source)
+            _negative(result, zone, Outcome.NODATA, sname if signed else None, source, qtype)
             return result
         if sname in in_chain or len(in_chain) >= MAX_CNAME_CHAIN:
             result.outcome = Outcome.CHAIN_END
@@ -176,10 +181,12 @@ def _wildcard_proof(
 
 
 def _any_choice(node: dns.node.Node) -> dns.rdataset.Rdataset:
+    """The SOA, else the lowest type that is not a signer's (RRSIG, NSEC, NSEC3), if any."""
     soa = node.get_rdataset(IN, SOA)
     if soa is not None:
         return soa
-    lowest: dns.rdataset.Rdataset = min(node.rdatasets, key=lambda rds: int(rds.rdtype))
+    data = [rds for rds in node.rdatasets if rds.rdtype not in SIGNER_TYPES] or node.rdatasets
+    lowest: dns.rdataset.Rdataset = min(data, key=lambda rds: int(rds.rdtype))
     return lowest
 
 
@@ -189,23 +196,26 @@ def _negative(
     outcome: Outcome,
     signed_name: dns.name.Name | None = None,
     wildcard: dns.name.Name | None = None,
+    qtype: int | None = None,
 ) -> None:
     """NXDOMAIN or NODATA; with `signed_name` (DO=1, signed zone) the SOA's RRSIG and the
     NSEC/NSEC3 proof for that name (and the `wildcard` it matched)."""
     result.outcome = outcome
     if outcome is Outcome.NAME_ERROR:
         result.rcode = NXDOMAIN
-    result.authority.append((zone.negative_soa, True))
     if signed_name is None:
+        result.authority.append((zone.negative_soa, True))
         return
     soa_owner, soa = zone.negative_soa
     node = zone.zone.nodes.get(soa_owner)
-    refs = dnssec.rrsig(zone, node, soa_owner, SOA, soa.ttl)
+    # The SOA's RRSIG with the SOA's TTL, as NSD writes it.
+    soa_refs = [zone.negative_soa, *dnssec.rrsig(zone, node, soa_owner, SOA, soa.ttl)]
+    after: list[RRsetRef] = []
     if outcome is Outcome.NAME_ERROR:
-        refs += dnssec.name_error(zone, signed_name)
+        before = dnssec.name_error(zone, signed_name)
     else:
-        refs += dnssec.no_data(zone, signed_name, wildcard)
-    result.authority.extend((ref, True) for ref in refs)
+        before, after = dnssec.no_data(zone, signed_name, wildcard, qtype)
+    result.authority.extend((ref, True) for ref in [*before, *soa_refs, *after])
 
 
 def _referral(result: Answer, zone: ZoneData, cut: dns.name.Name, signed: bool = False) -> None:

@@ -38,6 +38,7 @@ _SOA_NUMBERS = struct.Struct(">IIIII")
 _NAME_ONLY = {dns.rdatatype.NS, dns.rdatatype.CNAME, dns.rdatatype.PTR}
 MX = dns.rdatatype.MX
 SOA = dns.rdatatype.SOA
+RRSIG = dns.rdatatype.RRSIG
 A = dns.rdatatype.A
 _ADDRESS_TYPES = {A, dns.rdatatype.AAAA}
 
@@ -151,10 +152,30 @@ def render(answer: Answer, qname: dns.name.Name | None, shared: bool = False) ->
         (SECTION_AUTHORITY, answer.authority),
         (SECTION_ADDITIONAL, answer.additional),
     )
+    written: set[tuple[dns.name.Name, int, int]] = set()
     for section, refs in sections:
         for (owner, rdataset), required in refs:
+            if answer.dnssec:  # as NSD: each RRset once, its RRSIG in one unit with it
+                seen = (owner, int(rdataset.rdtype), int(rdataset.covers))
+                if seen in written:
+                    continue
+                written.add(seen)
             count = write_rrset(out, name_wire(owner), rdataset, compress, question)
+            last = spans[-1] if spans else None
+            if (
+                answer.dnssec
+                and last is not None
+                and rdataset.rdtype == RRSIG
+                and last.section == section
+                and (owner, int(rdataset.covers), 0) in written
+            ):
+                spans[-1] = RRsetSpan(len(out) - start, section, last.count + count, last.required)
+                continue
             spans.append(RRsetSpan(len(out) - start, section, count, required))
     return Entry(
-        rcode=answer.rcode, authoritative=answer.authoritative, body=bytes(out[start:]), spans=tuple(spans)
+        rcode=answer.rcode,
+        authoritative=answer.authoritative,
+        body=bytes(out[start:]),
+        spans=tuple(spans),
+        partial_tc=answer.dnssec,
     )

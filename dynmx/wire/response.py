@@ -9,7 +9,9 @@ entry was rendered with, only the case differs.
 Truncation follows NSD: answer RRsets and the RRsets that make a referral or a
 negative answer are required; when one does not fit the reply is header and question
 with TC=1 (RFC 2181 9). Optional RRsets (authority NS of a positive answer, additional
-addresses) are cut from the first one that does not fit, without TC.
+addresses) are cut from the first one that does not fit, without TC. An entry with
+DNSSEC records (`partial_tc`) is cut as NSD cuts it: an RRset and its RRSIG are one
+unit, and the units before the first required one that does not fit are kept, with TC=1.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class Entry:
     body: bytes
     spans: tuple[RRsetSpan, ...]
     selector: Chooser | None = None  # set on the table entry of a dynamic RRset
+    partial_tc: bool = False  # truncation keeps what fits before the cut (DO=1 answers, as NSD)
     # Derived, precomputed for the hot path.
     counts: tuple[int, int, int] = field(init=False)
     head: tuple[bytes, bytes] = field(init=False)  # flags+counts for RD=0 / RD=1, no OPT
@@ -148,6 +151,8 @@ def fit(entry: Entry, room: int) -> tuple[bytes, tuple[int, int, int], bool]:
     for index, span in enumerate(entry.spans):
         if span.end > room:
             if span.required or any(later.required for later in entry.spans[index + 1 :]):
+                if entry.partial_tc:
+                    return entry.body[:kept], (counts[0], counts[1], counts[2]), True
                 return b"", (0, 0, 0), True
             break
         kept = span.end
