@@ -12,8 +12,9 @@ a dropped packet being equal to a dropped packet. Every response of the server u
 test must also decode with dnslib, a parser unrelated to dnspython.
 
 The same corpus is asked again of both zones signed by ldns-signzone, once with NSEC and
-once with NSEC3 (no extra iterations, no salt, RFC 9276), with DO=1 on every EDNS query
-(RFC 4035 3.1): the signatures and denial proofs must be NSD's too.
+once with NSEC3, and signed by Knot with NSEC3 opt-out (no extra iterations, no salt,
+RFC 9276), with DO=1 on every EDNS query (RFC 4035 3.1): the signatures and denial
+proofs must be NSD's too.
 
 The server under test is chosen with the environment variable DYNMX_DIFF_SUBJECT:
   dynmx (default)  `python -m dynmx serve --zones DIR --listen 127.0.0.1:PORT`
@@ -54,7 +55,7 @@ import dnslib
 import pytest
 
 from tests.nsd import Nsd, find_binary, free_port, running_nsd, wait_for_soa
-from tests.signing import SignerUnavailable, sign_zones
+from tests.signing import SignerUnavailable, sign_zones, sign_zones_knot
 
 pytestmark = pytest.mark.interop
 
@@ -563,15 +564,20 @@ def servers() -> Iterator[tuple[Server, Server]]:
         yield Server("nsd", nsd_port), subject
 
 
-@pytest.fixture(scope="module", params=["nsec", "nsec3"])
+@pytest.fixture(scope="module", params=["nsec", "nsec3", "nsec3-optout"])
 def signed_servers(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Server, Server]]:
     """(NSD, server under test), both serving the zones signed by ldns-signzone with NSEC,
-    or with NSEC3 (RFC 9276 parameters)."""
+    or with NSEC3, or by Knot with NSEC3 opt-out (RFC 9276 parameters: no salt, no extra
+    iterations)."""
     kind = request.param
+    target = tmp_path_factory.mktemp(kind) / "zones"
     try:
-        signed = sign_zones(ZONE_DIR, ZONES, tmp_path_factory.mktemp(kind) / "zones", nsec3=kind == "nsec3")
+        if kind == "nsec3-optout":
+            signed = sign_zones_knot(ZONE_DIR, ZONES, target)
+        else:
+            signed = sign_zones(ZONE_DIR, ZONES, target, nsec3=kind == "nsec3")
     except SignerUnavailable as exc:
         pytest.skip(str(exc))
     with running_nsd(signed, ZONES) as nsd_port, subject_server(signed) as subject:
