@@ -24,8 +24,9 @@ import dns.rdatatype
 
 from dynmx.config_lines import key_line, parse_path, shown_key, toml_error
 from dynmx.errors import ConfigError
-from dynmx.health import probes
-from dynmx.zone.loader import DEFAULT_MAX_FILE_SIZE
+from dynmx.health.kinds import DEFAULT_PORTS as PROBE_PORTS
+from dynmx.health.kinds import PROBE_KINDS
+from dynmx.zone.limits import DEFAULT_MAX_FILE_SIZE
 
 T = TypeVar("T")
 Check = Callable[[Any], object]
@@ -252,10 +253,10 @@ ROLES = ("primary", "relay", "standby")
 STRATEGIES = ("static", "round-robin", "weighted", "least-load")
 
 
-PROBES = (*probes.KINDS, "none")
+PROBES = (*PROBE_KINDS, "none")
 # The probe's usual port; http/load take theirs from the url (80 when it has none).
-DEFAULT_PORTS = {**probes.DEFAULT_PORTS, "http": 80, "load": 80, "none": 0}
-KINDS = ("mx", "address", "srv")
+DEFAULT_PORTS = {**PROBE_PORTS, "http": 80, "load": 80, "none": 0}
+POOL_KINDS = ("mx", "address", "srv")
 
 
 def _host(value: str) -> str:
@@ -332,7 +333,9 @@ class HintConfig:
 @dataclass(frozen=True)
 class PoolConfig:
     name: str = _key(absolute_name, default=REQUIRED, restart=False)
-    kind: str = _key(_choice(*KINDS), default="mx", restart=False)  # the RRset rewritten: MX, A/AAAA, or SRV
+    kind: str = _key(
+        _choice(*POOL_KINDS), default="mx", restart=False
+    )  # the RRset rewritten: MX, A/AAAA, or SRV
     strategy: str = _key(_choice(*STRATEGIES), default="static", restart=False)
     # address pools: at most N addresses (0: all)
     answer_count: int = _key(_between(0, 64), default=0, restart=False)

@@ -26,7 +26,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dynmx.health.access_probe import AccessFault, ImapParser, Pop3Parser
-from dynmx.health.probes import DEFAULT_PORTS, KINDS, REASONS, ProbeResult, ProbeSpec, run_probe
+from dynmx.health.kinds import DEFAULT_PORTS, PROBE_KINDS
+from dynmx.health.probes import REASONS, ProbeResult, ProbeSpec, run_probe
 from dynmx.health.tls import DAY, certificate_not_after
 from tests.fake_servers import (
     Behaviour,
@@ -442,7 +443,7 @@ def test_pop3_parser_ignores_how_bytes_are_split(data: bytes, cuts: list[int]) -
 
 
 def test_new_kinds_and_reasons_are_listed() -> None:
-    assert set(ACCESS_KINDS) <= set(KINDS)
+    assert set(ACCESS_KINDS) <= set(PROBE_KINDS)
     assert {DEFAULT_PORTS[k] for k in ACCESS_KINDS} == {143, 993, 110, 995, 587, 465}
     new = {"greeting-bye", "greeting-err", "command-rejected", "timeout-command", "no-auth"}
     assert new | {"tls-handshake", "tls-expired", "tls-expiring"} <= set(REASONS)

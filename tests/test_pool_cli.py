@@ -11,7 +11,7 @@ import dns.message
 import dns.query
 import pytest
 
-from dynmx.config import KINDS, PROBES, ROLES, STRATEGIES, load_config
+from dynmx.config import POOL_KINDS, PROBES, ROLES, STRATEGIES, load_config
 from tests.conftest import ROOT, RunningServer, write_config
 
 CONFIG = """\
@@ -167,8 +167,8 @@ def test_member_set_preference_reorders_the_running_servers_answer(
 @pytest.mark.parametrize(
     ("verb", "values"),
     [
-        ("add", (*STRATEGIES, *KINDS)),
-        ("set", (*STRATEGIES, *KINDS)),
+        ("add", (*STRATEGIES, *POOL_KINDS)),
+        ("set", (*STRATEGIES, *POOL_KINDS)),
         ("member-add", (*ROLES, *PROBES)),
         ("member-set", (*ROLES, *PROBES)),
     ],

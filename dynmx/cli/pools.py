@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from dynmx.cli.client import ControlClient
-from dynmx.config import KINDS, PROBES, ROLES, STRATEGIES, absolute_name, load_config
+from dynmx.config import POOL_KINDS, PROBES, ROLES, STRATEGIES, absolute_name, load_config
 from dynmx.control.writer import keep_mode
 from dynmx.errors import ConfigError, ControlError
 
@@ -251,14 +251,16 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], func: o
     add = _parser(verbs, "add", "add a pool (then add members)")
     add.add_argument("pool")
     add.add_argument("--strategy", choices=STRATEGIES, default="round-robin", help="(default: %(default)s)")
-    add.add_argument("--kind", choices=KINDS, default="mx", help="the RRset rewritten (default: %(default)s)")
+    add.add_argument(
+        "--kind", choices=POOL_KINDS, default="mx", help="the RRset rewritten (default: %(default)s)"
+    )
     add.add_argument("--ttl", type=int, default=30, help="TTL of rewritten answers (default: %(default)s)")
     remove = _parser(verbs, "rm", "remove a pool")
     remove.add_argument("pool")
     change = _parser(verbs, "set", "change a pool's strategy, kind or ttl")
     change.add_argument("pool")
     change.add_argument("--strategy", choices=STRATEGIES)
-    change.add_argument("--kind", choices=KINDS, help="the RRset rewritten")
+    change.add_argument("--kind", choices=POOL_KINDS, help="the RRset rewritten")
     change.add_argument("--ttl", type=int)
     member_add = _parser(verbs, "member-add", "add a member to a pool")
     member_add.add_argument("pool")

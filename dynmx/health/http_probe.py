@@ -12,15 +12,12 @@ import asyncio
 import json
 import math
 import reprlib
-from typing import TYPE_CHECKING
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from dynmx.health.spec import ProbeSpec
 from dynmx.health.verdict import Verdict, printable, url_secrets
-
-if TYPE_CHECKING:
-    from dynmx.health.probes import ProbeSpec
 
 MAX_BODY = 1 << 20
 _REPR = reprlib.Repr()

@@ -11,8 +11,6 @@ POP3 in access_probe, implicit TLS and certificate expiry in tls, HTTP and load 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,23 +19,12 @@ import httpx
 
 from dynmx.health.access_probe import check_imap, check_pop3
 from dynmx.health.http_probe import check_http
+from dynmx.health.kinds import TLS_KINDS
 from dynmx.health.smtp_probe import READ_SIZE, SmtpSession
+from dynmx.health.spec import ProbeSpec
 from dynmx.health.tls import Peer, handshake, judge_expiry
 from dynmx.health.verdict import Verdict, printable
 
-KINDS = ("smtp", "tcp", "http", "load", "imap", "imaps", "pop3", "pop3s", "submission", "submissions")
-SOCKET_KINDS = frozenset(KINDS) - {"http", "load"}  # probed at `address`:`port`
-TLS_KINDS = frozenset({"imaps", "pop3s", "submissions"})  # TLS from the first byte
-DEFAULT_PORTS = {
-    "smtp": 25,
-    "tcp": 25,
-    "imap": 143,
-    "imaps": 993,
-    "pop3": 110,
-    "pop3s": 995,
-    "submission": 587,
-    "submissions": 465,
-}
 SUBMISSION_OFFERS = {  # EHLO must offer one of these
     "submission": frozenset({"AUTH", "STARTTLS"}),
     "submissions": frozenset({"AUTH"}),
@@ -70,52 +57,7 @@ REASONS = (
     "tls-expiring",
 )
 WARNINGS = frozenset({"tls-expiring"})  # reasons that still leave the probe ok
-_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_")
 CLOSE_WAIT = 0.5  # seconds granted to a closing connection, after the verdict
-
-
-@dataclass(frozen=True, slots=True)
-class ProbeSpec:
-    """What to probe and how; checked when built, so that running it cannot fail on our own input.
-
-    A bad url is not checked here: like an unreachable peer, it is a probe result (http-error).
-    """
-
-    kind: str  # one of KINDS
-    address: str  # IP literal (v4 or v6) to connect to; SOCKET_KINDS only
-    port: int
-    timeout: float = 3.0  # whole probe budget in seconds
-    helo_name: str = "dynmx.invalid"  # EHLO argument
-    require_starttls: bool = False  # smtp: EHLO must offer STARTTLS
-    url: str = ""  # http/load
-    expect_status: tuple[int, ...] = ()  # http/load: empty means any 2xx
-    body_match: str = ""  # http/load: substring that must be in the body
-    load_field: str = "load"  # load: JSON field, dotted path allowed ("stats.load")
-    load_metric: str = ""  # load: if set, read this metric from Prometheus text instead
-    tls_warn_days: int = 14  # TLS_KINDS: a certificate expiring sooner is reported (tls-expiring)
-    server_name: str = ""  # TLS_KINDS: SNI to send; empty sends none
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"kind: expected one of {', '.join(KINDS)}, got {self.kind!r}")
-        if not (isinstance(self.timeout, int | float) and math.isfinite(self.timeout) and self.timeout > 0):
-            raise ValueError(f"timeout: expected a positive number of seconds, got {self.timeout!r}")
-        if self.kind in SOCKET_KINDS:
-            try:
-                ipaddress.ip_address(self.address)
-            except ValueError:
-                raise ValueError(f"address: expected an IP literal, got {self.address!r}") from None
-            if not 1 <= self.port <= 65535:
-                raise ValueError(f"port: expected 1-65535, got {self.port}")
-        if not (self.helo_name and all("!" <= c <= "~" for c in self.helo_name)):
-            raise ValueError(f"helo_name: expected printable ASCII without spaces, got {self.helo_name!r}")
-        days = self.tls_warn_days
-        if isinstance(days, bool) or not (isinstance(days, int) and days >= 0):
-            raise ValueError(f"tls_warn_days: expected a whole number of days >= 0, got {days!r}")
-        if len(self.server_name) > 253 or not set(self.server_name) <= _NAME_CHARS:
-            raise ValueError(f"server_name: expected a DNS name, got {self.server_name!r}")
-        if any(not 100 <= status <= 599 for status in self.expect_status):
-            raise ValueError(f"expect_status: expected HTTP status codes, got {self.expect_status!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,14 +27,10 @@ import dns.zone
 import dns.zonefile
 
 from dynmx.errors import Problem, ZoneLoadError
+from dynmx.zone.limits import DEFAULT_MAX_FILE_SIZE
 from dynmx.zone.validate import MAX_TTL, Record, validate
 
 ZONE_SUFFIX = ".zone"
-# Bytes; a larger file is refused unread (`[server] max_zone_file_size`). Parsing costs about
-# 1.5 s of CPU and 22 MiB of memory per MB of zone file (measured on 40 MB files of A records,
-# 2-core VM): 128 MiB is about 3,500,000 such records, three times the largest zone measured
-# here, and a parse of at most about 2.9 GiB.
-DEFAULT_MAX_FILE_SIZE = 128 << 20
 MAX_PROBLEMS = 100  # problems reported per file; a file with more ends with a line counting them
 
 _DIRECTIVES = frozenset({"$ORIGIN", "$TTL"})
