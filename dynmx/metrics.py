@@ -1,35 +1,64 @@
 """All Prometheus metrics in one place, named dynmx_<subsystem>_<name>_<unit>.
 
 Per-query counts live as plain integers on the engine and transports (no locks on
-the hot path); a collector reads them at scrape time.
+the hot path); a collector reads them at scrape time. This module is a leaf: it imports
+nothing from dynmx, and app hands it the callables and numbers it reads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from dynmx.control.ratelog import REFUSALS
-from dynmx.selfcheck.decide import Action
-from dynmx.selfcheck.registrar import PushReport
-from dynmx.selfcheck.round import RoundReport
 
-if TYPE_CHECKING:
-    from dynmx.app import App
+class HotCounts(Protocol):
+    """The hot path's plain counters (app's HotStats)."""
+
+    @property
+    def counters(self) -> Mapping[str, int]: ...
+    @property
+    def firsts(self) -> Mapping[tuple[str, str, str], int]: ...  # (pool, name, member)
+
+
+class ListenerCounts(Protocol):
+    """An HTTP listener's counts (server's ControlHttp)."""
+
+    @property
+    def active(self) -> int: ...
+    def snapshot(self) -> Mapping[str, int]: ...
+
+
+class LoginCounts(Protocol):
+    """The dyndns2 login outcomes and waiting sources (control's dyndns2.Logins)."""
+
+    def snapshot(self) -> Mapping[str, int]: ...
+    def waiting(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SelfCheckSamples:
+    """One self-check round as metric samples (built by selfcheck, which knows its reports)."""
+
+    finished: float  # when the round ended, Unix time
+    actions: list[tuple[str, str, str, int]] = field(default_factory=list)  # name, family, action, 0/1
+    repairs: list[tuple[str, str]] = field(default_factory=list)  # name, family
+    pushes: list[tuple[str, str]] = field(default_factory=list)  # adapter, outcome of a sent push
 
 
 class _HotPathCollector:
     """Reads the hot path's plain counters (this process's, or the workers' reports) at scrape time."""
 
-    def __init__(self, app: App) -> None:
-        self.app = app
+    def __init__(self, stats: Callable[[], HotCounts], has_engine: Callable[[], bool]) -> None:
+        self.stats = stats
+        self.has_engine = has_engine
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
-        stats = self.app.hot_stats()
+        stats = self.stats()
         count = stats.counters.get
         queries = CounterMetricFamily("dynmx_dns_queries", "DNS messages received", labels=["transport"])
         queries.add_metric(["udp"], count("udp", 0))
@@ -42,7 +71,7 @@ class _HotPathCollector:
             if key.startswith("slow_"):
                 slow.add_metric([key[5:]], value)
         yield slow
-        if self.app.engine is not None:
+        if self.has_engine():
             entries = GaugeMetricFamily(
                 "dynmx_answer_table_entries", "Precompiled responses in the table (one worker's)"
             )
@@ -89,13 +118,16 @@ class _RefusalCollector:
     """Per-packet refusals by kind (UPDATE, NOTIFY, TSIG, transfer), counted whether or not their
     log line was written (`dynmx.control.ratelog`: the lines are rate-limited, the counts not)."""
 
+    def __init__(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        self.counts = counts
+
     def collect(self) -> Iterator[CounterMetricFamily]:
         refused = CounterMetricFamily(
             "dynmx_control_refused_requests",
             "Requests refused, by the event their log line names (the lines are rate-limited)",
             labels=["kind"],
         )
-        for kind, value in sorted(REFUSALS.counts.items()):
+        for kind, value in sorted(self.counts().items()):
             refused.add_metric([kind], value)
         yield refused
 
@@ -104,12 +136,13 @@ class _ListenerCollector:
     """The HTTP listeners' counts (control, dyndns2, the control socket) and the dyndns2 logins,
     read at scrape time from the plain counters the listener threads keep."""
 
-    def __init__(self, app: App) -> None:
-        self.app = app
+    def __init__(
+        self, listeners: Callable[[], Iterable[tuple[str, ListenerCounts | None]]], logins: LoginCounts
+    ) -> None:
+        self.listeners = listeners
+        self.logins = logins
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
-        app = self.app
-        listeners = [("http", app.http), ("dyndns2", app.dyndns2_http), ("control", app.control_socket)]
         open_now = GaugeMetricFamily(
             "dynmx_http_connections", "Connections being served, by listener", labels=["listener"]
         )
@@ -126,7 +159,7 @@ class _ListenerCollector:
         responses = CounterMetricFamily(
             "dynmx_http_responses", "Responses sent, by listener and status", labels=["listener", "status"]
         )
-        for name, listener in listeners:
+        for name, listener in self.listeners():
             if listener is None:
                 continue
             counts = listener.snapshot()
@@ -143,14 +176,14 @@ class _ListenerCollector:
             " was waiting: not looked at), unauthenticated (none sent)",
             labels=["result"],
         )
-        counts = app.dyndns2_logins.snapshot()
+        counts = self.logins.snapshot()
         for result in ("ok", "badauth", "blocked", "unauthenticated"):
             logins.add_metric([result], counts.get(result, 0))
         yield logins
         waiting = GaugeMetricFamily(
             "dynmx_dyndns2_waiting_sources", "Source addresses (IPv6: /64) that must wait after failed logins"
         )
-        waiting.add_metric([], app.dyndns2_logins.waiting())
+        waiting.add_metric([], self.logins.waiting())
         yield waiting
 
 
@@ -159,9 +192,11 @@ class Metrics:
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self) -> None:
+    def __init__(self, refusals: Callable[[], Mapping[str, int]] | None = None) -> None:
+        """`refusals`: the per-kind refusal counts (control's ratelog), read at scrape time."""
         self.registry = CollectorRegistry()
-        self.registry.register(_RefusalCollector())
+        if refusals is not None:
+            self.registry.register(_RefusalCollector(refusals))
         self.zones = Gauge("dynmx_zone_loaded_zones", "Zones being served", registry=self.registry)
         self.zone_problems = Gauge(
             "dynmx_zone_problems", "Problems found by the last load or reload", registry=self.registry
@@ -245,23 +280,26 @@ class Metrics:
             registry=self.registry,
         )
 
-    def observe_selfcheck(self, report: RoundReport, pushes: list[PushReport]) -> None:
+    def observe_selfcheck(self, samples: SelfCheckSamples) -> None:
         self.selfcheck_rounds.inc()
-        self.selfcheck_last.set(report.finished)
-        for name in report.names:
-            for family, decision in name.decisions.items():
-                for action in Action:
-                    value = 1 if decision.action is action else 0
-                    self.selfcheck_action.labels(name.name, str(family), action.value).set(value)
-            for family in name.repaired:
-                self.selfcheck_repairs.labels(name.name, str(family)).inc()
-        for push in pushes:
-            if push.sent and push.result is not None:
-                self.registrar_pushes.labels(push.adapter, push.result.outcome.value).inc()
+        self.selfcheck_last.set(samples.finished)
+        for name, family, action, value in samples.actions:
+            self.selfcheck_action.labels(name, family, action).set(value)
+        for name, family in samples.repairs:
+            self.selfcheck_repairs.labels(name, family).inc()
+        for adapter, outcome in samples.pushes:
+            self.registrar_pushes.labels(adapter, outcome).inc()
 
-    def attach(self, app: App) -> None:
-        self.registry.register(_HotPathCollector(app))
-        self.registry.register(_ListenerCollector(app))
+    def attach(
+        self,
+        stats: Callable[[], HotCounts],
+        has_engine: Callable[[], bool],
+        listeners: Callable[[], Iterable[tuple[str, ListenerCounts | None]]],
+        logins: LoginCounts,
+    ) -> None:
+        """Read the hot path and the HTTP listeners at scrape time, through what app hands over."""
+        self.registry.register(_HotPathCollector(stats, has_engine))
+        self.registry.register(_ListenerCollector(listeners, logins))
 
     def observe_load(self, zones: int, problems: int, seconds: float) -> None:
         self.zones.set(zones)

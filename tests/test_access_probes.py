@@ -27,7 +27,8 @@ from hypothesis import strategies as st
 
 from dynmx.health.access_probe import AccessFault, ImapParser, Pop3Parser
 from dynmx.health.kinds import DEFAULT_PORTS, PROBE_KINDS
-from dynmx.health.probes import REASONS, ProbeResult, ProbeSpec, run_probe
+from dynmx.health.probes import REASONS, ProbeResult, run_probe
+from dynmx.health.spec import ProbeSpec
 from dynmx.health.tls import DAY, certificate_not_after
 from tests.fake_servers import (
     Behaviour,

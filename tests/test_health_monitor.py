@@ -10,7 +10,8 @@ from dynmx.app.health import HealthMonitor
 from dynmx.config import from_mapping
 from dynmx.control.store import StateStore
 from dynmx.health.prober import Target
-from dynmx.health.probes import ProbeResult, ProbeSpec
+from dynmx.health.probes import ProbeResult
+from dynmx.health.spec import ProbeSpec
 from dynmx.metrics import Metrics
 from dynmx.policy.served import PoolPlans
 

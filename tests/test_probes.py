@@ -32,8 +32,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dynmx.health.probes import REASONS, ProbeResult, ProbeSpec, run_probe
+from dynmx.health.probes import REASONS, ProbeResult, run_probe
 from dynmx.health.smtp_probe import ReplyParser, SmtpFault
+from dynmx.health.spec import ProbeSpec
 from tests.fake_servers import (
     Behaviour,
     FakeServer,

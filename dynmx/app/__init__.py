@@ -50,6 +50,7 @@ from dynmx.control import dyndns2
 from dynmx.control.journal import JournalFork
 from dynmx.control.lock import CONTROL_SOCKET
 from dynmx.control.owner import ZoneOwner, judge
+from dynmx.control.ratelog import REFUSALS
 from dynmx.control.store import StateStore
 from dynmx.control.token import ensure_token
 from dynmx.control.tsig import Signer
@@ -61,6 +62,7 @@ from dynmx.errors import ConfigError, ControlError, DynmxError, Problem
 from dynmx.metrics import Metrics
 from dynmx.policy.route_log import RouteLog
 from dynmx.policy.served import PoolPlans, build_table, refresh_pool
+from dynmx.selfcheck.samples import selfcheck_samples
 from dynmx.server import sdnotify
 from dynmx.server.http import ControlHttp, Limits
 from dynmx.zone.batch import available_cpus
@@ -133,7 +135,7 @@ class App:
         self.zones_dir = config.path(config.server.zones_dir)
         self.state = ZoneState()
         self.engine: Engine | None = None
-        self.metrics = Metrics()
+        self.metrics = Metrics(refusals=lambda: REFUSALS.counts)
         self.listeners: Listeners | None = None  # answering in this process
         self.workers: WorkerPool | None = None  # or in `server.workers` answer processes
         self._answers_here = not config.server.workers  # as started: a reload does not change it
@@ -434,7 +436,7 @@ class App:
             self.zones_by_origin,
             self.owner,
             self.publish_zone,
-            self.metrics.observe_selfcheck,
+            lambda report, pushes: self.metrics.observe_selfcheck(selfcheck_samples(report, pushes)),
         )
         if self.bound:  # at start-up, rounds begin once the listeners are there to see the probes
             self.selfcheck.start()
@@ -943,7 +945,12 @@ class App:
         self.engine = make_engine(self.config, table)
         self.engine.on_selfcheck = self._selfcheck_seen
         self._after_load(zones, problems, time.monotonic() - started)
-        self.metrics.attach(self)
+        self.metrics.attach(
+            self.hot_stats,
+            lambda: self.engine is not None,
+            lambda: [("http", self.http), ("dyndns2", self.dyndns2_http), ("control", self.control_socket)],
+            self.dyndns2_logins,
+        )
         self.health.start(table.zoneset)
         self._start_services()
         loop = asyncio.get_running_loop()

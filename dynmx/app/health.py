@@ -24,7 +24,8 @@ from dynmx.answer.zoneset import ZoneSet
 from dynmx.config import Config, MemberConfig, PoolConfig
 from dynmx.control.store import StateStore
 from dynmx.health.prober import Prober, Target
-from dynmx.health.probes import ProbeResult, ProbeSpec
+from dynmx.health.probes import ProbeResult
+from dynmx.health.spec import ProbeSpec
 from dynmx.health.state import Health, MemberHealth, observe, pending_results
 from dynmx.metrics import Metrics
 from dynmx.policy import promotion

@@ -16,8 +16,8 @@ import dns.zone
 from dynmx.answer.zoneset import ZoneData, name_key
 from dynmx.errors import Problem, ZoneLoadError
 from dynmx.zone.batch import APART_FROM, Parsed, check_apart, parse_many
+from dynmx.zone.limits import DEFAULT_MAX_FILE_SIZE
 from dynmx.zone.loader import (
-    DEFAULT_MAX_FILE_SIZE,
     LoadedZone,
     check_size,
     file_digest,

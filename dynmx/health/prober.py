@@ -18,7 +18,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from dynmx.health.probes import ProbeResult, ProbeSpec, run_probe
+from dynmx.health.probes import ProbeResult, run_probe
+from dynmx.health.spec import ProbeSpec
 
 log = logging.getLogger("dynmx.health")
 
