@@ -7,9 +7,25 @@
     |   +-- FormError           answer FORMERR (RFC 1035 4.1.1)
     |   +-- DropPacket          send nothing (QR=1, shorter than a header)
     +-- ControlError            talking to a running server failed (reload, status)
+    +-- StaleBase               a zone edit was planned on a version that is no longer the newest
+    +-- JournalFork             a second change from a serial the journal already has one from
+    +-- JournalUnavailable      the journal cannot be written: no change can be made durable
+    +-- UpdateRefused           an RFC 2136 UPDATE is refused with `rcode` (control.update)
+    |   +-- KeyRefused          the TSIG key may not change this record (REFUSED)
+    +-- SelfCheckError          a self-check step could not be done (selfcheck.probe)
+    |   +-- ResolveError        no resolver gave a usable answer
+    |   +-- ProbeError          the self-connect probe could not leave this host
+    +-- RegistrarDiscoveryError a domain's registrar cannot be found or matched (selfcheck.rdap)
+    |   +-- RegistrarNotInDirectory  found, but no adapter for it in the directory
+    +-- StateDirBusy            another process owns the state directory (control.lock)
+    +-- WriteBlocked            a zone's file cannot be written now (control.owner)
+    +-- JournalMismatch         the journal does not apply to the zone file (control.writer)
+    +-- ZoneEditRefused         a zone cannot be added or removed as asked (control.zones)
 
-Foreign exceptions (OSError, dnspython's) are mapped to these at the boundary: a
-peer's fault becomes FORMERR/REFUSED, our own becomes SERVFAIL plus a log line.
+A class with a module in brackets is defined beside the code that raises it (its subclasses
+with it), rooted here all the same; the others are defined here.
+Foreign exceptions (OSError, dnspython's) are mapped to these at the boundary: a peer's
+fault becomes FORMERR/REFUSED, our own becomes SERVFAIL plus a log line.
 """
 
 from __future__ import annotations
@@ -64,3 +80,15 @@ class DropPacket(WireError):
 
 class ControlError(DynmxError):
     """A command could not reach or instruct the running server."""
+
+
+class StaleBase(DynmxError):
+    """A commit planned on a zone version that is not the newest: refused, nothing written."""
+
+
+class JournalFork(DynmxError):
+    """A second change from a serial the journal already has a change from."""
+
+
+class JournalUnavailable(DynmxError):
+    """The journal cannot be written: no change can be made durable."""

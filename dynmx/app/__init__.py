@@ -47,7 +47,6 @@ from dynmx.app.zonestatus import PeerLog, send_notify
 __all__ = ["App", "ZoneState", "scan_zones", "soa_serial", "zone_data"]
 from dynmx.config import Config, PoolConfig, absolute_name, parse_hostport, readable_secrets
 from dynmx.control import dyndns2
-from dynmx.control.journal import JournalFork
 from dynmx.control.lock import CONTROL_SOCKET
 from dynmx.control.owner import ZoneOwner, judge
 from dynmx.control.ratelog import REFUSALS
@@ -56,9 +55,9 @@ from dynmx.control.token import ensure_token
 from dynmx.control.tsig import Signer
 from dynmx.control.update import Change
 from dynmx.control.writeback import WriteBack
-from dynmx.control.writer import StaleBase, serial_of, write_atomically
+from dynmx.control.writer import write_atomically
 from dynmx.control.zones import ZoneEditRefused, add_zone, remove_zone
-from dynmx.errors import ConfigError, ControlError, DynmxError, Problem
+from dynmx.errors import ConfigError, ControlError, DynmxError, JournalFork, Problem, StaleBase
 from dynmx.metrics import Metrics
 from dynmx.policy.route_log import RouteLog
 from dynmx.policy.served import PoolPlans, build_table, refresh_pool
@@ -68,6 +67,7 @@ from dynmx.server.http import ControlHttp, Limits
 from dynmx.zone.batch import available_cpus
 from dynmx.zone.catalog import Shared
 from dynmx.zone.loader import LoadedZone
+from dynmx.zone.soa import serial_of
 
 log = logging.getLogger("dynmx.app")
 

@@ -28,11 +28,12 @@ import dns.name
 from dynmx.config import Config, PoolConfig, pool_from_mapping
 from dynmx.control.owner import ZoneOwner
 from dynmx.control.update import Change, Op
-from dynmx.control.writer import serial_of, write_atomically
+from dynmx.control.writer import write_atomically
 from dynmx.control.zones import ZoneEditRefused, zone_file
 from dynmx.errors import ConfigError, DynmxError
 from dynmx.zone.catalog import Catalog, CatalogRefused, Shared, catalog_text, held, parse_catalog, records
 from dynmx.zone.loader import LoadedZone, parse_zone
+from dynmx.zone.soa import serial_of
 
 log = logging.getLogger("dynmx.catalog")
 

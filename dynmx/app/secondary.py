@@ -42,9 +42,10 @@ from dynmx.answer.acl import address_in
 from dynmx.app.update import load_keyring
 from dynmx.config import Config, parse_hostport
 from dynmx.control.update import Change
-from dynmx.control.writer import apply_changes, diff_zones, records_of, serial_of, write_atomically
+from dynmx.control.writer import apply_changes, diff_zones, records_of, write_atomically
 from dynmx.errors import Problem
 from dynmx.zone.loader import LoadedZone
+from dynmx.zone.soa import serial_of
 from dynmx.zone.validate import validate
 
 log = logging.getLogger("dynmx.secondary")

@@ -32,12 +32,11 @@ import dns.update
 from dynmx.answer.acl import address_in
 from dynmx.config import Config
 from dynmx.control import transfer, tsig
-from dynmx.control.journal import Journal, JournalFork, JournalUnavailable
+from dynmx.control.journal import Journal
 from dynmx.control.owner import WriteBlocked, ZoneOwner
 from dynmx.control.ratelog import REFUSALS
 from dynmx.control.update import Change, KeyRefused, KeyRules, UpdateRefused, evaluate
-from dynmx.control.writer import StaleBase
-from dynmx.errors import ConfigError, ZoneLoadError
+from dynmx.errors import ConfigError, JournalFork, JournalUnavailable, StaleBase, ZoneLoadError
 from dynmx.wire.query import Query
 from dynmx.wire.response import (
     RCODE_FORMERR,

@@ -36,8 +36,8 @@ import dns.zonefile
 
 from dynmx.config import parse_hostport
 from dynmx.control import transfer
-from dynmx.control.writer import serial_of
 from dynmx.zone.loader import LoadedZone
+from dynmx.zone.soa import serial_of
 
 if TYPE_CHECKING:
     from dynmx.app import App

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from dynmx.cli.client import ControlClient
 from dynmx.config import POOL_KINDS, PROBES, ROLES, STRATEGIES, absolute_name, load_config
-from dynmx.control.writer import keep_mode
 from dynmx.errors import ConfigError, ControlError
+from dynmx.filemode import keep_mode
 
 Block = tuple[int, int]  # [start, end) line indexes
 MEMBER_KEYS = ("preference", "weight", "role", "probe")  # what member-set changes

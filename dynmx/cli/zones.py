@@ -30,10 +30,10 @@ from dynmx.cli.client import ControlClient
 from dynmx.cli.owning import offline_owner, server_holder
 from dynmx.config import Config, absolute_name
 from dynmx.control.lock import StateDirBusy
-from dynmx.control.writer import serial_of
 from dynmx.control.zones import add_zone, remove_zone
 from dynmx.errors import ControlError
 from dynmx.zone.loader import LoadedZone
+from dynmx.zone.soa import serial_of
 
 IN = dns.rdataclass.IN
 EDIT_TIMEOUT = 300.0  # seconds: the server answers once both zones are served

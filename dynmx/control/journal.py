@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from dynmx.errors import DynmxError
+from dynmx.errors import JournalFork, JournalUnavailable
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS journal (
@@ -54,14 +54,6 @@ class JournalEntry:
     new_serial: int
     removed: tuple[str, ...]
     added: tuple[str, ...]
-
-
-class JournalFork(DynmxError):
-    """A second change from a serial the journal already has a change from."""
-
-
-class JournalUnavailable(DynmxError):
-    """The journal cannot be written: no change can be made durable."""
 
 
 DEFAULT_KEEP = 1000

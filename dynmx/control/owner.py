@@ -27,7 +27,6 @@ from dynmx.control.lock import StateLock
 from dynmx.control.update import Change, serial_newer
 from dynmx.control.writer import (
     JournalMismatch,
-    StaleBase,
     ZoneWriter,
     diff_zones,
     journal_entry,
@@ -35,7 +34,7 @@ from dynmx.control.writer import (
     serial_of,
     with_serial,
 )
-from dynmx.errors import DynmxError, Problem
+from dynmx.errors import DynmxError, Problem, StaleBase
 from dynmx.policy.checks import check_edit
 from dynmx.zone.loader import LoadedZone
 

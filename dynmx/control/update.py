@@ -28,6 +28,8 @@ import dns.rrset
 import dns.update
 import dns.zone
 
+from dynmx.errors import DynmxError
+
 IN = dns.rdataclass.IN
 ANY = dns.rdataclass.ANY
 NONE = dns.rdataclass.NONE
@@ -53,7 +55,7 @@ class Change:
     rdata: dns.rdata.Rdata
 
 
-class UpdateRefused(Exception):
+class UpdateRefused(DynmxError):
     """The update cannot be applied: answer `rcode`, change nothing."""
 
     def __init__(self, rcode: dns.rcode.Rcode, reason: str) -> None:

@@ -14,7 +14,6 @@ is replayed.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import os
 import tempfile
@@ -32,8 +31,10 @@ import dns.zone
 
 from dynmx.control.journal import Journal, JournalEntry
 from dynmx.control.update import Change, Op
-from dynmx.errors import DynmxError, Problem, ZoneLoadError
+from dynmx.errors import DynmxError, Problem, StaleBase, ZoneLoadError
+from dynmx.filemode import keep_mode
 from dynmx.zone.loader import LoadedZone, new_digest
+from dynmx.zone.soa import serial_of as serial_of  # its home is zone/; control imports it from here
 from dynmx.zone.validate import Record, validate
 
 IN = dns.rdataclass.IN
@@ -133,12 +134,6 @@ def with_serial(zone: dns.zone.Zone, serial: int) -> dns.zone.Zone:
     return apply_changes(zone, changes)
 
 
-def serial_of(zone: dns.zone.Zone) -> int:
-    soa = zone.nodes[_origin(zone)].get_rdataset(IN, SOA)
-    assert soa is not None
-    return int(soa[0].serial)
-
-
 def records_of(zone: dns.zone.Zone, file: str, names: Iterable[dns.name.Name] | None = None) -> list[Record]:
     """The zone's records as `validate` takes them: all, or those at `names`."""
     nodes = zone.nodes.items() if names is None else ((n, zone.nodes.get(n)) for n in names)
@@ -204,22 +199,6 @@ def _line(change: Change) -> str:
     )
 
 
-NEW_FILE_MODE = 0o644  # zone data is what the server publishes; NSD and Knot files are so too
-
-
-def keep_mode(handle: int, path: Path) -> None:
-    """Give a new file the mode and owner of the one it replaces (a temp file is 0600): a group
-    that could read the file still can."""
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        os.fchmod(handle, NEW_FILE_MODE)
-        return
-    os.fchmod(handle, info.st_mode & 0o7777)
-    with contextlib.suppress(PermissionError):  # not root: the file stays ours, as a hand edit leaves it
-        os.fchown(handle, info.st_uid, info.st_gid)
-
-
 class _HashingFile:
     """The file `Zone.to_file` writes to (it writes bytes when it can), hashing as it goes:
     the digest costs no second pass and no copy of a large zone's text."""
@@ -265,10 +244,6 @@ def write_atomically(path: Path, zone: dns.zone.Zone, *, exclusive: bool = False
     finally:
         os.close(directory)
     return hashing.digest.digest()
-
-
-class StaleBase(DynmxError):
-    """A commit planned on a zone version that is not the newest: refused, nothing written."""
 
 
 class JournalMismatch(DynmxError):

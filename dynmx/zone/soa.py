@@ -1,0 +1,15 @@
+"""Reading a zone's SOA: a pure function of the zone, for whoever shows or compares serials."""
+
+from __future__ import annotations
+
+import dns.rdataclass
+import dns.rdatatype
+import dns.zone
+
+
+def serial_of(zone: dns.zone.Zone) -> int:
+    """The SOA serial at the zone's apex (a loaded zone always has one)."""
+    assert zone.origin is not None
+    soa = zone.nodes[zone.origin].get_rdataset(dns.rdataclass.IN, dns.rdatatype.SOA)
+    assert soa is not None
+    return int(soa[0].serial)
