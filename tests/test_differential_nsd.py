@@ -41,6 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import dns.dnssec
 import dns.edns
 import dns.flags
 import dns.message
@@ -233,6 +234,16 @@ def zone_names() -> tuple[str, ...]:
 
 def other_names() -> list[str]:
     return [name for group in OTHER_NAMES.values() for name in group]
+
+
+def nsec3_owner_names() -> list[str]:
+    """Owners of the NSEC3 records of the signed zones (no salt, no extra iterations):
+    names of the chain, not of the zone (RFC 5155 7.2.9); in an NSEC zone, missing names."""
+    return [
+        f"{dns.dnssec.nsec3_hash(name, None, 0, 1).lower()}.{zone}."
+        for zone in ZONES
+        for name in (f"{zone}.", f"www.{zone}.")
+    ]
 
 
 # --- sending ----------------------------------------------------------------------------
@@ -625,7 +636,8 @@ def test_signed_zone_names_answer_like_nsd(signed_servers: tuple[Server, Server]
 def test_signed_other_names_answer_like_nsd(signed_servers: tuple[Server, Server], variant: str) -> None:
     """Signed zones, DO=1: NXDOMAIN and wildcard proofs, referrals with DS or its absence
     proved, as NSD (RFC 4035 3.1.3, 3.1.4; RFC 5155 7.2.1-7.2.7)."""
-    queries = [Query(name, qtype, variant) for name in other_names() for qtype in SIGNED_QTYPES]
+    names = other_names() + nsec3_owner_names()
+    queries = [Query(name, qtype, variant) for name in names for qtype in SIGNED_QTYPES]
     run_family(f"signed other names [{variant}]", signed_servers, queries)
 
 

@@ -164,9 +164,8 @@ def lookup(
 def _find_node(zone: ZoneData, name: dns.name.Name) -> tuple[dns.node.Node | None, dns.name.Name | None]:
     """The node holding `name`'s data: its own, or the wildcard's at the closest encloser
     (then also the wildcard's name)."""
-    node = zone.node(name)
-    if node is not None or name in zone.names:
-        return node, None
+    if name in zone.names:
+        return zone.node(name), None
     source = dns.name.Name((WILDCARD, *zone.closest_encloser(name).labels))
     node = zone.node(source)
     return node, source if node is not None else None

@@ -16,6 +16,8 @@ import dns.zone
 IN = dns.rdataclass.IN
 SOA = dns.rdatatype.SOA
 NS = dns.rdatatype.NS
+NSEC3 = dns.rdatatype.NSEC3
+RRSIG = dns.rdatatype.RRSIG
 WILDCARD = b"*"
 
 
@@ -81,7 +83,7 @@ class ZoneData:
         cuts = set(self.cuts)
         added = []
         for name, node in nodes:
-            if not node.rdatasets:
+            if not node.rdatasets or _nsec3_only(node):
                 continue
             absolute = name if name.is_absolute() else name.derelativize(origin)
             walk = absolute
@@ -154,6 +156,13 @@ class ZoneData:
             rds = node.get_rdataset(IN, rdtype)
             if rds is not None:
                 yield (owner, rds)
+
+
+def _nsec3_only(node: dns.node.Node) -> bool:
+    """A node of a signer's NSEC3 chain alone: its hashed owner is no name of the zone (as
+    NSD answers it: NXDOMAIN, RFC 5155 7.2.9)."""
+    rdtypes = {rds.rdtype for rds in node.rdatasets}
+    return NSEC3 in rdtypes and rdtypes <= {NSEC3, RRSIG}
 
 
 def _changed_nodes(
