@@ -35,6 +35,7 @@ class Chain:
     """A zone's NSEC chain (owners in canonical order) or NSEC3 chain (hashes in order)."""
 
     nsec_owners: tuple[dns.name.Name, ...]
+    nsec_keys: tuple[tuple[bytes, ...], ...]  # `canonical_key` of each owner, for bisect
     nsec3_hashes: tuple[bytes, ...]  # lower-case base32hex first labels
     nsec3_owner: dict[bytes, dns.name.Name]
     salt: bytes
@@ -66,8 +67,10 @@ def chain(zone: ZoneData) -> Chain:
         salt, iterations, algorithm = param[0].salt, param[0].iterations, param[0].algorithm
     else:
         nsec3_owner = {}
+    ordered = sorted(nsec_owners, key=canonical_key)
     built = Chain(
-        nsec_owners=tuple(sorted(nsec_owners)),
+        nsec_owners=tuple(ordered),
+        nsec_keys=tuple(canonical_key(owner) for owner in ordered),
         nsec3_hashes=tuple(sorted(nsec3_owner)),
         nsec3_owner=nsec3_owner,
         salt=salt,
@@ -76,6 +79,12 @@ def chain(zone: ZoneData) -> Chain:
     )
     zone.dnssec = built
     return built
+
+
+def canonical_key(name: dns.name.Name) -> tuple[bytes, ...]:
+    """A sort key in the canonical order of RFC 4034 6.1: labels from the right, each
+    lower-cased and compared as octets (a tuple compares in C; dnspython names do not)."""
+    return tuple(label.lower() for label in reversed(name.labels))
 
 
 def rrsig(
@@ -106,11 +115,11 @@ def _with_sig(zone: ZoneData, owner: dns.name.Name, rdtype: int) -> list[RRsetRe
 
 def _nsec_covering(zone: ZoneData, name: dns.name.Name) -> list[RRsetRef]:
     """The NSEC whose owner is `name` or the last one before it in canonical order."""
-    owners = chain(zone).nsec_owners
-    if not owners:
+    index = chain(zone)
+    if not index.nsec_owners:
         return []
-    at = bisect.bisect_right(owners, name) - 1
-    return _with_sig(zone, owners[at], NSEC)
+    at = bisect.bisect_right(index.nsec_keys, canonical_key(name)) - 1
+    return _with_sig(zone, index.nsec_owners[at], NSEC)
 
 
 # --- NSEC3 (RFC 5155 7.2) -----------------------------------------------------------------

@@ -89,8 +89,28 @@ def _write_rdata(out: bytearray, rdtype: int, rdata: object, compress: Compress 
         )
     elif rdtype in _ADDRESS_TYPES:
         out += _address_wire(rdtype, rdata.address)  # type: ignore[attr-defined]
+    elif rdtype in _SIGNER_TYPES:
+        out += _rdata_wire(rdata)
     else:
         out += rdata.to_wire()  # type: ignore[attr-defined]
+
+
+# The wire form of recently written RRSIG, NSEC and NSEC3 RDATA, by object: a signed zone's
+# denial proofs write the same few records for every missing name the slow path answers.
+_RDATA_WIRE: dict[int, tuple[object, bytes]] = {}
+_RDATA_WIRE_MAX = 8192
+_SIGNER_TYPES = {dns.rdatatype.RRSIG, dns.rdatatype.NSEC, dns.rdatatype.NSEC3}
+
+
+def _rdata_wire(rdata: object) -> bytes:
+    found = _RDATA_WIRE.get(id(rdata))
+    if found is not None and found[0] is rdata:
+        return found[1]
+    wire: bytes = rdata.to_wire()  # type: ignore[attr-defined]
+    if len(_RDATA_WIRE) >= _RDATA_WIRE_MAX:
+        _RDATA_WIRE.clear()
+    _RDATA_WIRE[id(rdata)] = (rdata, wire)
+    return wire
 
 
 @functools.lru_cache(maxsize=4096)
