@@ -22,10 +22,14 @@ import dns.exception
 import dns.name
 import dns.rdatatype
 
+from dynmx.config_choices import POOL_KINDS as POOL_KINDS
+from dynmx.config_choices import PROBES as PROBES
+from dynmx.config_choices import ROLES as ROLES
+from dynmx.config_choices import STRATEGIES as STRATEGIES
+from dynmx.config_choices import TSIG_ALGORITHMS as TSIG_ALGORITHMS
 from dynmx.config_lines import key_line, parse_path, shown_key, toml_error
 from dynmx.errors import ConfigError
 from dynmx.health.kinds import DEFAULT_PORTS as PROBE_PORTS
-from dynmx.health.kinds import PROBE_KINDS
 from dynmx.zone.limits import DEFAULT_MAX_FILE_SIZE
 
 T = TypeVar("T")
@@ -249,14 +253,8 @@ class LogConfig:
     level: str = _key(_choice("debug", "info", "warning", "error"), default="info", restart=True)
 
 
-ROLES = ("primary", "relay", "standby")
-STRATEGIES = ("static", "round-robin", "weighted", "least-load")
-
-
-PROBES = (*PROBE_KINDS, "none")
 # The probe's usual port; http/load take theirs from the url (80 when it has none).
 DEFAULT_PORTS = {**PROBE_PORTS, "http": 80, "load": 80, "none": 0}
-POOL_KINDS = ("mx", "address", "srv")
 
 
 def _host(value: str) -> str:
@@ -402,9 +400,6 @@ class NameConfig:
 
     def problems(self) -> list[str]:
         return []
-
-
-TSIG_ALGORITHMS = ("hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1", "hmac-md5")
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@
     +-- SelfCheckError          a self-check step could not be done (selfcheck.probe)
     |   +-- ResolveError        no resolver gave a usable answer
     |   +-- ProbeError          the self-connect probe could not leave this host
-    +-- RegistrarDiscoveryError a domain's registrar cannot be found or matched (selfcheck.rdap)
-    |   +-- RegistrarNotInDirectory  found, but no adapter for it in the directory
+    +-- RegistrarDiscoveryError a domain's registrar cannot be found or matched
+    |   +-- RegistrarNotInDirectory  found, but no adapter for it (selfcheck.rdap)
     +-- StateDirBusy            another process owns the state directory (control.lock)
     +-- WriteBlocked            a zone's file cannot be written now (control.owner)
     +-- JournalMismatch         the journal does not apply to the zone file (control.writer)
@@ -92,3 +92,7 @@ class JournalFork(DynmxError):
 
 class JournalUnavailable(DynmxError):
     """The journal cannot be written: no change can be made durable."""
+
+
+class RegistrarDiscoveryError(DynmxError):
+    """The registrar of a domain could not be found or matched; the message says why and what next."""

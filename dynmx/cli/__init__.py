@@ -1,9 +1,13 @@
-"""The `dynmx` command: serve, check, reload."""
+"""The `dynmx` command: serve, check, reload.
+
+Building the parser loads only the argument definitions: each command imports what it runs
+(the server, httpx, dnspython's zone code) inside the function that runs it, so that
+`--version`, `--help` and completion start fast.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import json
 import logging
@@ -11,18 +15,25 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
-
-import dns.name
+from typing import TYPE_CHECKING, Any
 
 from dynmx import __version__
-from dynmx.cli import completion, configpath, fleet, keys, pools, pooltext, records, registrar, zones
-from dynmx.cli.client import ControlClient
-from dynmx.config import Config, HttpConfig, LogConfig, load_config, parse_hostport, readable_secrets
-from dynmx.control.lock import StateDirBusy, StateLock
+from dynmx.cli import (
+    completion,
+    configpath,
+    fleet,
+    keys,
+    pool_parser,
+    pooltext,
+    record_parser,
+    registrar,
+    zone_parser,
+)
 from dynmx.errors import ConfigError, ControlError, DynmxError
-from dynmx.logs import setup_logging
-from dynmx.server.bind import ListenFailed
+
+if TYPE_CHECKING:
+    from dynmx.cli.client import ControlClient
+    from dynmx.config import Config
 
 log = logging.getLogger("dynmx.cli")
 PID_FILE = "dynmx.pid"  # in state_dir unless server.pid_file or --pid-file names another
@@ -30,6 +41,8 @@ PID_FILE = "dynmx.pid"  # in state_dir unless server.pid_file or --pid-file name
 
 def _config_from_args(args: argparse.Namespace) -> Config:
     """`--config FILE`, with `--zones`/`--listen`/`--http` overriding (or standing alone)."""
+    from dynmx.config import Config, HttpConfig, LogConfig, load_config, parse_hostport
+
     config = load_config(Path(args.config)) if args.config else Config()
     server = config.server
     http = config.http
@@ -71,6 +84,12 @@ def _config_from_args(args: argparse.Namespace) -> Config:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from dynmx.control.lock import StateDirBusy
+    from dynmx.logs import setup_logging
+    from dynmx.server.bind import ListenFailed
+
     config = _config_from_args(args)
     setup_logging(config.log.level)
     from dynmx.app import App
@@ -112,6 +131,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _check_files(args: argparse.Namespace) -> int:
     """Check zone files on their own, as `nsd-checkzone` and `kzonecheck` do: no config, no server."""
+    import dns.name
+
     from dynmx.errors import ZoneLoadError
     from dynmx.zone.loader import load_zone_file
 
@@ -146,6 +167,7 @@ def _check_files(args: argparse.Namespace) -> int:
 def _cmd_check(args: argparse.Namespace) -> int:
     """Validate everything `serve` would load; exit 1 with `file:line: reason` lines."""
     from dynmx.app import scan_zones, zone_data
+    from dynmx.config import readable_secrets
     from dynmx.policy.checks import check_policy
 
     if args.files:
@@ -194,6 +216,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _cmd_reload(args: argparse.Namespace) -> int:
     """Ask the running server to re-read its zones: over its control socket or listener, else
     SIGHUP to the pid file."""
+    from dynmx.cli.client import ControlClient
+    from dynmx.control.lock import StateLock
+
     config = _config_from_args(args)
     client = ControlClient(config, args.http)
     if client.available():
@@ -230,6 +255,8 @@ def _cmd_reload(args: argparse.Namespace) -> int:
 
 
 def _client(args: argparse.Namespace) -> ControlClient:
+    from dynmx.cli.client import ControlClient
+
     return ControlClient(_config_from_args(args), args.http)
 
 
@@ -304,17 +331,21 @@ def _cmd_routes(args: argparse.Namespace) -> int:
 
 
 def _cmd_pool(args: argparse.Namespace) -> int:
-    return pools.run_pool(args)
+    from dynmx.cli.pools import run_pool
+
+    return run_pool(args)
 
 
 def _cmd_zone(args: argparse.Namespace) -> int:
     from dynmx.cli.zones import run_zone
+    from dynmx.config import load_config
 
     return run_zone(args, load_config(Path(args.config)))
 
 
 def _cmd_record(args: argparse.Namespace) -> int:
     from dynmx.cli.records import run_record
+    from dynmx.config import load_config
 
     return run_record(args, load_config(Path(args.config)))
 
@@ -412,9 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--config", "-c", help="TOML config file (for [http] listen)")
     explain.add_argument("--http", help="HOST:PORT of the control listener")
     explain.set_defaults(func=_cmd_explain)
-    records.add_parser(sub, _cmd_record)
-    zones.add_parser(sub, _cmd_zone)
-    pools.add_parser(sub, _cmd_pool)
+    record_parser.add_parser(sub, _cmd_record)
+    zone_parser.add_parser(sub, _cmd_zone)
+    pool_parser.add_parser(sub, _cmd_pool)
     registrar.add_parser(sub)
     fleet.add_parser(sub)
 

@@ -10,11 +10,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dynmx.app.fleet import CURRENT, ROUTE_TIMEOUT
-from dynmx.cli.client import ControlClient
-from dynmx.cli.zones import _duration
-from dynmx.config import load_config
-
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     """`dynmx fleet [--json]`; sets `func=run`."""
@@ -29,6 +24,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def zone_line(row: dict[str, Any]) -> str:
+    from dynmx.app.fleet import CURRENT  # here, not at the top: building the parser loads no server code
+    from dynmx.cli.zones import _duration
+
     here, there = row["serial_here"], row["serial_there"]
     if row["state"] == CURRENT:
         head = f"serial {there}: current"
@@ -61,6 +59,10 @@ def lines(result: dict[str, Any]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dynmx.app.fleet import ROUTE_TIMEOUT
+    from dynmx.cli.client import ControlClient
+    from dynmx.config import load_config
+
     config = load_config(Path(args.config))
     client = ControlClient(config, args.http)
     result = client.checked("GET", "/fleet", timeout=ROUTE_TIMEOUT + 5).json()

@@ -16,7 +16,7 @@ import os
 import secrets
 from pathlib import Path
 
-from dynmx.config import TSIG_ALGORITHMS, absolute_name
+from dynmx.config_choices import TSIG_ALGORITHMS
 from dynmx.errors import ControlError
 
 SECRET_BYTES = {  # the digest length of each algorithm
@@ -67,6 +67,8 @@ def write_secret_file(path: Path, secret: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dynmx.config import absolute_name  # here: building the parser loads no config code
+
     try:
         name = absolute_name(args.name)
     except ValueError as error:

@@ -9,25 +9,19 @@ A registrar missing from the directory exits 1 and prints a webhook template to 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
 import tempfile
 import tomllib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dynmx.selfcheck.rdap import (
-    DEFAULT_BOOTSTRAP,
-    DEFAULT_DIRECTORY,
-    IANA_BOOTSTRAP,
-    DirectoryEntry,
-    Registrar,
-    RegistrarDiscoveryError,
-    RegistrarNotInDirectory,
-    block_name,
-    discover,
-)
+from dynmx.errors import RegistrarDiscoveryError
+from dynmx.selfcheck.rdap_files import DEFAULT_BOOTSTRAP, DEFAULT_DIRECTORY, IANA_BOOTSTRAP
+
+if TYPE_CHECKING:
+    from dynmx.selfcheck.rdap import DirectoryEntry, Registrar
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -53,6 +47,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def run(args: argparse.Namespace) -> int:
     """0: block printed or written; 1: registrar not in the directory (template printed); 2: error."""
+    import asyncio
+
+    from dynmx.selfcheck.rdap import RegistrarNotInDirectory, block_name, discover  # httpx: only to run
+
     as_json = getattr(args, "json", False)
     try:
         found = asyncio.run(discover(args.domain, args.bootstrap, args.directory, args.timeout))

@@ -22,19 +22,15 @@ import dns.exception
 import dns.name
 import httpx
 
-from dynmx.errors import DynmxError
+from dynmx.errors import RegistrarDiscoveryError as RegistrarDiscoveryError
+from dynmx.selfcheck.rdap_files import DEFAULT_BOOTSTRAP as DEFAULT_BOOTSTRAP
+from dynmx.selfcheck.rdap_files import DEFAULT_DIRECTORY as DEFAULT_DIRECTORY
+from dynmx.selfcheck.rdap_files import IANA_BOOTSTRAP
 from dynmx.selfcheck.registrar import excerpt, user_agent
 
-DEFAULT_BOOTSTRAP = Path(__file__).resolve().parents[2] / "examples" / "rdap-dns.json"
-DEFAULT_DIRECTORY = Path(__file__).resolve().parents[2] / "examples" / "registrars.toml"
-IANA_BOOTSTRAP = "https://data.iana.org/rdap/dns.json"
 ADAPTERS = ("dyndns2", "rfc2136", "webhook")
 ENTRY_KEYS = {"name", "adapter", "url", "notes", "template"}
 MAX_BYTES = 4 * 1024 * 1024  # a bootstrap file or RDAP answer larger than this is not one
-
-
-class RegistrarDiscoveryError(DynmxError):
-    """The registrar of a domain could not be found or matched; the message says why and what next."""
 
 
 class RegistrarNotInDirectory(RegistrarDiscoveryError):
