@@ -78,10 +78,10 @@ FACT_TIMEOUT = 5.0  # seconds a drain or load waits for the workers (they take m
 # than a second, and those are simpler to serve compiled from the first query.
 STAGE_FROM_ZONES = 1000
 # A zone with this many names is staged when an edit or reload changes it, and a start-up
-# with this many in all is staged: compiling 20,000 names takes about 5 s here.
+# with this many in all is staged: compiling that many names takes seconds.
 STAGE_FROM_NAMES = 20_000
-# One compile step: an edit or reload waits for at most one, about a second here on an
-# idle core (an UPDATE in the 2-worker test waited 2.2 s while workers compiled beside it).
+# One compile step: an edit or reload waits for at most one, so a step is kept to about a
+# second of an idle core.
 FILL_SLICE = 1000  # zones
 FILL_NAMES = 5_000
 
@@ -244,7 +244,7 @@ class App:
         """A committed edit: the next edit and any reload build on it at once; it is compiled
         off the loop, and the future is done when queries are answered from it. Its file is
         written behind (the journal, appended before, is what makes it durable): writing a
-        1,000,000-record file took about 30 s of the acknowledgement.
+        large zone's file would otherwise hold up the acknowledgement.
 
         Only this zone and the zones whose answers use it are compiled again; queries go on
         being answered from the previous table meanwhile, so a large zone's compile no

@@ -1,9 +1,9 @@
 """The zones the control process loaded, handed to its answer processes through a file
 that has no name.
 
-A worker that parses every zone file itself spends what the control process just spent:
-about 1.4 ms of CPU per small zone, 140 s for 100,000 zones, in each worker. Unpickling
-the control process's versions costs about 0.4 ms per zone. A file, not the channel:
+A worker that parses every zone file itself spends what the control process just spent,
+in each worker; unpickling the control process's versions costs a fraction of that.
+A file, not the channel:
 the channel would hold a copy of every zone per worker in the control process's buffers.
 Each zone is pickled on its own, so no pickler memo spans 100,000 zones.
 
@@ -38,8 +38,8 @@ log = logging.getLogger("dynmx.app")
 
 def _anonymous_file(state_dir: Path) -> tuple[IO[bytes], str]:
     """A new read-write file no path leads to, and what kind it is. In the state directory
-    first (on disk, as the page cache holds it: about 1.3 KB per small zone, 130 MB for
-    100,000), else in memory."""
+    first (on disk, as the page cache holds it: it grows with the number of zones), else in
+    memory."""
     try:
         return tempfile.TemporaryFile(dir=state_dir), "file"
     except OSError:

@@ -1,12 +1,12 @@
 """The collector and a server's start-up heap.
 
 Loading builds millions of objects that live as long as their zones. The cyclic collector
-scans all of them again every time the heap grows by a quarter: 19 full collections,
-6 s of a 34 s parse of 30,000 zones. After start-up, each full collection (0.5 s with a
-250,000-record zone loaded, measured in-process) holds the GIL, and no zone is answered
-meanwhile. So the start-up load runs with the collector off, collects once, and freezes
-what survives (`gc.freeze`): later collections skip it, and reference counting still
-frees any of it that is replaced. Versions loaded later (reloads, edits) are not frozen.
+scans all of them again every time the heap grows by a quarter, a large share of a big
+start-up. After start-up, each full collection of a large heap holds the GIL for a
+noticeable time, and no zone is answered meanwhile. So the start-up load runs with the
+collector off, collects once, and freezes what survives (`gc.freeze`): later collections
+skip it, and reference counting still frees any of it that is replaced. Versions loaded
+later (reloads, edits) are not frozen.
 """
 
 from __future__ import annotations

@@ -6,14 +6,13 @@ Child processes parse and send each zone back pickled, which costs the parent ab
 quarter of parsing it. The children come from a fork server, not a fork of the running
 server (its threads and sockets stay out of them).
 
-A large file costs about 20 times its size in memory while it is parsed, and about a
-second of CPU per MB: read by a running server, a refused 40 MB file took a minute of
-its GIL (answers to other zones waited up to 0.5-1.3 s) and left it 670-850 MiB larger.
-`check_apart` reads and parses such a file in a child that exits after it and sends back
-only its problems (at most `MAX_PROBLEMS` and a count), so a bad one costs the server
-nothing. A good one is then parsed by the server as before: sending the zone back pickled
-was tried, and left the server about 1.8 times the resident memory of parsing it (593
-against 341 MiB for a 10 MB file, though the objects are the same), and took longer.
+A large file costs many times its size in memory while it is parsed, and CPU in
+proportion: parsed by a running server, a refused file would hold its GIL (answers to
+other zones wait) and leave it larger for nothing. `check_apart` reads and parses such a
+file in a child that exits after it and sends back only its problems (at most
+`MAX_PROBLEMS` and a count), so a bad one costs the server nothing. A good one is then
+parsed by the server itself: receiving the zone pickled from the child costs more memory
+and time than parsing it.
 """
 
 from __future__ import annotations
@@ -38,7 +37,7 @@ from dynmx.zone.loader import LoadedZone, parse_zone, read_zone_bytes
 log = logging.getLogger("dynmx.zone")
 
 PARALLEL_FROM = 1000  # fewer files parse about as fast here as processes start (a second)
-APART_FROM = 1 << 20  # bytes: a running server checks a file this large in a child first (about 1 s)
+APART_FROM = 1 << 20  # bytes: a running server checks a file this large in a child first
 CHUNK = 250  # files per task: small enough to keep every process busy to the end
 
 Parsed = LoadedZone | list[Problem]
@@ -77,8 +76,8 @@ def check_apart(
     """Each file's problems (none: it loads), each file read and parsed by a process of its
     own (up to `processes` at once) that exits when it is done, so what parsing took goes
     back to the system. A plain child (`python -m dynmx.zone.batch`), not the fork server's
-    or a pool's: nothing stays behind (a fork server is about 37 MiB, a pool's resource
-    tracker 13 MiB, one each per worker process), and its start is little beside the parse."""
+    or a pool's: nothing stays behind (a fork server and a pool's resource tracker would
+    stay, one each per worker process), and its start is little beside the parse."""
     if not paths:
         return {}
     with ThreadPoolExecutor(max(1, min(processes, len(paths)))) as waiting:
