@@ -22,7 +22,11 @@ import pytest
 
 from dynmx.answer.compiler import DO_KEY, compile_table, staged_table
 from dynmx.answer.engine import Engine
+from dynmx.answer.lookup import lookup
+from dynmx.answer.render import render
 from dynmx.answer.zoneset import ZoneData
+from dynmx.wire.query import parse_query
+from dynmx.wire.response import assemble
 from tests.helpers_engine import ask, query
 from tests.signing import SignerUnavailable, sign_zone
 
@@ -230,3 +234,18 @@ def test_an_unsigned_zone_answers_do1_as_before_with_the_do_bit_echoed() -> None
         signed = engine.handle(query(name, "A", want_dnssec=True).to_wire())
         assert plain is not None and signed is not None
         assert signed[:-4] == plain[:-4] and signed[-4:] != plain[-4:]  # only the OPT's DO flag differs
+
+
+def test_rfc4035_3_1_3_2_missing_names_with_one_proof_share_one_rendered_reply(
+    engine: Engine, signed: ZoneData
+) -> None:
+    """Random missing names: each NXDOMAIN equals the one a full lookup renders for that name,
+    and names with the same closest encloser and covering record cost one render, not one each."""
+    names = [f"r{i:03d}x.signed.test." for i in range(60)] + [f"q{i}.a.ent.signed.test." for i in range(20)]
+    for name in names:
+        data = query(name, "A", want_dnssec=True).to_wire()
+        owner = dns.name.from_text(name)
+        whole = render(lookup(engine.table.zoneset, owner, 1, do=True), owner)
+        expected = dns.message.from_wire(assemble(data, parse_query(data), whole, 1232, b""))
+        assert ask(engine, data) == expected, name
+    assert len(engine._proofs) < len(names) / 4

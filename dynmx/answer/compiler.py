@@ -102,6 +102,11 @@ class CompiledZone:
         closest = self._closest_encloser(qname)
         return closest if closest is not None and closest in self.wildcard_parents else None
 
+    def closest_encloser(self, qname: bytes) -> bytes | None:
+        """The longest existing ancestor of a missing `qname` (lower wire), or None when a cut
+        is on the way."""
+        return self._closest_encloser(qname)
+
     def _closest_encloser(self, qname: bytes) -> bytes | None:
         """The longest existing ancestor of a missing `qname`, or None when a cut is on the way."""
         closest: bytes | None = None

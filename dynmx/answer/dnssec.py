@@ -12,7 +12,7 @@ The chain index of a zone is built once per zone version, when first asked for.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import dns.dnssec
 import dns.name
@@ -41,6 +41,8 @@ class Chain:
     salt: bytes
     iterations: int
     algorithm: int
+    # Enclosers (lower wire) known to have an NSEC3 of their own, or not (denial.proof_key).
+    provable: dict[bytes, bool] = field(default_factory=dict, compare=False)
 
     @property
     def nsec3(self) -> bool:

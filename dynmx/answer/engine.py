@@ -27,7 +27,7 @@ import dns.rdataclass
 import dns.rdataset
 import dns.rdatatype
 
-from dynmx.answer import rrl
+from dynmx.answer import denial, rrl
 from dynmx.answer.acl import ZoneGate
 from dynmx.answer.clients import ClientAction, ClientRules, Network
 from dynmx.answer.compiler import DO_KEY, AnswerTable, CompiledZone
@@ -53,6 +53,7 @@ from dynmx.wire.response import (
     RCODE_FORMERR,
     RCODE_NOTAUTH,
     RCODE_NOTIMP,
+    RCODE_NXDOMAIN,
     RCODE_REFUSED,
     RCODE_SERVFAIL,
     SECTION_ANSWER,
@@ -135,6 +136,8 @@ class Engine:
         self.chaos = chaos or ChaosConfig()
         self.lru_size = lru_size
         self._lru: OrderedDict[bytes, Entry] = OrderedDict()
+        # Signed NXDOMAIN replies by proof (`denial`): the template and its pointers.
+        self._proofs: OrderedDict[bytes, tuple[Entry, tuple[int, ...]]] = OrderedDict()
         self.control: ControlHandler | None = None
         self.rrl: rrl.RateLimiter | None = None  # response rate limiting for UDP (set by the app)
         self.gate: ZoneGate | None = None  # allow_query and unavailable zones (set by the app when any)
@@ -161,6 +164,7 @@ class Engine:
         """Serve `table` from the next query on; readers never see a half-built table."""
         self.table = table
         self._lru = OrderedDict()
+        self._proofs = OrderedDict()
 
     def handle_tcp(self, data: bytes, addr: object) -> bytes | list[bytes] | Deferred | None:
         """A message on a TCP connection: zone transfers may answer with several messages."""
@@ -527,12 +531,41 @@ class Engine:
                 return entry
         if qname in table.forced:
             return table.entries[qname]
+        if not class_any and qname not in zone.names and zone.plain_nxdomain(qname):
+            entry = self._signed_nxdomain(qname, qtype, zone)
+            if entry is not None:
+                return entry
         entry = self._cached(key)
         if entry is not None:
             return entry
         owner = dns.name.from_wire(qname, 0)[0]
         answer = _class_any(lookup(table.zoneset, owner, qtype, do=True), class_any)
         return self._remember(key, render(answer, owner))
+
+    def _signed_nxdomain(self, qname: bytes, qtype: int, zone: CompiledZone) -> Entry | None:
+        """The NXDOMAIN of a missing name in a signed zone, from the reply of its proof
+        (`denial`): rendered for the first name with that proof, patched for the others."""
+        encloser = zone.closest_encloser(qname)
+        data = self.table.zoneset.by_key.get(zone.origin)
+        if encloser is None or data is None:
+            return None
+        proof = denial.proof_key(data, qname, encloser)
+        if proof is None:
+            return None
+        found = self._proofs.get(proof)
+        if found is None:
+            answer = lookup(self.table.zoneset, dns.name.from_wire(qname, 0)[0], qtype, do=True)
+            if answer.rcode != RCODE_NXDOMAIN:
+                return None
+            template = render(answer, data.origin)  # compressed against the origin as the question
+            found = (template, denial.pointer_offsets(template.body, sum(template.counts)))
+            self._proofs[proof] = found
+            if len(self._proofs) > self.lru_size:
+                self._proofs.popitem(last=False)
+        template, pointers = found
+        return replace(
+            template, body=denial.shift_pointers(template.body, pointers, len(qname) - len(zone.origin))
+        )
 
 
 def _class_any(answer: Answer, class_any: bool) -> Answer:
