@@ -73,7 +73,7 @@ MAX_SILENT = 5  # queries the subject leaves unanswered before a family gives up
 # Asked for every name. TYPE1000 is unknown to both servers (RFC 3597 handling).
 QTYPES = ("A", "AAAA", "MX", "TXT", "NS", "SOA", "SRV", "CNAME", "DS", "ANY", "TYPE1000", "CAA", "HINFO")
 # And of the signed zones, the DNSSEC types too.
-SIGNED_QTYPES = (*QTYPES, "DNSKEY", "NSEC3PARAM")
+SIGNED_QTYPES = (*QTYPES, "DNSKEY", "NSEC3PARAM", "RRSIG", "NSEC")
 
 # Differences that are not errors: each names the RFC that allows dynmx to differ.
 ALLOWED_DIFFERENCES = {

@@ -33,6 +33,7 @@ CNAME = dns.rdatatype.CNAME
 NS = dns.rdatatype.NS
 DS = dns.rdatatype.DS
 DNSKEY = dns.rdatatype.DNSKEY
+RRSIG = dns.rdatatype.RRSIG
 SIGNER_TYPES = {dns.rdatatype.RRSIG, dns.rdatatype.NSEC, dns.rdatatype.NSEC3}
 ANY = dns.rdatatype.ANY
 SOA = dns.rdatatype.SOA
@@ -129,6 +130,14 @@ def lookup(
                 result.answer.extend(dnssec.rrsig(zone, node, sname, chosen.rdtype))
                 _wildcard_proof(result, zone, sname, source)
             return result
+        if qtype == RRSIG:  # every signature at the name, as NSD keeps them: one RRset
+            sigs = [rds for rds in node.rdatasets if rds.rdtype == RRSIG]
+            if sigs:
+                result.answer.extend((sname, rds) for rds in sigs)
+                if signed:
+                    _wildcard_proof(result, zone, sname, source)
+                _positive_extras(result, zone, qtype, memo, signed)
+                return result
         rds = node.get_rdataset(IN, dns.rdatatype.RdataType.make(qtype)) if qtype is not None else None
         sign = signed
         if override is not None and sname == override[0] and qtype == override[1].rdtype:

@@ -173,22 +173,29 @@ def render(answer: Answer, qname: dns.name.Name | None, shared: bool = False) ->
         (SECTION_ADDITIONAL, answer.additional),
     )
     written: set[tuple[dns.name.Name, int, int]] = set()
+    previous: tuple[dns.name.Name, int, int] | None = None  # the last RRset looked at
+    skipped = False
     for section, refs in sections:
         for (owner, rdataset), required in refs:
-            if answer.dnssec:  # as NSD: each RRset once, its RRSIG in one unit with it
-                seen = (owner, int(rdataset.rdtype), int(rdataset.covers))
-                if seen in written:
-                    continue
-                written.add(seen)
+            rdtype, covers = int(rdataset.rdtype), int(rdataset.covers)
+            unit = False  # written in one unit with the RRset before it (as NSD, all or none)
+            if answer.dnssec:
+                # Its RRSIG goes with an RRset; the RRSIGs answering qtype RRSIG go together.
+                attached = rdtype == RRSIG and previous is not None and previous[0] == owner
+                attached = attached and previous is not None and previous[1] in (covers, RRSIG)
+                if attached and previous is not None and previous[1] == covers:
+                    if skipped:
+                        continue
+                else:
+                    seen = (owner, rdtype, covers)
+                    previous, skipped = seen, seen in written
+                    if skipped:
+                        continue  # each RRset once, where it came first (as NSD)
+                    written.add(seen)
+                unit = attached and bool(spans) and spans[-1].section == section
             count = write_rrset(out, name_wire(owner), rdataset, compress, question)
-            last = spans[-1] if spans else None
-            if (
-                answer.dnssec
-                and last is not None
-                and rdataset.rdtype == RRSIG
-                and last.section == section
-                and (owner, int(rdataset.covers), 0) in written
-            ):
+            if unit:
+                last = spans[-1]
                 spans[-1] = RRsetSpan(len(out) - start, section, last.count + count, last.required)
                 continue
             spans.append(RRsetSpan(len(out) - start, section, count, required))
