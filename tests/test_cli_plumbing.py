@@ -215,9 +215,23 @@ def held_port() -> Iterator[Callable[[int], int]]:
     """`hold(kind)` binds a loopback port of that socket kind (TCP listening) until teardown."""
     held: list[socket.socket] = []
 
+    def other_kind_free(port: int, kind: int) -> bool:
+        """The same port of the other kind is free (so the server fails on `kind`, not on a
+        connection of another test that happens to use the port)."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM + socket.SOCK_STREAM - kind) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+        return True
+
     def hold(kind: int) -> int:
-        sock = socket.socket(socket.AF_INET, kind)
-        sock.bind(("127.0.0.1", 0))
+        for _ in range(50):
+            sock = socket.socket(socket.AF_INET, kind)
+            sock.bind(("127.0.0.1", 0))
+            if other_kind_free(sock.getsockname()[1], kind):
+                break
+            sock.close()
         if kind == socket.SOCK_STREAM:
             sock.listen()
         held.append(sock)

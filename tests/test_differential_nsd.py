@@ -29,6 +29,7 @@ import contextlib
 import functools
 import os
 import re
+import shutil
 import socket
 import struct
 import subprocess
@@ -524,12 +525,13 @@ def report(
 
 @contextlib.contextmanager
 def running_dynmx(zone_dir: Path) -> Iterator[Server]:
-    """dynmx serving `zone_dir` on a free port, as an operator would start it."""
+    """dynmx serving a copy of `zone_dir` on a free port, as an operator would start it (its
+    state beside the copy: two runs at once own two state directories)."""
     port = free_port()
-    cmd = [sys.executable, "-m", "dynmx", "serve", "--zones", str(zone_dir)]
-    cmd += ["--listen", f"{HOST}:{port}"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     with tempfile.TemporaryDirectory(prefix="dynmx-diff-") as workdir:
+        served = shutil.copytree(zone_dir, Path(workdir) / "zones")
+        cmd = [sys.executable, "-m", "dynmx", "serve", "--zones", str(served), "--listen", f"{HOST}:{port}"]
         log = Path(workdir) / "dynmx.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT)
