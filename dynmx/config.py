@@ -425,6 +425,10 @@ class KeyConfig:
         return []
 
 
+# `dnssec_algorithm` values: ECDSA P-256 (13, RFC 6605) and Ed25519 (15, RFC 8080).
+DNSSEC_ALGORITHMS = ("ecdsap256sha256", "ed25519")
+
+
 @dataclass(frozen=True)
 class ZoneConfig:
     """Per-zone settings; zones without a block get the defaults."""
@@ -445,9 +449,18 @@ class ZoneConfig:
     allow_query: tuple[str, ...] = _key(_prefix, default=(), restart=False)
     # NOTIFY senders besides the primary
     allow_notify: tuple[str, ...] = _key(_prefix, default=(), restart=False)
+    # sign the zone when it is compiled, with a key made on first start in state_dir/keys
+    dnssec: bool = _key(default=False, restart=False)
+    dnssec_algorithm: str = _key(_choice(*DNSSEC_ALGORITHMS), default="ecdsap256sha256", restart=False)
+    denial: str = _key(_choice("nsec", "nsec3"), default="nsec", restart=False)
 
     def problems(self) -> list[str]:
-        return ["primary_key: needs primary"] if self.primary_key and not self.primary else []
+        found = ["primary_key: needs primary"] if self.primary_key and not self.primary else []
+        if self.dnssec and self.denial == "nsec3":
+            found.append('denial: "nsec3" is not yet supported for zones dynmx signs; use "nsec"')
+        if self.dnssec and self.primary:
+            found.append("dnssec: a secondary zone is served as its primary signed it; sign it there")
+        return found
 
 
 @dataclass(frozen=True)
