@@ -28,7 +28,15 @@ from dataclasses import dataclass, field, replace
 import dns.name
 import dns.rdatatype
 
-from dynmx.answer.dynamic import REFUSED_ENTRY, Selector, ServedPolicy, carrier, default_rng, render_state
+from dynmx.answer.dynamic import (
+    REFUSED_ENTRY,
+    Selector,
+    ServedPolicy,
+    SignedSelector,
+    carrier,
+    default_rng,
+    render_state,
+)
 from dynmx.answer.lookup import DS, Answer, ExtrasMemo, Outcome, lookup
 from dynmx.answer.render import render
 from dynmx.answer.zoneset import WILDCARD, ZoneData, ZoneSet, name_key
@@ -400,7 +408,10 @@ def _with_policy(
         typed = wire_key(spec.owner) + spec.rdtype.to_bytes(2, "big")
         entries[typed] = carrier(state, selector)
         if DO_KEY + typed in entries:  # a pool's answers are its own, with DO=1 too
-            entries[DO_KEY + typed] = entries[typed]
+            signed = state.signed  # signed by dynmx: each variant with its RRSIG
+            entries[DO_KEY + typed] = (
+                entries[typed] if signed is None else carrier(signed, SignedSelector(selector))
+            )
     forced = frozenset(wire_key(name) for name in policy.forced)
     return AnswerTable(
         entries=entries,

@@ -69,6 +69,8 @@ class SelectorState:
     hits: list[int] = field(default_factory=list)
     relay_rules: ClientRules | None = None  # source prefix -> relay host (in `hint`)
     relay_views: dict[str, tuple[Entry, ...]] = field(default_factory=dict)
+    # In a zone dynmx signs: the same generation for DO=1, each RRset with its own RRSIG.
+    signed: SelectorState | None = None
 
 
 class Selector:
@@ -135,11 +137,39 @@ class Selector:
         return counts
 
 
-def render_state(zoneset: ZoneSet, spec: DynamicRRset) -> SelectorState:
-    """Render every variant (and hint answer) of `spec` through the ordinary lookup."""
+class SignedSelector(Selector):
+    """The DO=1 side of a selector in a zone dynmx signs: picks from its current
+    generation's signed variants (`SelectorState.signed`), so a health change that replaces
+    the generation replaces both at once."""
+
+    __slots__ = ("parent",)
+
+    def __init__(self, parent: Selector) -> None:
+        self.parent = parent
+        self.name = parent.name
+        self.rules = parent.rules
+        self.random = parent.random
+        self.counter = 0
+        self.totals = {}
+
+    @property
+    def state(self) -> SelectorState:  # type: ignore[override]
+        signed = self.parent.state.signed
+        return signed if signed is not None else self.parent.state
+
+
+def render_state(zoneset: ZoneSet, spec: DynamicRRset, do: bool = False) -> SelectorState:
+    """Render every variant (and hint answer) of `spec` through the ordinary lookup; in a
+    zone dynmx signs, each RRset is signed here, before it can be served (and `signed`
+    holds the DO=1 generation)."""
+    zone = zoneset.find(spec.owner, spec.rdtype)
+    signer = zone.signer if zone is not None else None
 
     def entry_for(rdataset: dns.rdataset.Rdataset) -> Entry:
-        answer = lookup(zoneset, spec.owner, spec.rdtype, override=(spec.owner, rdataset))
+        sig = signer(spec.owner, rdataset) if do and signer is not None else None
+        answer = lookup(
+            zoneset, spec.owner, spec.rdtype, override=(spec.owner, rdataset), do=do, override_sig=sig
+        )
         return render(answer, spec.owner)
 
     variants = tuple(entry_for(rds) for rds in spec.variants)
@@ -164,6 +194,7 @@ def render_state(zoneset: ZoneSet, spec: DynamicRRset) -> SelectorState:
         hits=[0] * len(variants),
         relay_rules=relay_rules if relay_rules else None,
         relay_views={host: tuple(entry_for(rds) for rds in view) for host, _, view in spec.relay_views},
+        signed=render_state(zoneset, spec, do=True) if signer is not None and not do else None,
     )
 
 

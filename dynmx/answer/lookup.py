@@ -95,10 +95,12 @@ def lookup(
     override: RRsetRef | None = None,
     memo: ExtrasMemo | None = None,
     do: bool = False,
+    override_sig: dns.rdataset.Rdataset | None = None,
 ) -> Answer:
     """Answer `qname`/`qtype` from `zones`; qtype None stands for a type present nowhere.
 
-    `override` serves one rdataset in place of the zone's at its owner (a pool variant).
+    `override` serves one rdataset in place of the zone's at its owner (a pool variant);
+    `override_sig` is its RRSIG, served with it when `do` in a signed zone.
     `memo` keeps what answers share while the zones stay the same (one compile).
     `do`: the query's DO bit (RFC 3225); signed zones then add their DNSSEC records.
     """
@@ -139,14 +141,14 @@ def lookup(
                 _positive_extras(result, zone, qtype, memo, signed)
                 return result
         rds = node.get_rdataset(IN, dns.rdatatype.RdataType.make(qtype)) if qtype is not None else None
-        sign = signed
+        own: list[RRsetRef] | None = None  # a variant's RRSIG; None: the zone's
         if override is not None and sname == override[0] and qtype == override[1].rdtype:
-            rds, sign = override[1], False
+            rds = override[1]
+            own = [(sname, override_sig)] if override_sig is not None else []
         if rds is not None and qtype is not None:
             result.answer.append((sname, rds))
-            if sign:
-                result.answer.extend(dnssec.rrsig(zone, node, sname, qtype))
             if signed:
+                result.answer.extend(dnssec.rrsig(zone, node, sname, qtype) if own is None else own)
                 _wildcard_proof(result, zone, sname, source)
             _positive_extras(result, zone, qtype, memo, signed)
             return result

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import dns.name
@@ -24,6 +24,8 @@ WILDCARD = b"*"
 # An RRset as the lookup hands it on: the owner to write (the query name for wildcard
 # synthesis, RFC 4592 2.1.1) and the zone's own rdataset, never copied.
 RRsetRef = tuple[dns.name.Name, dns.rdataset.Rdataset]
+# (owner, RRset) -> the RRSIG rdataset to serve with it
+Signer = Callable[[dns.name.Name, dns.rdataset.Rdataset], dns.rdataset.Rdataset]
 
 
 def with_ttl(rdataset: dns.rdataset.Rdataset, ttl: int) -> dns.rdataset.Rdataset:
@@ -47,6 +49,8 @@ class ZoneData:
     # `names` as table keys (`name_key`), shared with the compiled zone's index: an edit
     # adds its new names' keys to the previous version's instead of making all of them.
     name_keys: frozenset[bytes] = frozenset()
+    # Signed by dynmx: signs what the compiler renders beyond the zone (pool variants).
+    signer: Signer | None = field(default=None, repr=False, compare=False)
     soa: RRsetRef = field(init=False)
     negative_soa: RRsetRef = field(init=False)  # TTL min(SOA TTL, MINIMUM), RFC 2308 3
     apex_ns: RRsetRef | None = field(init=False)

@@ -26,6 +26,7 @@ from dynmx.answer.dynamic import DynamicRRset, ServedPolicy, render_state
 from dynmx.answer.zoneset import ZoneData, ZoneSet
 from dynmx.config import Config, PoolConfig
 from dynmx.policy import records
+from dynmx.policy.signing import signed_zones
 from dynmx.policy.strategies import MemberFacts, Plan, plan_hint, plan_pool, with_promotion
 
 MX = dns.rdatatype.MX
@@ -203,7 +204,10 @@ def build_table(
         if zone is not None:
             overlays.setdefault(zone.origin, {})[name] = node
     layered: ZoneSet | list[ZoneData] = base  # no overlay: the ZoneSet just built serves as it is
-    if overlays:
+    signed = signed_zones(config, zones, overlays)  # dnssec = true: signed, overlay laid in
+    if signed is not None:
+        layered = [z if z.signer is not None else _layer(z, overlays.get(z.origin)) for z in signed]
+    elif overlays:
         layered = [_layer(z, overlays.get(z.origin)) for z in zones]
     plans = [plan_of(p) for p in config.pool if base.find(dns.name.from_text(p.name))]
     policy = served_policy(config, plans, client_rules(config))

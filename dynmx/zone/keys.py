@@ -8,6 +8,7 @@ out. Keys are made and used through dnspython's `dns.dnssec` with `cryptography`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -54,7 +55,9 @@ def make_private(algorithm: str) -> PrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def _zone_key(origin: dns.name.Name, algorithm: int, flags: int, created: int, private: PrivateKey) -> ZoneKey:
+def _zone_key(
+    origin: dns.name.Name, algorithm: int, flags: int, created: int, private: PrivateKey
+) -> ZoneKey:
     dnskey = dns.dnssec.make_dnskey(private.public_key(), algorithm, flags=flags)
     return ZoneKey(origin, algorithm, flags, created, private, dnskey)
 
@@ -79,7 +82,9 @@ def decode(origin: dns.name.Name, data: bytes, where: Path) -> ZoneKey:
         private = serialization.load_pem_private_key(record["private_key"].encode(), password=None)
         algorithm, flags, created = int(record["algorithm"]), int(record["flags"]), int(record["created"])
     except (ValueError, KeyError, TypeError) as error:
-        raise ConfigError(f"{where}: not a dynmx DNSSEC key file ({type(error).__name__}); move it away") from None
+        raise ConfigError(
+            f"{where}: not a dynmx DNSSEC key file ({type(error).__name__}); move it away"
+        ) from None
     if not isinstance(private, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
         raise ConfigError(f"{where}: the key is neither ECDSA P-256 nor Ed25519")
     return _zone_key(origin, algorithm, flags, created, private)
@@ -114,10 +119,8 @@ def ensure_key(state_dir: Path, origin: dns.name.Name, algorithm: str, now: floa
             out.write(encode(key))
             out.flush()
             os.fsync(out.fileno())
-        try:
-            os.link(temp, path)  # never replaces a key another process made meanwhile
-        except FileExistsError:
-            pass
+        with contextlib.suppress(FileExistsError):  # never replaces a key made meanwhile
+            os.link(temp, path)
     finally:
         temp.unlink(missing_ok=True)
     stored = load_key(state_dir, origin)

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import dns.dnssec
 import dns.name
+import dns.node
 import dns.rdata
 import dns.rdataclass
 import dns.rdataset
@@ -106,15 +108,37 @@ class SignatureCache:
 CACHE = SignatureCache()
 
 
+class ZoneSigner:
+    """Signs RRsets of one zone with its key in one validity window: the compiler's way to
+    sign what it renders beyond the zone (pool variants)."""
+
+    def __init__(self, key: ZoneKey, valid: Window, cache: SignatureCache = CACHE) -> None:
+        self.key = key
+        self.valid = valid
+        self.cache = cache
+
+    def __call__(self, owner: dns.name.Name, rdataset: dns.rdataset.Rdataset) -> dns.rdataset.Rdataset:
+        return self.cache.rrsig_rdataset(self.key, owner, rdataset, self.valid)
+
+
 def signed_zone(
-    zone: dns.zone.Zone, key: ZoneKey, now: float | None = None, cache: SignatureCache = CACHE
+    zone: dns.zone.Zone,
+    key: ZoneKey,
+    now: float | None = None,
+    cache: SignatureCache = CACHE,
+    overlay: Mapping[dns.name.Name, dns.node.Node] | None = None,
+    valid: Window | None = None,
 ) -> dns.zone.Zone:
-    """A signed copy of `zone` (which is left as it is)."""
+    """A signed copy of `zone` (which is left as it is), with the `overlay` nodes (absolute
+    names: what the policy adds or replaces) laid over it first, so that they are signed
+    and in the NSEC chain too."""
     origin = zone.origin
     assert origin is not None
     copy = dns.zone.Zone(origin, rdclass=zone.rdclass, relativize=zone.relativize)
     copy.nodes = dict(zone.nodes)  # the writer copies each node before changing it
-    valid = window(now)
+    for name, node in (overlay or {}).items():
+        copy.nodes[name.relativize(origin) if zone.relativize else name] = node
+    valid = valid or window(now)
     apex_name = dns.name.empty if zone.relativize else origin
     soa = zone.get_rdataset(apex_name, dns.rdatatype.SOA)
     assert soa is not None
@@ -127,6 +151,7 @@ def signed_zone(
     with copy.writer() as txn:
         cds = dns.dnssec.make_cds(origin, key.dnskey, "SHA256")
         wire = key.dnskey.to_wire()
+        assert wire is not None
         cdnskey = dns.rdata.from_wire(IN, dns.rdatatype.CDNSKEY, wire, 0, len(wire))
         txn.add(apex_name, ttl, key.dnskey)
         txn.add(apex_name, ttl, cds)

@@ -1,0 +1,79 @@
+"""The zones with `[[zone]] dnssec = true`, signed before their answers are compiled.
+
+The operator's zone (file, journal, transfers) stays unsigned; the compiler gets a signed
+copy with the policy's overlay nodes (hint names, null MX) laid in and signed too, and a
+`ZoneSigner` on its ZoneData for the pool variants it renders. A signed copy is kept per
+zone version, overlay and validity window, so a compile that changed another zone or a
+pool's health reuses it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import dns.name
+import dns.node
+
+from dynmx.answer.zoneset import ZoneData
+from dynmx.config import Config
+from dynmx.zone.keys import ZoneKey, ensure_key, load_key
+from dynmx.zone.signer import ZoneSigner, signed_zone, window
+
+log = logging.getLogger(__name__)
+
+Overlay = Mapping[dns.name.Name, dns.node.Node]
+# id(unsigned zone) -> (unsigned zone, fingerprint of overlay and window, signed ZoneData)
+_signed: dict[int, tuple[object, tuple[object, ...], ZoneData]] = {}
+
+
+def _fingerprint(overlay: Overlay | None) -> tuple[object, ...]:
+    if not overlay:
+        return ()
+    return tuple(
+        sorted(
+            (name.to_text(), tuple(sorted(rds.to_text() for rds in node.rdatasets)))
+            for name, node in overlay.items()
+        )
+    )
+
+
+def zone_key(config: Config, origin: dns.name.Name, algorithm: str) -> ZoneKey:
+    state_dir = config.path(config.server.state_dir)
+    found = load_key(state_dir, origin)
+    if found is not None:
+        return found
+    made = ensure_key(state_dir, origin, algorithm)
+    log.info("event=dnssec-key-created zone=%s algorithm=%d tag=%d", origin, made.algorithm, made.tag)
+    return made
+
+
+def signed_zones(
+    config: Config, zones: list[ZoneData], overlays: Mapping[dns.name.Name, Overlay]
+) -> list[ZoneData] | None:
+    """`zones` with each one configured `dnssec = true` signed; None when there is none."""
+    wanted = {dns.name.from_text(z.name): z for z in config.zone if z.dnssec}
+    if not wanted:
+        _signed.clear()
+        return None
+    valid = window()
+    current: dict[int, tuple[object, tuple[object, ...], ZoneData]] = {}
+    out: list[ZoneData] = []
+    for data in zones:
+        settings = wanted.get(data.origin)
+        if settings is None:
+            out.append(data)
+            continue
+        overlay = overlays.get(data.origin)
+        stamp = (valid, _fingerprint(overlay))
+        cached = _signed.get(id(data.zone))
+        if cached is None or cached[0] is not data.zone or cached[1] != stamp:
+            key = zone_key(config, data.origin, settings.dnssec_algorithm)
+            signer = ZoneSigner(key, valid)
+            signed = signed_zone(data.zone, key, cache=signer.cache, overlay=overlay, valid=valid)
+            cached = (data.zone, stamp, ZoneData(data.origin, signed, signer=signer))
+        current[id(data.zone)] = cached
+        out.append(cached[2])
+    _signed.clear()
+    _signed.update(current)
+    return out
