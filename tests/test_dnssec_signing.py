@@ -150,6 +150,7 @@ def test_rfc4035_pool_answers_are_signed_per_variant_and_rotate(serve: Serve, tm
             reply.answer, dns.name.from_text("rr.example.test."), dns.rdataclass.IN, dns.rdatatype.MX
         )
         firsts.add(str(next(iter(mx)).exchange))
+    assert firsts == {"mx1.example.test.", "mx2.example.test."}
     plain = dns.query.tcp(
         dns.message.make_query("rr.example.test.", "MX"), "127.0.0.1", port=server.dns_port, timeout=3
     )
