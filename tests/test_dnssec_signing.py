@@ -161,11 +161,20 @@ def test_rfc4035_pool_answers_are_signed_per_variant_and_rotate(serve: Serve, tm
     assert nx.rcode() == dns.rcode.NXDOMAIN and _validate_section(nx.authority, keys) >= 2
 
 
-def _ds_anchor(server: RunningServer, path: Path) -> Path:
-    keys = _keys(server)[ORIGIN]
-    ksk = next(key for key in keys if key.flags == 257)
-    public = ksk.to_text().split(maxsplit=3)[3].replace(" ", "")
-    path.write_text(f'trust-anchors {{\n "example.test." static-key 257 3 {ksk.algorithm} "{public}";\n}};\n')
+def _dynmx(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dynmx", *args], capture_output=True, text=True, timeout=30, cwd=ROOT
+    )
+
+
+def _ds_anchor(config: Path, path: Path) -> Path:
+    """A delv anchor file holding the DS that `dynmx dnssec ds` prints (what the parent gets)."""
+    run = _dynmx("dnssec", "ds", "example.test", "--config", str(config))
+    assert run.returncode == 0, run.stderr
+    owner, _, _, tag, algorithm, digest_type, digest = run.stdout.split()
+    assert owner == "example.test."
+    anchor = f'"example.test." static-ds {tag} {algorithm} {digest_type} "{digest}";'
+    path.write_text(f"trust-anchors {{\n {anchor}\n}};\n")
     return path
 
 
@@ -181,12 +190,13 @@ VALIDATED = {
 
 def test_rfc4035_answers_of_a_zone_dynmx_signs_validate_with_delv(serve: Serve, tmp_path: Path) -> None:
     """Positive, pool MX, CDS, NXDOMAIN and TLSA NODATA/NXDOMAIN: BIND's validator, trusting
-    only the DNSKEY dynmx made, calls each answer fully validated."""
+    only the DS that `dynmx dnssec ds` prints, calls each answer fully validated."""
     delv = shutil.which("delv")
     if delv is None:
         pytest.skip("delv is not installed (apt-get install bind9-dnsutils)")
-    server = serve("--config", str(write_config(tmp_path, ZONE, SIGNED)))
-    anchor = _ds_anchor(server, tmp_path / "anchor.conf")
+    config = write_config(tmp_path, ZONE, SIGNED)
+    server = serve("--config", str(config))
+    anchor = _ds_anchor(config, tmp_path / "anchor.conf")
     for (name, qtype), verdict in VALIDATED.items():
         run = subprocess.run(
             [
@@ -205,3 +215,19 @@ def test_rfc4035_answers_of_a_zone_dynmx_signs_validate_with_delv(serve: Serve, 
             timeout=20,
         )
         assert verdict in run.stdout + run.stderr, f"{name} {qtype}: {run.stdout}{run.stderr}"
+
+
+def test_dnssec_keys_lists_the_key_and_ds_needs_one(serve: Serve, tmp_path: Path) -> None:
+    """Before the first start there is no key (exit 1, says how to get one); after it,
+    `keys` shows tag, algorithm, flags and the DNSKEY, never the private key."""
+    config = write_config(tmp_path, ZONE, SIGNED)
+    before = _dynmx("dnssec", "ds", "example.test", "--config", str(config))
+    assert before.returncode == 1 and "start the server" in before.stderr
+    server = serve("--config", str(config))
+    served = _keys(server)[ORIGIN]
+    run = _dynmx("dnssec", "keys", "example.test", "--config", str(config))
+    assert run.returncode == 0, run.stderr
+    tag = dns.dnssec.key_id(next(iter(served)))
+    assert f"tag={tag} algorithm=13 (ECDSAP256SHA256) flags=257 (CSK)" in run.stdout
+    assert "PRIVATE" not in run.stdout + run.stderr
+    assert "PRIVATE" not in server.log_text()

@@ -21,6 +21,7 @@ from dynmx import __version__
 from dynmx.cli import (
     completion,
     configpath,
+    dnssec,
     fleet,
     keys,
     pool_parser,
@@ -447,6 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     zone_parser.add_parser(sub, _cmd_zone)
     pool_parser.add_parser(sub, _cmd_pool)
     registrar.add_parser(sub)
+    dnssec.add_parser(sub)
     fleet.add_parser(sub)
 
     routes = sub.add_parser("routes", help="print the mail routing table (e.g. a Postfix transport map)")
