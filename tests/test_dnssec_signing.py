@@ -23,7 +23,7 @@ import pytest
 
 from dynmx.zone.keys import ensure_key, key_path, load_key
 from dynmx.zone.signer import SignatureCache, signed_zone
-from tests.conftest import ROOT, RunningServer, write_config
+from tests.conftest import ROOT, RunningServer, wait_until, write_config
 
 Serve = Callable[..., RunningServer]
 ORIGIN = dns.name.from_text("example.test.")
@@ -231,3 +231,40 @@ def test_dnssec_keys_lists_the_key_and_ds_needs_one(serve: Serve, tmp_path: Path
     assert f"tag={tag} algorithm=13 (ECDSAP256SHA256) flags=257 (CSK)" in run.stdout
     assert "PRIVATE" not in run.stdout + run.stderr
     assert "PRIVATE" not in server.log_text()
+
+
+def test_rfc4035_an_edit_keeps_the_zone_signed(serve: Serve, tmp_path: Path) -> None:
+    """A record added through the running server is answered with its RRSIG, and the NSEC
+    chain that denied the name before now holds it (the operator's file stays unsigned)."""
+    config = write_config(tmp_path, ZONE, SIGNED)
+    server = serve("--config", str(config))
+    keys = _keys(server)
+    before = _ask(server, "new.example.test.", "A")
+    assert before.rcode() == dns.rcode.NXDOMAIN
+    added = _dynmx("record", "add", "new.example.test", "A", "192.0.2.44", "-c", str(config))
+    assert added.returncode == 0, added.stdout + added.stderr
+    wait_until(lambda: bool(_ask(server, "new.example.test.", "A").answer), timeout=5)
+    after = _ask(server, "new.example.test.", "A")
+    assert _validate_section(after.answer, keys) == 1
+    nodata = _ask(server, "new.example.test.", "TLSA")
+    assert nodata.rcode() == dns.rcode.NOERROR and not nodata.answer
+    nsec = [r for r in nodata.authority if r.rdtype == dns.rdatatype.NSEC]
+    assert nsec and nsec[0].name == dns.name.from_text("new.example.test.")
+    assert _validate_section(nodata.authority, keys) >= 2
+    assert "RRSIG" not in (tmp_path / "zones" / "example.test.zone").read_text()
+
+
+def test_rfc4035_hint_names_and_null_mx_are_signed(serve: Serve, tmp_path: Path) -> None:
+    """What the policy lays over the zone is signed too: a pool's hint name (its MX
+    variants) and a null MX (RFC 7505) validate, each with its own RRSIG."""
+    extra = SIGNED + (
+        '[[pool.hint]]\nlabel = "urgent"\norder = ["mx2.example.test."]\n'
+        '[[name]]\nname = "www.example.test."\naction = "null-mx"\n'
+    )
+    server = serve("--config", str(write_config(tmp_path, ZONE, extra)))
+    keys = _keys(server)
+    hint = _ask(server, "urgent._hint.rr.example.test.", "MX")
+    assert hint.answer and _validate_section(hint.answer, keys) == 1
+    null = _ask(server, "www.example.test.", "MX")
+    assert [r.to_text().split()[-2:] for r in null.answer if r.rdtype == dns.rdatatype.MX] == [["0", "."]]
+    assert _validate_section(null.answer, keys) == 1
