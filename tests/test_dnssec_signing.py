@@ -5,6 +5,7 @@ RRSIG (RFC 4035 2.2, 3.1), validated by dnspython and by BIND's delv."""
 from __future__ import annotations
 
 import shutil
+import socket
 import stat
 import subprocess
 import sys
@@ -268,3 +269,29 @@ def test_rfc4035_hint_names_and_null_mx_are_signed(serve: Serve, tmp_path: Path)
     null = _ask(server, "www.example.test.", "MX")
     assert [r.to_text().split()[-2:] for r in null.answer if r.rdtype == dns.rdatatype.MX] == [["0", "."]]
     assert _validate_section(null.answer, keys) == 1
+
+
+def test_rfc4035_a_health_change_serves_new_variants_signed(serve: Serve, tmp_path: Path) -> None:
+    """A member going down brings a new variant set; its RRsets are signed before they are
+    served, so every DO=1 answer before and after validates."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    port = listener.getsockname()[1]
+    zone = ZONE.replace("mx1    A   192.0.2.1", "mx1    A   127.0.0.1")
+    pool = SIGNED.replace('probe = "none"', f'probe = "tcp"\nport = {port}\ninterval = 1\ntimeout = 0.5', 1)
+    server = serve("--config", str(write_config(tmp_path, zone, pool)))
+    keys = _keys(server)
+    owner = dns.name.from_text("rr.example.test.")
+
+    def exchanges() -> set[str]:
+        reply = _ask(server, "rr.example.test.", "MX")
+        assert _validate_section(reply.answer, keys) == 1
+        mx = reply.find_rrset(reply.answer, owner, dns.rdataclass.IN, dns.rdatatype.MX)
+        return {f"{rd.preference} {rd.exchange}" for rd in mx}
+
+    up = exchanges() | exchanges()
+    listener.close()
+    wait_until(lambda: exchanges() | exchanges() != up, timeout=15)
+    for _ in range(20):
+        exchanges()
