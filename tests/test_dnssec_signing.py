@@ -295,3 +295,27 @@ def test_rfc4035_a_health_change_serves_new_variants_signed(serve: Serve, tmp_pa
     wait_until(lambda: exchanges() | exchanges() != up, timeout=15)
     for _ in range(20):
         exchanges()
+
+
+def test_rfc5936_axfr_of_a_zone_dynmx_signs_is_the_signed_zone(serve: Serve, tmp_path: Path) -> None:
+    """A secondary gets the zone as it is served: DNSKEY, CDS, NSEC chain, and every RRset
+    with an RRSIG that validates (IXFR too is answered in full: the journal is unsigned)."""
+    allow = '\nallow_transfer = ["127.0.0.0/8"]\n'
+    extra = SIGNED.replace("dnssec = true\n", "dnssec = true" + allow, 1)
+    server = serve("--config", str(write_config(tmp_path, ZONE, extra)))
+    import dns.zone
+
+    got = dns.zone.from_xfr(
+        dns.query.xfr("127.0.0.1", "example.test.", port=server.dns_port, timeout=5, relativize=False),
+        relativize=False,
+    )
+    keys = {ORIGIN: got.get_rdataset(ORIGIN, dns.rdatatype.DNSKEY)}
+    checked = 0
+    for name, node in got.nodes.items():
+        for rds in node.rdatasets:
+            if rds.rdtype != dns.rdatatype.RRSIG:
+                sig = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.RRSIG, rds.rdtype)
+                assert sig is not None, f"{name} {rds.rdtype} unsigned"
+                dns.dnssec.validate((name, rds), (name, sig), keys)
+                checked += 1
+    assert got.get_rdataset(ORIGIN, dns.rdatatype.CDS) is not None and checked > 10

@@ -37,6 +37,7 @@ from dynmx.control.owner import WriteBlocked, ZoneOwner
 from dynmx.control.ratelog import REFUSALS
 from dynmx.control.update import Change, KeyRefused, KeyRules, UpdateRefused, evaluate
 from dynmx.errors import ConfigError, JournalFork, JournalUnavailable, StaleBase, ZoneLoadError
+from dynmx.policy.signing import signed_copy
 from dynmx.wire.query import Query
 from dynmx.wire.response import (
     RCODE_FORMERR,
@@ -420,9 +421,10 @@ class TransferService:
         except dns.exception.DNSException:
             return [tsig.signed(header_only(query.msg_id, RCODE_FORMERR, query.rd), verified)]
         kind = "AXFR" if query.qtype == dns.rdatatype.AXFR else "IXFR"
+        signed = signed_copy(origin)  # a zone dynmx signs: always in full (its journal is unsigned)
         messages = (
-            transfer.axfr(message, zone.zone)
-            if kind == "AXFR"
+            transfer.axfr(message, signed or zone.zone)
+            if kind == "AXFR" or signed is not None
             else transfer.ixfr(message, zone.zone, self.journal)
         )
         log.info("event=transfer zone=%s peer=%s kind=%s messages=%d", origin, host, kind, len(messages))

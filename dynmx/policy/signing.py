@@ -14,6 +14,7 @@ from collections.abc import Mapping
 
 import dns.name
 import dns.node
+import dns.zone
 
 from dynmx.answer.zoneset import ZoneData
 from dynmx.config import Config
@@ -76,4 +77,17 @@ def signed_zones(
         out.append(cached[2])
     _signed.clear()
     _signed.update(current)
+    _latest.clear()
+    _latest.update({data.origin: data.zone for _, _, data in current.values()})
     return out
+
+
+# origin -> the signed copy compiled last: what a transfer of that zone serves.
+_latest: dict[dns.name.Name, dns.zone.Zone] = {}
+
+
+def signed_copy(origin: dns.name.Name) -> dns.zone.Zone | None:
+    """The zone's signed copy last compiled (a version behind while an edit compiles: its
+    SOA says so, and the NOTIFY after the compile brings the secondary back), or None when
+    dynmx does not sign it."""
+    return _latest.get(origin)
