@@ -319,3 +319,31 @@ def test_rfc5936_axfr_of_a_zone_dynmx_signs_is_the_signed_zone(serve: Serve, tmp
                 dns.dnssec.validate((name, rds), (name, sig), keys)
                 checked += 1
     assert got.get_rdataset(ORIGIN, dns.rdatatype.CDS) is not None and checked > 10
+
+
+def test_signatures_are_renewed_each_day_before_they_expire() -> None:
+    """Just after each UTC day starts (a new validity window, 14 days ahead), every zone
+    dynmx signs is compiled again; the wait is never longer than a day and a minute."""
+    import asyncio
+
+    from dynmx.app.resign import resign_daily, until_next_window
+    from dynmx.zone.signer import DAY, window
+
+    noon = 100 * DAY + DAY / 2
+    assert until_next_window(noon) == DAY / 2 + 60
+    assert until_next_window(101 * DAY - 30) == 90
+    assert window(101 * DAY + 60).expiration - window(noon).expiration == DAY
+    waits: list[float] = []
+    republished: list[str] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) > 2:
+            raise asyncio.CancelledError
+
+    zone = type("Zone", (), {"origin": ORIGIN})()
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(
+            resign_daily(lambda: [zone], lambda z: republished.append(str(z.origin)), lambda: noon, sleep)
+        )
+    assert waits == [DAY / 2 + 60] * 3 and republished == ["example.test."] * 2

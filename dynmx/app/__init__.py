@@ -37,6 +37,7 @@ from dynmx.app.explain import explain_query
 from dynmx.app.handover import handed_over
 from dynmx.app.health import HealthMonitor
 from dynmx.app.listeners import HotStats, Listeners, bind_all, make_engine, zone_gate
+from dynmx.app.resign import resign_daily
 from dynmx.app.secondary import SecondaryService
 from dynmx.app.selfcheck import SelfCheckService
 from dynmx.app.update import TransferService, UpdateService, key_secrets, load_keyring
@@ -170,6 +171,7 @@ class App:
         self._serve_waiters: list[asyncio.Future[None]] = []
         self._compiling: asyncio.Task[None] | None = None
         self._filling: asyncio.Task[None] | None = None  # compiling pending zones
+        self._resigning: asyncio.Task[None] | None = None  # daily re-sign of the zones dynmx signs
         self.dyndns2_state = dyndns2.DynState()
         self._held = contextlib.ExitStack()  # what lives until the server stops (the handover file)
         self.unavailable: frozenset[dns.name.Name] = frozenset()  # secondary zones answering SERVFAIL
@@ -990,6 +992,17 @@ class App:
         )
         sdnotify.ready(f"serving {len(zones)} zones")
         self._keep_filling()
+        self._resigning = loop.create_task(resign_daily(self._dnssec_zones, self._resign))
+
+    def _dnssec_zones(self) -> list[LoadedZone]:
+        """The served zones configured `dnssec = true`."""
+        wanted = {dns.name.from_text(z.name) for z in self.config.zone if z.dnssec}
+        return [zone for zone in self.state.by_file.values() if zone.origin in wanted]
+
+    def _resign(self, zone: LoadedZone) -> None:
+        """Compile `zone` again (here and in every worker): signed in the current window."""
+        sent = self.workers.broadcast("zone", zone) if self.workers is not None else None
+        self._serve_change(zone.origin, zone, sent)
 
     def _worker_start(
         self,
@@ -1042,6 +1055,8 @@ class App:
         sdnotify.stopping()
         if self._filling is not None:
             self._filling.cancel()  # a slice already in its thread ends within about a second
+        if self._resigning is not None:
+            self._resigning.cancel()
         if self.listeners is not None:
             self.listeners.close()
         written_back = asyncio.get_running_loop().run_in_executor(None, self.writeback.flush, SHUTDOWN_GRACE)
