@@ -18,6 +18,7 @@ import dns.name
 import dns.query
 import dns.rcode
 import dns.rdataclass
+import dns.rdataset
 import dns.rdatatype
 import dns.rrset
 import pytest
@@ -347,3 +348,20 @@ def test_signatures_are_renewed_each_day_before_they_expire() -> None:
             resign_daily(lambda: [zone], lambda z: republished.append(str(z.origin)), lambda: noon, sleep)
         )
     assert waits == [DAY / 2 + 60] * 3 and republished == ["example.test."] * 2
+
+
+def test_rfc4035_5_3_3_a_lowered_ttl_keeps_its_original_ttl_and_signature(tmp_path: Path) -> None:
+    """A pool RRset served with a TTL the prober lowered gets an RRSIG with that TTL, whose
+    Original TTL is the pool's; it validates, and is the very signature of the full TTL."""
+    from dynmx.zone.signer import ZoneSigner, window
+
+    key = ensure_key(tmp_path, ORIGIN, "ecdsap256sha256")
+    signer = ZoneSigner(key, window(), SignatureCache())
+    owner = dns.name.from_text("rr.example.test.")
+    full = dns.rdataset.from_text("IN", "MX", 300, "10 mx1.example.test.")
+    lowered = dns.rdataset.from_text("IN", "MX", 20, "10 mx1.example.test.")
+    sig = signer(owner, lowered, 300)
+    assert sig.ttl == 20 and sig[0].original_ttl == 300
+    assert sig[0] == signer(owner, full, 300)[0]
+    keys = {ORIGIN: dns.rdataset.from_rdata(300, key.dnskey)}
+    dns.dnssec.validate((owner, lowered), (owner, sig), keys)

@@ -45,6 +45,9 @@ class DynamicRRset:
     # RFC 5321 5.1 relay rule: queries from a relay's own prefixes get answers without it.
     # (relay host, its source prefixes, the variants to answer them with)
     relay_views: tuple[tuple[str, tuple[str, ...], tuple[dns.rdataset.Rdataset, ...]], ...] = ()
+    # The TTL the variants are signed with (the pool's own): a TTL the prober lowered is
+    # served with the RRSIG's TTL lowered too, its Original TTL unchanged (RFC 4035 5.3.3).
+    original_ttl: int = 0
 
 
 @dataclass(frozen=True)
@@ -166,7 +169,7 @@ def render_state(zoneset: ZoneSet, spec: DynamicRRset, do: bool = False) -> Sele
     signer = zone.signer if zone is not None else None
 
     def entry_for(rdataset: dns.rdataset.Rdataset) -> Entry:
-        sig = signer(spec.owner, rdataset) if do and signer is not None else None
+        sig = signer(spec.owner, rdataset, spec.original_ttl) if do and signer is not None else None
         answer = lookup(
             zoneset, spec.owner, spec.rdtype, override=(spec.owner, rdataset), do=do, override_sig=sig
         )

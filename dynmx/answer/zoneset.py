@@ -24,8 +24,8 @@ WILDCARD = b"*"
 # An RRset as the lookup hands it on: the owner to write (the query name for wildcard
 # synthesis, RFC 4592 2.1.1) and the zone's own rdataset, never copied.
 RRsetRef = tuple[dns.name.Name, dns.rdataset.Rdataset]
-# (owner, RRset) -> the RRSIG rdataset to serve with it
-Signer = Callable[[dns.name.Name, dns.rdataset.Rdataset], dns.rdataset.Rdataset]
+# (owner, RRset, original TTL or 0) -> the RRSIG rdataset to serve with it
+Signer = Callable[[dns.name.Name, dns.rdataset.Rdataset, int], dns.rdataset.Rdataset]
 
 
 def with_ttl(rdataset: dns.rdataset.Rdataset, ttl: int) -> dns.rdataset.Rdataset:

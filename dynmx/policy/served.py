@@ -84,6 +84,7 @@ class PoolPlans:
                     relay_views=tuple(
                         (host, sources, self._variants(p, rdtype)) for host, sources, p in self.relay_views
                     ),
+                    original_ttl=self.pool.ttl,
                 )
             )
             for label, plan in self.hints:
@@ -95,6 +96,7 @@ class PoolPlans:
                         mode=int(plan.mode),
                         variants=self._variants(plan, rdtype),
                         firsts=plan.firsts,
+                        original_ttl=self.pool.ttl,
                     )
                 )
         return found

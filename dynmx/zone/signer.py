@@ -96,10 +96,21 @@ class SignatureCache:
         return rrsig
 
     def rrsig_rdataset(
-        self, key: ZoneKey, owner: dns.name.Name, rdataset: dns.rdataset.Rdataset, valid: Window
+        self,
+        key: ZoneKey,
+        owner: dns.name.Name,
+        rdataset: dns.rdataset.Rdataset,
+        valid: Window,
+        original_ttl: int = 0,
     ) -> dns.rdataset.Rdataset:
-        """The RRSIG rdataset to serve with `rdataset` (the RRSIG's TTL is the RRset's)."""
-        sig = self.sign(key, owner, rdataset, valid)
+        """The RRSIG rdataset to serve with `rdataset`: the RRSIG's TTL is the RRset's, and an
+        `original_ttl` above it is what is signed (RFC 4035 5.3.3: a lowered TTL keeps its
+        Original TTL, and its signature)."""
+        signed = rdataset
+        if original_ttl > rdataset.ttl:
+            signed = dns.rdataset.Rdataset(rdataset.rdclass, rdataset.rdtype, rdataset.covers, original_ttl)
+            signed.items.update(rdataset.items)
+        sig = self.sign(key, owner, signed, valid)
         out = dns.rdataset.Rdataset(IN, dns.rdatatype.RRSIG, rdataset.rdtype, rdataset.ttl)
         out.add(sig)
         return out
@@ -117,8 +128,10 @@ class ZoneSigner:
         self.valid = valid
         self.cache = cache
 
-    def __call__(self, owner: dns.name.Name, rdataset: dns.rdataset.Rdataset) -> dns.rdataset.Rdataset:
-        return self.cache.rrsig_rdataset(self.key, owner, rdataset, self.valid)
+    def __call__(
+        self, owner: dns.name.Name, rdataset: dns.rdataset.Rdataset, original_ttl: int = 0
+    ) -> dns.rdataset.Rdataset:
+        return self.cache.rrsig_rdataset(self.key, owner, rdataset, self.valid, original_ttl)
 
 
 def signed_zone(
