@@ -452,12 +452,11 @@ class ZoneConfig:
     # sign the zone when it is compiled, with a key made on first start in state_dir/keys
     dnssec: bool = _key(default=False, restart=False)
     dnssec_algorithm: str = _key(_choice(*DNSSEC_ALGORITHMS), default="ecdsap256sha256", restart=False)
+    # NSEC3: RFC 9276 parameters (SHA-1, no extra iterations, no salt, no opt-out)
     denial: str = _key(_choice("nsec", "nsec3"), default="nsec", restart=False)
 
     def problems(self) -> list[str]:
         found = ["primary_key: needs primary"] if self.primary_key and not self.primary else []
-        if self.dnssec and self.denial == "nsec3":
-            found.append('denial: "nsec3" is not yet supported for zones dynmx signs; use "nsec"')
         if self.dnssec and self.primary:
             found.append("dnssec: a secondary zone is served as its primary signed it; sign it there")
         return found

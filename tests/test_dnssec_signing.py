@@ -99,15 +99,20 @@ def test_key_is_made_once_kept_0600_and_loaded_again(tmp_path: Path) -> None:
     assert "PRIVATE" not in repr(made)
 
 
-@pytest.mark.parametrize("algorithm,number", [("ecdsap256sha256", 13), ("ed25519", 15)])
-def test_rfc4035_signed_zone_every_rrset_validates(tmp_path: Path, algorithm: str, number: int) -> None:
+@pytest.mark.parametrize(
+    "algorithm,number,nsec3",
+    [("ecdsap256sha256", 13, False), ("ed25519", 15, False), ("ecdsap256sha256", 13, True)],
+)
+def test_rfc4035_signed_zone_every_rrset_validates(
+    tmp_path: Path, algorithm: str, number: int, nsec3: bool
+) -> None:
     """Every RRset of the signed copy, NSEC and the CDS/CDNSKEY (RFC 7344) included, has an
     RRSIG that validates with the zone's DNSKEY; the operator's zone is left unsigned."""
     import dns.zone
 
     zone = dns.zone.from_text(ZONE, origin=ORIGIN, relativize=False)
     key = ensure_key(tmp_path, ORIGIN, algorithm)
-    signed = signed_zone(zone, key, cache=SignatureCache())
+    signed = signed_zone(zone, key, cache=SignatureCache(), nsec3=nsec3)
     keys = {ORIGIN: signed.get_rdataset(ORIGIN, dns.rdatatype.DNSKEY)}
     types = set()
     for name, node in signed.nodes.items():
@@ -117,25 +122,18 @@ def test_rfc4035_signed_zone_every_rrset_validates(tmp_path: Path, algorithm: st
                 assert sig is not None and sig[0].algorithm == number
                 dns.dnssec.validate((name, rds), (name, sig), keys)
                 types.add(rds.rdtype)
-    assert {dns.rdatatype.NSEC, dns.rdatatype.CDS, dns.rdatatype.CDNSKEY} <= types
+    denial = {dns.rdatatype.NSEC3, dns.rdatatype.NSEC3PARAM} if nsec3 else {dns.rdatatype.NSEC}
+    assert denial | {dns.rdatatype.CDS, dns.rdatatype.CDNSKEY} <= types
     assert zone.get_rdataset(ORIGIN, dns.rdatatype.DNSKEY) is None
 
 
-def test_nsec3_for_signed_zone_is_refused_by_check(tmp_path: Path) -> None:
-    """`denial = "nsec3"` is not yet supported for zones dynmx signs: `dynmx check` says so
-    rather than serving the zone unsigned or with NSEC."""
-    config = write_config(
-        tmp_path, ZONE, '[[zone]]\nname = "example.test."\ndnssec = true\ndenial = "nsec3"\n'
-    )
-    run = subprocess.run(
-        [sys.executable, "-m", "dynmx", "check", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=ROOT,
-    )
+def test_check_refuses_dnssec_on_a_secondary_zone(tmp_path: Path) -> None:
+    """A zone followed from a primary is served as the primary signed it: `dnssec = true`
+    there is a config error that `dynmx check` names, not a second signer."""
+    extra = '[[zone]]\nname = "example.test."\ndnssec = true\nprimary = "127.0.0.1:5300"\n'
+    run = _dynmx("check", "--config", str(write_config(tmp_path, ZONE, extra)))
     assert run.returncode != 0
-    assert "nsec3" in run.stdout + run.stderr
+    assert "dnssec: a secondary zone" in run.stdout + run.stderr
 
 
 def test_rfc4035_pool_answers_are_signed_per_variant_and_rotate(serve: Serve, tmp_path: Path) -> None:
@@ -180,7 +178,17 @@ def _ds_anchor(config: Path, path: Path) -> Path:
     return path
 
 
+# An empty non-terminal (ent), a wildcard and an insecure delegation, for the denials.
+DEEPER = """\
+a.ent  A   192.0.2.90
+*.wc   A   192.0.2.100
+insecure NS ns.example.net.
+"""
 VALIDATED = {
+    ("x.wc.example.test", "A"): "; fully validated",
+    ("ent.example.test", "A"): "negative response, fully validated",
+    ("x.wc.example.test", "TXT"): "negative response, fully validated",
+    ("insecure.example.test", "DS"): "negative response, fully validated",
     ("www.example.test", "A"): "; fully validated",
     ("rr.example.test", "MX"): "; fully validated",
     ("example.test", "CDS"): "; fully validated",
@@ -190,13 +198,17 @@ VALIDATED = {
 }
 
 
-def test_rfc4035_answers_of_a_zone_dynmx_signs_validate_with_delv(serve: Serve, tmp_path: Path) -> None:
+@pytest.mark.parametrize("denial", ["nsec", "nsec3"])
+def test_rfc4035_answers_of_a_zone_dynmx_signs_validate_with_delv(
+    serve: Serve, tmp_path: Path, denial: str
+) -> None:
     """Positive, pool MX, CDS, NXDOMAIN and TLSA NODATA/NXDOMAIN: BIND's validator, trusting
     only the DS that `dynmx dnssec ds` prints, calls each answer fully validated."""
     delv = shutil.which("delv")
     if delv is None:
         pytest.skip("delv is not installed (apt-get install bind9-dnsutils)")
-    config = write_config(tmp_path, ZONE, SIGNED)
+    signed = SIGNED.replace("dnssec = true\n", f'dnssec = true\ndenial = "{denial}"\n', 1)
+    config = write_config(tmp_path, ZONE + DEEPER, signed)
     server = serve("--config", str(config))
     anchor = _ds_anchor(config, tmp_path / "anchor.conf")
     for (name, qtype), verdict in VALIDATED.items():

@@ -66,12 +66,15 @@ def signed_zones(
             out.append(data)
             continue
         overlay = overlays.get(data.origin)
-        stamp = (valid, _fingerprint(overlay))
+        stamp = (valid, settings.denial, _fingerprint(overlay))
         cached = _signed.get(id(data.zone))
         if cached is None or cached[0] is not data.zone or cached[1] != stamp:
             key = zone_key(config, data.origin, settings.dnssec_algorithm)
             signer = ZoneSigner(key, valid)
-            signed = signed_zone(data.zone, key, cache=signer.cache, overlay=overlay, valid=valid)
+            nsec3 = settings.denial == "nsec3"
+            signed = signed_zone(
+                data.zone, key, cache=signer.cache, overlay=overlay, valid=valid, nsec3=nsec3
+            )
             cached = (data.zone, stamp, ZoneData(data.origin, signed, signer=signer))
         current[id(data.zone)] = cached
         out.append(cached[2])

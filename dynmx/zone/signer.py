@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import dns.dnssec
@@ -141,10 +141,11 @@ def signed_zone(
     cache: SignatureCache = CACHE,
     overlay: Mapping[dns.name.Name, dns.node.Node] | None = None,
     valid: Window | None = None,
+    nsec3: bool = False,
 ) -> dns.zone.Zone:
     """A signed copy of `zone` (which is left as it is), with the `overlay` nodes (absolute
     names: what the policy adds or replaces) laid over it first, so that they are signed
-    and in the NSEC chain too."""
+    and in the NSEC chain too; `nsec3`: an NSEC3 chain instead (RFC 9276 parameters)."""
     origin = zone.origin
     assert origin is not None
     copy = dns.zone.Zone(origin, rdclass=zone.rdclass, relativize=zone.relativize)
@@ -169,5 +170,69 @@ def signed_zone(
         txn.add(apex_name, ttl, key.dnskey)
         txn.add(apex_name, ttl, cds)
         txn.add(apex_name, ttl, cdnskey)
-        dns.dnssec.sign_zone(copy, txn=txn, add_dnskey=False, rrset_signer=signer)
+        if nsec3:
+            assert not zone.relativize, "NSEC3 signing takes a zone of absolute names"
+            _sign_nsec3(txn, origin, signer, min(ttl, soa[0].minimum))
+        else:
+            dns.dnssec.sign_zone(copy, txn=txn, add_dnskey=False, rrset_signer=signer)
     return copy
+
+
+def _authoritative(
+    txn: dns.transaction.Transaction, origin: dns.name.Name
+) -> tuple[list[dns.name.Name], set[dns.name.Name]]:
+    """The names with data this zone is authoritative for (cuts included, what lies below
+    them not), and the cuts."""
+    names = sorted(txn.iterate_names())
+    cuts = {n for n in names if n != origin and txn.get(n, dns.rdatatype.NS) is not None}
+    kept = []
+    for name in names:
+        walk = name.parent() if name != origin else name
+        occluded = False
+        while walk != origin and len(walk) > len(origin):
+            if walk in cuts:
+                occluded = True
+                break
+            walk = walk.parent()
+        if not occluded:
+            kept.append(name)
+    return kept, cuts
+
+
+def _sign_nsec3(
+    txn: dns.transaction.Transaction,
+    origin: dns.name.Name,
+    signer: Callable[[dns.transaction.Transaction, dns.rrset.RRset], None],
+    ttl: int,
+) -> None:
+    """RRSIGs over every authoritative RRset (a cut's DS only) and an NSEC3 chain with the
+    parameters of RFC 9276 3.1: SHA-1, no extra iterations, no salt, no opt-out. Empty
+    non-terminals get an NSEC3 of their own (RFC 5155 7.1); the NSEC3 TTL is the negative
+    TTL (RFC 9077)."""
+    names, cuts = _authoritative(txn, origin)
+    txn.add(origin, ttl, dns.rdata.from_text(IN, dns.rdatatype.NSEC3PARAM, "1 0 0 -"))
+    types: dict[dns.name.Name, set[int]] = {}
+    for name in names:
+        node = txn.get_node(name)
+        assert node is not None
+        present = {int(rds.rdtype) for rds in node.rdatasets}
+        signed = [rds for rds in node.rdatasets if rds.rdtype != dns.rdatatype.RRSIG]
+        if name in cuts:
+            signed = [rds for rds in signed if rds.rdtype == dns.rdatatype.DS]
+        for rds in signed:
+            signer(txn, dns.rrset.from_rdata_list(name, rds.ttl, list(rds)))
+        if signed:
+            present.add(dns.rdatatype.RRSIG)
+        types[name] = present
+        walk = name
+        while walk != origin and len(walk) > len(origin):
+            walk = walk.parent()
+            types.setdefault(walk, set())  # an empty non-terminal, unless it has data
+    hashed = sorted((dns.dnssec.nsec3_hash(name, b"", 0, 1).lower(), name) for name in types)
+    for index, (digest, name) in enumerate(hashed):
+        following = hashed[(index + 1) % len(hashed)][0]
+        bitmap = " ".join(dns.rdatatype.to_text(dns.rdatatype.RdataType.make(t)) for t in sorted(types[name]))
+        rdata = dns.rdata.from_text(IN, dns.rdatatype.NSEC3, f"1 0 0 - {following.upper()} {bitmap}")
+        owner = dns.name.Name((digest.encode(), *origin.labels))
+        txn.add(owner, ttl, rdata)
+        signer(txn, dns.rrset.from_rdata(owner, ttl, rdata))
