@@ -18,7 +18,7 @@ import dns.zone
 
 from dynmx.answer.zoneset import ZoneData
 from dynmx.config import Config
-from dynmx.zone.keys import ZoneKey, ensure_key, load_key
+from dynmx.zone.keys import ALGORITHMS, ZoneKey, ensure_key, load_key
 from dynmx.zone.signer import ZoneSigner, signed_zone, window
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 Overlay = Mapping[dns.name.Name, dns.node.Node]
 # id(unsigned zone) -> (unsigned zone, fingerprint of overlay and window, signed ZoneData)
 _signed: dict[int, tuple[object, tuple[object, ...], ZoneData]] = {}
+_warned: set[dns.name.Name] = set()  # zones whose stored key is not of the configured algorithm
 
 
 def _fingerprint(overlay: Overlay | None) -> tuple[object, ...]:
@@ -43,6 +44,15 @@ def zone_key(config: Config, origin: dns.name.Name, algorithm: str) -> ZoneKey:
     state_dir = config.path(config.server.state_dir)
     found = load_key(state_dir, origin)
     if found is not None:
+        if found.algorithm != ALGORITHMS[algorithm] and origin not in _warned:
+            _warned.add(origin)  # changing it is a rollover (not yet done): the key is kept
+            log.warning(
+                "event=dnssec-algorithm-kept zone=%s key_algorithm=%d configured=%s tag=%d",
+                origin,
+                found.algorithm,
+                algorithm,
+                found.tag,
+            )
         return found
     made = ensure_key(state_dir, origin, algorithm)
     log.info("event=dnssec-key-created zone=%s algorithm=%d tag=%d", origin, made.algorithm, made.tag)
