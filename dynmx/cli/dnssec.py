@@ -9,6 +9,7 @@ record (SHA-256, RFC 4509) to hand the registrar, as `ZONE. IN DS ...` (BIND's
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 
@@ -23,6 +24,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         parser = verbs.add_parser(verb, help=text)
         parser.add_argument("zone", help="the zone, e.g. example.com")
         parser.add_argument("--config", "-c", required=True, help="TOML config file (for state_dir)")
+        parser.add_argument("--json", action="store_true", help="print JSON")
         parser.set_defaults(func=run)
     return dnssec
 
@@ -56,13 +58,20 @@ def run(args: argparse.Namespace) -> int:
     name = origin.to_text()
     if args.dnssec_command == "ds":
         ds = dns.dnssec.make_ds(origin, key.dnskey, "SHA256")
-        print(f"{name} IN DS {ds.to_text()}")
+        print(
+            json.dumps({"zone": name, "ds": [ds.to_text()]}) if args.json else f"{name} IN DS {ds.to_text()}"
+        )
         return 0
     import time
 
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(key.created))
     algorithm = dns.dnssec.algorithm_to_text(key.algorithm)
     role = "CSK" if key.flags == 257 else "ZSK"
+    if args.json:
+        fields = {"zone": name, "tag": key.tag, "algorithm": key.algorithm, "flags": key.flags, "role": role}
+        extra = {"created": created, "file": str(key_path(state_dir, origin)), "dnskey": key.dnskey.to_text()}
+        print(json.dumps([fields | extra], indent=2))
+        return 0
     print(
         f"zone={name} tag={key.tag} algorithm={key.algorithm} ({algorithm}) flags={key.flags} ({role})"
         f" created={created} file={key_path(state_dir, origin)}"

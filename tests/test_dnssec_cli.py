@@ -1,0 +1,47 @@
+"""`dynmx dnssec ds|keys ZONE --json`: the key the server made, as machine-readable output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import dns.dnssec
+import dns.name
+
+from dynmx.zone.keys import ensure_key
+
+ROOT = Path(__file__).resolve().parent.parent
+ORIGIN = dns.name.from_text("example.test.")
+
+
+def _dynmx(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dynmx", *args], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+
+
+def _config(tmp_path: Path) -> Path:
+    config = tmp_path / "dynmx.toml"
+    config.write_text(f'[server]\nstate_dir = "{tmp_path / "state"}"\nzones_dir = "{tmp_path}"\n')
+    return config
+
+
+def test_ds_json_is_the_sha256_ds_of_the_stored_key_rfc4509(tmp_path: Path) -> None:
+    key = ensure_key(tmp_path / "state", ORIGIN, "ecdsap256sha256")
+    result = _dynmx("dnssec", "ds", "example.test", "--json", "-c", str(_config(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "zone": "example.test.",
+        "ds": [dns.dnssec.make_ds(ORIGIN, key.dnskey, "SHA256").to_text()],
+    }
+
+
+def test_keys_json_names_tag_algorithm_and_flags_and_no_private_key(tmp_path: Path) -> None:
+    key = ensure_key(tmp_path / "state", ORIGIN, "ed25519")
+    result = _dynmx("dnssec", "keys", "example.test", "--json", "-c", str(_config(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    [shown] = json.loads(result.stdout)
+    assert (shown["tag"], shown["algorithm"], shown["flags"], shown["role"]) == (key.tag, 15, 257, "CSK")
+    assert "PRIVATE" not in result.stdout
