@@ -25,7 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def zone_line(row: dict[str, Any]) -> str:
     from dynmx.app.fleet import CURRENT  # here, not at the top: building the parser loads no server code
-    from dynmx.cli.zones import _duration
+    from dynmx.cli.zones import peer_text
 
     here, there = row["serial_here"], row["serial_there"]
     if row["state"] == CURRENT:
@@ -34,15 +34,7 @@ def zone_line(row: dict[str, Any]) -> str:
         head = f"serial {there}, {here} here: {row['state'].upper()}"
     else:
         head = f"{row['state'].upper()} ({row['answer']}), {here} here"
-    notified = "never notified"
-    if row["notified_serial"] is not None:
-        ago = _duration(row["notified_ago"])
-        notified = f"notified {row['notified_serial']} {ago} ago: {row['notify_result']}"
-    took = "no transfer seen"
-    if row["transferred_serial"] is not None:
-        ago = _duration(row["transferred_ago"])
-        took = f"took {row['transfer_kind']} to {row['transferred_serial']} {ago} ago"
-    return f"  {row['zone']}  {head}; {notified}; {took}"
+    return f"  {row['zone']}  {head}; {peer_text(row)}"
 
 
 def lines(result: dict[str, Any]) -> list[str]:

@@ -210,6 +210,20 @@ def _serial(value: object) -> str:
     return "-" if value is None else str(value)
 
 
+def peer_text(row: dict[str, Any]) -> str:
+    """What a secondary was last told and last took: `notified serial N Ts ago: acked; took
+    IXFR to serial N Ts ago` (zone status and fleet say it alike)."""
+    notified = "never notified"
+    if row["notified_serial"] is not None:
+        ago = _duration(row["notified_ago"])
+        notified = f"notified serial {row['notified_serial']} {ago} ago: {row['notify_result']}"
+    took = "no transfer yet"
+    if row["transferred_serial"] is not None:
+        ago = _duration(row["transferred_ago"])
+        took = f"took {row['transfer_kind']} to serial {row['transferred_serial']} {ago} ago"
+    return f"{notified}; {took}"
+
+
 def status_lines(entry: dict[str, Any], now: float) -> list[str]:
     """One zone of `dynmx zone status` as text: a head line, then its peers and problems."""
     role = entry["role"] + (f" of {entry['primary']}" if entry["role"] == "secondary" else "")
@@ -226,15 +240,7 @@ def status_lines(entry: dict[str, Any], now: float) -> list[str]:
         refreshed = entry.get("last_refresh")
         lines.append(f"  refreshed {_when(refreshed, now)}, expires {left}: {entry['state']}")
     for target in entry.get("notify", []):
-        notified = "never notified"
-        if target["notified_serial"] is not None:
-            ago = _duration(target["notified_ago"])
-            notified = f"notified serial {target['notified_serial']} {ago} ago: {target['notify_result']}"
-        took = "no transfer yet"
-        if target["transferred_serial"] is not None:
-            ago = _duration(target["transferred_ago"])
-            took = f"took {target['transfer_kind']} to serial {target['transferred_serial']} {ago} ago"
-        lines.append(f"  secondary {target['target']}: {notified}; {took}")
+        lines.append(f"  secondary {target['target']}: {peer_text(target)}")
     notified_hosts = {t["target"].rsplit(":", 1)[0].strip("[]") for t in entry.get("notify", [])}
     for seen in entry.get("transfers", []):
         if seen["peer"] not in notified_hosts:
