@@ -1000,9 +1000,19 @@ class App:
         return [zone for zone in self.state.by_file.values() if zone.origin in wanted]
 
     def _resign(self, zone: LoadedZone) -> None:
-        """Compile `zone` again (here and in every worker): signed in the current window."""
-        sent = self.workers.broadcast("zone", zone) if self.workers is not None else None
-        self._serve_change(zone.origin, zone, sent)
+        """Compile `zone` again (here and in every worker), signed in the current window, under
+        a new serial committed like an edit with no change (journal, serial policy, write-back,
+        NOTIFY): a secondary transfers the renewed signatures only when the serial moves, as
+        Knot and BIND bump it when they re-sign. When the owner refuses the commit now (the file
+        cannot be written), the zone is still re-signed under its old serial."""
+        try:
+            renewed = self.owner.commit(zone, [])
+        except DynmxError as error:
+            log.warning("event=dnssec-resign-serial-kept zone=%s reason=%r", zone.origin, str(error))
+            sent = self.workers.broadcast("zone", zone) if self.workers is not None else None
+            self._serve_change(zone.origin, zone, sent)
+        else:
+            self.publish_zone(renewed)
 
     def _worker_start(
         self,
