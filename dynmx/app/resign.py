@@ -1,7 +1,8 @@
 """Signatures renewed before they expire: once a day, every zone dynmx signs is compiled
 again, which signs it in the new day's validity window (`dynmx.zone.signer.window`: 14
 days ahead), reusing nothing of the old window. The compile runs off the loop, as an
-edit's does; queries are answered from the previous table meanwhile."""
+edit's does; queries are answered from the previous table meanwhile. The server's
+`republish` commits the re-sign under a new SOA serial, so secondaries transfer it."""
 
 from __future__ import annotations
 
