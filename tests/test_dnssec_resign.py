@@ -17,15 +17,18 @@ import dns.message
 import dns.name
 import dns.node
 import dns.query
+import dns.rcode
 import dns.rdataclass
 import dns.rdataset
 import dns.rdatatype
 import dns.serial
+import dns.tsigkeyring
+import dns.update
 import dns.xfr
 import dns.zone
 
 from dynmx.zone.signer import DAY
-from tests.conftest import ROOT, RunningServer, wait_until, write_config
+from tests.conftest import ROOT, TEST_SECRET, RunningServer, wait_until, write_config
 from tests.fake_servers import free_port
 
 Serve = Callable[..., RunningServer]
@@ -43,12 +46,15 @@ www    A   192.0.2.80
 
 
 def _start_primary(
-    serve: Serve, tmp_path: Path, notify_port: int | None = None
+    serve: Serve, tmp_path: Path, notify_port: int | None = None, settings: str = ""
 ) -> tuple[RunningServer, Path]:
-    """A dynmx primary signing example.test.; the returned path re-signs it when written."""
+    """A dynmx primary signing example.test. (with more `settings` for its [[zone]] block);
+    the returned path re-signs it when written."""
     trigger = tmp_path / "resign-now"
     notify = f'notify = ["127.0.0.1:{notify_port}"]\n' if notify_port else ""
     extra = f'[[zone]]\nname = "example.test."\ndnssec = true\nallow_transfer = ["127.0.0.0/8"]\n{notify}'
+    if settings:
+        extra = f'[[key]]\nname = "ops-key."\nsecret = "{TEST_SECRET}"\n' + extra + settings
     (tmp_path / "primary").mkdir()
     config = write_config(tmp_path / "primary", ZONE, extra)
     env = [
@@ -146,3 +152,33 @@ def test_rfc1996_a_secondary_is_notified_and_transfers_the_renewed_signatures(
     copy = _transfer(secondary.dns_port)
     assert _inceptions(copy) and _inceptions(copy).isdisjoint(_inceptions(first))
     assert _validate(copy) > 5
+
+
+def test_an_update_burst_across_the_daily_resign_loses_no_acknowledged_edit(
+    serve: Serve, tmp_path: Path
+) -> None:
+    """Two writers at once: RFC 2136 UPDATEs keep coming while the daily re-sign commits its
+    serial-only change through the same owner. Every acknowledged name is served and
+    written back, the serial only moves forward, and the zone validates."""
+    primary, trigger = _start_primary(
+        serve, tmp_path, settings='serial = "increment"\nallow_update = ["ops-key."]\n'
+    )
+    keyring = dns.tsigkeyring.from_text({"ops-key.": ("hmac-sha256", TEST_SECRET)})
+    before = _serial(_transfer(primary.dns_port))
+    acknowledged = []
+    for index in range(40):
+        if index == 10:
+            trigger.write_text("")
+        update = dns.update.UpdateMessage("example.test.", keyring=keyring)
+        update.add(f"h{index}", 300, "A", f"192.0.2.{index + 100}")
+        reply = dns.query.tcp(update, "127.0.0.1", port=primary.dns_port, timeout=10)
+        assert reply.rcode() == dns.rcode.NOERROR
+        acknowledged.append(dns.name.from_text(f"h{index}.example.test."))
+    wait_until(lambda: "event=dnssec-resign" in primary.log_text(), timeout=10)
+    served = _transfer(primary.dns_port)
+    assert all(served.get_rdataset(name, dns.rdatatype.A) is not None for name in acknowledged)
+    assert dns.serial.Serial(_serial(served)) > dns.serial.Serial(before + 40)
+    assert _validate(served) > 40
+    written = tmp_path / "primary" / "zones" / "example.test.zone"
+    wait_until(lambda: "h39.example.test." in written.read_text(), timeout=10)
+    assert all(name.to_text() in written.read_text() for name in acknowledged)
