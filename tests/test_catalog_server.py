@@ -269,3 +269,31 @@ def test_a_consumer_transfers_the_catalog_and_its_members_with_its_primary_key(
     wait_until(lambda: serves(consumer_port, "example.test."), timeout=BOUND)
     assert dynmx("zone", "add", "shop.example.test", "-c", str(config)).returncode == 0
     wait_until(lambda: serves(consumer_port, "shop.example.test."), timeout=BOUND)
+
+
+def test_zone_adds_and_a_drain_at_once_all_land_in_the_catalog(serve: Serve, tmp_path: Path) -> None:
+    """Three `zone add` and a `member down` arrive together: each is its own edit of the
+    catalog through the one owner, none overwrites another, and the serial moves forward."""
+    port = free_port()
+    config = primary_config(tmp_path, port, [], POOL)
+    server = serve("--config", str(config))
+    serial = catalog(server.dns_port).get_soa().serial
+    base = [sys.executable, "-m", "dynmx"]
+    commands = [[*base, "zone", "add", f"z{i}.example.test", "-c", str(config)] for i in range(3)]
+    commands.append([*base, "member", "down", "rr.example.test.", "mx1.example.test.", "-c", str(config)])
+    running = [
+        subprocess.Popen(c, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for c in commands
+    ]
+    for process in running:
+        _, errors = process.communicate(timeout=60)
+        assert process.returncode == 0, errors.decode()
+    wanted = {dns.name.from_text(f"z{i}.example.test.") for i in range(3)}
+    drain = ("rr.example.test.", "mx1.example.test.")
+
+    def landed() -> bool:
+        parsed = parse_catalog(catalog(server.dns_port))
+        return wanted <= parsed.members.keys() and drain in parsed.shared.drains
+
+    wait_until(landed, timeout=BOUND)
+    assert catalog(server.dns_port).get_soa().serial > serial
+    assert all(serves(server.dns_port, name.to_text()) for name in wanted)
