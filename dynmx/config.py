@@ -664,6 +664,8 @@ class RegistrarConfig:
     ttl: int = _key(_between(0, 86400), default=300, restart=False)  # rfc2136
     token: str = _key(default="", repr=False, restart=False)  # webhook: bearer token
     timeout: float = _key(_between(0.1, 300), default=30.0, restart=False)
+    # zones dynmx signs whose DS this adapter pushes (rfc2136: children of `zone`; webhook)
+    ds_zones: tuple[str, ...] = _key(absolute_name, default=(), restart=False)
 
     def problems(self) -> list[str]:
         needed = {
@@ -671,7 +673,21 @@ class RegistrarConfig:
             "rfc2136": ("server", "zone", "key"),
             "webhook": ("url", "token"),
         }[self.adapter]
-        return [f"{key}: required for adapter = {self.adapter!r}" for key in needed if not getattr(self, key)]
+        found = [
+            f"{key}: required for adapter = {self.adapter!r}" for key in needed if not getattr(self, key)
+        ]
+        if self.ds_zones and self.adapter == "dyndns2":
+            found.append("ds_zones: dyndns2 carries only a hostname and an address, never DS records")
+        for index, child in enumerate(self.ds_zones):
+            if self.adapter == "rfc2136" and self.zone and not _strictly_below(child, self.zone):
+                found.append(f"ds_zones[{index}]: {child} is not a child zone of zone = {self.zone}")
+        return found
+
+
+def _strictly_below(child: str, parent: str) -> bool:
+    """Whether the domain name `child` is below `parent` (and not `parent` itself)."""
+    c, p = child.lower().rstrip("."), parent.lower().rstrip(".")
+    return c != p and (not p or c.endswith("." + p))
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from dynmx.cli import (
     completion,
     configpath,
     dnssec,
+    ds_push,
     fleet,
     keys,
     pool_parser,
@@ -448,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     zone_parser.add_parser(sub, _cmd_zone)
     pool_parser.add_parser(sub, _cmd_pool)
     registrar.add_parser(sub)
-    dnssec.add_parser(sub)
+    ds_push.add_verb(dnssec.add_parser(sub))
     fleet.add_parser(sub)
 
     routes = sub.add_parser("routes", help="print the mail routing table (e.g. a Postfix transport map)")

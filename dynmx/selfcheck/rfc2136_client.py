@@ -1,5 +1,8 @@
 """The RFC 2136 adapter: a TSIG-signed UPDATE to the parent or a hidden primary.
 
+It also carries a signed child's DS RRset to the parent zone (`push_ds`): the whole DS
+RRset is replaced, on the condition that the child is delegated there (its NS RRset exists).
+
 The update replaces the old address with the new one and, when the old one is known,
 makes it a prerequisite (RFC 2136 2.4.2, "RRset exists, value dependent"): if someone
 else changed the record meanwhile, the server answers NXRRSET and nothing is clobbered.
@@ -21,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import dns.asyncquery
@@ -159,14 +163,53 @@ class Rfc2136Adapter:
 
     async def push(self, hostname: str, family: int, address: str, previous: str | None) -> PushResult:
         """Send one UPDATE and read the (verified) answer."""
-        s = self.settings
         try:
             name = dns.name.from_text(hostname)
         except dns.exception.DNSException as error:
             return PushResult(Outcome.STOP, f"{hostname!r} is not a domain name ({error})")
         if not name.is_subdomain(self.zone):
             return PushResult(Outcome.STOP, f"{name} is not inside zone {self.zone}; fix zone in the config")
-        update = self.message(hostname, family, address, previous)
+        response = await self._send(self.message(hostname, family, address, previous))
+        if isinstance(response, PushResult):
+            return response
+        return self._verdict(response, name, address, previous)
+
+    def ds_message(self, child: dns.name.Name, ds: Sequence[dns.rdata.Rdata]) -> dns.update.UpdateMessage:
+        """The signed UPDATE to the parent zone that makes `child`'s DS RRset exactly `ds` (none:
+        the DS is deleted, the child goes insecure). The child's NS RRset must exist there
+        (RFC 2136 2.4.1): a DS belongs at a delegation, so without one nothing is written."""
+        update = dns.update.UpdateMessage(self.zone, keyring=self.key)
+        update.present(child, dns.rdatatype.NS)
+        update.delete(child, dns.rdatatype.DS)
+        for rdata in ds:
+            update.add(child, self.settings.ttl, rdata)
+        return update
+
+    async def push_ds(self, child: dns.name.Name, ds: Sequence[dns.rdata.Rdata]) -> PushResult:
+        """Replace `child`'s DS RRset in the parent zone by `ds`; the answer's TSIG is verified."""
+        if child == self.zone or not child.is_subdomain(self.zone):
+            return PushResult(
+                Outcome.STOP, f"{child} is not a child zone of {self.zone}; set zone to its parent zone"
+            )
+        response = await self._send(self.ds_message(child, ds))
+        if isinstance(response, PushResult):
+            return response
+        rcode = response.rcode()
+        s = self.settings
+        if rcode == Rcode.NOERROR:
+            return PushResult(
+                Outcome.SUCCESS, f"NOERROR: {len(ds)} DS of {child} in {self.zone} at {s.server}"
+            )
+        if rcode == Rcode.NXRRSET:
+            detail = f"{self.zone} at {s.server} has no NS records for {child}: delegate it there first"
+            return PushResult(Outcome.STOP, f"NXRRSET: {detail}")
+        outcome, text = RCODES.get(rcode, (Outcome.BACKOFF, "unexpected answer"))
+        detail = text.format(zone=self.zone, key=s.key_name, host=child, old="the old DS")
+        return PushResult(outcome, f"{dns.rcode.to_text(rcode)}: {detail}")
+
+    async def _send(self, update: dns.update.UpdateMessage) -> dns.message.Message | PushResult:
+        """The verified answer to `update`, or the verdict on why there is none."""
+        s = self.settings
         try:
             response, _ = await dns.asyncquery.udp_with_fallback(
                 update, s.server, timeout=s.timeout, port=s.port
@@ -198,7 +241,7 @@ class Rfc2136Adapter:
             )
         except dns.exception.DNSException as error:  # unsigned or forged answer: never a reason to stop
             return PushResult(Outcome.BACKOFF, f"unverifiable answer from {s.server}: {type(error).__name__}")
-        return self._verdict(response, name, address, previous)
+        return response
 
     def _verdict(
         self, response: dns.message.Message, name: dns.name.Name, address: str, previous: str | None
