@@ -10,6 +10,7 @@ touches no system file (Postfix runs from its own config and queue directory).
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import shutil
@@ -103,3 +104,40 @@ def test_mail_lab_weighted_shares_follow_the_weights() -> None:
     assert [round(expected, 1) for expected, _, _ in shares.values()] == [50.0, 33.3, 16.7]
     for expected, observed, tolerance in shares.values():
         assert abs(observed - expected) <= tolerance + 0.1  # printed to 0.1 %
+
+
+DANE_MESSAGES, DANE_HINTED, DANE_WRONG = 60, 5, 5
+DANE_VERIFIED = re.compile(r"^dane: verified deliveries per sink (\{.*\}); not verified (\d+)$", re.M)
+DANE_ROGUE = re.compile(
+    r"^dane: rogue received (\d+); Postfix refused its certificate for (\d+)/(\d+) messages; "
+    r"user@wrong\.example\.test went to (\{.*\})$",
+    re.M,
+)
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(420)
+def test_mail_lab_dane_verifies_every_sink_and_refuses_a_wrong_certificate() -> None:
+    """RFC 7672 through real Postfix: example.test signed by dynmx, Unbound validating with
+    the DS as only anchor, STARTTLS sinks with TLSA 3 1 1 records, Postfix at
+    `smtp_tls_security_level = dane`. Every delivery (failover and relay phases included)
+    is over a `Verified TLS connection`; the sink whose certificate is not the one its TLSA
+    names receives nothing, and each message for its domain goes to the next MX (relay)."""
+    output = _run_lab(
+        "--dane", "--messages", str(DANE_MESSAGES), "--rate", "3", "--hint", str(DANE_HINTED),
+        "--wrong", str(DANE_WRONG), "--chart", "",
+    )  # fmt: skip
+    total = DANE_MESSAGES + DANE_HINTED + DANE_WRONG
+    match = SUMMARY.search(output)
+    assert match, output
+    assert tuple(int(match.group(i)) for i in range(1, 5)) == (total, total, 0, 0)
+    verified = DANE_VERIFIED.search(output)
+    assert verified, output
+    per_sink = ast.literal_eval(verified.group(1))  # the dict the lab printed
+    assert set(per_sink) == {"mx1", "mx2", "mx3", "relay"}, output  # the relay phase: relay too
+    assert sum(per_sink.values()) == total and verified.group(2) == "0", output
+    rogue = DANE_ROGUE.search(output)
+    assert rogue, output
+    assert rogue.group(1) == "0", output
+    assert (rogue.group(2), rogue.group(3)) == (str(DANE_WRONG), str(DANE_WRONG)), output
+    assert rogue.group(4) == f"{{'relay': {DANE_WRONG}}}", output

@@ -37,6 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from chart import write_chart  # a sibling module, not part of the package
+from dane import Identity, deliveries, lines_about, make_identity, refused_at  # likewise
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -48,6 +49,9 @@ INTERVAL, TIMEOUT, FALL, RISE = 1.0, 1.0, 2, 2
 LISTENING = re.compile(r"event=listening proto=(\S+) address=(\S+) port=(\d+)")
 SKIP, SETUP_FAILED = 77, 2
 HINT_RECIPIENT, HINT_FIRST = "urgent@example.test", "mx3"
+# --dane: a sink whose certificate does not match its TLSA record, first MX of its own domain
+ROGUE, ROGUE_ADDRESS = "rogue", "127.0.0.6"
+WRONG_RECIPIENT, WRONG_FALLBACK = "user@wrong.example.test", "relay"
 
 
 class Unavailable(Exception):
@@ -85,7 +89,7 @@ def port_free(address: str, port: int, kind: int = socket.SOCK_STREAM) -> bool:
             return False
 
 
-def prerequisites() -> None:
+def prerequisites(dane: bool = False) -> None:
     """Raise Unavailable with a reason when the lab cannot run on this machine."""
     if os.geteuid() != 0:
         raise Unavailable("needs root (ports 25 and 53, Postfix)")
@@ -96,7 +100,7 @@ def prerequisites() -> None:
         import aiosmtpd  # noqa: F401
     except ImportError as error:
         raise Unavailable("aiosmtpd not installed in this Python") from error
-    for address in [MTA, *SINKS.values()]:
+    for address in [MTA, *SINKS.values(), *([ROGUE_ADDRESS] if dane else [])]:
         if not port_free(address, 25):
             raise Unavailable(f"{address}:25 is taken (a running MTA?)")
     if not (port_free(RESOLVER, 53) and port_free(RESOLVER, 53, socket.SOCK_DGRAM)):
@@ -120,6 +124,8 @@ class Lab:
     http_port: int = 0
     dynmx_lines: list[str] = field(default_factory=list)
     postfix_started: bool = False
+    identities: dict[str, Identity] = field(default_factory=dict)  # --dane: sink -> cert, key, TLSA
+    trust_anchor: str = ""  # --dane: the DS `dynmx dnssec ds` printed; Unbound's only anchor
     transitions: list[tuple[float, str, str]] = field(default_factory=list)
     _watching: bool = False
 
@@ -148,6 +154,7 @@ class Lab:
             "ns1 A 127.0.0.1\n"
             + "".join(f"{name} A {address}\n" for name, address in SINKS.items())
             + "@ MX 10 mx1\n@ MX 20 mx2\n@ MX 30 mx3\n@ MX 90 relay\n"
+            + self.dane_records()
         )
         members = "".join(
             f'[[pool.member]]\nhost = "{name}.example.test."\npreference = {pref}\n'
@@ -164,6 +171,7 @@ class Lab:
             + '[http]\nlisten = "127.0.0.1:0"\n'
             f'[[pool]]\nname = "example.test."\nstrategy = "{self.strategy}"\nttl = {self.ttl}\n{members}'
             f'[[pool.hint]]\nlabel = "urgent"\norder = ["{HINT_FIRST}.example.test.", "mx1.example.test."]\n'
+            + ('[[zone]]\nname = "example.test."\ndnssec = true\n' if self.identities else "")
         )
         process = subprocess.Popen(
             [sys.executable, "-m", "dynmx", "serve", "--config", str(config)],
@@ -195,10 +203,27 @@ class Lab:
             return any("event=serving" in line for line in self.dynmx_lines)
 
         wait_for(serving, 30, "dynmx to serve")
+        if self.identities:
+            ds = subprocess.run(
+                [sys.executable, "-m", "dynmx", "dnssec", "ds", "example.test", "--config", str(config)],
+                capture_output=True, text=True, timeout=30, cwd=ROOT,
+            )  # fmt: skip
+            if ds.returncode != 0 or not ds.stdout.startswith("example.test. IN DS "):
+                raise RuntimeError(f"dynmx dnssec ds: {ds.stdout}{ds.stderr}")
+            self.trust_anchor = ds.stdout.strip()
+            log(f"example.test signed by dynmx; trust anchor {self.trust_anchor}")
         weights = f", weights {self.weights}, seed {self.seed}" if self.strategy == "weighted" else ""
         log(
             f"dynmx serving example.test on 127.0.0.1:{self.dynmx_port} "
             f"({self.strategy} pool, ttl {self.ttl}{weights})"
+        )
+
+    def dane_records(self) -> str:
+        """TLSA 3 1 1 for every sink with a certificate; the rogue sink and its domain."""
+        if not self.identities:
+            return ""
+        return f"{ROGUE} A {ROGUE_ADDRESS}\nwrong MX 10 {ROGUE}\nwrong MX 20 {WRONG_FALLBACK}\n" + "".join(
+            f"_25._tcp.{name} TLSA 3 1 1 {i.tlsa}\n" for name, i in self.identities.items()
         )
 
     def states(self) -> dict[str, str]:
@@ -238,8 +263,11 @@ class Lab:
 
     # ---------------------------------------------------------------- sinks
     def start_sink(self, name: str) -> None:
-        command = [sys.executable, str(HERE / "sink.py"), "--name", name, "--address", SINKS[name]]
+        address = ROGUE_ADDRESS if name == ROGUE else SINKS[name]
+        command = [sys.executable, str(HERE / "sink.py"), "--name", name, "--address", address]
         command += ["--port", "25", "--log", str(self.sink_log(name))]
+        if name in self.identities:
+            command += ["--cert", str(self.identities[name].cert), "--key", str(self.identities[name].key)]
         with open(self.work / "sinks" / f"{name}.err", "a") as errors:  # the child keeps its own copy
             process = subprocess.Popen(
                 command,
@@ -248,7 +276,7 @@ class Lab:
                 text=True,
             )
         self.processes[f"sink-{name}"] = process
-        wait_for(lambda: port_open(SINKS[name], 25), 15, f"sink {name} to listen")
+        wait_for(lambda: port_open(address, 25), 15, f"sink {name} to listen")
 
     def stop_sink(self, name: str) -> None:
         process = self.processes.pop(f"sink-{name}")
@@ -283,9 +311,7 @@ class Lab:
     use-syslog: no
     logfile: ""
     num-threads: 1
-    module-config: "iterator"
-    domain-insecure: "example.test"
-    local-zone: "test." nodefault
+{self.validation()}    local-zone: "test." nodefault
     cache-min-ttl: 0
     cache-max-ttl: {self.resolver_cache_max_ttl}
     prefetch: no
@@ -306,7 +332,18 @@ stub-zone:
                 [sbin("unbound"), "-d", "-c", str(conf)], stdout=output, stderr=subprocess.STDOUT, text=True
             )
         wait_for(lambda: port_open(RESOLVER, 53), 15, "unbound to listen")
-        log(f"unbound resolving on {RESOLVER}:53, example.test stubbed to dynmx")
+        anchor = "validating with the DS as only trust anchor" if self.trust_anchor else "not validating"
+        log(f"unbound resolving on {RESOLVER}:53, example.test stubbed to dynmx, {anchor}")
+
+    def validation(self) -> str:
+        """Unbound's DNSSEC lines: validate with the zone's DS (--dane), or not at all."""
+        if not self.trust_anchor:
+            return '    module-config: "iterator"\n    domain-insecure: "example.test"\n'
+        return (
+            '    module-config: "validator iterator"\n'
+            f'    trust-anchor: "{self.trust_anchor}"\n'
+            "    val-log-level: 2\n"
+        )
 
     # ---------------------------------------------------------------- postfix
     def postconf(self, *args: str) -> str:
@@ -336,7 +373,8 @@ stub-zone:
         # with a resolv.conf naming Unbound; /etc and /var/spool/postfix stay untouched.
         etc = self.pf_queue / "etc"
         etc.mkdir()
-        (etc / "resolv.conf").write_text(f"nameserver {RESOLVER}\noptions attempts:2 timeout:2\n")
+        # trust-ad: glibc >= 2.31 clears the AD bit unless told the resolver is trusted
+        (etc / "resolv.conf").write_text(f"nameserver {RESOLVER}\noptions attempts:2 timeout:2 trust-ad\n")
         for name in ("services", "hosts", "nsswitch.conf", "localtime", "host.conf"):
             if Path("/etc", name).is_file():
                 shutil.copy(Path("/etc", name), etc / name)
@@ -377,6 +415,10 @@ stub-zone:
             "maximal_queue_lifetime": "1h",
             "bounce_queue_lifetime": "1h",
         }
+        if self.identities:  # DANE (RFC 7672): TLSA from DNSSEC-validated answers only
+            settings["smtp_tls_security_level"] = "dane"
+            settings["smtp_dns_support_level"] = "dnssec"
+            settings["smtp_tls_loglevel"] = "1"
         (self.pf_conf / "transport").write_text(f"{HINT_RECIPIENT} smtp:urgent._hint.example.test\n")
         self.postconf("-e", *(f"{key}={value}" for key, value in settings.items()))
         self.postfix("check")
@@ -488,7 +530,7 @@ def refused_attempts(maillog: Path, address: str) -> list[float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    prerequisites()
+    prerequisites(args.dane)
     work = Path(tempfile.mkdtemp(prefix="dynmx-mail-lab-"))
     work.chmod(0o755)  # Postfix daemons (user postfix) must traverse to the queue directory
     (work / "sinks").mkdir()
@@ -498,10 +540,17 @@ def run(args: argparse.Namespace) -> int:
     failures: list[str] = []
     started = time.monotonic()
     try:
+        if args.dane:
+            (work / "tls").mkdir()
+            for name in [*SINKS, ROGUE]:
+                host = f"{name}.example.test"
+                lab.identities[name] = make_identity(host, work / "tls", pinned_elsewhere=name == ROGUE)
         lab.start_dynmx()
-        for name in SINKS:
+        for name in [*SINKS, *([ROGUE] if args.dane else [])]:
             lab.start_sink(name)
-        log(f"sinks listening on port 25 of {', '.join(SINKS.values())}")
+        tls = ", STARTTLS required, TLSA 3 1 1 each" if args.dane else ""
+        rogue = f"; {ROGUE} {ROGUE_ADDRESS} (certificate not the one its TLSA names)" if args.dane else ""
+        log(f"sinks listening on port 25 of {', '.join(SINKS.values())}{tls}{rogue}")
         lab.watch()
         wait_for(lambda: set(lab.states().values()) == {"up"}, 15, "every member up")
         lab.start_unbound()
@@ -554,6 +603,19 @@ def run(args: argparse.Namespace) -> int:
                 hinted.append(submit(index, run_id, HINT_RECIPIENT))
                 time.sleep(period)
             submitted += hinted
+            try:
+                wait_for(lab.queue_empty, args.drain_timeout, "the Postfix queue to drain", step=1.0)
+            except RuntimeError as error:
+                failures.append(str(error))
+        wrong: list[str] = []
+        if args.dane and args.wrong:
+            event_times.append(time.time())
+            phase_names.append("wrong cert")
+            log(f"submitting {args.wrong} messages to {WRONG_RECIPIENT} (MX 10 {ROGUE}, 20 {WRONG_FALLBACK})")
+            for index in range(len(submitted), len(submitted) + args.wrong):
+                wrong.append(submit(index, run_id, WRONG_RECIPIENT))
+                time.sleep(period)
+            submitted += wrong
             try:
                 wait_for(lab.queue_empty, args.drain_timeout, "the Postfix queue to drain", step=1.0)
             except RuntimeError as error:
@@ -703,6 +765,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"hint: {sum(where.values())}/{len(hinted)} messages to {HINT_RECIPIENT}: {dict(where)}")
             if where[HINT_FIRST] != len(hinted):
                 failures.append(f"hint: {dict(where)} instead of all {len(hinted)} on {HINT_FIRST}")
+        if args.dane:
+            failures += check_dane(maillog, records, wrong, set(submitted), lab.sink_log(ROGUE))
         if args.chart:
             try:
                 written = write_chart(
@@ -726,6 +790,55 @@ def run(args: argparse.Namespace) -> int:
             log(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def check_dane(
+    maillog: list[str],
+    records: list[dict[str, object]],
+    wrong: list[str],
+    submitted: set[str],
+    rogue_log: Path,
+) -> list[str]:
+    """Every delivery over a DANE-verified connection (RFC 7672 2.2); the rogue sink gets
+    nothing, and Postfix, having refused the rogue's certificate for each message of its
+    domain, delivers that message to the next MX in the same attempt (RFC 7672 2.2.2)."""
+    failures: list[str] = []
+    sent = [d for d in deliveries(maillog) if d.message_id in submitted]
+    by_address = {address: name for name, address in SINKS.items()}
+    verified = Counter(by_address.get(d.address, d.address) for d in sent if d.tls == "Verified")
+    unverified = [d for d in sent if d.tls != "Verified"]
+    received = Counter(str(r["sink"]) for r in records)
+    print(f"dane: verified deliveries per sink {dict(verified)}; not verified {len(unverified)}")
+    for delivery in unverified[:5]:
+        print(f"dane: NOT verified: {delivery}")
+    if unverified:
+        failures.append(f"dane: {len(unverified)} deliveries without a verified TLS connection")
+    for name, count in received.items():
+        if verified[name] != count:
+            failures.append(
+                f"dane: {name} received {count} messages, Postfix verified {verified[name]} deliveries"
+            )
+    rogue_got = len(rogue_log.read_text().splitlines()) if rogue_log.exists() else 0
+    rogue_lines = lines_about(maillog, ROGUE_ADDRESS)
+    refused = refused_at(maillog, ROGUE_ADDRESS)
+    landed = Counter(str(r["sink"]) for r in records if r["message_id"] in set(wrong))
+    print(
+        f"dane: {ROGUE} received {rogue_got}; Postfix refused its certificate for "
+        f"{len(set(refused) & set(wrong))}/{len(wrong)} messages; {WRONG_RECIPIENT} went to {dict(landed)}"
+    )
+    for line in rogue_lines[:3]:
+        print(f"dane: maillog: {line}")
+    if rogue_got:
+        failures.append(f"dane: {ROGUE} (certificate not matching its TLSA) received {rogue_got} messages")
+    if wrong and landed != Counter({WRONG_FALLBACK: len(wrong)}):
+        failures.append(
+            f"dane: {dict(landed)} instead of all {len(wrong)} {WRONG_RECIPIENT} on {WRONG_FALLBACK}"
+        )
+    if set(wrong) - set(refused):
+        failures.append(
+            f"dane: {len(set(wrong) - set(refused))} messages never met {ROGUE}'s refused certificate"
+        )
+    return failures
 
 
 def weight_list(text: str) -> list[float]:
@@ -789,6 +902,15 @@ def main(argv: list[str] | None = None) -> int:
         help="write the messages-per-sink chart (PNG) here (default: %(default)s; '' for none)",
     )
     parser.add_argument("--chart-bucket", type=float, default=2.0, help="chart bar width in seconds (2)")
+    parser.add_argument(
+        "--dane",
+        action="store_true",
+        help="sign example.test, validate in Unbound, STARTTLS sinks with TLSA records, Postfix at "
+        "smtp_tls_security_level = dane; plus a sink whose certificate does not match its TLSA",
+    )
+    parser.add_argument(
+        "--wrong", type=int, default=5, help=f"--dane: messages to {WRONG_RECIPIENT} (MX 10 {ROGUE}) (5)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
     args = parser.parse_args(argv)
     window = 0.2 * args.messages / args.rate  # each kill/restart phase

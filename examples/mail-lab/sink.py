@@ -3,6 +3,7 @@
 Each accepted message becomes one JSON line {"message_id", "time", "sink"} appended to
 --log and fsync'ed *before* the 250 reply, so a message the sender saw accepted is on
 disk. SIGTERM stops listening, lets a message in DATA finish (bounded), then exits.
+With --cert and --key it offers STARTTLS and refuses MAIL before it (the DANE lab).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import json
 import os
 import signal
+import ssl
 import time
 from email.parser import BytesHeaderParser
 
@@ -49,11 +51,23 @@ async def main() -> None:
     parser.add_argument("--address", required=True)
     parser.add_argument("--port", type=int, default=25)
     parser.add_argument("--log", required=True)
+    parser.add_argument("--cert", help="PEM certificate: offer STARTTLS and require it")
+    parser.add_argument("--key", help="PEM private key of --cert")
     args = parser.parse_args()
     recorder = Recorder(args.name, args.log)
+    tls: ssl.SSLContext | None = None
+    if args.cert:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(args.cert, args.key)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: SMTP(recorder, hostname=f"{args.name}.example.test", ident="lab-sink"),
+        lambda: SMTP(
+            recorder,
+            hostname=f"{args.name}.example.test",
+            ident="lab-sink",
+            tls_context=tls,
+            require_starttls=tls is not None,
+        ),
         host=args.address,
         port=args.port,
         reuse_address=True,
