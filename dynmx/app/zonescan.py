@@ -24,6 +24,7 @@ from dynmx.zone.loader import (
     read_digest,
     read_zone_bytes,
 )
+from dynmx.zone.soa import serial_of
 
 RACY_SECONDS = 2.0  # a file changed this recently is read again at the next reload
 
@@ -216,8 +217,4 @@ def _same_name(a: dns.name.Name, b: dns.name.Name) -> bool:
 
 
 def soa_serial(zone: LoadedZone) -> int:
-    node = zone.zone.get_node(zone.origin)
-    assert node is not None
-    soa = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.SOA)
-    assert soa is not None
-    return int(soa[0].serial)
+    return serial_of(zone.zone)
