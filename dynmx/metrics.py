@@ -50,6 +50,45 @@ class SelfCheckSamples:
     pushes: list[tuple[str, str]] = field(default_factory=list)  # adapter, outcome of a sent push
 
 
+@dataclass(frozen=True, slots=True)
+class DnssecSamples:
+    """What signing did so far, read at scrape time (app builds it from the signature cache and
+    the signed copies it serves)."""
+
+    signatures: int  # RRSIGs made: signature cache misses
+    cache_hits: int  # RRSIGs reused from the cache
+    expiry: Mapping[str, float] = field(default_factory=dict)  # zone -> earliest RRSIG expiration served
+
+
+class _DnssecCollector:
+    """Signatures made and reused, zones signed, and when the first served signature expires."""
+
+    def __init__(self, read: Callable[[], DnssecSamples]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        samples = self.read()
+        made = CounterMetricFamily("dynmx_dnssec_signatures", "RRSIGs made (signature cache misses)")
+        made.add_metric([], samples.signatures)
+        yield made
+        hits = CounterMetricFamily(
+            "dynmx_dnssec_signature_cache_hits", "RRSIGs reused from the signature cache"
+        )
+        hits.add_metric([], samples.cache_hits)
+        yield hits
+        zones = GaugeMetricFamily("dynmx_dnssec_signed_zones", "Zones dynmx signs and serves signed")
+        zones.add_metric([], len(samples.expiry))
+        yield zones
+        expiry = GaugeMetricFamily(
+            "dynmx_dnssec_signature_expiry_timestamp_seconds",
+            "The earliest RRSIG expiration served in the zone (Unix time)",
+            labels=["zone"],
+        )
+        for zone, when in sorted(samples.expiry.items()):
+            expiry.add_metric([zone], when)
+        yield expiry
+
+
 class _HotPathCollector:
     """Reads the hot path's plain counters (this process's, or the workers' reports) at scrape time."""
 
@@ -300,6 +339,10 @@ class Metrics:
         """Read the hot path and the HTTP listeners at scrape time, through what app hands over."""
         self.registry.register(_HotPathCollector(stats, has_engine))
         self.registry.register(_ListenerCollector(listeners, logins))
+
+    def attach_dnssec(self, read: Callable[[], DnssecSamples]) -> None:
+        """Read the signing counters and the served signatures' expiry at scrape time."""
+        self.registry.register(_DnssecCollector(read))
 
     def observe_load(self, zones: int, problems: int, seconds: float) -> None:
         self.zones.set(zones)

@@ -33,6 +33,7 @@ from dynmx.answer.engine import Engine
 from dynmx.app import heap, pages
 from dynmx.app.catalog import CatalogConsumer, CatalogProducer, ensure_catalog_file, pool_from_json, pool_json
 from dynmx.app.control import DYNDNS2_PORT, control_guard, control_routes, dyndns2_routes, local_routes
+from dynmx.app.dnssec_metrics import DnssecSampler
 from dynmx.app.explain import explain_query
 from dynmx.app.handover import handed_over
 from dynmx.app.health import HealthMonitor
@@ -953,6 +954,7 @@ class App:
             lambda: [("http", self.http), ("dyndns2", self.dyndns2_http), ("control", self.control_socket)],
             self.dyndns2_logins,
         )
+        self.metrics.attach_dnssec(DnssecSampler(lambda: self.config))
         self.health.start(table.zoneset)
         self._start_services()
         loop = asyncio.get_running_loop()
