@@ -18,7 +18,7 @@ import dns.zone
 
 from dynmx.answer.zoneset import ZoneData
 from dynmx.config import Config
-from dynmx.zone.keys import ALGORITHMS, ZoneKey, ensure_key, load_key
+from dynmx.zone.keys import ALGORITHMS, ZoneKey, ensure_key, key_path, load_key, load_keys
 from dynmx.zone.signer import ZoneSigner, signed_zone, window
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,31 @@ def _fingerprint(overlay: Overlay | None) -> tuple[object, ...]:
     )
 
 
+# origin -> (the key file's identity (inode, size, mtime), its keys): read again when it changes
+_files: dict[dns.name.Name, tuple[tuple[int, int, int], tuple[ZoneKey, ...]]] = {}
+
+
+def zone_keys(config: Config, origin: dns.name.Name, algorithm: str) -> tuple[ZoneKey, ...]:
+    """The zone's keys in their rollover states (one made when it has none), read again only
+    when the key file changed: a rollover step replaces it, and the next compile signs so."""
+    path = key_path(config.path(config.server.state_dir), origin)
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        zone_key(config, origin, algorithm)
+        info = path.stat()
+    stamp = (info.st_ino, info.st_size, info.st_mtime_ns)
+    cached = _files.get(origin)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    keys = load_keys(config.path(config.server.state_dir), origin)
+    _files[origin] = (stamp, keys)
+    zone_key(config, origin, algorithm)  # logs an algorithm other than the configured one
+    return keys
+
+
 def zone_key(config: Config, origin: dns.name.Name, algorithm: str) -> ZoneKey:
+    """The zone's active key, made when it has none."""
     state_dir = config.path(config.server.state_dir)
     found = load_key(state_dir, origin)
     if found is not None:
@@ -76,14 +100,15 @@ def signed_zones(
             out.append(data)
             continue
         overlay = overlays.get(data.origin)
-        stamp = (valid, settings.denial, _fingerprint(overlay))
+        keys = zone_keys(config, data.origin, settings.dnssec_algorithm)
+        held = tuple((key.tag, key.state) for key in keys)
+        stamp = (valid, settings.denial, _fingerprint(overlay), held)
         cached = _signed.get(id(data.zone))
         if cached is None or cached[0] is not data.zone or cached[1] != stamp:
-            key = zone_key(config, data.origin, settings.dnssec_algorithm)
-            signer = ZoneSigner(key, valid)
+            signer = ZoneSigner(keys, valid)
             nsec3 = settings.denial == "nsec3"
             signed = signed_zone(
-                data.zone, key, cache=signer.cache, overlay=overlay, valid=valid, nsec3=nsec3
+                data.zone, keys, cache=signer.cache, overlay=overlay, valid=valid, nsec3=nsec3
             )
             cached = (data.zone, stamp, ZoneData(data.origin, signed, signer=signer))
         current[id(data.zone)] = cached

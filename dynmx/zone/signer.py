@@ -1,10 +1,14 @@
 """Signing a zone dynmx signs (`[[zone]] dnssec = true`) before its answers are compiled.
 
-The operator's zone stays unsigned; the copy handed to the compiler gets the CSK's DNSKEY,
-CDS and CDNSKEY at the apex (RFC 7344), an RRSIG over every authoritative RRset and an NSEC
-chain (dnspython's `dns.dnssec.sign_zone`). Signatures are cached by the canonical RRset,
-its TTL and the validity window, so signing an edited zone again, or a pool variant that
-comes back, reuses the signatures of what did not change.
+The operator's zone stays unsigned; the copy handed to the compiler gets the zone's keys at
+the apex (DNSKEY, and CDS/CDNSKEY per RFC 7344), RRSIGs and an NSEC chain (dnspython's
+`dns.dnssec.sign_zone`). Which key does what follows its rollover state (`keys.ROLES`): the
+DNSKEY, CDS and CDNSKEY RRsets are signed by every key in the KSK role, every other RRset by
+the active key alone. NSEC and NSEC3 records take min(SOA TTL, SOA MINIMUM) (RFC 9077 3.1.1).
+
+Signatures are cached by the canonical RRset, its TTL and the validity window, so signing an
+edited zone again, or a pool variant that comes back, reuses the signatures of what did not
+change.
 
 The validity window is fixed per day (inception an hour before the day starts, expiry 14
 days after it), so every signature made in one day shares it and the cache hits.
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import dns.dnssec
@@ -119,24 +123,36 @@ class SignatureCache:
 CACHE = SignatureCache()
 
 
-class ZoneSigner:
-    """Signs RRsets of one zone with its key in one validity window: the compiler's way to
-    sign what it renders beyond the zone (pool variants)."""
+def _keys(key: ZoneKey | Sequence[ZoneKey]) -> tuple[ZoneKey, ...]:
+    return (key,) if isinstance(key, ZoneKey) else tuple(key)
 
-    def __init__(self, key: ZoneKey, valid: Window, cache: SignatureCache = CACHE) -> None:
-        self.key = key
+
+class ZoneSigner:
+    """Signs RRsets of one zone with its zone-signing (active) keys in one validity window:
+    the compiler's way to sign what it renders beyond the zone (pool variants)."""
+
+    def __init__(
+        self, key: ZoneKey | Sequence[ZoneKey], valid: Window, cache: SignatureCache = CACHE
+    ) -> None:
+        self.keys = tuple(k for k in _keys(key) if k.role.signs_zone)
+        assert self.keys, "a signed zone needs an active key"
         self.valid = valid
         self.cache = cache
 
     def __call__(
         self, owner: dns.name.Name, rdataset: dns.rdataset.Rdataset, original_ttl: int = 0
     ) -> dns.rdataset.Rdataset:
-        return self.cache.rrsig_rdataset(self.key, owner, rdataset, self.valid, original_ttl)
+        first, *more = self.keys
+        out = self.cache.rrsig_rdataset(first, owner, rdataset, self.valid, original_ttl)
+        for key in more:
+            for sig in self.cache.rrsig_rdataset(key, owner, rdataset, self.valid, original_ttl):
+                out.add(sig)
+        return out
 
 
 def signed_zone(
     zone: dns.zone.Zone,
-    key: ZoneKey,
+    key: ZoneKey | Sequence[ZoneKey],
     now: float | None = None,
     cache: SignatureCache = CACHE,
     overlay: Mapping[dns.name.Name, dns.node.Node] | None = None,
@@ -145,7 +161,13 @@ def signed_zone(
 ) -> dns.zone.Zone:
     """A signed copy of `zone` (which is left as it is), with the `overlay` nodes (absolute
     names: what the policy adds or replaces) laid over it first, so that they are signed
-    and in the NSEC chain too; `nsec3`: an NSEC3 chain instead (RFC 9276 parameters)."""
+    and in the NSEC chain too; `nsec3`: an NSEC3 chain instead (RFC 9276 parameters). `key`:
+    the zone's key, or its keys in their rollover states."""
+    keys = _keys(key)
+    shown = [k for k in keys if k.role.in_dnskey]
+    key_signers = [k for k in keys if k.role.signs_keys]
+    zone_signers = [k for k in keys if k.role.signs_zone]
+    assert zone_signers, "a signed zone needs an active key"
     origin = zone.origin
     assert origin is not None
     copy = dns.zone.Zone(origin, rdclass=zone.rdclass, relativize=zone.relativize)
@@ -157,22 +179,27 @@ def signed_zone(
     soa = zone.get_rdataset(apex_name, dns.rdatatype.SOA)
     assert soa is not None
     ttl = soa.ttl
+    negative = min(ttl, soa[0].minimum)  # RFC 9077 3.1.1: the TTL of NSEC and NSEC3 records
 
     def signer(txn: dns.transaction.Transaction, rrset: dns.rrset.RRset) -> None:
         owner = rrset.name.derelativize(origin)
-        txn.add(rrset.name, rrset.ttl, cache.sign(key, owner, rrset, valid))
+        if rrset.rdtype == dns.rdatatype.NSEC and rrset.ttl != negative:  # dnspython gives MINIMUM
+            rrset = dns.rrset.from_rdata_list(rrset.name, negative, list(rrset))
+            txn.replace(rrset.name, rrset)
+        for by in key_signers if rrset.rdtype in KEY_TYPES else zone_signers:
+            txn.add(rrset.name, rrset.ttl, cache.sign(by, owner, rrset, valid))
 
     with copy.writer() as txn:
-        cds = dns.dnssec.make_cds(origin, key.dnskey, "SHA256")
-        wire = key.dnskey.to_wire()
-        assert wire is not None
-        cdnskey = dns.rdata.from_wire(IN, dns.rdatatype.CDNSKEY, wire, 0, len(wire))
-        txn.add(apex_name, ttl, key.dnskey)
-        txn.add(apex_name, ttl, cds)
-        txn.add(apex_name, ttl, cdnskey)
+        for each in shown:
+            wire = each.dnskey.to_wire()
+            assert wire is not None
+            txn.add(apex_name, ttl, each.dnskey)
+            if each.role.in_cds:
+                txn.add(apex_name, ttl, dns.dnssec.make_cds(origin, each.dnskey, "SHA256"))
+                txn.add(apex_name, ttl, dns.rdata.from_wire(IN, dns.rdatatype.CDNSKEY, wire, 0, len(wire)))
         if nsec3:
             assert not zone.relativize, "NSEC3 signing takes a zone of absolute names"
-            _sign_nsec3(txn, origin, signer, min(ttl, soa[0].minimum))
+            _sign_nsec3(txn, origin, signer, negative)
         else:
             dns.dnssec.sign_zone(copy, txn=txn, add_dnskey=False, rrset_signer=signer)
     return copy
