@@ -454,6 +454,11 @@ class ZoneConfig:
     dnssec_algorithm: str = _key(_choice(*DNSSEC_ALGORITHMS), default="ecdsap256sha256", restart=False)
     # NSEC3: RFC 9276 parameters (SHA-1, no extra iterations, no salt, no opt-out)
     denial: str = _key(_choice("nsec", "nsec3"), default="nsec", restart=False)
+    # key rollover waits (RFC 7583), seconds: DprpC (BIND's zone-propagation-delay), TTLds
+    # (parent-ds-ttl) and DprpP (parent-propagation-delay), with BIND's defaults
+    dnssec_propagation_delay: int = _key(_between(0, 30 * 86400), default=300, restart=False)
+    dnssec_parent_ds_ttl: int = _key(_between(0, 2147483647), default=86400, restart=False)
+    dnssec_parent_propagation_delay: int = _key(_between(0, 30 * 86400), default=3600, restart=False)
 
     def problems(self) -> list[str]:
         found = ["primary_key: needs primary"] if self.primary_key and not self.primary else []

@@ -418,4 +418,27 @@ def local_routes(app: App, loop: asyncio.AbstractEventLoop) -> dict[tuple[str, s
         ("POST", "/update"): update,
         ("POST", "/zones/add"): zone_edit(add),
         ("POST", "/zones/remove"): zone_edit(remove),
+        ("POST", "/dnssec/rollover"): rollover_route(app, loop),
     }
+
+
+def rollover_route(app: App, loop: asyncio.AbstractEventLoop) -> Route:
+    """`dynmx dnssec rollover ZONE STEP` on the running server (`dynmx.app.keyroll`): 200 with
+    the keys after the step, 409 with the reason (and `earliest`) when it may not run now."""
+    from dynmx.app.keyroll import rollover
+    from dynmx.errors import DynmxError
+    from dynmx.zone.rollover import RolloverRefused
+
+    def route(request: Request) -> Response:
+        parsed = urllib.parse.parse_qs(request.query)
+        zone, step = parsed.get("zone", [""])[0], parsed.get("step", [""])[0]
+        try:
+            origin = dns.name.from_text(absolute_name(zone))
+            future = asyncio.run_coroutine_threadsafe(rollover(app, origin, step), loop)
+            return _json(200, {"ok": True, **future.result(timeout=EDIT_TIMEOUT)})
+        except RolloverRefused as error:
+            return _json(409, {"ok": False, "error": str(error), "earliest": error.earliest})
+        except (ValueError, DynmxError) as error:
+            return _json(422, {"ok": False, "error": str(error)})
+
+    return route
