@@ -766,7 +766,8 @@ def run(args: argparse.Namespace) -> int:
             if where[HINT_FIRST] != len(hinted):
                 failures.append(f"hint: {dict(where)} instead of all {len(hinted)} on {HINT_FIRST}")
         if args.dane:
-            failures += check_dane(maillog, records, wrong, set(submitted), lab.sink_log(ROGUE))
+            expected = [*PRIMARIES, *(["relay"] if args.relay_phase or wrong else [])]
+            failures += check_dane(maillog, records, wrong, set(submitted), lab.sink_log(ROGUE), expected)
         if args.chart:
             try:
                 written = write_chart(
@@ -798,6 +799,7 @@ def check_dane(
     wrong: list[str],
     submitted: set[str],
     rogue_log: Path,
+    expected: list[str],
 ) -> list[str]:
     """Every delivery over a DANE-verified connection (RFC 7672 2.2); the rogue sink gets
     nothing, and Postfix, having refused the rogue's certificate for each message of its
@@ -813,6 +815,9 @@ def check_dane(
         print(f"dane: NOT verified: {delivery}")
     if unverified:
         failures.append(f"dane: {len(unverified)} deliveries without a verified TLS connection")
+    for name in expected:  # each has a matching TLSA record: each must be reached
+        if not verified[name]:
+            failures.append(f"dane: no verified delivery to {name}")
     for name, count in received.items():
         if verified[name] != count:
             failures.append(
