@@ -63,6 +63,7 @@ from dynmx.errors import ConfigError, ControlError, DynmxError, JournalFork, Pro
 from dynmx.metrics import Metrics
 from dynmx.policy.route_log import RouteLog
 from dynmx.policy.served import PoolPlans, build_table, refresh_pool
+from dynmx.policy.signing_check import config_problems, refuse_unsignable
 from dynmx.selfcheck.samples import selfcheck_samples
 from dynmx.server import sdnotify
 from dynmx.server.http import ControlHttp, Limits
@@ -224,6 +225,7 @@ class App:
                 zones[path] = old
             elif verdict:
                 accepted[path] = verdict
+        problems += refuse_unsignable(self.config, zones, before)  # dnssec = true it cannot honour
         changed = changed_origins(before, zones)
         if previous is not None and not changed and zones.keys() == before.keys():
             return Loaded(zones, problems, previous, accepted)  # the same zones, config: the same table
@@ -462,6 +464,10 @@ class App:
         except (ConfigError, ValueError) as error:
             log.error("event=config-refused error=%r", str(error))
             return Problem("config", 0, str(error))
+        unsignable = config_problems(new, self.state.by_file.values())  # dnssec = true it cannot honour
+        if unsignable:
+            log.error("event=config-refused error=%r", str(unsignable[0]))
+            return unsignable[0]
         old = self.config
         new = self._with_catalog_pools(new)  # a consumer keeps serving the catalog's pools
         changed = restart_keys(old, new)

@@ -171,6 +171,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from dynmx.app import scan_zones, zone_data
     from dynmx.config import readable_secrets
     from dynmx.policy.checks import check_policy
+    from dynmx.policy.signing_check import config_problems
 
     if args.files:
         return _check_files(args)
@@ -189,6 +190,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     policy_problems, policy_warnings = check_policy(config, zone_data(zones))
     source = f"{args.config}: " if args.config else ""
     problems = [str(problem) for problem in zone_problems] + [f"{source}{text}" for text in policy_problems]
+    problems += [str(problem) for problem in config_problems(config, zones.values())]  # dnssec = true
     warnings = [f"{source}warning: {text}" for text in policy_warnings] + [
         f"{path}: warning: holds secrets and is readable by others (mode {mode:04o}): chmod o-r"
         for path, mode in readable_secrets(config)
