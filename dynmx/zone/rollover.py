@@ -88,35 +88,50 @@ def phase(keys: tuple[ZoneKey, ...]) -> tuple[str, ZoneKey, ZoneKey | None]:
     raise RolloverRefused(f"the key set ({', '.join(states) or 'empty'}) is not one a rollover step makes")
 
 
-def _since(start: int | None, waits: list[tuple[int, str]]) -> tuple[int, str]:
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """When a step may run: `at` (0: at once), the waits that add up to it and what they count
+    from, with the RFC 7583 section that asks for them."""
+
+    at: int = 0
+    waits: str = ""
+    since: str = ""
+
+    def rule(self) -> str:
+        return f"{self.waits} {self.since}"
+
+    def refusal(self, now: int) -> str:
+        when = f"not before {utc(self.at)} ({self.at - now} s from now)"
+        return f"too early, {when}: {self.waits} not yet elapsed {self.since}"
+
+
+def _wait(start: int | None, waits: list[tuple[int, str]], since: str) -> Wait:
     assert start is not None
     total = sum(seconds for seconds, _ in waits)
-    return start + total, " + ".join(f"{text} {seconds} s" for seconds, text in waits)
+    text = " + ".join(f"{name} {seconds} s" for seconds, name in waits)
+    return Wait(start + total, text, f"since {since} at {utc(start)}")
 
 
-def earliest(step: str, keys: tuple[ZoneKey, ...], timing: Timing) -> tuple[int, str]:
-    """When `step` may run and the RFC 7583 rule that says so (0 and "" for no wait).
-    Raises RolloverRefused when the step cannot run in the current phase."""
+def earliest(step: str, keys: tuple[ZoneKey, ...], timing: Timing) -> Wait:
+    """When `step` may run, and the RFC 7583 rule that says so. Raises RolloverRefused when
+    the step cannot run in the current phase."""
     now_phase, active, other = phase(keys)
     if step == START:
         if now_phase != IDLE:
             raise RolloverRefused(f"a rollover is under way ({now_phase}): finish it first")
-        return 0, ""
+        return Wait()
     if now_phase == IDLE or other is None:
         raise RolloverRefused("no rollover is under way: start one (`rollover ZONE start`)")
     if step == DS_SEEN_STEP:
         new = other if now_phase == PREPUBLISHED else active
         if new.at(DS_SEEN) is not None:
             raise RolloverRefused(f"the DS of key {new.tag} was already seen at {utc(new.at(DS_SEEN) or 0)}")
-        return 0, ""
+        return Wait()
     if step == SWITCH:
         if now_phase != PREPUBLISHED:
             raise RolloverRefused("the new key already signs the zone: the next step is finish")
-        at, rule = _since(
-            other.at(PUBLISHED),
-            [(timing.dnskey_ttl, "DNSKEY TTL"), (timing.propagation, "propagation delay")],
-        )
-        return at, f"RFC 7583 3.2.1 (Ipub): {rule} since pre-publication at {utc(other.at(PUBLISHED) or 0)}"
+        waits = [(timing.dnskey_ttl, "DNSKEY TTL"), (timing.propagation, "propagation delay")]
+        return _wait(other.at(PUBLISHED), waits, "pre-publication (RFC 7583 3.2.1, Ipub)")
     if step == FINISH:
         if now_phase != SWITCHED:
             raise RolloverRefused("the new key does not sign the zone yet: the next step is switch")
@@ -126,22 +141,20 @@ def earliest(step: str, keys: tuple[ZoneKey, ...], timing: Timing) -> tuple[int,
                 f"the parent is not known to serve the DS of the new key {active.tag}: once it does"
                 " (dig DS ZONE at a parent server), run `rollover ZONE ds-seen`"
             )
-        retire, retire_rule = _since(
-            other.at(RETIRED), [(timing.max_ttl, "largest TTL"), (timing.propagation, "propagation delay")]
+        retire = _wait(
+            other.at(RETIRED),
+            [(timing.max_ttl, "largest TTL"), (timing.propagation, "propagation delay")],
+            "the switch (RFC 7583 3.2.1, Iret: old signatures out of every cache)",
         )
-        ds, ds_rule = _since(
+        ds = _wait(
             seen,
             [
                 (timing.parent_ds_ttl, "parent DS TTL"),
                 (timing.parent_propagation, "parent propagation delay"),
             ],
+            "the new DS was seen (RFC 7583 3.3.2: the new DS in every cache)",
         )
-        if retire >= ds:
-            return (
-                retire,
-                f"RFC 7583 3.2.1 (Iret): {retire_rule} since the switch at {utc(other.at(RETIRED) or 0)}",
-            )
-        return ds, f"RFC 7583 3.3.2 (DS in every cache): {ds_rule} since the DS was seen at {utc(seen)}"
+        return retire if retire.at >= ds.at else ds
     raise RolloverRefused(f"unknown step {step!r}: one of {', '.join(STEPS)}")
 
 
@@ -154,12 +167,10 @@ def advance(
 ) -> tuple[ZoneKey, ...]:
     """The keys after `step` at `now`; `make(now)` makes the new key of `start`. Raises
     RolloverRefused when the step may not run now."""
-    at, rule = earliest(step, keys, timing)
+    wait = earliest(step, keys, timing)
     second = int(now)
-    if second < at:
-        raise RolloverRefused(
-            f"too early: not before {utc(at)} ({at - second} s from now): {rule} not yet elapsed", at
-        )
+    if second < wait.at:
+        raise RolloverRefused(wait.refusal(second), wait.at)
     now_phase, active, other = phase(keys)
     removed = tuple(key for key in keys if key.state == REMOVED)
     if step == START:
@@ -182,5 +193,5 @@ def next_step(keys: tuple[ZoneKey, ...], timing: Timing) -> tuple[str, int, str]
     if now_phase == SWITCHED and active.at(DS_SEEN) is None:
         return (DS_SEEN_STEP, 0, "confirm the parent serves the new key's DS; then finish")
     step = SWITCH if now_phase == PREPUBLISHED else FINISH
-    at, rule = earliest(step, keys, timing)
-    return step, at, rule
+    wait = earliest(step, keys, timing)
+    return step, wait.at, wait.rule()
