@@ -131,6 +131,16 @@ def refused_at(maillog: list[str], address: str) -> list[str]:
     return found
 
 
-def lines_about(maillog: list[str], address: str) -> list[str]:
-    """Postfix smtp lines naming `address` (what it logged when it met the rogue sink)."""
-    return [line for line in maillog if f"[{address}]:25" in line and "postfix/smtp[" in line]
+def first_refusal(maillog: list[str], address: str) -> list[str]:
+    """What Postfix logged for the first message it would not hand to `address`: the failed
+    match, the untrusted session, the refusal, and the next MX's verified delivery."""
+    pid = ""
+    shown: list[str] = []
+    for line in maillog:
+        if not pid and (match := REFUSED_CERT.search(line)) and match.group(2) == address:
+            pid = match.group(1)
+        if pid and f"postfix/smtp[{pid}]:" in line:
+            shown.append(line)
+            if "status=" in line:
+                break
+    return shown

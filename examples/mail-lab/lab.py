@@ -37,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from chart import write_chart  # a sibling module, not part of the package
-from dane import Identity, deliveries, lines_about, make_identity, refused_at  # likewise
+from dane import Identity, deliveries, first_refusal, make_identity, refused_at  # likewise
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -824,14 +824,13 @@ def check_dane(
                 f"dane: {name} received {count} messages, Postfix verified {verified[name]} deliveries"
             )
     rogue_got = len(rogue_log.read_text().splitlines()) if rogue_log.exists() else 0
-    rogue_lines = lines_about(maillog, ROGUE_ADDRESS)
     refused = refused_at(maillog, ROGUE_ADDRESS)
     landed = Counter(str(r["sink"]) for r in records if r["message_id"] in set(wrong))
     print(
         f"dane: {ROGUE} received {rogue_got}; Postfix refused its certificate for "
         f"{len(set(refused) & set(wrong))}/{len(wrong)} messages; {WRONG_RECIPIENT} went to {dict(landed)}"
     )
-    for line in rogue_lines[:3]:
+    for line in first_refusal(maillog, ROGUE_ADDRESS):
         print(f"dane: maillog: {line}")
     if rogue_got:
         failures.append(f"dane: {ROGUE} (certificate not matching its TLSA) received {rogue_got} messages")
