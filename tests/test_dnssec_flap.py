@@ -24,12 +24,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dns.dnssec
+import dns.exception
 import dns.message
 import dns.name
+import dns.node
 import dns.query
 import dns.rdataclass
+import dns.rdataset
 import dns.rdatatype
-import dns.rrset
 import pytest
 from aiosmtpd.controller import Controller
 
@@ -105,7 +107,8 @@ class Run:
     def __init__(self, server: RunningServer) -> None:
         self.server = server
         reply = self._ask(ORIGIN, dns.rdatatype.DNSKEY)
-        self.keys = {ORIGIN: reply.find_rrset(reply.answer, ORIGIN, dns.rdataclass.IN, dns.rdatatype.DNSKEY)}
+        dnskey = reply.find_rrset(reply.answer, ORIGIN, dns.rdataclass.IN, dns.rdatatype.DNSKEY)
+        self.keys: dict[dns.name.Name, dns.node.Node | dns.rdataset.Rdataset] = {ORIGIN: dnskey}
         self.firsts: list[str] = []  # the lowest-preference host of each answer
         self.listed: list[frozenset[str]] = []  # the hosts of each answer
         self.problems: list[str] = []
@@ -123,7 +126,7 @@ class Run:
         sig = reply.find_rrset(reply.answer, POOL, dns.rdataclass.IN, dns.rdatatype.RRSIG, dns.rdatatype.MX)
         try:
             dns.dnssec.validate(mx, sig, self.keys)
-        except dns.dnssec.ValidationFailure as error:
+        except dns.exception.ValidationFailure as error:
             self.problems.append(f"answer {index}: {error}\n{reply}")
         hosts = {str(rd.exchange).split(".")[0]: rd.preference for rd in mx}
         for member in ADDRESSES:

@@ -20,11 +20,12 @@ import dns.dnssec
 import dns.exception
 import dns.message
 import dns.name
+import dns.node
 import dns.query
 import dns.rcode
 import dns.rdataclass
+import dns.rdataset
 import dns.rdatatype
-import dns.rrset
 import dns.tsigkeyring
 import dns.update
 import pytest
@@ -89,7 +90,7 @@ class Lab:
     nsd: Nsd
     knot: Knot
     anchor: Path
-    keys: dict[dns.name.Name, dns.rrset.RRset]
+    keys: dict[dns.name.Name, dns.node.Node | dns.rdataset.Rdataset]
 
     @property
     def secondaries(self) -> dict[str, int]:
@@ -109,9 +110,9 @@ def _serial(port: int) -> int | None:
     return int(reply.answer[0][0].serial) if reply.answer and reply.rcode() == dns.rcode.NOERROR else None
 
 
-def _anchor(keys: dict[dns.name.Name, dns.rrset.RRset], path: Path) -> Path:
+def _anchor(dnskey: dns.rdataset.Rdataset, path: Path) -> Path:
     """A delv trust anchor: the DS (SHA-256) of the key dynmx serves, as its parent would hold."""
-    ds = dns.dnssec.make_ds(ORIGIN, next(iter(keys[ORIGIN])), "SHA256")
+    ds = dns.dnssec.make_ds(ORIGIN, next(iter(dnskey)), "SHA256")
     path.write_text(
         f'trust-anchors {{\n "example.test." static-ds {ds.key_tag} {ds.algorithm} {ds.digest_type} '
         f'"{ds.digest.hex()}";\n}};\n'
@@ -151,10 +152,10 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
     server = start_server("--config", str(config))
     try:
         reply = _ask(dns_port, ORIGIN, "DNSKEY")
-        keys = {ORIGIN: reply.find_rrset(reply.answer, ORIGIN, dns.rdataclass.IN, dns.rdatatype.DNSKEY)}
+        dnskey = reply.find_rrset(reply.answer, ORIGIN, dns.rdataclass.IN, dns.rdatatype.DNSKEY)
         nsd.start()
         knot.start()
-        yield Lab(server, nsd, knot, _anchor(keys, tmp_path / "anchor.conf"), keys)
+        yield Lab(server, nsd, knot, _anchor(dnskey, tmp_path / "anchor.conf"), {ORIGIN: dnskey})
     finally:
         nsd.stop()
         knot.stop()
@@ -220,7 +221,9 @@ def test_rfc1996_an_edit_is_notified_transferred_and_served_signed_by_both_secon
     it (they ask IXFR and get the full signed zone); the new name and the NSEC chain that now
     holds it validate there, and so does everything checked before."""
     before = _caught_up(lab)
-    update = dns.update.UpdateMessage("example.test.", keyring=KEYRING, keyname="ops-key.")
+    update = dns.update.UpdateMessage(
+        "example.test.", keyring=KEYRING, keyname=dns.name.from_text("ops-key.")
+    )
     update.add("new", 300, "A", "192.0.2.44")
     update.delete("www")
     reply = dns.query.tcp(update, "127.0.0.1", port=lab.dynmx.dns_port, timeout=5)
