@@ -348,10 +348,12 @@ def dnsperf_run(
     outstanding: int = 200,
     stats_interval: int = 0,
     server_pid: int | None = None,
+    extra: Sequence[str] = (),
 ) -> tuple[Run, str]:
-    """dnsperf for `seconds` at most `qps` queries per second, on the dnsperf core; (Run, output)."""
+    """dnsperf for `seconds` at most `qps` queries per second, on the dnsperf core; (Run, output).
+    `extra`: more dnsperf options, e.g. `-D` (the DNSSEC OK bit)."""
     cmd = [*pin(DNSPERF_CORE), "dnsperf", "-s", HOST, "-p", str(port), "-d", str(queries)]
-    cmd += ["-l", str(seconds), "-c", str(clients), "-q", str(outstanding), "-Q", str(qps), "-t", "2"]
+    cmd += ["-l", str(seconds), "-c", str(clients), "-q", str(outstanding), "-Q", str(qps), "-t", "2", *extra]
     if stats_interval:
         cmd += ["-S", str(stats_interval)]
     cpu = tree_cpu_seconds(server_pid) if server_pid else 0.0
