@@ -9,6 +9,7 @@ transaction that records each record with its line; `validate` then checks the w
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import traceback
@@ -27,8 +28,11 @@ import dns.zone
 import dns.zonefile
 
 from dynmx.errors import Problem, ZoneLoadError
+from dynmx.zone import fastread
 from dynmx.zone.limits import DEFAULT_MAX_FILE_SIZE
 from dynmx.zone.validate import MAX_TTL, Record, validate
+
+log = logging.getLogger("dynmx.zone")
 
 ZONE_SUFFIX = ".zone"
 MAX_PROBLEMS = 100  # problems reported per file; a file with more ends with a line counting them
@@ -331,7 +335,22 @@ def _leading_origin(text: str) -> str | None:
 
 
 def _read_records(text: str, filename: str, origin: dns.name.Name, start: dns.name.Name) -> list[Record]:
-    """Every record in the file, or ZoneLoadError with the one syntax error that stopped reading."""
+    """Every record in the file, or ZoneLoadError with the one syntax error that stopped reading.
+
+    `fastread` reads the files most people write; whatever it leaves (anything unusual, and
+    every error) dnspython reads, from the start, so its messages are the ones reported.
+    """
+    try:
+        return fastread.read_records(text, filename, origin, start)
+    except fastread.Unsupported as why:
+        log.debug("event=zone-read-by-dnspython file=%s reason=%r", filename, str(why))
+    return read_records_with_dnspython(text, filename, origin, start)
+
+
+def read_records_with_dnspython(
+    text: str, filename: str, origin: dns.name.Name, start: dns.name.Name
+) -> list[Record]:
+    """`_read_records` by dnspython's reader alone."""
     tok = _LineTokenizer(text, filename)
     recorder = _Recorder()
     reader = dns.zonefile.Reader(
