@@ -1,7 +1,8 @@
 """A pool in a zone dynmx signs, its members flapping under real SMTP probes, asked hundreds
 of times in a row with DO=1 (issue 24): every answer's MX RRset validates against its own
 RRSIG and the zone's DNSKEY (RFC 4035 5.3), no answer lists a member after dynmx marked it
-down, and round-robin still hands first place out evenly among the members up.
+down, and first place still follows the strategy among the members up: exactly even for
+round-robin, within a few binomial standard deviations of the weights for weighted.
 
 Each member is an aiosmtpd sink on its own loopback address (one port for all, as in
 tests/test_health_server.py), probed every 0.2 s (fall 2, rise 2, timeout 0.2 s). The flap
@@ -52,6 +53,8 @@ AFTER = 40  # answers taken after each change was marked
 FIRST = 30  # answers taken right after a sink changed, before looking for the mark
 MARK_TIMEOUT = 4.0  # seconds for a change to be marked (fall/rise 2 x 0.2 s, timeout 0.2 s)
 PAUSE = 0.004  # between queries: some hundreds per second
+WEIGHTS = {"mx1": 3, "mx2": 2, "mx3": 1}  # the weighted strategy's shares of first place
+SIGMAS = 4.0  # how far a weighted count may stray from its expectation
 EVENT = re.compile(r"event=member-(up|down) pool=rr\.example\.test\. host=(mx\d)\.example\.test\.")
 
 
@@ -81,14 +84,19 @@ def sinks() -> Iterator[Sinks]:
         sinks.stop(name)
 
 
-def _config(tmp_path: Path, port: int) -> Path:
+def _config(tmp_path: Path, port: int, strategy: str) -> Path:
     members = "".join(
         f'[[pool.member]]\nhost = "{name}.example.test."\npreference = {10 * index}\n'
+        f"weight = {WEIGHTS[name]}\n"
         f'probe = "smtp"\nport = {port}\ninterval = 0.2\ntimeout = 0.2\nfall = 2\nrise = 2\n'
         for index, name in enumerate(ADDRESSES, start=1)
     )
-    pool = '[[pool]]\nname = "rr.example.test."\nstrategy = "round-robin"\nttl = 30\n'
-    return write_config(tmp_path, ZONE, '[[zone]]\nname = "example.test."\ndnssec = true\n' + pool + members)
+    pool = f'[[pool]]\nname = "rr.example.test."\nstrategy = "{strategy}"\nttl = 30\n'
+    zone = '[[zone]]\nname = "example.test."\ndnssec = true\n'
+    config = write_config(tmp_path, ZONE, zone + pool + members)
+    text = config.read_text().replace("[server]\n", "[server]\nrandom_seed = 24\n", 1)  # the weighted draw
+    config.write_text(text)
+    return config
 
 
 def _marked(server: RunningServer) -> dict[str, bool]:
@@ -161,10 +169,9 @@ def _segments(run: Run) -> list[tuple[frozenset[str], list[str]]]:
     return segments
 
 
-def test_rfc4035_signed_pool_answers_validate_and_rotate_while_members_flap(
-    serve: Serve, tmp_path: Path, sinks: Sinks
-) -> None:
-    server = serve("--config", str(_config(tmp_path, sinks.port)))
+def _flap(server: RunningServer, sinks: Sinks) -> tuple[Run, list[tuple[frozenset[str], list[str]]]]:
+    """FLIPS seeded member changes, answers taken throughout; every answer already checked
+    (signature, marked-down members absent, marked-up members present)."""
     run = Run(server)
     rng = random.Random(24)
     started = time.monotonic()
@@ -181,15 +188,54 @@ def test_rfc4035_signed_pool_answers_validate_and_rotate_while_members_flap(
     took = time.monotonic() - started
     assert not run.problems, "\n".join(run.problems[:5])
     segments = _segments(run)
-    for hosts, firsts in segments:
-        # Round-robin: a counter walks the rotations, so in any run of n answers from one set
-        # of k members each is first floor(n/k) or ceil(n/k) times.
-        counts = Counter(firsts)
-        low, high = len(firsts) // len(hosts), -(-len(firsts) // len(hosts))
-        assert set(counts) <= hosts and all(low <= counts[h] <= high for h in hosts), (hosts, counts)
     sets = Counter(len(hosts) for hosts, _ in segments)
     print(
         f"\nanswers={len(run.firsts)} validated={len(run.firsts)} flips={FLIPS} segments={len(segments)}"
         f" by_members_up={dict(sets)} firsts={dict(Counter(run.firsts))} seconds={took:.1f}"
     )
     assert len(run.firsts) >= FLIPS * (FIRST + AFTER) and len(sets) >= 2
+    return run, segments
+
+
+def test_rfc4035_signed_round_robin_answers_validate_and_rotate_evenly_while_members_flap(
+    serve: Serve, tmp_path: Path, sinks: Sinks
+) -> None:
+    """Round-robin is a counter walking the rotations: in any run of n consecutive answers
+    from one set of k members, each member is first floor(n/k) or ceil(n/k) times."""
+    server = serve("--config", str(_config(tmp_path, sinks.port, "round-robin")))
+    _, segments = _flap(server, sinks)
+    for hosts, firsts in segments:
+        counts = Counter(firsts)
+        low, high = len(firsts) // len(hosts), -(-len(firsts) // len(hosts))
+        assert set(counts) <= hosts and all(low <= counts[h] <= high for h in hosts), (hosts, counts)
+
+
+def test_rfc4035_signed_weighted_answers_validate_and_follow_the_weights_while_members_flap(
+    serve: Serve, tmp_path: Path, sinks: Sinks
+) -> None:
+    """Weighted is a draw: while a set of members is up, each is first with probability
+    weight / (sum of the up members' weights). Per run of one member set and over the
+    whole test, each member's count of first places is within SIGMAS binomial standard
+    deviations (plus one) of what the weights give (the draw is seeded: random_seed)."""
+    server = serve("--config", str(_config(tmp_path, sinks.port, "weighted")))
+    _, segments = _flap(server, sinks)
+    expected = dict.fromkeys(ADDRESSES, 0.0)
+    variance = dict.fromkeys(ADDRESSES, 0.0)
+    observed = dict.fromkeys(ADDRESSES, 0)
+    for hosts, firsts in segments:
+        total = sum(WEIGHTS[h] for h in hosts)
+        counts = Counter(firsts)
+        assert set(counts) <= hosts, (hosts, counts)
+        for host in hosts:
+            share, n = WEIGHTS[host] / total, len(firsts)
+            mean, var = n * share, n * share * (1 - share)
+            assert abs(counts[host] - mean) <= SIGMAS * var**0.5 + 1, (hosts, counts, host, mean)
+            expected[host] += mean
+            variance[host] += var
+            observed[host] += counts[host]
+    for host in ADDRESSES:
+        assert abs(observed[host] - expected[host]) <= SIGMAS * variance[host] ** 0.5 + 1, (
+            observed,
+            expected,
+        )
+    print(f"weighted firsts={dict(observed)} expected={ {h: round(v) for h, v in expected.items()} }")
