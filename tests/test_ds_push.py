@@ -21,8 +21,8 @@ import dns.query
 import dns.rdatatype
 import pytest
 
-from dynmx.zone.keys import ensure_key
-from tests.conftest import TEST_SECRET, RunningServer
+from dynmx.zone.keys import ensure_key, load_keys
+from tests.conftest import TEST_SECRET, RunningServer, wait_until
 from tests.fake_servers import QuietHandler, http_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -229,3 +229,54 @@ def test_dyndns2_adapter_cannot_carry_ds(kind: str) -> None:
     result = asyncio.run(push_ds(adapter, CHILD, []))
     assert result.outcome is Outcome.STOP
     assert kind in result.message and "never DS records" in result.message
+
+
+CHILD_ZONE = """$ORIGIN example.test.
+$TTL 3600
+@ IN SOA ns1 hostmaster 1 7200 3600 1209600 300
+@ IN NS ns1
+ns1 IN A 127.0.0.2
+"""
+
+
+def _signing_child(
+    tmp_path: Path, serve: Callable[..., RunningServer], parent: RunningServer
+) -> RunningServer:
+    """A dynmx server signing example.test. whose rfc2136 adapter lists it in ds_zones."""
+    root = tmp_path / "child"
+    config = _child_config(
+        tmp_path,
+        '[[zone]]\nname = "example.test."\ndnssec = true\n[selfcheck]\nmin_interval = 0\n'
+        + _rfc2136(parent.dns_port),
+    )
+    (root / "zones" / "example.test.zone").write_text(CHILD_ZONE)
+    config.write_text(config.read_text().replace("[server]\n", '[server]\nlisten = ["127.0.0.1:0"]\n'))
+    return serve("--config", str(config))
+
+
+def test_a_signing_server_pushes_its_first_ds_by_itself(
+    tmp_path: Path, serve: Callable[..., RunningServer]
+) -> None:
+    """Knot's ds-push: the key made at the first start reaches the parent without a command."""
+    parent = _parent(tmp_path, serve)
+    child = _signing_child(tmp_path, serve, parent)
+    child.wait_for_log("event=registrar-push", timeout=15)
+    [key] = load_keys(tmp_path / "child" / "state", CHILD)
+    wait_until(lambda: _ds_at(parent) == [dns.dnssec.make_ds(CHILD, key.dnskey, "SHA256").to_text()], 10)
+
+
+def test_a_rollover_start_pushes_both_keys_ds_double_ds(
+    tmp_path: Path, serve: Callable[..., RunningServer]
+) -> None:
+    """While the new key is pre-published both keys' CDS are served, and the parent gets both DS."""
+    parent = _parent(tmp_path, serve)
+    child = _signing_child(tmp_path, serve, parent)
+    wait_until(lambda: len(_ds_at(parent)) == 1, 15)
+    config = tmp_path / "child" / "dynmx.toml"
+    run = _dynmx("dnssec", "rollover", "example.test", "start", "-c", str(config))
+    assert run.returncode == 0, run.stdout + run.stderr
+    keys = load_keys(tmp_path / "child" / "state", CHILD)
+    expected = sorted(dns.dnssec.make_ds(CHILD, key.dnskey, "SHA256").to_text() for key in keys)
+    assert len(expected) == 2
+    wait_until(lambda: _ds_at(parent) == expected, 15)
+    assert child.process.poll() is None

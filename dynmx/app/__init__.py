@@ -34,6 +34,7 @@ from dynmx.app import heap, pages
 from dynmx.app.catalog import CatalogConsumer, CatalogProducer, ensure_catalog_file, pool_from_json, pool_json
 from dynmx.app.control import DYNDNS2_PORT, control_guard, control_routes, dyndns2_routes, local_routes
 from dynmx.app.dnssec_metrics import DnssecSampler
+from dynmx.app.dspush import DsPushService
 from dynmx.app.explain import explain_query
 from dynmx.app.handover import handed_over
 from dynmx.app.health import HealthMonitor
@@ -445,6 +446,10 @@ class App:
         )
         if self.bound:  # at start-up, rounds begin once the listeners are there to see the probes
             self.selfcheck.start()
+        state_dir = self.config.path(self.config.server.state_dir)
+        self.dspush = DsPushService(self.config, key_secrets(self.config), state_dir / "dspush.sqlite")
+        if self.bound:  # at start-up, once the zones are signed and served (the first key is made)
+            self.dspush.start()
 
     async def _reconfigure(self) -> Problem | None:
         """Re-read the config file (reload): pools, probes, keys, zone settings change in place.
@@ -478,6 +483,7 @@ class App:
         await self._stop_catalog()
         await self.secondary.stop()
         await self.selfcheck.stop()
+        await self.dspush.stop()
         previous = self.health
         self.config = new
         self.zones_dir = new.path(new.server.zones_dir)
@@ -983,6 +989,7 @@ class App:
         for host, port in self.bound:
             log.info("event=listening proto=udp+tcp address=%s port=%d workers=%d", host, port, cfg.workers)
         self.selfcheck.start()
+        self.dspush.start()
         if self.config.http.listen:
             self._open_http(*parse_hostport(self.config.http.listen, 9153))
         await self._apply_dyndns2_listener(starting=True)
@@ -1083,6 +1090,7 @@ class App:
         await self._stop_catalog()
         await self.secondary.stop()
         await self.selfcheck.stop()
+        await self.dspush.stop()
         if self.listeners is not None:
             await self.listeners.tcp.drain(SHUTDOWN_GRACE)
         await stopping_workers
@@ -1254,5 +1262,6 @@ class App:
             "pools": [self.health.pool_status(name, self._first_counts(name)) for name in self.health.pools],
             "entries": self.hot_stats().counters.get("entries", 0) if engine else 0,
             "selfcheck": self.selfcheck.status(),
+            "ds_push": self.dspush.status(),
             **({"workers": self.workers.status()} if self.workers is not None else {}),
         }

@@ -6,8 +6,9 @@ naming the config key (`zone[0].dnssec: ...`, placed at its line by `located`):
 * the zone file is already signed (DNSKEY, RRSIG, NSEC, NSEC3, NSEC3PARAM, CDS or CDNSKEY in
   it): a pre-signed zone is served as it is, and signing it again would serve two signers'
   records side by side;
-* the zone's stored key is of another algorithm than `dnssec_algorithm`: dynmx would go on
-  signing with the stored key, since changing the algorithm is a key rollover, not an edit;
+* no key of the zone is of the algorithm `dnssec_algorithm` names: dynmx would go on signing
+  with the stored keys, and a change of algorithm is an algorithm rollover (RFC 6781 4.1.4:
+  every RRset signed with both algorithms meanwhile), which dynmx does not do;
 * the zone's key file cannot be read as a key.
 
 (`dnssec = true` on a secondary zone is refused by the config itself: `ZoneConfig.problems`.)
@@ -25,7 +26,7 @@ import dns.zone
 from dynmx.config import Config
 from dynmx.config_lines import key_line, parse_path
 from dynmx.errors import ConfigError, Problem, ZoneLoadError
-from dynmx.zone.keys import ALGORITHMS, ZoneKey, key_path, load_key
+from dynmx.zone.keys import ALGORITHMS, ZoneKey, key_path, load_keys
 from dynmx.zone.loader import LoadedZone, load_zone_file
 
 # The records only a signer writes: their presence means the file was signed already. In
@@ -59,12 +60,12 @@ def signer_record(zone: dns.zone.Zone) -> tuple[dns.name.Name, dns.rdatatype.Rda
 
 
 def stored_keys(config: Config) -> KeysOf:
-    """The zone's stored keys, read from `state_dir/keys` (raises ConfigError for a bad file)."""
+    """The zone's stored keys still in its DNSKEY RRset, read from `state_dir/keys` (raises
+    ConfigError for a bad file)."""
     state_dir = config.path(config.server.state_dir)
 
     def keys_of(origin: dns.name.Name) -> Sequence[ZoneKey]:
-        key = load_key(state_dir, origin)
-        return () if key is None else (key,)
+        return tuple(key for key in load_keys(state_dir, origin) if key.role.in_dnskey)
 
     return keys_of
 
@@ -107,8 +108,8 @@ def signing_problems(
             problems.append(
                 f'{where}.dnssec_algorithm: "{block.dnssec_algorithm}" is not the algorithm of the zone\'s'
                 f" key (tag {key.tag}, {stored}, algorithm {key.algorithm}, in {file}); dynmx would go on"
-                " signing with that key, since changing the algorithm is a key rollover:"
-                f' set dnssec_algorithm = "{stored}"'
+                " signing with that key: a new algorithm needs an algorithm rollover (RFC 6781 4.1.4,"
+                f' signatures of both algorithms), which dynmx does not do; set dnssec_algorithm = "{stored}"'
             )
         if problems:
             found[loaded.origin] = problems

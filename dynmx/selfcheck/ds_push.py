@@ -51,13 +51,13 @@ DYNDNS2_CANNOT = (
 
 
 def current_ds(state_dir: Path, origin: dns.name.Name) -> list[DS]:
-    """The DS (SHA-256, RFC 4509) of the zone's stored key; empty when it has no key yet."""
-    from dynmx.zone.keys import load_key
+    """The DS (SHA-256, RFC 4509) the parent should hold now: one per stored key whose CDS the
+    zone serves (both keys while a rollover pre-publishes, as Knot's double-DS); empty when
+    the zone has no key yet."""
+    from dynmx.zone.keys import load_keys
 
-    key = load_key(state_dir, origin)
-    if key is None:
-        return []
-    return [dns.dnssec.make_ds(origin, key.dnskey, "SHA256")]
+    keys = load_keys(state_dir, origin)
+    return [dns.dnssec.make_ds(origin, key.dnskey, "SHA256") for key in keys if key.role.in_cds]
 
 
 def ds_payload(origin: dns.name.Name, ds: Sequence[DS]) -> dict[str, object]:
@@ -111,3 +111,34 @@ async def push_ds(adapter: Adapter, origin: dns.name.Name, ds: Sequence[DS]) -> 
     if isinstance(adapter, WebhookAdapter):
         return await webhook_push_ds(adapter.settings, origin, ds, adapter.transport)
     return PushResult(Outcome.STOP, DYNDNS2_CANNOT if adapter.kind == "dyndns2" else f"{adapter.kind}: no DS")
+
+
+def ds_text(ds: Sequence[DS]) -> str:
+    """One string for a DS set, the same for the same set in any order: what the adapter state
+    keeps as its `last_address`, so a push is due when the set changes."""
+    return "; ".join(sorted(rdata.to_text() for rdata in ds))
+
+
+class DsAdapter:
+    """An adapter seen as one that pushes the DS set `ds` of `origin`, so that `push_all` applies
+    the registrar rules to it (only on a change, rate limit, back-off, stop until the config
+    changes); the address it is offered is `ds_text(ds)`."""
+
+    def __init__(self, adapter: Adapter, origin: dns.name.Name, ds: Sequence[DS]) -> None:
+        self.adapter = adapter
+        self.origin = origin
+        self.ds = list(ds)
+
+    @property
+    def name(self) -> str:
+        return self.adapter.name
+
+    @property
+    def kind(self) -> str:
+        return self.adapter.kind
+
+    def fingerprint(self) -> str:
+        return self.adapter.fingerprint()
+
+    async def push(self, hostname: str, family: int, address: str, previous: str | None) -> PushResult:
+        return await push_ds(self.adapter, self.origin, self.ds)
