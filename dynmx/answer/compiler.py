@@ -8,6 +8,12 @@ without a wildcard shares its zone's NXDOMAIN entry.
 An edit recompiles only the changed zone and the zones whose answers reach into it (a
 CNAME chain, an MX target's addresses): the table remembers each zone's keys and which
 zones each zone's answers used, so the cost of an edit follows the zone, not the server.
+In a zone of `TRACK_FROM` names or more it follows the names: the table also remembers,
+per name, which names' answers use it (`refs`), and shares each NODATA body among the
+names it answers (`Negatives`), so an ordinary edit renders the names it touches and
+those whose answers use them, and the new SOA serial costs a few dozen renders plus one
+pass over the zone's NODATA keys. An edit it cannot judge that way (a wildcard, a cut,
+the apex beyond its serial, a signed zone, an overlay, a name removed) compiles the zone.
 
 A start-up with many zones serves a staged table first: every zone indexed, none compiled
 (each answered by the slow path, from the same lookup), then fills it a slice of names at
@@ -22,11 +28,12 @@ queries with DO=1: the same answers with their RRSIGs and NSEC/NSEC3 proofs (RFC
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 from dataclasses import dataclass, field, replace
 
 import dns.name
 import dns.rdatatype
+import dns.zone
 
 from dynmx.answer.dynamic import (
     REFUSED_ENTRY,
@@ -37,7 +44,7 @@ from dynmx.answer.dynamic import (
     default_rng,
     render_state,
 )
-from dynmx.answer.lookup import DS, Answer, ExtrasMemo, Outcome, lookup
+from dynmx.answer.lookup import CNAME, DS, SOA, TARGET_TYPES, Answer, ExtrasMemo, Outcome, lookup
 from dynmx.answer.render import render
 from dynmx.answer.zoneset import WILDCARD, ZoneData, ZoneSet, name_key
 from dynmx.wire.response import RCODE_NXDOMAIN, Entry
@@ -45,6 +52,20 @@ from dynmx.wire.response import RCODE_NXDOMAIN, Entry
 wire_key = name_key  # the table key of a name: its uncompressed wire form, lower-cased (RFC 4343)
 # Prefix of the keys of DO=1 entries: a wire name never starts with a byte over 63.
 DO_KEY = b"\xfe"
+# A zone with this many names records, per name, what its answers use (`refs`, `Negatives`):
+# an edit then renders only the names it touches. Smaller zones are compiled again whole.
+TRACK_FROM = 1000
+
+
+@dataclass(slots=True)
+class Negatives:
+    """The NODATA entries of one zone (its SOA alone in authority). Equal bodies are one
+    entry (a few dozen for a million names: the body varies only with the compression
+    against the question), so a new serial renders those few again and points each key
+    at its new entry. `keys` lists every table key holding one of them."""
+
+    shared: dict[bytes, tuple[Entry, dns.name.Name, tuple[Outcome, int, bool]]] = field(default_factory=dict)
+    keys: dict[bytes, None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +73,7 @@ class CompiledZone:
     """Byte-level indexes of one zone, for answering missing names without dnspython."""
 
     origin: bytes
-    names: frozenset[bytes]
+    names: Set[bytes]
     cuts: frozenset[bytes]
     wildcard_parents: frozenset[bytes]
     nxdomain: Entry  # uncompressed: valid after any question
@@ -146,6 +167,12 @@ class AnswerTable:
     # not here has all its names to go.
     unfilled: dict[bytes, tuple[dns.name.Name, ...]] = field(default_factory=dict)
     signed: bool = False  # some zone is pre-signed: DO=1 queries look at DO_KEY entries first
+    # Of zones of TRACK_FROM names or more: name key -> keys of the names whose answers use
+    # it (a CNAME, MX, NS or SRV target; a zone's apex for answers holding its SOA beside
+    # other data). One dict for every table that follows: it only grows, so a stale user
+    # costs one render, never a stale answer.
+    refs: dict[bytes, set[bytes]] = field(default_factory=dict)
+    negatives: dict[bytes, Negatives] = field(default_factory=dict)  # zone -> its NODATA entries
 
     def selectors_of(self, pool: str) -> list[Selector]:
         """The selectors serving one pool (its name and its hint names)."""
@@ -177,14 +204,24 @@ class _Compiled:
     zone: CompiledZone
     keys: list[bytes]
     uses: set[bytes]
+    negatives: Negatives | None = None
 
 
-def compile_zone(zoneset: ZoneSet, zone: ZoneData, entries: dict[bytes, Entry]) -> _Compiled:
-    """Add one zone's entries to `entries`; return its byte-level index, keys and zones used."""
+def compile_zone(
+    zoneset: ZoneSet, zone: ZoneData, entries: dict[bytes, Entry], refs: dict[bytes, set[bytes]] | None = None
+) -> _Compiled:
+    """Add one zone's entries to `entries`; return its byte-level index, keys and zones used
+    (and, with `refs` for a zone of TRACK_FROM names or more, its `Negatives`)."""
     keys: list[bytes] = []
     uses: set[bytes] = set()
-    compile_names(zoneset, zone, zone.names, entries, keys, uses)
-    return _Compiled(index_zone(zone), keys, uses)
+    negatives = Negatives() if refs is not None and tracked(zone) else None
+    compile_names(zoneset, zone, zone.names, entries, keys, uses, refs, negatives)
+    return _Compiled(index_zone(zone), keys, uses, negatives)
+
+
+def tracked(zone: ZoneData) -> bool:
+    """Whether an edit of this zone renders only the names it touches (see `Negatives`)."""
+    return len(zone.names) >= TRACK_FROM and not zone.signed and zone.signer is None
 
 
 def compile_names(
@@ -194,10 +231,14 @@ def compile_names(
     entries: dict[bytes, Entry],
     keys: list[bytes],
     uses: set[bytes],
+    refs: dict[bytes, set[bytes]] | None = None,
+    negatives: Negatives | None = None,
 ) -> None:
     """Add the entries of these names of one zone to `entries`, their keys to `keys`, and
     the other zones their answers used to `uses`. A name that a zone below serves (occluded
-    by it) is left to that zone: its entries are that zone's, whatever this one does."""
+    by it) is left to that zone: its entries are that zone's, whatever this one does.
+    With `negatives` (a tracked zone), what each answer uses goes into `refs` and its
+    NODATA entries are shared through `negatives`."""
     own = zone.key
     apex_labels = len(zone.origin.labels)  # names here are at or below the apex: cheaper than ==
 
@@ -215,6 +256,8 @@ def compile_names(
             prefix = DO_KEY if do else b""
             default = note(lookup(zoneset, name, None, memo=memo, do=do))
             default_entry = render(default, name)
+            if negatives is not None and refs is not None:
+                default_entry = _track(zone, name, key, key, default, default_entry, refs, negatives)
             entries[prefix + key] = default_entry
             keys.append(prefix + key)
             qtypes = set(default.visited_types)
@@ -224,17 +267,61 @@ def compile_names(
                 qtypes.add(DS)  # NSD orders the NSEC3 proof of DS at a wildcard's own name apart
             qtypes.discard(dns.rdatatype.ANY)
             for qtype in sorted(qtypes):
-                entry = render(note(lookup(zoneset, name, qtype, memo=memo, do=do)), name)
+                answer = note(lookup(zoneset, name, qtype, memo=memo, do=do))
+                entry = render(answer, name)
                 if not _same(entry, default_entry):
                     typed = prefix + key + qtype.to_bytes(2, "big")  # one object: table and key list
+                    if negatives is not None and refs is not None:
+                        entry = _track(zone, name, key, typed, answer, entry, refs, negatives)
                     entries[typed] = entry
                     keys.append(typed)
 
 
+def _track(
+    zone: ZoneData,
+    name: dns.name.Name,
+    key: bytes,
+    entry_key: bytes,
+    answer: Answer,
+    entry: Entry,
+    refs: dict[bytes, set[bytes]],
+    negatives: Negatives,
+) -> Entry:
+    """Note what `answer` (of `name`, stored under `entry_key`) uses; a NODATA of the zone
+    alone is shared through `negatives` and returned as the shared entry."""
+    alone = not answer.answer and not answer.additional and len(answer.authority) == 1
+    if alone and answer.authority[0][0] is zone.negative_soa and not answer.synthesized:
+        found = negatives.shared.get(entry.body)
+        if found is None:
+            negatives.shared[entry.body] = (entry, name, (answer.outcome, answer.rcode, answer.authoritative))
+        elif _same(found[0], entry):
+            entry = found[0]
+        else:
+            return entry  # never: one body, one rcode
+        negatives.keys[entry_key] = None
+        return entry
+    apex_ns = zone.apex_ns  # in most answers; a change of it compiles the zone again
+    for ref in [*answer.answer, *(ref for ref, _ in answer.authority)]:
+        owner, rdataset = ref
+        rdtype = rdataset.rdtype
+        if rdtype == SOA:
+            refs.setdefault(wire_key(owner), set()).add(key)  # a negative answer beside other data
+        elif (rdtype == CNAME or rdtype in TARGET_TYPES) and ref is not apex_ns:
+            for rdata in rdataset:
+                target = getattr(rdata, "exchange", None) or rdata.target
+                refs.setdefault(wire_key(target), set()).add(key)
+    return entry
+
+
+def _nxdomain(zone: ZoneData) -> tuple[Entry, Entry]:
+    """The zone's NXDOMAIN: uncompressed, and compressed against the origin as the question."""
+    nxdomain = Answer(Outcome.NAME_ERROR, rcode=3, authority=[(zone.negative_soa, True)])
+    return render(nxdomain, None), render(nxdomain, zone.origin)
+
+
 def index_zone(zone: ZoneData, complete: bool = True) -> CompiledZone:
     """The byte-level index of one zone: what answers its missing names."""
-    nxdomain = Answer(Outcome.NAME_ERROR, rcode=3, authority=[(zone.negative_soa, True)])
-    compressed = render(nxdomain, zone.origin)  # against the origin as the whole question name
+    nxdomain, compressed = _nxdomain(zone)
     return CompiledZone(
         origin=zone.key,
         names=zone.name_keys,
@@ -243,7 +330,7 @@ def index_zone(zone: ZoneData, complete: bool = True) -> CompiledZone:
             wire_key(n.parent()) for n in zone.names if n.labels and n.labels[0] == WILDCARD
         )
         or _NONE,
-        nxdomain=render(nxdomain, None),
+        nxdomain=nxdomain,
         nx_compressed=compressed,
         nx_pointers=_pointers_of_one_rr(compressed.body),
         complete=complete,
@@ -287,11 +374,16 @@ def compile_table(zones: Iterable[ZoneData], policy: ServedPolicy | None = None)
     compiled: dict[bytes, CompiledZone] = {}
     keys: dict[bytes, tuple[bytes, ...]] = {}
     uses: dict[bytes, frozenset[bytes]] = {}
+    refs: dict[bytes, set[bytes]] = {}
+    negatives: dict[bytes, Negatives] = {}
     for zone in zoneset:
-        result = compile_zone(zoneset, zone, entries)
+        result = compile_zone(zoneset, zone, entries, refs)
         origin = result.zone.origin
         compiled[origin], keys[origin], uses[origin] = result.zone, tuple(result.keys), frozenset(result.uses)
-    return _with_policy(zoneset, entries, compiled, keys, uses, policy or ServedPolicy())
+        if result.negatives is not None:
+            negatives[origin] = result.negatives
+    table = _with_policy(zoneset, entries, compiled, keys, uses, policy or ServedPolicy())
+    return replace(table, refs=refs, negatives=negatives)
 
 
 def staged_table(zones: Iterable[ZoneData], policy: ServedPolicy | None = None) -> AnswerTable:
@@ -311,6 +403,7 @@ def fill_table(table: AnswerTable, origins: Iterable[bytes], max_names: int | No
     entries = dict(table.entries)
     compiled, keys, uses = dict(table.zones), dict(table.keys), dict(table.uses)
     unfilled = dict(table.unfilled)
+    negatives = dict(table.negatives)
     done: set[bytes] = set()
     budget = max_names
     for origin in origins:
@@ -319,11 +412,17 @@ def fill_table(table: AnswerTable, origins: Iterable[bytes], max_names: int | No
         if budget is not None and budget <= 0:
             break
         zone = table.zoneset.by_key[origin]
-        names = unfilled.pop(origin, None) or tuple(zone.names)
+        names = unfilled.pop(origin, None)
+        if names is None:  # its first slice
+            names = tuple(zone.names)
+            negatives.pop(origin, None)
+            if tracked(zone):
+                negatives[origin] = Negatives()
         now, rest = (names, ()) if budget is None else (names[:budget], names[budget:])
         new_keys: list[bytes] = []
         new_uses: set[bytes] = set()
-        compile_names(table.zoneset, zone, now, entries, new_keys, new_uses)
+        tracking = negatives.get(origin)
+        compile_names(table.zoneset, zone, now, entries, new_keys, new_uses, table.refs, tracking)
         for name in table.forced:
             _drop_name(entries, new_keys, name)
         keys[origin] = keys.get(origin, ()) + tuple(new_keys)
@@ -346,6 +445,7 @@ def fill_table(table: AnswerTable, origins: Iterable[bytes], max_names: int | No
         uses=uses,
         pending=table.pending - done,
         unfilled=unfilled,
+        negatives=negatives,
     )
 
 
@@ -367,27 +467,208 @@ def recompile_table(
         if stage_from is not None and sum(len(zone.names) for zone in zoneset) >= stage_from:
             return staged_table(zoneset, policy)
         return compile_table(zoneset, policy)
+    edited = {wire_key(name) for name in changed} & zoneset.by_key.keys()
+    plans = {origin: edit_plan(table, zoneset.by_key[origin], policy) for origin in edited}
+    if plans and all(names is not None for names in plans.values()):
+        return recompile_names(table, zoneset, {o: n for o, n in plans.items() if n is not None}, policy)
     dirty = {wire_key(name) for name in changed}
     dirty |= {zone for zone, used in table.uses.items() if used & dirty}
     dirty &= zoneset.by_key.keys()  # a zone already gone from both (removed by an earlier compile)
     entries = dict(table.entries)
     compiled, keys, uses = dict(table.zones), dict(table.keys), dict(table.uses)
+    negatives = dict(table.negatives)
     for origin in dirty:
         for key in keys.get(origin, ()):
             entries.pop(key, None)
     staged: set[bytes] = set()
     for origin in dirty:
         zone = zoneset.by_key[origin]
+        negatives.pop(origin, None)
         if stage_from is not None and len(zone.names) >= stage_from:
             compiled[origin], keys[origin], uses[origin] = index_zone(zone, complete=False), (), _NONE
             staged.add(origin)
             continue
-        result = compile_zone(zoneset, zone, entries)
+        result = compile_zone(zoneset, zone, entries, table.refs)
         compiled[origin], keys[origin], uses[origin] = result.zone, tuple(result.keys), frozenset(result.uses)
+        if result.negatives is not None:
+            negatives[origin] = result.negatives
     pending = (table.pending - dirty) | staged
     unfilled = {origin: names for origin, names in table.unfilled.items() if origin not in dirty}
     recompiled = _with_policy(zoneset, entries, compiled, keys, uses, policy)
-    return replace(recompiled, pending=pending, unfilled=unfilled) if pending else recompiled
+    return replace(recompiled, pending=pending, unfilled=unfilled, refs=table.refs, negatives=negatives)
+
+
+def edit_plan(table: AnswerTable, zone: ZoneData, policy: ServedPolicy) -> list[dns.name.Name] | None:
+    """The names of `zone` whose own data an edit from the version `table` serves changed or
+    that are new, when rendering those (and the names whose answers use them) is enough;
+    None when the zone must be compiled again: not made by an edit from the served version
+    (`ZoneData.edited`), not tracked, or an edit that reaches beyond its names (a wildcard,
+    a cut or below one, an apex NS target, the apex other than its serial, a name action)."""
+    old = table.zoneset.by_key.get(zone.key)
+    edit = zone.edit
+    if old is None or edit is None or edit[0]() is not old.zone or zone.key not in table.negatives:
+        return None
+    if zone.key in table.pending or not tracked(zone) or zone.overlay or old.overlay:
+        return None
+    if any(name.is_subdomain(zone.origin) for name in policy.forced):
+        return None
+    _, changed, added = edit
+    targets = {rdata.target for ns in (old.apex_ns, zone.apex_ns) if ns is not None for rdata in ns[1]}
+    for name in (*changed, *added):
+        if name == zone.origin:
+            if not _serial_only(old, zone):
+                return None
+            continue
+        if WILDCARD in name.labels or name in targets:
+            return None
+        if old.cut_at_or_above(name) is not None or zone.cut_at_or_above(name) is not None:
+            return None
+    return [*changed, *added]
+
+
+def _serial_only(old: ZoneData, new: ZoneData) -> bool:
+    """Whether the apex of `new` differs from `old`'s in its SOA serial at most."""
+    before, after = old.node(old.origin), new.node(new.origin)
+    if before is None or after is None:
+        return False
+    old_soa, new_soa = old.soa[1], new.soa[1]
+    if old_soa.ttl != new_soa.ttl or len(old_soa) != 1 or len(new_soa) != 1:
+        return False
+    if old_soa[0].replace(serial=new_soa[0].serial) != new_soa[0]:
+        return False
+
+    def rest(node: object) -> list[tuple[int, int, int, object]]:
+        found = [(r.rdtype, r.covers, r.ttl, r) for r in node.rdatasets if r.rdtype != SOA]  # type: ignore[attr-defined]
+        return sorted(found, key=lambda item: (item[0], item[1]))
+
+    return rest(before) == rest(after)
+
+
+def recompile_names(
+    table: AnswerTable, zoneset: ZoneSet, plans: dict[bytes, list[dns.name.Name]], policy: ServedPolicy
+) -> AnswerTable:
+    """`table` after edits of tracked zones (`edit_plan`): the names the edits touched, and
+    the names whose answers use them (`refs`, every zone), are rendered again; zones too
+    small to be tracked that use an edited one are compiled again whole; each edited zone's
+    shared NODATA entries are rendered once with its new SOA. The shared indexes (`refs`,
+    each zone's NODATA keys) change only once every answer is rendered."""
+    old_zoneset, refs = table.zoneset, table.refs
+    entries = dict(table.entries)
+    compiled, keys, uses = dict(table.zones), dict(table.keys), dict(table.uses)
+    negatives = dict(table.negatives)
+    todo: dict[bytes, dns.name.Name | None] = {}
+    for names in plans.values():
+        todo.update((wire_key(name), name) for name in names)
+    for key in list(todo):
+        for user in refs.get(key, ()):
+            todo.setdefault(user, None)
+    whole = {zone for zone, used in table.uses.items() if used & plans.keys() and zone not in negatives}
+    whole -= plans.keys()
+    for origin in whole:
+        for key in keys.get(origin, ()):
+            entries.pop(key, None)
+        result = compile_zone(zoneset, zoneset.by_key[origin], entries)
+        compiled[origin], keys[origin], uses[origin] = result.zone, tuple(result.keys), frozenset(result.uses)
+    staging: dict[bytes, Negatives] = {}  # zone -> its NODATA bodies so far, and the keys new to them
+    gone: dict[bytes, list[bytes]] = {}  # zone -> NODATA keys dropped
+    fresh: dict[bytes, list[bytes]] = {}  # zone -> keys new to the table
+    new_refs: dict[bytes, set[bytes]] = {}
+    for key, name in todo.items():
+        zone = zoneset.find_key(key)
+        if zone is None or zone.key in whole or key not in zone.name_keys:
+            continue
+        if zone.key in table.pending and key not in table.entries:
+            continue  # not compiled yet: the fill compiles it from this version
+        if name is None:
+            name = dns.name.from_wire(key, 0)[0]
+        dropped = _drop_rendered(entries, old_zoneset, name, key)
+        kept = negatives.get(zone.key)
+        staged = None
+        if kept is not None:
+            gone.setdefault(zone.key, []).extend(k for k in dropped if k in kept.keys)
+            staged = staging.get(zone.key)
+            if staged is None:
+                staged = staging[zone.key] = Negatives(dict(kept.shared))
+        new_keys: list[bytes] = []
+        new_uses: set[bytes] = set()
+        compile_names(zoneset, zone, [name], entries, new_keys, new_uses, new_refs, staged)
+        fresh.setdefault(zone.key, []).extend(k for k in new_keys if k not in table.entries)
+        if not new_uses <= uses.get(zone.key, _NONE):
+            uses[zone.key] = uses.get(zone.key, _NONE) | new_uses
+    for origin, added in fresh.items():
+        if added:
+            keys[origin] = keys.get(origin, ()) + tuple(added)
+    for origin in plans:
+        compiled[origin] = _reindexed(compiled[origin], zoneset.by_key[origin])
+    # Every answer is rendered: only now are the shared indexes changed.
+    for target, users in new_refs.items():
+        refs.setdefault(target, set()).update(users)
+    for origin, staged in staging.items():
+        kept_keys = negatives[origin].keys
+        for key in gone.get(origin, ()):
+            kept_keys.pop(key, None)
+        kept_keys.update(staged.keys)
+        negatives[origin] = Negatives(staged.shared, kept_keys)
+    for origin in plans:
+        negatives[origin] = _new_serial(entries, negatives[origin], zoneset.by_key[origin])
+    return replace(
+        _with_policy(zoneset, entries, compiled, keys, uses, policy),
+        pending=table.pending - whole,
+        unfilled={origin: names for origin, names in table.unfilled.items() if origin not in whole},
+        refs=refs,
+        negatives=negatives,
+    )
+
+
+def _drop_rendered(entries: dict[bytes, Entry], old: ZoneSet, name: dns.name.Name, key: bytes) -> list[bytes]:
+    """Remove the entries `name` has (as compiled from `old`); returns their keys."""
+    qtypes = {int(DS)}
+    zone = old.find_key(key)
+    if zone is not None and key in zone.name_keys:
+        qtypes.update(lookup(old, name, None).visited_types)
+    dropped = []
+    for candidate in (key, *(key + qtype.to_bytes(2, "big") for qtype in qtypes)):
+        if entries.pop(candidate, None) is not None:
+            dropped.append(candidate)
+    return dropped
+
+
+def _reindexed(index: CompiledZone, zone: ZoneData) -> CompiledZone:
+    """`index` for an edit of its zone that kept its cuts and wildcards: the names of the new
+    version and its NXDOMAIN with the new SOA."""
+    nxdomain, compressed = _nxdomain(zone)
+    return replace(
+        index,
+        names=zone.name_keys,
+        nxdomain=nxdomain,
+        nx_compressed=compressed,
+        nx_pointers=_pointers_of_one_rr(compressed.body),
+        nx_recent=[(-1, b"")],
+    )
+
+
+def _new_serial(entries: dict[bytes, Entry], negatives: Negatives, zone: ZoneData) -> Negatives:
+    """Each shared NODATA body rendered again with `zone`'s SOA, and every key of one pointed
+    at its new entry (one pass in C over the keys)."""
+    remap: dict[int, Entry] = {}
+    shared: dict[bytes, tuple[Entry, dns.name.Name, tuple[Outcome, int, bool]]] = {}
+    for entry, name, (outcome, rcode, authoritative) in negatives.shared.values():
+        soa = [(zone.negative_soa, True)]
+        rendered = render(Answer(outcome, rcode=rcode, authoritative=authoritative, authority=soa), name)
+        kept = shared.get(rendered.body)
+        if kept is None:
+            kept = shared[rendered.body] = (rendered, name, (outcome, rcode, authoritative))
+        remap[id(entry)] = kept[0]
+    keys = negatives.keys
+    try:
+        renamed = map(remap.__getitem__, map(id, map(entries.__getitem__, keys)))
+        entries.update(zip(keys, renamed, strict=True))
+    except KeyError:  # a key the policy took over (a pool's carrier): the others one by one
+        for key in keys:
+            held = entries.get(key)
+            if held is not None:
+                entries[key] = remap.get(id(held), held)
+    return Negatives(shared, keys)
 
 
 def _with_policy(

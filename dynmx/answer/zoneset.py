@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import itertools
+import operator
+import weakref
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Set
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import dns.name
 import dns.node
@@ -36,6 +40,39 @@ def with_ttl(rdataset: dns.rdataset.Rdataset, ttl: int) -> dns.rdataset.Rdataset
     return copied
 
 
+T = TypeVar("T", bound=Hashable)
+
+
+class Grown(Set[T]):
+    """A set made from a large one plus a few members, without copying the large one: an
+    edit adds its names to a 1,000,000-name index in time that follows the edit. Merged
+    into one set again once the additions are a sixty-fourth of it (rarely: amortised)."""
+
+    __slots__ = ("added", "base")
+
+    def __init__(self, base: Set[T], added: frozenset[T]) -> None:
+        self.base = base
+        self.added = added
+
+    @classmethod
+    def of(cls, before: Set[T], new: Iterable[T]) -> Set[T]:
+        """`before` with `new` (none of them in it) added."""
+        base, added = (before.base, before.added) if isinstance(before, Grown) else (before, frozenset())
+        added = added.union(new)
+        if len(added) * 64 > len(base):
+            return frozenset(itertools.chain(base, added))
+        return cls(base, added) if added else base
+
+    def __contains__(self, item: object) -> bool:
+        return item in self.base or item in self.added
+
+    def __iter__(self) -> Iterator[T]:
+        return itertools.chain(self.base, self.added)
+
+    def __len__(self) -> int:
+        return len(self.base) + len(self.added)
+
+
 @dataclass(slots=True)
 class ZoneData:
     """One zone plus the indexes the lookup needs; built once per zone version."""
@@ -44,11 +81,11 @@ class ZoneData:
     zone: dns.zone.Zone
     # Nodes the policy adds or replaces (hint names, null MX); the zone itself is untouched.
     overlay: dict[dns.name.Name, dns.node.Node] = field(default_factory=dict)
-    names: set[dns.name.Name] = field(default_factory=set)  # nodes with data and empty non-terminals
+    names: Set[dns.name.Name] = field(default_factory=set)  # nodes with data and empty non-terminals
     cuts: frozenset[dns.name.Name] = frozenset()  # delegation points below the apex
     # `names` as table keys (`name_key`), shared with the compiled zone's index: an edit
     # adds its new names' keys to the previous version's instead of making all of them.
-    name_keys: frozenset[bytes] = frozenset()
+    name_keys: Set[bytes] = frozenset()
     # Signed by dynmx: signs what the compiler renders beyond the zone (pool variants).
     signer: Signer | None = field(default=None, repr=False, compare=False)
     soa: RRsetRef = field(init=False)
@@ -58,11 +95,18 @@ class ZoneData:
     # Pre-signed (a DNSKEY RRset at the apex): DO=1 answers carry its RRSIG/NSEC/NSEC3 records.
     signed: bool = field(init=False)
     dnssec: object = field(default=None, init=False, repr=False, compare=False)  # dnssec.Chain, lazily
+    # Made by `edited`: the version it was made from (weakly held), the names whose nodes
+    # changed and the names that are new (empty non-terminals too), for the compiler to
+    # render only those again. None: indexed in full.
+    edit: tuple[weakref.ref[dns.zone.Zone], tuple[dns.name.Name, ...], tuple[dns.name.Name, ...]] | None = (
+        field(default=None, repr=False, compare=False)
+    )
 
     def __post_init__(self) -> None:
         origin = self.origin
         self.key = name_key(origin)
         if not self.names:
+            self.names = set()
             self._index(list(self.zone.nodes.items()) + list(self.overlay.items()))
         if not self.name_keys:
             self.name_keys = frozenset(name_key(name) for name in self.names)
@@ -77,22 +121,27 @@ class ZoneData:
         self.apex_ns = (origin, ns) if ns is not None else None
         self.signed = apex is not None and apex.get_rdataset(IN, dns.rdatatype.DNSKEY) is not None
 
-    def _index(self, nodes: Iterable[tuple[dns.name.Name, dns.node.Node]]) -> list[dns.name.Name]:
+    def _index(
+        self, nodes: Iterable[tuple[dns.name.Name, dns.node.Node]], in_place: bool = True
+    ) -> list[dns.name.Name]:
         """Add these nodes' names (and their empty non-terminals) to `names`, and set whether
-        each is a cut; returns the names added."""
+        each is a cut; returns the names added. Not `in_place`: `names` (the previous
+        version's) is left as it is, the names are only returned."""
         origin = self.origin
         # Every name here is at or below the origin, so its label count tells the apex apart:
         # cheaper than dnspython's name comparison, a third of indexing a small zone.
         apex_labels = len(origin.labels)
         cuts = set(self.cuts)
+        known = self.names
+        into = known if in_place and isinstance(known, set) else set()
         added = []
         for name, node in nodes:
             if not node.rdatasets or _nsec3_only(node):
                 continue
             absolute = name if name.is_absolute() else name.derelativize(origin)
             walk = absolute
-            while walk not in self.names:
-                self.names.add(walk)
+            while walk not in known and walk not in into:
+                into.add(walk)
                 added.append(walk)
                 if len(walk.labels) <= apex_labels:
                     break
@@ -114,10 +163,12 @@ class ZoneData:
         changed = _changed_nodes(self.zone.nodes, zone.nodes)
         if changed is None or not all(node.rdatasets for _, node in changed):
             return ZoneData(self.origin, zone)  # a name may be gone, and empty non-terminals with it
-        data = ZoneData(self.origin, zone, names=set(self.names), cuts=self.cuts, name_keys=self.name_keys)
-        added = data._index(changed)
+        data = ZoneData(self.origin, zone, names=self.names, cuts=self.cuts, name_keys=self.name_keys)
+        added = data._index(changed, in_place=False)
         if added:
-            data.name_keys = data.name_keys | {name_key(name) for name in added}
+            data.names = Grown.of(self.names, added)
+            data.name_keys = Grown.of(self.name_keys, [name_key(name) for name in added])
+        data.edit = (weakref.ref(self.zone), tuple(name for name, _ in changed), tuple(added))
         return data
 
     def node(self, name: dns.name.Name) -> dns.node.Node | None:
@@ -174,18 +225,14 @@ def _changed_nodes(
 ) -> list[tuple[dns.name.Name, dns.node.Node]] | None:
     """The nodes of `after` that are not `before`'s, when `after` is `before` copied with
     nodes replaced and added (same key objects, in the same order); else None. Compares
-    identities, not names: hashing a million dnspython names costs seconds."""
-    if len(after) < len(before):
+    identities, not names (hashing a million dnspython names costs seconds), in C loops."""
+    count = len(before)
+    if len(after) < count:
         return None
-    changed = []
-    new = iter(after.items())
-    # Not strict: `after` may be longer; zip stops at the end of `before` without taking from `new`.
-    for (name, node), (new_name, new_node) in zip(before.items(), new, strict=False):
-        if new_name is not name:
-            return None
-        if new_node is not node:
-            changed.append((new_name, new_node))
-    changed.extend(new)
+    if not all(map(operator.is_, before.keys(), after.keys())):  # stops at the end of `before`
+        return None
+    changed = list(itertools.compress(after.items(), map(operator.is_not, before.values(), after.values())))
+    changed.extend(itertools.islice(after.items(), count, None))
     return changed
 
 
