@@ -141,3 +141,42 @@ def test_mail_lab_dane_verifies_every_sink_and_refuses_a_wrong_certificate() -> 
     assert rogue.group(1) == "0", output
     assert (rogue.group(2), rogue.group(3)) == (str(DANE_WRONG), str(DANE_WRONG)), output
     assert rogue.group(4) == f"{{'relay': {DANE_WRONG}}}", output
+
+
+def _dane_module():  # type: ignore[no-untyped-def]
+    """examples/mail-lab/dane.py, imported by path (the lab is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mail_lab_dane", LAB.parent / "dane.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+MAILLOG = """\
+Dec 07 14:09:22 lab postfix/cleanup[1]: 03BFD218024: message-id=<m1@lab.invalid>
+Dec 07 14:09:22 lab postfix/cleanup[1]: 0F6EA2185D1: message-id=<m2@lab.invalid>
+Dec 07 14:09:23 lab postfix/smtp[7]: server certificate verification failed for rogue.example.test[127.0.0.6]:25: num=65:no matching DANE TLSA records
+Dec 07 14:09:23 lab postfix/smtp[7]: Untrusted TLS connection established to rogue.example.test[127.0.0.6]:25: TLSv1.3
+Dec 07 14:09:23 lab postfix/smtp[8]: Anonymous TLS connection established to mx1.example.test[127.0.0.2]:25: TLSv1.3
+Dec 07 14:09:23 lab postfix/smtp[7]: 03BFD218024: Server certificate not verified
+Dec 07 14:09:23 lab postfix/smtp[7]: Verified TLS connection established to relay.example.test[127.0.0.5]:25: TLSv1.3
+Dec 07 14:09:23 lab postfix/smtp[7]: 03BFD218024: to=<u@wrong.example.test>, relay=relay.example.test[127.0.0.5]:25, delay=0.02, dsn=2.0.0, status=sent (250 OK recorded)
+Dec 07 14:09:23 lab postfix/smtp[8]: 0F6EA2185D1: to=<u@example.test>, relay=mx1.example.test[127.0.0.2]:25, delay=0.01, dsn=2.0.0, status=sent (250 OK recorded)
+""".splitlines()  # noqa: E501 (Postfix log lines as logged)
+
+
+def test_mail_lab_dane_log_pairs_each_delivery_with_the_tls_of_its_own_connection() -> None:
+    """The lab's maillog reader: a delivery counts as verified only when the last TLS line of
+    the same smtp process was `Verified` to the same address; a refusal is tied to its host."""
+    dane = _dane_module()
+    found = dane.deliveries(MAILLOG)
+    assert [(d.message_id, d.address, d.tls) for d in found] == [
+        ("<m1@lab.invalid>", "127.0.0.5", "Verified"),
+        ("<m2@lab.invalid>", "127.0.0.2", "Anonymous"),
+    ]
+    assert dane.refused_at(MAILLOG, "127.0.0.6") == ["<m1@lab.invalid>"]
+    assert dane.refused_at(MAILLOG, "127.0.0.2") == []
+    assert len(dane.first_refusal(MAILLOG, "127.0.0.6")) == 5

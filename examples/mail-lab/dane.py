@@ -4,7 +4,7 @@ Each sink gets a key and a self-signed certificate for its MX host name, made at
 the zone carries `_25._tcp.<host> TLSA 3 1 1 <SHA-256 of the SPKI>` (DANE-EE, RFC 7671 5.1:
 the key is pinned, names and dates are not checked). A "rogue" sink presents a certificate
 whose key is not the one its TLSA record names. The log reader pairs every Postfix delivery
-with the TLS line its smtp process logged for that connection (RFC 7672 2.2).
+with the TLS line its smtp process logged for that connection.
 """
 
 from __future__ import annotations

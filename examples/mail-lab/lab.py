@@ -801,9 +801,9 @@ def check_dane(
     rogue_log: Path,
     expected: list[str],
 ) -> list[str]:
-    """Every delivery over a DANE-verified connection (RFC 7672 2.2); the rogue sink gets
+    """Every delivery over a DANE-verified connection (RFC 7672 §3); the rogue sink gets
     nothing, and Postfix, having refused the rogue's certificate for each message of its
-    domain, delivers that message to the next MX in the same attempt (RFC 7672 2.2.2)."""
+    domain, delivers that message to the next MX in the same attempt (as Postfix logs it)."""
     failures: list[str] = []
     sent = [d for d in deliveries(maillog) if d.message_id in submitted]
     by_address = {address: name for name, address in SINKS.items()}
