@@ -65,7 +65,8 @@ def _child_config(tmp_path: Path, registrar: str) -> Path:
     config = root / "dynmx.toml"
     config.write_text(
         f'[server]\nzones_dir = "{root / "zones"}"\nstate_dir = "{root / "state"}"\n'
-        f'[[key]]\nname = "parent-key."\nsecret = "{TEST_SECRET}"\n' + registrar
+        f'[[key]]\nname = "parent-key."\nsecret = "{TEST_SECRET}"\n'
+        '[[zone]]\nname = "example.test."\ndnssec = true\n' + registrar
     )
     return config
 
@@ -210,6 +211,14 @@ def test_rfc2136_ds_zone_outside_the_updated_zone_is_a_config_error(tmp_path: Pa
     assert "registrar[0].ds_zones[0]: example.org. is not a child zone of zone = test." in result.stdout
 
 
+def test_ds_zones_naming_a_zone_dynmx_does_not_sign_is_a_config_error(tmp_path: Path) -> None:
+    """A pre-signed zone's keys are not dynmx's: neither is its DS."""
+    config = _child_config(tmp_path, _rfc2136(53, '["other.test."]'))
+    result = _dynmx("check", "-c", str(config))
+    assert result.returncode == 1
+    assert "registrar[0].ds_zones[0]: other.test. is not a zone dynmx signs" in result.stdout
+
+
 def test_no_key_yet_says_to_start_the_server(tmp_path: Path) -> None:
     config = _child_config(tmp_path, _rfc2136(53))
     result = _dynmx("dnssec", "push-ds", "example.test", "-c", str(config))
@@ -246,8 +255,7 @@ def _signing_child(
     root = tmp_path / "child"
     config = _child_config(
         tmp_path,
-        '[[zone]]\nname = "example.test."\ndnssec = true\n[selfcheck]\nmin_interval = 0\n'
-        + _rfc2136(parent.dns_port),
+        "[selfcheck]\nmin_interval = 0\n" + _rfc2136(parent.dns_port),
     )
     (root / "zones" / "example.test.zone").write_text(CHILD_ZONE)
     config.write_text(config.read_text().replace("[server]\n", '[server]\nlisten = ["127.0.0.1:0"]\n'))
