@@ -91,6 +91,7 @@ class Lab:
     knot: Knot
     anchor: Path
     keys: dict[dns.name.Name, dns.node.Node | dns.rdataset.Rdataset]
+    denial: str
 
     @property
     def secondaries(self) -> dict[str, int]:
@@ -121,7 +122,10 @@ def _anchor(dnskey: dns.rdataset.Rdataset, path: Path) -> Path:
 
 
 @pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
+def lab(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """dynmx signing the zone (NSEC, or `request.param` as `denial`), NSD and Knot its
+    secondaries, and the trust anchor."""
+    denial = getattr(request, "param", "nsec")
     dns_port, nsd_port, knot_port = (free_port() for _ in range(3))
     zones = tmp_path / "zones"
     zones.mkdir()
@@ -132,7 +136,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         f'state_dir = "{tmp_path / "state"}"\n'
         + EDITS
         + f'notify = ["127.0.0.1:{nsd_port}", "127.0.0.1:{knot_port}"]\n'
-        + POOL_CONFIG
+        + POOL_CONFIG.replace("dnssec = true\n", f'dnssec = true\ndenial = "{denial}"\n', 1)
     )
     secondary = tmp_path / "nsd"
     secondary.mkdir()
@@ -155,7 +159,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         dnskey = reply.find_rrset(reply.answer, ORIGIN, dns.rdataclass.IN, dns.rdatatype.DNSKEY)
         nsd.start()
         knot.start()
-        yield Lab(server, nsd, knot, _anchor(dnskey, tmp_path / "anchor.conf"), {ORIGIN: dnskey})
+        yield Lab(server, nsd, knot, _anchor(dnskey, tmp_path / "anchor.conf"), {ORIGIN: dnskey}, denial)
     finally:
         nsd.stop()
         knot.stop()
@@ -199,11 +203,17 @@ def _static_mx(lab: Lab, port: int, asks: int = 6) -> set[str]:
     return seen
 
 
+@pytest.mark.parametrize("lab", ["nsec", "nsec3"], indirect=True)
 def test_rfc4035_nsd_and_knot_secondaries_serve_the_signed_zone_validly(lab: Lab) -> None:
     """SOA, the pool name's MX, a member's address, NXDOMAIN and TLSA NODATA from each
-    secondary: all fully validated by delv trusting only the DS of dynmx's key."""
+    secondary: all fully validated by delv trusting only the DS of dynmx's key, with the
+    zone denied by NSEC and by NSEC3 (RFC 5155; no salt, no extra iterations)."""
     _caught_up(lab)
     _all_validate(lab, CHECKS)
+    chain = dns.rdatatype.from_text(lab.denial.upper())
+    for port in lab.secondaries.values():
+        denied = _ask(port, "nope.example.test.", "A")
+        assert chain in {rrset.rdtype for rrset in denied.authority}, denied
 
 
 def test_secondaries_serve_the_pool_name_with_the_static_mx_of_the_zone_file(lab: Lab) -> None:
