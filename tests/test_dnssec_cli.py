@@ -45,3 +45,22 @@ def test_keys_json_names_tag_algorithm_and_flags_and_no_private_key(tmp_path: Pa
     [shown] = json.loads(result.stdout)
     assert (shown["tag"], shown["algorithm"], shown["flags"], shown["role"]) == (key.tag, 15, 257, "CSK")
     assert "PRIVATE" not in result.stdout
+
+
+def test_ds_names_both_keys_while_the_new_one_is_pre_published_double_ds(tmp_path: Path) -> None:
+    """During a rollover's pre-publication `ds` prints the DS of both keys (what the served CDS
+    asks of the parent, RFC 7344), and after the switch the new key's alone."""
+    from dynmx.zone.keys import new_key, save_keys
+    from dynmx.zone.rollover import START, SWITCH, Timing, advance
+
+    state = tmp_path / "state"
+    timing = Timing(0, 0, 0, 0, 0)
+    old = ensure_key(state, ORIGIN, "ecdsap256sha256")
+    started = advance(START, (old,), timing, 1000, lambda at: new_key(ORIGIN, "ecdsap256sha256", at))
+    save_keys(state, ORIGIN, started)
+    config = str(_config(tmp_path))
+    shown = json.loads(_dynmx("dnssec", "ds", "example.test", "--json", "-c", config).stdout)["ds"]
+    assert shown == [dns.dnssec.make_ds(ORIGIN, key.dnskey, "SHA256").to_text() for key in started]
+    save_keys(state, ORIGIN, advance(SWITCH, started, timing, 1000, lambda at: started[1]))
+    shown = json.loads(_dynmx("dnssec", "ds", "example.test", "--json", "-c", config).stdout)["ds"]
+    assert shown == [dns.dnssec.make_ds(ORIGIN, started[1].dnskey, "SHA256").to_text()]

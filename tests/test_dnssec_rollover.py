@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
 import stat
 import subprocess
@@ -18,6 +19,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import dns.dnssec
+import dns.exception
 import dns.message
 import dns.name
 import dns.query
@@ -34,7 +36,6 @@ import pytest
 
 from dynmx.config import load_config
 from dynmx.errors import ConfigError
-from dynmx.zone import keys as keystore
 from dynmx.zone.keys import (
     ACTIVE,
     PUBLISHED,
@@ -191,7 +192,7 @@ def test_a_crash_while_saving_leaves_the_old_key_set_whole(
     def crash(*_: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(keystore.os, "replace", crash)
+    monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(OSError):
         save_keys(tmp_path, ORIGIN, advance(START, first, TIMING, T0, _make))
     assert key_path(tmp_path, ORIGIN).read_bytes() == before
@@ -211,7 +212,7 @@ def _validate(zone: dns.zone.Zone, ds_set: Iterable[dns.rdtypes.ANY.DS.DS]) -> i
         k for k in dnskeys if (dns.dnssec.key_id(k), dns.dnssec.make_ds(ORIGIN, k, "SHA256").digest) in wanted
     ]
     if not anchored:
-        raise dns.dnssec.ValidationFailure("no DNSKEY matches a DS")
+        raise dns.exception.ValidationFailure("no DNSKEY matches a DS")  # type: ignore[no-untyped-call]
     trusted = dns.rrset.from_rdata_list(ORIGIN, dnskeys.ttl, anchored)
     sigs = zone.get_rdataset(ORIGIN, dns.rdatatype.RRSIG, dns.rdatatype.DNSKEY)
     assert sigs is not None
@@ -259,7 +260,7 @@ def test_rfc7583_every_phase_validates_from_every_ds_set_a_resolver_may_hold(tmp
         assert _signers(signed, ORIGIN, dns.rdatatype.DNSKEY) == key_signers
         cds = signed.get_rdataset(ORIGIN, dns.rdatatype.CDS)
         assert cds is not None and {c.key_tag for c in cds} == cds_tags
-    with pytest.raises(dns.dnssec.ValidationFailure):
+    with pytest.raises(dns.exception.ValidationFailure):
         _validate(signed_zone(zone, finished, cache=SignatureCache()), _ds(old))
 
 
@@ -279,6 +280,36 @@ def test_rfc9077_denial_ttl_is_the_lower_of_soa_ttl_and_minimum(tmp_path: Path, 
     ]
     assert found and all(ttl == 60 and sig is not None and sig.ttl == 60 for ttl, sig in found)
     assert _validate(signed, _ds(*_first(tmp_path))) > 5
+
+
+def test_start_refuses_an_algorithm_change_rfc6781_4_1_4(tmp_path: Path) -> None:
+    """A configured algorithm other than the active key's is an algorithm rollover (both
+    algorithms must sign everything first): `start` refuses it rather than pre-publish a key
+    of an algorithm that signs nothing."""
+    from dynmx.app.keyroll import step_keys
+
+    extra = '[[zone]]\nname = "example.test."\ndnssec = true\ndnssec_algorithm = "ed25519"\n'
+    config = load_config(write_config(tmp_path, ZONE, extra))
+    ensure_key(tmp_path / "state", ORIGIN, "ecdsap256sha256")
+    zone = dns.zone.from_text(ZONE, origin=ORIGIN, relativize=False)
+    with pytest.raises(RolloverRefused) as refused:
+        step_keys(config, ORIGIN, zone, START, time.time())
+    assert "RFC 6781 4.1.4" in str(refused.value) and refused.value.earliest is None
+
+
+def test_ds_seen_is_recorded_with_no_server_running(tmp_path: Path) -> None:
+    """`ds-seen` changes nothing served (it notes what the parent serves), so it needs no
+    server: the key file records it, and `keys` says switch may run now."""
+    config = write_config(tmp_path, FAST, FAST_SIGNED)
+    state = tmp_path / "state"
+    first = (ensure_key(state, ORIGIN, "ecdsap256sha256"),)
+    save_keys(state, ORIGIN, advance(START, first, TIMING, time.time() - 10, _make))
+    run = _step(config, "ds-seen")
+    assert run.returncode == 0, run.stderr
+    [_, new] = load_keys(state, ORIGIN)
+    assert new.at("ds-seen") is not None
+    listed = _dynmx("dnssec", "keys", "example.test", "-c", str(config))
+    assert "next: rollover switch now" in listed.stdout, listed.stdout
 
 
 # -- config -------------------------------------------------------------------------------------

@@ -17,8 +17,17 @@ import dns.name
 import dns.zone
 
 from dynmx.config import Config, ZoneConfig
-from dynmx.zone.keys import ROLES, ZoneKey, load_keys, new_key, save_keys
-from dynmx.zone.rollover import DS_SEEN_STEP, RolloverRefused, Timing, advance, next_step, utc, zone_ttls
+from dynmx.zone.keys import ACTIVE, ALGORITHMS, ROLES, ZoneKey, load_keys, new_key, save_keys
+from dynmx.zone.rollover import (
+    DS_SEEN_STEP,
+    START,
+    RolloverRefused,
+    Timing,
+    advance,
+    next_step,
+    utc,
+    zone_ttls,
+)
 
 if TYPE_CHECKING:
     from dynmx.app import App
@@ -56,6 +65,14 @@ def step_keys(
     keys = load_keys(config.path(config.server.state_dir), origin)
     if not keys:
         raise RolloverRefused(f"{origin} has no DNSSEC key yet: start the server to make it")
+    wanted = ALGORITHMS[settings.dnssec_algorithm]
+    if step == START and any(key.state == ACTIVE and key.algorithm != wanted for key in keys):
+        raise RolloverRefused(
+            f"dnssec_algorithm = {settings.dnssec_algorithm!r} differs from the active key's algorithm:"
+            " this sequence rolls a key of the same algorithm; an algorithm rollover signs with both"
+            " algorithms before publishing the new one (RFC 6781 4.1.4) and is not done here. Set"
+            " dnssec_algorithm back to the active key's to roll it."
+        )
     return advance(
         step,
         keys,
