@@ -45,21 +45,20 @@ _files: dict[dns.name.Name, tuple[tuple[int, int, int], tuple[ZoneKey, ...]]] = 
 
 
 def zone_keys(config: Config, origin: dns.name.Name, algorithm: str) -> tuple[ZoneKey, ...]:
-    """The zone's keys in their rollover states (one made when it has none), read again only
-    when the key file changed: a rollover step replaces it, and the next compile signs so."""
+    """The zone's keys in their rollover states (the first made when it has none), read again
+    only when the key file changed: a rollover step replaces it, and the next compile signs so."""
     path = key_path(config.path(config.server.state_dir), origin)
+    cached = _files.get(origin)
     try:
         info = path.stat()
     except FileNotFoundError:
-        zone_key(config, origin, algorithm)
-        info = path.stat()
-    stamp = (info.st_ino, info.st_size, info.st_mtime_ns)
-    cached = _files.get(origin)
-    if cached is not None and cached[0] == stamp:
+        info = None
+    if info is not None and cached is not None and cached[0] == (info.st_ino, info.st_size, info.st_mtime_ns):
         return cached[1]
+    zone_key(config, origin, algorithm)  # makes the first key; logs a kept other algorithm once
+    info = path.stat()  # before reading: a file replaced meanwhile is read again next time
     keys = load_keys(config.path(config.server.state_dir), origin)
-    _files[origin] = (stamp, keys)
-    zone_key(config, origin, algorithm)  # logs an algorithm other than the configured one
+    _files[origin] = ((info.st_ino, info.st_size, info.st_mtime_ns), keys)
     return keys
 
 
@@ -69,7 +68,7 @@ def zone_key(config: Config, origin: dns.name.Name, algorithm: str) -> ZoneKey:
     found = load_key(state_dir, origin)
     if found is not None:
         if found.algorithm != ALGORITHMS[algorithm] and origin not in _warned:
-            _warned.add(origin)  # changing it is a rollover (not yet done): the key is kept
+            _warned.add(origin)  # an algorithm rollover is not done: the key is kept
             log.warning(
                 "event=dnssec-algorithm-kept zone=%s key_algorithm=%d configured=%s tag=%d",
                 origin,
