@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 
 import pytest
 
@@ -143,7 +144,7 @@ def test_mail_lab_dane_verifies_every_sink_and_refuses_a_wrong_certificate() -> 
     assert rogue.group(4) == f"{{'relay': {DANE_WRONG}}}", output
 
 
-def _dane_module():  # type: ignore[no-untyped-def]
+def _dane_module() -> types.ModuleType:
     """examples/mail-lab/dane.py, imported by path (the lab is not a package)."""
     import importlib.util
 
