@@ -7,7 +7,10 @@
 
 The driver submits N messages to Postfix at a steady rate, kills one primary sink part-way
 (SIGTERM: it stops listening), restarts it later, waits for the queue to drain, then checks
-every Message-ID arrived exactly once, the round-robin shares, and the failover. Everything
+every Message-ID arrived exactly once, the round-robin shares, and the failover. With --dane
+dynmx signs the zone, Unbound validates it, the sinks require STARTTLS with TLSA-pinned keys,
+Postfix runs at smtp_tls_security_level = dane, and a rogue sink (certificate not matching its
+TLSA) must receive nothing (see dane.py and the README). Everything
 it starts is stopped and its temporary directory removed, whatever happens.
 
 Exit status: 0 all checks passed, 1 a check failed, 2 the lab could not be set up,
