@@ -499,3 +499,24 @@ def test_updates_arriving_across_a_rollover_step_are_all_served_and_validate(
         _signers(served, dns.name.from_text(name), dns.rdatatype.A) == {new.tag} for name, _ in acknowledged
     )
     assert dns.serial.Serial(_serial(server)) > dns.serial.Serial(before + 40)
+
+
+def test_every_worker_serves_a_step_once_it_is_acknowledged(serve: Serve, tmp_path: Path) -> None:
+    """With `workers = 2` each answer process signs from the key file itself: once `start` and
+    `switch` return, every UDP answer (from new source ports, spread over the workers by the
+    kernel) carries the new key set."""
+    config = write_config(tmp_path, FAST, "workers = 2\n" + FAST_SIGNED)
+    server = serve("--config", str(config))
+    [old] = load_keys(tmp_path / "state", ORIGIN)
+
+    def udp_signers(name: str, qtype: str) -> set[int]:
+        query = dns.message.make_query(name, qtype, want_dnssec=True, use_edns=0, payload=1232)
+        reply = dns.query.udp(query, "127.0.0.1", port=server.dns_port, timeout=3)
+        return {sig.key_tag for rrset in reply.answer if rrset.rdtype == dns.rdatatype.RRSIG for sig in rrset}
+
+    assert _step(config, "start").returncode == 0
+    [_, new] = load_keys(tmp_path / "state", ORIGIN)
+    assert all(udp_signers("example.test.", "DNSKEY") == {old.tag, new.tag} for _ in range(30))
+    time.sleep(1.1)
+    assert _step(config, "switch").returncode == 0
+    assert all(udp_signers("www.example.test.", "A") == {new.tag} for _ in range(30))
