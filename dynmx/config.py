@@ -762,10 +762,10 @@ class Config:
             if registrar.name in [r.name for r in self.registrar[:index]]:
                 found.append(f"registrar[{index}].name: {registrar.name} is a registrar twice")
             signed = {z.name.lower() for z in self.zone if z.dnssec}
-            for position, zone in enumerate(registrar.ds_zones):
-                if zone.lower() not in signed:
+            for position, child in enumerate(registrar.ds_zones):
+                if child.lower() not in signed:
                     found.append(
-                        f"registrar[{index}].ds_zones[{position}]: {zone} is not a zone dynmx signs"
+                        f"registrar[{index}].ds_zones[{position}]: {child} is not a zone dynmx signs"
                         " (no [[zone]] block with dnssec = true): its DS is not dynmx's to give"
                     )
         prefixes = [c.prefix for c in self.client]
