@@ -121,7 +121,8 @@ def earliest(step: str, keys: tuple[ZoneKey, ...], timing: Timing) -> Wait:
             raise RolloverRefused(f"a rollover is under way ({now_phase}): finish it first")
         return Wait()
     if now_phase == IDLE or other is None:
-        raise RolloverRefused("no rollover is under way: start one (`rollover ZONE start`)")
+        zone = active.origin.to_text(omit_final_dot=True)
+        raise RolloverRefused(f"no rollover is under way: start one (`dynmx dnssec rollover {zone} start`)")
     if step == DS_SEEN_STEP:
         new = other if now_phase == PREPUBLISHED else active
         if new.at(DS_SEEN) is not None:
@@ -137,9 +138,10 @@ def earliest(step: str, keys: tuple[ZoneKey, ...], timing: Timing) -> Wait:
             raise RolloverRefused("the new key does not sign the zone yet: the next step is switch")
         seen = active.at(DS_SEEN)
         if seen is None:
+            zone = active.origin.to_text(omit_final_dot=True)
             raise RolloverRefused(
                 f"the parent is not known to serve the DS of the new key {active.tag}: once it does"
-                " (dig DS ZONE at a parent server), run `rollover ZONE ds-seen`"
+                f" (dig DS {zone} at a server of the parent), run `dynmx dnssec rollover {zone} ds-seen`"
             )
         retire = _wait(
             other.at(RETIRED),
