@@ -318,6 +318,17 @@ class Metrics:
             ["adapter", "outcome"],
             registry=self.registry,
         )
+        self.ds_pushes = Counter(
+            "dynmx_dnssec_ds_pushes",
+            "DS sets sent to parents through the registrar adapters, by outcome",
+            ["adapter", "outcome"],
+            registry=self.registry,
+        )
+
+    def observe_ds_pushes(self, pushes: Iterable[tuple[str, str]]) -> None:
+        """DS sets sent to parents: (adapter, outcome) of each push that was sent."""
+        for adapter, outcome in pushes:
+            self.ds_pushes.labels(adapter, outcome).inc()
 
     def observe_selfcheck(self, samples: SelfCheckSamples) -> None:
         self.selfcheck_rounds.inc()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -255,7 +256,7 @@ def _signing_child(
     root = tmp_path / "child"
     config = _child_config(
         tmp_path,
-        "[selfcheck]\nmin_interval = 0\n" + _rfc2136(parent.dns_port),
+        '[http]\nlisten = "127.0.0.1:0"\n[selfcheck]\nmin_interval = 0\n' + _rfc2136(parent.dns_port),
     )
     (root / "zones" / "example.test.zone").write_text(CHILD_ZONE)
     config.write_text(config.read_text().replace("[server]\n", '[server]\nlisten = ["127.0.0.1:0"]\n'))
@@ -271,6 +272,9 @@ def test_a_signing_server_pushes_its_first_ds_by_itself(
     child.wait_for_log("event=registrar-push", timeout=15)
     [key] = load_keys(tmp_path / "child" / "state", CHILD)
     wait_until(lambda: _ds_at(parent) == [dns.dnssec.make_ds(CHILD, key.dnskey, "SHA256").to_text()], 10)
+    with urllib.request.urlopen(f"http://127.0.0.1:{child.http_port}/metrics", timeout=5) as response:
+        metrics = response.read().decode()
+    assert 'dynmx_dnssec_ds_pushes_total{adapter="parent",outcome="success"} 1.0' in metrics
 
 
 def test_a_rollover_start_pushes_both_keys_ds_double_ds(

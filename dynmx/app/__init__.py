@@ -447,7 +447,12 @@ class App:
         if self.bound:  # at start-up, rounds begin once the listeners are there to see the probes
             self.selfcheck.start()
         state_dir = self.config.path(self.config.server.state_dir)
-        self.dspush = DsPushService(self.config, key_secrets(self.config), state_dir / "dspush.sqlite")
+        self.dspush = DsPushService(
+            self.config,
+            key_secrets(self.config),
+            state_dir / "dspush.sqlite",
+            observe=self.metrics.observe_ds_pushes,
+        )
         if self.bound:  # at start-up, once the zones are signed and served (the first key is made)
             self.dspush.start()
 

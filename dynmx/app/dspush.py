@@ -41,10 +41,12 @@ class DsPushService:
         state_path: Path,
         interval: float = INTERVAL,
         clock: Callable[[], float] = time.time,
+        observe: Callable[[list[tuple[str, str]]], None] = lambda pushes: None,
     ) -> None:
         self.state_dir = config.path(config.server.state_dir)
         self.interval = interval
         self.clock = clock
+        self.observe = observe  # (adapter, outcome) of each push sent, for the metrics
         self.scheduler = RegistrarScheduler(config.selfcheck.min_interval, config.selfcheck.max_interval)
         self.targets: dict[dns.name.Name, list[Adapter]] = {}
         for registrar in config.registrar:
@@ -113,6 +115,7 @@ class DsPushService:
             reports += await push_all(
                 wrapped, self.store, origin.to_text(), DS_FAMILY, ds_text(ds), None, now, self.scheduler
             )
+        self.observe([(r.adapter, r.result.outcome.value) for r in reports if r.result is not None])
         return reports
 
     def status(self) -> list[dict[str, object]]:
