@@ -292,3 +292,25 @@ def test_a_rollover_start_pushes_both_keys_ds_double_ds(
     assert len(expected) == 2
     wait_until(lambda: _ds_at(parent) == expected, 15)
     assert child.process.poll() is None
+
+
+def test_webhook_ds_push_refused_token_stops_and_is_not_shown(tmp_path: Path) -> None:
+    """401 from the relay: stop until the config changes, as for an address push."""
+    import asyncio
+
+    from dynmx.selfcheck.ds_push import push_ds
+    from dynmx.selfcheck.registrar import Outcome
+    from dynmx.selfcheck.webhook import WebhookAdapter, WebhookSettings
+
+    class Refusing(QuietHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            self.reply(401, f"bad token {TOKEN}".encode())
+
+    key = ensure_key(tmp_path / "state", CHILD, "ed25519")
+    ds = [dns.dnssec.make_ds(CHILD, key.dnskey, "SHA256")]
+    with http_server(Refusing) as port:
+        hook = WebhookAdapter(WebhookSettings("relay", f"http://127.0.0.1:{port}/ds", TOKEN, timeout=2.0))
+        result = asyncio.run(push_ds(hook, CHILD, ds))
+    assert result.outcome is Outcome.STOP
+    assert "HTTP 401" in result.message and TOKEN not in result.message
