@@ -1,0 +1,138 @@
+"""One compiled zone as bytes and back: its table entries and its byte-level index.
+
+Pure: no I/O. `marshal` (tuples of bytes, ints and bools only) is the fastest way Python
+has to read such data back; nothing else is stored, so a row cannot name code to run.
+A zone is storable only when its entries are plain bytes: no pool carrier (a selector
+is runtime state), no per-name tracking (zones of `TRACK_FROM` names or more keep indexes
+the store does not hold), not signed by dynmx (its signatures expire; a pre-signed zone's
+come from its file).
+"""
+
+from __future__ import annotations
+
+import marshal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from dynmx.answer.compiler import AnswerTable, CompiledZone
+from dynmx.errors import DynmxError
+from dynmx.wire.response import Entry, RRsetSpan
+
+CODEC_VERSION = 1
+_MARSHAL_VERSION = 4
+
+SpanTuple = tuple[int, int, int, bool]
+EntryTuple = tuple[int, bool, bytes, tuple[SpanTuple, ...], bool]
+
+
+class StoreCorrupt(DynmxError):
+    """A stored row does not decode to a compiled zone: rebuilt, never served."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredZone:
+    """What the store gives back for one zone: ready to lay into a table."""
+
+    origin: bytes
+    index: CompiledZone
+    keys: tuple[bytes, ...]
+    entries: tuple[Entry, ...]  # in the order of `keys`
+    uses: frozenset[bytes]
+    serial: int
+
+
+def storable(table: AnswerTable, origin: bytes) -> bool:
+    """Whether this compiled zone can be kept (see the module docstring)."""
+    index = table.zones.get(origin)
+    if index is None or not index.complete or origin in table.pending or origin in table.negatives:
+        return False
+    data = table.zoneset.by_key.get(origin)
+    if data is None or data.signer is not None:
+        return False
+    entries = table.entries
+    return all(k in entries and entries[k].selector is None for k in table.keys.get(origin, ()))
+
+
+def _entry_tuple(entry: Entry) -> EntryTuple:
+    spans = tuple((s.end, s.section, s.count, s.required) for s in entry.spans)
+    return (entry.rcode, entry.authoritative, entry.body, spans, entry.partial_tc)
+
+
+def encode_zone(table: AnswerTable, origin: bytes, serial: int) -> bytes:
+    """The bytes of one storable zone of `table` (check `storable` first)."""
+    index = table.zones[origin]
+    keys = tuple(table.keys.get(origin, ()))
+    nx_compressed = _entry_tuple(index.nx_compressed) if index.nx_compressed is not None else None
+    record = (
+        CODEC_VERSION,
+        origin,
+        serial,
+        tuple(index.names),
+        tuple(index.cuts),
+        tuple(index.wildcard_parents),
+        _entry_tuple(index.nxdomain),
+        nx_compressed,
+        index.nx_pointers,
+        index.signed,
+        keys,
+        tuple(_entry_tuple(table.entries[k]) for k in keys),
+        tuple(sorted(table.uses.get(origin, ()))),
+    )
+    return marshal.dumps(record, _MARSHAL_VERSION)
+
+
+class Decoder:
+    """Decodes rows, sharing span tuples between entries as the compiler does (zones made
+    from one template have equal spans: one tuple for all of them)."""
+
+    def __init__(self) -> None:
+        self._spans: dict[tuple[SpanTuple, ...], tuple[RRsetSpan, ...]] = {}
+        self._empty: frozenset[bytes] = frozenset()
+
+    def _entry(self, raw: EntryTuple) -> Entry:
+        rcode, authoritative, body, spans, partial_tc = raw
+        shared = self._spans.get(spans)
+        if shared is None:
+            shared = self._spans[spans] = tuple(RRsetSpan(*span) for span in spans)
+        return Entry(rcode, authoritative, body, shared, partial_tc=partial_tc)
+
+    def _set(self, items: Sequence[bytes]) -> frozenset[bytes]:
+        return frozenset(items) if items else self._empty
+
+    def decode(self, blob: bytes) -> StoredZone:
+        """The zone in `blob`; StoreCorrupt when it is not one this codec wrote."""
+        try:
+            record = marshal.loads(blob)
+            version, origin, serial, names, cuts, wildcards = record[:6]
+            nx, nx_c, pointers, signed, keys, raw, uses = record[6:]
+            if version != CODEC_VERSION or len(keys) != len(raw):
+                raise ValueError("codec version or shape")
+            index = CompiledZone(
+                origin=origin,
+                names=frozenset(names),
+                cuts=self._set(cuts),
+                wildcard_parents=self._set(wildcards),
+                nxdomain=self._entry(nx),
+                nx_compressed=self._entry(nx_c) if nx_c is not None else None,
+                nx_pointers=tuple(pointers),
+                signed=bool(signed),
+            )
+            entries = tuple(self._entry(item) for item in raw)
+            return StoredZone(origin, index, tuple(keys), entries, frozenset(uses), int(serial))
+        except (ValueError, TypeError, EOFError, IndexError) as error:
+            raise StoreCorrupt(f"answer store row does not decode: {error}") from error
+
+
+def lay_in(
+    zones: Mapping[bytes, StoredZone],
+    entries: dict[bytes, Entry],
+    compiled: dict[bytes, CompiledZone],
+    keys: dict[bytes, Sequence[bytes]],
+    uses: dict[bytes, frozenset[bytes]],
+) -> None:
+    """Put stored zones into the parts a table is made of (as `compile_table` fills them)."""
+    for origin, stored in zones.items():
+        entries.update(zip(stored.keys, stored.entries, strict=True))
+        compiled[origin] = stored.index
+        keys[origin] = stored.keys
+        uses[origin] = stored.uses
