@@ -201,7 +201,7 @@ def read_records(text: str, filename: str, origin: dns.name.Name, start: dns.nam
 
 
 def _split(line: str, depth: int, tokens: list[str]) -> tuple[str | None, int]:
-    """Add a line's tokens; return its comment (one that ends a record) and the parentheses open."""
+    """Add a line's tokens; return its comment and the parentheses still open after it."""
     for match in _TOKEN.finditer(line):
         kind = match.lastindex
         if kind is None:
@@ -220,7 +220,7 @@ def _split(line: str, depth: int, tokens: list[str]) -> tuple[str | None, int]:
             if depth < 0:
                 raise Unsupported("unbalanced parentheses")
         elif kind == _COMMENT:
-            return (None if depth else match[_COMMENT]), depth
+            return match[_COMMENT], depth  # inside parentheses dnspython drops it: so does the caller
         else:
             raise Unsupported("a quoted string that does not end on its line")
     return None, depth
