@@ -23,7 +23,8 @@ import dnslib
 import pytest
 
 from dynmx.answer.compiler import compile_table
-from dynmx.answer.engine import ChaosConfig, Engine
+from dynmx.answer.engine import Engine
+from dynmx.answer.hooks import ChaosConfig
 from dynmx.answer.lookup import lookup
 from dynmx.answer.render import render
 from dynmx.wire.query import parse_query

@@ -18,7 +18,8 @@ import dns.name
 
 from dynmx.answer.acl import ZoneGate
 from dynmx.answer.compiler import AnswerTable
-from dynmx.answer.engine import ChaosConfig, Engine
+from dynmx.answer.engine import Engine
+from dynmx.answer.hooks import ChaosConfig
 from dynmx.answer.rrl import RateLimiter, RrlSettings
 from dynmx.app.update import load_keyring
 from dynmx.config import Config, nsid_octets
