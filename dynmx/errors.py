@@ -21,6 +21,7 @@
     +-- WriteBlocked            a zone's file cannot be written now (control.owner)
     +-- JournalMismatch         the journal does not apply to the zone file (control.writer)
     +-- ZoneEditRefused         a zone cannot be added or removed as asked (control.zones)
+    +-- RolloverRefused         a key rollover step cannot run now or in this phase (zone.rollover)
 
 A class with a module in brackets is defined beside the code that raises it (its subclasses
 with it), rooted here all the same; the others are defined here.
