@@ -12,11 +12,15 @@ Four parts, each measured in one run with the things it compares interleaved:
   that turns by one each round; the ratios are taken within a round.
 * `startup`: a zone of `--names` names (load.py's shape: A on every name, MX on every 4th,
   AAAA on every 10th) served unsigned, signed with NSEC and with NSEC3: seconds from spawn
-  until a name's A comes back with its RRSIG (DO=1), the server's CPU seconds by then, and its
-  peak RSS (VmHWM). Interleaved per round; the first round also counts the RRSIGs in an AXFR.
+  until the last name's A comes back (with its RRSIG when signed, DO=1) and until the table
+  is compiled (`event=compiled`: a big zone may first be answered by the slow path), the
+  server's CPU seconds and its peak RSS (VmHWM) by then. Interleaved per round; the first
+  round also counts the RRSIGs in an AXFR.
 * `sigs`: signatures per second on one core, in-process through `dynmx.zone.signer` with a
   cold cache (distinct RRsets), for P-256 and Ed25519 in turn, next to the cryptography
-  library's own rate and `dns.dnssec.sign`'s, and the rate of cache hits.
+  library's own rate and `dns.dnssec.sign`'s, and the rate of cache hits; then a small zone
+  signed twice with a cache larger and one smaller than its signature count (what an edit's
+  re-sign takes from the cache).
 * `profile`: the signed and unsigned pool MX through `Engine.handle` in process (DO=1 bytes,
   no sockets), per-query time interleaved, and a cProfile of the signed loop. Runs when the
   signed/unsigned qps ratio is below 0.9, or when asked for.
@@ -46,10 +50,24 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
-from harness import HOST, OUT, ROOT, Dynmx, dnsperf_run, loadavg, source, stamp, top_functions, udp_exchange
+from harness import (
+    HOST,
+    OUT,
+    ROOT,
+    SRC,
+    Dynmx,
+    dnsperf_run,
+    loadavg,
+    source,
+    stamp,
+    top_functions,
+    udp_exchange,
+)
 
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(SRC))  # the in-process parts run the same tree as the servers (DYNMX_SRC)
 
 import dns.dnssec
 import dns.message
@@ -270,10 +288,14 @@ def start_once(zones: Path, work: Path, case: str, names: int, axfr: bool) -> di
                 raise RuntimeError(f"{case}: no answer for {probe}")
             time.sleep(0.05)
         answered = round(time.monotonic() - started, 2)
+        answered_cpu = round(tree_cpu_seconds(server.pid), 2)
+        compiled = server.wait_compiled(max(deadline - time.monotonic(), 1))
         result: dict[str, object] = {
             "case": case,
             "serving_s": serving,
             "answered_s": answered,
+            "answered_cpu_s": answered_cpu,
+            "compiled_s": compiled,
             "cpu_s": round(tree_cpu_seconds(server.pid), 2),
             "peak_rss_mib": round(vm_kib(server.pid, "VmHWM") / 1024, 1),
             "rss_mib": round(vm_kib(server.pid, "VmRSS") / 1024, 1),
@@ -303,11 +325,11 @@ def part_startup(args: argparse.Namespace, work: Path) -> dict[str, object]:
         rounds.append(measured)
     summary: dict[str, object] = {}
     for case in cases:
-        for key in ("answered_s", "cpu_s", "peak_rss_mib"):
+        for key in ("answered_s", "compiled_s", "cpu_s", "peak_rss_mib"):
             summary[f"{case} {key}"] = spread([float(r[case][key]) for r in rounds])  # type: ignore[arg-type]
     for case in ("nsec", "nsec3"):
-        summary[f"{case}/unsigned answered_s"] = spread(
-            [float(r[case]["answered_s"]) / float(r["unsigned"]["answered_s"]) for r in rounds]  # type: ignore[arg-type]
+        summary[f"{case}/unsigned compiled_s"] = spread(
+            [float(r[case]["compiled_s"]) / float(r["unsigned"]["compiled_s"]) for r in rounds]  # type: ignore[arg-type]
         )
         summary[f"{case}/unsigned peak_rss"] = spread(
             [float(r[case]["peak_rss_mib"]) / float(r["unsigned"]["peak_rss_mib"]) for r in rounds]  # type: ignore[arg-type]
@@ -402,9 +424,48 @@ def part_sigs(args: argparse.Namespace, work: Path) -> dict[str, object]:
         summary[f"{alg} dynmx cold / cryptography"] = spread(
             [r[f"{alg} SignatureCache.sign cold"] / r[f"{alg} cryptography sign"] for r in rounds]
         )
+    resign = resign_from_cache(work, keys["ecdsap256sha256"])
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
-    return {"core": DNSPERF_CORE, "seconds_each": args.sig_seconds, "rounds": rounds, "summary": summary}
+    return {
+        "core": DNSPERF_CORE,
+        "seconds_each": args.sig_seconds,
+        "rounds": rounds,
+        "summary": summary,
+        "resign_from_cache": resign,
+    }
+
+
+def resign_from_cache(work: Path, key: Any, names: int = 1000) -> list[dict[str, object]]:
+    """A zone signed twice through `signed_zone` with a cache larger and one smaller than its
+    signature count: what the second signing (an edit, the daily re-sign) takes from the
+    cache. The zone is load.py's shape, scaled down, under the key's origin."""
+    from dynmx.zone.loader import load_zone_file
+    from dynmx.zone.signer import SignatureCache, signed_zone
+
+    folder = work / "resign"
+    folder.mkdir(exist_ok=True)
+    path = write_big_zone(folder, names)
+    text = path.read_text().replace(BIG, key.origin.to_text())
+    path.write_text(text)
+    zone = load_zone_file(path, key.origin).zone
+    found = []
+    for size in (names * 10, names * 2):
+        cache = SignatureCache(size)
+        signed_zone(zone, key, cache=cache)
+        signatures = cache.misses
+        started = time.perf_counter()
+        signed_zone(zone, key, cache=cache)
+        found.append(
+            {
+                "cache_size": size,
+                "signatures": signatures,
+                "second_signing_from_cache": cache.hits,
+                "second_signing_made_again": cache.misses - signatures,
+                "second_signing_s": round(time.perf_counter() - started, 2),
+            }
+        )
+    return found
 
 
 # --- part 4: where a signed answer's time goes, in process --------------------------------
@@ -432,10 +493,10 @@ def part_profile(args: argparse.Namespace, work: Path) -> dict[str, object]:
     data = {do: query(f"{ZONE}.", "MX", do) for do in (True, False)}
     addr = (HOST, 40000)
     sizes = {
-        f"{name} DO={int(do)}": len(e.handle(data[do], addr) or b"")
+        f"{name} DO={int(do)}": len(e.handle(data[do], addr) or b"")  # type: ignore[arg-type]
         for name, e in engines.items()
         for do in data
-    }  # type: ignore[arg-type]
+    }
     best: dict[str, float] = {}
     for _ in range(5):
         for name, engine in engines.items():
@@ -451,6 +512,7 @@ def part_profile(args: argparse.Namespace, work: Path) -> dict[str, object]:
         for label in ("unsigned DO=1", "signed DO=1")
     }
     kernel = {label: round(loopback_ns(reply), 1) for label, reply in replies.items()}  # type: ignore[arg-type]
+    parts = steps(engines, addr)
     dump = OUT / f"signed-pool-profile-{stamp()}.pstats"
     profiler = cProfile.Profile()
     engine = engines["signed"]
@@ -463,9 +525,56 @@ def part_profile(args: argparse.Namespace, work: Path) -> dict[str, object]:
         "reply_bytes": sizes,
         "ns_per_query_best_of_5": best,
         "loopback_send_receive_ns_best_of_5": kernel,
+        "steps_ns_best_of_5": parts,
         "pstats": str(dump),
         "top": top_functions(dump, 20),
     }
+
+
+def steps(engines: dict[str, Any], addr: tuple[str, int], number: int = 200_000) -> dict[str, float]:
+    """The steps of `Engine._fast` that differ between the unsigned pool MX and the signed
+    one with DO=1, timed alone (ns): the table lookup (the DO=1 key is one more bytes
+    concatenation), the selector's pick (the DO=1 side reads its state through a property)
+    and the join of the reply (a bigger body)."""
+    import timeit
+
+    from dynmx.answer.compiler import DO_KEY
+
+    name = b"\x04pool\x04test\x00"
+    qtype = b"\x00\x0f"
+    wire = query(f"{ZONE}.", "MX", True)
+    cases = {
+        "unsigned DO=1": (engines["unsigned"].table.entries, b""),
+        "signed DO=1": (engines["signed"].table.entries, DO_KEY),
+    }
+    out: dict[str, float] = {}
+    for label, (entries, prefix) in cases.items():
+        entry = entries[prefix + name + qtype]
+        picked = entry.selector.pick(addr)
+        env = {
+            "entries": entries,
+            "prefix": prefix,
+            "name": name,
+            "data": wire,
+            "qend": 12 + len(name),
+            "selector": entry.selector,
+            "addr": addr,
+            "head": picked.head_opt[0],
+            "body": picked.body,
+            "question": wire[12 : 12 + len(name) + 4],
+            "opt": b"\x00" * 11,
+        }
+        key = "entries.get(name + data[qend : qend + 2]) or entries.get(name)"
+        if prefix:
+            key = "entries.get(prefix + name + data[qend : qend + 2]) or entries.get(prefix + name)"
+        for step, stmt in (
+            ("lookup", key),
+            ("pick", "selector.pick(addr)"),
+            ("join", 'b"".join((data[:2], head, question, body, opt))'),
+        ):
+            best = min(timeit.repeat(stmt, globals=env, number=number, repeat=5))
+            out[f"{label} {step}"] = round(best / number * 1e9, 1)
+    return out
 
 
 def loopback_ns(reply: bytes, batch: int = 32, batches: int = 3000) -> float:
@@ -538,6 +647,7 @@ def main() -> int:
     if "profile" in result:
         print(f"\nprofile: {result['profile']['ns_per_query_best_of_5']}")  # type: ignore[index]
         print(f"loopback send+receive ns: {result['profile']['loopback_send_receive_ns_best_of_5']}")  # type: ignore[index]
+        print(f"steps ns: {result['profile']['steps_ns_best_of_5']}")  # type: ignore[index]
         for row in result["profile"]["top"][:12]:  # type: ignore[index]
             print(
                 f"  {row['own_s']:.3f} s [{row['cum_s']:.3f}] {row['calls']:>8} "
