@@ -137,7 +137,7 @@ def test_saved_store_loads_every_unchanged_zone(tmp_path: Path) -> None:
     store = AnswerStore(tmp_path)
     assert store.save(header_of(loaded), rows_of(loaded, table)) == 5
     store.close()
-    found = AnswerStore(tmp_path).load(header_of(loaded), read_digest, now=later())
+    found = AnswerStore(tmp_path).load(header_of(loaded).shaping, read_digest, now=later())
     assert found.stale == {} and found.whole is None
     assert found.zones.keys() == loaded.keys()
     assert_same_as_compile(found.zones, loaded, table)
@@ -150,7 +150,7 @@ def test_a_changed_zone_file_is_stale(tmp_path: Path) -> None:
     store.save(header_of(loaded), rows_of(loaded, table))
     paths[1].write_text(zone_text("z1.test", serial=2))
     age(paths[1])
-    found = store.load(header_of(loaded), read_digest, now=later())
+    found = store.load(header_of(loaded).shaping, read_digest, now=later())
     assert found.stale == {paths[1]: "changed"}
     assert found.zones.keys() == {paths[0], paths[2]}
 
@@ -168,7 +168,7 @@ def test_a_touched_but_unchanged_file_is_still_current(tmp_path: Path) -> None:
         hashed.append(path)
         return read_digest(path)
 
-    found = store.load(header_of(loaded), digest, now=later())
+    found = store.load(header_of(loaded).shaping, digest, now=later())
     assert found.zones.keys() == set(paths)
     assert hashed == [paths[0]]
 
@@ -177,7 +177,7 @@ def test_a_changed_config_makes_the_whole_store_stale(tmp_path: Path) -> None:
     loaded, table = compiled(write_zones(tmp_path / "zones", 2))
     store = AnswerStore(tmp_path)
     store.save(header_of(loaded, "config A"), rows_of(loaded, table))
-    found = store.load(header_of(loaded, "config B"), read_digest, now=later())
+    found = store.load(header_of(loaded, "config B").shaping, read_digest, now=later())
     assert found.zones == {} and found.whole == "header"
 
 
@@ -188,7 +188,8 @@ def test_a_zone_added_makes_the_whole_store_stale(tmp_path: Path) -> None:
     store = AnswerStore(tmp_path)
     store.save(header_of(loaded), rows_of(loaded, table))
     everything, _ = compiled(paths)
-    assert store.load(header_of(everything), read_digest, now=later()).zones == {}
+    found = store.load(header_of(everything).shaping, read_digest, now=later())
+    assert found.origins == header_of(loaded).origins != header_of(everything).origins
 
 
 def test_a_zone_the_journal_holds_at_another_serial_is_stale(tmp_path: Path) -> None:
@@ -197,9 +198,9 @@ def test_a_zone_the_journal_holds_at_another_serial_is_stale(tmp_path: Path) -> 
     store = AnswerStore(tmp_path)
     store.save(header_of(loaded), rows_of(loaded, table))
     first = next(iter(loaded.values()))
-    found = store.load(header_of(loaded), read_digest, {key_of(first): 2}, now=later())
+    found = store.load(header_of(loaded).shaping, read_digest, {key_of(first): 2}, now=later())
     assert found.stale == {first.path: "journal"}
-    assert store.load(header_of(loaded), read_digest, {key_of(first): 1}, now=later()).stale == {}
+    assert store.load(header_of(loaded).shaping, read_digest, {key_of(first): 1}, now=later()).stale == {}
 
 
 def test_a_flipped_byte_in_a_row_is_detected(tmp_path: Path) -> None:
@@ -212,7 +213,7 @@ def test_a_flipped_byte_in_a_row_is_detected(tmp_path: Path) -> None:
         broken = bytearray(body)
         broken[len(broken) // 2] ^= 0x01
         db.execute("UPDATE zone SET body = ? WHERE path = ?", (bytes(broken), path))
-    found = AnswerStore(tmp_path).load(header_of(loaded), read_digest, now=later())
+    found = AnswerStore(tmp_path).load(header_of(loaded).shaping, read_digest, now=later())
     assert found.stale == {Path(path): "checksum"}
     assert len(found.zones) == 1
 
@@ -228,10 +229,10 @@ def test_a_truncated_store_file_is_detected_and_rebuilt(tmp_path: Path) -> None:
     with file.open("r+b") as handle:
         handle.truncate(size // 3)
     again = AnswerStore(tmp_path)
-    found = again.load(header_of(loaded), read_digest, now=later())
+    found = again.load(header_of(loaded).shaping, read_digest, now=later())
     assert found.zones == {}
     assert again.save(header_of(loaded), rows_of(loaded, table)) == 20  # rebuilt
-    assert again.load(header_of(loaded), read_digest, now=later()).zones.keys() == loaded.keys()
+    assert again.load(header_of(loaded).shaping, read_digest, now=later()).zones.keys() == loaded.keys()
 
 
 def test_garbage_in_place_of_a_row_is_not_served() -> None:
@@ -295,6 +296,6 @@ def test_kill_9_while_the_store_is_written_serves_only_current_zones(tmp_path: P
     finally:
         child.kill()  # SIGKILL: no cleanup, mid-transaction or between
         child.wait(timeout=10)
-    found = AnswerStore(state).load(header, read_digest, now=later())
+    found = AnswerStore(state).load(header.shaping, read_digest, now=later())
     assert found.stale == {}
     assert_same_as_compile(found.zones, loaded, table)

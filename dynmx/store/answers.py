@@ -20,7 +20,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dynmx import __version__
@@ -50,7 +50,9 @@ CREATE TABLE IF NOT EXISTS zone (
 
 @dataclass(frozen=True, slots=True)
 class Header:
-    """What shapes every row: a change of any part makes the whole store stale."""
+    """What shapes every row: a change of either makes the whole store stale. The origins are
+    known only once the zone files are scanned: `load` checks the shaping and gives the
+    stored origins back for the caller to compare (`Loaded.origins`)."""
 
     shaping: bytes  # fingerprint of the config's answer-shaping parts (`fingerprint`)
     origins: bytes  # fingerprint of the served origins (`origins_digest`)
@@ -78,6 +80,8 @@ class Loaded:
     zones: dict[Path, StoredZone]
     stale: dict[Path, str]
     whole: str | None = None  # why no row at all was used, when none was
+    origins: bytes = b""  # the origins the rows were compiled among (`origins_digest`)
+    digests: dict[Path, bytes] = field(default_factory=dict)  # of each current row's file
 
 
 def fingerprint(*parts: object) -> bytes:
@@ -127,21 +131,24 @@ class AnswerStore:
 
     def load(
         self,
-        header: Header,
+        shaping: bytes,
         read_digest: Callable[[Path], bytes | None],
         journal_serials: Mapping[bytes, int] | None = None,
         now: float | None = None,
     ) -> Loaded:
-        """Every current row, decoded. `read_digest` gives a file's digest (None: unreadable),
+        """Every current row, decoded, when the store was written under this format and
+        `shaping`. `read_digest` gives a file's digest (None: unreadable),
         called only for a file whose stamp moved. A zone the journal holds at another serial
         (its file behind the journal) is stale. A store that cannot be read at all, or whose
-        header differs, yields nothing; it is rebuilt by the next `save`."""
+        format or shaping differs, yields nothing; it is rebuilt by the next `save`."""
         now = time.time() if now is None else now
         try:
             db = self._connect()
             stored = dict(db.execute("SELECT key, value FROM header").fetchall())
-            if stored != header.rows():
-                return Loaded({}, {}, "empty" if not stored else "header")
+            if stored.keys() != {"format", "shaping", "origins"}:
+                return Loaded({}, {}, "empty")
+            if stored["format"] != FORMAT.encode() or stored["shaping"] != shaping:
+                return Loaded({}, {}, "header")
             rows = db.execute(
                 "SELECT path, origin, stamp, digest, serial, checksum, body FROM zone"
             ).fetchall()
@@ -169,7 +176,8 @@ class AnswerStore:
                         continue
                     why = "mismatch"
             stale[path] = why
-        return Loaded(zones, stale)
+        digests = {Path(row[0]): bytes(row[3]) for row in rows if Path(row[0]) in zones}
+        return Loaded(zones, stale, origins=bytes(stored["origins"]), digests=digests)
 
     @staticmethod
     def _why_stale(

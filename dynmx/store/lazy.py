@@ -1,0 +1,121 @@
+"""Zones served from the answer store, read from their files only when first needed.
+
+A warm start answers from stored bytes; the dnspython zone behind them is needed only by
+what works on zone data: an edit (UPDATE, CLI, dyndns2), a transfer out, the slow path
+(wildcards, below a cut, DO=1 of a pre-signed zone), a zone whose answers use this one
+being compiled again. `LazyZone` is a `dns.zone.Zone` whose nodes are parsed from its file
+on first access, and refused when the file no longer has the bytes the stored answers
+were made from (a reload must judge such a file first); `LazyZoneData` is a `ZoneData`
+that knows its origin and key at once and indexes that zone on first use of anything else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from pathlib import Path
+from typing import Any
+
+import dns.name
+import dns.node
+import dns.rdataclass
+import dns.zone
+
+from dynmx.answer.zoneset import ZoneData, name_key
+from dynmx.errors import Problem, ZoneLoadError
+from dynmx.zone.loader import LoadedZone, load_zone_file
+
+_NODES = dns.zone.Zone.__dict__["nodes"]  # the slot under the `nodes` property below
+_PARSE = threading.Lock()  # one zone parsed once, whichever thread asks first
+
+
+class LazyZone(dns.zone.Zone):
+    """A zone whose nodes come from `path` on first access (bytes checked against `digest`)."""
+
+    __slots__ = ("_digest", "_parsed", "_path")
+
+    def __init__(self, origin: dns.name.Name, path: Path, digest: bytes) -> None:
+        super().__init__(origin, dns.rdataclass.IN, relativize=False)
+        self._path = path
+        self._digest = digest
+        self._parsed = False
+
+    @property
+    def parsed(self) -> bool:
+        return self._parsed
+
+    def _get_nodes(self) -> dict[dns.name.Name, dns.node.Node]:
+        if not self._parsed:
+            with _PARSE:
+                if not self._parsed:
+                    _NODES.__set__(self, self._read())
+                    self._parsed = True
+        nodes: dict[dns.name.Name, dns.node.Node] = _NODES.__get__(self)
+        return nodes
+
+    def _set_nodes(self, nodes: dict[dns.name.Name, dns.node.Node]) -> None:
+        _NODES.__set__(self, nodes)
+        self._parsed = getattr(self, "_path", None) is not None  # set by __init__ before _path: not yet
+
+    nodes = property(_get_nodes, _set_nodes)
+
+    def _read(self) -> dict[dns.name.Name, dns.node.Node]:
+        loaded = load_zone_file(self._path, self.origin)
+        if loaded.digest != self._digest:
+            reason = "changed since its stored answers were made: reload (SIGHUP) to judge it first"
+            raise ZoneLoadError([Problem(str(self._path), 0, reason)])
+        return dict(loaded.zone.nodes)
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        """Sent to a worker as a plain zone (its nodes read here, once)."""
+        return (_plain_zone, (self.origin, self.rdclass, dict(self.nodes)))
+
+
+def _plain_zone(
+    origin: dns.name.Name, rdclass: dns.rdataclass.RdataClass, nodes: dict[dns.name.Name, dns.node.Node]
+) -> dns.zone.Zone:
+    zone = dns.zone.Zone(origin, rdclass, relativize=False)
+    zone.nodes = nodes
+    return zone
+
+
+def lazy_loaded(
+    origin: dns.name.Name, path: Path, digest: bytes, stamp: tuple[int, int, int, int] | None
+) -> LoadedZone:
+    """The `LoadedZone` of a file whose answers come from the store."""
+    return LoadedZone(origin, LazyZone(origin, path, digest), path, digest, stamp)
+
+
+_FIELDS = tuple(
+    name for cls in ZoneData.__mro__ for name in getattr(cls, "__slots__", ()) if name != "__weakref__"
+)
+
+
+class LazyZoneData(ZoneData):
+    """`ZoneData` of a `LazyZone`: origin, key and zone set at once, the rest indexed on first use.
+
+    Slots not set raise AttributeError, which sends Python to `__getattr__`: the index is
+    built then, into this very object, so identity checks (`find_key(key) is zone`) hold."""
+
+    __slots__ = ()
+
+    def __init__(self, origin: dns.name.Name, zone: LazyZone) -> None:  # no __post_init__: nothing read
+        object.__setattr__(self, "origin", origin)
+        object.__setattr__(self, "zone", zone)
+        object.__setattr__(self, "key", name_key(origin))
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in _FIELDS or name in ("origin", "zone", "key"):
+            raise AttributeError(name)
+        with _PARSE_INDEX:
+            try:
+                object.__getattribute__(self, "soa")
+            except AttributeError:
+                full = ZoneData(self.origin, self.zone)
+                for field in _FIELDS:
+                    with contextlib.suppress(AttributeError):  # a slot the full index left unset
+                        object.__setattr__(self, field, object.__getattribute__(full, field))
+        return object.__getattribute__(self, name)
+
+
+_PARSE_INDEX = threading.RLock()
