@@ -9,19 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dynmx.control.dyndns2 import (
-    AAAA,
-    A,
-    DynHost,
-    DynResult,
-    DynState,
-    Login,
-    Logins,
-    Swap,
-    handle,
-    source_key,
-    to_changes,
-)
+from dynmx.control.dyndns2 import DynState, handle, to_changes
+from dynmx.control.dyndns2_logins import Login, Logins, source_key
+from dynmx.control.dyndns2_parse import AAAA, A, DynHost, DynResult, Swap
 from dynmx.control.ratelog import LogLimiter, RefusalLog
 from dynmx.control.update import Op
 
