@@ -55,6 +55,7 @@ def config_for(workdir: Path) -> Path:
 
 
 def run_cold(workdir: Path) -> dict[str, float]:
+    from dynmx.answer.zoneset import name_key
     from dynmx.app.zonescan import scan_zones, zone_data
     from dynmx.config import load_config
     from dynmx.policy.served import build_table, plan_all
@@ -76,7 +77,7 @@ def run_cold(workdir: Path) -> dict[str, float]:
     out["rss_mib"] = rss_mib()
     mark = time.perf_counter()
     rows, keep = rows_to_save(zones, table, {})
-    header = Header(fingerprint(config), origins_digest(z.origin.to_wire() for z in zones.values()))
+    header = Header(fingerprint(config), origins_digest(name_key(z.origin) for z in zones.values()))
     (workdir / "state").mkdir(exist_ok=True)
     store = AnswerStore(workdir / "state")
     out["rows"] = store.save(header, rows, keep)
@@ -102,6 +103,7 @@ def run_cold(workdir: Path) -> dict[str, float]:
 
 
 def run_warm(workdir: Path) -> dict[str, float]:
+    from dynmx.answer.zoneset import name_key
     from dynmx.app.zonescan import scan_zones
     from dynmx.config import load_config
     from dynmx.policy.served import plan_all
@@ -120,7 +122,7 @@ def run_warm(workdir: Path) -> dict[str, float]:
     warm = warm_zones(found.zones, found.digests)
     zones, _ = scan_zones(workdir / "zones", warm, os.cpu_count() or 1)
     out["scan_s"] = time.perf_counter() - mark
-    origins_ok = found.origins == origins_digest(z.origin.to_wire() for z in zones.values())
+    origins_ok = found.origins == origins_digest(name_key(z.origin) for z in zones.values())
     mark = time.perf_counter()
     table = warm_table(
         config, zones, found.zones if origins_ok else {}, lambda p: plan_all(p, {}), None, None
