@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from dynmx.control.journal import Journal
 from dynmx.control.update import Change, Op
-from dynmx.control.writer import ZoneWriter, apply_changes, next_serial, serial_of
+from dynmx.control.versions import next_serial
+from dynmx.control.writer import ZoneWriter, apply_changes, serial_of
 from dynmx.errors import ZoneLoadError
 from dynmx.zone.loader import LoadedZone, load_zone_file
 

@@ -22,18 +22,12 @@ import dns.name
 import dns.zone
 
 from dynmx.config import Config
+from dynmx.control.diffs import JournalMismatch, diff_zones, journal_entry
 from dynmx.control.journal import Journal
 from dynmx.control.lock import StateLock
 from dynmx.control.update import Change, serial_newer
-from dynmx.control.writer import (
-    JournalMismatch,
-    ZoneWriter,
-    diff_zones,
-    journal_entry,
-    next_serial,
-    serial_of,
-    with_serial,
-)
+from dynmx.control.versions import next_serial, with_serial
+from dynmx.control.writer import ZoneWriter, serial_of
 from dynmx.errors import DynmxError, Problem, StaleBase
 from dynmx.policy.checks import check_edit
 from dynmx.zone.loader import LoadedZone
