@@ -68,7 +68,7 @@ def warm_with_rows(
     tmp_path: Path, config: Config, store: AnswerStore
 ) -> tuple[dict[Path, LoadedZone], AnswerTable, dict[Path, StoredZone]]:
     found = store.load(fingerprint(config), read_digest, now=time.time() + 10)
-    zones, _ = scan_zones(tmp_path / "zones", warm_zones(found.zones, found.digests), 1)
+    zones, _ = scan_zones(tmp_path / "zones", warm_zones(found.zones, found.digests, found.stamps), 1)
     table = warm_table(config, zones, found.zones, lambda pool: plan_all(pool, {}), None, None)
     return zones, table, found.zones
 
@@ -125,7 +125,7 @@ def test_a_lazy_zone_is_read_on_first_use(tmp_path: Path) -> None:
     setup(tmp_path, {"a.test": zone_text("a.test")})
     path = tmp_path / "zones" / "a.test.zone"
     full = load_zone_file(path)
-    lazy = lazy_loaded(full.origin, path, full.digest, None)
+    lazy = lazy_loaded(full.origin, path, full.digest, None, 1)
     assert isinstance(lazy.zone, LazyZone) and not lazy.zone.parsed
     assert lazy.zone.nodes == full.zone.nodes
     assert lazy.zone.parsed
@@ -136,7 +136,7 @@ def test_a_lazy_zone_whose_file_changed_is_refused_not_read(tmp_path: Path) -> N
     setup(tmp_path, {"a.test": zone_text("a.test")})
     path = tmp_path / "zones" / "a.test.zone"
     full = load_zone_file(path)
-    lazy = lazy_loaded(full.origin, path, full.digest, None)
+    lazy = lazy_loaded(full.origin, path, full.digest, None, 1)
     path.write_text(zone_text("a.test", address="198.51.100.7"))
     with pytest.raises(ZoneLoadError, match="changed since its stored answers were made"):
         _ = lazy.zone.nodes
@@ -147,7 +147,7 @@ def test_a_lazy_zone_pickles_as_a_plain_zone(tmp_path: Path) -> None:
     setup(tmp_path, {"a.test": zone_text("a.test")})
     path = tmp_path / "zones" / "a.test.zone"
     full = load_zone_file(path)
-    copy = pickle.loads(pickle.dumps(lazy_loaded(full.origin, path, full.digest, None).zone))
+    copy = pickle.loads(pickle.dumps(lazy_loaded(full.origin, path, full.digest, None, 1).zone))
     assert type(copy) is not LazyZone
     assert copy.nodes == full.zone.nodes and copy.origin == full.origin
 

@@ -82,6 +82,7 @@ class Loaded:
     whole: str | None = None  # why no row at all was used, when none was
     origins: bytes = b""  # the origins the rows were compiled among (`origins_digest`)
     digests: dict[Path, bytes] = field(default_factory=dict)  # of each current row's file
+    stamps: dict[Path, Stamp | None] = field(default_factory=dict)  # of each current row's file, as stored
 
 
 def fingerprint(*parts: object) -> bytes:
@@ -160,11 +161,13 @@ class AnswerStore:
         zones: dict[Path, StoredZone] = {}
         stale: dict[Path, str] = {}
         journal = journal_serials or {}
+        digests: dict[Path, bytes] = {}
+        stamps: dict[Path, Stamp | None] = {}
         for name, origin, stamp_raw, digest, serial, checksum, body in rows:
-            path = Path(name)
             why = self._why_stale(
-                path, origin, stamp_raw, digest, serial, checksum, body, read_digest, journal, now
+                name, origin, stamp_raw, digest, serial, checksum, body, read_digest, journal, now
             )
+            path = Path(name)
             if why is None:
                 try:
                     found = decoder.decode(body)
@@ -173,15 +176,16 @@ class AnswerStore:
                 else:
                     if found.origin == origin and found.serial == serial:
                         zones[path] = found
+                        digests[path] = digest
+                        stamps[path] = marshal.loads(stamp_raw) if stamp_raw else None
                         continue
                     why = "mismatch"
             stale[path] = why
-        digests = {Path(row[0]): bytes(row[3]) for row in rows if Path(row[0]) in zones}
-        return Loaded(zones, stale, origins=bytes(stored["origins"]), digests=digests)
+        return Loaded(zones, stale, origins=bytes(stored["origins"]), digests=digests, stamps=stamps)
 
     @staticmethod
     def _why_stale(
-        path: Path,
+        path: str,
         origin: bytes,
         stamp_raw: bytes,
         digest: bytes,
@@ -192,7 +196,7 @@ class AnswerStore:
         journal: Mapping[bytes, int],
         now: float,
     ) -> str | None:
-        if _checksum(str(path), origin, stamp_raw, digest, serial, body) != checksum:
+        if _checksum(path, origin, stamp_raw, digest, serial, body) != checksum:
             return "checksum"
         if origin in journal and journal[origin] != serial:
             return "journal"
@@ -203,7 +207,7 @@ class AnswerStore:
         stamp = stamp_of(info, now)
         if stamp is not None and stamp_raw and marshal.loads(stamp_raw) == stamp:
             return None
-        return None if read_digest(path) == digest else "changed"
+        return None if read_digest(Path(path)) == digest else "changed"
 
     def save(self, header: Header, rows: Iterable[ZoneRow], keep: Iterable[Path] = ()) -> int:
         """Make the store hold exactly `rows` (plus the rows of `keep`, already current),

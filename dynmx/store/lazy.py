@@ -32,13 +32,14 @@ _PARSE = threading.Lock()  # one zone parsed once, whichever thread asks first
 class LazyZone(dns.zone.Zone):
     """A zone whose nodes come from `path` on first access (bytes checked against `digest`)."""
 
-    __slots__ = ("_digest", "_parsed", "_path")
+    __slots__ = ("_digest", "_parsed", "_path", "stored_serial")
 
-    def __init__(self, origin: dns.name.Name, path: Path, digest: bytes) -> None:
+    def __init__(self, origin: dns.name.Name, path: Path, digest: bytes, serial: int) -> None:
         super().__init__(origin, dns.rdataclass.IN, relativize=False)
         self._path = path
         self._digest = digest
         self._parsed = False
+        self.stored_serial = serial  # the SOA serial of those bytes: known without reading them
 
     @property
     def parsed(self) -> bool:
@@ -80,10 +81,17 @@ def _plain_zone(
 
 
 def lazy_loaded(
-    origin: dns.name.Name, path: Path, digest: bytes, stamp: tuple[int, int, int, int] | None
+    origin: dns.name.Name, path: Path, digest: bytes, stamp: tuple[int, int, int, int] | None, serial: int
 ) -> LoadedZone:
     """The `LoadedZone` of a file whose answers come from the store."""
-    return LoadedZone(origin, LazyZone(origin, path, digest), path, digest, stamp)
+    return LoadedZone(origin, LazyZone(origin, path, digest, serial), path, digest, stamp)
+
+
+def zone_serial(zone: dns.zone.Zone) -> int | None:
+    """The serial of a lazy zone not read yet (None for any other: read its SOA)."""
+    if isinstance(zone, LazyZone) and not zone.parsed:
+        return zone.stored_serial
+    return None
 
 
 _FIELDS = tuple(

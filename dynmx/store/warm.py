@@ -27,13 +27,17 @@ from dynmx.wire.response import Entry
 from dynmx.zone.loader import LoadedZone
 
 
-def warm_zones(stored: Mapping[Path, StoredZone], digests: Mapping[Path, bytes]) -> dict[Path, LoadedZone]:
-    """Each stored zone as a `LoadedZone` read from its file only when first needed. The
-    stamp is left out: the scan stats the file again and keeps it by its digest."""
+def warm_zones(
+    stored: Mapping[Path, StoredZone],
+    digests: Mapping[Path, bytes],
+    stamps: Mapping[Path, tuple[int, int, int, int] | None],
+) -> dict[Path, LoadedZone]:
+    """Each stored zone as a `LoadedZone` read from its file only when first needed; the
+    scan keeps it by its stamp (stat only) or, failing that, by its bytes' digest."""
     found = {}
     for path, zone in stored.items():
         origin = dns.name.from_wire(zone.origin, 0)[0]
-        found[path] = lazy_loaded(origin, path, digests[path], None)
+        found[path] = lazy_loaded(origin, path, digests[path], stamps.get(path), zone.serial)
     return found
 
 
