@@ -150,8 +150,8 @@ def wire(names: int, edits: int) -> dict[str, object]:
     started = time.monotonic()
     try:
         for line in process.stderr:
-            if "event=serving" in line and port == 0:
-                port = int(line.split("127.0.0.1:")[1].split()[0].strip(",]'\""))
+            if "event=listening" in line and "proto=http" not in line and port == 0:
+                port = int(line.rsplit("port=", 1)[1].split()[0])
             if "event=compiled" in line:
                 break
         compiled_s = time.monotonic() - started

@@ -28,7 +28,8 @@ queries with DO=1: the same answers with their RRSIGs and NSEC/NSEC3 proofs (RFC
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Set
+import itertools
+from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass, field, replace
 
 import dns.name
@@ -55,17 +56,32 @@ DO_KEY = b"\xfe"
 # A zone with this many names records, per name, what its answers use (`refs`, `Negatives`):
 # an edit then renders only the names it touches. Smaller zones are compiled again whole.
 TRACK_FROM = 1000
+# Keys repointed per C call by a new serial: one call over millions holds the GIL, and with
+# it the event loop, for tens of milliseconds; a slice, for a few.
+SLICE = 65_536
+
+
+@dataclass(slots=True)
+class Shared:
+    """One NODATA entry of a zone, the table keys that hold it, and a name it answers (to
+    render it again from)."""
+
+    entry: Entry
+    name: dns.name.Name
+    meta: tuple[Outcome, int, bool]  # outcome, rcode, authoritative
+    keys: dict[bytes, None]
 
 
 @dataclass(slots=True)
 class Negatives:
-    """The NODATA entries of one zone (its SOA alone in authority). Equal bodies are one
-    entry (a few dozen for a million names: the body varies only with the compression
-    against the question), so a new serial renders those few again and points each key
-    at its new entry. `keys` lists every table key holding one of them."""
+    """The NODATA entries of one zone (its SOA alone in authority), by body. Equal bodies
+    are one entry (a few dozen for a million names: the body varies only with the
+    compression against the question), so a new serial renders those few again and
+    points their keys at them (`dict.fromkeys`, in C). With `base` (an edit being
+    rendered), bodies found there are reused and the keys noted here, merged at the end."""
 
-    shared: dict[bytes, tuple[Entry, dns.name.Name, tuple[Outcome, int, bool]]] = field(default_factory=dict)
-    keys: dict[bytes, None] = field(default_factory=dict)
+    shared: dict[bytes, Shared] = field(default_factory=dict)
+    base: dict[bytes, Shared] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +176,7 @@ class AnswerTable:
     zoneset: ZoneSet
     selectors: dict[tuple[dns.name.Name, int], Selector] = field(default_factory=dict)
     forced: frozenset[bytes] = frozenset()  # names whose every type is NXDOMAIN or REFUSED
-    keys: dict[bytes, tuple[bytes, ...]] = field(default_factory=dict)  # zone origin -> its entry keys
+    keys: dict[bytes, Sequence[bytes]] = field(default_factory=dict)  # zone origin -> its entry keys
     uses: dict[bytes, frozenset[bytes]] = field(default_factory=dict)  # zone -> other zones it answers from
     pending: frozenset[bytes] = frozenset()  # zones indexed but not compiled yet (a staged table)
     # Of a pending zone compiled in part, the names still to compile; a pending zone that is
@@ -291,15 +307,18 @@ def _track(
     alone is shared through `negatives` and returned as the shared entry."""
     alone = not answer.answer and not answer.additional and len(answer.authority) == 1
     if alone and answer.authority[0][0] is zone.negative_soa and not answer.synthesized:
-        found = negatives.shared.get(entry.body)
+        body = entry.body
+        found = negatives.shared.get(body)
+        if found is None and negatives.base is not None and body in negatives.base:
+            kept = negatives.base[body]
+            found = negatives.shared[body] = Shared(kept.entry, kept.name, kept.meta, {})
         if found is None:
-            negatives.shared[entry.body] = (entry, name, (answer.outcome, answer.rcode, answer.authoritative))
-        elif _same(found[0], entry):
-            entry = found[0]
-        else:
+            meta = (answer.outcome, answer.rcode, answer.authoritative)
+            found = negatives.shared[body] = Shared(entry, name, meta, {})
+        elif not _same(found.entry, entry):
             return entry  # never: one body, one rcode
-        negatives.keys[entry_key] = None
-        return entry
+        found.keys[entry_key] = None
+        return found.entry
     apex_ns = zone.apex_ns  # in most answers; a change of it compiles the zone again
     for ref in [*answer.answer, *(ref for ref, _ in answer.authority)]:
         owner, rdataset = ref
@@ -372,7 +391,7 @@ def compile_table(zones: Iterable[ZoneData], policy: ServedPolicy | None = None)
     zoneset = ZoneSet.of(zones)
     entries: dict[bytes, Entry] = {}
     compiled: dict[bytes, CompiledZone] = {}
-    keys: dict[bytes, tuple[bytes, ...]] = {}
+    keys: dict[bytes, Sequence[bytes]] = {}
     uses: dict[bytes, frozenset[bytes]] = {}
     refs: dict[bytes, set[bytes]] = {}
     negatives: dict[bytes, Negatives] = {}
@@ -425,7 +444,7 @@ def fill_table(table: AnswerTable, origins: Iterable[bytes], max_names: int | No
         compile_names(table.zoneset, zone, now, entries, new_keys, new_uses, table.refs, tracking)
         for name in table.forced:
             _drop_name(entries, new_keys, name)
-        keys[origin] = keys.get(origin, ()) + tuple(new_keys)
+        keys[origin] = (*keys.get(origin, ()), *new_keys)
         uses[origin] = uses.get(origin, _NONE) | new_uses
         if budget is not None:
             budget -= len(now)
@@ -553,7 +572,7 @@ def recompile_names(
     shared NODATA entries are rendered once with its new SOA. The shared indexes (`refs`,
     each zone's NODATA keys) change only once every answer is rendered."""
     old_zoneset, refs = table.zoneset, table.refs
-    entries = dict(table.entries)
+    entries = dict(table.entries)  # one C call; fastest when no key was removed since (rare)
     compiled, keys, uses = dict(table.zones), dict(table.keys), dict(table.uses)
     negatives = dict(table.negatives)
     todo: dict[bytes, dns.name.Name | None] = {}
@@ -569,8 +588,8 @@ def recompile_names(
             entries.pop(key, None)
         result = compile_zone(zoneset, zoneset.by_key[origin], entries)
         compiled[origin], keys[origin], uses[origin] = result.zone, tuple(result.keys), frozenset(result.uses)
-    staging: dict[bytes, Negatives] = {}  # zone -> its NODATA bodies so far, and the keys new to them
-    gone: dict[bytes, list[bytes]] = {}  # zone -> NODATA keys dropped
+    staging: dict[bytes, Negatives] = {}  # zone -> the NODATA keys new to it, by body
+    gone: dict[bytes, list[tuple[bytes, Entry]]] = {}  # zone -> entries dropped
     fresh: dict[bytes, list[bytes]] = {}  # zone -> keys new to the table
     new_refs: dict[bytes, set[bytes]] = {}
     for key, name in todo.items():
@@ -581,34 +600,49 @@ def recompile_names(
             continue  # not compiled yet: the fill compiles it from this version
         if name is None:
             name = dns.name.from_wire(key, 0)[0]
-        dropped = _drop_rendered(entries, old_zoneset, name, key)
+        dropped = _rendered(entries, old_zoneset, name, key)
         kept = negatives.get(zone.key)
         staged = None
         if kept is not None:
-            gone.setdefault(zone.key, []).extend(k for k in dropped if k in kept.keys)
+            gone.setdefault(zone.key, []).extend(dropped)
             staged = staging.get(zone.key)
             if staged is None:
-                staged = staging[zone.key] = Negatives(dict(kept.shared))
+                staged = staging[zone.key] = Negatives(base=kept.shared)
         new_keys: list[bytes] = []
         new_uses: set[bytes] = set()
         compile_names(zoneset, zone, [name], entries, new_keys, new_uses, new_refs, staged)
+        # Written over in place, removed only when gone: a dict without removals is copied
+        # by the next edit several times faster.
+        for old_key, _ in dropped:
+            if old_key not in new_keys:
+                del entries[old_key]
         fresh.setdefault(zone.key, []).extend(k for k in new_keys if k not in table.entries)
         if not new_uses <= uses.get(zone.key, _NONE):
             uses[zone.key] = uses.get(zone.key, _NONE) | new_uses
     for origin, added in fresh.items():
-        if added:
-            keys[origin] = keys.get(origin, ()) + tuple(added)
+        held = keys.get(origin, ())
+        if isinstance(held, list):  # only grows: a key without an entry costs nothing
+            held.extend(added)
+        elif added:
+            keys[origin] = [*held, *added]
     for origin in plans:
         compiled[origin] = _reindexed(compiled[origin], zoneset.by_key[origin])
     # Every answer is rendered: only now are the shared indexes changed.
     for target, users in new_refs.items():
         refs.setdefault(target, set()).update(users)
     for origin, staged in staging.items():
-        kept_keys = negatives[origin].keys
-        for key in gone.get(origin, ()):
-            kept_keys.pop(key, None)
-        kept_keys.update(staged.keys)
-        negatives[origin] = Negatives(staged.shared, kept_keys)
+        shared = dict(negatives[origin].shared)
+        for key, entry in gone.get(origin, ()):
+            group = shared.get(entry.body)
+            if group is not None and group.entry is entry:
+                group.keys.pop(key, None)
+        for body, new in staged.shared.items():
+            group = shared.get(body)
+            if group is not None and group.entry is new.entry:
+                group.keys.update(new.keys)
+            else:
+                shared[body] = new
+        negatives[origin] = Negatives(shared)
     for origin in plans:
         negatives[origin] = _new_serial(entries, negatives[origin], zoneset.by_key[origin])
     return replace(
@@ -620,16 +654,19 @@ def recompile_names(
     )
 
 
-def _drop_rendered(entries: dict[bytes, Entry], old: ZoneSet, name: dns.name.Name, key: bytes) -> list[bytes]:
-    """Remove the entries `name` has (as compiled from `old`); returns their keys."""
+def _rendered(
+    entries: dict[bytes, Entry], old: ZoneSet, name: dns.name.Name, key: bytes
+) -> list[tuple[bytes, Entry]]:
+    """The entries `name` has (as compiled from `old`), with their keys."""
     qtypes = {int(DS)}
     zone = old.find_key(key)
     if zone is not None and key in zone.name_keys:
         qtypes.update(lookup(old, name, None).visited_types)
     dropped = []
     for candidate in (key, *(key + qtype.to_bytes(2, "big") for qtype in qtypes)):
-        if entries.pop(candidate, None) is not None:
-            dropped.append(candidate)
+        entry = entries.get(candidate)
+        if entry is not None:
+            dropped.append((candidate, entry))
     return dropped
 
 
@@ -648,34 +685,29 @@ def _reindexed(index: CompiledZone, zone: ZoneData) -> CompiledZone:
 
 
 def _new_serial(entries: dict[bytes, Entry], negatives: Negatives, zone: ZoneData) -> Negatives:
-    """Each shared NODATA body rendered again with `zone`'s SOA, and every key of one pointed
-    at its new entry (one pass in C over the keys)."""
-    remap: dict[int, Entry] = {}
-    shared: dict[bytes, tuple[Entry, dns.name.Name, tuple[Outcome, int, bool]]] = {}
-    for entry, name, (outcome, rcode, authoritative) in negatives.shared.values():
-        soa = [(zone.negative_soa, True)]
-        rendered = render(Answer(outcome, rcode=rcode, authoritative=authoritative, authority=soa), name)
+    """Each shared NODATA body rendered again with `zone`'s SOA, and its keys pointed at the
+    new entry. A key a pool's carrier holds is set too; the policy lays its carrier again."""
+    shared: dict[bytes, Shared] = {}
+    soa = [(zone.negative_soa, True)]
+    for group in negatives.shared.values():
+        outcome, rcode, aa = group.meta
+        rendered = render(Answer(outcome, rcode=rcode, authoritative=aa, authority=soa), group.name)
         kept = shared.get(rendered.body)
         if kept is None:
-            kept = shared[rendered.body] = (rendered, name, (outcome, rcode, authoritative))
-        remap[id(entry)] = kept[0]
-    keys = negatives.keys
-    try:
-        renamed = map(remap.__getitem__, map(id, map(entries.__getitem__, keys)))
-        entries.update(zip(keys, renamed, strict=True))
-    except KeyError:  # a key the policy took over (a pool's carrier): the others one by one
-        for key in keys:
-            held = entries.get(key)
-            if held is not None:
-                entries[key] = remap.get(id(held), held)
-    return Negatives(shared, keys)
+            kept = shared[rendered.body] = Shared(rendered, group.name, group.meta, group.keys)
+        else:
+            kept.keys.update(group.keys)  # an old body and one rendered by this edit: one now
+        keys = iter(group.keys)
+        for _ in range(0, len(group.keys), SLICE):
+            entries.update(zip(itertools.islice(keys, SLICE), itertools.repeat(kept.entry)))
+    return Negatives(shared)
 
 
 def _with_policy(
     zoneset: ZoneSet,
     entries: dict[bytes, Entry],
     compiled: dict[bytes, CompiledZone],
-    keys: dict[bytes, tuple[bytes, ...]],
+    keys: dict[bytes, Sequence[bytes]],
     uses: dict[bytes, frozenset[bytes]],
     policy: ServedPolicy,
 ) -> AnswerTable:
@@ -709,7 +741,7 @@ def _with_policy(
 def _force(
     zoneset: ZoneSet,
     entries: dict[bytes, Entry],
-    keys: dict[bytes, tuple[bytes, ...]],
+    keys: dict[bytes, Sequence[bytes]],
     name: dns.name.Name,
     rcode: int,
 ) -> None:

@@ -227,12 +227,13 @@ def _changed_nodes(
     nodes replaced and added (same key objects, in the same order); else None. Compares
     identities, not names (hashing a million dnspython names costs seconds), in C loops."""
     count = len(before)
-    if len(after) < count:
+    if len(after) < count or not isinstance(before, dict) or not isinstance(after, dict):
         return None
     if not all(map(operator.is_, before.keys(), after.keys())):  # stops at the end of `before`
         return None
     changed = list(itertools.compress(after.items(), map(operator.is_not, before.values(), after.values())))
-    changed.extend(itertools.islice(after.items(), count, None))
+    added = list(itertools.islice(reversed(after.items()), len(after) - count))  # new names come last
+    changed.extend(reversed(added))
     return changed
 
 
