@@ -32,6 +32,7 @@ recompiles the answer table, and this shows how long the server stops answering 
     .venv/bin/python benchmarks/scale.py [--cases 1,10k,100k,1m] [--seconds 10]
     .venv/bin/python benchmarks/scale.py --cases 100k --profile     # where load time goes
     .venv/bin/python benchmarks/scale.py --cases 10k --memory       # where the memory goes
+    .venv/bin/python benchmarks/scale.py --cases 10k --split        # CPU per zone, stage by stage
 
 `--profile` runs each load under cProfile and prints the functions with the most own
 time (file:line); load times under the profiler are longer and not comparable.
@@ -39,6 +40,9 @@ time (file:line); load times under the profiler are longer and not comparable.
 lookup indexes, the compiled table), under tracemalloc, and prints what each stage holds
 and the lines that allocated most (file:line); it uses dynmx's internal functions
 (`load_zone_file`, `ZoneData`, `compile_table`), so it may need updating when they move.
+`--split` loads the zones in this process too and prints the CPU time per zone of each
+stage (the least of 3 runs): zone text to records (`fastread`, and dnspython's reader on the
+same files for comparison), the checks, the dnspython zones, the indexes, the compile.
 Not a test; asserts nothing. Writes benchmarks/out/scale-<time>.json.
 """
 
@@ -388,6 +392,59 @@ def memory_profile(case: str, workdir: Path) -> dict[str, object]:
     return {"case": case, "memory": stages}
 
 
+def split_profile(case: str, workdir: Path, runs: int = 3) -> dict[str, object]:
+    """CPU seconds per zone of each loading stage, in this process: the least of `runs`."""
+    from harness import SRC
+
+    sys.path.insert(0, str(SRC))
+    from dynmx.answer.compiler import compile_table
+    from dynmx.answer.zoneset import ZoneData
+    from dynmx.zone import fastread, loader
+    from dynmx.zone.validate import validate
+
+    zone_dir = workdir / "zones"
+    zone_dir.mkdir()
+    if CASES[case]:
+        write_zones(zone_dir, CASES[case])
+    else:
+        write_big_zone(zone_dir, MILLION_NAMES)
+    paths = sorted(zone_dir.iterdir())
+    texts = [(path, loader._decode(path, loader.read_zone_bytes(path))) for path in paths]
+    starts = [(str(path), *loader._decide_origin(path, text), text) for path, text in texts]
+    fell_back = 0
+    for name, origin, start, text in starts:
+        try:
+            fastread.read_records(text, name, origin, start)
+        except fastread.Unsupported:
+            fell_back += 1
+    stages = {
+        "origin": lambda: [loader._decide_origin(path, text) for path, text in texts],
+        "dnspython reader": lambda: [loader.read_records_with_dnspython(t, n, o, s) for n, o, s, t in starts],
+        "records (loader)": lambda: [loader._read_records(t, n, o, s) for n, o, s, t in starts],
+    }
+    records = [(origin, loader._read_records(t, n, origin, s)) for n, origin, s, t in starts]
+    stages["validate"] = lambda: [validate(origin, found) for origin, found in records]
+    stages["build_zone"] = lambda: [loader.build_zone(origin, found) for origin, found in records]
+    zones = [loader.build_zone(origin, found) for origin, found in records]
+    pairs = [(origin, zone) for (origin, _), zone in zip(records, zones, strict=True)]
+    stages["ZoneData"] = lambda: [ZoneData(origin, zone) for origin, zone in pairs]
+    data = [ZoneData(origin, zone) for origin, zone in pairs]
+    stages["compile_table"] = lambda: compile_table(data)
+    best = dict.fromkeys(stages, float("inf"))
+    for _ in range(runs):
+        for stage, work in stages.items():  # alternating, so a busy moment hits every stage alike
+            began = time.process_time()
+            work()
+            best[stage] = min(best[stage], time.process_time() - began)
+    per_zone = {stage: round(seconds / len(paths) * 1e6, 1) for stage, seconds in best.items()}
+    print(
+        f"scale: {case}: {len(paths)} files, {fell_back} left to dnspython; CPU us a zone, least of {runs}:"
+    )
+    for stage, micros in per_zone.items():
+        print(f"    {stage:20} {micros:9.1f}")
+    return {"case": case, "files": len(paths), "fell_back": fell_back, "cpu_us_per_zone": per_zone}
+
+
 def stall_cells(stall: object) -> str:
     if not isinstance(stall, dict):
         return f"{'-':>9} {'-':>11}"
@@ -407,6 +464,7 @@ def main() -> int:
         help="skip the reload timings (the UPDATE edits the start-up version)",
     )
     parser.add_argument("--memory", action="store_true", help="tracemalloc the loading stages in-process")
+    parser.add_argument("--split", action="store_true", help="CPU per zone of each loading stage, in-process")
     args = parser.parse_args()
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     unknown = [c for c in cases if c not in CASES]
@@ -414,6 +472,15 @@ def main() -> int:
         parser.error(f"unknown cases {unknown}" if unknown else "--seconds must be between 1 and 300")
     ensure_tools(need_nsd=not args.no_nsd)
     OUT.mkdir(parents=True, exist_ok=True)
+    if args.split:
+        found = []
+        for case in cases:
+            with tempfile.TemporaryDirectory(prefix=f"dynmx-scale-{case}-") as tmp:
+                found.append(split_profile(case, Path(tmp)))
+        path = OUT / f"scale-split-{stamp()}.json"
+        path.write_text(json.dumps({"source": source(), "results": found}, indent=1) + "\n")
+        print(f"\nwritten: {path.relative_to(ROOT)}")
+        return 0
     if args.memory:
         found = []
         for case in cases:

@@ -299,6 +299,10 @@ FALLS_BACK = {
     "IDNA name": "bücher 300 IN A 192.0.2.1\n",
     "quoted owner": '"www" 300 IN A 192.0.2.1\n',
     "quoted address": 'www 300 IN A "192.0.2.1"\n',
+    "quoted address, then a line more": 'www 300 IN A ( "192.0.2.1"\n )\n',
+    "quoted name over lines": 'www 300 IN MX ( 10\n "mx" )\n',
+    "quoted flags in CAA": '@ 300 IN CAA "0" issue ca.test\n',
+    "quoted hex in TLSA": '_25._tcp 300 IN TLSA 3 1 1 "' + "ab" * 32 + '"\n',
     "lone CR": "www 300 IN A 192.0.2.1\r; old Mac\n",
     "unbalanced (": "www 300 IN A ( 192.0.2.1\n",
     "unbalanced )": "www 300 IN A 192.0.2.1 )\n",
@@ -400,6 +404,26 @@ def test_a_zone_file_dynmx_writes_is_read_by_the_fast_reader() -> None:
     assert not isinstance(fast, fastread.Unsupported), fast
     assert not isinstance(slow, Exception)
     assert_same(fast, slow)
+
+
+def test_the_same_rdata_text_in_two_zones_gives_one_immutable_rdata() -> None:
+    one, two = by_fastread('$TTL 60\n@ TXT "v=spf1 -all"\n'), by_fastread('$TTL 60\nwww TXT "v=spf1 -all"\n')
+    assert not isinstance(one, fastread.Unsupported) and not isinstance(two, fastread.Unsupported)
+    assert one[0].rdata is two[0].rdata
+
+
+def test_a_commented_record_gets_its_own_rdata() -> None:
+    """dnspython keeps the comment after a record on its rdata: it must not reach another record."""
+    first = by_fastread("$TTL 60\n@ A 192.0.2.1 ; this one\nwww A 192.0.2.1\n")
+    assert not isinstance(first, fastread.Unsupported)
+    assert [record.rdata.rdcomment for record in first] == [" this one", None]
+
+
+def test_text_seen_unquoted_is_still_refused_quoted_where_dnspython_refuses_it() -> None:
+    """A shared rdata is found by its tokens and whether each was quoted: CAA flags may not be."""
+    assert not isinstance(by_fastread("$TTL 60\n@ CAA 0 issue ca.test\n"), fastread.Unsupported)
+    assert isinstance(by_fastread('$TTL 60\n@ CAA "0" issue ca.test\n'), fastread.Unsupported)
+    assert isinstance(by_dnspython('$TTL 60\n@ CAA "0" issue ca.test\n'), ZoneLoadError)
 
 
 def test_rdata_is_built_by_dnspythons_own_classes() -> None:

@@ -74,7 +74,7 @@ class _Reader:
             if "\r" in text:
                 raise Unsupported("a CR that does not end a line")
         group: list[str] = []  # tokens of a record whose parentheses are still open
-        leading = False
+        leading = quoted = False
         first = 0  # line of the record's first token (or its leading blank)
         depth = 0
         for number, line in enumerate(text.split("\n"), 1):
@@ -85,23 +85,28 @@ class _Reader:
                 if _SPECIAL.search(line) is None:
                     tokens = line.split()
                     if tokens:
-                        self.entry(tokens, leading, number, None)
+                        self.entry(tokens, leading, number, None, False)
                     continue
                 first = number if leading else 0
+                quoted = False
             before = len(group)
             comment, depth = _split(line, depth, group)
+            quoted = quoted or any(type(each) is _Quoted for each in group[before:])
             if not first and len(group) > before:
                 first = number  # dnspython's line for a record is where its first token is
             if depth or not group:
                 continue
-            self.entry(group, leading, first, comment)
+            self.entry(group, leading, first, comment, quoted)
             group = []
         if depth:
             raise Unsupported("unbalanced parentheses")
         return self.records
 
-    def entry(self, tokens: list[str], leading: bool, line: int, comment: str | None) -> None:
-        """One record (or directive) from its tokens, as `dns.zonefile.Reader._rr_line` reads it."""
+    def entry(self, tokens: list[str], leading: bool, line: int, comment: str | None, quoted: bool) -> None:
+        """One record (or directive) from its tokens, as `dns.zonefile.Reader._rr_line` reads it.
+
+        `quoted`: some tokens may be quoted strings, which only TXT and CAA rdata take.
+        """
         index = 0
         if not leading:
             owner = tokens[0]
@@ -130,15 +135,32 @@ class _Reader:
                 word = _next(tokens, index)
         if ttl is None:
             ttl = self.implicit_ttl()
-        if any(type(each) is not str for each in tokens[: index + 1]):
-            raise Unsupported("a quoted string before the rdata")
-        kind = _TYPES.get(word.upper())
+        kind = _TYPES.get(word) or _TYPES.get(word.upper())
         if kind is None:
             raise Unsupported(f"type {word!r}")
         rdtype, parse = kind
-        rdata = parse(self, tokens[index + 1 :])
+        if quoted and (
+            rdtype not in _TAKE_QUOTES or any(type(each) is not str for each in tokens[: index + 1])
+        ):
+            raise Unsupported("a quoted string where dnspython takes none")
+        given = tokens[index + 1 :]
         if comment is not None:
-            object.__setattr__(rdata, "rdcomment", comment)
+            rdata = parse(self, given)
+            object.__setattr__(rdata, "rdcomment", comment)  # as dnspython: the comment after it
+        elif rdtype in _NAMELESS:
+            key = (
+                (rdtype, *given)
+                if not quoted
+                else (rdtype, *[(each, type(each) is _Quoted) for each in given])
+            )
+            shared = _SHARED.get(key)
+            if shared is None:
+                if len(_SHARED) >= _SHARED_MAX:
+                    _SHARED.clear()
+                shared = _SHARED[key] = parse(self, given)
+            rdata = shared
+        else:
+            rdata = parse(self, given)
         if self.default_ttl is None and rdtype == _SOA:
             # Before any $TTL the SOA's MINIMUM is the default (dnspython, as BIND 8 did).
             self.default_ttl = rdata.minimum  # type: ignore[attr-defined]
@@ -263,8 +285,8 @@ def _bytes(word: str, limit: int | None = None) -> bytes:
 
 
 def _plain(tokens: list[str], count: int) -> list[str]:
-    """The rdata tokens, when they are `count` unquoted ones."""
-    if len(tokens) != count or any(type(each) is not str for each in tokens):
+    """The rdata tokens, when there are `count` of them (`entry` lets no quoted one through)."""
+    if len(tokens) != count:
         raise Unsupported("rdata of an unexpected shape")
     return tokens
 
@@ -340,6 +362,14 @@ _TXT_CLASS = _class(_T.TXT)
 _CAA_CLASS = _class(_T.CAA)
 _TLSA_CLASS = _class(_T.TLSA)
 _DS_CLASS = _class(_T.DS)
+
+_TAKE_QUOTES = frozenset({_T.TXT, _T.CAA})
+# Rdata of these types depends on its text alone, not on the origin. Being immutable, one
+# object serves every record written the same way (a hoster's addresses, SPF and CAA records
+# in zone after zone): built once, and held once in memory. One with a comment is its own.
+_NAMELESS = frozenset({_T.A, _T.AAAA, _T.TXT, _T.CAA, _T.TLSA, _T.DS})
+_SHARED: dict[tuple[object, ...], dns.rdata.Rdata] = {}
+_SHARED_MAX = 8192
 
 _TYPES: dict[str, tuple[dns.rdatatype.RdataType, Callable[[_Reader, list[str]], dns.rdata.Rdata]]] = {
     "SOA": (_SOA, _soa),
