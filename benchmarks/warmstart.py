@@ -124,7 +124,7 @@ def run_warm(workdir: Path) -> dict[str, float]:
     out["scan_s"] = time.perf_counter() - mark
     origins_ok = found.origins == origins_digest(name_key(z.origin) for z in zones.values())
     mark = time.perf_counter()
-    table = warm_table(
+    table, _ = warm_table(
         config, zones, found.zones if origins_ok else {}, lambda p: plan_all(p, {}), None, None
     )
     out["table_s"] = time.perf_counter() - mark

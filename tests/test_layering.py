@@ -28,7 +28,19 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "dynmx"
 
 # Layer order, top first; a module may import its own layer and those below it.
-LAYERS = ["cli", "app", "server", "control", "health", "selfcheck", "policy", "answer", "zone", "wire"]
+LAYERS = [
+    "cli",
+    "app",
+    "server",
+    "control",
+    "store",
+    "health",
+    "selfcheck",
+    "policy",
+    "answer",
+    "zone",
+    "wire",
+]
 LEAVES = {"errors", "config_lines", "logs", "filemode"}  # import nothing of dynmx but each other
 VOCABULARY = {"dynmx.health.kinds", "dynmx.zone.limits"}  # import nothing of dynmx at all
 MAY_IMPORT = {  # what each top-level module outside the layers may import from dynmx

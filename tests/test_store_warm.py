@@ -69,7 +69,7 @@ def warm_with_rows(
 ) -> tuple[dict[Path, LoadedZone], AnswerTable, dict[Path, StoredZone]]:
     found = store.load(fingerprint(config), read_digest, now=time.time() + 10)
     zones, _ = scan_zones(tmp_path / "zones", warm_zones(found.zones, found.digests, found.stamps), 1)
-    table = warm_table(config, zones, found.zones, lambda pool: plan_all(pool, {}), None, None)
+    table, _ = warm_table(config, zones, found.zones, lambda pool: plan_all(pool, {}), None, None)
     return zones, table, found.zones
 
 

@@ -31,6 +31,7 @@ import dns.zone
 from dynmx.answer.compiler import AnswerTable, fill_table
 from dynmx.answer.engine import Engine
 from dynmx.app import heap, pages
+from dynmx.app.answerstore import AnswerKeeper
 from dynmx.app.catalog import CatalogConsumer, CatalogProducer, ensure_catalog_file, pool_from_json, pool_json
 from dynmx.app.control import DYNDNS2_PORT, control_guard, control_routes, dyndns2_routes, local_routes
 from dynmx.app.dnssec_metrics import DnssecSampler
@@ -165,6 +166,8 @@ class App:
         self.metrics.write_failing.set_function(self.writeback.failing)
         self.journal = self.owner.journal
         self.store = StateStore(state_dir / "dynmx.sqlite")
+        self.answers = AnswerKeeper(state_dir)  # compiled answers kept for a warm start
+        self._answers_saved = False
         self.health = HealthMonitor(config, self.store, self._apply_plans, self.metrics)
         seed = config.server.random_seed
         self.rng = random.Random(seed).random if seed else None
@@ -209,11 +212,17 @@ class App:
         behind = self.writeback.behind()
         written = self.writeback.digests({path: zone.zone for path, zone in before.items()})
         limit = self.config.server.max_zone_file_size
+        # At start-up, the zones whose answers the store holds: kept by the scan unread.
+        warm = self.answers.warm_zones(self.config, self.journal) if reconcile and self._answers_here else {}
         zones, problems = scan_zones(
-            self.zones_dir, before, available_cpus(), behind, written, limit, serving=not reconcile
+            self.zones_dir, warm or before, available_cpus(), behind, written, limit, serving=not reconcile
         )
         if reconcile:  # at start-up, on the loop's thread (the journal's connection lives there)
-            zones, found = self.owner.reconcile(zones)
+            kept = self.answers.kept(zones)  # the journal agreed with their serials: nothing to replay
+            fixed, found = self.owner.reconcile({p: z for p, z in zones.items() if p not in kept})
+            zones = {p: kept[p] if p in kept else fixed[p] for p in zones}
+            for zone in kept.values():
+                self.journal.mark_flushed(zone.origin.to_text(), soa_serial(zone))
             problems += found
         accepted: dict[Path, list[Change]] = {}
         for path, zone in zones.items():
@@ -231,7 +240,9 @@ class App:
         if previous is not None and not changed and zones.keys() == before.keys():
             return Loaded(zones, problems, previous, accepted)  # the same zones, config: the same table
         if previous is None:
-            table = self._compile(zones, None, [], staged=worth_staging(zones))
+            table = self._warm_table(zones) if warm else None
+            if table is None:
+                table = self._compile(zones, None, [], staged=worth_staging(zones))
         else:
             table = self._compile(zones, previous, changed)
         return Loaded(zones, problems, table, accepted)
@@ -333,6 +344,22 @@ class App:
                     if not waiter.done():
                         waiter.set_result(None)
 
+    def _warm_table(self, zones: dict[Path, LoadedZone]) -> AnswerTable | None:
+        """The start-up table from the answer store (None: compile as usual): the zones it does
+        not hold are compiled, or staged when they are many, as at a cold start."""
+        cold = {p: z for p, z in zones.items() if p not in self.answers.kept(zones)}
+        stage_from = 0 if worth_staging(cold) else STAGE_FROM_NAMES
+        return self.answers.table(self.config, zones, self.health.plans_for, self.rng, stage_from)
+
+    def _save_answers(self) -> None:
+        """Once per start, when every zone is compiled: the store written off the loop."""
+        assert self.engine is not None
+        if self._answers_saved or self.engine.table.pending or not self._answers_here:
+            return
+        self._answers_saved = True
+        zones, table = dict(self.state.by_file), self.engine.table
+        asyncio.get_running_loop().run_in_executor(None, self.answers.save, self.config, zones, table)
+
     def _compile(
         self,
         zones: dict[Path, LoadedZone],
@@ -385,6 +412,7 @@ class App:
             len(table.entries),
             time.monotonic() - started,
         )
+        self._save_answers()
 
     def _set_unavailable(self, origins: frozenset[dns.name.Name]) -> None:
         """The secondary zones without a current copy changed: from now on they answer SERVFAIL."""
@@ -1019,6 +1047,7 @@ class App:
         )
         sdnotify.ready(f"serving {len(zones)} zones")
         self._keep_filling()
+        self._save_answers()
         self._resigning = loop.create_task(resign_daily(self._dnssec_zones, self._resign))
 
     def _dnssec_zones(self) -> list[LoadedZone]:

@@ -15,6 +15,7 @@ import dns.zone
 
 from dynmx.answer.zoneset import ZoneData, name_key
 from dynmx.errors import Problem, ZoneLoadError
+from dynmx.store.lazy import zone_serial
 from dynmx.zone.batch import APART_FROM, Parsed, check_apart, parse_many
 from dynmx.zone.limits import DEFAULT_MAX_FILE_SIZE
 from dynmx.zone.loader import (
@@ -217,4 +218,11 @@ def _same_name(a: dns.name.Name, b: dns.name.Name) -> bool:
 
 
 def soa_serial(zone: LoadedZone) -> int:
-    return serial_of(zone.zone)
+    stored = zone_serial(zone.zone)  # a zone served from the answer store, not read yet
+    return serial_of(zone.zone) if stored is None else stored
+
+
+def remember_indexes(data: list[ZoneData]) -> None:
+    """Indexes made elsewhere (a warm start's, of zones not read yet) for `zone_data` to
+    reuse: an edit then indexes its own zone only, not every zone it has not seen."""
+    _indexed.update({id(item.zone): (item.zone, item) for item in data})

@@ -48,9 +48,10 @@ def warm_table(
     plan_of: Callable[[PoolConfig], PoolPlans],
     rng: Callable[[], float] | None,
     stage_from: int | None,
-) -> AnswerTable:
+) -> tuple[AnswerTable, list[ZoneData]]:
     """The table of `zones`: from `stored` where the scan kept the stored version (a
-    `LazyZone` still), compiled (or staged from `stage_from` names) for the others."""
+    `LazyZone` still), compiled (or staged from `stage_from` names) for the others; and
+    the index of each zone (lazy for the stored ones), as `zone_data` gives them."""
     entries: dict[bytes, Entry] = {}
     compiled: dict[bytes, CompiledZone] = {}
     keys: dict[bytes, Sequence[bytes]] = {}
@@ -72,7 +73,8 @@ def warm_table(
     zoneset = ZoneSet(data)
     pending = frozenset(compiled.keys() - kept.keys())
     previous = AnswerTable(entries, compiled, zoneset, keys=keys, uses=uses, pending=pending)
-    return build_table(config, data, plan_of, rng, previous=previous, changed=changed, stage_from=stage_from)
+    table = build_table(config, data, plan_of, rng, previous=previous, changed=changed, stage_from=stage_from)
+    return table, data
 
 
 def rows_to_save(

@@ -1,0 +1,127 @@
+"""The answer store at start-up: which zones a restart serves from `state_dir` without
+reading them, and writing the store back once every zone is compiled (dynmx/store).
+
+Used only where this process answers (no `server.workers`: each worker compiles its own).
+Any failure of the store costs a cold start of what it could not give, never an answer:
+a store that cannot be read or written is logged and left alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Protocol
+
+import dns.name
+
+from dynmx.answer.compiler import AnswerTable
+from dynmx.answer.zoneset import name_key
+from dynmx.app.zonescan import remember_indexes
+from dynmx.config import Config, PoolConfig
+from dynmx.policy.served import PoolPlans
+from dynmx.store.answers import AnswerStore, Header, fingerprint, origins_digest
+from dynmx.store.codec import StoredZone
+from dynmx.store.lazy import LazyZone
+from dynmx.store.warm import rows_to_save, warm_table, warm_zones
+from dynmx.zone.loader import LoadedZone, read_digest
+
+log = logging.getLogger("dynmx.store")
+
+
+class JournalHeads(Protocol):
+    """What the store asks of the journal: the zones with changes, and each one's newest serial."""
+
+    def zones(self) -> list[str]: ...
+
+    def head(self, zone: str) -> int | None: ...
+
+
+def shaping(config: Config, extra: object = ()) -> bytes:
+    """Everything in the config may shape an answer (pools, name and client actions, DNSSEC,
+    limits): any change of it makes the store stale. `extra`: pools from a catalog."""
+    return fingerprint(config, extra)
+
+
+class AnswerKeeper:
+    """The store of one server process: read once at start, written after each full compile."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.store = AnswerStore(state_dir)
+        self.stored: dict[Path, StoredZone] = {}
+        self._origins = b""
+        self._lock = threading.Lock()  # one save at a time (executor threads)
+
+    def warm_zones(self, config: Config, journal: JournalHeads) -> dict[Path, LoadedZone]:
+        """The zones the store holds current answers for, unread (`LazyZone`), for the scan to
+        keep. A zone the journal has changes beyond is left to be read and replayed."""
+        started = time.monotonic()
+        try:
+            heads = {name_key(dns.name.from_text(zone)): journal.head(zone) for zone in journal.zones()}
+            found = self.store.load(
+                shaping(config), read_digest, {k: v for k, v in heads.items() if v is not None}
+            )
+        except (OSError, sqlite3.Error) as error:
+            log.warning("event=answer-store-unreadable reason=%r", str(error))
+            return {}
+        self.stored, self._origins = found.zones, found.origins
+        log.info(
+            "event=answer-store-read zones=%d stale=%d reason=%s seconds=%.3f",
+            len(found.zones),
+            len(found.stale),
+            found.whole or "-",
+            time.monotonic() - started,
+        )
+        return warm_zones(found.zones, found.digests, found.stamps)
+
+    def kept(self, zones: Mapping[Path, LoadedZone]) -> dict[Path, LoadedZone]:
+        """Of the scanned zones, those served from the store (the scan kept the unread version)."""
+        return {
+            path: zone
+            for path, zone in zones.items()
+            if path in self.stored and isinstance(zone.zone, LazyZone) and not zone.zone.parsed
+        }
+
+    def table(
+        self,
+        config: Config,
+        zones: Mapping[Path, LoadedZone],
+        plan_of: Callable[[PoolConfig], PoolPlans],
+        rng: Callable[[], float] | None,
+        stage_from: int | None,
+    ) -> AnswerTable | None:
+        """The warm table, or None when nothing stored can serve: the served origins are not
+        those the store was compiled among (a zone added or removed), or no zone was kept."""
+        if (
+            not self.kept(zones)
+            or origins_digest(name_key(z.origin) for z in zones.values()) != self._origins
+        ):
+            self.stored = {}
+            return None
+        table, data = warm_table(config, zones, self.stored, plan_of, rng, stage_from)
+        remember_indexes(data)  # an edit indexes its own zone, not every unread one
+        return table
+
+    def save(self, config: Config, zones: Mapping[Path, LoadedZone], table: AnswerTable) -> None:
+        """Write back what `table` serves from unchanged files (any thread; a failure is
+        logged). Skipped while zones are pending: their answers are not compiled yet."""
+        if table.pending:
+            return
+        with self._lock:
+            started = time.monotonic()
+            try:
+                rows, keep = rows_to_save(zones, table, self.stored)
+                header = Header(shaping(config), origins_digest(name_key(z.origin) for z in zones.values()))
+                written = self.store.save(header, rows, keep)
+            except Exception as error:  # the store is an optimisation: never a reason to stop serving
+                log.warning("event=answer-store-unwritable reason=%r", str(error))
+                return
+            log.info(
+                "event=answer-store-written zones=%d kept=%d seconds=%.3f",
+                written,
+                len(keep),
+                time.monotonic() - started,
+            )
