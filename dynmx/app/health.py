@@ -4,28 +4,27 @@ Facts flow one way: a probe result (or a drain, or a load reading) updates a mem
 health; the pool's facts, promotion state and TTL are derived again; when what would be
 served changed, the pool is re-planned and handed to `apply`, which swaps the pool's
 selector state. The monitor never builds DNS answers itself.
+
+Its parts: `health_targets` (where a member is probed), `health_report` (what /status
+and CH TXT show) and `promote_hooks` (the operator's hooks).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import dns.name
-import dns.rdataclass
-import dns.rdatatype
-import httpx
-
 from dynmx.answer.zoneset import ZoneSet
-from dynmx.config import Config, MemberConfig, PoolConfig
+from dynmx.app.health_report import HealthReport
+from dynmx.app.health_targets import member_address, probe_spec
+from dynmx.app.promote_hooks import PromotionHooks
+from dynmx.config import Config, PoolConfig
 from dynmx.control.store import StateStore
 from dynmx.health.prober import Prober, Target
 from dynmx.health.probes import ProbeResult
-from dynmx.health.spec import ProbeSpec
 from dynmx.health.state import Health, MemberHealth, observe, pending_results
 from dynmx.metrics import Metrics
 from dynmx.policy import promotion
@@ -34,7 +33,6 @@ from dynmx.policy.strategies import MemberFacts
 
 log = logging.getLogger("dynmx.health")
 
-HOOK_TIMEOUT = 30.0
 MIN_TTL = 1
 
 
@@ -49,41 +47,7 @@ class PoolHealth:
     plans: PoolPlans | None = None
 
 
-def member_address(member: MemberConfig, zones: ZoneSet) -> str | None:
-    """Where to probe a member: its configured address, else its A (or AAAA) in our zones."""
-    if member.ip:
-        return member.ip
-    name = dns.name.from_text(member.host)
-    zone = zones.find(name)
-    node = zone.node(name) if zone is not None else None
-    if node is None:
-        return None
-    for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
-        rdataset = node.get_rdataset(dns.rdataclass.IN, rdtype)
-        if rdataset is not None:
-            return str(next(iter(rdataset)).address)
-    return None
-
-
-def probe_spec(member: MemberConfig, address: str, helo_name: str) -> ProbeSpec:
-    return ProbeSpec(
-        kind=member.probe,
-        address=address,
-        port=member.probe_port,
-        timeout=member.timeout,
-        helo_name=helo_name.rstrip("."),
-        require_starttls=member.starttls,
-        url=member.url,
-        expect_status=member.expect_status,
-        body_match=member.body_match,
-        load_field=member.load_field,
-        load_metric=member.load_metric,
-        tls_warn_days=member.tls_warn_days,
-        server_name=member.server_name,
-    )
-
-
-class HealthMonitor:
+class HealthMonitor(HealthReport, PromotionHooks):
     """Owns member health, drains, loads and promotions for every pool."""
 
     def __init__(
@@ -192,73 +156,6 @@ class HealthMonitor:
             state.plans = None
             self.evaluate(name)
 
-    # -- reporting ---------------------------------------------------------------------
-
-    def pool_status(self, pool: str, first_counts: dict[str, int]) -> dict[str, object]:
-        """A pool as /status shows it: strategy, members with health, what is served now."""
-        state = self.pools[pool]
-        plans = state.plans or self.plans_for(state.config)
-        facts = self.facts(pool)
-        now = self.clock()
-        members = []
-        for member in state.config.member:
-            health = state.members.get(member.host)
-            members.append(
-                {
-                    "host": member.host,
-                    "role": member.role,
-                    "preference": member.preference,
-                    "weight": member.weight,
-                    "probe": member.probe,
-                    "state": member_state(member, health, facts[member.host]),
-                    "reason": health.reason if health else "",
-                    "evidence": health.evidence if health else "",
-                    "latency": round(health.latency, 4) if health and health.latency is not None else None,
-                    "checked_ago": round(now - health.checked_at, 1)
-                    if health and health.checked_at
-                    else None,
-                    "load": facts[member.host].load,
-                    "first": first_counts.get(member.host, 0),
-                }
-            )
-        plan = plans.plan
-        return {
-            "name": pool,
-            "strategy": state.config.strategy,
-            "ttl": plans.ttl,
-            "mode": plan.mode.name.lower(),
-            "fail_open": plan.fail_open,
-            "promoted": plans.promoted,
-            "orderings": [[f"{preference} {host}" for host, preference in o] for o in plan.orderings],
-            "weights": list(plan.weights),
-            "members": members,
-            "hints": {label: [f"{pr} {h}" for h, pr in p.orderings[0]] for label, p in plans.hints},
-        }
-
-    def states(self) -> dict[str, dict[str, str]]:
-        """pool -> host -> up | down | admin-down | unknown, for the routing table."""
-        found: dict[str, dict[str, str]] = {}
-        for name, state in self.pools.items():
-            facts = self.facts(name)
-            found[name] = {
-                m.host: member_state(m, state.members.get(m.host), facts[m.host]) for m in state.config.member
-            }
-        return found
-
-    def status_text(self, pool: str) -> list[str] | None:
-        """One line per member for `dig CH TXT status.<pool>`; None for an unknown pool."""
-        state = self.pools.get(pool)
-        if state is None:
-            return None
-        facts = self.facts(pool)
-        lines = []
-        for member in state.config.member:
-            health = state.members.get(member.host)
-            status = member_state(member, health, facts[member.host])
-            reason = f" {health.reason}" if health and health.reason else ""
-            lines.append(f"{member.host} {member.role} {status}{reason}")
-        return lines
-
     # -- inputs ------------------------------------------------------------------------
 
     def on_result(self, target: Target, result: ProbeResult) -> None:
@@ -361,54 +258,6 @@ class HealthMonitor:
             await self.prober.stop()
         for task in list(self.hook_tasks):
             task.cancel()
-
-    # -- promotion hooks ---------------------------------------------------------------
-
-    def _on_promotion(self, config: PoolConfig, event: str) -> None:
-        standbys = [m.host for m in config.member if m.role == "standby"]
-        log.warning("event=pool-%s pool=%s standbys=%s", event, config.name, ",".join(standbys))
-        if event != "promote" or not (config.on_promote or config.on_promote_url):
-            return
-        try:
-            task = asyncio.get_running_loop().create_task(self._run_hook(config, standbys))
-        except RuntimeError:  # no loop (a unit test driving evaluate by hand)
-            return
-        self.hook_tasks.add(task)
-        task.add_done_callback(self.hook_tasks.discard)
-
-    async def _run_hook(self, config: PoolConfig, standbys: list[str]) -> None:
-        """Run the operator's hook once per promotion: a command, a webhook, or both."""
-        if config.on_promote:
-            env = {**os.environ, "DYNMX_POOL": config.name, "DYNMX_STANDBYS": " ".join(standbys)}
-            try:
-                process = await asyncio.create_subprocess_exec(*config.on_promote, env=env)
-                code = await asyncio.wait_for(process.wait(), HOOK_TIMEOUT)
-                log.info("event=promote-hook kind=command pool=%s exit=%d", config.name, code)
-            except (OSError, TimeoutError) as error:
-                log.error("event=promote-hook kind=command pool=%s error=%r", config.name, str(error))
-        if config.on_promote_url:
-            body = {"event": "promote", "pool": config.name, "standbys": standbys}
-            try:
-                async with httpx.AsyncClient(timeout=HOOK_TIMEOUT) as client:
-                    response = await client.post(config.on_promote_url, json=body)
-                log.info(
-                    "event=promote-hook kind=webhook pool=%s status=%d", config.name, response.status_code
-                )
-            except httpx.HTTPError as error:
-                log.error(
-                    "event=promote-hook kind=webhook pool=%s error=%r", config.name, type(error).__name__
-                )
-
-
-def member_state(member: MemberConfig, health: MemberHealth | None, facts: MemberFacts) -> str:
-    """admin-down, down, up, or unknown (no verdict yet; counts as up)."""
-    if facts.drained:
-        return "admin-down"
-    if member.probe == "none":
-        return "up"
-    if health is None:
-        return "unknown"
-    return health.state.value
 
 
 def _served(plans: PoolPlans) -> tuple[object, ...]:

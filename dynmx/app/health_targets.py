@@ -1,0 +1,45 @@
+"""Where and how a pool member is probed: its address (configured or in our zones) and spec."""
+
+from __future__ import annotations
+
+import dns.name
+import dns.rdataclass
+import dns.rdatatype
+
+from dynmx.answer.zoneset import ZoneSet
+from dynmx.config import MemberConfig
+from dynmx.health.spec import ProbeSpec
+
+
+def member_address(member: MemberConfig, zones: ZoneSet) -> str | None:
+    """Where to probe a member: its configured address, else its A (or AAAA) in our zones."""
+    if member.ip:
+        return member.ip
+    name = dns.name.from_text(member.host)
+    zone = zones.find(name)
+    node = zone.node(name) if zone is not None else None
+    if node is None:
+        return None
+    for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+        rdataset = node.get_rdataset(dns.rdataclass.IN, rdtype)
+        if rdataset is not None:
+            return str(next(iter(rdataset)).address)
+    return None
+
+
+def probe_spec(member: MemberConfig, address: str, helo_name: str) -> ProbeSpec:
+    return ProbeSpec(
+        kind=member.probe,
+        address=address,
+        port=member.probe_port,
+        timeout=member.timeout,
+        helo_name=helo_name.rstrip("."),
+        require_starttls=member.starttls,
+        url=member.url,
+        expect_status=member.expect_status,
+        body_match=member.body_match,
+        load_field=member.load_field,
+        load_metric=member.load_metric,
+        tls_warn_days=member.tls_warn_days,
+        server_name=member.server_name,
+    )
