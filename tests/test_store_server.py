@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import dns.message
+import dns.name
 import dns.query
 import dns.rcode
 import dns.tsigkeyring
@@ -75,7 +76,9 @@ def answers(server: RunningServer) -> dict[tuple[str, str], bytes]:
 
 
 def update_txt(server: RunningServer, text: str) -> int:
-    update = dns.update.UpdateMessage("example.test.", keyring=KEYRING, keyname="ops-key.")
+    update = dns.update.UpdateMessage(
+        "example.test.", keyring=KEYRING, keyname=dns.name.from_text("ops-key.")
+    )
     update.add("kept.example.test.", 300, "TXT", f'"{text}"')
     return dns.query.tcp(update, "127.0.0.1", port=server.dns_port, timeout=5).rcode()
 
