@@ -19,7 +19,7 @@
     |   +-- RegistrarNotInDirectory  found, but no adapter for it (selfcheck.rdap)
     +-- StateDirBusy            another process owns the state directory (control.lock)
     +-- WriteBlocked            a zone's file cannot be written now (control.owner)
-    +-- JournalMismatch         the journal does not apply to the zone file (control.writer)
+    +-- JournalMismatch         the journal does not apply to the zone file (control.diffs)
     +-- ZoneEditRefused         a zone cannot be added or removed as asked (control.zones)
     +-- RolloverRefused         a key rollover step cannot run now or in this phase (zone.rollover)
 
