@@ -4,7 +4,8 @@ silent > 20 ms meanwhile).
 
 `inproc`: the steps of one edit timed in this process, as the server does them (the
 owner's commit with a write-back that writes nothing, the zone index from the previous
-one, the table compiled again from the previous one), `--edits` times, medians reported.
+one as the UPDATE service tells it the names, the table compiled again from the previous
+one), `--edits` times, medians reported; `--profile` prints where the time went.
 
 `wire`: `python -m dynmx serve` on 127.0.0.1 with the zone, waits for `event=compiled`,
 then sends `--edits` TSIG-signed UPDATEs over TCP (each a TXT add at a new name, then a
@@ -66,6 +67,7 @@ def write_config(workdir: Path, zone_dir: Path) -> Path:
 
 def inproc(names: int, edits: int, profile: bool) -> dict[str, object]:
     from dynmx.answer.compiler import fill_table
+    from dynmx.answer.zoneset import note_edit
     from dynmx.app.zonescan import zone_data
     from dynmx.config import load_config
     from dynmx.control.owner import ZoneOwner
@@ -98,7 +100,9 @@ def inproc(names: int, edits: int, profile: bool) -> dict[str, object]:
         if profiler is not None:
             profiler.enable()
         t0 = time.perf_counter()
+        before = loaded.zone
         loaded = owner.commit(loaded, [Change(Op.ADD, name, 300, rdata)])
+        note_edit(before, loaded.zone, [loaded.origin, name])  # as the UPDATE service tells it
         t1 = time.perf_counter()
         zones = zone_data({path: loaded})
         t2 = time.perf_counter()

@@ -16,11 +16,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dynmx.answer import compiler
+from dynmx.answer import compiler, zoneset
 from dynmx.answer.compiler import AnswerTable, compile_table, recompile_table, wire_key
 from dynmx.answer.dynamic import ServedPolicy
 from dynmx.answer.engine import Engine
-from dynmx.answer.zoneset import ZoneData
+from dynmx.answer.zoneset import ZoneData, note_edit
 from dynmx.control.update import Change, Op
 from dynmx.control.writer import apply_changes, soa_change
 
@@ -174,3 +174,36 @@ def test_an_edit_of_a_wildcard_compiles_the_zone_again() -> None:
     unchanged = wire_key(dns.name.from_text("www.a.test.")) + dns.rdatatype.A.to_bytes(2, "big")
     assert after.entries[unchanged] is not table.entries[unchanged]
     assert _view(after) == _view(compile_table(zones.values()))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(edit, min_size=1, max_size=4))
+def test_an_index_from_the_names_an_edit_told_equals_a_full_index(
+    edits: list[tuple[str, bool, str, tuple[str, str]]],
+) -> None:
+    """What the UPDATE service tells (`note_edit`) replaces comparing every node; a removed
+    name is indexed in full."""
+    data = _zone("a.test.")
+    for _, add, host, rr in edits:
+        changes = [*_changes(data.zone, "a.test.", add, host, rr), *soa_change(data.zone, "increment", 0)]
+        after = apply_changes(data.zone, changes)
+        note_edit(data.zone, after, [change.name for change in changes])
+        data, full = data.edited(after), ZoneData(data.origin, after)
+        assert (set(data.names), set(data.name_keys), data.cuts) == (
+            set(full.names),
+            set(full.name_keys),
+            full.cuts,
+        )
+
+
+def test_an_edit_told_its_names_compares_no_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    def compared(*_: object) -> None:
+        raise AssertionError("every node compared")
+
+    monkeypatch.setattr(zoneset, "_changed_nodes", compared)
+    zones = {origin: _zone(origin) for origin in ORIGINS}
+    before = zones["a.test."]
+    changes = [_a("new", "a.test.", "192.0.2.99"), *soa_change(before.zone, "increment", 0)]
+    after = apply_changes(before.zone, changes)
+    note_edit(before.zone, after, [change.name for change in changes])
+    assert dns.name.from_text("new.a.test.") in before.edited(after).names

@@ -160,7 +160,9 @@ class ZoneData:
         at, not the 1,000,000 others. Any other version is indexed in full."""
         if self.overlay or zone.origin != self.origin:
             return ZoneData(self.origin, zone)
-        changed = _changed_nodes(self.zone.nodes, zone.nodes)
+        changed = _told_nodes(self.zone, zone)
+        if changed is None:
+            changed = _changed_nodes(self.zone.nodes, zone.nodes)
         if changed is None or not all(node.rdatasets for _, node in changed):
             return ZoneData(self.origin, zone)  # a name may be gone, and empty non-terminals with it
         data = ZoneData(self.origin, zone, names=self.names, cuts=self.cuts, name_keys=self.name_keys)
@@ -218,6 +220,37 @@ def _nsec3_only(node: dns.node.Node) -> bool:
     NSD answers it: NXDOMAIN, RFC 5155 7.2.9)."""
     rdtypes = {rds.rdtype for rds in node.rdatasets}
     return NSEC3 in rdtypes and rdtypes <= {NSEC3, RRSIG}
+
+
+# What an edit's writer said it touched, by the id of the version it made: (that version and
+# the one it was made from, weakly held; the names). Gone with the version.
+_TOLD: dict[
+    int, tuple[weakref.ref[dns.zone.Zone], weakref.ref[dns.zone.Zone], tuple[dns.name.Name, ...]]
+] = {}
+
+
+def note_edit(before: dns.zone.Zone, after: dns.zone.Zone, names: Iterable[dns.name.Name]) -> None:
+    """`after` was made from `before` by changing the nodes of `names` (absolute) and no other:
+    `ZoneData.edited` then looks at those alone instead of comparing every node."""
+    key = id(after)
+    _TOLD[key] = (weakref.ref(after, lambda _: _TOLD.pop(key, None)), weakref.ref(before), tuple(names))
+
+
+def _told_nodes(
+    before: dns.zone.Zone, after: dns.zone.Zone
+) -> list[tuple[dns.name.Name, dns.node.Node]] | None:
+    """The changed nodes `note_edit` gave for `after` made from `before`, if it did and they
+    add up (every name there, the node count grown by the new ones); else None."""
+    told = _TOLD.get(id(after))
+    if told is None or told[0]() is not after or told[1]() is not before:
+        return None
+    old, new = before.nodes, after.nodes
+    names = list(dict.fromkeys(told[2]))
+    changed = [(name, new[name]) for name in names if name in new]
+    added = sum(1 for name in names if name not in old)
+    if len(changed) != len(names) or len(new) != len(old) + added:
+        return None  # a name gone: indexed in full by the caller's comparison
+    return changed
 
 
 def _changed_nodes(

@@ -30,6 +30,7 @@ import dns.tsigkeyring
 import dns.update
 
 from dynmx.answer.acl import address_in
+from dynmx.answer.zoneset import note_edit
 from dynmx.config import Config
 from dynmx.control import transfer, tsig
 from dynmx.control.journal import Journal
@@ -334,6 +335,7 @@ class UpdateService:
                 log.error("event=update-refused zone=%s reason=%s detail=%r", origin, reason, str(error))
             return Outcome(dns.rcode.SERVFAIL, str(error), stale=stale)
         log.info("event=zone-updated zone=%s key=%s changes=%d", origin, key, len(changes))
+        note_edit(zone.zone, updated.zone, [origin, *(change.name for change in changes)])  # and its serial
         return Outcome(dns.rcode.NOERROR, f"{len(changes)} record change(s)", self.publish(updated))
 
 

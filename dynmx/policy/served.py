@@ -151,10 +151,12 @@ def overlay_nodes(
             node = dns.node.Node()  # type: ignore[no-untyped-call]
             node.rdatasets.extend(records.placeholder(pool))
             nodes[hint_owner(pool, hint.label)] = node
-    null_mx = dns.rdataset.from_text(IN, MX, NULL_MX_TTL, "0 .")
+    null_mx: dns.rdataset.Rdataset | None = None  # parsed only when some rule asks (every edit builds this)
     for rule in config.name:
         if rule.action != "null-mx":
             continue
+        if null_mx is None:
+            null_mx = dns.rdataset.from_text(IN, MX, NULL_MX_TTL, "0 .")
         name = dns.name.from_text(rule.name)
         node = dns.node.Node()  # type: ignore[no-untyped-call]
         old = existing.get(name)
