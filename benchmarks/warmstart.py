@@ -14,7 +14,12 @@ Also measured, for the choice of format (README): the same rows written to and r
 from one marshal file and one pickle of the entries. Not a test; asserts only that warm
 equals cold. Writes benchmarks/out/warmstart-<time>.json.
 
-    .venv/bin/python benchmarks/warmstart.py [--zones 10000]
+With `--server`, the same through `python -m dynmx serve` instead: spawn until every zone is
+compiled (`event=serving ... pending=0`, or `event=compiled` after a staged start) and the
+server's VmHWM then, cold (empty state_dir) and warm (the restart after it wrote the store),
+and NSD on the same files (scale.py's `nsd_case`: spawn until the last zone answers).
+
+    .venv/bin/python benchmarks/warmstart.py [--zones 10000] [--server]
 """
 
 from __future__ import annotations
@@ -158,11 +163,67 @@ def run_warm(workdir: Path) -> dict[str, float]:
     return out
 
 
+def serve_once(workdir: Path, timeout: float = 1800.0) -> dict[str, float]:
+    """One `dynmx serve` from spawn until every zone is compiled and the store is written."""
+    import signal
+    import threading
+
+    command = [sys.executable, "-m", "dynmx", "serve", "--config", str(config_for(workdir))]
+    started = time.monotonic()
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    out: dict[str, float] = {}
+    done = threading.Event()
+
+    def pump() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            now = time.monotonic() - started
+            if "event=serving" in line:
+                out["serving_s"] = now
+                if "pending=0" in line:
+                    out["all_compiled_s"] = now
+            elif "event=compiled" in line:
+                out["all_compiled_s"] = now
+            elif "event=answer-store-read" in line:
+                out["store_read_line"] = float(line.split("zones=")[1].split()[0])
+            elif "event=answer-store-written" in line:
+                out["store_written_s"] = now
+                done.set()
+            if "all_compiled_s" in out and "vm_hwm_mib" not in out:
+                with open(f"/proc/{process.pid}/status") as status:
+                    for row in status:
+                        if row.startswith("VmHWM"):
+                            out["vm_hwm_mib"] = int(row.split()[1]) / 1024
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    done.wait(timeout)
+    process.send_signal(signal.SIGTERM)
+    process.wait(60)
+    return out
+
+
+def run_servers(workdir: Path) -> dict[str, object]:
+    from scale import nsd_case
+
+    results: dict[str, object] = {"cold": serve_once(workdir)}
+    print(f"warmstart: server cold: {results['cold']}", flush=True)
+    results["warm"] = serve_once(workdir)
+    print(f"warmstart: server warm: {results['warm']}", flush=True)
+    try:
+        results["nsd"] = nsd_case("warm", workdir / "zones", None, 0)
+        print(f"warmstart: nsd: {results['nsd']}", flush=True)
+    except Exception as error:  # NSD missing or failing: reported, the rest stands
+        results["nsd"] = repr(error)
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--zones", type=int, default=10_000)
     parser.add_argument("--phase", choices=("all", "cold", "warm"), default="all")
     parser.add_argument("--workdir", type=Path)
+    parser.add_argument("--server", action="store_true", help="time `dynmx serve` and NSD instead")
     args = parser.parse_args()
     if args.phase != "all":
         result = (run_cold if args.phase == "cold" else run_warm)(args.workdir)
@@ -174,7 +235,9 @@ def main() -> int:
         write_zones(workdir / "zones", args.zones)
         time.sleep(2.1)  # past the racy window: the stamps are trusted, as on a real restart
         results: dict[str, object] = {"zones": args.zones, "loadavg_before": os.getloadavg()}
-        for phase in ("cold", "warm"):
+        if args.server:
+            results["server"] = run_servers(workdir)
+        for phase in () if args.server else ("cold", "warm"):
             done = subprocess.run(
                 [sys.executable, __file__, "--phase", phase, "--workdir", str(workdir)],
                 check=True,
