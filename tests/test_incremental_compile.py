@@ -37,18 +37,8 @@ BASE = {
     ),
 }
 HOSTS = (
-    "www",
-    "mx",
-    "host",
-    "alias",
-    "new",
-    "deep.x",
-    "y.deep.x",
-    "ns1",
-    "x.wild",
-    "*.wild",
-    "ns.sub",
-    "back",
+    *("www", "mx", "host", "alias", "new", "deep.x", "y.deep.x", "ns1", "x.wild", "*.wild", "ns.sub"),
+    *("back", "q.r.wild", "s.r.wild"),  # a name below a wildcard's parent changes what it covers
 )
 TARGETS = [f"{host}.{origin}" for host in HOSTS for origin in ORIGINS if "*" not in host]
 QTYPES = ("A", "AAAA", "MX", "TXT", "CNAME", "NS", "SOA", "DS", "ANY", "SRV")
@@ -207,3 +197,17 @@ def test_an_edit_told_its_names_compares_no_node(monkeypatch: pytest.MonkeyPatch
     after = apply_changes(before.zone, changes)
     note_edit(before.zone, after, [change.name for change in changes])
     assert dns.name.from_text("new.a.test.") in before.edited(after).names
+
+
+def test_a_name_added_beside_a_wildcard_compiles_the_zone_again() -> None:
+    """RFC 4592 2.2.2: `r.wild` becomes an empty non-terminal, so `q.r.wild` is no longer
+    synthesised from `*.wild`: an MX naming it loses its additional address."""
+    zones = {origin: _zone(origin) for origin in ORIGINS}
+    mx = dns.rdata.from_text(dns.rdataclass.IN, "MX", "10 q.r.wild.a.test.")
+    _edit(zones, "a.test.", [Change(Op.ADD, dns.name.from_text("to.a.test."), 300, mx)])
+    table = compile_table(zones.values())
+    edited = _edit(zones, "a.test.", [_a("s.r.wild", "a.test.", "192.0.2.99")])
+    after = recompile_table(table, zones.values(), [edited.origin], ServedPolicy())
+    key = wire_key(dns.name.from_text("to.a.test.")) + dns.rdatatype.MX.to_bytes(2, "big")
+    assert b"\xc0\x00\x02\x05" not in after.entries[key].body  # *.wild's address, no longer added
+    assert _view(after) == _view(compile_table(zones.values()))

@@ -521,8 +521,9 @@ def edit_plan(table: AnswerTable, zone: ZoneData, policy: ServedPolicy) -> list[
     """The names of `zone` whose own data an edit from the version `table` serves changed or
     that are new, when rendering those (and the names whose answers use them) is enough;
     None when the zone must be compiled again: not made by an edit from the served version
-    (`ZoneData.edited`), not tracked, or an edit that reaches beyond its names (a wildcard,
-    a cut or below one, an apex NS target, the apex other than its serial, a name action)."""
+    (`ZoneData.edited`), not tracked, or an edit that reaches beyond its names (a wildcard
+    or a new name beside one, a cut or below one, an apex NS target, the apex other than
+    its serial, a name action)."""
     old = table.zoneset.by_key.get(zone.key)
     edit = zone.edit
     if old is None or edit is None or edit[0]() is not old.zone or zone.key not in table.negatives:
@@ -541,6 +542,9 @@ def edit_plan(table: AnswerTable, zone: ZoneData, policy: ServedPolicy) -> list[
         if WILDCARD in name.labels or name in targets:
             return None
         if old.cut_at_or_above(name) is not None or zone.cut_at_or_above(name) is not None:
+            return None
+    for name in added:  # below it, missing names were the wildcard's and are not now (RFC 4592 2.2.2)
+        if old.node(dns.name.Name((WILDCARD, *name.parent().labels))) is not None:
             return None
     return [*changed, *added]
 
