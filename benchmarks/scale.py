@@ -228,10 +228,13 @@ def run_case(
         queries = None
     with Dynmx(args, workdir, python_args=python_args, timeout=LOAD_TIMEOUT) as server:
         serving_rss = mib(vm_kib(server.pid, "VmHWM"))
+        serving_cpu = cpu_seconds(server.pid)
         compiled = server.wait_compiled(LOAD_TIMEOUT)
         result |= {
             "load_seconds": server.load_seconds,
+            "serving_cpu_seconds": serving_cpu,
             "compiled_seconds": compiled,
+            "compiled_cpu_seconds": cpu_seconds(server.pid),
             "serving_peak_rss_mib": serving_rss,
             "peak_rss_mib": mib(vm_kib(server.pid, "VmHWM")),
             "rss_mib": mib(vm_kib(server.pid, "VmRSS")),
@@ -239,7 +242,8 @@ def run_case(
         }
         print(
             f"scale: {case}: serving after {server.load_seconds} s (peak RSS {serving_rss} MiB), every zone "
-            f"compiled after {compiled} s, peak RSS {result['peak_rss_mib']} MiB, {server.entries} entries"
+            f"compiled after {compiled} s, peak RSS {result['peak_rss_mib']} MiB, {server.entries} entries; "
+            f"CPU {serving_cpu} s at serving, {result['compiled_cpu_seconds']} s at compiled"
         )
         if queries is not None:
             pin_running(server.pid, SERVER_CORE)
@@ -304,6 +308,20 @@ def nsd_case(case: str, zone_dir: Path, queries: Path | None, seconds: int) -> d
         + (f", {qps['qps']:.0f} qps, cpu {qps['server_cpu']:.0%}" if isinstance(qps, dict) else "")
     )
     return result
+
+
+def cpu_seconds(root: int) -> float:
+    """CPU seconds of `root` and every process below it, those that ended included (the parse
+    workers): beside wall-clock time, a figure that other work on a shared machine moves less."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in process_tree(root):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        total += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+    return round(total / tick, 2)
 
 
 def process_tree(pid: int) -> list[int]:
