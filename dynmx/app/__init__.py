@@ -347,7 +347,8 @@ class App:
     def _warm_table(self, zones: dict[Path, LoadedZone]) -> AnswerTable | None:
         """The start-up table from the answer store (None: compile as usual): the zones it does
         not hold are compiled, or staged when they are many, as at a cold start."""
-        cold = {p: z for p, z in zones.items() if p not in self.answers.kept(zones)}
+        kept = self.answers.kept(zones)
+        cold = {p: z for p, z in zones.items() if p not in kept}
         stage_from = 0 if worth_staging(cold) else STAGE_FROM_NAMES
         return self.answers.table(self.config, zones, self.health.plans_for, self.rng, stage_from)
 
