@@ -160,3 +160,15 @@ def test_scan_keeps_a_stored_version_by_its_digest(tmp_path: Path) -> None:
     zones, _ = warm(tmp_path, config, store)
     (zone,) = zones.values()
     assert isinstance(zone.zone, LazyZone) and not zone.zone.parsed
+
+
+def test_a_warm_zone_keeps_the_spelling_of_its_origin(tmp_path: Path) -> None:
+    """The journal and the logs name a zone by its origin as the file spells it (dnspython keeps
+    the case): a warm start must name it the same, not by the lower-case table key."""
+    config = setup(tmp_path, {"Mixed.TEST": zone_text("Mixed.TEST")})
+    cold_zones, _ = cold(tmp_path, config)
+    store = save(tmp_path, config)
+    zones, _ = warm(tmp_path, config, store)
+    (zone,) = zones.values()
+    assert isinstance(zone.zone, LazyZone) and not zone.zone.parsed
+    assert zone.origin.to_text() == next(iter(cold_zones.values())).origin.to_text() == "Mixed.TEST."

@@ -14,11 +14,14 @@ import marshal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import dns.exception
+import dns.name
+
 from dynmx.answer.compiler import AnswerTable, CompiledZone
 from dynmx.errors import DynmxError
 from dynmx.wire.response import Entry, RRsetSpan
 
-CODEC_VERSION = 1
+CODEC_VERSION = 2
 _MARSHAL_VERSION = 4
 
 SpanTuple = tuple[int, int, int, bool]
@@ -33,7 +36,8 @@ class StoreCorrupt(DynmxError):
 class StoredZone:
     """What the store gives back for one zone: ready to lay into a table."""
 
-    origin: bytes
+    origin: bytes  # the table key: lower-case wire
+    name: dns.name.Name  # as the zone file spells it (the journal and the logs name zones so)
     index: CompiledZone
     keys: tuple[bytes, ...]
     entries: tuple[Entry, ...]  # in the order of `keys`
@@ -63,9 +67,11 @@ def encode_zone(table: AnswerTable, origin: bytes, serial: int) -> bytes:
     index = table.zones[origin]
     keys = tuple(table.keys.get(origin, ()))
     nx_compressed = _entry_tuple(index.nx_compressed) if index.nx_compressed is not None else None
+    spelled = table.zoneset.by_key[origin].origin.to_wire()
     record = (
         CODEC_VERSION,
         origin,
+        spelled,
         serial,
         tuple(index.names),
         tuple(index.cuts),
@@ -126,9 +132,9 @@ class Decoder:
         """The zone in `blob`; StoreCorrupt when it is not one this codec wrote."""
         try:
             record = marshal.loads(blob)
-            version, origin, serial, names, cuts, wildcards = record[:6]
-            nx, nx_c, pointers, signed, keys, raw, uses = record[6:]
-            if version != CODEC_VERSION or len(keys) != len(raw):
+            version, origin, spelled, serial, names, cuts, wildcards = record[:7]
+            nx, nx_c, pointers, signed, keys, raw, uses = record[7:]
+            if version != CODEC_VERSION or len(keys) != len(raw) or spelled.lower() != origin:
                 raise ValueError("codec version or shape")
             index = CompiledZone(
                 origin=origin,
@@ -140,10 +146,26 @@ class Decoder:
                 nx_pointers=tuple(pointers),
                 signed=bool(signed),
             )
-            entries = tuple(self._entry(item) for item in raw)
-            return StoredZone(origin, index, tuple(keys), entries, frozenset(uses), int(serial))
-        except (ValueError, TypeError, EOFError, IndexError) as error:
+            entries = tuple([self._entry(item) for item in raw])
+            name = _name(spelled)
+            return StoredZone(origin, name, index, tuple(keys), entries, frozenset(uses), int(serial))
+        except (ValueError, TypeError, EOFError, IndexError, dns.exception.DNSException) as error:
             raise StoreCorrupt(f"answer store row does not decode: {error}") from error
+
+
+def _name(wire: bytes) -> dns.name.Name:
+    """An uncompressed wire name (a third of the time of `dns.name.from_wire`)."""
+    labels = []
+    pos = 0
+    while True:
+        length = wire[pos]
+        labels.append(wire[pos + 1 : pos + 1 + length])
+        pos += length + 1
+        if length == 0:
+            break
+    if pos != len(wire):
+        raise ValueError("trailing bytes after the origin")
+    return dns.name.Name(labels)
 
 
 def lay_in(

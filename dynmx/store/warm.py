@@ -36,8 +36,7 @@ def warm_zones(
     scan keeps it by its stamp (stat only) or, failing that, by its bytes' digest."""
     found = {}
     for path, zone in stored.items():
-        origin = dns.name.from_wire(zone.origin, 0)[0]
-        found[path] = lazy_loaded(origin, path, digests[path], stamps.get(path), zone.serial)
+        found[path] = lazy_loaded(zone.name, path, digests[path], stamps.get(path), zone.serial)
     return found
 
 
