@@ -21,7 +21,7 @@ from dynmx.answer.compiler import AnswerTable, CompiledZone
 from dynmx.errors import DynmxError
 from dynmx.wire.response import Entry, RRsetSpan
 
-CODEC_VERSION = 2
+CODEC_VERSION = 3
 _MARSHAL_VERSION = 4
 
 SpanTuple = tuple[int, int, int, bool]
@@ -81,10 +81,25 @@ def encode_zone(table: AnswerTable, origin: bytes, serial: int) -> bytes:
         index.nx_pointers,
         index.signed,
         keys,
-        tuple(_entry_tuple(table.entries[k]) for k in keys),
+        *_by_shape([table.entries[k] for k in keys]),
         tuple(sorted(table.uses.get(origin, ()))),
     )
     return marshal.dumps(record, _MARSHAL_VERSION)
+
+
+Shape = tuple[int, bool, tuple[SpanTuple, ...], bool]
+
+
+def _by_shape(entries: list[Entry]) -> tuple[tuple[Shape, ...], tuple[int, ...], tuple[bytes, ...]]:
+    """The zone's entries as its distinct shapes (rcode, flags, spans: a handful), the shape
+    of each entry, and each entry's body: one shape looked up per row, not per entry."""
+    shapes: dict[Shape, int] = {}
+    which = []
+    for entry in entries:
+        spans = tuple((s.end, s.section, s.count, s.required) for s in entry.spans)
+        shape = (entry.rcode, entry.authoritative, spans, entry.partial_tc)
+        which.append(shapes.setdefault(shape, len(shapes)))
+    return tuple(shapes), tuple(which), tuple(entry.body for entry in entries)
 
 
 # An entry's derived fields depend only on its rcode, flags and spans: entries that share
@@ -100,18 +115,25 @@ class Decoder:
     from one template have equal spans: one tuple for all of them)."""
 
     def __init__(self) -> None:
-        self._shapes: dict[tuple[int, bool, tuple[SpanTuple, ...], bool], Entry] = {}
+        self._shapes: dict[Shape, Entry] = {}
         self._empty: frozenset[bytes] = frozenset()
+
+    def _model(self, shape: Shape) -> Entry:
+        model = self._shapes.get(shape)
+        if model is None:
+            rcode, authoritative, spans, partial_tc = shape
+            shared = tuple(RRsetSpan(*span) for span in spans)
+            model = self._shapes[shape] = Entry(rcode, authoritative, b"", shared, partial_tc=partial_tc)
+        return model
 
     def _entry(self, raw: EntryTuple) -> Entry:
         rcode, authoritative, body, spans, partial_tc = raw
-        shape = (rcode, authoritative, spans, partial_tc)
-        model = self._shapes.get(shape)
-        if model is None:
-            shared = tuple(RRsetSpan(*span) for span in spans)
-            model = self._shapes[shape] = Entry(rcode, authoritative, b"", shared, partial_tc=partial_tc)
+        return self._made(self._model((rcode, authoritative, spans, partial_tc)), body)
+
+    def _made(self, model: Entry, body: bytes) -> Entry:
+        """An entry like `model` with this body."""
         if _SET is None:
-            return Entry(rcode, authoritative, body, model.spans, partial_tc=partial_tc)
+            return Entry(model.rcode, model.authoritative, body, model.spans, partial_tc=model.partial_tc)
         entry: Entry = _new(Entry)
         s_rcode, s_aa, s_body, s_spans, s_selector, s_tc, s_counts, s_head, s_head_opt = _SET
         s_rcode(entry, model.rcode)
@@ -133,8 +155,12 @@ class Decoder:
         try:
             record = marshal.loads(blob)
             version, origin, spelled, serial, names, cuts, wildcards = record[:7]
-            nx, nx_c, pointers, signed, keys, raw, uses = record[7:]
-            if version != CODEC_VERSION or len(keys) != len(raw) or spelled.lower() != origin:
+            nx, nx_c, pointers, signed, keys, shapes, which, bodies, uses = record[7:]
+            if (
+                version != CODEC_VERSION
+                or not len(keys) == len(which) == len(bodies)
+                or spelled.lower() != origin
+            ):
                 raise ValueError("codec version or shape")
             index = CompiledZone(
                 origin=origin,
@@ -146,7 +172,9 @@ class Decoder:
                 nx_pointers=tuple(pointers),
                 signed=bool(signed),
             )
-            entries = tuple([self._entry(item) for item in raw])
+            models = [self._model(shape) for shape in shapes]
+            made = self._made
+            entries = tuple([made(models[at], body) for at, body in zip(which, bodies, strict=True)])
             name = _name(spelled)
             return StoredZone(origin, name, index, tuple(keys), entries, frozenset(uses), int(serial))
         except (ValueError, TypeError, EOFError, IndexError, dns.exception.DNSException) as error:
