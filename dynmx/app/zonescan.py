@@ -29,6 +29,16 @@ from dynmx.zone.soa import serial_of
 
 RACY_SECONDS = 2.0  # a file changed this recently is read again at the next reload
 
+Stamp = tuple[int, int, int, int]  # (mtime_ns, ctime_ns, size, inode)
+
+# Stamps seen on a file whose bytes, read again, were those its version was read from (or
+# written as): that version keeps its identity (nothing recompiled), so its own `stamp`
+# cannot change; the next scan keeps it by this one, unread. Only the last scan's are kept.
+_confirmed: dict[str, tuple[LoadedZone, Stamp]] = {}
+# The table key of each file's origin at the last scan (the very name object): a kept
+# version's is not computed again.
+_keys: dict[str, tuple[dns.name.Name, bytes]] = {}
+
 
 def scan_zones(
     directory: Path,
@@ -53,7 +63,6 @@ def scan_zones(
     holding the GIL. At start-up nothing is answered yet, and a good file would be parsed
     twice, so it is parsed here at once.
     """
-    loaded: dict[Path, LoadedZone] = {}
     problems: list[Problem] = []
     try:
         with os.scandir(directory) as listing:
@@ -62,19 +71,35 @@ def scan_zones(
         reason = f"cannot read zone directory: {error.strerror or error}"
         return dict(previous), [Problem(str(directory), 0, reason)]
     found.sort(key=lambda entry: entry.name)
-    files = [Path(entry.path) for entry in found]
-    results: dict[Path, Parsed] = {}
+    # By the file's name as a string (hashed in C), and the very Path objects already loaded:
+    # every dict keyed by them then finds them by identity.
+    known = {os.fspath(path): (path, zone) for path, zone in previous.items()}
+    names = [entry.path for entry in found]
+    files: list[Path] = []
+    results: list[Parsed | None] = []  # of each file in `files`; None while it is read
+    reading: dict[Path, int] = {}  # a file to parse: its place in `files`
     to_parse: list[tuple[Path, bytes]] = []
     apart: list[Path] = []  # large files checked in a child process before they are read here
-    stamps: dict[Path, tuple[int, int, int, int]] = {}
+    stamps: dict[Path, Stamp] = {}
+    confirmed: dict[str, tuple[LoadedZone, Stamp]] = {}
     now = time.time()
-    for entry, path in zip(found, files, strict=True):
-        kept = previous.get(path)
-        info = _stat(entry)
+    infos = [_stat(entry) for entry in found]
+    for index, (name, info) in enumerate(zip(names, infos, strict=True)):
+        hit = known.get(name)
+        path, kept = hit if hit is not None else (Path(name), None)
+        files.append(path)
+        if kept is not None:
+            if keep and path in keep:  # its file is behind its version: the stamp says nothing of it
+                results.append(kept)
+                continue
+            seen = None if info is None else (info.st_mtime_ns, info.st_ctime_ns, info.st_size, info.st_ino)
+            if seen is not None and unchanged(kept, seen, _confirmed.get(name)):
+                results.append(kept)
+                if kept.stamp != seen:
+                    confirmed[name] = (kept, seen)
+                continue
         stamp = _stamp(info, now)
-        if kept is not None and (path in keep or (stamp is not None and kept.stamp == stamp)):
-            results[path] = kept
-            continue
+        results.append(None)
         large = serving and info is not None and info.st_size >= APART_FROM
         try:
             if large:  # not held yet: hashed a piece at a time when there is a version to keep
@@ -85,12 +110,15 @@ def scan_zones(
                 data = read_zone_bytes(path, max_size)
                 digest = file_digest(data)
         except ZoneLoadError as error:
-            results[path] = error.problems
+            results[index] = error.problems
             continue
         # An edit's version has no digest of its own: `written` may know its file's.
         if kept is not None and digest in (kept.digest, (written or {}).get(path)):
-            results[path] = kept
+            results[index] = kept
+            if stamp is not None:  # the same bytes under a new stamp: stat only next time
+                confirmed[name] = (kept, stamp)
             continue
+        reading[path] = index
         if large:
             apart.append(path)
         else:
@@ -99,41 +127,64 @@ def scan_zones(
             stamps[path] = stamp
     for path, found_problems in check_apart(apart, processes, max_size).items():
         if found_problems:
-            results[path] = found_problems
+            results[reading[path]] = found_problems
             continue
         try:
             to_parse.append((path, read_zone_bytes(path, max_size)))
         except ZoneLoadError as error:
-            results[path] = error.problems
+            results[reading[path]] = error.problems
     for path, parsed in parse_many(to_parse, processes).items():
         stamp = stamps.get(path)
         if stamp is not None and isinstance(parsed, LoadedZone):
             parsed = dataclasses.replace(parsed, stamp=stamp)
-        results[path] = parsed
-    versions: dict[Path, LoadedZone] = {}
-    claims: dict[bytes, list[Path]] = {}  # by wire key: dnspython's name hash collides (see ZoneSet)
-    for path in files:
-        zone = results[path]
+        results[reading[path]] = parsed
+    versions: list[LoadedZone | None] = []  # of each file in `files`; None: not served
+    claims: dict[bytes, list[int]] = {}  # by wire key: dnspython's name hash collides (see ZoneSet)
+    keys: dict[str, tuple[dns.name.Name, bytes]] = {}
+    for index, (name, result) in enumerate(zip(names, results, strict=True)):
+        assert result is not None
+        zone = result
         if isinstance(zone, list):
             problems.extend(zone)
-            if path not in previous:
+            hit = known.get(name)
+            if hit is None:
+                versions.append(None)
                 continue
-            zone = previous[path]
-        versions[path] = zone
-        claims.setdefault(name_key(zone.origin), []).append(path)
-    chosen = set()
-    for key, paths in claims.items():
-        winner = paths[0] if len(paths) == 1 else _rightful(key, paths, previous)
-        chosen.add(winner)
-        for other in paths:
-            if other != winner:
-                origin = versions[winner].origin
+            zone = hit[1]
+        versions.append(zone)
+        known_key = _keys.get(name)
+        key = known_key[1] if known_key is not None and known_key[0] is zone.origin else name_key(zone.origin)
+        keys[name] = (zone.origin, key)
+        claims.setdefault(key, []).append(index)
+    chosen = [False] * len(files)
+    for key, indexes in claims.items():
+        if len(indexes) == 1:
+            chosen[indexes[0]] = True
+            continue
+        winner = _rightful(key, [files[index] for index in indexes], previous)
+        won = next(index for index in indexes if files[index] == winner)
+        chosen[won] = True
+        origin = versions[won].origin  # type: ignore[union-attr]  # claimed: a version
+        for index in indexes:
+            if index != won:
                 reason = f"zone {origin} is served from {winner}; this file is not loaded (one file per zone)"
-                problems.append(Problem(str(other), 1, reason))
-    for path in files:
-        if path in chosen:
-            loaded[path] = versions[path]
+                problems.append(Problem(str(files[index]), 1, reason))
+    served = zip(files, versions, chosen, strict=True)
+    loaded = {path: zone for path, zone, winner in served if winner and zone is not None}
+    _confirmed.clear()
+    _confirmed.update(confirmed)
+    _keys.clear()
+    _keys.update(keys)
     return loaded, problems
+
+
+def unchanged(kept: LoadedZone, stamp: Stamp, confirmed: tuple[LoadedZone, Stamp] | None) -> bool:
+    """Whether a file's version can be kept unread: its stat stamp now is the one the version
+    was read with, or one a later scan found the same bytes under (`confirmed`, for this very
+    version). Either was old enough to trust when taken (`_stamp`), so it still is."""
+    if kept.stamp == stamp:
+        return True
+    return confirmed is not None and confirmed[0] is kept and confirmed[1] == stamp
 
 
 def _rightful(key: bytes, paths: list[Path], previous: dict[Path, LoadedZone]) -> Path:
@@ -172,7 +223,7 @@ def _stat(entry: os.DirEntry[str]) -> os.stat_result | None:
         return None
 
 
-def _stamp(info: os.stat_result | None, now: float) -> tuple[int, int, int, int] | None:
+def _stamp(info: os.stat_result | None, now: float) -> Stamp | None:
     """What a file's stat says of its version; None when it changed so recently that another
     write within the clock's resolution could leave it unchanged (racy-git's rule)."""
     if info is None:

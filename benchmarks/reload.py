@@ -1,0 +1,197 @@
+"""A reload with no zone file changed, among many zones: how long it takes, and where the time goes.
+
+Target (issue "Hardening and scale"): a reload with no file changed, among 100,000 zones,
+in under 1 s.
+
+Writes `--zones` zones of 10 records (scale.py's `small_zone`, one file per zone), starts
+`python -m dynmx serve` on them (127.0.0.1, ephemeral port, control socket in its
+state_dir), waits until every zone is compiled and the files are older than the scan's
+racy window, then times, `--reloads` times each:
+
+* SIGHUP until the `event=reloaded` line is read (`sighup_s`), and that line's own
+  `seconds=` (`logged_s`);
+* `dynmx reload -c CONFIG` (over the control socket) until the command returns
+  (`command_s`, which includes starting the `dynmx` command itself).
+
+Then one file's serial is bumped and one more reload is timed (`one_changed_s`).
+
+`--profile` instead runs the reload inside this process (an `App` started on the same
+files, answering on 127.0.0.1) under cProfile, and prints the functions with the most own
+time (file:line). Profiled times are longer and not comparable.
+
+    .venv/bin/python benchmarks/reload.py [--zones 20000] [--reloads 3] [--profile]
+
+Not a test; asserts nothing. Writes benchmarks/out/reload-<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import pstats
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import OUT, ROOT, Dynmx, loadavg, print_profile, source, stamp, top_functions
+from scale import origin, write_zones
+
+from dynmx.app.zonescan import RACY_SECONDS
+
+TIMEOUT = 1800.0
+
+
+def write_config(workdir: Path, zone_dir: Path) -> Path:
+    config = workdir / "dynmx.toml"
+    config.write_text(
+        f'[server]\nlisten = ["127.0.0.1:0"]\nzones_dir = "{zone_dir}"\nstate_dir = "{workdir / "state"}"\n'
+    )
+    return config
+
+
+def settle(zone_dir: Path) -> None:
+    """Wait until every file is older than the scan's racy window (else it is read to be sure)."""
+    newest = max(path.stat().st_ctime for path in zone_dir.iterdir())
+    time.sleep(max(0.0, newest + RACY_SECONDS + 0.2 - time.time()))
+
+
+def sighup(server: Dynmx) -> dict[str, float | str]:
+    """SIGHUP until the next `event=reloaded` line; its wall time and its own `seconds=`."""
+    before = server.events["reloaded"]
+    started = time.monotonic()
+    server.signal(signal.SIGHUP)
+    deadline = started + TIMEOUT
+    while server.events["reloaded"] == before:
+        if time.monotonic() > deadline or not server.alive():
+            raise RuntimeError("no event=reloaded after SIGHUP")
+        time.sleep(0.002)
+    wall = time.monotonic() - started
+    line = next(line for line in reversed(server.tail) if "event=reloaded" in line)
+    logged = float(line.rsplit("seconds=", 1)[1].split()[0])
+    return {"sighup_s": round(wall, 3), "logged_s": logged, "line": line.split("event=", 1)[1]}
+
+
+def command(config: Path) -> float:
+    """`dynmx reload -c CONFIG` until it returns."""
+    started = time.monotonic()
+    subprocess.run(
+        [sys.executable, "-m", "dynmx", "reload", "-c", str(config)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=TIMEOUT,
+    )
+    return round(time.monotonic() - started, 3)
+
+
+def bump_first(zone_dir: Path) -> None:
+    first = zone_dir / f"{origin(0)}.zone"
+    text = re.sub(r"(SOA \S+ \S+ )(\d+)", lambda m: f"{m[1]}{int(m[2]) + 1}", first.read_text(), count=1)
+    first.write_text(text)
+
+
+def measure(zones: int, reloads: int, workdir: Path) -> dict[str, object]:
+    zone_dir = workdir / "zones"
+    zone_dir.mkdir()
+    write_zones(zone_dir, zones)
+    config = write_config(workdir, zone_dir)
+    result: dict[str, object] = {"zones": zones}
+    with Dynmx(["--config", str(config), "--http", ""], workdir, timeout=TIMEOUT) as server:
+        result["compiled_s"] = server.wait_compiled(TIMEOUT)
+        settle(zone_dir)
+        runs = [sighup(server) for _ in range(reloads)]
+        commands = [command(config) for _ in range(reloads)]
+        bump_first(zone_dir)
+        changed = sighup(server)
+        result |= {"unchanged": runs, "command_s": commands, "one_changed": changed}
+        result["log"] = server.log_summary()
+    best = min(float(run["sighup_s"]) for run in runs)
+    print(
+        f"reload: {zones} zones: no file changed: SIGHUP to event=reloaded "
+        f"{', '.join(str(run['sighup_s']) for run in runs)} s (best {best}), "
+        f"logged {', '.join(str(run['logged_s']) for run in runs)} s; "
+        f"`dynmx reload` returns in {', '.join(map(str, commands))} s"
+    )
+    print(f"reload: {zones} zones: one file changed: {changed['sighup_s']} s ({changed['line']})")
+    print(f"reload: last line with no file changed: {runs[-1]['line']}")
+    return result
+
+
+def profile(zones: int, workdir: Path) -> dict[str, object]:
+    """The no-change reload in this process under cProfile."""
+    from dynmx.app import App
+    from dynmx.config import load_config
+
+    zone_dir = workdir / "zones"
+    zone_dir.mkdir()
+    write_zones(zone_dir, zones)
+    config_path = write_config(workdir, zone_dir)
+    dump = OUT / f"reload-profile-{zones}.pstats"
+
+    async def run() -> float:
+        app = App(load_config(config_path), lambda: load_config(config_path))
+        await app.start()
+        try:
+            for _ in range(int(TIMEOUT * 10)):  # a staged start compiles behind
+                if app._filling is None or app._filling.done():
+                    break
+                await asyncio.sleep(0.1)
+            settle(zone_dir)
+            await app.reload()  # once unprofiled: the first reload sees the config for the first time
+            profiler, inner = cProfile.Profile(), cProfile.Profile()
+            load = app._load
+
+            def profiled_load(*args: Any, **kwargs: Any) -> Any:  # the scan runs off the loop
+                return inner.runcall(load, *args, **kwargs)
+
+            app._load = profiled_load  # type: ignore[method-assign]
+            started = time.monotonic()
+            profiler.enable()
+            await app.reload()
+            profiler.disable()
+            seconds = time.monotonic() - started
+            app._load = load  # type: ignore[method-assign]
+            stats = pstats.Stats(profiler)
+            stats.add(pstats.Stats(inner))
+            stats.dump_stats(str(dump))
+            return seconds
+        finally:
+            await app.stop()
+
+    seconds = asyncio.run(run())
+    rows = top_functions(dump, 40)
+    print_profile(rows, f"no-change reload of {zones} zones under cProfile: {seconds:.2f} s")
+    return {"zones": zones, "profiled_s": round(seconds, 3), "profile": rows}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--zones", type=int, default=20_000)
+    parser.add_argument("--reloads", type=int, default=3)
+    parser.add_argument("--profile", action="store_true", help="profile the reload in this process")
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    report: dict[str, object] = {"source": source(), "loadavg_before": loadavg()}
+    with tempfile.TemporaryDirectory(prefix="dynmx-reload-") as tmp:
+        if args.profile:
+            report["profile"] = profile(args.zones, Path(tmp))
+        else:
+            report["run"] = measure(args.zones, args.reloads, Path(tmp))
+    report["loadavg_after"] = loadavg()
+    out = OUT / f"reload-{stamp()}.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"reload: wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
