@@ -915,7 +915,9 @@ class App:
             except (StaleBase, JournalFork) as error:
                 problems.append(Problem(str(path), 0, f"not taken: {error}"))
                 redo.append(path)
-        arrived = {p: z for p, z in zones.items() if p not in before or before[p].origin != z.origin}
+        arrived = {  # a kept version (the very object) arrived before: its names are not compared
+            p: z for p, z in zones.items() if (b := before.get(p)) is not z and (b is None or b.origin != z.origin)
+        }
         if arrived:  # a journal left from an earlier zone of that name must not be replayed blindly
             fixed, found = self.owner.reconcile(arrived)
             problems += found
