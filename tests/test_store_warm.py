@@ -30,14 +30,14 @@ def zone_text(origin: str, address: str = "192.0.2.25", extra: str = "") -> str:
     )
 
 
-def setup(tmp_path: Path, texts: dict[str, str]) -> Config:
+def setup(tmp_path: Path, texts: dict[str, str], extra: str = "") -> Config:
     zones = tmp_path / "zones"
     zones.mkdir(exist_ok=True)
     for origin, text in texts.items():
         (zones / f"{origin}.zone").write_text(text)
     config = tmp_path / "dynmx.toml"
     config.write_text(
-        f'[server]\nlisten = ["127.0.0.1:0"]\nzones_dir = "{zones}"\nstate_dir = "{tmp_path}"\n'
+        f'[server]\nlisten = ["127.0.0.1:0"]\nzones_dir = "{zones}"\nstate_dir = "{tmp_path}"\n' + extra
     )
     return load_config(config)
 
@@ -172,3 +172,13 @@ def test_a_warm_zone_keeps_the_spelling_of_its_origin(tmp_path: Path) -> None:
     (zone,) = zones.values()
     assert isinstance(zone.zone, LazyZone) and not zone.zone.parsed
     assert zone.origin.to_text() == next(iter(cold_zones.values())).origin.to_text() == "Mixed.TEST."
+
+
+def test_a_zone_with_names_laid_over_it_is_not_stored(tmp_path: Path) -> None:
+    """A null-MX name (or a pool's hint names) is laid over the zone by policy, which a catalog
+    may change without the config changing: such a zone is compiled at every start."""
+    rule = '[[name]]\nname = "mail.a.test."\naction = "null-mx"\n'
+    config = setup(tmp_path, {"a.test": zone_text("a.test"), "b.test": zone_text("b.test")}, rule)
+    zones, table = cold(tmp_path, config)
+    rows, _ = rows_to_save(zones, table, {})
+    assert [row.path.name for row in rows] == ["b.test.zone"]

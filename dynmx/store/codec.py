@@ -5,7 +5,8 @@ has to read such data back; nothing else is stored, so a row cannot name code to
 A zone is storable only when its entries are plain bytes: no pool carrier (a selector
 is runtime state), no per-name tracking (zones of `TRACK_FROM` names or more keep indexes
 the store does not hold), not signed by dynmx (its signatures expire; a pre-signed zone's
-come from its file).
+come from its file), no overlay (pool hint names and null-MX names laid over it come from
+pools a catalog may bring later).
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ def storable(table: AnswerTable, origin: bytes) -> bool:
     if index is None or not index.complete or origin in table.pending or origin in table.negatives:
         return False
     data = table.zoneset.by_key.get(origin)
-    if data is None or data.signer is not None:
-        return False
+    if data is None or data.signer is not None or data.overlay:
+        return False  # signed by dynmx, or laid over by pools (hint names, null MX) that may change
     entries = table.entries
     return all(k in entries and entries[k].selector is None for k in table.keys.get(origin, ()))
 
