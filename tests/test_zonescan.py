@@ -285,3 +285,87 @@ def test_the_child_sends_back_a_bad_files_problems(tmp_path: Path) -> None:
     found = batch.check_apart([path, good], processes=2)
     assert [str(p) for p in found[path]] == [f"{path}:104: syntax error at '999.1.1.1'"]
     assert found[good] == []
+
+
+# -- a reload with nothing changed: a stat per file (issue 26) -----------------------------
+
+
+def test_a_file_read_again_with_its_bytes_unchanged_is_kept_by_stat_at_the_next_rescan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file too fresh to trust its stamp was read at every reload, for as long as it served."""
+    monkeypatch.setattr(zonescan, "RACY_SECONDS", 3600.0)
+    path = _write(tmp_path, 1)
+    first, _ = zonescan.scan_zones(tmp_path, {})
+    assert first[path].stamp is None
+    monkeypatch.setattr(zonescan, "RACY_SECONDS", 0.0)
+    reads = _reads(monkeypatch)
+    second, _ = zonescan.scan_zones(tmp_path, first)
+    assert reads == [path]
+    third, _ = zonescan.scan_zones(tmp_path, second)
+    assert reads == [path]
+    assert third[path] is second[path] is first[path]
+
+
+def test_a_touched_file_is_read_once_kept_by_its_bytes_then_kept_by_stat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`touch` moves the mtime: the bytes decide (the same version: nothing recompiled), and
+    the new stamp is trusted from then on."""
+    monkeypatch.setattr(zonescan, "RACY_SECONDS", 0.0)
+    path = _write(tmp_path, 1)
+    first, _ = zonescan.scan_zones(tmp_path, {})
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns - 5_000_000_000))
+    reads = _reads(monkeypatch)
+    second, _ = zonescan.scan_zones(tmp_path, first)
+    assert reads == [path]
+    assert second[path] is first[path]
+    assert zonescan.changed_origins(first, second) == []
+    third, _ = zonescan.scan_zones(tmp_path, second)
+    assert reads == [path]
+    assert third[path] is first[path]
+
+
+def test_a_file_whose_size_changed_is_read_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(zonescan, "RACY_SECONDS", 0.0)
+    path = _write(tmp_path, 1)
+    first, _ = zonescan.scan_zones(tmp_path, {})
+    _write(tmp_path, 12345)
+    reads = _reads(monkeypatch)
+    second, _ = zonescan.scan_zones(tmp_path, first)
+    assert reads == [path]
+    assert zonescan.soa_serial(second[path]) == 12345
+
+
+def test_among_many_unchanged_files_only_the_changed_one_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(zonescan, "RACY_SECONDS", 0.0)
+    for index in range(20):
+        (tmp_path / f"z{index}.test.zone").write_text(TEXT.format(serial=1))
+    first, _ = zonescan.scan_zones(tmp_path, {})
+    changed = tmp_path / "z7.test.zone"
+    changed.write_text(TEXT.format(serial=2) + "extra 300 IN A 192.0.2.9\n")
+    reads = _reads(monkeypatch)
+    second, problems = zonescan.scan_zones(tmp_path, first)
+    assert problems == []
+    assert reads == [changed]
+    assert [path for path in second if second[path] is not first[path]] == [changed]
+    assert list(second) == list(first)
+
+
+def test_a_stamp_confirmed_for_one_version_does_not_keep_another() -> None:
+    """The bytes were those of the version read then: an edit's newer version is not kept by it."""
+    old, new = _version(1), _version(2)
+    stamp = (1, 2, 3, 4)
+    assert zonescan.unchanged(old, stamp, (old, stamp))
+    assert not zonescan.unchanged(new, stamp, (old, stamp))
+    assert not zonescan.unchanged(old, (1, 2, 3, 5), (old, stamp))
+
+
+def test_a_version_is_kept_by_the_stamp_it_was_read_with() -> None:
+    loaded = _version(1)
+    stamped = LoadedZone(loaded.origin, loaded.zone, loaded.path, b"d", (1, 2, 3, 4))
+    assert zonescan.unchanged(stamped, (1, 2, 3, 4), None)
+    assert not zonescan.unchanged(stamped, (1, 2, 4, 4), None)  # the size moved
