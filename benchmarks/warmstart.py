@@ -124,7 +124,7 @@ def run_warm(workdir: Path) -> dict[str, float]:
     found = store.load(fingerprint(config), read_digest)
     out["store_read_s"] = time.perf_counter() - began
     mark = time.perf_counter()
-    warm = warm_zones(found.zones, found.digests, found.stamps)
+    warm = warm_zones(found.zones, found.digests, found.stamps, found.sources)
     zones, _ = scan_zones(workdir / "zones", warm, os.cpu_count() or 1)
     out["scan_s"] = time.perf_counter() - mark
     origins_ok = found.origins == origins_digest(name_key(z.origin) for z in zones.values())

@@ -72,7 +72,13 @@ def serial_of(zone: LoadedZone) -> int:
 def rows_of(loaded: dict[Path, LoadedZone], table: AnswerTable) -> list[ZoneRow]:
     return [
         ZoneRow(
-            path, key_of(z), _stamp(path), z.digest, serial_of(z), encode_zone(table, key_of(z), serial_of(z))
+            path,
+            key_of(z),
+            _stamp(path),
+            z.digest,
+            serial_of(z),
+            encode_zone(table, key_of(z), serial_of(z)),
+            path.read_bytes(),
         )
         for path, z in loaded.items()
     ]

@@ -141,3 +141,37 @@ def test_update_on_a_warm_start_then_kill_9_then_restart_serves_the_journal(
     warm.stop(signal.SIGKILL)
     again = serve("--config", str(config))
     assert txt(again) == ['"after a warm start"']
+
+
+def test_reload_after_a_warm_start_serves_a_changed_file(serve: Serve, config: Path) -> None:
+    """SIGHUP after a warm start: the unread zones are kept by their stamps, the changed
+    file is read and served, and a zone whose CNAME reaches into it follows the change."""
+    first = serve("--config", str(config))
+    first.wait_for_log("event=answer-store-written")
+    first.stop()
+    warm = serve("--config", str(config))
+    zone = config.parent / "zones" / "z1.test.zone"
+    new = zone_text("z1.test").replace("192.0.2.25", "198.51.100.1").replace("hostmaster 1 ", "hostmaster 2 ")
+    zone.write_text(new)  # a hand edit with a newer serial: judged against the served version, taken
+    warm.process.send_signal(signal.SIGHUP)
+    warm.wait_for_log("event=reloaded")
+    query = dns.message.make_query("alias.z5.test.", "A")  # alias CNAME mx.z1.test.
+    reply = dns.query.udp(query, "127.0.0.1", port=warm.dns_port, timeout=3)
+    assert [r.to_text() for rrset in reply.answer for r in rrset] == ["mx.z1.test.", "198.51.100.1"]
+
+
+def test_reload_after_a_warm_start_refuses_a_change_without_a_new_serial(serve: Serve, config: Path) -> None:
+    """The served version of an unread zone is the stored one: a hand edit that keeps the
+    serial is refused against it and the served answers stay, as after a cold start."""
+    first = serve("--config", str(config))
+    first.wait_for_log("event=answer-store-written")
+    first.stop()
+    warm = serve("--config", str(config))
+    zone = config.parent / "zones" / "z1.test.zone"
+    zone.write_text(zone_text("z1.test").replace("192.0.2.25", "198.51.100.1"))
+    warm.process.send_signal(signal.SIGHUP)
+    assert "SOA serial is still 1" in warm.wait_for_log("event=zone-refused")
+    reply = dns.query.udp(
+        dns.message.make_query("mx.z1.test.", "A"), "127.0.0.1", port=warm.dns_port, timeout=3
+    )
+    assert [r.to_text() for rrset in reply.answer for r in rrset] == ["192.0.2.25"]

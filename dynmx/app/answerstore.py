@@ -75,7 +75,7 @@ class AnswerKeeper:
             found.whole or "-",
             time.monotonic() - started,
         )
-        return warm_zones(found.zones, found.digests, found.stamps)
+        return warm_zones(found.zones, found.digests, found.stamps, found.sources)
 
     def kept(self, zones: Mapping[Path, LoadedZone]) -> dict[Path, LoadedZone]:
         """Of the scanned zones, those served from the store (the scan kept the unread version)."""

@@ -29,7 +29,7 @@ from dynmx.store.codec import CODEC_VERSION, Decoder, StoreCorrupt, StoredZone
 log = logging.getLogger("dynmx.store")
 
 STORE_FILE = "answers.sqlite"
-FORMAT = f"dynmx-answers/{CODEC_VERSION}/{__version__}"
+FORMAT = f"dynmx-answers/{CODEC_VERSION}.1/{__version__}"  # .1: rows hold the zone file's bytes
 RACY_SECONDS = 2.0  # as the zone scan: a stamp this fresh may hide a second write
 
 Stamp = tuple[int, int, int, int]  # mtime_ns, ctime_ns, size, inode
@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS zone (
     digest BLOB NOT NULL,
     serial INTEGER NOT NULL,
     checksum BLOB NOT NULL,
-    body BLOB NOT NULL
+    body BLOB NOT NULL,
+    source BLOB NOT NULL
 );
 """
 
@@ -71,6 +72,7 @@ class ZoneRow:
     digest: bytes
     serial: int
     body: bytes
+    source: bytes  # the zone file's bytes the answers were compiled from (its digest is `digest`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,7 @@ class Loaded:
     origins: bytes = b""  # the origins the rows were compiled among (`origins_digest`)
     digests: dict[Path, bytes] = field(default_factory=dict)  # of each current row's file
     stamps: dict[Path, Stamp | None] = field(default_factory=dict)  # of each current row's file, as stored
+    sources: dict[Path, bytes] = field(default_factory=dict)  # the bytes each current row was made from
 
 
 def fingerprint(*parts: object) -> bytes:
@@ -101,9 +104,11 @@ def stamp_of(info: os.stat_result, now: float) -> Stamp | None:
     return (info.st_mtime_ns, info.st_ctime_ns, info.st_size, info.st_ino)
 
 
-def _checksum(path: str, origin: bytes, stamp: bytes, digest: bytes, serial: int, body: bytes) -> bytes:
+def _checksum(
+    path: str, origin: bytes, stamp: bytes, digest: bytes, serial: int, body: bytes, source: bytes
+) -> bytes:
     h = hashlib.sha256()
-    for part in (path.encode(), origin, stamp, digest, serial.to_bytes(8, "big", signed=True), body):
+    for part in (path.encode(), origin, stamp, digest, serial.to_bytes(8, "big", signed=True), body, source):
         h.update(len(part).to_bytes(8, "big"))
         h.update(part)
     return h.digest()
@@ -151,7 +156,7 @@ class AnswerStore:
             if stored["format"] != FORMAT.encode() or stored["shaping"] != shaping:
                 return Loaded({}, {}, "header")
             rows = db.execute(
-                "SELECT path, origin, stamp, digest, serial, checksum, body FROM zone"
+                "SELECT path, origin, stamp, digest, serial, checksum, body, source FROM zone"
             ).fetchall()
         except sqlite3.DatabaseError as error:
             log.warning("event=answer-store-unreadable path=%s reason=%s", self.path, error)
@@ -163,9 +168,10 @@ class AnswerStore:
         journal = journal_serials or {}
         digests: dict[Path, bytes] = {}
         stamps: dict[Path, Stamp | None] = {}
-        for name, origin, stamp_raw, digest, serial, checksum, body in rows:
+        sources: dict[Path, bytes] = {}
+        for name, origin, stamp_raw, digest, serial, checksum, body, source in rows:
             why = self._why_stale(
-                name, origin, stamp_raw, digest, serial, checksum, body, read_digest, journal, now
+                name, origin, stamp_raw, digest, serial, checksum, body, source, read_digest, journal, now
             )
             path = Path(name)
             if why is None:
@@ -178,10 +184,13 @@ class AnswerStore:
                         zones[path] = found
                         digests[path] = digest
                         stamps[path] = marshal.loads(stamp_raw) if stamp_raw else None
+                        sources[path] = source
                         continue
                     why = "mismatch"
             stale[path] = why
-        return Loaded(zones, stale, origins=bytes(stored["origins"]), digests=digests, stamps=stamps)
+        return Loaded(
+            zones, stale, origins=bytes(stored["origins"]), digests=digests, stamps=stamps, sources=sources
+        )
 
     @staticmethod
     def _why_stale(
@@ -192,11 +201,12 @@ class AnswerStore:
         serial: int,
         checksum: bytes,
         body: bytes,
+        source: bytes,
         read_digest: Callable[[Path], bytes | None],
         journal: Mapping[bytes, int],
         now: float,
     ) -> str | None:
-        if _checksum(path, origin, stamp_raw, digest, serial, body) != checksum:
+        if _checksum(path, origin, stamp_raw, digest, serial, body, source) != checksum:
             return "checksum"
         if origin in journal and journal[origin] != serial:
             return "journal"
@@ -226,12 +236,14 @@ class AnswerStore:
             for row in rows:
                 stamp_raw = marshal.dumps(row.stamp) if row.stamp is not None else b""
                 name = str(row.path)
-                check = _checksum(name, row.origin, stamp_raw, row.digest, row.serial, row.body)
-                fresh.append((name, row.origin, stamp_raw, row.digest, row.serial, check, row.body))
+                check = _checksum(name, row.origin, stamp_raw, row.digest, row.serial, row.body, row.source)
+                fresh.append(
+                    (name, row.origin, stamp_raw, row.digest, row.serial, check, row.body, row.source)
+                )
             names = keep_names | {str(item[0]) for item in fresh}
             old = [name for (name,) in db.execute("SELECT path FROM zone") if name not in names]
             db.executemany("DELETE FROM zone WHERE path = ?", [(name,) for name in old])
-            db.executemany("INSERT OR REPLACE INTO zone VALUES (?, ?, ?, ?, ?, ?, ?)", fresh)
+            db.executemany("INSERT OR REPLACE INTO zone VALUES (?, ?, ?, ?, ?, ?, ?, ?)", fresh)
             written = len(fresh)
             db.execute("COMMIT")
         except BaseException:

@@ -2,11 +2,13 @@
 
 A warm start answers from stored bytes; the dnspython zone behind them is needed only by
 what works on zone data: an edit (UPDATE, CLI, dyndns2), a transfer out, the slow path
-(wildcards, below a cut, DO=1 of a pre-signed zone), a zone whose answers use this one
-being compiled again. `LazyZone` is a `dns.zone.Zone` whose nodes are parsed from its file
-on first access, and refused when the file no longer has the bytes the stored answers
-were made from (a reload must judge such a file first); `LazyZoneData` is a `ZoneData`
-that knows its origin and key at once and indexes that zone on first use of anything else.
+(wildcards, below a cut, DO=1 of a pre-signed zone), a reload judging a hand-edited file
+against the served version, a zone whose answers use this one being compiled again.
+`LazyZone` is a `dns.zone.Zone` whose nodes are parsed on first access from the zone
+file's bytes the store kept with the answers (never from the file, which may have changed
+since: the served version is the one the answers were made from); `LazyZoneData` is a
+`ZoneData` that knows its origin and key at once and indexes that zone on first use of
+anything else.
 """
 
 from __future__ import annotations
@@ -23,21 +25,23 @@ import dns.zone
 
 from dynmx.answer.zoneset import ZoneData, name_key
 from dynmx.errors import Problem, ZoneLoadError
-from dynmx.zone.loader import LoadedZone, load_zone_file
+from dynmx.zone.loader import LoadedZone, parse_zone
 
 _NODES = dns.zone.Zone.__dict__["nodes"]  # the slot under the `nodes` property below
 _PARSE = threading.Lock()  # one zone parsed once, whichever thread asks first
 
 
 class LazyZone(dns.zone.Zone):
-    """A zone whose nodes come from `path` on first access (bytes checked against `digest`)."""
+    """A zone whose nodes are parsed from `source` (the bytes of `path` the stored answers were
+    made from, checked against `digest`) on first access."""
 
-    __slots__ = ("_digest", "_parsed", "_path", "stored_serial")
+    __slots__ = ("_digest", "_parsed", "_path", "_source", "stored_serial")
 
-    def __init__(self, origin: dns.name.Name, path: Path, digest: bytes, serial: int) -> None:
+    def __init__(self, origin: dns.name.Name, path: Path, digest: bytes, serial: int, source: bytes) -> None:
         super().__init__(origin, dns.rdataclass.IN, relativize=False)
         self._path = path
         self._digest = digest
+        self._source = source
         self._parsed = False
         self.stored_serial = serial  # the SOA serial of those bytes: known without reading them
 
@@ -51,6 +55,7 @@ class LazyZone(dns.zone.Zone):
                 if not self._parsed:
                     _NODES.__set__(self, self._read())
                     self._parsed = True
+                    self._source = b""  # held no longer than needed
         nodes: dict[dns.name.Name, dns.node.Node] = _NODES.__get__(self)
         return nodes
 
@@ -61,9 +66,9 @@ class LazyZone(dns.zone.Zone):
     nodes = property(_get_nodes, _set_nodes)
 
     def _read(self) -> dict[dns.name.Name, dns.node.Node]:
-        loaded = load_zone_file(self._path, self.origin)
-        if loaded.digest != self._digest:
-            reason = "changed since its stored answers were made: reload (SIGHUP) to judge it first"
+        loaded = parse_zone(self._path, self._source, self.origin)
+        if loaded.digest != self._digest:  # the store's checksum makes this a bug, never a file
+            reason = "answer store: the kept bytes of this zone file do not match their digest"
             raise ZoneLoadError([Problem(str(self._path), 0, reason)])
         return dict(loaded.zone.nodes)
 
@@ -81,10 +86,15 @@ def _plain_zone(
 
 
 def lazy_loaded(
-    origin: dns.name.Name, path: Path, digest: bytes, stamp: tuple[int, int, int, int] | None, serial: int
+    origin: dns.name.Name,
+    path: Path,
+    digest: bytes,
+    stamp: tuple[int, int, int, int] | None,
+    serial: int,
+    source: bytes,
 ) -> LoadedZone:
     """The `LoadedZone` of a file whose answers come from the store."""
-    return LoadedZone(origin, LazyZone(origin, path, digest, serial), path, digest, stamp)
+    return LoadedZone(origin, LazyZone(origin, path, digest, serial, source), path, digest, stamp)
 
 
 def zone_serial(zone: dns.zone.Zone) -> int | None:

@@ -19,24 +19,28 @@ import dns.name
 from dynmx.answer.compiler import AnswerTable, CompiledZone, index_zone
 from dynmx.answer.zoneset import ZoneData, ZoneSet, name_key
 from dynmx.config import Config, PoolConfig
+from dynmx.errors import ZoneLoadError
 from dynmx.policy.served import PoolPlans, build_table
 from dynmx.store.answers import ZoneRow
 from dynmx.store.codec import StoredZone, encode_zone, lay_in, storable
 from dynmx.store.lazy import LazyZone, LazyZoneData, lazy_loaded
 from dynmx.wire.response import Entry
-from dynmx.zone.loader import LoadedZone
+from dynmx.zone.loader import LoadedZone, file_digest, read_zone_bytes
 
 
 def warm_zones(
     stored: Mapping[Path, StoredZone],
     digests: Mapping[Path, bytes],
     stamps: Mapping[Path, tuple[int, int, int, int] | None],
+    sources: Mapping[Path, bytes],
 ) -> dict[Path, LoadedZone]:
     """Each stored zone as a `LoadedZone` read from its file only when first needed; the
     scan keeps it by its stamp (stat only) or, failing that, by its bytes' digest."""
     found = {}
     for path, zone in stored.items():
-        found[path] = lazy_loaded(zone.name, path, digests[path], stamps.get(path), zone.serial)
+        found[path] = lazy_loaded(
+            zone.name, path, digests[path], stamps.get(path), zone.serial, sources[path]
+        )
     return found
 
 
@@ -81,7 +85,8 @@ def rows_to_save(
 ) -> tuple[list[ZoneRow], list[Path]]:
     """New rows for the zones compiled from their files, and the paths whose stored row is
     still the one served (not encoded again). A zone made in memory (an edit, the journal
-    replayed) has no digest: its file is not what is served, so it gets no row."""
+    replayed) has no digest: its file is not what is served, so it gets no row; nor does one
+    whose file no longer has the bytes it was read from (read again here, kept in the row)."""
     rows: list[ZoneRow] = []
     keep: list[Path] = []
     for path, loaded in zones.items():
@@ -95,6 +100,13 @@ def rows_to_save(
         data = table.zoneset.by_key[key]
         if data.zone is not loaded.zone:
             continue  # the table serves another version (an edit since)
+        try:
+            source = read_zone_bytes(path)
+        except ZoneLoadError:
+            continue
+        if file_digest(source) != loaded.digest:
+            continue  # changed since it was read: the next reload judges it
         serial = int(data.soa[1][0].serial)
-        rows.append(ZoneRow(path, key, loaded.stamp, loaded.digest, serial, encode_zone(table, key, serial)))
+        body = encode_zone(table, key, serial)
+        rows.append(ZoneRow(path, key, loaded.stamp, loaded.digest, serial, body, source))
     return rows, keep
