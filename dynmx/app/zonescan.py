@@ -139,7 +139,8 @@ def scan_zones(
             parsed = dataclasses.replace(parsed, stamp=stamp)
         results[reading[path]] = parsed
     versions: list[LoadedZone | None] = []  # of each file in `files`; None: not served
-    claims: dict[bytes, list[int]] = {}  # by wire key: dnspython's name hash collides (see ZoneSet)
+    claims: dict[bytes, int] = {}  # by wire key: dnspython's name hash collides (see ZoneSet)
+    shared: dict[bytes, list[int]] = {}  # the keys claimed by more than one file
     keys: dict[str, tuple[dns.name.Name, bytes]] = {}
     for index, (name, result) in enumerate(zip(names, results, strict=True)):
         assert result is not None
@@ -153,20 +154,20 @@ def scan_zones(
             zone = hit[1]
         versions.append(zone)
         known_key = _keys.get(name)
-        key = known_key[1] if known_key is not None and known_key[0] is zone.origin else name_key(zone.origin)
-        keys[name] = (zone.origin, key)
-        claims.setdefault(key, []).append(index)
-    chosen = [False] * len(files)
-    for key, indexes in claims.items():
-        if len(indexes) == 1:
-            chosen[indexes[0]] = True
-            continue
+        if known_key is None or known_key[0] is not zone.origin:
+            known_key = (zone.origin, name_key(zone.origin))
+        keys[name] = known_key
+        first = claims.setdefault(known_key[1], index)
+        if first != index:
+            shared.setdefault(known_key[1], [first]).append(index)
+    chosen = [True] * len(files)
+    for key, indexes in sorted(shared.items(), key=lambda item: item[1][0]):
         winner = _rightful(key, [files[index] for index in indexes], previous)
         won = next(index for index in indexes if files[index] == winner)
-        chosen[won] = True
         origin = versions[won].origin  # type: ignore[union-attr]  # claimed: a version
         for index in indexes:
             if index != won:
+                chosen[index] = False
                 reason = f"zone {origin} is served from {winner}; this file is not loaded (one file per zone)"
                 problems.append(Problem(str(files[index]), 1, reason))
     served = zip(files, versions, chosen, strict=True)
