@@ -115,7 +115,7 @@ class SecondaryService:
         self.unavailable: frozenset[dns.name.Name] = frozenset()
 
     def start(self) -> None:
-        zones = self.zones()
+        zones = self.zones() if self.primaries else {}  # every served zone by name: not for none
         for origin in self.primaries:
             if origin in zones:
                 self.verified[origin] = _mtime(zones[origin].path)

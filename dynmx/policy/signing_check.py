@@ -80,6 +80,8 @@ def signing_problems(
     """The problems of each zone in `zones` configured `dnssec = true`, by origin."""
     blocks = {dns.name.from_text(b.name): (i, b) for i, b in enumerate(config.zone) if b.dnssec}
     found: dict[dns.name.Name, list[str]] = {}
+    if not blocks:  # no zone to look up among every one served
+        return found
     for loaded in zones:
         entry = blocks.get(loaded.origin)
         if entry is None:
