@@ -127,6 +127,50 @@ def test_rfc4035_signed_zone_every_rrset_validates(
     assert zone.get_rdataset(ORIGIN, dns.rdatatype.DNSKEY) is None
 
 
+def test_a_zone_with_more_signatures_than_the_cache_is_signed_again_from_it_once_fitted(
+    tmp_path: Path,
+) -> None:
+    """Signing walks a zone in the same order each time: a cache smaller than the zone would
+    evict every signature just before it is asked for again. Fitted to what is served, a
+    third signing of the unchanged zone makes no signature."""
+    import dns.zone
+
+    zone = dns.zone.from_text(ZONE, origin=ORIGIN, relativize=False)
+    key = ensure_key(tmp_path, ORIGIN, "ecdsap256sha256")
+    cache = SignatureCache(size=3)
+    signed_zone(zone, key, cache=cache)
+    served = cache.calls
+    assert served > 3 and cache.misses == served
+    signed_zone(zone, key, cache=cache)
+    assert cache.hits == 0  # each was evicted before it came round again
+    cache.fit(served)
+    signed_zone(zone, key, cache=cache)
+    made, hits = cache.misses, cache.hits
+    signed_zone(zone, key, cache=cache)
+    assert cache.misses == made and cache.hits - hits == served
+
+
+def test_each_compile_fits_the_shared_cache_to_the_signatures_served(tmp_path: Path) -> None:
+    """`signed_zones` grows the process's cache to twice what its signed zones used, so a
+    zone with more signatures than the default size is re-signed from the cache."""
+    import dns.zone
+
+    from dynmx.answer.zoneset import ZoneData
+    from dynmx.config import load_config
+    from dynmx.policy.signing import signed_zones
+    from dynmx.zone.signer import CACHE
+
+    config = load_config(write_config(tmp_path, ZONE, '[[zone]]\nname = "example.test."\ndnssec = true\n'))
+    zone = dns.zone.from_text(ZONE, origin=ORIGIN, relativize=False)
+    floor, CACHE.floor = CACHE.floor, 3
+    try:
+        before = CACHE.calls
+        assert signed_zones(config, [ZoneData(ORIGIN, zone)], {}) is not None
+        assert CACHE.size == 2 * (CACHE.calls - before) > 3
+    finally:
+        CACHE.floor = CACHE.size = floor
+
+
 def test_check_refuses_dnssec_on_a_secondary_zone(tmp_path: Path) -> None:
     """A zone followed from a primary is served as the primary signed it: `dnssec = true`
     there is a config error that `dynmx check` names, not a second signer."""

@@ -19,13 +19,14 @@ import dns.zone
 from dynmx.answer.zoneset import ZoneData
 from dynmx.config import Config
 from dynmx.zone.keys import ALGORITHMS, ZoneKey, ensure_key, key_path, load_key, load_keys
-from dynmx.zone.signer import ZoneSigner, signed_zone, window
+from dynmx.zone.signer import CACHE, ZoneSigner, signed_zone, window
 
 log = logging.getLogger(__name__)
 
 Overlay = Mapping[dns.name.Name, dns.node.Node]
-# id(unsigned zone) -> (unsigned zone, fingerprint of overlay and window, signed ZoneData)
-_signed: dict[int, tuple[object, tuple[object, ...], ZoneData]] = {}
+# id(unsigned zone) -> (unsigned zone, fingerprint of overlay and window, signed ZoneData,
+# signatures its signing used)
+_signed: dict[int, tuple[object, tuple[object, ...], ZoneData, int]] = {}
 _warned: set[dns.name.Name] = set()  # zones whose stored key is not of the configured algorithm
 
 
@@ -91,7 +92,7 @@ def signed_zones(
         _signed.clear()
         return None
     valid = window()
-    current: dict[int, tuple[object, tuple[object, ...], ZoneData]] = {}
+    current: dict[int, tuple[object, tuple[object, ...], ZoneData, int]] = {}
     out: list[ZoneData] = []
     for data in zones:
         settings = wanted.get(data.origin)
@@ -106,16 +107,19 @@ def signed_zones(
         if cached is None or cached[0] is not data.zone or cached[1] != stamp:
             signer = ZoneSigner(keys, valid)
             nsec3 = settings.denial == "nsec3"
+            before = signer.cache.calls
             signed = signed_zone(
                 data.zone, keys, cache=signer.cache, overlay=overlay, valid=valid, nsec3=nsec3
             )
-            cached = (data.zone, stamp, ZoneData(data.origin, signed, signer=signer))
+            used = signer.cache.calls - before
+            cached = (data.zone, stamp, ZoneData(data.origin, signed, signer=signer), used)
         current[id(data.zone)] = cached
         out.append(cached[2])
     _signed.clear()
     _signed.update(current)
     _latest.clear()
-    _latest.update({data.origin: data.zone for _, _, data in current.values()})
+    _latest.update({data.origin: data.zone for _, _, data, _ in current.values()})
+    CACHE.fit(sum(used for *_, used in current.values()))
     return out
 
 

@@ -56,14 +56,21 @@ def window(now: float | None = None) -> Window:
 
 
 class SignatureCache:
-    """RRSIGs by (key tag, owner, type, TTL, canonical rdata, window); the oldest go first
-    past `size` entries."""
+    """RRSIGs by (key tag, owner, type, TTL, canonical rdata, window); the least recently used
+    go first past `size` entries. `fit` keeps room for twice what is served: signing a zone
+    walks it in the same order every time, so a cache smaller than the zone would evict each
+    signature just before it is asked for again and never hit."""
 
     def __init__(self, size: int = CACHE_SIZE) -> None:
-        self.size = size
+        self.floor = self.size = size
         self._sigs: OrderedDict[tuple[object, ...], dns.rdtypes.ANY.RRSIG.RRSIG] = OrderedDict()
         self.hits = 0
         self.misses = 0
+        self.calls = 0  # hits + misses: what one signing used, as a difference of two readings
+
+    def fit(self, served: int) -> None:
+        """Room for twice the `served` signatures (and never less than the size made with)."""
+        self.size = max(self.floor, 2 * served)
 
     def sign(
         self, key: ZoneKey, owner: dns.name.Name, rdataset: dns.rdataset.Rdataset, valid: Window
@@ -80,8 +87,10 @@ class SignatureCache:
             valid.inception,
             valid.expiration,
         )
+        self.calls += 1
         found = self._sigs.get(entry)
         if found is not None:
+            self._sigs.move_to_end(entry)
             self.hits += 1
             return found
         self.misses += 1
