@@ -111,3 +111,26 @@ def test_dynmx_reload_with_no_file_changed_returns_and_keeps_the_table(serve: Se
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "reloaded"
     assert f"zones={ZONES} changed=0 incremental=yes table=kept" in "".join(server.lines[seen:])
+
+
+def _config(tmp_path: Path, zones: Path, http: str) -> Path:
+    path = tmp_path / "dynmx.toml"
+    path.write_text(
+        f'[server]\nlisten = ["127.0.0.1:0"]\nzones_dir = "{zones}"\nstate_dir = "{tmp_path / "state"}"\n'
+        f"[http]\n{http}"
+    )
+    return path
+
+
+def test_a_config_change_that_shapes_no_answer_keeps_the_table(
+    serve: Serve, zones: Path, tmp_path: Path
+) -> None:
+    """A control listener's limit is applied by the reload; no zone is compiled again for it."""
+    config = _config(tmp_path, zones, "max_connections = 64\n")
+    server = serve("--config", str(config))
+    before = _ask(server, "mx.z7.test")
+    _config(tmp_path, zones, "max_connections = 32\n")
+    line = _reload(server)
+    assert "event=config-reloaded" in server.log_text()
+    assert f"zones={ZONES} changed=0 incremental=yes table=kept" in line
+    assert _ask(server, "mx.z7.test") == before

@@ -31,6 +31,7 @@ import dns.zone
 from dynmx.answer.compiler import AnswerTable, fill_table
 from dynmx.answer.engine import Engine
 from dynmx.app import heap, pages
+from dynmx.app.answerconfig import answers_alike
 from dynmx.app.answerstore import AnswerKeeper
 from dynmx.app.catalog import CatalogConsumer, CatalogProducer, ensure_catalog_file, pool_from_json, pool_json
 from dynmx.app.control import DYNDNS2_PORT, control_guard, control_routes, dyndns2_routes, local_routes
@@ -900,7 +901,7 @@ class App:
         mark = self.state.edits
         before = self.state.by_file
         assert self.engine is not None
-        previous = self.engine.table if self.config == config else None
+        previous = self.engine.table if answers_alike(config, self.config) else None
         loaded = await loop.run_in_executor(None, functools.partial(self._load, previous=previous))
         zones, problems, table = loaded.zones, loaded.problems, loaded.table
         # Committed while the files were read: the version in memory is the newer one (a hand
@@ -916,7 +917,9 @@ class App:
                 problems.append(Problem(str(path), 0, f"not taken: {error}"))
                 redo.append(path)
         arrived = {  # a kept version (the very object) arrived before: its names are not compared
-            p: z for p, z in zones.items() if (b := before.get(p)) is not z and (b is None or b.origin != z.origin)
+            p: z
+            for p, z in zones.items()
+            if (old := before.get(p)) is not z and (old is None or old.origin != z.origin)
         }
         if arrived:  # a journal left from an earlier zone of that name must not be replayed blindly
             fixed, found = self.owner.reconcile(arrived)

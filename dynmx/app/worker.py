@@ -30,6 +30,7 @@ import dns.name
 from dynmx.answer.compiler import AnswerTable
 from dynmx.answer.engine import Engine
 from dynmx.app import STAGE_FROM_NAMES, channel, fill_slice, heap, worth_staging
+from dynmx.app.answerconfig import answers_alike
 from dynmx.app.handover import taken_over
 from dynmx.app.listeners import HotStats, Listeners, SocketSet, make_engine, zone_gate
 from dynmx.app.zonescan import changed_origins, scan_zones, zone_data
@@ -213,7 +214,7 @@ class Worker:
                 config = self.config
                 _, seq, self.config, plans, keep, written = message
                 self.plans = {p.pool.name: p for p in plans}
-                self._rebuild(seq, rescan=(keep, written), incremental=self.config == config)
+                self._rebuild(seq, rescan=(keep, written), incremental=answers_alike(config, self.config))
         log.info("event=worker-channel-closed worker=%d", self.index)
 
     def _rebuild(
