@@ -301,6 +301,8 @@ class MemberConfig:
     # imaps/pop3s/submissions: warn this early
     tls_warn_days: int = _key(_between(0, 3650), default=14, restart=False)
     server_name: str = _key(default="", restart=False)  # TLS probes: SNI to send (default: none)
+    # smtp: check STARTTLS and the certificate against our TLSA at _25._tcp.<host> (RFC 7672)
+    tlsa: bool = _key(default=False, restart=False)
 
     @property
     def ip(self) -> str:
@@ -312,6 +314,8 @@ class MemberConfig:
             return [f"url: a {self.probe} probe needs a url"]
         if self.timeout > self.interval:
             return [f"timeout: {self.timeout:g}s is longer than the interval {self.interval:g}s"]
+        if self.tlsa and (self.probe != "smtp" or is_ip(self.host)):
+            return ['tlsa: needs probe = "smtp" and a host name (TLSA is at _25._tcp.<host>)']
         return []
 
     @property

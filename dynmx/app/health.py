@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from dynmx.answer.zoneset import ZoneSet
 from dynmx.app.health_report import HealthReport
-from dynmx.app.health_targets import member_address, probe_spec
+from dynmx.app.health_targets import member_address, member_tlsa, probe_spec
 from dynmx.app.promote_hooks import PromotionHooks
 from dynmx.config import Config, PoolConfig
 from dynmx.control.store import StateStore
@@ -248,9 +248,8 @@ class HealthMonitor(HealthReport, PromotionHooks):
                             "event=probe-skipped pool=%s host=%s reason=no-address", pool.name, member.host
                         )
                     continue
-                targets.append(
-                    Target(pool.name, member.host, probe_spec(member, address, helo), member.interval)
-                )
+                spec = probe_spec(member, address, helo, member_tlsa(member, zones))
+                targets.append(Target(pool.name, member.host, spec, member.interval))
         return targets
 
     async def stop(self) -> None:

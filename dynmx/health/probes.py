@@ -20,7 +20,7 @@ import httpx
 from dynmx.health.access_probe import check_imap, check_pop3
 from dynmx.health.http_probe import check_http
 from dynmx.health.kinds import TLS_KINDS
-from dynmx.health.smtp_probe import READ_SIZE, SmtpSession
+from dynmx.health.smtp_probe import READ_SIZE, SmtpSession, check_dane
 from dynmx.health.spec import ProbeSpec
 from dynmx.health.tls import Peer, handshake, judge_expiry
 from dynmx.health.verdict import Verdict, printable
@@ -55,6 +55,8 @@ REASONS = (
     "tls-handshake",
     "tls-expired",
     "tls-expiring",
+    "starttls-rejected",
+    "tlsa-mismatch",
 )
 WARNINGS = frozenset({"tls-expiring"})  # reasons that still leave the probe ok
 CLOSE_WAIT = 0.5  # seconds granted to a closing connection, after the verdict
@@ -121,7 +123,14 @@ async def _talk(
         return await check_pop3(reader, writer, deadline)
     session = SmtpSession(reader, writer, deadline)
     starttls = spec.require_starttls and spec.kind not in TLS_KINDS  # STARTTLS inside TLS means nothing
-    verdict = await session.greet(spec.helo_name, starttls, SUBMISSION_OFFERS.get(spec.kind, frozenset()))
+    dane = bool(spec.tlsa)  # a DANE sender delivers only over TLS (RFC 7672 2.2)
+    verdict = await session.greet(
+        spec.helo_name, starttls or dane, SUBMISSION_OFFERS.get(spec.kind, frozenset())
+    )
+    if dane and verdict.ok:
+        return await check_dane(spec, session, writer, deadline)
+    if dane and verdict.reason == "no-starttls":
+        verdict = Verdict("no-starttls", printable(f"TLSA published; {verdict.evidence}"))
     await session.quit()
     return verdict
 

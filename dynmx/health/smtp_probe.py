@@ -13,6 +13,9 @@ import asyncio
 from contextlib import suppress
 from dataclasses import dataclass
 
+from dynmx.health.dane import judge
+from dynmx.health.spec import ProbeSpec
+from dynmx.health.tls import handshake
 from dynmx.health.verdict import Verdict, printable
 
 MAX_LINE = 1000  # octets, CRLF included (RFC 5321 4.5.3.1.5)
@@ -106,6 +109,23 @@ class ReplyParser:
             raise SmtpFault("garbage", printable(b"line over 1000 octets: " + head))
 
 
+async def check_dane(
+    spec: ProbeSpec, session: SmtpSession, writer: asyncio.StreamWriter, deadline: float
+) -> Verdict:
+    """The DANE sender's view (RFC 7672) after a good EHLO: STARTTLS is offered and taken, and
+    the certificate matches a DANE-EE record of `spec.tlsa`. Then QUIT, over TLS."""
+    verdict = await session.starttls()
+    if not verdict.ok:
+        return verdict
+    peer = await handshake(writer, spec.server_name, deadline)
+    if isinstance(peer, Verdict):
+        session.owes_quit = False
+        return peer
+    verdict = judge(peer.der, spec.tlsa)
+    await session.quit()
+    return verdict
+
+
 class SmtpSession:
     """One probe's talk with a server over an open connection, all of it before `deadline`."""
 
@@ -147,6 +167,25 @@ class SmtpSession:
             offered = " ".join(sorted(ehlo.keywords())) or "no extensions"
             return Verdict("no-auth", printable(f"EHLO offers: {offered}"))
         return Verdict("ok", seen)
+
+    async def starttls(self) -> Verdict:
+        """Ask for STARTTLS (RFC 3207): ok on 220 with nothing sent after it, before the handshake.
+
+        Bytes already buffered after the 220 would be read as if they came over TLS (the
+        plaintext injection of RFC 3207 6, CVE-2011-0411), so they fail the probe.
+        """
+        try:
+            await self._send(b"STARTTLS\r\n", "starttls")
+            reply = await self._reply("starttls")
+        except SmtpFault as fault:
+            self.owes_quit = fault.reason != "reset"
+            return Verdict(fault.reason, fault.evidence)
+        if reply.code != 220:
+            return Verdict("starttls-rejected", reply.summary())
+        if self._parser.pending:
+            self.owes_quit = False
+            return Verdict("garbage", "bytes sent after the 220 to STARTTLS")
+        return Verdict("ok", reply.summary())
 
     async def quit(self) -> None:
         """Say QUIT and wait briefly for the 221, so the server logs a clean end; failures don't matter."""

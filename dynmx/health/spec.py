@@ -7,8 +7,12 @@ from __future__ import annotations
 import ipaddress
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from dynmx.health.kinds import PROBE_KINDS, SOCKET_KINDS
+
+if TYPE_CHECKING:  # dane loads cryptography; a spec only carries its records
+    from dynmx.health.dane import Tlsa
 
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_")
 
@@ -33,6 +37,7 @@ class ProbeSpec:
     load_metric: str = ""  # load: if set, read this metric from Prometheus text instead
     tls_warn_days: int = 14  # TLS_KINDS: a certificate expiring sooner is reported (tls-expiring)
     server_name: str = ""  # TLS_KINDS: SNI to send; empty sends none
+    tlsa: tuple[Tlsa, ...] = ()  # smtp: the TLSA RRset we serve at _25._tcp.<host>; empty: no DANE check
 
     def __post_init__(self) -> None:
         if self.kind not in PROBE_KINDS:
@@ -53,5 +58,7 @@ class ProbeSpec:
             raise ValueError(f"tls_warn_days: expected a whole number of days >= 0, got {days!r}")
         if len(self.server_name) > 253 or not set(self.server_name) <= _NAME_CHARS:
             raise ValueError(f"server_name: expected a DNS name, got {self.server_name!r}")
+        if self.tlsa and self.kind != "smtp":
+            raise ValueError(f"tlsa: only the smtp probe checks TLSA records, not {self.kind}")
         if any(not 100 <= status <= 599 for status in self.expect_status):
             raise ValueError(f"expect_status: expected HTTP status codes, got {self.expect_status!r}")

@@ -16,7 +16,7 @@ import datetime
 import functools
 import ssl
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dynmx.health.verdict import Verdict, printable
 
@@ -30,6 +30,7 @@ class Peer:
 
     not_after: float
     expires_in: float  # seconds; negative once expired
+    der: bytes = field(default=b"", repr=False)  # the leaf certificate, for DANE (dane.judge)
 
     def describe(self) -> str:
         when = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(self.not_after))
@@ -67,7 +68,7 @@ async def handshake(writer: asyncio.StreamWriter, server_name: str, deadline: fl
         not_after = certificate_not_after(der)
     except ValueError as exc:
         return Verdict("tls-handshake", printable(f"unreadable certificate: {exc}"))
-    return Peer(not_after, not_after - time.time())
+    return Peer(not_after, not_after - time.time(), der)
 
 
 def judge_expiry(verdict: Verdict, peer: Peer | None, warn_days: int) -> Verdict:

@@ -1,0 +1,150 @@
+"""The DANE-aware smtp probe (RFC 7672) against a real aiosmtpd sink with STARTTLS on loopback,
+and the TLSA match itself (dynmx.health.dane) by plain calls. Certificates are made here, and
+the expected association data is computed with hashlib, apart from the code under test."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dynmx.config import ConfigError, load_config
+from dynmx.health.dane import Tlsa, judge
+from dynmx.health.probes import REASONS, ProbeResult, run_probe
+from dynmx.health.spec import ProbeSpec
+from tests.dane_sink import Cert, make_cert
+
+LOCAL = "127.0.0.1"
+
+
+def tlsa(text: str) -> Tlsa:
+    usage, selector, mtype, data = text.split()
+    return Tlsa(int(usage), int(selector), int(mtype), bytes.fromhex(data))
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Cert, Cert]:
+    """The sink's certificate and another one (whose records never match the sink)."""
+    directory = tmp_path_factory.mktemp("certs")
+    return make_cert(directory, "mx1.example.test"), make_cert(directory, "other.example.test")
+
+
+@pytest.fixture
+def sink(smtp_controllers: Callable[..., Any], certs: tuple[Cert, Cert]) -> Callable[..., int]:
+    """Start a sink (STARTTLS with the first certificate unless starttls=False); its port."""
+
+    def start(starttls: bool = True) -> int:
+        options = {"tls_context": certs[0].context()} if starttls else {}
+        return int(smtp_controllers("mx1.example.test", **options).port)
+
+    return start
+
+
+def probe(port: int, *records: str) -> ProbeResult:
+    spec = ProbeSpec("smtp", LOCAL, port, timeout=3.0, tlsa=tuple(tlsa(r) for r in records))
+    return asyncio.run(run_probe(spec))
+
+
+def test_dane_ee_spki_sha256_match_passes(sink: Callable[..., int], certs: tuple[Cert, Cert]) -> None:
+    result = probe(sink(), certs[0].tlsa(1, 1))
+    assert (result.ok, result.reason) == (True, "ok"), result
+    assert result.evidence.startswith("TLSA 3 1 1 ")
+
+
+def test_dane_ee_full_cert_sha256_match_passes(sink: Callable[..., int], certs: tuple[Cert, Cert]) -> None:
+    result = probe(sink(), certs[0].tlsa(0, 1))
+    assert (result.ok, result.reason) == (True, "ok"), result
+    assert result.evidence.startswith("TLSA 3 0 1 ")
+
+
+def test_mismatch_fails_naming_the_records_tried_and_the_cert_spki(
+    sink: Callable[..., int], certs: tuple[Cert, Cert]
+) -> None:
+    result = probe(sink(), certs[1].tlsa(1, 1), certs[1].tlsa(0, 2))
+    assert (result.ok, result.reason) == (False, "tlsa-mismatch")
+    assert "tlsa-mismatch" in REASONS
+    spki_sha256 = certs[0].tlsa(1, 1).split()[3]
+    assert f"spki-sha256={spki_sha256}" in result.evidence
+    assert "3 1 1 " + certs[1].tlsa(1, 1).split()[3][:16] in result.evidence
+    assert "3 0 2 " in result.evidence
+
+
+def test_rfc7672_3_1_one_matching_record_is_enough(
+    sink: Callable[..., int], certs: tuple[Cert, Cert]
+) -> None:
+    result = probe(sink(), certs[1].tlsa(1, 1), certs[0].tlsa(1, 2))
+    assert (result.ok, result.reason) == (True, "ok"), result
+
+
+def test_rfc7672_2_2_no_starttls_while_tlsa_published_fails(
+    sink: Callable[..., int], certs: tuple[Cert, Cert]
+) -> None:
+    result = probe(sink(starttls=False), certs[0].tlsa(1, 1))
+    assert (result.ok, result.reason) == (False, "no-starttls")
+    assert result.evidence.startswith("TLSA published")
+
+
+def test_no_tlsa_rrset_is_the_plain_smtp_probe(sink: Callable[..., int]) -> None:
+    assert probe(sink()).reason == "ok"
+    assert probe(sink(starttls=False)).reason == "ok"
+
+
+def test_dane_ta_only_is_not_checked(sink: Callable[..., int], certs: tuple[Cert, Cert]) -> None:
+    """Usage 2 (and the PKIX usages) would need the chain: judged on the rest, not failed."""
+    result = probe(sink(), certs[1].tlsa(1, 1, usage=2), certs[1].tlsa(0, 1, usage=1))
+    assert (result.ok, result.reason) == (True, "ok"), result
+    assert "not checked" in result.evidence
+
+
+def test_dane_ta_beside_a_mismatching_dane_ee_still_fails(
+    sink: Callable[..., int], certs: tuple[Cert, Cert]
+) -> None:
+    result = probe(sink(), certs[0].tlsa(1, 1, usage=2), certs[1].tlsa(1, 1))
+    assert result.reason == "tlsa-mismatch"
+
+
+# -- the match by plain calls ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("selector", "mtype"), [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)])
+def test_every_selector_and_matching_type_matches_its_own_cert(
+    certs: tuple[Cert, Cert], selector: int, mtype: int
+) -> None:
+    cert, other = certs
+    assert judge(cert.der, [tlsa(cert.tlsa(selector, mtype))]).reason == "ok"
+    assert judge(cert.der, [tlsa(other.tlsa(selector, mtype))]).reason == "tlsa-mismatch"
+
+
+def test_unknown_selector_or_matching_type_is_not_checked(certs: tuple[Cert, Cert]) -> None:
+    records = [Tlsa(3, 2, 1, b"\0" * 32), Tlsa(3, 1, 255, b"\0" * 32)]
+    verdict = judge(certs[0].der, records)
+    assert (verdict.reason, verdict.evidence) == ("ok", "TLSA not checked: no DANE-EE record")
+
+
+def test_mismatch_evidence_stays_within_200_characters(certs: tuple[Cert, Cert]) -> None:
+    records = [tlsa(certs[1].tlsa(s, m)) for s in (0, 1) for m in (0, 1, 2)]
+    verdict = judge(certs[0].der, records)
+    assert verdict.reason == "tlsa-mismatch"
+    assert len(verdict.evidence) <= 200 and "(+3 more)" in verdict.evidence
+
+
+# -- where it may be asked for --------------------------------------------------------------
+
+
+def test_spec_refuses_tlsa_on_another_probe_kind(certs: tuple[Cert, Cert]) -> None:
+    with pytest.raises(ValueError, match="tlsa"):
+        ProbeSpec("tcp", LOCAL, 25, tlsa=(tlsa(certs[0].tlsa(1, 1)),))
+
+
+@pytest.mark.parametrize("member", ['host = "mx1.example.test."\nprobe = "tcp"', 'host = "192.0.2.1"'])
+def test_config_refuses_tlsa_without_smtp_probe_or_host_name(tmp_path: Path, member: str) -> None:
+    config = tmp_path / "dynmx.toml"
+    config.write_text(
+        f'[server]\nzones_dir = "{tmp_path}"\n[[pool]]\nname = "example.test."\n'
+        f"[[pool.member]]\n{member}\ntlsa = true\n"
+    )
+    with pytest.raises(ConfigError, match=r"dynmx\.toml:\d+: .*tlsa: needs probe"):
+        load_config(config)
