@@ -46,7 +46,7 @@ def member_tlsa(member: MemberConfig, zones: ZoneSet) -> tuple[Tlsa, ...]:
     records = tuple(sorted(Tlsa(r.usage, r.selector, r.mtype, r.cert) for r in rdataset))
     left = unchecked(records)
     if left:
-        _tell_unchecked(str(name), tuple(f"{r.usage} {r.selector} {r.mtype}" for r in left))
+        _tell_unchecked(str(name), tuple(f"{r.usage}-{r.selector}-{r.mtype}" for r in left))
     return records
 
 
