@@ -16,6 +16,7 @@ from dynmx.health.dane import Tlsa, judge
 from dynmx.health.probes import REASONS, ProbeResult, run_probe
 from dynmx.health.spec import ProbeSpec
 from tests.dane_sink import Cert, make_cert
+from tests.fake_servers import Behaviour, FakeServer, banner, fake_server
 
 LOCAL = "127.0.0.1"
 
@@ -148,3 +149,50 @@ def test_config_refuses_tlsa_without_smtp_probe_or_host_name(tmp_path: Path, mem
     )
     with pytest.raises(ConfigError, match=r"dynmx\.toml:\d+: .*tlsa: needs probe"):
         load_config(config)
+
+
+# -- STARTTLS faults from a misbehaving peer ---------------------------------------------------
+
+EHLO_STARTTLS = "250-fake.invalid\r\n250 STARTTLS\r\n"
+
+
+def starttls_reply(reply: bytes) -> Behaviour:
+    """Greet, offer STARTTLS, answer it with `reply`, then hang up."""
+
+    async def serve(server: FakeServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 fake.invalid ESMTP\r\n")
+        while line := await reader.readline():
+            server.received.append(line.rstrip(b"\r\n"))
+            if line.upper().startswith(b"EHLO"):
+                writer.write(EHLO_STARTTLS.encode())
+            elif line.upper().startswith(b"STARTTLS"):
+                writer.write(reply)
+                await writer.drain()
+                return
+            await writer.drain()
+
+    return serve
+
+
+async def probe_fake(behaviour: Behaviour, certs: tuple[Cert, Cert]) -> tuple[ProbeResult, FakeServer]:
+    records = (tlsa(certs[0].tlsa(1, 1)),)
+    async with fake_server(behaviour) as server:
+        result = await run_probe(ProbeSpec("smtp", LOCAL, server.port, timeout=2.0, tlsa=records))
+    return result, server
+
+
+def test_starttls_refused_by_the_server_fails(certs: tuple[Cert, Cert]) -> None:
+    result, server = asyncio.run(probe_fake(banner("220 fake.invalid\r\n", ehlo=EHLO_STARTTLS), certs))
+    assert (result.ok, result.reason) == (False, "starttls-rejected")
+    assert result.evidence.startswith("502")
+    assert b"STARTTLS" in server.received
+
+
+def test_rfc3207_bytes_after_the_starttls_220_fail_as_injection(certs: tuple[Cert, Cert]) -> None:
+    result, _ = asyncio.run(probe_fake(starttls_reply(b"220 go ahead\r\n250 injected\r\n"), certs))
+    assert (result.ok, result.reason) == (False, "garbage")
+
+
+def test_no_tls_after_the_starttls_220_fails_the_handshake(certs: tuple[Cert, Cert]) -> None:
+    result, _ = asyncio.run(probe_fake(starttls_reply(b"220 go ahead\r\n"), certs))
+    assert (result.ok, result.reason) == (False, "tls-handshake")

@@ -25,6 +25,7 @@ from tests.control_token import authorized
 from tests.dane_sink import Cert, make_cert
 
 ADDRESSES = {"mx1": "127.0.0.2", "mx2": "127.0.0.3"}
+SNI: list[str | None] = []  # server names the sinks were asked for
 KEYRING = dns.tsigkeyring.from_text({"ops-key.": ("hmac-sha256", TEST_SECRET)})
 
 Serve = Callable[..., RunningServer]
@@ -39,14 +40,17 @@ def certs(tmp_path: Path) -> dict[str, Cert]:
 def port(certs: dict[str, Cert]) -> Iterator[int]:
     """One STARTTLS sink per member address, each with its own certificate, all on one port."""
     port = shared_free_port(ADDRESSES.values())
+    SNI.clear()
     controllers = []
     for name, address in ADDRESSES.items():
+        context = certs[name].context()
+        context.sni_callback = lambda _ssl, server_name, _context: SNI.append(server_name)
         controller = Controller(
             QuietSmtp(),
             hostname=address,
             port=port,
             server_hostname=f"{name}.example.test",
-            tls_context=certs[name].context(),
+            tls_context=context,
         )
         controller.start()
         controllers.append(controller)
@@ -118,5 +122,6 @@ def test_mismatching_tlsa_takes_the_member_out_until_an_update_fixes_it(
     assert dns.query.tcp(update, "127.0.0.1", port=server.dns_port, timeout=5).rcode() == dns.rcode.NOERROR
     wait_until(lambda: exchanges(server) == {"mx1", "mx2"})
     assert members(server)["mx2"]["state"] == "up"
+    assert "mx2.example.test" in SNI  # RFC 7672 8.1: the TLSA base domain
     told = [line for line in server.lines if "event=tlsa-not-checked" in line]
     assert len(told) == 1 and "name=_25._tcp.mx1.example.test. records=2-0-1" in told[0], told

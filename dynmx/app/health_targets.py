@@ -35,7 +35,7 @@ def member_address(member: MemberConfig, zones: ZoneSet) -> str | None:
 
 def member_tlsa(member: MemberConfig, zones: ZoneSet) -> tuple[Tlsa, ...]:
     """The TLSA RRset we serve at _25._tcp.<host> when the member asks for the DANE check."""
-    if not member.tlsa or member.ip:
+    if not member.tlsa:  # config refuses tlsa on an IP literal host
         return ()
     name = dns.name.from_text(f"{PORT_LABEL}.{member.host}")
     zone = zones.find(name)
@@ -73,6 +73,7 @@ def probe_spec(member: MemberConfig, address: str, helo_name: str, tlsa: tuple[T
         load_field=member.load_field,
         load_metric=member.load_metric,
         tls_warn_days=member.tls_warn_days,
-        server_name=member.server_name,
+        # a DANE client names the TLSA base domain in SNI (RFC 7672 8.1)
+        server_name=member.server_name or (member.host.rstrip(".") if tlsa else ""),
         tlsa=tlsa,
     )
