@@ -5,6 +5,8 @@ the expected association data is computed with hashlib, apart from the code unde
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -196,3 +198,42 @@ def test_rfc3207_bytes_after_the_starttls_220_fail_as_injection(certs: tuple[Cer
 def test_no_tls_after_the_starttls_220_fails_the_handshake(certs: tuple[Cert, Cert]) -> None:
     result, _ = asyncio.run(probe_fake(starttls_reply(b"220 go ahead\r\n"), certs))
     assert (result.ok, result.reason) == (False, "tls-handshake")
+
+
+# -- the same verdict as OpenSSL's DANE (which Postfix's smtp client uses) ----------------------
+
+OPENSSL = shutil.which("openssl")
+
+
+def openssl_dane_verdict(port: int, records: list[str]) -> bool:
+    """Whether `openssl s_client -dane_tlsa_rrdata` verifies the sink's certificate."""
+    assert OPENSSL is not None
+    command = [OPENSSL, "s_client", "-starttls", "smtp", "-connect", f"{LOCAL}:{port}", "-brief"]
+    command += ["-dane_tlsa_domain", "mx1.example.test", "-verify_return_error"]
+    for record in records:
+        command += ["-dane_tlsa_rrdata", record]
+    done = subprocess.run(command, input="QUIT\n", capture_output=True, text=True, timeout=10, check=False)
+    return done.returncode == 0 and "Verification: OK" in done.stdout + done.stderr
+
+
+@pytest.mark.skipif(OPENSSL is None, reason="openssl not installed")
+@pytest.mark.parametrize(
+    "which",
+    [
+        [("own", 1, 1)],
+        [("own", 0, 0)],
+        [("own", 0, 2)],
+        [("own", 1, 2)],
+        [("other", 1, 1)],
+        [("other", 0, 1), ("other", 1, 2)],
+        [("other", 1, 1), ("own", 0, 1)],
+    ],
+)
+def test_dane_ee_verdict_agrees_with_openssl_s_client(
+    sink: Callable[..., int], certs: tuple[Cert, Cert], which: list[tuple[str, int, int]]
+) -> None:
+    port = sink()
+    records = [(certs[0] if who == "own" else certs[1]).tlsa(s, m) for who, s, m in which]
+    ours, theirs = probe(port, *records).ok, openssl_dane_verdict(port, records)
+    print(f"dynmx={ours} openssl={theirs}")
+    assert ours == theirs
