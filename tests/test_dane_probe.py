@@ -159,7 +159,7 @@ EHLO_STARTTLS = "250-fake.invalid\r\n250 STARTTLS\r\n"
 
 
 def starttls_reply(reply: bytes) -> Behaviour:
-    """Greet, offer STARTTLS, answer it with `reply`, then hang up."""
+    """Greet, offer STARTTLS, answer it with `reply` (nothing: stay silent), then hang up."""
 
     async def serve(server: FakeServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"220 fake.invalid ESMTP\r\n")
@@ -170,16 +170,20 @@ def starttls_reply(reply: bytes) -> Behaviour:
             elif line.upper().startswith(b"STARTTLS"):
                 writer.write(reply)
                 await writer.drain()
+                if not reply:  # silence until the prober hangs up
+                    await reader.read()
                 return
             await writer.drain()
 
     return serve
 
 
-async def probe_fake(behaviour: Behaviour, certs: tuple[Cert, Cert]) -> tuple[ProbeResult, FakeServer]:
+async def probe_fake(
+    behaviour: Behaviour, certs: tuple[Cert, Cert], timeout: float = 2.0
+) -> tuple[ProbeResult, FakeServer]:
     records = (tlsa(certs[0].tlsa(1, 1)),)
     async with fake_server(behaviour) as server:
-        result = await run_probe(ProbeSpec("smtp", LOCAL, server.port, timeout=2.0, tlsa=records))
+        result = await run_probe(ProbeSpec("smtp", LOCAL, server.port, timeout=timeout, tlsa=records))
     return result, server
 
 
@@ -237,3 +241,9 @@ def test_dane_ee_verdict_agrees_with_openssl_s_client(
     ours, theirs = probe(port, *records).ok, openssl_dane_verdict(port, records)
     print(f"dynmx={ours} openssl={theirs}")
     assert ours == theirs
+
+
+def test_silence_after_starttls_is_timeout_starttls(certs: tuple[Cert, Cert]) -> None:
+    result, _ = asyncio.run(probe_fake(starttls_reply(b""), certs, timeout=0.3))
+    assert (result.ok, result.reason) == (False, "timeout-starttls")
+    assert result.reason in REASONS

@@ -56,6 +56,7 @@ REASONS = (
     "tls-expired",
     "tls-expiring",
     "starttls-rejected",
+    "timeout-starttls",
     "tlsa-mismatch",
 )
 WARNINGS = frozenset({"tls-expiring"})  # reasons that still leave the probe ok

@@ -1,4 +1,5 @@
-"""SMTP greeting check: banner, EHLO, QUIT, judged on the reply grammar of RFC 5321 4.2.
+"""SMTP greeting check: banner, EHLO, QUIT, judged on the reply grammar of RFC 5321 4.2;
+with TLSA records, also STARTTLS and the DANE match of the certificate (`check_dane`).
 
 `ReplyParser` is sans-IO: it is fed bytes and hands back whole replies, and it gives up as
 soon as the bytes cannot be a reply, so a peer that is not an SMTP server is called
@@ -116,6 +117,7 @@ async def check_dane(
     the certificate matches a DANE-EE record of `spec.tlsa`. Then QUIT, over TLS."""
     verdict = await session.starttls()
     if not verdict.ok:
+        await session.quit()
         return verdict
     peer = await handshake(writer, spec.server_name, deadline)
     if isinstance(peer, Verdict):
