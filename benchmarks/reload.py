@@ -5,8 +5,8 @@ in under 1 s.
 
 Writes `--zones` zones of 10 records (scale.py's `small_zone`, one file per zone), starts
 `python -m dynmx serve` on them (127.0.0.1, ephemeral port, control socket in its
-state_dir), waits until every zone is compiled and the files are older than the scan's
-racy window, then times, `--reloads` times each:
+state_dir), waits until every zone is compiled, the compiled-answer store is written and
+the files are older than the scan's racy window, then times, `--reloads` times each:
 
 * SIGHUP until the `event=reloaded` line is read (`sighup_s`), and that line's own
   `seconds=` (`logged_s`);
@@ -64,6 +64,17 @@ def settle(zone_dir: Path) -> None:
     time.sleep(max(0.0, newest + RACY_SECONDS + 0.2 - time.time()))
 
 
+def store_written(server: Dynmx, timeout: float = 600.0) -> float:
+    """Wait for the compiled-answer store written once every zone is compiled (a thread that
+    holds the GIL for seconds with many zones: a reload meanwhile is slowed by it)."""
+    started = time.monotonic()
+    while not (server.events["answer-store-written"] or server.events["answer-store-unwritable"]):
+        if time.monotonic() - started > timeout or not server.alive():
+            raise RuntimeError("no event=answer-store-written")
+        time.sleep(0.05)
+    return round(time.monotonic() - started, 2)
+
+
 def sighup(server: Dynmx) -> dict[str, float | str]:
     """SIGHUP until the next `event=reloaded` line; its wall time and its own `seconds=`."""
     before = server.events["reloaded"]
@@ -107,6 +118,7 @@ def measure(zones: int, reloads: int, workdir: Path) -> dict[str, object]:
     result: dict[str, object] = {"zones": zones}
     with Dynmx(["--config", str(config), "--http", ""], workdir, timeout=TIMEOUT) as server:
         result["compiled_s"] = server.wait_compiled(TIMEOUT)
+        result["store_written_after_s"] = store_written(server)
         settle(zone_dir)
         runs = [sighup(server) for _ in range(reloads)]
         commands = [command(config) for _ in range(reloads)]
