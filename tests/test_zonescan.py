@@ -369,3 +369,18 @@ def test_a_version_is_kept_by_the_stamp_it_was_read_with() -> None:
     stamped = LoadedZone(loaded.origin, loaded.zone, loaded.path, b"d", (1, 2, 3, 4))
     assert zonescan.unchanged(stamped, (1, 2, 3, 4), None)
     assert not zonescan.unchanged(stamped, (1, 2, 4, 4), None)  # the size moved
+
+
+def test_the_current_directory_keeps_its_unchanged_files_unread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`.` lists `./example.test.zone`, which `Path` writes `example.test.zone`: the same file."""
+    monkeypatch.setattr(zonescan, "RACY_SECONDS", 0.0)
+    monkeypatch.chdir(tmp_path)
+    _write(tmp_path, 1)
+    first, _ = zonescan.scan_zones(Path("."), {})
+    reads = _reads(monkeypatch)
+    second, _ = zonescan.scan_zones(Path("."), first)
+    assert reads == []
+    assert list(second) == [Path("example.test.zone")]
+    assert second[Path("example.test.zone")] is first[Path("example.test.zone")]

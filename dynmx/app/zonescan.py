@@ -86,7 +86,12 @@ def scan_zones(
     infos = [_stat(entry) for entry in found]
     for index, (name, info) in enumerate(zip(names, infos, strict=True)):
         hit = known.get(name)
-        path, kept = hit if hit is not None else (Path(name), None)
+        kept: LoadedZone | None
+        if hit is None:  # a new file, or a directory named as Path would not write it ("./zones")
+            path = Path(name)
+            kept = previous.get(path)
+        else:
+            path, kept = hit
         files.append(path)
         if kept is not None:
             if keep and path in keep:  # its file is behind its version: the stamp says nothing of it
@@ -147,11 +152,11 @@ def scan_zones(
         zone = result
         if isinstance(zone, list):
             problems.extend(zone)
-            hit = known.get(name)
-            if hit is None:
+            earlier = previous.get(files[index])
+            if earlier is None:
                 versions.append(None)
                 continue
-            zone = hit[1]
+            zone = earlier
         versions.append(zone)
         known_key = _keys.get(name)
         if known_key is None or known_key[0] is not zone.origin:
