@@ -35,8 +35,8 @@ import dns.tsigkeyring  # noqa: E402
 import dns.update  # noqa: E402
 
 from tests.conftest import TEST_SECRET, RunningServer, start_server, wait_until  # noqa: E402
+from tests.interop.test_catalog_server import CATALOG, consumer_config, knot_consumer, serves  # noqa: E402
 from tests.nsd import free_port  # noqa: E402
-from tests.test_catalog_server import CATALOG, consumer_config, knot_consumer, serves  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "out"
 ZONE = "example.test."

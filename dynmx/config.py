@@ -155,7 +155,7 @@ def _key(check: Check | None = None, *, restart: bool, **kwargs: Any) -> Any:
     """One key of a section. `check` validates (and may normalise) its value; `restart` is the
     key's reload decision, made for every key: True when the running server reads it only at
     start (a reload keeps the running value and names the key in `event=config-restart-needed`),
-    False when a reload applies it. `tests/test_config_reload.py` refuses a key without one."""
+    False when a reload applies it. `tests/unit/test_config_reload.py` refuses a key without one."""
     metadata: dict[str, object] = {"restart": restart}
     if check is not None:
         metadata["check"] = check

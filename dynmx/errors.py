@@ -22,7 +22,7 @@
     +-- JournalMismatch         the journal does not apply to the zone file (control.diffs)
     +-- ZoneEditRefused         a zone cannot be added or removed as asked (control.zones)
     +-- RolloverRefused         a key rollover step cannot run now or in this phase (zone.rollover)
-    +-- StoreCorrupt            a row of the answer store fails its checks: rebuilt, never served (store.codec)
+    +-- StoreCorrupt            an answer-store row fails its checks: rebuilt, never served (store.codec)
 
 A class with a module in brackets is defined beside the code that raises it (its subclasses
 with it), rooted here all the same; the others are defined here.

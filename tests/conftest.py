@@ -196,3 +196,14 @@ def fresh_refusal_log() -> Iterator[None]:
 
     REFUSALS.limiter = LogLimiter(REFUSALS.limiter.per_window, REFUSALS.limiter.window)
     yield
+
+
+LAYERS = ("unit", "integration", "interop")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by its directory: `./dev test -m unit` runs the plain-call set."""
+    for item in items:
+        layer = item.path.parent.name
+        if layer in LAYERS:
+            item.add_marker(layer)

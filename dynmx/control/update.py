@@ -140,7 +140,7 @@ def _reads_back(rdata: dns.rdata.Rdata) -> bool:
 
     dnspython decodes RDATA it cannot write as readable text (a DS with no digest, a
     DNSKEY with no key); stored, such a record would make the zone file unloadable and
-    IXFR fail (found by fuzzing, tests/test_fuzz_engine.py).
+    IXFR fail (found by fuzzing, tests/integration/test_fuzz_engine.py).
     """
     try:
         return bool(dns.rdata.from_text(IN, rdata.rdtype, rdata.to_text()) == rdata)

@@ -19,7 +19,7 @@ import dns.rdatatype
 import pytest
 
 from tests.conftest import RunningServer, write_config
-from tests.test_ddclient import DYNDNS2, LISTENING, ZONE
+from tests.interop.test_ddclient import DYNDNS2, LISTENING, ZONE
 
 INADYN = shutil.which("inadyn")
 pytestmark = pytest.mark.skipif(INADYN is None, reason="needs inadyn (apt-get install inadyn)")

@@ -1,6 +1,6 @@
 """Fuzzing the whole message path: UPDATE, NOTIFY, transfers and EDNS through the app's engine.
 
-`tests/test_wire_query.py` fuzzes plain queries; here the engine is wired as `serve` wires
+`tests/unit/test_wire_query.py` fuzzes plain queries; here the engine is wired as `serve` wires
 it (UPDATE/NOTIFY to `UpdateService`, AXFR/IXFR to `TransferService`, edits committed to
 zone files and swapped in), and every input must give silence, FORMERR or a well-formed
 reply that dnspython and dnslib both read, with no internal error (SERVFAIL) and no

@@ -2,7 +2,7 @@
 
 The zones are signed by ldns-signzone (a signer that is not dnspython) once per module;
 the engine compiles them as the server does. What NSD answers is the differential test's
-business (tests/test_differential_nsd.py); here each behaviour is pinned alone.
+business (tests/interop/test_differential_nsd.py); here each behaviour is pinned alone.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from tests.conftest import RunningServer
 from tests.helpers_engine import ask, make_engine
 from tests.nsd import Nsd, NsdUnavailable
 
-ZONE_DIR = Path(__file__).resolve().parent / "data" / "diff"
+ZONE_DIR = Path(__file__).resolve().parents[1] / "data" / "diff"
 ZONES = {"diff.test": "diff.test.zone", "other.test": "other.test.zone"}
 NSID = b"ns1.example"
 

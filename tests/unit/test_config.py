@@ -25,7 +25,7 @@ from dynmx.config import (
 )
 from dynmx.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 FULL: dict[str, Any] = {
     "server": {

@@ -1,6 +1,6 @@
 """The README cannot drift: its command blocks run, its outputs hold, its configs load.
 
-The tutorial's blocks are run by tests/test_tutorial.py from a clean clone; every other `sh` and
+The tutorial's blocks are run by tests/interop/test_tutorial.py from a clean clone; every other `sh` and
 `console` block runs here, in order, in one shell, in a copy of the working tree, against a server
 started as `./dev serve` starts it (tests/readme_blocks.py has the convention).
 """
@@ -21,7 +21,7 @@ import pytest
 from dynmx.config import load_config
 from tests.readme_blocks import KNOWN, Block, Shell, blocks, clean_env, port_free, runnable
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 BLOCKS = blocks(README)
 TUTORIAL = "Tutorial"
@@ -155,7 +155,7 @@ def test_quick_start_shows_the_two_dev_commands_as_dev_has_them() -> None:
 
 
 def test_tutorial_and_reference_blocks_are_all_run_by_a_test() -> None:
-    """Between this file and tests/test_tutorial.py every runnable block is run once."""
+    """Between this file and tests/interop/test_tutorial.py every runnable block is run once."""
     tutorial = [b for b in runnable(BLOCKS) if in_tutorial(b)]
     reference = [b for b in runnable(BLOCKS) if not in_tutorial(b)]
     assert len(tutorial) >= 10 and len(reference) >= 3

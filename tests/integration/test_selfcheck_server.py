@@ -22,7 +22,7 @@ import pytest
 from tests.conftest import ROOT, RunningServer, shared_free_port, wait_until
 from tests.control_token import authorized, token_env
 from tests.fake_servers import QuietHandler, http_server
-from tests.test_registrar_dyndns2 import FakeDyndns2, fake_dyndns2
+from tests.integration.test_registrar_dyndns2 import FakeDyndns2, fake_dyndns2
 
 Serve = Callable[..., RunningServer]
 

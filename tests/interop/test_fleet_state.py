@@ -15,8 +15,8 @@ import dns.rcode
 import pytest
 
 from tests.conftest import ROOT, RunningServer, wait_until
+from tests.interop.test_catalog_server import CATALOG, consumer_config
 from tests.nsd import free_port
-from tests.test_catalog_server import CATALOG, consumer_config
 
 ZONE = """\
 $ORIGIN example.test.

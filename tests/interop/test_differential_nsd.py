@@ -62,8 +62,8 @@ from tests.signing import SignerUnavailable, sign_zones, sign_zones_knot
 pytestmark = pytest.mark.interop
 
 SUBJECT_ENV = "DYNMX_DIFF_SUBJECT"
-REPO = Path(__file__).resolve().parent.parent
-ZONE_DIR = Path(__file__).resolve().parent / "data" / "diff"
+REPO = Path(__file__).resolve().parents[2]
+ZONE_DIR = Path(__file__).resolve().parents[1] / "data" / "diff"
 ZONES = {"diff.test": "diff.test.zone", "other.test": "other.test.zone"}
 APEXES = frozenset(dns.name.from_text(zone) for zone in ZONES)
 HOST = "127.0.0.1"

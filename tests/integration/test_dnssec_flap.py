@@ -5,7 +5,7 @@ down, and first place still follows the strategy among the members up: exactly e
 round-robin, within a few binomial standard deviations of the weights for weighted.
 
 Each member is an aiosmtpd sink on its own loopback address (one port for all, as in
-tests/test_health_server.py), probed every 0.2 s (fall 2, rise 2, timeout 0.2 s). The flap
+tests/integration/test_health_server.py), probed every 0.2 s (fall 2, rise 2, timeout 0.2 s). The flap
 schedule is drawn from a seeded random source; every wait is bounded.
 
 "Marked down" is dynmx's own log line `event=member-down`: it is written before the pool is

@@ -12,7 +12,7 @@ import dns.name
 
 from dynmx.zone.keys import ensure_key
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ORIGIN = dns.name.from_text("example.test.")
 
 

@@ -17,8 +17,8 @@ from dynmx.answer.dynamic import ServedPolicy
 from dynmx.answer.engine import Engine
 from dynmx.answer.zoneset import ZoneData
 from dynmx.policy.served import build_table, plan_all
-from tests.test_pool_answers import ORIGIN, firsts, setup, zone_data
-from tests.test_recompile import ORIGINS, _table_view, _zone
+from tests.unit.test_pool_answers import ORIGIN, firsts, setup, zone_data
+from tests.unit.test_recompile import ORIGINS, _table_view, _zone
 
 FORCED = ServedPolicy(forced={dns.name.from_text("www.b.test."): 3, dns.name.from_text("ns1.a.test."): 5})
 HOSTS = ("", "ns1.", "www.", "alias.", "mail.", "sub.", "ns.sub.", "x.wild.", "missing.", "a.b.missing.")

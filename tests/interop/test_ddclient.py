@@ -5,7 +5,7 @@ ddclient 3.10 sends one address per request: the one its `use=` (or `usev4=`) fo
 configurations (two cache files), one per family, and the A and AAAA updates come seconds
 apart: `[dyndns2] min_interval` counts per host and family, so the second is not `abuse`.
 The dual-stack request of ddclient 3.11 and later (`myip=v4,v6`) is tested by plain HTTP in
-tests/test_dyndns2_server.py.
+tests/integration/test_dyndns2_server.py.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def test_ddclient_3_10_sends_no_usev6_address_through_dyndns2(
     `usev6=` address is dropped and `myip=` goes out empty, which dyndns2 reads as "use the
     address the request came from" (here 127.0.0.1, into the A record). Hence `use=` for
     the IPv6 configuration with 3.10. From 3.11, ddclient sends `myip=v4,v6` (tested by
-    plain HTTP in tests/test_dyndns2_server.py)."""
+    plain HTTP in tests/integration/test_dyndns2_server.py)."""
     server, port = dynmx
     output = ddclient(tmp_path, port, "v6only", "usev6=ipv6, ipv6=2001:db8::10")
     agent = re.search(r"User-Agent: ddclient/(\d+)\.(\d+)", output)

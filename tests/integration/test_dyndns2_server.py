@@ -1,6 +1,6 @@
 """The dyndns2 endpoint on a running dynmx, as routers, ddclient and inadyn call it: here on the
 control listener (`[dyndns2] listen` unset), as before it had a listener of its own
-(tests/test_dyndns2_listener.py); logins are slowed on both."""
+(tests/interop/test_dyndns2_listener.py); logins are slowed on both."""
 
 from __future__ import annotations
 

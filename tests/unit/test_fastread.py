@@ -26,7 +26,7 @@ from dynmx.zone import fastread
 from dynmx.zone.loader import build_zone, parse_zone, read_records_with_dnspython
 from dynmx.zone.validate import Record
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ORIGIN = dns.name.from_text("example.test.")
 FILE = "example.test.zone"
 SOA = "@ IN SOA ns1 hostmaster 2024010101 7200 900 1209600 300\n"

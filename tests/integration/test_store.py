@@ -22,7 +22,7 @@ from dynmx.store.codec import Decoder, StoreCorrupt, StoredZone, encode_zone, la
 from dynmx.wire.response import Entry
 from dynmx.zone.loader import LoadedZone, load_zone_file, read_digest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 OLD = 10.0  # seconds: files are aged past the racy window so their stamps are trusted
 
 

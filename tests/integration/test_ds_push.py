@@ -26,7 +26,7 @@ from dynmx.zone.keys import ensure_key, load_keys
 from tests.conftest import TEST_SECRET, RunningServer, wait_until
 from tests.fake_servers import QuietHandler, http_server
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CHILD = dns.name.from_text("example.test.")
 TOKEN = "tok-ds-7f1e-secret"
 PARENT_ZONE = """$ORIGIN test.

@@ -17,7 +17,7 @@ from dynmx.app.zonescan import zone_data
 from dynmx.control.update import Op
 from dynmx.control.writer import apply_changes
 from dynmx.zone.loader import LoadedZone
-from tests.test_edit_validation import ORIGIN, _change, _name, _zone, edits, random_changes, records
+from tests.unit.test_edit_validation import ORIGIN, _change, _name, _zone, edits, random_changes, records
 
 
 def _view(data: ZoneData) -> tuple[object, ...]:

@@ -27,10 +27,10 @@ import pytest
 
 from dynmx.app.fleet import SoaSeen, catalog_seen, serial_lt, verdict
 from tests.conftest import ROOT, RunningServer, start_server, wait_until
+from tests.integration.test_health_server import Sinks
+from tests.interop.test_catalog_server import CATALOG, consumer_config, knot_consumer, primary_config, serves
 from tests.knot import Knot, KnotUnavailable
 from tests.nsd import free_port
-from tests.test_catalog_server import CATALOG, consumer_config, knot_consumer, primary_config, serves
-from tests.test_health_server import Sinks
 
 ADDRESSES = {"mx1": "127.0.0.2", "mx2": "127.0.0.3", "mx3": "127.0.0.4"}
 ZONE = (

@@ -13,7 +13,7 @@ import dns.rcode
 
 from dynmx.app import STAGE_FROM_ZONES
 from tests.conftest import EDITS, RunningServer, write_config
-from tests.test_update_server import ZONE, _lookup, _update
+from tests.interop.test_update_server import ZONE, _lookup, _update
 
 Serve = Callable[..., RunningServer]
 

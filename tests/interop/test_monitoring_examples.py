@@ -25,7 +25,7 @@ from aiosmtpd.controller import Controller
 
 from tests.conftest import RunningServer, wait_until, write_config
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "examples" / "grafana" / "dynmx.json"
 ALERTS = ROOT / "examples" / "prometheus" / "alerts.yml"
 NAME = re.compile(r"\bdynmx_[a-z0-9_]+")

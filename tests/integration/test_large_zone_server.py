@@ -15,7 +15,7 @@ import dns.rcode
 
 from dynmx.app import STAGE_FROM_NAMES
 from tests.conftest import EDITS, RunningServer, write_config
-from tests.test_update_server import ZONE, _lookup, _update
+from tests.interop.test_update_server import ZONE, _lookup, _update
 
 Serve = Callable[..., RunningServer]
 

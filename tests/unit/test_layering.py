@@ -25,7 +25,7 @@ import ast
 from collections.abc import Mapping, Set
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "dynmx"
+PACKAGE = Path(__file__).resolve().parents[2] / "dynmx"
 
 # Layer order, top first; a module may import its own layer and those below it.
 LAYERS = [

@@ -124,7 +124,7 @@ def test_workers_start_from_the_control_processs_zones_not_the_files(
 
 
 def test_the_handover_leaves_no_file_in_the_state_directory(server: RunningServer, tmp_path: Path) -> None:
-    """The zones go to the workers in a file with no name (`tests/test_handover_server.py`)."""
+    """The zones go to the workers in a file with no name (`tests/integration/test_handover_server.py`)."""
     assert "event=handover-written zones=1 kind=file " in server.log_text()
     assert not [p for p in (tmp_path / "state").iterdir() if "zones" in p.name]
 

@@ -371,7 +371,7 @@ def test_check_json_lists_problems_and_exits_1(tmp_path: Path) -> None:
 
 
 def test_registrar_discover_json_names_the_registrar_and_the_block(tmp_path: Path) -> None:
-    from tests.test_rdap import RDAP_HIT, bootstrap_file, directory_file, fake_rdap
+    from tests.integration.test_rdap import RDAP_HIT, bootstrap_file, directory_file, fake_rdap
 
     with fake_rdap(RDAP_HIT) as fake:
         options = ["--bootstrap", str(bootstrap_file(tmp_path, fake.base))]

@@ -19,7 +19,7 @@ import pytest
 
 from tests.readme_blocks import Block, Shell, blocks, clean_env, port_free, runnable
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PORTS = (5300, 5301, 9300, 2525, 2526)  # the tutorial's DNS, control and SMTP ports
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dynmx.errors
 
-PACKAGE = Path(__file__).resolve().parent.parent / "dynmx"
+PACKAGE = Path(__file__).resolve().parents[2] / "dynmx"
 
 
 def _bases() -> dict[str, set[str]]:

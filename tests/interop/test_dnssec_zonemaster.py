@@ -1,7 +1,7 @@
 """Zonemaster on a zone dynmx signs, delegated with its DS, against NSD serving the same
 signed zone: Zonemaster's findings for dynmx are a subset of those for NSD (issue 24).
 
-The setup is `tests/test_zonemaster.py`'s (no port option, so everything is on port 53 of
+The setup is `tests/interop/test_zonemaster.py`'s (no port option, so everything is on port 53 of
 loopback addresses): NSD serves a fake root and `test.` on 127.0.53.1, and `test.` holds the
 DS of `mail.test.` (SHA-256 of the DNSKEY dynmx serves, as a parent given `dynmx dnssec ds`
 would). `mail.test.` is served on 127.0.53.2 and .3, first by dynmx signing it
@@ -35,8 +35,7 @@ import dns.zone
 import pytest
 
 from tests.conftest import start_server
-from tests.nsd import Nsd, NsdUnavailable
-from tests.test_zonemaster import (
+from tests.interop.test_zonemaster import (
     MAIL_ZONE,
     NAME_SERVERS,
     ROOT_SERVER,
@@ -45,13 +44,14 @@ from tests.test_zonemaster import (
     TEST_ZONE,
     _skip_reason,
 )
+from tests.nsd import Nsd, NsdUnavailable
 
 pytestmark = pytest.mark.interop
 
 ORIGIN = dns.name.from_text("mail.test.")
 XFR_SECRET = base64.b64encode(b"zonemaster-xfr-test-secret-0001").decode()
 KEYRING = dns.tsigkeyring.from_text({"xfr-key.": ("hmac-sha256", XFR_SECRET)})
-# What both servers get from the environment (loopback, IPv4 only; see tests/test_zonemaster.py).
+# What both servers get from the environment (loopback, IPv4 only; see tests/interop/test_zonemaster.py).
 ENVIRONMENT = {
     ("ADDRESS01", "NAMESERVER_IP_PRIVATE_NETWORK"),
     ("ADDRESS02", "NAMESERVER_IP_WITHOUT_REVERSE"),
@@ -62,7 +62,7 @@ ENVIRONMENT = {
 ALLOWED_WITH_POOL = {
     ("ZONE09", "Z09_INCONSISTENT_MX_DATA"): "a round-robin pool answers each query with the next "
     "rotation, so two name servers asked once each give different MX sets (by design, as in "
-    "tests/test_zonemaster.py); NSD serves the transferred zone's static MX",
+    "tests/interop/test_zonemaster.py); NSD serves the transferred zone's static MX",
 }
 
 
