@@ -69,7 +69,7 @@ def _run_lab(*options: str) -> str:
 @pytest.mark.e2e
 @pytest.mark.timeout(420)
 def test_mail_lab_delivers_every_message_once_and_fails_over() -> None:
-    output = _run_lab("--messages", str(MESSAGES), "--rate", "10", "--hint", str(HINTED))
+    output = _run_lab("--messages", str(MESSAGES), "--rate", "15", "--hint", str(HINTED))
     match = SUMMARY.search(output)
     assert match, output
     delivered, total, lost, duplicated = (int(match.group(i)) for i in range(1, 5))
@@ -91,7 +91,7 @@ def test_mail_lab_weighted_shares_follow_the_weights() -> None:
     """Weights 3,2,1, seeded draw, no kills: each primary's share within 4 sigma of w / sum w."""
     output = _run_lab(
         "--strategy", "weighted", "--weights", "3,2,1", "--messages", str(WEIGHTED_MESSAGES),
-        "--rate", "10", "--no-failover", "--no-relay-phase", "--hint", "0", "--chart", "",
+        "--rate", "25", "--no-failover", "--no-relay-phase", "--hint", "0", "--chart", "",
     )  # fmt: skip
     match = SUMMARY.search(output)
     assert match, output
