@@ -69,6 +69,21 @@ def sign_zones(
     return target_dir
 
 
+# A zone with a two-host MX name (rr) for the pool that the signing tests lay over it.
+POOL_ZONE = """\
+$ORIGIN example.test.
+$TTL 3600
+@      SOA ns1 hostmaster 1 7200 3600 1209600 300
+@      NS  ns1
+@      MX  10 mx1
+ns1    A   127.0.0.1
+mx1    A   192.0.2.1
+mx2    A   192.0.2.2
+www    A   192.0.2.80
+rr     MX  10 mx1
+rr     MX  20 mx2
+"""
+
 KNOT_POLICY = """acl:
   - id: transfer
     address: 127.0.0.1

@@ -33,6 +33,7 @@ import pytest
 from tests.conftest import EDITS, TEST_SECRET, RunningServer, start_server, wait_until
 from tests.knot import Knot, KnotUnavailable
 from tests.nsd import Nsd, NsdUnavailable, free_port
+from tests.signing import POOL_ZONE as ZONE
 
 pytestmark = [
     pytest.mark.interop,
@@ -44,19 +45,6 @@ pytestmark = [
 ORIGIN = dns.name.from_text("example.test.")
 POOL = dns.name.from_text("rr.example.test.")
 KEYRING = dns.tsigkeyring.from_text({"ops-key.": ("hmac-sha256", TEST_SECRET)})
-ZONE = """\
-$ORIGIN example.test.
-$TTL 3600
-@      SOA ns1 hostmaster 1 7200 3600 1209600 300
-@      NS  ns1
-@      MX  10 mx1
-ns1    A   127.0.0.1
-mx1    A   192.0.2.1
-mx2    A   192.0.2.2
-www    A   192.0.2.80
-rr     MX  10 mx1
-rr     MX  20 mx2
-"""
 POOL_CONFIG = """dnssec = true
 allow_transfer = ["127.0.0.0/8"]
 [[pool]]

@@ -26,22 +26,10 @@ import pytest
 from dynmx.zone.keys import ensure_key, key_path, load_key
 from dynmx.zone.signer import SignatureCache, signed_zone
 from tests.conftest import ROOT, RunningServer, wait_until, write_config
+from tests.signing import POOL_ZONE as ZONE
 
 Serve = Callable[..., RunningServer]
 ORIGIN = dns.name.from_text("example.test.")
-ZONE = """\
-$ORIGIN example.test.
-$TTL 3600
-@      SOA ns1 hostmaster 1 7200 3600 1209600 300
-@      NS  ns1
-@      MX  10 mx1
-ns1    A   127.0.0.1
-mx1    A   192.0.2.1
-mx2    A   192.0.2.2
-www    A   192.0.2.80
-rr     MX  10 mx1
-rr     MX  20 mx2
-"""
 SIGNED = """[[zone]]
 name = "example.test."
 dnssec = true

@@ -21,6 +21,7 @@ import dns.rdatatype
 import pytest
 
 from tests.conftest import ROOT, RunningServer, start_server, write_config
+from tests.signing import POOL_ZONE as ZONE
 from tests.unbound import Unbound, running_unbound
 
 pytestmark = pytest.mark.skipif(
@@ -28,19 +29,6 @@ pytestmark = pytest.mark.skipif(
     reason="unbound is not installed (apt-get install unbound)",
 )
 
-ZONE = """\
-$ORIGIN example.test.
-$TTL 3600
-@      SOA ns1 hostmaster 1 7200 3600 1209600 300
-@      NS  ns1
-@      MX  10 mx1
-ns1    A   127.0.0.1
-mx1    A   192.0.2.1
-mx2    A   192.0.2.2
-www    A   192.0.2.80
-rr     MX  10 mx1
-rr     MX  20 mx2
-"""
 SIGNED = """[[zone]]
 name = "example.test."
 dnssec = true
