@@ -43,7 +43,9 @@ PID_FILE = "dynmx.pid"  # in state_dir unless server.pid_file or --pid-file name
 
 def _config_from_args(args: argparse.Namespace) -> Config:
     """`--config FILE`, with `--zones`/`--listen`/`--http` overriding (or standing alone)."""
-    from dynmx.config import Config, HttpConfig, LogConfig, load_config, parse_hostport
+    from dynmx.config import Config, load_config
+    from dynmx.config_server import HttpConfig, LogConfig
+    from dynmx.config_values import parse_hostport
 
     config = load_config(Path(args.config)) if args.config else Config()
     server = config.server

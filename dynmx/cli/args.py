@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dns.name
 
-from dynmx.config import absolute_name
+from dynmx.config_values import absolute_name
 from dynmx.errors import ControlError
 
 

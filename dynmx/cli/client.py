@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dynmx.config import Config, parse_hostport
+from dynmx.config import Config
+from dynmx.config_values import parse_hostport
 from dynmx.control.lock import CONTROL_SOCKET
 from dynmx.control.token import read_token, token_path
 from dynmx.errors import ControlError

@@ -67,7 +67,7 @@ def write_secret_file(path: Path, secret: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dynmx.config import absolute_name  # here: building the parser loads no config code
+    from dynmx.config_values import absolute_name  # here: building the parser loads no config code
 
     try:
         name = absolute_name(args.name)

@@ -15,7 +15,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from dynmx.config import absolute_name, load_config
+from dynmx.config import load_config
+from dynmx.config_values import absolute_name
 from dynmx.errors import ConfigError, ControlError
 from dynmx.filemode import keep_mode
 

@@ -38,7 +38,8 @@ from dynmx.cli.edits import (
     unmatched,
 )
 from dynmx.cli.owning import OfflineEdit, offline_owner, server_holder
-from dynmx.config import Config, parse_hostport
+from dynmx.config import Config
+from dynmx.config_values import parse_hostport
 from dynmx.control.lock import StateDirBusy
 from dynmx.control.update import UpdateRefused, evaluate
 from dynmx.errors import ControlError, ZoneLoadError

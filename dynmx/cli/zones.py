@@ -28,7 +28,8 @@ from dynmx.app.zonescan import scan_zones
 from dynmx.cli.args import domain
 from dynmx.cli.client import ControlClient
 from dynmx.cli.owning import offline_owner, server_holder
-from dynmx.config import Config, absolute_name
+from dynmx.config import Config
+from dynmx.config_values import absolute_name
 from dynmx.control.lock import StateDirBusy
 from dynmx.control.zones import add_zone, remove_zone
 from dynmx.errors import ControlError

@@ -17,7 +17,7 @@ import dns.rdataclass
 import dns.rdataset
 import dns.rdatatype
 
-from dynmx.config import MemberConfig, PoolConfig
+from dynmx.config_pools import MemberConfig, PoolConfig
 from dynmx.policy.strategies import Ordering
 
 IN = dns.rdataclass.IN

@@ -24,7 +24,8 @@ from dynmx.answer.clients import ClientAction, ClientRules
 from dynmx.answer.compiler import AnswerTable, compile_table, recompile_table, staged_table
 from dynmx.answer.dynamic import DynamicRRset, ServedPolicy, render_state
 from dynmx.answer.zoneset import ZoneData, ZoneSet
-from dynmx.config import Config, PoolConfig
+from dynmx.config import Config
+from dynmx.config_pools import PoolConfig
 from dynmx.policy import records
 from dynmx.policy.signing import signed_zones
 from dynmx.policy.strategies import MemberFacts, Plan, plan_hint, plan_pool, with_promotion

@@ -18,7 +18,7 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from dynmx.config import HintConfig, MemberConfig, PoolConfig
+from dynmx.config_pools import HintConfig, MemberConfig, PoolConfig
 
 PREFERENCE_STEP = 10
 

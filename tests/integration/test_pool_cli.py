@@ -11,7 +11,8 @@ import dns.message
 import dns.query
 import pytest
 
-from dynmx.config import POOL_KINDS, PROBES, ROLES, STRATEGIES, load_config
+from dynmx.config import load_config
+from dynmx.config_choices import POOL_KINDS, PROBES, ROLES, STRATEGIES
 from tests.conftest import ROOT, RunningServer, write_config
 
 CONFIG = """\

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from dynmx.config import ConfigError, load_config
+from dynmx.config import load_config
+from dynmx.errors import ConfigError
 from dynmx.health.dane import Tlsa, judge
 from dynmx.health.probes import REASONS, ProbeResult, run_probe
 from dynmx.health.spec import ProbeSpec

@@ -22,7 +22,8 @@ import dns.rdataclass
 import dns.rdatatype
 import pytest
 
-from dynmx.config import load_config, nsid_octets
+from dynmx.config import load_config
+from dynmx.config_values import nsid_octets
 from dynmx.errors import ConfigError
 from tests.conftest import RunningServer
 from tests.helpers_engine import ask, make_engine

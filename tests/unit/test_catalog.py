@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dynmx.config import ConfigError, from_mapping
+from dynmx.config import from_mapping
+from dynmx.errors import ConfigError
 from dynmx.zone.catalog import (
     CatalogRefused,
     Shared,

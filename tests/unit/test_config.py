@@ -13,16 +13,8 @@ from typing import Any
 
 import pytest
 
-from dynmx.config import (
-    ClientConfig,
-    Config,
-    HintConfig,
-    MemberConfig,
-    NameConfig,
-    PoolConfig,
-    from_mapping,
-    load_config,
-)
+from dynmx.config import Config, from_mapping, load_config
+from dynmx.config_pools import ClientConfig, HintConfig, MemberConfig, NameConfig, PoolConfig
 from dynmx.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from dynmx.config import Config, _key, from_mapping, keep_running, reload_decisions, restart_keys
+from dynmx.config import Config, from_mapping
+from dynmx.config_keys import setting
+from dynmx.config_reload import keep_running, reload_decisions, restart_keys
 
 # Read once at start: the sockets and their TCP limits, the answer engine (CH TXT, NSID,
 # the slow-path cache, Client Subnet, the draw's seed), rate limiting, the state files and
@@ -53,7 +55,7 @@ def config(**sections: dict[str, Any]) -> Config:
 
 
 def test_every_key_of_the_schema_has_a_reload_decision() -> None:
-    """A key added without `_key(..., restart=...)` fails here: decide whether a reload applies it."""
+    """A key added without `setting(..., restart=...)` fails here: decide whether a reload applies it."""
     undecided = [path for path, restart in reload_decisions().items() if restart is None]
     assert undecided == []
 
@@ -61,7 +63,7 @@ def test_every_key_of_the_schema_has_a_reload_decision() -> None:
 def test_a_field_declared_without_a_decision_is_undecided() -> None:
     @dataclasses.dataclass(frozen=True)
     class Section:
-        decided: int = _key(default=0, restart=False)
+        decided: int = setting(default=0, restart=False)
         forgotten: int = 0
 
     assert reload_decisions(Section) == {"decided": False, "forgotten": None}

@@ -9,9 +9,9 @@ The rules, as enforced here:
 * Leaves that any module may import, and that import no layer: `errors`, `config_lines`,
   `logs`, `filemode` (they import only each other), and `metrics` (only the leaves above: app
   hands its collectors the callables and numbers they read).
-* `config` and `config_choices` are leaves too: they import the leaves above and the
-  vocabulary leaves `health.kinds` and `zone.limits`, which import nothing from dynmx; so
-  loading a config loads no probe, httpx, asyncio or zone parser.
+* `config` and its `config_*` modules are leaves too: they import each other, the leaves above
+  and the vocabulary leaves `health.kinds` and `zone.limits`, which import nothing from dynmx;
+  so loading a config loads no probe, httpx, asyncio or zone parser.
 * No import cycle among modules (module-level imports; TYPE_CHECKING blocks and imports
   inside functions are not run at import time, so they are left out).
 * The zone writer (`control.writer` and the pieces it is made of: `versions`, `edit_validation`,
@@ -43,14 +43,26 @@ LAYERS = [
 ]
 LEAVES = {"errors", "config_lines", "logs", "filemode"}  # import nothing of dynmx but each other
 VOCABULARY = {"dynmx.health.kinds", "dynmx.zone.limits"}  # import nothing of dynmx at all
+CONFIG = {  # the config: a leaf made of modules with one job each, importing each other
+    "config",
+    "config_build",
+    "config_choices",
+    "config_keys",
+    "config_pools",
+    "config_reload",
+    "config_schema",
+    "config_selfcheck",
+    "config_server",
+    "config_values",
+    "config_zones",
+}
 MAY_IMPORT = {  # what each top-level module outside the layers may import from dynmx
     "errors": LEAVES,
     "config_lines": LEAVES,
     "logs": LEAVES,
     "filemode": LEAVES,
     "metrics": LEAVES,
-    "config": LEAVES | VOCABULARY | {"config_choices"},
-    "config_choices": LEAVES | VOCABULARY,
+    **{module: LEAVES | VOCABULARY | CONFIG for module in CONFIG},
     "__init__": set(),
     "__main__": {"cli"},
 }

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from dynmx.config import HintConfig, MemberConfig, PoolConfig
+from dynmx.config_pools import HintConfig, MemberConfig, PoolConfig
 from dynmx.policy.strategies import MemberFacts, Mode, Plan, plan_hint, plan_pool
 
 STRATEGIES = ("static", "round-robin", "weighted", "least-load")
