@@ -469,6 +469,32 @@ def stall_cells(stall: object) -> str:
     return f"{stall['update_ms'] / 1000:9.2f} {stall['longest_silence_s']:11.2f}"
 
 
+def start_and_spread(zones: int, rounds: int, start: bool, spread: bool, seconds: int) -> int:
+    """--start / --spread: rounds of dynmx and NSD, turn by turn (scale_start.py)."""
+    from bench import versions
+    from scale_start import print_summary, run_rounds
+
+    ensure_tools(need_nsd=True)
+    OUT.mkdir(parents=True, exist_ok=True)
+    began = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    found = run_rounds(zones, rounds, start, spread, seconds, OUT)
+    document = {
+        "time": began,
+        "cpu": cpu_model(),
+        "cpus": os.cpu_count(),
+        "source": source(),
+        "versions": versions(),
+        "seconds": seconds,
+        "loadavg_at_end": loadavg(),
+        **found,
+    }
+    path = OUT / f"scale-start-{stamp()}.json"
+    path.write_text(json.dumps(document, indent=1) + "\n")
+    print_summary(found["summary"])  # type: ignore[arg-type]
+    print(f"\nwritten: {path.relative_to(ROOT)}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of {', '.join(CASES)}")
@@ -483,7 +509,21 @@ def main() -> int:
     )
     parser.add_argument("--memory", action="store_true", help="tracemalloc the loading stages in-process")
     parser.add_argument("--split", action="store_true", help="CPU per zone of each loading stage, in-process")
+    parser.add_argument(
+        "--start", action="store_true", help="cold and warm start, peak memory, vs NSD (scale_start.py)"
+    )
+    parser.add_argument(
+        "--spread",
+        action="store_true",
+        help="qps of a mix over every zone vs one zone, vs NSD (scale_start.py)",
+    )
+    parser.add_argument("--zones", type=int, default=100_000, help="zones for --start/--spread (10-100000)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds for --start/--spread (1-10)")
     args = parser.parse_args()
+    if args.start or args.spread:
+        if not (10 <= args.zones <= 100_000 and 1 <= args.rounds <= 10 and 1 <= args.seconds <= 300):
+            parser.error("--zones 10-100000, --rounds 1-10, --seconds 1-300")
+        return start_and_spread(args.zones, args.rounds, args.start, args.spread, args.seconds)
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     unknown = [c for c in cases if c not in CASES]
     if unknown or not 1 <= args.seconds <= 300:
