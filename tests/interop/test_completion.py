@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dynmx.cli import build_parser
 from dynmx.cli.completion import script
+from dynmx.cli.parser import build_parser
 
 BASH_COMPLETE = """
 source "$1"
