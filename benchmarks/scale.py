@@ -417,7 +417,8 @@ def split_profile(case: str, workdir: Path, runs: int = 3) -> dict[str, object]:
     sys.path.insert(0, str(SRC))
     from dynmx.answer.compiler import compile_table
     from dynmx.answer.zoneset import ZoneData
-    from dynmx.zone import fastread, loader
+    from dynmx.zone import dnspython_read, fastread, filebytes, loader
+    from dynmx.zone.origin import decide_origin
     from dynmx.zone.validate import validate
 
     zone_dir = workdir / "zones"
@@ -427,8 +428,8 @@ def split_profile(case: str, workdir: Path, runs: int = 3) -> dict[str, object]:
     else:
         write_big_zone(zone_dir, MILLION_NAMES)
     paths = sorted(zone_dir.iterdir())
-    texts = [(path, loader._decode(path, loader.read_zone_bytes(path))) for path in paths]
-    starts = [(str(path), *loader._decide_origin(path, text), text) for path, text in texts]
+    texts = [(path, filebytes.decode_text(path, filebytes.read_zone_bytes(path))) for path in paths]
+    starts = [(str(path), *decide_origin(path, text), text) for path, text in texts]
     fell_back = 0
     for name, origin, start, text in starts:
         try:
@@ -436,11 +437,13 @@ def split_profile(case: str, workdir: Path, runs: int = 3) -> dict[str, object]:
         except fastread.Unsupported:
             fell_back += 1
     stages = {
-        "origin": lambda: [loader._decide_origin(path, text) for path, text in texts],
-        "dnspython reader": lambda: [loader.read_records_with_dnspython(t, n, o, s) for n, o, s, t in starts],
-        "records (loader)": lambda: [loader._read_records(t, n, o, s) for n, o, s, t in starts],
+        "origin": lambda: [decide_origin(path, text) for path, text in texts],
+        "dnspython reader": lambda: [
+            dnspython_read.read_records_with_dnspython(t, n, o, s) for n, o, s, t in starts
+        ],
+        "records (loader)": lambda: [loader.read_records(t, n, o, s) for n, o, s, t in starts],
     }
-    records = [(origin, loader._read_records(t, n, origin, s)) for n, origin, s, t in starts]
+    records = [(origin, loader.read_records(t, n, origin, s)) for n, origin, s, t in starts]
     stages["validate"] = lambda: [validate(origin, found) for origin, found in records]
     stages["build_zone"] = lambda: [loader.build_zone(origin, found) for origin, found in records]
     zones = [loader.build_zone(origin, found) for origin, found in records]

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import dns.zone
 
-from dynmx.zone.loader import file_digest
+from dynmx.zone.filebytes import file_digest
 
 log = logging.getLogger("dynmx.writeback")
 

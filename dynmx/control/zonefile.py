@@ -14,7 +14,7 @@ from typing import BinaryIO, cast
 import dns.zone
 
 from dynmx.filemode import keep_mode
-from dynmx.zone.loader import new_digest
+from dynmx.zone.filebytes import new_digest
 from dynmx.zone.soa import serial_of
 
 

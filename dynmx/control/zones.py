@@ -21,7 +21,8 @@ from dynmx.control.owner import ZoneOwner
 from dynmx.control.update import Change, Op
 from dynmx.control.writer import serial_of, write_atomically
 from dynmx.errors import DynmxError, ZoneLoadError
-from dynmx.zone.loader import ZONE_SUFFIX, LoadedZone, parse_zone
+from dynmx.zone.loader import LoadedZone, parse_zone
+from dynmx.zone.origin import ZONE_SUFFIX
 
 IN = dns.rdataclass.IN
 SAFE_LABEL = re.compile(r"[A-Za-z0-9_-]{1,63}")  # a file name made of these stays in zones_dir

@@ -31,8 +31,9 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from dynmx.errors import Problem, ZoneLoadError
+from dynmx.zone.filebytes import read_zone_bytes
 from dynmx.zone.limits import DEFAULT_MAX_FILE_SIZE
-from dynmx.zone.loader import LoadedZone, parse_zone, read_zone_bytes
+from dynmx.zone.loader import LoadedZone, parse_zone
 
 log = logging.getLogger("dynmx.zone")
 

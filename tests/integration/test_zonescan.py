@@ -16,7 +16,8 @@ import pytest
 from dynmx.app import zonescan
 from dynmx.errors import Problem
 from dynmx.zone import batch
-from dynmx.zone.loader import LoadedZone, file_digest, load_zone_file
+from dynmx.zone.filebytes import file_digest
+from dynmx.zone.loader import LoadedZone, load_zone_file
 
 TEXT = "@ 300 IN SOA ns1 hostmaster {serial} 2 3 4 5\n@ 300 IN NS ns1\nns1 300 IN A 192.0.2.1\n"
 

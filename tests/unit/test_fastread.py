@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 
 from dynmx.errors import Problem, ZoneLoadError
 from dynmx.zone import fastread
-from dynmx.zone.loader import build_zone, parse_zone, read_records_with_dnspython
+from dynmx.zone.dnspython_read import read_records_with_dnspython
+from dynmx.zone.loader import build_zone, parse_zone
 from dynmx.zone.validate import Record
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -19,7 +19,8 @@ from dynmx.control.journal import Journal
 from dynmx.control.update import Change, Op
 from dynmx.control.writeback import WriteBack
 from dynmx.control.writer import ZoneWriter, serial_of, write_atomically
-from dynmx.zone.loader import file_digest, load_zone_file
+from dynmx.zone.filebytes import file_digest
+from dynmx.zone.loader import load_zone_file
 
 ZONE = "$ORIGIN example.test.\n@ 300 SOA ns1 host 7 3600 600 86400 300\n@ 300 NS ns1\nns1 300 A 192.0.2.1\n"
 WAIT = 5.0

@@ -17,16 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dynmx.errors import Problem, ZoneLoadError
-from dynmx.zone.loader import (
-    MAX_PROBLEMS,
-    LoadedZone,
-    build_zone,
-    file_digest,
-    load_zone_file,
-    load_zones_dir,
-    read_digest,
-    read_zone_bytes,
-)
+from dynmx.zone.filebytes import file_digest, read_digest, read_zone_bytes
+from dynmx.zone.loader import MAX_PROBLEMS, LoadedZone, build_zone, load_zone_file, load_zones_dir
 from dynmx.zone.validate import Record
 
 # Lines 1-4; whatever a test appends starts on line 5.
