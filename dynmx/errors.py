@@ -6,7 +6,8 @@
     +-- WireError               a DNS message from a peer is malformed
     |   +-- FormError           answer FORMERR (RFC 1035 4.1.1)
     |   +-- DropPacket          send nothing (QR=1, shorter than a header)
-    +-- ControlError            talking to a running server failed (reload, status)
+    +-- CommandError            an operator's command cannot be done: bad arguments, no server to
+    |                           reach, or the server refused it (cli, the control routes)
     +-- StaleBase               a zone edit was planned on a version that is no longer the newest
     +-- JournalFork             a second change from a serial the journal already has one from
     +-- JournalUnavailable      the journal cannot be written: no change can be made durable
@@ -23,6 +24,7 @@
     +-- ZoneEditRefused         a zone cannot be added or removed as asked (control.zones)
     +-- RolloverRefused         a key rollover step cannot run now or in this phase (zone.rollover)
     +-- StoreCorrupt            an answer-store row fails its checks: rebuilt, never served (store.codec)
+    +-- IllegalTransition       an event a state table does not allow now: a bug (app.tablestate)
 
 A class with a module in brackets is defined beside the code that raises it (its subclasses
 with it), rooted here all the same; the others are defined here.
@@ -80,8 +82,12 @@ class DropPacket(WireError):
     """Not worth an answer: a response (QR=1) or a packet shorter than a header."""
 
 
-class ControlError(DynmxError):
-    """A command could not reach or instruct the running server."""
+class CommandError(DynmxError):
+    """An operator's command cannot be done: its arguments are wrong, the running server
+    cannot be reached, or the server refused it; the message says which and why."""
+
+
+ControlError = CommandError  # the old name, while app/ moves to the new one
 
 
 class StaleBase(DynmxError):

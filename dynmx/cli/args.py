@@ -5,7 +5,7 @@ from __future__ import annotations
 import dns.name
 
 from dynmx.config_values import absolute_name
-from dynmx.errors import ControlError
+from dynmx.errors import CommandError
 
 
 def domain(text: str) -> dns.name.Name:
@@ -13,4 +13,4 @@ def domain(text: str) -> dns.name.Name:
     try:
         return dns.name.from_text(absolute_name(text))
     except ValueError as error:
-        raise ControlError(str(error)) from None
+        raise CommandError(str(error)) from None

@@ -17,7 +17,7 @@ import dns.name
 from dynmx.cli.edits import BatchLine, RecordEdit, parse_batch
 from dynmx.cli.records import _zone_of, _zones, apply_edits
 from dynmx.config import Config
-from dynmx.errors import ControlError
+from dynmx.errors import CommandError
 from dynmx.zone.loader import LoadedZone
 
 MAX_BATCH_BYTES = 16 * 1024 * 1024  # a batch is one message; the server caps its records anyway
@@ -32,9 +32,9 @@ def read_batch(source: str) -> str:
             with Path(source).open(encoding="utf-8") as handle:
                 text = handle.read(MAX_BATCH_BYTES + 1)
     except (OSError, UnicodeDecodeError) as error:
-        raise ControlError(f"cannot read the batch {source}: {error}") from None
+        raise CommandError(f"cannot read the batch {source}: {error}") from None
     if len(text) > MAX_BATCH_BYTES:
-        raise ControlError(f"{source}: larger than {MAX_BATCH_BYTES} bytes")
+        raise CommandError(f"{source}: larger than {MAX_BATCH_BYTES} bytes")
     return text
 
 
@@ -47,7 +47,7 @@ def run_batch(args: argparse.Namespace, config: Config) -> int:
     for line in lines:
         other = _zone_of_line(line, zones, args.zone)
         if other.origin != zone.origin:
-            raise ControlError(
+            raise CommandError(
                 f"{line.where}: {line.name} is in zone {other.origin}, the batch edits {zone.origin}:"
                 " one batch is one update of one zone"
             )
@@ -60,8 +60,8 @@ def _zone_of_line(
 ) -> LoadedZone:
     try:
         zone = _zone_of(line.name, zones, explicit)
-    except ControlError as error:
-        raise ControlError(f"{line.where}: {error}") from None
+    except CommandError as error:
+        raise CommandError(f"{line.where}: {error}") from None
     if not line.name.is_subdomain(zone.origin):
-        raise ControlError(f"{line.where}: {line.name} is outside the zone {zone.origin}")
+        raise CommandError(f"{line.where}: {line.name} is outside the zone {zone.origin}")
     return zone

@@ -23,7 +23,7 @@ from dynmx.config import Config
 from dynmx.config_values import parse_hostport
 from dynmx.control.lock import CONTROL_SOCKET
 from dynmx.control.token import read_token, token_path
-from dynmx.errors import ControlError
+from dynmx.errors import CommandError
 from dynmx.server.http import socket_address
 
 DEFAULT_HTTP_PORT = 9153
@@ -80,7 +80,7 @@ class ControlClient:
         try:
             host, port = parse_hostport(self.http_address, DEFAULT_HTTP_PORT)
         except ValueError as error:
-            raise ControlError(f"control listener {self.http_address!r}: {error}") from None
+            raise CommandError(f"control listener {self.http_address!r}: {error}") from None
         return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     def where(self) -> str:
@@ -101,11 +101,11 @@ class ControlClient:
         except FileNotFoundError:
             return None
         except PermissionError as error:
-            raise ControlError(
+            raise CommandError(
                 f"cannot read the control token: {error}: run this as the user the server runs as"
             ) from None
         except OSError as error:
-            raise ControlError(f"cannot read the control token {self.token_file}: {error}") from None
+            raise CommandError(f"cannot read the control token {self.token_file}: {error}") from None
 
     def request(
         self,
@@ -122,14 +122,14 @@ class ControlClient:
             connection: http.client.HTTPConnection = _UnixConnection(self.socket, timeout)
             where = str(self.socket)
         elif local:
-            raise ControlError(
+            raise CommandError(
                 f"no running server owns {self.socket.parent} ({self.socket.name} is missing):"
                 " start one, or edit offline (--offline) while none runs"
             )
         else:
             url = self.url()
             if url is None:
-                raise ControlError(
+                raise CommandError(
                     f"no running server: {self.socket} does not exist and there is no control"
                     " listener ([http] listen in the config, or --http HOST:PORT)"
                 )
@@ -145,16 +145,16 @@ class ControlClient:
             response = connection.getresponse()
             reply = Reply(response.status, response.read())
         except PermissionError:
-            raise ControlError(
+            raise CommandError(
                 f"{where}: permission denied: run this as the user the server runs as"
             ) from None
         except (OSError, http.client.HTTPException) as error:
-            raise ControlError(f"cannot reach the server at {where}: {error}") from None
+            raise CommandError(f"cannot reach the server at {where}: {error}") from None
         finally:
             connection.close()
         if reply.status == 401 and not isinstance(connection, _UnixConnection):
             found = "was refused" if token is not None else f"is missing ({self.token_file})"
-            raise ControlError(
+            raise CommandError(
                 f"{where}: 401: the control token {found}: give the server's config (--config), whose"
                 f" state_dir holds {self.token_file.name}, or name a copy in {TOKEN_ENV}"
             )
@@ -169,8 +169,8 @@ class ControlClient:
         timeout: float = 30.0,
         local: bool = False,
     ) -> Reply:
-        """`request`, with an error status turned into a ControlError carrying the server's words."""
+        """`request`, with an error status turned into a CommandError carrying the server's words."""
         reply = self.request(method, path, query, body, timeout, local)
         if reply.status >= 400:
-            raise ControlError(f"{path}: {reply.text() or reply.status}")
+            raise CommandError(f"{path}: {reply.text() or reply.status}")
         return reply

@@ -28,7 +28,7 @@ import dns.update
 import dns.zone
 
 from dynmx.cli.args import domain
-from dynmx.errors import ControlError
+from dynmx.errors import CommandError
 
 VERBS = ("add", "rm", "set")
 TEXT_TYPES = frozenset({dns.rdatatype.TXT, dns.rdatatype.SPF})
@@ -53,8 +53,8 @@ class RecordEdit:
         kind = "" if self.rdtype is None else " " + dns.rdatatype.to_text(self.rdtype)
         return f"{self.verb} {self.name}{kind}"
 
-    def fail(self, reason: str) -> ControlError:
-        return ControlError(f"{self.where}: {reason}" if self.where else reason)
+    def fail(self, reason: str) -> CommandError:
+        return CommandError(f"{self.where}: {reason}" if self.where else reason)
 
 
 def rdata_text(rdtype: dns.rdatatype.RdataType, words: Sequence[str]) -> str:
@@ -68,7 +68,7 @@ def parse_type(text: str) -> dns.rdatatype.RdataType:
     try:
         return dns.rdatatype.from_text(text)
     except (dns.exception.DNSException, ValueError):
-        raise ControlError(f"unknown record type {text!r}") from None
+        raise CommandError(f"unknown record type {text!r}") from None
 
 
 def parse_rdata(rdtype: dns.rdatatype.RdataType, text: str, origin: dns.name.Name) -> dns.rdata.Rdata:
@@ -76,7 +76,7 @@ def parse_rdata(rdtype: dns.rdatatype.RdataType, text: str, origin: dns.name.Nam
     try:
         return dns.rdata.from_text(dns.rdataclass.IN, rdtype, text, origin=origin, relativize=False)
     except (dns.exception.DNSException, ValueError) as error:
-        raise ControlError(f"bad record data for {dns.rdatatype.to_text(rdtype)} {text!r}: {error}") from None
+        raise CommandError(f"bad record data for {dns.rdatatype.to_text(rdtype)} {text!r}: {error}") from None
 
 
 def record_from_words(
@@ -87,11 +87,11 @@ def record_from_words(
     text = rdata_text(rdtype, words)
     try:
         return parse_rdata(rdtype, text, origin)
-    except ControlError as error:
+    except CommandError as error:
         if len(words) > 1 and all(_parses(rdtype, w, origin) for w in words):
             kind = dns.rdatatype.to_text(rdtype)
             hint = " ".join(f"--data {w!r}" if " " in w else f"--data {w}" for w in words)
-            raise ControlError(
+            raise CommandError(
                 f"{error}; the data is one record, read as a zone-file line: give each of several"
                 f" {kind} records with --data ({hint})"
             ) from None
@@ -254,9 +254,9 @@ def edit_from_command(
     record given (the positional data, then each `--data`)."""
     rdtype = parse_type(rdtype_text) if rdtype_text is not None else None
     if verb in ("add", "set") and not records:
-        raise ControlError(f"record {verb} needs the record data")
+        raise CommandError(f"record {verb} needs the record data")
     if rdtype is None and records:
-        raise ControlError("record rm: record data needs the TYPE before it")
+        raise CommandError("record rm: record data needs the TYPE before it")
     rdatas = tuple(record_from_words(rdtype, words, origin) for words in records if rdtype is not None)
     return RecordEdit(verb, domain(name), rdtype, ttl, rdatas)
 
@@ -280,8 +280,8 @@ class BatchLine:
         if self.data and self.rdtype is not None:
             try:
                 rdatas = (parse_rdata(self.rdtype, self.data, origin),)
-            except ControlError as error:
-                raise ControlError(f"{self.where}: {error}") from None
+            except CommandError as error:
+                raise CommandError(f"{self.where}: {error}") from None
         ttl = self.ttl if self.ttl is not None else default_ttl
         return RecordEdit(self.verb, self.name, self.rdtype, ttl, rdatas, self.where)
 
@@ -299,14 +299,14 @@ def parse_batch_line(text: str, where: str) -> BatchLine | None:
         return None
     verb, rest = _word(line)
     if verb not in VERBS:
-        raise ControlError(f"{where}: unknown change {verb!r}: expected add, rm or set")
+        raise CommandError(f"{where}: unknown change {verb!r}: expected add, rm or set")
     name_text, rest = _word(rest)
     if not name_text:
-        raise ControlError(f"{where}: {verb} needs a NAME")
+        raise CommandError(f"{where}: {verb} needs a NAME")
     try:
         name = domain(name_text)
-    except ControlError as error:
-        raise ControlError(f"{where}: {error}") from None
+    except CommandError as error:
+        raise CommandError(f"{where}: {error}") from None
     ttl: int | None = None
     token, rest = _word(rest)
     if verb != "rm" and token:
@@ -319,14 +319,14 @@ def parse_batch_line(text: str, where: str) -> BatchLine | None:
         token, rest = _word(rest)
     if not token:
         if verb != "rm":
-            raise ControlError(f"{where}: {verb} needs NAME [TTL] TYPE DATA")
+            raise CommandError(f"{where}: {verb} needs NAME [TTL] TYPE DATA")
         return BatchLine(where, verb, name, None, None, "")
     try:
         rdtype = parse_type(token)
-    except ControlError as error:
-        raise ControlError(f"{where}: {error}") from None
+    except CommandError as error:
+        raise CommandError(f"{where}: {error}") from None
     if verb != "rm" and not rest.strip():
-        raise ControlError(f"{where}: {verb} {name} {token} needs the record data")
+        raise CommandError(f"{where}: {verb} {name} {token} needs the record data")
     return BatchLine(where, verb, name, rdtype, ttl, rest.strip())
 
 
@@ -335,5 +335,5 @@ def parse_batch(text: str, source: str) -> list[BatchLine]:
     lines = [parse_batch_line(line, f"{source}:{number}") for number, line in enumerate(text.splitlines(), 1)]
     found = [line for line in lines if line is not None]
     if not found:
-        raise ControlError(f"{source}: no changes (one per line: add|rm|set NAME ...)")
+        raise CommandError(f"{source}: no changes (one per line: add|rm|set NAME ...)")
     return found

@@ -17,7 +17,7 @@ import secrets
 from pathlib import Path
 
 from dynmx.config_choices import TSIG_ALGORITHMS
-from dynmx.errors import ControlError
+from dynmx.errors import CommandError
 
 SECRET_BYTES = {  # the digest length of each algorithm
     "hmac-sha256": 32,
@@ -59,9 +59,9 @@ def write_secret_file(path: Path, secret: str) -> None:
     try:
         handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        raise ControlError(f"{path}: exists; remove it or name another --secret-file") from None
+        raise CommandError(f"{path}: exists; remove it or name another --secret-file") from None
     except OSError as error:
-        raise ControlError(f"{path}: cannot create ({error.strerror or error})") from None
+        raise CommandError(f"{path}: cannot create ({error.strerror or error})") from None
     with os.fdopen(handle, "w", encoding="ascii") as out:
         out.write(secret + "\n")
 
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         name = absolute_name(args.name)
     except ValueError as error:
-        raise ControlError(f"key name {args.name!r}: {error}") from None
+        raise CommandError(f"key name {args.name!r}: {error}") from None
     secret = new_secret(args.algorithm)
     secret_file = ""
     if args.secret_file:

@@ -19,7 +19,7 @@ from dynmx.app.zonescan import scan_zones
 from dynmx.config import Config
 from dynmx.control.lock import StateLock
 from dynmx.control.owner import ZoneOwner
-from dynmx.errors import ControlError
+from dynmx.errors import CommandError
 from dynmx.zone.loader import LoadedZone
 
 
@@ -41,7 +41,7 @@ def offline_owner(config: Config, role: str) -> Iterator[OfflineEdit]:
     try:
         zones, problems = scan_zones(config.path(config.server.zones_dir), {})
         if problems:
-            raise ControlError("zones do not load cleanly:\n" + "\n".join(str(p) for p in problems))
+            raise CommandError("zones do not load cleanly:\n" + "\n".join(str(p) for p in problems))
         zones, found = owner.reconcile(zones)
         for problem in found:
             print(f"warning: {problem}", file=sys.stderr)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from dynmx.config import load_config
 from dynmx.config_values import absolute_name
-from dynmx.errors import ConfigError, ControlError
+from dynmx.errors import CommandError, ConfigError
 from dynmx.filemode import keep_mode
 
 Block = tuple[int, int]  # [start, end) line indexes
@@ -117,18 +117,18 @@ def _assign(body: list[str], key: str, value: object) -> None:
 
 
 def edit(text: str, args: argparse.Namespace) -> str:
-    """The config text with one pool edit applied; ControlError when the edit makes no sense."""
+    """The config text with one pool edit applied; CommandError when the edit makes no sense."""
     lines = text.splitlines()
     blocks = pool_blocks(lines)
     pool = absolute_name(args.pool)
     if args.verb == "add":
         if pool in blocks:
-            raise ControlError(f"pool {pool} already exists")
+            raise CommandError(f"pool {pool} already exists")
         new = ["", "[[pool]]", f'name = "{pool}"', f'strategy = "{args.strategy}"', f'kind = "{args.kind}"']
         new += [f"ttl = {args.ttl}"]
         return "\n".join(lines + new) + "\n"
     if pool not in blocks:
-        raise ControlError(f"no pool {pool} in the config")
+        raise CommandError(f"no pool {pool} in the config")
     start, end = blocks[pool]
     if args.verb == "rm":
         return "\n".join(lines[:start] + lines[end:]) + "\n"
@@ -143,22 +143,22 @@ def edit(text: str, args: argparse.Namespace) -> str:
     matching = [b for b in members if _same_host(_value_of(["x", *lines[b[0] + 1 : b[1]]], "host"), host)]
     if args.verb == "member-rm":
         if not matching:
-            raise ControlError(f"{host} is not a member of pool {pool}")
+            raise CommandError(f"{host} is not a member of pool {pool}")
         first, last = matching[0]
         return "\n".join(lines[:first] + lines[last:]) + "\n"
     if args.verb == "member-set":
         if not matching:
-            raise ControlError(f"{host} is not a member of pool {pool}: add it with member-add")
+            raise CommandError(f"{host} is not a member of pool {pool}: add it with member-add")
         first, last = matching[0]
         body = lines[first:last]
         given = [(key, getattr(args, key)) for key in MEMBER_KEYS if getattr(args, key) is not None]
         if not given:
-            raise ControlError("member-set needs at least one of " + ", ".join(f"--{k}" for k in MEMBER_KEYS))
+            raise CommandError("member-set needs at least one of " + ", ".join(f"--{k}" for k in MEMBER_KEYS))
         for key, value in given:
             _assign(body, key, value)
         return "\n".join(lines[:first] + body + lines[last:]) + "\n"
     if matching:
-        raise ControlError(f"{host} is already a member of pool {pool}: change it with member-set")
+        raise CommandError(f"{host} is already a member of pool {pool}: change it with member-set")
     member = [
         "[[pool.member]]",
         f'host = "{host}"',
@@ -185,7 +185,7 @@ def run_pool(args: argparse.Namespace) -> int:
     except ConfigError as error:
         Path(temp).unlink()
         message = str(error).replace(temp, str(path))
-        raise ControlError(f"the edit would make the config invalid: {message}") from None
+        raise CommandError(f"the edit would make the config invalid: {message}") from None
     os.replace(temp, path)
     print(f"ok: {args.verb} {args.pool}{' ' + args.host if getattr(args, 'host', None) else ''} in {path}")
     from dynmx.cli.client import ControlClient  # here: building the parser loads no server code
@@ -196,7 +196,7 @@ def run_pool(args: argparse.Namespace) -> int:
         return 0
     try:
         ok = client.request("POST", "/reload", timeout=300).json().get("ok")
-    except ControlError:
+    except CommandError:
         print("no running server answered; the change applies when it starts")
         return 0
     print("the running server reloaded" if ok else "the running server reported problems on reload")

@@ -42,7 +42,7 @@ from dynmx.config import Config
 from dynmx.config_values import parse_hostport
 from dynmx.control.lock import StateDirBusy
 from dynmx.control.update import UpdateRefused, evaluate
-from dynmx.errors import ControlError, ZoneLoadError
+from dynmx.errors import CommandError, ZoneLoadError
 from dynmx.zone.loader import LoadedZone
 
 UPDATE_TIMEOUT = 10.0
@@ -51,7 +51,7 @@ UPDATE_TIMEOUT = 10.0
 def _zones(config: Config) -> dict[dns.name.Name, LoadedZone]:
     zones, problems = scan_zones(config.path(config.server.zones_dir), {})
     if problems:
-        raise ControlError("zones do not load cleanly:\n" + "\n".join(str(p) for p in problems))
+        raise CommandError("zones do not load cleanly:\n" + "\n".join(str(p) for p in problems))
     return {zone.origin: zone for zone in zones.values()}
 
 
@@ -59,11 +59,11 @@ def _zone_of(name: dns.name.Name, zones: dict[dns.name.Name, LoadedZone], explic
     if explicit:
         origin = dns.name.from_text(explicit)
         if origin not in zones:
-            raise ControlError(f"unknown zone {origin}")
+            raise CommandError(f"unknown zone {origin}")
         return zones[origin]
     candidates = [origin for origin in zones if name.is_subdomain(origin)]
     if not candidates:
-        raise ControlError(f"{name} is in no served zone")
+        raise CommandError(f"{name} is in no served zone")
     return zones[max(candidates, key=len)]
 
 
@@ -74,7 +74,7 @@ NO_CHANGE = "no change"  # the reason the owner gives for a message that changed
 def _key_for(config: Config, origin: dns.name.Name) -> tuple[dict[dns.name.Name, object], dns.name.Name]:
     zone_config = config.zone_settings(origin.to_text())  # its [[zone]] block, else [defaults]
     if not zone_config.allow_update:
-        raise ControlError(
+        raise CommandError(
             f"no [[zone]] block or [defaults] allows updates of {origin} (allow_update = [key names])"
         )
     keyring = load_keyring(config)
@@ -150,15 +150,15 @@ def _sender(args: argparse.Namespace, config: Config, zone: LoadedZone) -> Itera
     holder = server_holder(config)
     if args.offline:
         if holder is not None:
-            raise ControlError(_busy(config, holder))
+            raise CommandError(_busy(config, holder))
         try:
             with offline_owner(config, f"dynmx record {args.verb} --offline") as edit:
                 yield _offline_sender(edit, zone.origin), " (offline)"
         except StateDirBusy as busy:
-            raise ControlError(_busy(config, busy.holder)) from None
+            raise CommandError(_busy(config, busy.holder)) from None
         return
     if holder is None:
-        raise ControlError(
+        raise CommandError(
             f"no running server owns {config.path(config.server.state_dir)}: start one, or edit the"
             " files with --offline"
         )
@@ -170,7 +170,7 @@ def _sender(args: argparse.Namespace, config: Config, zone: LoadedZone) -> Itera
         try:
             rcode = dns.rcode.from_text(str(result.get("rcode")))
         except dns.rcode.UnknownRcode:
-            raise ControlError(f"the server answered {reply.status}: {reply.text()}") from None
+            raise CommandError(f"the server answered {reply.status}: {reply.text()}") from None
         return rcode, str(result.get("reason") or "")
 
     yield send, ""
@@ -193,7 +193,7 @@ def _tsig_sender(args: argparse.Namespace, config: Config, origin: dns.name.Name
         try:
             reply = dns.query.tcp(message, host, port=port, timeout=UPDATE_TIMEOUT)
         except (OSError, dns.exception.DNSException) as error:
-            raise ControlError(f"cannot send the update to {host}:{port}: {error}") from None
+            raise CommandError(f"cannot send the update to {host}:{port}: {error}") from None
         return reply.rcode(), ""
 
     return send

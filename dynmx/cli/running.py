@@ -12,7 +12,7 @@ from typing import Any
 
 from dynmx.cli import pooltext
 from dynmx.cli.options import client, config_from_args
-from dynmx.errors import ControlError
+from dynmx.errors import CommandError
 
 
 def run_reload(args: argparse.Namespace) -> int:
@@ -32,18 +32,18 @@ def run_reload(args: argparse.Namespace) -> int:
         return 0 if body.get("ok") else 1
     pid_file = config.path(config.server.pid_file) if config.server.pid_file else None
     if pid_file is None or not pid_file.exists():
-        raise ControlError(
+        raise CommandError(
             f"no running server to reach: {client.socket} is missing, no [http] listen or --http,"
             f" and {f'no pid file {pid_file}' if pid_file else 'no pid file (--pid-file)'}"
         )
     try:
         pid = int(pid_file.read_text().strip())
     except (OSError, ValueError) as error:
-        raise ControlError(f"cannot read a process ID from {pid_file}: {error}") from None
+        raise CommandError(f"cannot read a process ID from {pid_file}: {error}") from None
     if args.pid_file is None:  # the config's pid file: its pid must be the server holding state_dir
         holder = StateLock(config.path(config.server.state_dir)).holder()
         if holder is None or not holder.startswith(f"pid {pid} "):
-            raise ControlError(
+            raise CommandError(
                 f"{pid_file} names pid {pid}, but {holder or 'no server'} holds"
                 f" {config.path(config.server.state_dir)}: a stale pid file, left by a server that"
                 " did not stop cleanly; nothing was signalled"
@@ -51,7 +51,7 @@ def run_reload(args: argparse.Namespace) -> int:
     try:
         os.kill(pid, signal.SIGHUP)
     except OSError as error:
-        raise ControlError(f"cannot signal the server from {pid_file}: {error}") from None
+        raise CommandError(f"cannot signal the server from {pid_file}: {error}") from None
     print(f"sent SIGHUP to {pid}")
     return 0
 

@@ -32,7 +32,7 @@ from dynmx.config import Config
 from dynmx.config_values import absolute_name
 from dynmx.control.lock import StateDirBusy
 from dynmx.control.zones import add_zone, remove_zone
-from dynmx.errors import ControlError
+from dynmx.errors import CommandError
 from dynmx.zone.loader import LoadedZone
 from dynmx.zone.soa import serial_of
 
@@ -43,7 +43,7 @@ EDIT_TIMEOUT = 300.0  # seconds: the server answers once both zones are served
 def _served(config: Config) -> dict[dns.name.Name, LoadedZone]:
     zones, problems = scan_zones(config.path(config.server.zones_dir), {})
     if problems:
-        raise ControlError("zones do not load cleanly:\n" + "\n".join(str(p) for p in problems))
+        raise CommandError("zones do not load cleanly:\n" + "\n".join(str(p) for p in problems))
     return {zone.origin: zone for zone in zones.values()}
 
 
@@ -57,7 +57,7 @@ def zone_text(config: Config, origin: dns.name.Name, args: argparse.Namespace) -
     defaults = config.defaults
     servers = [_split(item, "=") for item in args.ns] or [(ns, "") for ns in defaults.ns]
     if not servers:
-        raise ControlError("no name servers: pass --ns HOST[=ADDR] or set [defaults] ns in the config")
+        raise CommandError("no name servers: pass --ns HOST[=ADDR] or set [defaults] ns in the config")
     origin_text = origin.to_text()
     names = [absolute_name(host) for host, _ in servers]
     hostmaster = defaults.hostmaster or f"hostmaster.{origin_text}"
@@ -75,7 +75,7 @@ def zone_text(config: Config, origin: dns.name.Name, args: argparse.Namespace) -
     for item in args.mx:
         host, pref = _split(item, ":")
         if pref and not pref.isdigit():
-            raise ControlError(f"--mx {item}: expected HOST[:PREFERENCE]")
+            raise CommandError(f"--mx {item}: expected HOST[:PREFERENCE]")
         lines.append(f"@ MX {pref or 10} {absolute_name(host)}")
     for address in args.a:
         lines.append(f"@ {_address_type(address)} {address}")
@@ -86,7 +86,7 @@ def _address_type(address: str) -> str:
     try:
         return "A" if ipaddress.ip_address(address).version == 4 else "AAAA"
     except ValueError:
-        raise ControlError(f"{address!r} is not an IP address") from None
+        raise CommandError(f"{address!r} is not an IP address") from None
 
 
 def add(args: argparse.Namespace, config: Config) -> int:
@@ -125,7 +125,7 @@ def _through_server(config: Config, path: str, origin: dns.name.Name, body: byte
     )
     result = reply.json()
     if reply.status != 200 or not result.get("ok"):
-        raise ControlError(str(result.get("error") or reply.text()))
+        raise CommandError(str(result.get("error") or reply.text()))
     return result
 
 
@@ -147,7 +147,7 @@ def show(args: argparse.Namespace, config: Config) -> int:
     origin = domain(args.domain)
     zone = _served(config).get(origin)
     if zone is None:
-        raise ControlError(f"unknown zone {origin}")
+        raise CommandError(f"unknown zone {origin}")
     if args.json:
         records = [
             {

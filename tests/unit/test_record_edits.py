@@ -15,7 +15,7 @@ from dynmx.cli.edits import (
     parse_batch_line,
     rdata_text,
 )
-from dynmx.errors import ControlError
+from dynmx.errors import CommandError
 
 ORIGIN = dns.name.from_text("example.test.")
 TXT = dns.rdatatype.TXT
@@ -45,7 +45,7 @@ def test_batch_line_with_ttl_class_and_quoted_data() -> None:
 
 
 def test_batch_skips_comments_and_blank_lines_and_names_a_bad_line() -> None:
-    with pytest.raises(ControlError, match=r"^f:4: unknown change 'ad'"):
+    with pytest.raises(CommandError, match=r"^f:4: unknown change 'ad'"):
         parse_batch("# c\n\nadd a.example.test A 192.0.2.1\nad b.example.test A 192.0.2.2\n", "f")
 
 
