@@ -12,8 +12,6 @@ import os
 import signal
 import sys
 
-from dynmx.errors import DynmxError
-
 
 def main(argv: list[str] | None = None) -> int:
     if (sys.argv[1:] if argv is None else argv) == ["--version"]:  # as the parser says it, unbuilt
@@ -23,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from dynmx.cli import configpath
     from dynmx.cli.parser import build_parser
+    from dynmx.errors import DynmxError
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -40,3 +40,11 @@ def test_help_of_every_command_imports_no_app_httpx_or_asyncio() -> None:
     modules = _modules_after("record", "add", "--help")
     assert "dynmx.cli.record_parser" in modules
     assert _heavy(modules) == []
+
+
+def test_version_alone_is_answered_before_the_parser_is_built() -> None:
+    """`dynmx --version` is what scripts and packagers time: it loads neither the parser nor
+    the error tree (argparse prints the same line for `--version` among other arguments)."""
+    modules = _modules_after("--version")
+    assert "dynmx.cli" in modules
+    assert [m for m in modules if m.startswith("dynmx.") and m != "dynmx.cli"] == []
