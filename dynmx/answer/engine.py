@@ -62,7 +62,7 @@ class Engine(SlowPath):
         client_subnet_sources: Sequence[Network] = (),
         nsid: bytes = b"",
     ):
-        self.table = table
+        self.table = table.settle()
         # RFC 5001: this server's identifier, for queries that ask with an empty NSID option.
         self.nsid_option = edns_option(OPTION_NSID, nsid) if nsid else b""
         self.chaos = chaos or ChaosConfig()
@@ -94,7 +94,7 @@ class Engine(SlowPath):
 
     def swap(self, table: AnswerTable) -> None:
         """Serve `table` from the next query on; readers never see a half-built table."""
-        self.table = table
+        self.table = table.settle()  # an edit's delta laid onto the shared entries, here on the loop
         self._lru = OrderedDict()
         self._proofs = OrderedDict()
 

@@ -17,6 +17,8 @@ import dns.rdataset
 import dns.rdatatype
 import dns.zone
 
+from dynmx.zone.nodes import VersionNodes
+
 IN = dns.rdataclass.IN
 SOA = dns.rdatatype.SOA
 NS = dns.rdatatype.NS
@@ -258,7 +260,11 @@ def _changed_nodes(
 ) -> list[tuple[dns.name.Name, dns.node.Node]] | None:
     """The nodes of `after` that are not `before`'s, when `after` is `before` copied with
     nodes replaced and added (same key objects, in the same order); else None. Compares
-    identities, not names (hashing a million dnspython names costs seconds), in C loops."""
+    identities, not names (hashing a million dnspython names costs seconds), in C loops.
+    Versions sharing one node dict (`VersionNodes`) are compared by the names they hold
+    over it alone."""
+    if isinstance(after, VersionNodes) and after.shares_base_with(before):
+        return _changed_over_base(before, after)
     count = len(before)
     if len(after) < count or not isinstance(before, dict) or not isinstance(after, dict):
         return None
@@ -268,6 +274,26 @@ def _changed_nodes(
     added = list(itertools.islice(reversed(after.items()), len(after) - count))  # new names come last
     changed.extend(reversed(added))
     return changed
+
+
+def _changed_over_base(
+    before: Mapping[dns.name.Name, dns.node.Node], after: VersionNodes
+) -> list[tuple[dns.name.Name, dns.node.Node]] | None:
+    """The nodes of `after` that are not `before`'s, both over one base; None when a name
+    is gone."""
+    names = dict.fromkeys(after.changed())
+    if isinstance(before, VersionNodes):
+        names.update(dict.fromkeys(before.changed()))
+    changed: list[tuple[dns.name.Name, dns.node.Node]] = []
+    added: list[tuple[dns.name.Name, dns.node.Node]] = []
+    for name in names:
+        old, new = before.get(name), after.get(name)
+        if new is None:
+            if old is not None:
+                return None
+        elif new is not old:
+            (changed if old is not None else added).append((name, new))
+    return changed + added
 
 
 class ZoneSet:

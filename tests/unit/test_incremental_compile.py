@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import dns.message
 import dns.name
+import dns.rcode
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
@@ -16,13 +17,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dynmx.answer import compiler, zoneset
+from dynmx.answer import entries, zoneset
 from dynmx.answer.compiler import AnswerTable, compile_table, recompile_table, wire_key
 from dynmx.answer.dynamic import ServedPolicy
 from dynmx.answer.engine import Engine
 from dynmx.answer.zoneset import ZoneData, note_edit
 from dynmx.control.update import Change, Op
-from dynmx.control.writer import apply_changes, soa_change
+from dynmx.control.versions import apply_changes, soa_change
 
 ORIGINS = ("a.test.", "b.test.")
 BASE = {
@@ -47,7 +48,7 @@ QTYPES = ("A", "AAAA", "MX", "TXT", "CNAME", "NS", "SOA", "DS", "ANY", "SRV")
 @pytest.fixture(autouse=True)
 def _track_every_zone(monkeypatch: pytest.MonkeyPatch) -> None:
     """Small zones here stand in for large ones: every zone is tracked."""
-    monkeypatch.setattr(compiler, "TRACK_FROM", 0)
+    monkeypatch.setattr(entries, "TRACK_FROM", 0)
 
 
 def _zone(origin: str) -> ZoneData:
@@ -111,7 +112,10 @@ def test_an_incremental_recompile_equals_a_full_compile_of_the_new_zones(
         changes = _changes(before.zone, origin, add, host, rr)
         after = apply_changes(before.zone, [*changes, *soa_change(before.zone, "increment", 0)])
         zones[origin] = before.edited(after)
-        table = recompile_table(table, zones.values(), [before.origin], ServedPolicy())
+        served = _view(table)
+        made = recompile_table(table, zones.values(), [before.origin], ServedPolicy())
+        assert _view(table) == served  # nothing of the edit is seen before it is settled
+        table = made.settle()
         full = compile_table(zones.values())
         assert _view(table) == _view(full)
         for key, index in full.zones.items():
@@ -136,11 +140,12 @@ def test_an_ordinary_edit_renders_only_the_names_it_touches_and_their_users() ->
     zones = {origin: _zone(origin) for origin in ORIGINS}
     table = compile_table(zones.values())
     edited = _edit(zones, "a.test.", [_a("new", "a.test.", "192.0.2.99")])
-    after = recompile_table(table, zones.values(), [edited.origin], ServedPolicy())
     unchanged = wire_key(dns.name.from_text("www.a.test.")) + dns.rdatatype.A.to_bytes(2, "big")
-    assert after.entries[unchanged] is table.entries[unchanged]  # not rendered again
     user = wire_key(dns.name.from_text("back.b.test."))  # CNAME new.a.test.: was NXDOMAIN
-    assert after.entries[user] is not table.entries[user]
+    before = dict(table.entries)
+    after = recompile_table(table, zones.values(), [edited.origin], ServedPolicy()).settle()
+    assert after.entries[unchanged] is before[unchanged]  # not rendered again
+    assert after.entries[user] is not before[user]
     assert after.entries[user].rcode == 0 and b"\xc0" in after.entries[user].body
     assert _view(after) == _view(compile_table(zones.values()))
 
@@ -211,3 +216,36 @@ def test_a_name_added_beside_a_wildcard_compiles_the_zone_again() -> None:
     key = wire_key(dns.name.from_text("to.a.test.")) + dns.rdatatype.MX.to_bytes(2, "big")
     assert b"\xc0\x00\x02\x05" not in after.entries[key].body  # *.wild's address, no longer added
     assert _view(after) == _view(compile_table(zones.values()))
+
+
+def test_an_edit_is_answered_only_once_its_table_is_swapped_in() -> None:
+    """The new table shares the served entries; the engine's swap lays the edit onto them,
+    so queries between the compile and the swap get the version before, whole."""
+    zones = {origin: _zone(origin) for origin in ORIGINS}
+    engine = Engine(compile_table(zones.values()))
+    edited = _edit(zones, "a.test.", [_a("new", "a.test.", "192.0.2.99")])
+    after = recompile_table(engine.table, zones.values(), [edited.origin], ServedPolicy())
+    assert after.entries is engine.table.entries  # nothing copied
+
+    def ask(name: str, qtype: str) -> dns.message.Message:
+        wire = dns.message.make_query(name, qtype).to_wire()
+        return dns.message.from_wire(engine.handle(wire, ("127.0.0.1", 5300)))  # type: ignore[arg-type]
+
+    assert ask("new.a.test.", "A").rcode() == dns.rcode.NXDOMAIN
+    assert ask("www.a.test.", "TXT").authority[0][0].serial == 1
+    engine.swap(after)
+    assert ask("new.a.test.", "A").answer[0][0].address == "192.0.2.99"
+    assert ask("www.a.test.", "TXT").authority[0][0].serial == 2
+
+
+def test_a_table_an_edit_was_laid_over_since_is_compiled_again_whole() -> None:
+    """An older table no longer holds its own entries: building from it compiles everything."""
+    zones = {origin: _zone(origin) for origin in ORIGINS}
+    first = compile_table(zones.values())
+    edited = _edit(zones, "a.test.", [_a("new", "a.test.", "192.0.2.99")])
+    recompile_table(first, zones.values(), [edited.origin], ServedPolicy()).settle()
+    assert not first.current
+    edited = _edit(zones, "a.test.", [_a("other", "a.test.", "192.0.2.98")])
+    again = recompile_table(first, zones.values(), [edited.origin], ServedPolicy())
+    assert again.entries is not first.entries and again.delta is None
+    assert _view(again) == _view(compile_table(zones.values()))
