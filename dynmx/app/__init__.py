@@ -11,7 +11,6 @@ import contextlib
 import dataclasses
 import functools
 import ipaddress
-import itertools
 import logging
 import os
 import random
@@ -20,7 +19,7 @@ import ssl
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import dns.name
@@ -28,7 +27,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.zone
 
-from dynmx.answer.compiler import AnswerTable, fill_table
+from dynmx.answer.compiler import AnswerTable
 from dynmx.answer.engine import Engine
 from dynmx.app import heap, pages
 from dynmx.app.answerconfig import answers_alike
@@ -40,7 +39,8 @@ from dynmx.app.dspush import DsPushService
 from dynmx.app.explain import explain_query
 from dynmx.app.handover import handed_over
 from dynmx.app.health import HealthMonitor
-from dynmx.app.listeners import HotStats, Listeners, bind_all, make_engine, zone_gate
+from dynmx.app.listeners import HotStats, Listeners, bind_all, make_engine
+from dynmx.app.publisher import Batch, TablePublisher, ZoneState, worth_staging
 from dynmx.app.resign import resign_daily
 from dynmx.app.secondary import SecondaryService
 from dynmx.app.selfcheck import SelfCheckService
@@ -65,7 +65,7 @@ from dynmx.control.zones import ZoneEditRefused, add_zone, remove_zone
 from dynmx.errors import ConfigError, ControlError, DynmxError, JournalFork, Problem, StaleBase
 from dynmx.metrics import Metrics
 from dynmx.policy.route_log import RouteLog
-from dynmx.policy.served import PoolPlans, build_table, refresh_pool
+from dynmx.policy.served import PoolPlans, refresh_pool
 from dynmx.policy.signing_check import config_problems, refuse_unsignable
 from dynmx.selfcheck.samples import selfcheck_samples
 from dynmx.server import sdnotify
@@ -79,28 +79,6 @@ log = logging.getLogger("dynmx.app")
 
 SHUTDOWN_GRACE = 4.0  # seconds for in-flight TCP replies; the whole stop stays under 5 s
 FACT_TIMEOUT = 5.0  # seconds a drain or load waits for the workers (they take milliseconds)
-# At start-up, this many zones or more are served from a staged table (slow path) while
-# they compile a slice at a time: 100,000 zones take minutes to compile, a few take less
-# than a second, and those are simpler to serve compiled from the first query.
-STAGE_FROM_ZONES = 1000
-# A zone with this many names is staged when an edit or reload changes it, and a start-up
-# with this many in all is staged: compiling that many names takes seconds.
-STAGE_FROM_NAMES = 20_000
-# One compile step: an edit or reload waits for at most one, so a step is kept to about a
-# second of an idle core.
-FILL_SLICE = 1000  # zones
-FILL_NAMES = 5_000
-
-
-def fill_slice(table: AnswerTable) -> AnswerTable:
-    """`table` with one compile step of its pending zones done (any thread)."""
-    return fill_table(table, list(itertools.islice(table.pending, FILL_SLICE)), FILL_NAMES)
-
-
-def worth_staging(zones: dict[Path, LoadedZone]) -> bool:
-    """Whether compiling all of these zones should be done behind a staged table."""
-    names = sum(len(zone.zone.nodes) for zone in zones.values())
-    return len(zones) >= STAGE_FROM_ZONES or names >= STAGE_FROM_NAMES
 
 
 @dataclass
@@ -112,17 +90,6 @@ class Loaded:
     problems: list[Problem]
     table: AnswerTable
     accepted: dict[Path, list[Change]]
-
-
-@dataclass
-class ZoneState:
-    """What is being served, file by file, so a bad edit keeps the previous version."""
-
-    by_file: dict[Path, LoadedZone] = field(default_factory=dict)
-    problems: list[Problem] = field(default_factory=list)
-    serial_of: dict[str, int] = field(default_factory=dict)
-    edits: int = 0  # commits published so far; a reload keeps a zone committed while it read
-    edited: dict[Path, int] = field(default_factory=dict)  # file -> `edits` at its last commit
 
 
 def _zone_name(text: str) -> dns.name.Name:
@@ -139,8 +106,6 @@ class App:
         self.config = config
         self.config_loader = config_loader
         self.zones_dir = config.path(config.server.zones_dir)
-        self.state = ZoneState()
-        self.engine: Engine | None = None
         self.metrics = Metrics(refusals=lambda: REFUSALS.counts)
         self.listeners: Listeners | None = None  # answering in this process
         self.workers: WorkerPool | None = None  # or in `server.workers` answer processes
@@ -158,7 +123,6 @@ class App:
         self._zone_list: pages.ZoneList | None = None
         self.started = time.time()
         self._stop = asyncio.Event()
-        self._reload_lock = asyncio.Lock()
         state_dir = config.path(config.server.state_dir)
         self.writeback = WriteBack(write_atomically, self._written)
         # The one owner of the zone files and journal: holds state_dir's lock until `stop`.
@@ -168,26 +132,41 @@ class App:
         self.journal = self.owner.journal
         self.store = StateStore(state_dir / "dynmx.sqlite")
         self.answers = AnswerKeeper(state_dir)  # compiled answers kept for a warm start
-        self._answers_saved = False
         self.health = HealthMonitor(config, self.store, self._apply_plans, self.metrics)
         seed = config.server.random_seed
         self.rng = random.Random(seed).random if seed else None
+        self.publisher = TablePublisher(
+            lambda: self.config,
+            lambda pool: self.health.plans_for(pool),  # a reload replaces the monitor
+            self.rng,
+            self.answers,
+            self._answers_here,
+            self._edit_served,
+            self.metrics.unavailable.set,
+        )
         self.bound: list[tuple[str, int]] = []
         self.background: set[asyncio.Task[bool]] = set()
-        self._unserved: dict[dns.name.Name, LoadedZone | None] = {}  # published (None: removed), not compiled
-        self._serve_waiters: list[asyncio.Future[None]] = []
-        self._compiling: asyncio.Task[None] | None = None
-        self._filling: asyncio.Task[None] | None = None  # compiling pending zones
         self._resigning: asyncio.Task[None] | None = None  # daily re-sign of the zones dynmx signs
         self.dyndns2_state = dyndns2.DynState()
         self._held = contextlib.ExitStack()  # what lives until the server stops (the handover file)
-        self.unavailable: frozenset[dns.name.Name] = frozenset()  # secondary zones answering SERVFAIL
         self.route_log = RouteLog(os.urandom(6).hex())  # `routes --since`; a new boot id each start
         self.catalog_producer: CatalogProducer | None = None  # `[catalog]` without `primary`
         self.catalog_consumer: CatalogConsumer | None = None  # `[catalog]` with `primary`
         self._catalog_tasks: set[asyncio.Task[None]] = set()
         self._pools_from_catalog: tuple[PoolConfig, ...] = ()  # a consumer's pools its config lacks
         self.peers = PeerLog()  # NOTIFYs sent and transfers served, per zone: `dynmx zone status`
+
+    @property
+    def state(self) -> ZoneState:
+        return self.publisher.state
+
+    @property
+    def engine(self) -> Engine | None:
+        return self.publisher.engine
+
+    @property
+    def unavailable(self) -> frozenset[dns.name.Name]:
+        return self.publisher.unavailable
 
     # -- zones ---------------------------------------------------------------------------
 
@@ -241,195 +220,37 @@ class App:
         if previous is not None and not changed and zones.keys() == before.keys():
             return Loaded(zones, problems, previous, accepted)  # the same zones, config: the same table
         if previous is None:
-            table = self._warm_table(zones) if warm else None
+            table = self.publisher.warm_table(zones) if warm else None
             if table is None:
-                table = self._compile(zones, None, [], staged=worth_staging(zones))
+                table = self.publisher.compile(zones, None, [], staged=worth_staging(zones))
         else:
-            table = self._compile(zones, previous, changed)
+            table = self.publisher.compile(zones, previous, changed)
         return Loaded(zones, problems, table, accepted)
 
     def zones_by_origin(self) -> dict[dns.name.Name, LoadedZone]:
-        return {zone.origin: zone for zone in self.state.by_file.values()}
+        return self.publisher.zones_by_origin()
 
     def zone_of(self, name: dns.name.Name) -> LoadedZone | None:
-        """The served zone `name` belongs to: the closest enclosing one (a child zone served
-        beside its parent holds its own names)."""
-        zones = self.zones_by_origin()
-        candidates = [origin for origin in zones if name.is_subdomain(origin)]
-        return zones[max(candidates, key=len)] if candidates else None
+        return self.publisher.zone_of(name)
 
     def publish_zone(self, zone: LoadedZone) -> asyncio.Future[None]:
-        """A committed edit: the next edit and any reload build on it at once; it is compiled
-        off the loop, and the future is done when queries are answered from it. Its file is
-        written behind (the journal, appended before, is what makes it durable): writing a
-        large zone's file would otherwise hold up the acknowledgement.
-
-        Only this zone and the zones whose answers use it are compiled again; queries go on
-        being answered from the previous table meanwhile, so a large zone's compile no
-        longer stalls every answer. Edits committed during a compile share the next one.
-        With workers, the future is done when every worker answers from it too.
-        """
-        self.state.by_file[zone.path] = zone
-        self.state.edits += 1
-        self.state.edited[zone.path] = self.state.edits
-        sent = self.workers.broadcast("zone", zone) if self.workers is not None else None
-        serial = soa_serial(zone)
-        self.state.serial_of[zone.origin.to_text()] = serial
-        log.info("event=zone-published zone=%s serial=%d", zone.origin, serial)
-        served = self._serve_change(zone.origin, zone, sent)
+        """A committed edit, served as `TablePublisher.publish` says; a catalog consumer also
+        follows the members of a catalog zone that changed."""
+        served = self.publisher.publish(zone)
         if self.catalog_consumer is not None and zone.origin == self.catalog_consumer.origin:
             self._consume_catalog(zone)
         return served
 
     def unpublish_zone(self, zone: LoadedZone) -> asyncio.Future[None]:
-        """A zone removed (`dynmx zone rm`): no longer answered once the future is done."""
-        self.state.by_file.pop(zone.path, None)
-        self.state.edits += 1
-        self.state.edited.pop(zone.path, None)
-        self.state.serial_of.pop(zone.origin.to_text(), None)
-        sent = self.workers.broadcast("drop", zone.path) if self.workers is not None else None
-        log.info("event=zone-removed zone=%s", zone.origin)
-        return self._serve_change(zone.origin, None, sent)
+        return self.publisher.unpublish(zone)
 
-    def _serve_change(
-        self, origin: dns.name.Name, zone: LoadedZone | None, sent: int | None
-    ) -> asyncio.Future[None]:
-        loop = asyncio.get_running_loop()
-        self._unserved[origin] = zone
-        served = loop.create_future()
-        self._serve_waiters.append(served)
-        if self._compiling is None or self._compiling.done():
-            self._compiling = loop.create_task(self._serve_published())
-        if sent is None:
-            return served
-        return asyncio.ensure_future(self._served_by_workers(served, sent))
-
-    async def _served_by_workers(self, served: asyncio.Future[None], sent: int) -> None:
-        """With workers, an edit is answered from once each of them has it, not only this process:
-        a client that reads its write right after the reply (an ACME DNS-01 check after an
-        RFC 2136 UPDATE) may reach any worker."""
-        await served
-        assert self.workers is not None
-        await self.workers.applied(sent)
-
-    async def _serve_published(self) -> None:
-        """Compile what was published, one table at a time (a reload is one of them too)."""
-        loop = asyncio.get_running_loop()
-        async with self._reload_lock:
-            while self._unserved:
-                zones, waiters = self._unserved, self._serve_waiters
-                self._unserved, self._serve_waiters = {}, []
-                assert self.engine is not None
-                snapshot = dict(self.state.by_file)
-                compile_changed = functools.partial(self._compile, snapshot, self.engine.table, list(zones))
-                started = time.monotonic()
-                try:
-                    table = await loop.run_in_executor(None, compile_changed)
-                except Exception:  # committed and journaled: a reload serves it; never leave a waiter
-                    log.exception("event=compile-failed zones=%s", ",".join(map(str, zones)))
-                else:
-                    self.engine.swap(table)
-                    log.info(  # pending: zones answered by the slow path until compiled behind
-                        "event=edit-served zones=%s pending=%d seconds=%.3f",
-                        ",".join(map(str, zones)),
-                        len(table.pending),
-                        time.monotonic() - started,
-                    )
-                    self._keep_filling()
-                    self.health.reapply()
-                    self.health.retarget(table.zoneset)  # a member's address may have changed
-                    for zone in zones.values():
-                        if zone is not None:  # None: removed
-                            self._notify_secondaries(zone)
-                for waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_result(None)
-
-    def _warm_table(self, zones: dict[Path, LoadedZone]) -> AnswerTable | None:
-        """The start-up table from the answer store (None: compile as usual): the zones it does
-        not hold are compiled, or staged when they are many, as at a cold start."""
-        kept = self.answers.kept(zones)
-        cold = {p: z for p, z in zones.items() if p not in kept}
-        stage_from = 0 if worth_staging(cold) else STAGE_FROM_NAMES
-        return self.answers.table(self.config, zones, self.health.plans_for, self.rng, stage_from)
-
-    def _save_answers(self) -> None:
-        """Once per start, when every zone is compiled: the store written off the loop."""
-        assert self.engine is not None
-        if self._answers_saved or self.engine.table.pending or not self._answers_here:
-            return
-        self._answers_saved = True
-        zones, table = dict(self.state.by_file), self.engine.table
-        asyncio.get_running_loop().run_in_executor(None, self.answers.save, self.config, zones, table)
-
-    def _compile(
-        self,
-        zones: dict[Path, LoadedZone],
-        previous: AnswerTable | None,
-        changed: list[dns.name.Name],
-        staged: bool = False,
-    ) -> AnswerTable:
-        """`previous` with the `changed` zones (and those using them) compiled again; without
-        `previous`, everything (or, `staged`, nothing yet). Runs in an executor thread, or at
-        start-up. With workers this process answers no query, so its table is only ever
-        staged: indexed for the prober, UPDATE and transfers, with no answer compiled (each
-        worker compiles its own)."""
-        indexed_only = not self._answers_here
-        return build_table(
-            self.config,
-            zone_data(zones),
-            self.health.plans_for,
-            self.rng,
-            previous=previous,
-            changed=changed,
-            staged=staged or indexed_only,
-            stage_from=0 if indexed_only else STAGE_FROM_NAMES,
-        )
-
-    def _keep_filling(self) -> None:
-        """Start compiling the served table's pending zones, unless that is under way (or
-        the workers answer: theirs compile, this one stays staged)."""
-        assert self.engine is not None
-        if not self._answers_here:
-            return
-        if self.engine.table.pending and (self._filling is None or self._filling.done()):
-            self._filling = asyncio.get_running_loop().create_task(self._fill_pending())
-
-    async def _fill_pending(self) -> None:
-        """Compile the served table's pending zones a slice at a time, off the loop. Each slice
-        holds the reload lock, so an edit or a reload waits for one slice, not the whole compile,
-        and builds on what is compiled so far (a zone it changes is compiled or staged by it)."""
-        loop = asyncio.get_running_loop()
-        started = time.monotonic()
-        assert self.engine is not None
-        while self.engine.table.pending:
-            async with self._reload_lock:
-                table = self.engine.table
-                if table.pending:
-                    self.engine.swap(await loop.run_in_executor(None, fill_slice, table))
-        table = self.engine.table
-        log.info(
-            "event=compiled zones=%d entries=%d seconds=%.3f",
-            len(table.zones),
-            len(table.entries),
-            time.monotonic() - started,
-        )
-        self._save_answers()
-
-    def _set_unavailable(self, origins: frozenset[dns.name.Name]) -> None:
-        """The secondary zones without a current copy changed: from now on they answer SERVFAIL."""
-        if origins == self.unavailable:
-            return  # a reload's new secondary service says what the old one did
-        self.unavailable = origins
-        self.metrics.unavailable.set(len(origins))
-        self._apply_gate()
-        if self.workers is not None:
-            self.workers.broadcast("unavailable", origins)
-
-    def _apply_gate(self) -> None:
-        if self.engine is not None:
-            served = self.zones_by_origin() if self.unavailable else {}
-            self.engine.gate = zone_gate(self.config, self.unavailable, served)
+    def _edit_served(self, table: AnswerTable, zones: Batch) -> None:
+        """Edits are answered from: probes follow the table, secondaries are told (RFC 1996)."""
+        self.health.reapply()
+        self.health.retarget(table.zoneset)  # a member's address may have changed
+        for zone in zones.values():
+            if zone is not None:  # None: removed
+                self._notify_secondaries(zone)
 
     def _notify_secondaries(self, zone: LoadedZone) -> None:
         """RFC 1996: once the new serial is served, so a secondary's SOA query sees it."""
@@ -465,7 +286,7 @@ class App:
             self.zones_by_origin,
             self.publish_zone,
             self.writeback.submit,
-            self._set_unavailable,
+            self.publisher.set_unavailable,
             self._record_transfer,
         )
         self.updates.secondaries = self.secondary.notified
@@ -530,7 +351,7 @@ class App:
         self.config = new
         self.zones_dir = new.path(new.server.zones_dir)
         self.owner.reconfigure(new)
-        self._apply_gate()
+        self.publisher.apply_gate()
         self.health = HealthMonitor(new, self.store, self._apply_plans, self.metrics)
         self.health.adopt(previous)
         await self._apply_http_listener(old.http.listen)
@@ -828,7 +649,7 @@ class App:
                 log.warning("event=catalog-pool-refused pool=%s error=%r", name, str(error))
         if tuple(wanted) == self._pools_from_catalog:
             return
-        async with self._reload_lock:
+        async with self.publisher.lock:
             added = {pool.name for pool in self._pools_from_catalog}
             own = dataclasses.replace(
                 self.config, pool=tuple(p for p in self.config.pool if p.name not in added)
@@ -843,10 +664,9 @@ class App:
             self.health = HealthMonitor(new, self.store, self._apply_plans, self.metrics)
             self.health.adopt(previous)
             assert self.engine is not None
-            compile_all = functools.partial(self._compile, dict(self.state.by_file), None, [])
+            compile_all = functools.partial(self.publisher.compile, dict(self.state.by_file), None, [])
             table = await asyncio.get_running_loop().run_in_executor(None, compile_all)
-            self.engine.swap(table)
-            self._keep_filling()
+            self.publisher.swap(table)
             if self.workers is not None:
                 self.workers.broadcast("reload", self.config, self._pool_plans(), *self._file_state())
             self.health.start(table.zoneset)
@@ -883,7 +703,7 @@ class App:
         A supervisor is told of the reload and that it ended, however it ended."""
         sdnotify.reloading()
         try:
-            async with self._reload_lock:
+            async with self.publisher.lock:
                 problems, sent = await self._reload(reread_config)
             if sent is not None and self.workers is not None:
                 await self.workers.applied(sent)
@@ -932,11 +752,9 @@ class App:
             for path in redo:
                 if path in newer or path in loaded.accepted:
                     zones[path] = self.state.by_file[path]
-            table = self._compile(zones, table, [zones[path].origin for path in redo])
+            table = self.publisher.compile(zones, table, [zones[path].origin for path in redo])
         self._expect_files(zones, before)
-        assert self.engine is not None
-        self.engine.swap(table)
-        self._keep_filling()
+        self.publisher.swap(table)
         sent = None
         if self.workers is not None:
             sent = self.workers.broadcast("reload", self.config, self._pool_plans(), *self._file_state())
@@ -1003,7 +821,8 @@ class App:
             loaded = self._load(reconcile=True)
         zones, problems, table = loaded.zones, loaded.problems, loaded.table
         self._expect_files(zones, {})
-        self.engine = make_engine(self.config, table)
+        self.publisher.first(make_engine(self.config, table))
+        assert self.engine is not None
         self.engine.on_selfcheck = self._selfcheck_seen
         self._after_load(zones, problems, time.monotonic() - started)
         self.metrics.attach(
@@ -1020,6 +839,7 @@ class App:
             self.workers = WorkerPool(
                 cfg.workers, self._answer_forwarded, self._selfcheck_seen, self._worker_start
             )
+            self.publisher.workers = self.workers
             self.bound = self.workers.bind(self.config)
             handover = self._held.enter_context(handed_over(self.config.path(cfg.state_dir), zones))
             try:
@@ -1052,8 +872,8 @@ class App:
             len(self.engine.table.pending),
         )
         sdnotify.ready(f"serving {len(zones)} zones")
-        self._keep_filling()
-        self._save_answers()
+        self.publisher.keep_filling()
+        self.publisher.save_answers()
         self._resigning = loop.create_task(resign_daily(self._dnssec_zones, self._resign))
 
     def _dnssec_zones(self) -> list[LoadedZone]:
@@ -1071,8 +891,7 @@ class App:
             renewed = self.owner.commit(zone, [])
         except DynmxError as error:
             log.warning("event=dnssec-resign-serial-kept zone=%s reason=%r", zone.origin, str(error))
-            sent = self.workers.broadcast("zone", zone) if self.workers is not None else None
-            self._serve_change(zone.origin, zone, sent)
+            self.publisher.serve(zone)
         else:
             self.publish_zone(renewed)
 
@@ -1125,8 +944,7 @@ class App:
         """Close listeners, let TCP replies drain, then exit (SIGTERM drains, design.md)."""
         log.info("event=stopping")
         sdnotify.stopping()
-        if self._filling is not None:
-            self._filling.cancel()  # a slice already in its thread ends within about a second
+        self.publisher.stop()
         if self._resigning is not None:
             self._resigning.cancel()
         if self.listeners is not None:

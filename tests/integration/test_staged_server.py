@@ -11,7 +11,7 @@ import dns.message
 import dns.query
 import dns.rcode
 
-from dynmx.app import STAGE_FROM_ZONES
+from dynmx.app.publisher import STAGE_FROM_ZONES
 from tests.conftest import EDITS, RunningServer, write_config
 from tests.interop.test_update_server import ZONE, _lookup, _update
 
