@@ -9,7 +9,16 @@ Method: one generated zone (~1000 names with MX, A, AAAA, TXT) is served by NSD 
 dnsperf runs pinned to core 1 with enough outstanding queries that the server, not
 dnsperf, is the bottleneck. Each run is preceded by a short warm-up that is not counted.
 
-    .venv/bin/python benchmarks/bench.py [--seconds 10] [--only nsd|dynmx]
+    .venv/bin/python benchmarks/bench.py [--seconds 10] [--rounds 5] [--only nsd|dynmx] [--base DIR]
+
+With `--rounds N` every server is started once and the runs are interleaved: each round
+measures each query file on each server in turn (the order reversed every other round),
+so a neighbour's load on a shared machine falls on all of them alike; the table gives
+medians over rounds, the ratio is the median of the rounds' ratios. `--base DIR` adds
+another tree's dynmx ("base", e.g. `git archive` of an older commit) to the same rounds.
+The `cpu` figures: the server's CPU share of one core, and its CPU microseconds per
+answered query (process CPU time / completed queries), the figure that moves least with
+what else runs.
 
 Results are printed as a table and written to benchmarks/out/bench-<time>.json.
 """
@@ -23,12 +32,13 @@ import platform
 import random
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -66,6 +76,8 @@ class Run:
     avg_latency_ms: float
     rcodes: str
     server_cpu: float  # share of one core the server used; well below 1: dnsperf was the limit
+    cpu_us: float = 0.0  # the server's CPU microseconds per completed query
+    round_number: int = 0
 
 
 # --- setup --------------------------------------------------------------------------------
@@ -160,16 +172,17 @@ def nsd_server(zone_dir: Path) -> Iterator[tuple[int, int]]:
 
 
 @contextmanager
-def dynmx_server(zone_dir: Path) -> Iterator[tuple[int, int]]:
+def dynmx_server(zone_dir: Path, src: Path = SRC) -> Iterator[tuple[int, int]]:
     """`python -m dynmx serve` on core 0 (taskset execs it: same pid); yields (port, pid)."""
     port = free_port()
-    cmd = [*pin(SERVER_CORE), sys.executable, "-m", "dynmx", "serve"]
-    cmd += ["--zones", str(zone_dir), "--listen", f"{HOST}:{port}"]
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(SRC), str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "PYTHONPATH": os.pathsep.join([str(src), str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
     with tempfile.TemporaryDirectory(prefix="dynmx-bench-") as workdir:
+        zones = shutil.copytree(zone_dir, Path(workdir) / "zones")  # its own state_dir: zones/../state
+        cmd = [*pin(SERVER_CORE), sys.executable, "-m", "dynmx", "serve"]
+        cmd += ["--zones", str(zones), "--listen", f"{HOST}:{port}"]
         log = Path(workdir) / "dynmx.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -257,6 +270,7 @@ def parse_dnsperf(server: str, queries: str, output: str, server_cpu_seconds: fl
         return float(match.group(1))
 
     rcodes = re.search(r"^\s*Response codes:\s+(.*)$", output, re.MULTILINE)
+    completed = number("Queries completed")
     return Run(
         server=server,
         queries=queries,
@@ -267,6 +281,7 @@ def parse_dnsperf(server: str, queries: str, output: str, server_cpu_seconds: fl
         avg_latency_ms=round(number("Average Latency (s)") * 1000, 3),
         rcodes=rcodes.group(1).strip() if rcodes else "",
         server_cpu=round(server_cpu_seconds / number("Run time (s)"), 3),
+        cpu_us=round(server_cpu_seconds / completed * 1e6, 3) if completed else 0.0,
     )
 
 
@@ -310,24 +325,67 @@ def cpu_model() -> str:
     return platform.processor()
 
 
-def print_table(runs: list[Run], names: list[str]) -> dict[str, float]:
-    """qps per query file and server, and the ratio dynmx/NSD (returned for the JSON file)."""
-    by_key = {(r.server, r.queries): r for r in runs}
+def median_run(runs: list[Run]) -> Run:
+    """One run standing for several rounds: each figure the median of the rounds'."""
+    first = runs[0]
+    if len(runs) == 1:
+        return first
+    return Run(
+        server=first.server,
+        queries=first.queries,
+        qps=statistics.median(r.qps for r in runs),
+        sent=sum(r.sent for r in runs),
+        completed=sum(r.completed for r in runs),
+        lost=sum(r.lost for r in runs),
+        avg_latency_ms=round(statistics.median(r.avg_latency_ms for r in runs), 3),
+        rcodes=first.rcodes,
+        server_cpu=round(statistics.median(r.server_cpu for r in runs), 3),
+        cpu_us=round(statistics.median(r.cpu_us for r in runs), 3),
+        round_number=-1,
+    )
+
+
+def round_ratios(runs: list[Run], server: str, name: str, figure: str = "qps") -> list[float]:
+    """`server`'s figure over NSD's, one per round in which both ran `name`."""
+    by_round = {(r.server, r.round_number): getattr(r, figure) for r in runs if r.queries == name}
+    return [
+        by_round[(server, number)] / by_round[("nsd", number)]
+        for (who, number) in by_round
+        if who == server and by_round.get(("nsd", number))
+    ]
+
+
+def print_table(runs: list[Run], names: list[str], servers: list[str] | None = None) -> dict[str, float]:
+    """Per query file and server: qps, CPU share, CPU us per query and latency (medians over
+    rounds), and each dynmx's qps over NSD's (the median of the rounds' ratios; returned
+    for the JSON file, keyed by file, and by "file server" for a server other than dynmx)."""
+    servers = servers or list(dict.fromkeys(r.server for r in runs))
     ratios: dict[str, float] = {}
-    head = f"{'nsd qps':>10} {'cpu':>5} {'ms':>6} {'dynmx qps':>10} {'cpu':>5} {'ms':>6}"
-    print(f"\n{'queries':8} {head} {'dynmx/nsd':>10}")
+    rounds = len({r.round_number for r in runs})
+    print(f"\n{rounds} round(s); figures are medians over rounds")
+    print(f"{'queries':8} {'server':6} {'qps':>9} {'cpu':>5} {'us/q':>6} {'ms':>6} {'x nsd':>6} {'cpu x':>6}")
     for name in names:
-        nsd, dynmx = by_key.get(("nsd", name)), by_key.get(("dynmx", name))
-        ratio = dynmx.qps / nsd.qps if nsd and dynmx and nsd.qps else None
-        if ratio is not None:
-            ratios[name] = round(ratio, 4)
-        cells = [
-            f"{r.qps:10.0f} {r.server_cpu:5.0%} {r.avg_latency_ms:6.3f}" if r else f"{'-':>10} {'':5} {'':6}"
-            for r in (nsd, dynmx)
-        ]
-        print(f"{name:8} {cells[0]} {cells[1]} {f'{ratio:.3f}' if ratio is not None else '-':>10}")
+        for server in servers:
+            mine = [r for r in runs if r.server == server and r.queries == name]
+            if not mine:
+                continue
+            run = median_run(mine)
+            ratio = cpu = "-"
+            if server != "nsd" and (found := round_ratios(runs, server, name)):
+                key = name if server == "dynmx" else f"{name} {server}"
+                ratios[key] = round(statistics.median(found), 4)
+                ratio = f"{ratios[key]:.3f}"
+                # NSD's CPU per query over this server's: the qps ratio a saturated core would give
+                cpu_ratio = [1 / x for x in round_ratios(runs, server, name, "cpu_us") if x]
+                cpu = f"{statistics.median(cpu_ratio):.3f}" if cpu_ratio else "-"
+            print(
+                f"{name:8} {server:6} {run.qps:9.0f} {run.server_cpu:5.0%} {run.cpu_us:6.2f} "
+                f"{run.avg_latency_ms:6.3f} {ratio:>6} {cpu:>6}"
+            )
     print("(cpu: share of one core the server used; well below 100% means dnsperf was the limit;")
-    print(" ms: average latency; `lone` sends one query at a time, so its ms is the latency at low load)")
+    print(" us/q: the server's CPU microseconds per answered query; x nsd: qps over NSD's, median of")
+    print(" the rounds' ratios; cpu x: NSD's us/q over this server's; `lone` sends one query at a")
+    print(" time, so its ms is the latency at low load)")
     for name in names:
         mixes = {r.server: rcode_mix(r.rcodes) for r in runs if r.queries == name}
         if len(set(mixes.values())) > 1:
@@ -338,41 +396,64 @@ def print_table(runs: list[Run], names: list[str]) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=10, help="length of each measured run (1-300)")
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds (1-50)")
     parser.add_argument("--only", choices=sorted(SERVERS), help="benchmark one server only")
+    parser.add_argument("--queries", help="query files to run, comma-separated (mx,mixed,lone)")
+    parser.add_argument(
+        "--base", type=Path, help="another tree's dynmx, measured as 'base' in the same rounds"
+    )
     args = parser.parse_args()
     if not 1 <= args.seconds <= 300:
         parser.error("--seconds must be between 1 and 300")
+    if not 1 <= args.rounds <= 50:
+        parser.error("--rounds must be between 1 and 50")
     servers = [args.only] if args.only else ["nsd", "dynmx"]
+    starters = dict(SERVERS)
+    if args.base:
+        base = args.base.resolve()
+        starters["base"] = lambda zone_dir: dynmx_server(zone_dir, base)
+        servers.append("base")
     ensure_tools(need_nsd="nsd" in servers)
 
     OUT.mkdir(parents=True, exist_ok=True)
     runs: list[Run] = []
-    with tempfile.TemporaryDirectory(prefix="dynmx-bench-zone-") as tmp:
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="dynmx-bench-zone-") as tmp, ExitStack() as stack:
         zone_dir = Path(tmp)
         write_zone(zone_dir)
         query_files = write_query_files(OUT)
-        for server in servers:
-            with SERVERS[server](zone_dir) as (port, pid):
-                for name, path in query_files.items():
+        if args.queries:
+            query_files = {name: query_files[name] for name in args.queries.split(",")}
+        started = {server: stack.enter_context(starters[server](zone_dir)) for server in servers}
+        for number in range(args.rounds):
+            order = servers if number % 2 == 0 else servers[::-1]
+            for name, path in query_files.items():
+                for server in order:
+                    port, pid = started[server]
                     run = measure(server, name, port, pid, path, args.seconds)
+                    run.round_number = number
                     runs.append(run)
                     print(
-                        f"bench: {server:5} {name:5} {run.qps:10.0f} qps, lost {run.lost}, "
-                        f"server cpu {run.server_cpu:.0%}, rcodes {run.rcodes}",
+                        f"bench: round {number} {server:5} {name:5} {run.qps:10.0f} qps, lost {run.lost}, "
+                        f"server cpu {run.server_cpu:.0%} {run.cpu_us:.2f} us/q, rcodes {run.rcodes}",
                         file=sys.stderr,
                     )
 
-    ratios = print_table(runs, list(query_files))
+    ratios = print_table(runs, list(query_files), servers)
+    load_after = os.getloadavg()
+    print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} (1 min)")
 
     result = {
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "seconds": args.seconds,
+        "rounds": args.rounds,
         "clients": CLIENTS,
         "outstanding": OUTSTANDING,
         "zone_names": NAMES + MX_TARGETS + 3,
         "cpu": cpu_model(),
         "cpus": os.cpu_count(),
         "pinned": bool(pin(SERVER_CORE)),
+        "load_average": {"before": load_before, "after": load_after},
         "versions": versions(),
         "runs": [asdict(r) for r in runs],
         "ratio_dynmx_over_nsd": ratios,

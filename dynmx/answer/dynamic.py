@@ -13,6 +13,7 @@ import bisect
 import dataclasses
 import ipaddress
 import random
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -76,10 +77,13 @@ class SelectorState:
     signed: SelectorState | None = None
 
 
+_UNDECIDED = Entry(rcode=0, authoritative=False, body=b"", spans=())  # no rule of the source's applies
+
+
 class Selector:
     """Picks the variant for one query; carried by the table entry of a dynamic RRset."""
 
-    __slots__ = ("counter", "name", "random", "rules", "state", "totals")
+    __slots__ = ("__weakref__", "counter", "name", "random", "rules", "signed_sides", "state", "totals")
 
     def __init__(self, name: str, state: SelectorState, rules: ClientRules | None, rng: Callable[[], float]):
         self.name = name
@@ -88,28 +92,16 @@ class Selector:
         self.random = rng
         self.counter = 0
         self.totals: dict[str, int] = {}
+        # The DO=1 sides of a signed zone's pool, given each new generation in `replace`.
+        self.signed_sides: weakref.WeakSet[SignedSelector] = weakref.WeakSet()
 
     def pick(self, addr: object) -> Entry | None:
         """The entry to answer with, or None to drop the query (client action 'drop')."""
         state = self.state
-        relay_rules = state.relay_rules
-        if relay_rules is not None and isinstance(addr, tuple):
-            relay = relay_rules.match(addr[0])
-            if relay is not None:
-                view = state.relay_views[relay.hint]
-                self.counter += 1
-                return view[self.counter % len(view)]
-        rules = self.rules
-        if rules is not None and isinstance(addr, tuple):
-            action = rules.match(addr[0])
-            if action is not None and action.action != "answer":
-                if action.action == "refuse":
-                    return REFUSED_ENTRY
-                if action.action == "drop":
-                    return None
-                hinted = state.hints.get(action.hint)
-                if hinted is not None:
-                    return hinted
+        if state.relay_rules is not None or self.rules is not None:
+            chosen = self._by_source(state, addr)
+            if chosen is not _UNDECIDED:
+                return chosen
         mode = state.mode
         if mode == ROTATE:
             index = self.counter % len(state.variants)
@@ -124,12 +116,38 @@ class Selector:
         state.hits[index] += 1
         return state.variants[index]
 
+    def _by_source(self, state: SelectorState, addr: object) -> Entry | None:
+        """The answer a relay's prefix or a client action gives this source, if any."""
+        if not isinstance(addr, tuple):
+            return _UNDECIDED
+        relay_rules = state.relay_rules
+        if relay_rules is not None:
+            relay = relay_rules.match(addr[0])
+            if relay is not None:
+                view = state.relay_views[relay.hint]
+                self.counter += 1
+                return view[self.counter % len(view)]
+        rules = self.rules
+        if rules is not None:
+            action = rules.match(addr[0])
+            if action is not None and action.action != "answer":
+                if action.action == "refuse":
+                    return REFUSED_ENTRY
+                if action.action == "drop":
+                    return None
+                hinted = state.hints.get(action.hint)
+                if hinted is not None:
+                    return hinted
+        return _UNDECIDED
+
     def replace(self, state: SelectorState) -> None:
         """Swap in a new generation; the old one's counts move to the running totals."""
         old = self.state
         for first, hits in zip(old.firsts, old.hits, strict=True):
             self.totals[first] = self.totals.get(first, 0) + hits
         self.state = state
+        for side in self.signed_sides:
+            side.follow(state)
 
     def first_counts(self) -> dict[str, int]:
         """How often each host was ranked first, over every generation."""
@@ -154,11 +172,14 @@ class SignedSelector(Selector):
         self.random = parent.random
         self.counter = 0
         self.totals = {}
+        self.signed_sides = weakref.WeakSet()
+        self.follow(parent.state)
+        parent.signed_sides.add(self)
 
-    @property
-    def state(self) -> SelectorState:  # type: ignore[override]
-        signed = self.parent.state.signed
-        return signed if signed is not None else self.parent.state
+    def follow(self, state: SelectorState) -> None:
+        """The parent's new generation: its signed side, kept as this selector's own state
+        (read per query as a plain attribute)."""
+        self.state = state.signed if state.signed is not None else state
 
 
 def render_state(zoneset: ZoneSet, spec: DynamicRRset, do: bool = False) -> SelectorState:

@@ -11,6 +11,13 @@ A query with DO=1 for a pre-signed zone takes the table's DO=1 entries (answers 
 their RRSIGs and proofs, compiled beside the others); a name without one (NXDOMAIN, a
 wildcard expansion: the proof names the query name) goes through the slow path, whose
 results are cached apart from the DO=0 ones.
+
+UDP replies the fast path made are kept by the query's bytes after its ID (PowerDNS's
+packet cache): a repeated question (same name, case, type, flags and OPT) costs one dict
+lookup and a concatenation. A pool's answer is kept as its selector, which still picks
+per query. The cache is emptied on every table swap and when full; it is not used while
+a zone gate is set (its answer depends on the source), and names that tell the
+self-check are never kept.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from dynmx.wire.response import (
     RCODE_SERVFAIL,
     TCP_LIMIT,
     UDP_PAYLOAD,
+    Chooser,
     Entry,
     assemble,
     edns_option,
@@ -47,6 +55,13 @@ from dynmx.wire.response import (
 log = logging.getLogger("dynmx.engine")
 
 MAX_QEND = HEADER_LEN + MAX_NAME_LEN  # the offset after the longest question name
+PACKET_CACHE = 20_000  # UDP replies kept by query bytes; emptied when full
+PICKED_TAILS = 64  # replies kept per cached pool question (a generation's variants and hints)
+
+# A cached UDP question whose answer a selector picks: the selector, the replies joined so
+# far (id of the entry picked -> the entry, the reply after its ID), and what a reply is
+# joined from: RD, OPT, the question as asked, the size limit.
+Picked = tuple[Chooser, dict[int, tuple[Entry, bytes]], int, bytes, bytes, int]
 
 
 class Engine(SlowPath):
@@ -68,6 +83,7 @@ class Engine(SlowPath):
         self.chaos = chaos or ChaosConfig()
         self.lru_size = lru_size
         self._lru: OrderedDict[bytes, Entry] = OrderedDict()
+        self._packets: dict[bytes, bytes | Picked] = {}  # UDP query after its ID -> reply after it
         # Signed NXDOMAIN replies by proof (`denial`): the template and its pointers.
         self._proofs: OrderedDict[bytes, tuple[Entry, tuple[int, ...]]] = OrderedDict()
         self.control: ControlHandler | None = None
@@ -97,6 +113,7 @@ class Engine(SlowPath):
         self.table = table.settle()  # an edit's delta laid onto the shared entries, here on the loop
         self._lru = OrderedDict()
         self._proofs = OrderedDict()
+        self._packets = {}
 
     def handle_tcp(self, data: bytes, addr: object) -> bytes | list[bytes] | Deferred | None:
         """A message on a TCP connection: zone transfers may answer with several messages."""
@@ -149,8 +166,20 @@ class Engine(SlowPath):
     def handle(self, data: bytes, addr: object = None, tcp: bool = False) -> bytes | Deferred | None:
         """Reply bytes for one query message, None to stay silent, or a reply to come; never raises."""
         try:
-            reply = self._fast(data, addr, tcp)
-            if self.rrl is None or tcp or reply.__class__ is not bytes or not isinstance(addr, tuple):
+            if tcp or self.gate is not None:
+                reply = self._fast(data, addr, tcp)
+            else:
+                hit = self._packets.get(data[2:])
+                if hit is None:
+                    reply = self._fast(data, addr, tcp)
+                elif hit.__class__ is bytes:
+                    reply = data[:2] + hit
+                else:
+                    reply = self._picked(data, hit, addr)  # type: ignore[arg-type]
+            rrl = self.rrl
+            if rrl is None or tcp or reply.__class__ is not bytes or not isinstance(addr, tuple):
+                return reply
+            if addr[0] in rrl.exempt_hosts:  # loopback and the exempt prefixes, seen before
                 return reply
             return self._rate_limited(reply, addr[0])
         except Exception:
@@ -160,6 +189,26 @@ class Engine(SlowPath):
             if len(data) < 12:
                 return None
             return header_only((data[0] << 8) | data[1], RCODE_SERVFAIL, bool(data[2] & 1))
+
+    def _picked(self, data: bytes, hit: Picked, addr: object) -> bytes | None:
+        """A cached question of a pool: the selector picks; the reply for that entry is
+        joined once (the dict holds the entry, so its id stays its own)."""
+        entry = hit[0].pick(addr)
+        if entry is None:
+            return None
+        tails = hit[1]
+        found = tails.get(id(entry))
+        if found is not None:
+            return data[:2] + found[1]
+        _, _, rd, opt, question, limit = hit
+        body = entry.body
+        if 12 + len(question) + len(body) + len(opt) > limit:
+            return assemble(data, parse_query(data), entry, limit)
+        tail = b"".join((entry.head_opt[rd] if opt else entry.head[rd], question, body, opt))
+        if len(tails) >= PICKED_TAILS:
+            tails.clear()
+        tails[id(entry)] = (entry, tail)
+        return data[:2] + tail
 
     def _fast(self, data: bytes, addr: object, tcp: bool) -> bytes | Deferred | None:
         size = len(data)
@@ -218,19 +267,25 @@ class Engine(SlowPath):
                 entry = entries.get(name + data[qend : qend + 2]) or entries.get(name)
         else:
             entry = entries.get(name + data[qend : qend + 2]) or entries.get(name)
+        keep = not tcp and self.gate is None
         if entry is None:
             if self.on_selfcheck is not None and SELFCHECK_LABEL in name:
                 self.on_selfcheck(name)
+                keep = False
             zone = self.table.find_zone(name)
             if zone is None or not zone.complete or not zone.plain_nxdomain(name):
                 return self._slow(data, addr, tcp)
             entry = zone.nx_template
             body = zone.nx_body(len(name))
         else:
-            if entry.selector is not None:
-                entry = entry.selector.pick(addr)
+            selector = entry.selector
+            if selector is not None:
+                if keep:
+                    self._keep(data[2:], (selector, {}, data[2] & 1, opt, data[12 : qend + 4], limit))
+                entry = selector.pick(addr)
                 if entry is None:
                     return None
+                keep = False
             body = entry.body
         question = data[12 : qend + 4]
         if qend + 4 + len(body) + len(opt) > limit:
@@ -241,4 +296,14 @@ class Engine(SlowPath):
             return assemble(data, parse_query(data), entry, limit)
         rd = data[2] & 1
         head = entry.head_opt[rd] if opt else entry.head[rd]
+        if keep:
+            tail = b"".join((head, question, body, opt))
+            self._keep(data[2:], tail)
+            return data[:2] + tail
         return b"".join((data[:2], head, question, body, opt))
+
+    def _keep(self, query: bytes, reply: bytes | Picked) -> None:
+        packets = self._packets
+        if len(packets) >= PACKET_CACHE:
+            packets.clear()
+        packets[query] = reply

@@ -40,6 +40,7 @@ class RateLimiter:
         self.settings = settings
         self.buckets: dict[tuple[str, str, bytes], list[float]] = {}  # key -> [tokens, last time, limited]
         self._prefixes: dict[str, str | None] = {}
+        self.exempt_hosts: set[str] = set()  # sources seen whose prefix is None: no work per reply
         self.limited = 0
         self.slipped = 0
 
@@ -60,7 +61,10 @@ class RateLimiter:
                 result = str(ipaddress.ip_network(f"{address}/{length}", strict=False))
         if len(self._prefixes) > TABLE_LIMIT:
             self._prefixes.clear()
+            self.exempt_hosts.clear()
         self._prefixes[host] = result
+        if result is None:
+            self.exempt_hosts.add(host)
         return result
 
     def check(self, host: str, kind: str, name: bytes, now: float) -> int:

@@ -62,7 +62,7 @@ def test_every_waiting_datagram_is_answered_to_its_sender_in_one_call(clients: l
 
 def test_more_datagrams_than_a_batch_are_taken_by_the_next_call(clients: list[socket.socket]) -> None:
     server = _server()
-    udp = BatchedUdp(server, _echo([]), size=4)
+    udp = BatchedUdp(server, _echo([]), size=4, batches=1)
     client = _client(clients)
     for index in range(6):
         client.sendto(bytes([index]), server.getsockname())
@@ -126,3 +126,63 @@ def test_a_silent_handler_sends_nothing_and_a_later_reply_is_sent_when_ready(
         return replies
 
     assert asyncio.run(run()) == [b"later:q"]
+
+
+def test_one_wakeup_takes_up_to_its_number_of_full_batches(clients: list[socket.socket]) -> None:
+    server = _server()
+    udp = BatchedUdp(server, _echo([]), size=4, batches=2)
+    client = _client(clients)
+    for index in range(10):
+        client.sendto(bytes([index]), server.getsockname())
+    udp.readable()
+    assert udp.received == 8
+    udp.readable()
+    assert udp.received == 10
+    assert sorted(client.recv(100)[-1] for _ in range(10)) == list(range(10))
+    udp.close()
+
+
+def test_a_dual_stack_socket_answers_ipv4_and_ipv6_senders_in_one_batch(clients: list[socket.socket]) -> None:
+    server = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    server.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    server.bind(("::", 0))
+    server.setblocking(False)
+    port = server.getsockname()[1]
+    seen: list[tuple[bytes, object]] = []
+    udp = BatchedUdp(server, _echo(seen))
+    four, six = _client(clients), _client(clients, socket.AF_INET6)
+    four.sendto(b"v4", ("127.0.0.1", port))
+    six.sendto(b"v6", ("::1", port))
+    four.sendto(b"v4 again", ("127.0.0.1", port))
+    udp.readable()
+    assert udp.received == 3
+    assert sorted(four.recv(100) for _ in range(2)) == [b"re:v4", b"re:v4 again"]
+    assert six.recv(100) == b"re:v6"
+    peers = {data: peer for data, peer in seen}
+    assert peers[b"v4"] == ("::ffff:127.0.0.1", four.getsockname()[1])  # as the loop's endpoint says it
+    assert peers[b"v6"] == six.getsockname()[:2]
+    udp.close()
+
+
+def test_replies_after_a_silent_datagram_go_to_their_own_senders_and_the_next_batch_is_unshifted(
+    clients: list[socket.socket],
+) -> None:
+    server = _server()
+
+    def handler(data: bytes, peer: object, tcp: bool) -> bytes | None:
+        return None if data.startswith(b"drop") else b"re:" + data
+
+    udp = BatchedUdp(server, handler)
+    a, b = _client(clients), _client(clients)
+    a.sendto(b"drop", server.getsockname())
+    b.sendto(b"b1", server.getsockname())
+    a.sendto(b"a1", server.getsockname())
+    udp.readable()
+    assert b.recv(100) == b"re:b1"
+    assert a.recv(100) == b"re:a1"
+    b.sendto(b"b2", server.getsockname())  # reply slot 0 is b's own datagram's sender again
+    a.sendto(b"a2", server.getsockname())
+    udp.readable()
+    assert b.recv(100) == b"re:b2"
+    assert a.recv(100) == b"re:a2"
+    udp.close()
