@@ -33,6 +33,11 @@ recompiles the answer table, and this shows how long the server stops answering 
     .venv/bin/python benchmarks/scale.py --cases 100k --profile     # where load time goes
     .venv/bin/python benchmarks/scale.py --cases 10k --memory       # where the memory goes
     .venv/bin/python benchmarks/scale.py --cases 10k --split        # CPU per zone, stage by stage
+    .venv/bin/python benchmarks/scale.py --start --spread            # issue 26 at 100,000 zones
+
+`--start` and `--spread` (scale_start.py) run rounds of dynmx and NSD in turn on N zones
+(`--zones`, `--rounds`): cold and warm start timed until the last zone answers, peak
+memory, and the qps of a mix spread over every zone against a one-zone server.
 
 `--profile` runs each load under cProfile and prints the functions with the most own
 time (file:line); load times under the profiler are longer and not comparable.

@@ -26,6 +26,7 @@ Loopback only; every wait is bounded by `LOAD_TIMEOUT`. Not a test; asserts noth
 
 from __future__ import annotations
 
+import os
 import random
 import statistics
 import subprocess
@@ -145,13 +146,28 @@ class EventLines(deque[str]):
     def __init__(self, maxlen: int = 200) -> None:
         super().__init__((), maxlen)
         self.kept: dict[str, tuple[float, str]] = {}
+        self.zone_loaded: list[float] = []  # when the first and the last event=zone-loaded came
 
     def append(self, line: str) -> None:
         super().append(line)
-        if "event=" in line:
+        if "event=zone-loaded " in line:  # one a zone: how long the server spends logging them
+            stamp = logged_at(line)
+            if stamp is not None:
+                self.zone_loaded[1:] = [stamp]
+                if len(self.zone_loaded) == 1:
+                    self.zone_loaded.insert(0, stamp)
+        elif "event=" in line:
             for event in self.KEEP:
                 if f"event={event} " in line:
                     self.kept[event] = (time.monotonic(), line)
+
+
+def logged_at(line: str) -> float | None:
+    """The time a log line says it was written (`2026-12-07 17:04:49,337 ...`), in seconds."""
+    try:
+        return time.mktime(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S")) + int(line[20:23]) / 1000
+    except ValueError:
+        return None
 
 
 def logged(server: Dynmx, event: str) -> dict[str, str]:
@@ -161,6 +177,12 @@ def logged(server: Dynmx, event: str) -> dict[str, str]:
         line = tail.kept[event][1]
         return dict(part.split("=", 1) for part in line.split() if "=" in part)
     return {}
+
+
+def own_cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of `pid` itself, every thread, no children."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2)
 
 
 def hwm_mib(pid: int) -> float:
@@ -181,15 +203,20 @@ def dynmx_start(
         out: dict[str, object] = {"loadavg_before": loadavg(), "serving_s": server.load_seconds}
         out["answer_s"] = wait_answer(server.port, last, began, server.alive)
         out["answer_cpu_s"] = cpu_seconds(pid)
+        out["answer_main_cpu_s"] = own_cpu_seconds(pid)  # the server process alone (not its parsers)
         out["answer_hwm_mib"] = hwm_mib(pid)
         out["sample"] = check_sample(server.port, sample)
         out["compiled_s"] = round(server.wait_compiled(LOAD_TIMEOUT), 2)
         out["compiled_cpu_s"] = cpu_seconds(pid)
+        out["compiled_hwm_mib"] = hwm_mib(pid)
         out["entries"] = server.entries
         out["store_written_s"] = wait_event(server, "answer-store-written", 0, began)
         out["store_written"] = logged(server, "answer-store-written")
         out["store_read"] = logged(server, "answer-store-read")
         out["log_lines"] = server.lines
+        if isinstance(server.tail, EventLines) and server.tail.zone_loaded:
+            first, last_line = server.tail.zone_loaded[0], server.tail.zone_loaded[-1]
+            out["zone_loaded_lines_s"] = round(last_line - first, 2)  # first to last, as logged
         out["end_cpu_s"] = cpu_seconds(pid)
         out["peak_hwm_mib"] = hwm_mib(pid)
     out["tree_peak_rss_mib"] = mib(tree.peak_kib)
@@ -384,6 +411,11 @@ def summarise(results: list[dict[str, object]]) -> dict[str, object]:
         "dynmx cold: serving, s": pick("dynmx", "cold", "serving_s"),
         "dynmx cold: every zone compiled, s": pick("dynmx", "cold", "compiled_s"),
         "dynmx cold: CPU s at first answer": pick("dynmx", "cold", "answer_cpu_s"),
+        "dynmx cold: server process CPU s at first answer": pick("dynmx", "cold", "answer_main_cpu_s"),
+        "dynmx cold: zone-loaded log lines, s": pick("dynmx", "cold", "zone_loaded_lines_s"),
+        "dynmx cold: VmHWM at compiled, MiB": pick("dynmx", "cold", "compiled_hwm_mib"),
+        "dynmx warm: CPU s at first answer": pick("dynmx", "warm", "answer_cpu_s"),
+        "dynmx warm: zone-loaded log lines, s": pick("dynmx", "warm", "zone_loaded_lines_s"),
         "dynmx cold: peak VmHWM, MiB": pick("dynmx", "cold", "peak_hwm_mib"),
         "dynmx cold: tree peak RSS, MiB": pick("dynmx", "cold", "tree_peak_rss_mib"),
         "dynmx warm: last zone answers, s": pick("dynmx", "warm", "answer_s"),
