@@ -42,7 +42,6 @@ from dynmx.answer.table import (
     NO_NAMES,
     AnswerTable,
     CompiledZone,
-    Live,
     Negatives,
     index_zone,
     wire_key,
@@ -149,7 +148,7 @@ def fill_table(table: AnswerTable, origins: Iterable[bytes], max_names: int | No
         pending=table.pending - done,
         unfilled=unfilled,
         negatives=negatives,
-        live=Live(),  # a dict of its own: no delta of an earlier table applies to it
+        live=None,  # a dict of its own: no delta of an earlier table applies to it
         generation=0,
         delta=None,
     )

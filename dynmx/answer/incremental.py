@@ -27,6 +27,7 @@ from dynmx.answer.table import (
     AnswerTable,
     CompiledZone,
     Delta,
+    Live,
     Negatives,
     Shared,
     nxdomain_entries,
@@ -98,7 +99,12 @@ def recompile_names(
     (the caller compiles the zones again). The shared indexes (`refs`, `keys`) only grow,
     so a table made and never served leaves nothing wrong behind."""
     old_zoneset, refs, live = table.zoneset, table.refs, table.entries
-    delta = Delta(live, table.live, table.generation)
+    shared, base = table.live, table.generation
+    if shared is None or shared.entries is not live:  # the first edit over this dict: `table`
+        shared, base = Live(live), 0  # learns that it shares it, and is stale once it moves on
+        object.__setattr__(table, "live", shared)
+        object.__setattr__(table, "generation", 0)
+    delta = Delta(live, shared, base)
     sets = delta.sets
     compiled, keys, uses = dict(table.zones), dict(table.keys), dict(table.uses)
     negatives = dict(table.negatives)
@@ -169,7 +175,8 @@ def recompile_names(
         unfilled={origin: names for origin, names in table.unfilled.items() if origin not in whole},
         signed=any(zone.signed for zone in compiled.values()),
         negatives=negatives,
-        generation=table.generation + 1,
+        live=shared,
+        generation=base + 1,
         delta=delta,
     )
 

@@ -130,8 +130,9 @@ class Negatives:
 
 @dataclass(slots=True)
 class Live:
-    """The entries dict that tables made by edits share, and how many deltas it holds."""
+    """An entries dict that tables made by edits share, and how many deltas it holds."""
 
+    entries: dict[bytes, Entry]
     generation: int = 0
 
 
@@ -185,9 +186,11 @@ class AnswerTable:
     # costs one render, never a stale answer.
     refs: dict[bytes, set[bytes]] = field(default_factory=dict)
     negatives: dict[bytes, Negatives] = field(default_factory=dict)  # zone -> its NODATA entries
-    # The entries dict, shared by the tables edits make from this one; `generation`: how many
-    # deltas it holds when this table is settled. `delta`: this table's own, until `settle`.
-    live: Live = field(default_factory=Live, compare=False, repr=False)
+    # Made by an edit (`incremental`): the entries dict it shares with the table it was made
+    # from, and how many deltas that dict holds once this table is settled. `delta`: this
+    # table's own, until `settle`. A table whose `entries` is not `live.entries` (None, or
+    # entries copied since) holds a dict of its own that no delta has touched.
+    live: Live | None = field(default=None, compare=False, repr=False)
     generation: int = 0
     delta: Delta | None = field(default=None, compare=False, repr=False)
 
@@ -201,7 +204,8 @@ class AnswerTable:
     @property
     def current(self) -> bool:
         """Whether `entries` holds this table's answers (no later edit's delta laid over them)."""
-        return self.live.generation == self.generation
+        live = self.live
+        return live is None or live.entries is not self.entries or live.generation == self.generation
 
     def selectors_of(self, pool: str) -> list[Selector]:
         """The selectors serving one pool (its name and its hint names)."""
