@@ -4,7 +4,11 @@ Writing a zone file costs the whole zone; done on the event loop it would silenc
 zone for that long. The journal is the durability point (an acknowledged edit is in it;
 start-up replays it onto an older file, and the journal keeps every change its file
 lacks), so the running server writes files on a thread of their own, in commit order; a
-file with several versions waiting is written once, at its newest.
+file with several versions waiting is written once, at its newest. A large zone's file
+(`QUIET_FROM` nodes or more) is written once its edits have paused for `QUIET_SECONDS`
+(at most `MAX_WAIT_SECONDS` after its first waiting version), so a burst of edits costs
+one write, made after the burst rather than beside it (as Knot's `zonefile-sync` delay
+and BIND's periodic dumps of dynamic zones); `flush` does not wait.
 
 A write that fails is tried again every `RETRY_SECONDS`; meanwhile `blocked` says why,
 and the owner acknowledges no edit of that zone (what cannot be kept is not promised).
@@ -33,17 +37,29 @@ log = logging.getLogger("dynmx.writeback")
 WriteFile = Callable[[Path, dns.zone.Zone], object]  # `write_atomically`: returns the file's digest
 Written = Callable[[Path, dns.zone.Zone], None]  # told (on the write-back thread) of each file written
 RETRY_SECONDS = 5.0
+QUIET_FROM = 100_000
+QUIET_SECONDS = 2.0
+MAX_WAIT_SECONDS = 30.0
 
 
 class WriteBack:
     """Queues zone versions for their files; `flush` waits for them."""
 
     def __init__(
-        self, write: WriteFile, on_written: Written = lambda path, zone: None, retry: float = RETRY_SECONDS
+        self,
+        write: WriteFile,
+        on_written: Written = lambda path, zone: None,
+        retry: float = RETRY_SECONDS,
+        quiet: float = QUIET_SECONDS,
+        quiet_from: int = QUIET_FROM,
     ) -> None:
         self._write = write
         self._on_written = on_written
         self._retry = retry
+        self._quiet = quiet
+        self._quiet_from = quiet_from
+        self._submitted: dict[Path, float] = {}  # when the newest waiting version came
+        self._flushing = 0  # flushes waiting: no quiet period is waited for
         self._newest: dict[Path, dns.zone.Zone] = {}  # waiting to be written
         self._writing: Path | None = None
         self._failed: dict[Path, tuple[dns.zone.Zone, str]] = {}  # the file is behind: (version, why)
@@ -61,6 +77,7 @@ class WriteBack:
         with self._lock:
             queued = path in self._newest
             self._newest[path] = zone
+            self._submitted[path] = time.monotonic()
         if not queued:
             self._queue.put(path)
 
@@ -73,7 +90,12 @@ class WriteBack:
     def flush(self, timeout: float | None = None) -> bool:
         """Block until nothing is waiting or being written; False if `timeout` ran out first."""
         with self._idle:
-            return self._idle.wait_for(lambda: not self._newest and self._writing is None, timeout)
+            self._flushing += 1
+            self._idle.notify_all()
+            try:
+                return self._idle.wait_for(lambda: not self._newest and self._writing is None, timeout)
+            finally:
+                self._flushing -= 1
 
     def behind(self) -> frozenset[Path]:
         """Files older than their zone in memory: waiting, being written, or failed. A reload
@@ -119,6 +141,7 @@ class WriteBack:
             except queue.Empty:
                 self._requeue_failed()
                 continue
+            self._wait_quiet(path)
             with self._lock:
                 zone = self._newest.pop(path, None)
                 if zone is None:  # forgotten since it was queued
@@ -132,6 +155,25 @@ class WriteBack:
                 elif path not in self._newest:
                     self._failed[path] = (zone, error)
                 self._idle.notify_all()
+
+    def _wait_quiet(self, path: Path) -> None:
+        """Before writing a large zone's file: wait until its edits pause (see the module)."""
+        with self._idle:
+            first = time.monotonic()
+            while True:
+                zone = self._newest.get(path)
+                if zone is None or self._flushing or not self._large(zone):
+                    return
+                now = time.monotonic()
+                wait = min(self._submitted.get(path, now) + self._quiet, first + MAX_WAIT_SECONDS) - now
+                if wait <= 0:
+                    return
+                self._idle.wait(wait)
+
+    def _large(self, zone: dns.zone.Zone) -> bool:
+        if not getattr(zone, "parsed", True):  # a zone still unread from the answer store
+            return False
+        return len(zone.nodes) >= self._quiet_from
 
     def _write_one(self, path: Path, zone: dns.zone.Zone) -> str | None:
         """Write one file; the error's text when it failed."""
