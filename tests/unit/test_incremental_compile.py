@@ -105,6 +105,22 @@ def _replies(table: AnswerTable) -> list[bytes | None]:
 def test_an_incremental_recompile_equals_a_full_compile_of_the_new_zones(
     edits: list[tuple[str, bool, str, tuple[str, str]]],
 ) -> None:
+    _edits_equal_full_compiles(edits)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(edit, min_size=1, max_size=6))
+def test_a_small_zone_that_uses_an_edited_one_is_compiled_again_into_the_delta(
+    edits: list[tuple[str, bool, str, tuple[str, str]]],
+) -> None:
+    """b.test. (5 names) is below TRACK_FROM here, a.test. (12) above: b.test.'s answers that
+    chain into a.test. are compiled again whole, laid with the same delta."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(entries, "TRACK_FROM", 8)
+        _edits_equal_full_compiles(edits)
+
+
+def _edits_equal_full_compiles(edits: list[tuple[str, bool, str, tuple[str, str]]]) -> None:
     zones = {origin: _zone(origin) for origin in ORIGINS}
     table = compile_table(zones.values())
     for origin, add, host, rr in edits:
