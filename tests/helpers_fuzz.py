@@ -44,9 +44,9 @@ from hypothesis import strategies as st
 from dynmx.answer.compiler import compile_table
 from dynmx.answer.engine import Engine
 from dynmx.answer.zoneset import ZoneData
-from dynmx.app.health import HealthMonitor
+from dynmx.app.health_monitor import HealthMonitor
 from dynmx.app.listeners import zone_gate
-from dynmx.app.update import LARGE_UPDATE, TransferService, UpdateService
+from dynmx.app.update_service import LARGE_UPDATE, TransferService, UpdateService
 from dynmx.config import Config, from_mapping
 from dynmx.control.journal import Journal
 from dynmx.control.owner import ZoneOwner

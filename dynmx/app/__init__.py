@@ -33,19 +33,19 @@ from dynmx.app import heap, pages
 from dynmx.app.answerconfig import answers_alike
 from dynmx.app.answerstore import AnswerKeeper
 from dynmx.app.catalog import CatalogConsumer, CatalogProducer, ensure_catalog_file, pool_from_json, pool_json
-from dynmx.app.control import DYNDNS2_PORT, control_guard, control_routes, dyndns2_routes, local_routes
 from dynmx.app.dnssec_metrics import DnssecSampler
 from dynmx.app.dspush import DsPushService
 from dynmx.app.explain import explain_query
-from dynmx.app.handover import handed_over
-from dynmx.app.health import HealthMonitor
+from dynmx.app.health_monitor import HealthMonitor
 from dynmx.app.listeners import HotStats, Listeners, bind_all, make_engine
 from dynmx.app.publisher import Batch, TablePublisher, ZoneState, worth_staging
 from dynmx.app.resign import resign_daily
+from dynmx.app.routes import DYNDNS2_PORT, control_guard, control_routes, dyndns2_routes, local_routes
 from dynmx.app.secondary import SecondaryService
-from dynmx.app.selfcheck import SelfCheckService
-from dynmx.app.update import TransferService, UpdateService, key_secrets, load_keyring
-from dynmx.app.workers import WorkerPool
+from dynmx.app.selfcheck_service import SelfCheckService
+from dynmx.app.update_service import TransferService, UpdateService, key_secrets, load_keyring
+from dynmx.app.workers.handover import handed_over
+from dynmx.app.workers.pool import WorkerPool
 from dynmx.app.zonescan import changed_origins, scan_zones, soa_serial, zone_data
 from dynmx.app.zonestatus import PeerLog, send_notify
 

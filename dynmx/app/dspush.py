@@ -19,7 +19,7 @@ from pathlib import Path
 
 import dns.name
 
-from dynmx.app.selfcheck import build_adapter
+from dynmx.app.selfcheck_service import build_adapter
 from dynmx.config import Config
 from dynmx.errors import ConfigError
 from dynmx.selfcheck.ds_push import DS, DsAdapter, current_ds, ds_text

@@ -14,7 +14,7 @@ from dynmx.policy.served import PoolPlans
 from dynmx.policy.strategies import MemberFacts
 
 if TYPE_CHECKING:
-    from dynmx.app.health import PoolHealth
+    from dynmx.app.health_monitor import PoolHealth
 
 
 class _Monitor(Protocol):

@@ -21,7 +21,7 @@ from dynmx.answer.compiler import AnswerTable
 from dynmx.answer.engine import Engine
 from dynmx.answer.hooks import ChaosConfig
 from dynmx.answer.rrl import RateLimiter, RrlSettings
-from dynmx.app.update import load_keyring
+from dynmx.app.update_service import load_keyring
 from dynmx.config import Config, nsid_octets
 from dynmx.control.tsig import Signer
 from dynmx.server import mmsg

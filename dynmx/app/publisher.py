@@ -36,7 +36,7 @@ from dynmx.policy.served import PoolPlans, build_table
 from dynmx.zone.loader import LoadedZone
 
 if TYPE_CHECKING:
-    from dynmx.app.workers import WorkerPool
+    from dynmx.app.workers.pool import WorkerPool
 
 log = logging.getLogger("dynmx.app")
 

@@ -39,7 +39,7 @@ import dns.xfr
 import dns.zone
 
 from dynmx.answer.acl import address_in
-from dynmx.app.update import load_keyring
+from dynmx.app.update_service import load_keyring
 from dynmx.config import Config, parse_hostport
 from dynmx.control.update import Change
 from dynmx.control.writer import apply_changes, diff_zones, records_of, write_atomically

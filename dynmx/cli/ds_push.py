@@ -36,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
 
     import dns.name
 
-    from dynmx.app.selfcheck import build_adapter
-    from dynmx.app.update import key_secrets
+    from dynmx.app.selfcheck_service import build_adapter
+    from dynmx.app.update_service import key_secrets
     from dynmx.config import load_config
     from dynmx.errors import ConfigError
     from dynmx.selfcheck.ds_push import current_ds, push_ds

@@ -22,7 +22,7 @@ import dns.rcode
 import dns.rdata
 import dns.update
 
-from dynmx.app.update import load_keyring
+from dynmx.app.update_service import load_keyring
 from dynmx.app.zonescan import scan_zones
 from dynmx.cli.args import domain
 from dynmx.cli.client import ControlClient

@@ -18,7 +18,7 @@ from pathlib import Path
 from dynmx.errors import DynmxError
 
 LOCK_FILE = "dynmx.lock"
-CONTROL_SOCKET = "control.sock"  # where the owner listens for the CLI (`dynmx.app.control.local_routes`)
+CONTROL_SOCKET = "control.sock"  # where the owner listens for the CLI (`dynmx.app.routes.local_routes`)
 PEEK_GRACE = 1.0  # seconds `holder` may hold a shared lock for its question
 
 

@@ -34,7 +34,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dynmx.app.update import LARGE_UPDATE
+from dynmx.app.update_service import LARGE_UPDATE
 from dynmx.control.journal import JournalEntry
 from dynmx.control.writer import serial_of
 from dynmx.zone.loader import load_zone_file

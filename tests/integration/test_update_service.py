@@ -21,7 +21,7 @@ import dns.rcode
 import dns.update
 import pytest
 
-from dynmx.app import update as app_update
+from dynmx.app import update_service as app_update
 from dynmx.control.writer import StaleBase, serial_of
 from dynmx.zone.loader import LoadedZone
 from tests.helpers_fuzz import (

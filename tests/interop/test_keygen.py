@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dynmx.app.update import load_keyring
+from dynmx.app.update_service import load_keyring
 from dynmx.cli import main
 from dynmx.config import load_config
 from tests.conftest import RunningServer, write_config

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from dynmx.app import handover
-from dynmx.app.handover import handed_over, taken_over
+from dynmx.app.workers import handover
+from dynmx.app.workers.handover import handed_over, taken_over
 from dynmx.zone.loader import LoadedZone, load_zone_file
 
 ZONE = """\

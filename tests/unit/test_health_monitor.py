@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from dynmx.app.health import HealthMonitor
+from dynmx.app.health_monitor import HealthMonitor
 from dynmx.config import from_mapping
 from dynmx.control.store import StateStore
 from dynmx.health.prober import Target

@@ -7,8 +7,8 @@ import dns.zone
 import pytest
 
 from dynmx.answer.zoneset import ZoneData
-from dynmx.app.selfcheck import build_adapter, build_sources
-from dynmx.app.update import key_secrets
+from dynmx.app.selfcheck_service import build_adapter, build_sources
+from dynmx.app.update_service import key_secrets
 from dynmx.config import from_mapping
 from dynmx.errors import ConfigError
 from dynmx.policy.checks import check_policy

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from dynmx.app.worker import Worker
+from dynmx.app.workers.worker import Worker
 
 
 class RecordingWorker(Worker):

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from dynmx.app.workers import WorkerHandle, WorkerPool
+from dynmx.app.workers.pool import WorkerHandle, WorkerPool
 
 
 def _pool(acked: list[int], ready: list[bool]) -> WorkerPool:

@@ -29,11 +29,12 @@ import dns.name
 
 from dynmx.answer.compiler import AnswerTable
 from dynmx.answer.engine import Engine
-from dynmx.app import channel, heap
+from dynmx.app import heap
 from dynmx.app.answerconfig import answers_alike
-from dynmx.app.handover import taken_over
 from dynmx.app.listeners import HotStats, Listeners, SocketSet, make_engine, zone_gate
 from dynmx.app.publisher import STAGE_FROM_NAMES, fill_slice, worth_staging
+from dynmx.app.workers import channel
+from dynmx.app.workers.handover import taken_over
 from dynmx.app.zonescan import changed_origins, scan_zones, zone_data
 from dynmx.config import Config, PoolConfig
 from dynmx.logs import setup_logging

@@ -3,7 +3,7 @@
 The control process binds every listen address once per worker (SO_REUSEPORT) and
 hands each worker its sockets, so the kernel spreads clients over the workers and no
 port is ever unbound between start and serve. Facts and tables travel as messages
-(`dynmx.app.channel`); each carries a sequence number the worker acknowledges, and the
+(`dynmx.app.workers.channel`); each carries a sequence number the worker acknowledges, and the
 time from send to the slowest acknowledgement is what `/status` reports as the lag.
 A worker that dies is started again on the same sockets (queries wait in the kernel's
 buffer meanwhile); one that keeps dying is given up after `MAX_RESTARTS` a minute.
@@ -24,8 +24,8 @@ from typing import Any
 
 import dns.name
 
-from dynmx.app import channel
 from dynmx.app.listeners import HotStats, SocketSet, bind_all
+from dynmx.app.workers import channel
 from dynmx.config import Config
 from dynmx.policy.served import PoolPlans
 from dynmx.zone.loader import LoadedZone
@@ -92,7 +92,7 @@ class WorkerPool:
         return [(pair.host, pair.port) for pair in copies[0]]
 
     async def start(self, handover: int | None = None) -> None:
-        """Start every worker; `handover`, an open file with no name (`dynmx.app.handover`),
+        """Start every worker; `handover`, an open file with no name (`dynmx.app.workers.handover`),
         holds the control process's zones as they started, for these workers and any started
         again later: each is given the descriptor, as it is given its sockets."""
         self.handover = handover
@@ -104,7 +104,7 @@ class WorkerPool:
     async def _spawn(self, worker: WorkerHandle) -> None:
         parent, child = socket.socketpair()
         fds = [child.fileno()]
-        args = [sys.executable, "-m", "dynmx.app.worker", "--channel", str(child.fileno())]
+        args = [sys.executable, "-m", "dynmx.app.workers.worker", "--channel", str(child.fileno())]
         if self.handover is not None:
             fds.append(self.handover)
             args += ["--handover", str(self.handover)]
