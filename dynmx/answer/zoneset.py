@@ -157,9 +157,9 @@ class ZoneData:
         return added
 
     def edited(self, zone: dns.zone.Zone) -> ZoneData:
-        """The index of `zone`, made by an edit from this version (its node dict copied, the
-        changed nodes replaced, new ones added at the end): only the changed names are looked
-        at, not the 1,000,000 others. Any other version is indexed in full."""
+        """The index of `zone`, made by an edit from this version (its node dict copied or
+        shared, `VersionNodes`, the changed nodes replaced, new ones added): only the changed
+        names are looked at, not the 1,000,000 others. Any other version is indexed in full."""
         if self.overlay or zone.origin != self.origin:
             return ZoneData(self.origin, zone)
         changed = _told_nodes(self.zone, zone)
