@@ -7,19 +7,25 @@ The zones are scale.py's: N small mail-domain zones of 10 records, one file each
 1. cold: the zone scan (`scan_zones`, files parsed over every CPU as `serve` does), the
    indexes and the full compile (`build_table`, not staged: every zone compiled);
 2. the store written (`rows_to_save`, `AnswerStore.save`);
-3. warm, in a fresh process: the store read (`AnswerStore.load`), the scan keeping the
-   stored versions (stat only), `warm_table`; every entry compared with the cold table's.
+3. warm, in a fresh process: the store's index read (`AnswerStore.load`), the scan keeping
+   the stored versions (stat only), `warm_table` (every zone answers from here), then the
+   stored answers laid in (`fill_slice`); every entry compared with the cold table's.
 
 Also measured, for the choice of format (README): the same rows written to and read back
 from one marshal file and one pickle of the entries. Not a test; asserts only that warm
 equals cold. Writes benchmarks/out/warmstart-<time>.json.
 
-With `--server`, the same through `python -m dynmx serve` instead: spawn until every zone is
-compiled (`event=serving ... pending=0`, or `event=compiled` after a staged start) and the
-server's VmHWM then, cold (empty state_dir) and warm (the restart after it wrote the store),
-and NSD on the same files (scale.py's `nsd_case`: spawn until the last zone answers).
+With `--server`, the same through `python -m dynmx serve` instead, cold (empty state_dir)
+once and warm (restarts after it wrote the store) `--rounds` times, each beside an NSD load
+of the same files (scale.py's `nsd_case`: spawn until the last zone answers its SOA): for
+dynmx, spawn until the last zone answers its SOA (`answered_s`, NSD's measure; a warm start
+answers a zone whose stored answers are not laid in yet by the slow path), until every
+zone's answers are in the table (`all_compiled_s`: `event=serving ... pending=0`, or
+`event=compiled` after the fill), the server's VmHWM then, and whether 240 questions over
+40 zones were answered byte for byte as after the cold start, right after the first answer
+(`early_equal_to_cold`) and once all was laid in (`late_equal_to_cold`).
 
-    .venv/bin/python benchmarks/warmstart.py [--zones 10000] [--server]
+    .venv/bin/python benchmarks/warmstart.py [--zones 10000] [--server [--rounds 3]]
 """
 
 from __future__ import annotations
@@ -114,25 +120,35 @@ def run_warm(workdir: Path) -> dict[str, float]:
     from dynmx.policy.served import plan_all
     from dynmx.store.answers import AnswerStore, fingerprint, origins_digest
     from dynmx.store.lazy import LazyZone
-    from dynmx.store.warm import warm_table, warm_zones
-    from dynmx.zone.loader import read_digest
+    from dynmx.store.warm import fill_slice, warm_table, warm_zones
 
     config = load_config(config_for(workdir))
     out: dict[str, float] = {"rss_start_mib": rss_mib()}
     began = time.perf_counter()
     store = AnswerStore(workdir / "state")
-    found = store.load(fingerprint(config), read_digest)
+    found = store.load(fingerprint(config), None)
     out["store_read_s"] = time.perf_counter() - began
     mark = time.perf_counter()
-    warm = warm_zones(found.zones, found.digests, found.stamps, found.sources)
+    warm = warm_zones(found.zones)
     zones, _ = scan_zones(workdir / "zones", warm, os.cpu_count() or 1)
     out["scan_s"] = time.perf_counter() - mark
     origins_ok = found.origins == origins_digest(name_key(z.origin) for z in zones.values())
     mark = time.perf_counter()
-    table, _ = warm_table(
-        config, zones, found.zones if origins_ok else {}, lambda p: plan_all(p, {}), None, None
+    table, _, _ = warm_table(
+        config,
+        zones,
+        found.zones if origins_ok else {},
+        lambda p: plan_all(p, {}),
+        None,
+        None,
+        store.answers_of,
     )
     out["table_s"] = time.perf_counter() - mark
+    out["serving_s"] = time.perf_counter() - began  # every zone answers (pending: slow path)
+    mark = time.perf_counter()
+    while table.pending:
+        table = fill_slice(table, 1000, 5000)
+    out["fill_s"] = time.perf_counter() - mark
     out["all_compiled_s"] = time.perf_counter() - began
     out["rss_mib"] = rss_mib()
     out["parsed_zones"] = sum(1 for z in zones.values() if not isinstance(z.zone, LazyZone) or z.zone.parsed)
@@ -163,27 +179,80 @@ def run_warm(workdir: Path) -> dict[str, float]:
     return out
 
 
-def serve_once(workdir: Path, timeout: float = 1800.0) -> dict[str, float]:
-    """One `dynmx serve` from spawn until every zone is compiled and the store is written."""
+def sample_questions(zones: int, count: int = 40) -> list[tuple[str, str]]:
+    """Every question of `count` zones spread over all of them, the last one included."""
+    from scale import questions
+
+    picked = sorted({round(i * (zones - 1) / max(1, count - 1)) for i in range(count)})
+    return [tuple(q.split()) for index in picked for q in questions(index)]  # type: ignore[misc]
+
+
+def ask(port: int, asked: list[tuple[str, str]]) -> list[str]:
+    """Each reply with its ID zeroed, hex (the same bytes whatever the ID)."""
+    import socket
+
+    import dns.message
+
+    replies = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(5.0)
+        for name, rdtype in asked:
+            query = dns.message.make_query(name, rdtype)
+            query.id = 0
+            sock.sendto(query.to_wire(), ("127.0.0.1", port))
+            reply, _ = sock.recvfrom(65535)
+            replies.append(reply.hex())
+    return replies
+
+
+def serve_once(
+    workdir: Path, last: str, asked: list[tuple[str, str]], timeout: float = 1800.0
+) -> dict[str, object]:
+    """One `dynmx serve` from spawn until the last zone answers its SOA (NSD's measure in
+    scale.py), until every zone is compiled, and until the store is written; `asked`
+    answered right after the first SOA answer and again once all is compiled.
+
+    Python's bytecode is cached as an installed package has it (pip compiles it): a cache
+    under workdir, written by the first run, read by the later ones."""
     import signal
     import threading
 
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.nsd import wait_for_soa
+
     command = [sys.executable, "-m", "dynmx", "serve", "--config", str(config_for(workdir))]
+    env = dict(os.environ, PYTHONPYCACHEPREFIX=str(workdir / "pycache"))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     started = time.monotonic()
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-    out: dict[str, float] = {}
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+    out: dict[str, object] = {}
     done = threading.Event()
+    compiled = threading.Event()
+
+    def probe(port: int) -> None:
+        wait_for_soa("127.0.0.1", port, last, timeout=timeout, need_data=True)
+        out["answered_s"] = time.monotonic() - started
+        out["early"] = ask(port, asked)
+        compiled.wait(timeout)
+        out["late"] = ask(port, asked)
+        out["late_s"] = time.monotonic() - started
 
     def pump() -> None:
         assert process.stderr is not None
         for line in process.stderr:
             now = time.monotonic() - started
+            if "event=listening" in line and "port=" in line and "probe" not in out:
+                port = int(line.split("port=")[1].split()[0])
+                out["probe"] = threading.Thread(target=probe, args=(port,), daemon=True)
+                out["probe"].start()  # type: ignore[attr-defined]
             if "event=serving" in line:
                 out["serving_s"] = now
                 if "pending=0" in line:
                     out["all_compiled_s"] = now
+                    compiled.set()
             elif "event=compiled" in line:
                 out["all_compiled_s"] = now
+                compiled.set()
             elif "event=answer-store-read" in line:
                 out["store_read_line"] = float(line.split("zones=")[1].split()[0])
             elif "event=answer-store-written" in line:
@@ -198,23 +267,39 @@ def serve_once(workdir: Path, timeout: float = 1800.0) -> dict[str, float]:
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
     done.wait(timeout)
+    probe_thread = out.pop("probe", None)
+    if isinstance(probe_thread, threading.Thread):
+        probe_thread.join(60)
     process.send_signal(signal.SIGTERM)
     process.wait(60)
     return out
 
 
-def run_servers(workdir: Path) -> dict[str, object]:
-    from scale import nsd_case
+def run_servers(workdir: Path, zones: int, rounds: int) -> dict[str, object]:
+    """Cold once (it writes the store), then `rounds` warm starts and NSD loads, interleaved."""
+    from scale import nsd_case, origin
 
-    results: dict[str, object] = {"cold": serve_once(workdir)}
-    print(f"warmstart: server cold: {results['cold']}", flush=True)
-    results["warm"] = serve_once(workdir)
-    print(f"warmstart: server warm: {results['warm']}", flush=True)
-    try:
-        results["nsd"] = nsd_case("warm", workdir / "zones", None, 0)
-        print(f"warmstart: nsd: {results['nsd']}", flush=True)
-    except Exception as error:  # NSD missing or failing: reported, the rest stands
-        results["nsd"] = repr(error)
+    last = sorted(origin(index) + "." for index in range(zones))[-1]
+    asked = sample_questions(zones)
+    cold = serve_once(workdir, last, asked)
+    reference = cold.pop("late")
+    cold.pop("early", None)
+    results: dict[str, object] = {"cold": cold, "warm": [], "nsd": []}
+    print(f"warmstart: server cold: {cold}", flush=True)
+    for _ in range(rounds):
+        warm = serve_once(workdir, last, asked)
+        early, late = warm.pop("early", None), warm.pop("late", None)
+        warm["early_equal_to_cold"] = early == reference
+        warm["late_equal_to_cold"] = late == reference
+        warm["loadavg"] = os.getloadavg()
+        results["warm"].append(warm)  # type: ignore[attr-defined]
+        print(f"warmstart: server warm: {warm}", flush=True)
+        try:
+            nsd = nsd_case("warm", workdir / "zones", None, 0)
+        except Exception as error:  # NSD missing or failing: reported, the rest stands
+            nsd = {"error": repr(error)}
+        results["nsd"].append(nsd)  # type: ignore[attr-defined]
+        print(f"warmstart: nsd: {nsd}", flush=True)
     return results
 
 
@@ -224,6 +309,7 @@ def main() -> int:
     parser.add_argument("--phase", choices=("all", "cold", "warm"), default="all")
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--server", action="store_true", help="time `dynmx serve` and NSD instead")
+    parser.add_argument("--rounds", type=int, default=3, help="warm starts and NSD loads (--server)")
     args = parser.parse_args()
     if args.phase != "all":
         result = (run_cold if args.phase == "cold" else run_warm)(args.workdir)
@@ -236,7 +322,7 @@ def main() -> int:
         time.sleep(2.1)  # past the racy window: the stamps are trusted, as on a real restart
         results: dict[str, object] = {"zones": args.zones, "loadavg_before": os.getloadavg()}
         if args.server:
-            results["server"] = run_servers(workdir)
+            results["server"] = run_servers(workdir, args.zones, args.rounds)
         for phase in () if args.server else ("cold", "warm"):
             done = subprocess.run(
                 [sys.executable, __file__, "--phase", phase, "--workdir", str(workdir)],

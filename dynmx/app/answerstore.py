@@ -23,11 +23,10 @@ from dynmx.answer.zoneset import name_key
 from dynmx.app.zonescan import remember_indexes
 from dynmx.config import Config, PoolConfig
 from dynmx.policy.served import PoolPlans
-from dynmx.store.answers import AnswerStore, Header, fingerprint, origins_digest
-from dynmx.store.codec import StoredZone
-from dynmx.store.lazy import LazyZone
+from dynmx.store.answers import AnswerStore, Header, StoredIndex, fingerprint, origins_digest
+from dynmx.store.lazy import LazyIndex, LazyZone
 from dynmx.store.warm import rows_to_save, warm_table, warm_zones
-from dynmx.zone.loader import LoadedZone, read_digest
+from dynmx.zone.loader import LoadedZone
 
 log = logging.getLogger("dynmx.store")
 
@@ -51,7 +50,8 @@ class AnswerKeeper:
 
     def __init__(self, state_dir: Path) -> None:
         self.store = AnswerStore(state_dir)
-        self.stored: dict[Path, StoredZone] = {}
+        self.stored: dict[Path, StoredIndex] = {}
+        self.lazies: dict[Path, LazyIndex] = {}  # the stored zones of the warm table
         self._origins = b""
         self._lock = threading.Lock()  # one save at a time (executor threads)
 
@@ -61,9 +61,9 @@ class AnswerKeeper:
         started = time.monotonic()
         try:
             heads = {name_key(dns.name.from_text(zone)): journal.head(zone) for zone in journal.zones()}
-            found = self.store.load(
-                shaping(config), read_digest, {k: v for k, v in heads.items() if v is not None}
-            )
+            # The files are not checked here: the scan that follows stats each one and keeps
+            # the stored version only while its file is unchanged (`zonescan.unchanged`).
+            found = self.store.load(shaping(config), None, {k: v for k, v in heads.items() if v is not None})
         except (OSError, sqlite3.Error) as error:
             log.warning("event=answer-store-unreadable reason=%r", str(error))
             return {}
@@ -75,7 +75,7 @@ class AnswerKeeper:
             found.whole or "-",
             time.monotonic() - started,
         )
-        return warm_zones(found.zones, found.digests, found.stamps, found.sources)
+        return warm_zones(found.zones)
 
     def kept(self, zones: Mapping[Path, LoadedZone]) -> dict[Path, LoadedZone]:
         """Of the scanned zones, those served from the store (the scan kept the unread version)."""
@@ -94,14 +94,16 @@ class AnswerKeeper:
         stage_from: int | None,
     ) -> AnswerTable | None:
         """The warm table, or None when nothing stored can serve: the served origins are not
-        those the store was compiled among (a zone added or removed), or no zone was kept."""
-        if (
-            not self.kept(zones)
-            or origins_digest(name_key(z.origin) for z in zones.values()) != self._origins
-        ):
+        those the store was compiled among (a zone added or removed), or no zone was kept.
+        Its stored zones are pending: `warm.fill_slice` lays their answers in."""
+        kept = self.kept(zones)
+        log.info("event=answer-store-used zones=%d changed=%d", len(kept), len(self.stored) - len(kept))
+        if not kept or origins_digest(name_key(z.origin) for z in zones.values()) != self._origins:
             self.stored = {}
             return None
-        table, data = warm_table(config, zones, self.stored, plan_of, rng, stage_from)
+        table, data, self.lazies = warm_table(
+            config, zones, self.stored, plan_of, rng, stage_from, self.store.answers_of
+        )
         remember_indexes(data)  # an edit indexes its own zone, not every unread one
         return table
 
@@ -113,7 +115,7 @@ class AnswerKeeper:
         with self._lock:
             started = time.monotonic()
             try:
-                rows, keep = rows_to_save(zones, table, self.stored)
+                rows, keep = rows_to_save(zones, table, self.lazies)
                 header = Header(shaping(config), origins_digest(name_key(z.origin) for z in zones.values()))
                 written = self.store.save(header, rows, keep)
             except Exception as error:  # the store is an optimisation: never a reason to stop serving

@@ -9,6 +9,12 @@ within the clock's resolution); a file whose stamp moved but whose bytes did not
 and hashed, not parsed. Writes are SQLite transactions: a crash (kill -9, power loss)
 leaves the rows of the last committed write, each consistent with its own key, so the
 worst a crash costs is a cold start of the zones it did not reach.
+
+A start reads only the index (`zone`: a row's key, what its answers use, the zone file's
+bytes) and checks each index row against its own digest; the answers (`answers`) are read
+zone by zone when first needed (`answers_of`), each checked against a digest over its
+index row and its bytes then: a row that does not check out is never served, its zone is
+compiled from its file instead.
 """
 
 from __future__ import annotations
@@ -18,35 +24,43 @@ import logging
 import marshal
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+import dns.name
+
 from dynmx import __version__
-from dynmx.store.codec import CODEC_VERSION, Decoder, StoreCorrupt, StoredZone
+from dynmx.store.codec import CODEC_VERSION, Decoder, StoreCorrupt, StoredZone, name_of, row_meta
 
 log = logging.getLogger("dynmx.store")
 
 STORE_FILE = "answers.sqlite"
-FORMAT = f"dynmx-answers/{CODEC_VERSION}.1/{__version__}"  # .1: rows hold the zone file's bytes
+# .2: the index apart from the answers, each with its own digest
+FORMAT = f"dynmx-answers/{CODEC_VERSION}.2/{__version__}"
 RACY_SECONDS = 2.0  # as the zone scan: a stamp this fresh may hide a second write
+_CHUNK = 500  # paths per `answers_of` query (SQLite's bound on parameters is larger)
 
 Stamp = tuple[int, int, int, int]  # mtime_ns, ctime_ns, size, inode
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS header (key TEXT PRIMARY KEY, value BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS zone (
+_TABLES = (
+    "CREATE TABLE IF NOT EXISTS header (key TEXT PRIMARY KEY, value BLOB NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS zone (
     path TEXT PRIMARY KEY,
     origin BLOB NOT NULL,
+    spelled BLOB NOT NULL,
     stamp BLOB NOT NULL,
     digest BLOB NOT NULL,
     serial INTEGER NOT NULL,
-    checksum BLOB NOT NULL,
-    body BLOB NOT NULL,
-    source BLOB NOT NULL
-);
-"""
+    uses BLOB NOT NULL,
+    signed INTEGER NOT NULL,
+    source BLOB NOT NULL,
+    head BLOB NOT NULL
+)""",
+    "CREATE TABLE IF NOT EXISTS answers (path TEXT PRIMARY KEY, checksum BLOB NOT NULL, body BLOB NOT NULL)",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,16 +90,29 @@ class ZoneRow:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredIndex:
+    """A current row's index: enough to serve its zone as pending until its answers are read."""
+
+    path: Path
+    origin: bytes  # the table key
+    name: dns.name.Name  # as the zone file spells it
+    serial: int
+    uses: frozenset[bytes]  # zones its answers use
+    signed: bool
+    digest: bytes
+    stamp: Stamp | None
+    source: bytes
+    head: bytes  # the index row's digest: the answers' checksum covers it
+
+
+@dataclass(frozen=True, slots=True)
 class Loaded:
     """What `load` found current, and why the rest was not (for a log line)."""
 
-    zones: dict[Path, StoredZone]
+    zones: dict[Path, StoredIndex]
     stale: dict[Path, str]
     whole: str | None = None  # why no row at all was used, when none was
     origins: bytes = b""  # the origins the rows were compiled among (`origins_digest`)
-    digests: dict[Path, bytes] = field(default_factory=dict)  # of each current row's file
-    stamps: dict[Path, Stamp | None] = field(default_factory=dict)  # of each current row's file, as stored
-    sources: dict[Path, bytes] = field(default_factory=dict)  # the bytes each current row was made from
 
 
 def fingerprint(*parts: object) -> bytes:
@@ -104,49 +131,73 @@ def stamp_of(info: os.stat_result, now: float) -> Stamp | None:
     return (info.st_mtime_ns, info.st_ctime_ns, info.st_size, info.st_ino)
 
 
-def _checksum(
-    path: str, origin: bytes, stamp: bytes, digest: bytes, serial: int, body: bytes, source: bytes
+def _head(
+    path: str,
+    origin: bytes,
+    spelled: bytes,
+    stamp: bytes,
+    digest: bytes,
+    serial: int,
+    uses: bytes,
+    signed: int,
+    source: bytes,
 ) -> bytes:
-    h = hashlib.sha256()
-    for part in (path.encode(), origin, stamp, digest, serial.to_bytes(8, "big", signed=True), body, source):
-        h.update(len(part).to_bytes(8, "big"))
-        h.update(part)
+    """An index row's digest (marshal of the tuple: self-delimiting, one C call)."""
+    parts = (path, origin, spelled, stamp, digest, serial, uses, signed, source)
+    return hashlib.sha256(marshal.dumps(parts, 4)).digest()
+
+
+def _checksum(head: bytes, body: bytes) -> bytes:
+    """The answers' digest, over their index row's too: neither is served without the other."""
+    h = hashlib.sha256(head)
+    h.update(body)
     return h.digest()
 
 
 class AnswerStore:
-    """The store file in `state_dir`; one connection, used from one thread at a time."""
+    """The store file in `state_dir`. Writes use one connection, one thread at a time; the
+    answers of pending zones are read through a second one, from any thread (`answers_of`)."""
 
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / STORE_FILE
         self._db: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._reading = threading.Lock()
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")  # a crash may lose the last write, never mix it
+        for statement in _TABLES:
+            db.execute(statement)
+        return db
 
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")  # a crash may lose the last write, never mix it
-            db.executescript(_SCHEMA)
-            self._db = db
+            self._db = self._open()
         return self._db
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        with self._reading:
+            for db in (self._db, self._reader):
+                if db is not None:
+                    db.close()
+            self._db = self._reader = None
 
     def load(
         self,
         shaping: bytes,
-        read_digest: Callable[[Path], bytes | None],
+        read_digest: Callable[[Path], bytes | None] | None,
         journal_serials: Mapping[bytes, int] | None = None,
         now: float | None = None,
     ) -> Loaded:
-        """Every current row, decoded, when the store was written under this format and
-        `shaping`. `read_digest` gives a file's digest (None: unreadable),
-        called only for a file whose stamp moved. A zone the journal holds at another serial
-        (its file behind the journal) is stale. A store that cannot be read at all, or whose
-        format or shaping differs, yields nothing; it is rebuilt by the next `save`."""
+        """The index of every current row, when the store was written under this format and
+        `shaping`; no answer is read. `read_digest` gives a file's digest (None: unreadable),
+        called only for a file whose stamp moved; without it the files are not looked at here
+        (the zone scan that follows keeps a row's version only while its file is unchanged).
+        A zone the journal holds at another serial (its file behind the journal) is stale. A
+        store that cannot be read at all, or whose format or shaping differs, yields nothing;
+        it is rebuilt by the next `save`."""
         now = time.time() if now is None else now
         try:
             db = self._connect()
@@ -156,68 +207,85 @@ class AnswerStore:
             if stored["format"] != FORMAT.encode() or stored["shaping"] != shaping:
                 return Loaded({}, {}, "header")
             rows = db.execute(
-                "SELECT path, origin, stamp, digest, serial, checksum, body, source FROM zone"
+                "SELECT path, origin, spelled, stamp, digest, serial, uses, signed, source, head FROM zone"
             ).fetchall()
         except sqlite3.DatabaseError as error:
             log.warning("event=answer-store-unreadable path=%s reason=%s", self.path, error)
             self._discard()
             return Loaded({}, {}, "unreadable")
-        decoder = Decoder()
-        zones: dict[Path, StoredZone] = {}
+        zones: dict[Path, StoredIndex] = {}
         stale: dict[Path, str] = {}
         journal = journal_serials or {}
-        digests: dict[Path, bytes] = {}
-        stamps: dict[Path, Stamp | None] = {}
-        sources: dict[Path, bytes] = {}
-        for name, origin, stamp_raw, digest, serial, checksum, body, source in rows:
-            why = self._why_stale(
-                name, origin, stamp_raw, digest, serial, checksum, body, source, read_digest, journal, now
-            )
+        empty: frozenset[bytes] = frozenset()
+        stat = os.stat
+        for name, origin, spelled, stamp_raw, digest, serial, uses, signed, source, head in rows:
             path = Path(name)
-            if why is None:
+            if _head(name, origin, spelled, stamp_raw, digest, serial, uses, signed, source) != head:
+                stale[path] = "checksum"
+                continue
+            if origin in journal and journal[origin] != serial:
+                stale[path] = "journal"
+                continue
+            stamp = marshal.loads(stamp_raw) if stamp_raw else None
+            if read_digest is not None:
                 try:
-                    found = decoder.decode(body)
-                except StoreCorrupt:
-                    why = "corrupt"
-                else:
-                    if found.origin == origin and found.serial == serial:
-                        zones[path] = found
-                        digests[path] = digest
-                        stamps[path] = marshal.loads(stamp_raw) if stamp_raw else None
-                        sources[path] = source
-                        continue
-                    why = "mismatch"
-            stale[path] = why
-        return Loaded(
-            zones, stale, origins=bytes(stored["origins"]), digests=digests, stamps=stamps, sources=sources
-        )
+                    info = stat(name)
+                except OSError:
+                    stale[path] = "gone"
+                    continue
+                if (stamp is None or stamp_of(info, now) != stamp) and read_digest(path) != digest:
+                    stale[path] = "changed"
+                    continue
+            try:
+                spelled_name = name_of(spelled)
+                used = frozenset(marshal.loads(uses)) or empty
+            except (StoreCorrupt, ValueError, TypeError, EOFError):
+                stale[path] = "corrupt"
+                continue
+            if spelled.lower() != origin:
+                stale[path] = "mismatch"
+                continue
+            zones[path] = StoredIndex(
+                path, origin, spelled_name, serial, used, bool(signed), digest, stamp, source, head
+            )
+        return Loaded(zones, stale, origins=bytes(stored["origins"]))
 
-    @staticmethod
-    def _why_stale(
-        path: str,
-        origin: bytes,
-        stamp_raw: bytes,
-        digest: bytes,
-        serial: int,
-        checksum: bytes,
-        body: bytes,
-        source: bytes,
-        read_digest: Callable[[Path], bytes | None],
-        journal: Mapping[bytes, int],
-        now: float,
-    ) -> str | None:
-        if _checksum(path, origin, stamp_raw, digest, serial, body, source) != checksum:
-            return "checksum"
-        if origin in journal and journal[origin] != serial:
-            return "journal"
+    def answers_of(self, rows: Iterable[StoredIndex]) -> dict[Path, bytes | None]:
+        """The answers of these rows (`codec` bytes), each None when missing or not matching
+        its checksum (never to be served: compile the zone from its file instead). Any thread."""
+        wanted = {str(row.path): row for row in rows}
+        found: dict[Path, bytes | None] = {row.path: None for row in wanted.values()}
+        names = list(wanted)
         try:
-            info = os.stat(path)
-        except OSError:
-            return "gone"
-        stamp = stamp_of(info, now)
-        if stamp is not None and stamp_raw and marshal.loads(stamp_raw) == stamp:
-            return None
-        return None if read_digest(Path(path)) == digest else "changed"
+            with self._reading:
+                if self._reader is None:
+                    self._reader = self._open()
+                for at in range(0, len(names), _CHUNK):
+                    chunk = names[at : at + _CHUNK]
+                    marks = ",".join("?" * len(chunk))
+                    query = f"SELECT path, checksum, body FROM answers WHERE path IN ({marks})"
+                    for name, checksum, body in self._reader.execute(query, chunk).fetchall():
+                        row = wanted.get(name)
+                        if row is not None and _checksum(row.head, body) == checksum:
+                            found[row.path] = body
+        except sqlite3.Error as error:  # read from the files instead
+            log.warning("event=answer-store-unreadable path=%s reason=%s", self.path, error)
+        bad = [str(path) for path, body in found.items() if body is None]
+        if bad:
+            log.warning("event=answer-store-row-refused zones=%d first=%s", len(bad), bad[0])
+        return found
+
+    def decoded(self, rows: Iterable[StoredIndex]) -> dict[Path, StoredZone]:
+        """Every answer of these rows read and decoded (tests, benchmarks); StoreCorrupt for
+        any that does not check out."""
+        rows = list(rows)
+        decoder = Decoder()
+        zones: dict[Path, StoredZone] = {}
+        for path, body in self.answers_of(rows).items():
+            if body is None:
+                raise StoreCorrupt(f"answer store row of {path} does not match its checksum")
+            zones[path] = decoder.decode(body)
+        return zones
 
     def save(self, header: Header, rows: Iterable[ZoneRow], keep: Iterable[Path] = ()) -> int:
         """Make the store hold exactly `rows` (plus the rows of `keep`, already current),
@@ -225,26 +293,37 @@ class AnswerStore:
         db = self._connect()
         written = 0
         keep_names = {str(path) for path in keep}
+        index: list[tuple[object, ...]] = []
+        answers: list[tuple[object, ...]] = []
+        for row in rows:
+            stamp_raw = marshal.dumps(row.stamp) if row.stamp is not None else b""
+            name = str(row.path)
+            spelled, used, presigned = row_meta(row.body)
+            uses = marshal.dumps(tuple(sorted(used)), 4)
+            signed = int(presigned)  # as SQLite gives it back
+            head = _head(
+                name, row.origin, spelled, stamp_raw, row.digest, row.serial, uses, signed, row.source
+            )
+            index.append(
+                (name, row.origin, spelled, stamp_raw, row.digest, row.serial, uses, signed, row.source, head)
+            )
+            answers.append((name, _checksum(head, row.body), row.body))
         try:
             db.execute("BEGIN IMMEDIATE")
             if dict(db.execute("SELECT key, value FROM header").fetchall()) != header.rows():
-                db.execute("DELETE FROM zone")
-                db.execute("DELETE FROM header")
+                for table in ("zone", "answers", "header"):
+                    db.execute(f"DROP TABLE IF EXISTS {table}")
+                for statement in _TABLES:
+                    db.execute(statement)
                 db.executemany("INSERT INTO header VALUES (?, ?)", header.rows().items())
                 keep_names = set()
-            fresh: list[tuple[object, ...]] = []
-            for row in rows:
-                stamp_raw = marshal.dumps(row.stamp) if row.stamp is not None else b""
-                name = str(row.path)
-                check = _checksum(name, row.origin, stamp_raw, row.digest, row.serial, row.body, row.source)
-                fresh.append(
-                    (name, row.origin, stamp_raw, row.digest, row.serial, check, row.body, row.source)
-                )
-            names = keep_names | {str(item[0]) for item in fresh}
-            old = [name for (name,) in db.execute("SELECT path FROM zone") if name not in names]
-            db.executemany("DELETE FROM zone WHERE path = ?", [(name,) for name in old])
-            db.executemany("INSERT OR REPLACE INTO zone VALUES (?, ?, ?, ?, ?, ?, ?, ?)", fresh)
-            written = len(fresh)
+            names = keep_names | {str(item[0]) for item in index}
+            old = [(name,) for (name,) in db.execute("SELECT path FROM zone") if name not in names]
+            db.executemany("DELETE FROM zone WHERE path = ?", old)
+            db.executemany("DELETE FROM answers WHERE path = ?", old)
+            db.executemany("INSERT OR REPLACE INTO zone VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", index)
+            db.executemany("INSERT OR REPLACE INTO answers VALUES (?, ?, ?)", answers)
+            written = len(index)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -255,8 +334,10 @@ class AnswerStore:
     def drop(self, paths: Iterable[Path]) -> None:
         """Forget these zones' rows (an edit made them stale: not worth a read at start)."""
         db = self._connect()
+        names = [(str(path),) for path in paths]
         with db:
-            db.executemany("DELETE FROM zone WHERE path = ?", [(str(path),) for path in paths])
+            db.executemany("DELETE FROM zone WHERE path = ?", names)
+            db.executemany("DELETE FROM answers WHERE path = ?", names)
 
     def _discard(self) -> None:
         """An unreadable store is removed whole: the next `save` starts a new one."""

@@ -8,13 +8,15 @@ against the served version, a zone whose answers use this one being compiled aga
 file's bytes the store kept with the answers (never from the file, which may have changed
 since: the served version is the one the answers were made from); `LazyZoneData` is a
 `ZoneData` that knows its origin and key at once and indexes that zone on first use of
-anything else.
+anything else; `LazyIndex` is the `CompiledZone` of a zone whose answers are still in the
+store (pending in the table): its names and NXDOMAIN are read from its row on first use.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ import dns.node
 import dns.rdataclass
 import dns.zone
 
+from dynmx.answer.compiler import CompiledZone
 from dynmx.answer.zoneset import ZoneData, name_key
 from dynmx.errors import Problem, ZoneLoadError
 from dynmx.zone.loader import LoadedZone, parse_zone
@@ -137,3 +140,55 @@ class LazyZoneData(ZoneData):
 
 
 _PARSE_INDEX = threading.RLock()
+
+
+_INDEX_FIELDS = tuple(name for name in CompiledZone.__slots__ if name not in ("origin", "complete", "signed"))
+
+
+class LazyIndex(CompiledZone):
+    """The index of a pending zone served from the store: origin, `complete` (False) and
+    `signed` at once; the rest (names, cuts, NXDOMAIN) from `read` on first use. The table
+    holds it until the zone's answers are laid in (`warm.fill_stored`), which puts a
+    `CompiledZone` in its place and keeps it here as `filled`.
+
+    As `LazyZoneData`: unset slots send Python to `__getattr__`, which fills them in this
+    very object; once read it costs what a `CompiledZone` costs."""
+
+    __slots__ = ("filled", "pending", "read")
+
+    def __new__(cls, *args: Any, **fields: Any) -> Any:
+        """`dataclasses.replace` (a compile step over a pending zone) makes a plain index."""
+        if fields:
+            return CompiledZone(**fields)
+        return object.__new__(cls)
+
+    def __init__(
+        self, origin: bytes, signed: bool, pending: object, read: Callable[[], CompiledZone]
+    ) -> None:
+        object.__setattr__(self, "origin", origin)
+        object.__setattr__(self, "complete", False)
+        object.__setattr__(self, "signed", signed)
+        object.__setattr__(self, "pending", pending)  # what `read` reads from (warm.Pending)
+        object.__setattr__(self, "read", read)
+        object.__setattr__(self, "filled", None)
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in _INDEX_FIELDS:
+            raise AttributeError(name)
+        with _PARSE_INDEX:
+            try:
+                object.__getattribute__(self, "names")
+            except AttributeError:
+                full = object.__getattribute__(self, "read")()
+                for field in _INDEX_FIELDS:
+                    object.__setattr__(self, field, object.__getattribute__(full, field))
+        return object.__getattribute__(self, name)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Sent elsewhere as the plain index it stands for."""
+        fields = {name: getattr(self, name) for name in (*_INDEX_FIELDS, "origin", "complete", "signed")}
+        return (_plain_index, (fields,))
+
+
+def _plain_index(fields: dict[str, Any]) -> CompiledZone:
+    return CompiledZone(**fields)

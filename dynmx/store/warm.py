@@ -1,87 +1,200 @@
 """A warm start: the table made from stored zones plus the zones compiled (or staged) anew.
 
-`warm_zones` turns the store's current rows into `LoadedZone`s of `LazyZone`s (nothing
-parsed); the zone scan then keeps those whose files it finds unchanged and parses the
-rest. `warm_table` lays the stored zones into a table whose other zones are pending and
-hands it to `build_table` as the previous table with those zones changed: they (and any
-stored zone whose answers use one of them) are compiled or staged as after an edit, and
-the policy (pools, name actions) is laid over the whole as always. `rows_to_save` gives
+`warm_zones` turns the store's current index rows into `LoadedZone`s of `LazyZone`s
+(nothing parsed); the zone scan then keeps those whose files it finds unchanged and parses
+the rest. `warm_table` makes a table in which every stored zone is pending with a
+`LazyIndex` (no answer read yet: the slow path answers it, and reads its index on first
+use) and hands it to `build_table` as the previous table with the other zones changed: they
+(and any stored zone whose answers use one of them) are compiled or staged as after an
+edit, and the policy (pools, name actions) is laid over the whole as always. `fill_slice`
+then lays the stored answers in, a slice of zones at a time, behind the served table (a
+zone whose row does not check out is compiled from its file instead); `rows_to_save` gives
 what to write back once every zone is compiled.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import itertools
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import dns.name
 
-from dynmx.answer.compiler import AnswerTable, CompiledZone, index_zone
+from dynmx.answer.compiler import DO_KEY, AnswerTable, CompiledZone, fill_table, index_zone, wire_key
 from dynmx.answer.zoneset import ZoneData, ZoneSet, name_key
 from dynmx.config import Config, PoolConfig
 from dynmx.errors import ZoneLoadError
 from dynmx.policy.served import PoolPlans, build_table
-from dynmx.store.answers import ZoneRow
-from dynmx.store.codec import StoredZone, encode_zone, lay_in, storable
-from dynmx.store.lazy import LazyZone, LazyZoneData, lazy_loaded
+from dynmx.store.answers import StoredIndex, ZoneRow
+from dynmx.store.codec import Decoder, StoreCorrupt, encode_zone, storable
+from dynmx.store.lazy import LazyIndex, LazyZone, LazyZoneData, lazy_loaded
 from dynmx.wire.response import Entry
 from dynmx.zone.loader import LoadedZone, file_digest, read_zone_bytes
 
+log = logging.getLogger("dynmx.store")
 
-def warm_zones(
-    stored: Mapping[Path, StoredZone],
-    digests: Mapping[Path, bytes],
-    stamps: Mapping[Path, tuple[int, int, int, int] | None],
-    sources: Mapping[Path, bytes],
-) -> dict[Path, LoadedZone]:
-    """Each stored zone as a `LoadedZone` read from its file only when first needed; the
-    scan keeps it by its stamp (stat only) or, failing that, by its bytes' digest."""
-    found = {}
-    for path, zone in stored.items():
-        found[path] = lazy_loaded(
-            zone.name, path, digests[path], stamps.get(path), zone.serial, sources[path]
-        )
-    return found
+# Stored zones laid in per `fill_slice`: decoding is some 20 times quicker than compiling,
+# so a slice of this many takes about what a compile slice takes.
+STORED_SLICE = 5000
+
+AnswersOf = Callable[[Iterable[StoredIndex]], Mapping[Path, bytes | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """What a pending stored zone is read from: its index row, where its answers are, and its
+    zone (to compile it from when its row does not check out)."""
+
+    row: StoredIndex
+    answers_of: AnswersOf
+    data: ZoneData
+
+    def read_index(self) -> CompiledZone:
+        """The zone's index from its row, else (a row that does not check out) from its zone."""
+        body = self.answers_of([self.row]).get(self.row.path)
+        if body is not None:
+            try:
+                index = Decoder().decode_index(body)
+                if index.origin == self.row.origin:
+                    return index
+            except StoreCorrupt:
+                pass
+        return index_zone(self.data, complete=False)
+
+
+def warm_zones(stored: Mapping[Path, StoredIndex]) -> dict[Path, LoadedZone]:
+    """Each stored zone as a `LoadedZone` read (from the bytes the store kept) only when first
+    needed; the scan keeps it by its stamp (stat only) or, failing that, by its bytes' digest."""
+    return {
+        path: lazy_loaded(row.name, path, row.digest, row.stamp, row.serial, row.source)
+        for path, row in stored.items()
+    }
 
 
 def warm_table(
     config: Config,
     zones: Mapping[Path, LoadedZone],
-    stored: Mapping[Path, StoredZone],
+    stored: Mapping[Path, StoredIndex],
     plan_of: Callable[[PoolConfig], PoolPlans],
     rng: Callable[[], float] | None,
     stage_from: int | None,
-) -> tuple[AnswerTable, list[ZoneData]]:
-    """The table of `zones`: from `stored` where the scan kept the stored version (a
-    `LazyZone` still), compiled (or staged from `stage_from` names) for the others; and
-    the index of each zone (lazy for the stored ones), as `zone_data` gives them."""
+    answers_of: AnswersOf,
+) -> tuple[AnswerTable, list[ZoneData], dict[Path, LazyIndex]]:
+    """The table of `zones`: pending with a `LazyIndex` where the scan kept the stored version
+    (a `LazyZone` still), compiled (or staged from `stage_from` names) for the others; the
+    index of each zone (lazy for the stored ones), as `zone_data` gives them; and the
+    `LazyIndex` of each stored zone (`rows_to_save` knows by it which rows are still served)."""
     entries: dict[bytes, Entry] = {}
     compiled: dict[bytes, CompiledZone] = {}
     keys: dict[bytes, Sequence[bytes]] = {}
     uses: dict[bytes, frozenset[bytes]] = {}
     data: list[ZoneData] = []
-    kept: dict[bytes, StoredZone] = {}
+    lazies: dict[Path, LazyIndex] = {}
     changed: list[dns.name.Name] = []
     for path, loaded in zones.items():
         row = stored.get(path)
         if row is not None and isinstance(loaded.zone, LazyZone) and row.origin == name_key(loaded.origin):
-            data.append(LazyZoneData(loaded.origin, loaded.zone))
-            kept[row.origin] = row
+            lazy = LazyZoneData(loaded.origin, loaded.zone)
+            data.append(lazy)
+            pending = Pending(row, answers_of, lazy)
+            index = lazies[path] = LazyIndex(row.origin, row.signed, pending, pending.read_index)
+            compiled[row.origin], keys[row.origin], uses[row.origin] = index, (), row.uses
             continue
         fresh = ZoneData(loaded.origin, loaded.zone)
         data.append(fresh)
         compiled[fresh.key] = index_zone(fresh, complete=False)
         changed.append(fresh.origin)
-    lay_in(kept, entries, compiled, keys, uses)
     zoneset = ZoneSet(data)
-    pending = frozenset(compiled.keys() - kept.keys())
-    previous = AnswerTable(entries, compiled, zoneset, keys=keys, uses=uses, pending=pending)
+    previous = AnswerTable(entries, compiled, zoneset, keys=keys, uses=uses, pending=frozenset(compiled))
     table = build_table(config, data, plan_of, rng, previous=previous, changed=changed, stage_from=stage_from)
-    return table, data
+    return table, data, lazies
+
+
+def fill_slice(table: AnswerTable, zones: int, names: int | None) -> AnswerTable:
+    """`table` with one step of its pending zones done: up to `STORED_SLICE` stored ones laid
+    in from the store, and up to `zones` others compiled (`fill_table`, `names` at most)."""
+    chunk = list(itertools.islice(table.pending, max(STORED_SLICE, zones)))
+    stored = [table.zones[o] for o in chunk if isinstance(table.zones.get(o), LazyIndex)]
+    others = [o for o in chunk if not isinstance(table.zones.get(o), LazyIndex)][:zones]
+    if others:
+        table = fill_table(table, others, names)
+    if stored:
+        table = lay_stored(table, stored)  # type: ignore[arg-type]  # LazyIndex, checked above
+    return table
+
+
+def lay_stored(table: AnswerTable, lazies: Sequence[LazyIndex]) -> AnswerTable:
+    """`table` with the answers of these pending stored zones read from the store and laid in;
+    a zone whose row does not check out is compiled from its zone instead."""
+    by_store: dict[int, tuple[AnswersOf, list[StoredIndex]]] = {}
+    for lazy in lazies:
+        pending: Pending = lazy.pending
+        by_store.setdefault(id(pending.answers_of), (pending.answers_of, []))[1].append(pending.row)
+    bodies: dict[Path, bytes | None] = {}
+    for answers_of, rows in by_store.values():
+        bodies.update(answers_of(rows))
+    entries = dict(table.entries)
+    compiled, keys, uses = dict(table.zones), dict(table.keys), dict(table.uses)
+    decoder = Decoder()
+    done: set[bytes] = set()
+    refused: list[bytes] = []
+    for lazy in lazies:
+        row: StoredIndex = lazy.pending.row
+        origin = lazy.origin
+        if compiled.get(origin) is not lazy:
+            continue
+        body = bodies.get(row.path)
+        try:
+            if body is None:
+                raise StoreCorrupt("no answers")
+            zone = decoder.decode(body)
+            if zone.origin != origin or zone.serial != row.serial or zone.uses != row.uses:
+                raise StoreCorrupt("the answers are not those of the index row")
+        except StoreCorrupt:
+            compiled[origin] = index_zone(table.zoneset.by_key[origin], complete=False)
+            refused.append(origin)
+            continue
+        entries.update(zip(zone.keys, zone.entries, strict=True))
+        compiled[origin], keys[origin], uses[origin] = zone.index, zone.keys, zone.uses
+        object.__setattr__(lazy, "filled", zone.index)
+        done.add(origin)
+    if table.forced:
+        _drop_forced(entries, table.forced, done, keys)
+    carriers = {wire_key(owner) + rdtype.to_bytes(2, "big") for owner, rdtype in table.selectors}
+    carriers |= {DO_KEY + key for key in carriers}
+    entries.update((key, table.entries[key]) for key in table.forced | carriers if key in table.entries)
+    filled = replace(
+        table, entries=entries, zones=compiled, keys=keys, uses=uses, pending=table.pending - done
+    )
+    if refused:
+        log.warning("event=answer-store-compiled-instead zones=%d first=%s", len(refused), refused[0].hex())
+        filled = fill_table(filled, refused, None)
+    return filled
+
+
+def _drop_forced(
+    entries: dict[bytes, Entry],
+    forced: frozenset[bytes],
+    zones: set[bytes],
+    keys: dict[bytes, Sequence[bytes]],
+) -> None:
+    """A name action's name answers every type its way: the stored entries of such a name (its
+    default, its typed ones, DO=1 ones) are not laid in."""
+    for origin in zones:
+        for name in forced:
+            if not name.endswith(origin):
+                continue
+            for prefix in (name, DO_KEY + name):
+                size = len(prefix)
+                for key in keys.get(origin, ()):
+                    if key[:size] == prefix and len(key) in (size, size + 2):
+                        entries.pop(key, None)
 
 
 def rows_to_save(
-    zones: Mapping[Path, LoadedZone], table: AnswerTable, stored: Mapping[Path, StoredZone]
+    zones: Mapping[Path, LoadedZone], table: AnswerTable, stored: Mapping[Path, LazyIndex]
 ) -> tuple[list[ZoneRow], list[Path]]:
     """New rows for the zones compiled from their files, and the paths whose stored row is
     still the one served (not encoded again). A zone made in memory (an edit, the journal
@@ -91,9 +204,14 @@ def rows_to_save(
     keep: list[Path] = []
     for path, loaded in zones.items():
         key = name_key(loaded.origin)
-        row = stored.get(path)
-        if row is not None and table.zones.get(key) is row.index and isinstance(loaded.zone, LazyZone):
-            keep.append(path)
+        lazy = stored.get(path)
+        if (
+            lazy is not None
+            and lazy.filled is not None
+            and table.zones.get(key) is lazy.filled
+            and isinstance(loaded.zone, LazyZone)
+        ):
+            keep.append(path)  # laid in from its row, and served so since
             continue
         if not loaded.digest or not storable(table, key):
             continue

@@ -146,7 +146,7 @@ def test_saved_store_loads_every_unchanged_zone(tmp_path: Path) -> None:
     found = AnswerStore(tmp_path).load(header_of(loaded).shaping, read_digest, now=later())
     assert found.stale == {} and found.whole is None
     assert found.zones.keys() == loaded.keys()
-    assert_same_as_compile(found.zones, loaded, table)
+    assert_same_as_compile(AnswerStore(tmp_path).decoded(found.zones.values()), loaded, table)
 
 
 def test_a_changed_zone_file_is_stale(tmp_path: Path) -> None:
@@ -209,19 +209,61 @@ def test_a_zone_the_journal_holds_at_another_serial_is_stale(tmp_path: Path) -> 
     assert store.load(header_of(loaded).shaping, read_digest, {key_of(first): 1}, now=later()).stale == {}
 
 
-def test_a_flipped_byte_in_a_row_is_detected(tmp_path: Path) -> None:
+def flip(tmp_path: Path, table: str, column: str) -> str:
+    """Flip one bit in the middle of one row's `column`; the row's path."""
+    with sqlite3.connect(tmp_path / STORE_FILE) as db:
+        (path, value) = db.execute(f"SELECT path, {column} FROM {table} LIMIT 1").fetchone()
+        broken = bytearray(value)
+        broken[len(broken) // 2] ^= 0x01
+        db.execute(f"UPDATE {table} SET {column} = ? WHERE path = ?", (bytes(broken), path))
+    return str(path)
+
+
+@pytest.mark.parametrize("column", ["origin", "spelled", "digest", "uses", "source"])
+def test_a_flipped_byte_in_an_index_row_is_detected_at_start(tmp_path: Path, column: str) -> None:
+    loaded, table = compiled(write_zones(tmp_path / "zones", 2))
+    store = AnswerStore(tmp_path)
+    store.save(header_of(loaded), rows_of(loaded, table))
+    store.close()
+    path = flip(tmp_path, "zone", column)
+    found = AnswerStore(tmp_path).load(header_of(loaded).shaping, read_digest, now=later())
+    assert found.stale == {Path(path): "checksum"}
+    assert len(found.zones) == 1
+
+
+def test_a_flipped_byte_in_stored_answers_is_detected_when_they_are_read(tmp_path: Path) -> None:
+    """The answers are read on first use, not at start: then, and only then, they are checked;
+    a row that does not check out is given as None (compiled from its file), never decoded."""
+    loaded, table = compiled(write_zones(tmp_path / "zones", 2))
+    store = AnswerStore(tmp_path)
+    store.save(header_of(loaded), rows_of(loaded, table))
+    store.close()
+    path = Path(flip(tmp_path, "answers", "body"))
+    again = AnswerStore(tmp_path)
+    found = again.load(header_of(loaded).shaping, read_digest, now=later())
+    assert found.stale == {} and len(found.zones) == 2  # the index checks out
+    answers = again.answers_of(found.zones.values())
+    assert answers[path] is None
+    assert [p for p, body in answers.items() if body is not None] == [p for p in loaded if p != path]
+    with pytest.raises(StoreCorrupt):
+        again.decoded(found.zones.values())
+
+
+def test_answers_of_another_row_are_not_served_for_this_one(tmp_path: Path) -> None:
+    """Each row's answers are checked against its own index row: swapped bodies do not pass."""
     loaded, table = compiled(write_zones(tmp_path / "zones", 2))
     store = AnswerStore(tmp_path)
     store.save(header_of(loaded), rows_of(loaded, table))
     store.close()
     with sqlite3.connect(tmp_path / STORE_FILE) as db:
-        (path, body) = db.execute("SELECT path, body FROM zone LIMIT 1").fetchone()
-        broken = bytearray(body)
-        broken[len(broken) // 2] ^= 0x01
-        db.execute("UPDATE zone SET body = ? WHERE path = ?", (bytes(broken), path))
-    found = AnswerStore(tmp_path).load(header_of(loaded).shaping, read_digest, now=later())
-    assert found.stale == {Path(path): "checksum"}
-    assert len(found.zones) == 1
+        (a, body_a, sum_a), (b, body_b, sum_b) = db.execute(
+            "SELECT path, body, checksum FROM answers"
+        ).fetchall()
+        db.execute("UPDATE answers SET body = ?, checksum = ? WHERE path = ?", (body_b, sum_b, a))
+        db.execute("UPDATE answers SET body = ?, checksum = ? WHERE path = ?", (body_a, sum_a, b))
+    again = AnswerStore(tmp_path)
+    found = again.load(header_of(loaded).shaping, read_digest, now=later())
+    assert set(again.answers_of(found.zones.values()).values()) == {None}
 
 
 def test_a_truncated_store_file_is_detected_and_rebuilt(tmp_path: Path) -> None:
@@ -239,6 +281,23 @@ def test_a_truncated_store_file_is_detected_and_rebuilt(tmp_path: Path) -> None:
     assert found.zones == {}
     assert again.save(header_of(loaded), rows_of(loaded, table)) == 20  # rebuilt
     assert again.load(header_of(loaded).shaping, read_digest, now=later()).zones.keys() == loaded.keys()
+
+
+def test_a_store_of_the_previous_format_is_replaced_whole(tmp_path: Path) -> None:
+    """A store written by an older dynmx (other tables) is not read, and the next save makes
+    the new tables in its place."""
+    with sqlite3.connect(tmp_path / STORE_FILE) as db:
+        db.execute("CREATE TABLE header (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
+        db.execute("CREATE TABLE zone (path TEXT PRIMARY KEY, body BLOB NOT NULL)")
+        db.executemany(
+            "INSERT INTO header VALUES (?, ?)",
+            [("format", b"dynmx-answers/3.1/0"), ("shaping", b"x"), ("origins", b"y")],
+        )
+    loaded, table = compiled(write_zones(tmp_path / "zones", 2))
+    store = AnswerStore(tmp_path)
+    assert store.load(header_of(loaded).shaping, read_digest, now=later()).whole == "header"
+    assert store.save(header_of(loaded), rows_of(loaded, table)) == 2
+    assert store.load(header_of(loaded).shaping, read_digest, now=later()).zones.keys() == loaded.keys()
 
 
 def test_garbage_in_place_of_a_row_is_not_served() -> None:
@@ -302,6 +361,7 @@ def test_kill_9_while_the_store_is_written_serves_only_current_zones(tmp_path: P
     finally:
         child.kill()  # SIGKILL: no cleanup, mid-transaction or between
         child.wait(timeout=10)
-    found = AnswerStore(state).load(header.shaping, read_digest, now=later())
+    again = AnswerStore(state)
+    found = again.load(header.shaping, read_digest, now=later())
     assert found.stale == {}
-    assert_same_as_compile(found.zones, loaded, table)
+    assert_same_as_compile(again.decoded(found.zones.values()), loaded, table)

@@ -107,7 +107,8 @@ def test_a_changed_file_is_read_again_at_a_warm_start(serve: Serve, config: Path
     zone = config.parent / "zones" / "z7.test.zone"
     zone.write_text(zone_text("z7.test").replace("192.0.2.25", "198.51.100.25"))
     warm = serve("--config", str(config))
-    assert f"zones={ZONES} stale=1" in warm.wait_for_log("event=answer-store-read")
+    assert f"zones={ZONES + 1} stale=0" in warm.wait_for_log("event=answer-store-read")
+    assert f"zones={ZONES} changed=1" in warm.wait_for_log("event=answer-store-used")
     reply = dns.query.udp(
         dns.message.make_query("mx.z7.test.", "A"), "127.0.0.1", port=warm.dns_port, timeout=3
     )

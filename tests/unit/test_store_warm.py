@@ -5,21 +5,24 @@ from __future__ import annotations
 
 import os
 import pickle
+import sqlite3
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import dns.message
 import pytest
 
-from dynmx.answer.compiler import AnswerTable
+from dynmx.answer.compiler import AnswerTable, CompiledZone, fill_table
+from dynmx.answer.engine import Engine
 from dynmx.answer.zoneset import ZoneData, name_key
 from dynmx.app.zonescan import scan_zones
 from dynmx.config import Config, load_config
 from dynmx.errors import ZoneLoadError
 from dynmx.policy.served import build_table, plan_all
-from dynmx.store.answers import AnswerStore, Header, fingerprint, origins_digest
-from dynmx.store.codec import StoredZone
-from dynmx.store.lazy import LazyZone, lazy_loaded
-from dynmx.store.warm import rows_to_save, warm_table, warm_zones
+from dynmx.store.answers import STORE_FILE, AnswerStore, Header, StoredIndex, fingerprint, origins_digest
+from dynmx.store.lazy import LazyIndex, LazyZone, lazy_loaded
+from dynmx.store.warm import fill_slice, rows_to_save, warm_table, warm_zones
 from dynmx.zone.loader import LoadedZone, load_zone_file, read_digest
 
 
@@ -61,18 +64,29 @@ def save(tmp_path: Path, config: Config) -> AnswerStore:
 
 def warm(tmp_path: Path, config: Config, store: AnswerStore) -> tuple[dict[Path, LoadedZone], AnswerTable]:
     zones, table, _ = warm_with_rows(tmp_path, config, store)
-    return zones, table
+    return zones, filled(table)
 
 
 def warm_with_rows(
     tmp_path: Path, config: Config, store: AnswerStore
-) -> tuple[dict[Path, LoadedZone], AnswerTable, dict[Path, StoredZone]]:
+) -> tuple[dict[Path, LoadedZone], AnswerTable, dict[Path, LazyIndex]]:
+    """The warm table as served first: its stored zones pending, no answer read."""
     found = store.load(fingerprint(config), read_digest, now=time.time() + 10)
-    zones, _ = scan_zones(
-        tmp_path / "zones", warm_zones(found.zones, found.digests, found.stamps, found.sources), 1
+    zones, _ = scan_zones(tmp_path / "zones", warm_zones(found.zones), 1)
+    table, _, lazies = warm_table(
+        config, zones, found.zones, lambda pool: plan_all(pool, {}), None, None, store.answers_of
     )
-    table, _ = warm_table(config, zones, found.zones, lambda pool: plan_all(pool, {}), None, None)
-    return zones, table, found.zones
+    return zones, table, lazies
+
+
+def filled(table: AnswerTable) -> AnswerTable:
+    """As the server fills a staged table behind it, a slice at a time."""
+    for _ in range(100):
+        if not table.pending:
+            break
+        table = fill_slice(table, 1000, 5000)
+    assert not table.pending
+    return table
 
 
 def served(table: AnswerTable) -> dict[bytes, tuple[int, bool, bytes]]:
@@ -118,7 +132,7 @@ def test_rows_to_save_keeps_the_stored_rows_still_served(tmp_path: Path) -> None
     store = save(tmp_path, config)
     setup(tmp_path, {"b.test": zone_text("b.test", address="198.51.100.7")})
     zones, table, stored = warm_with_rows(tmp_path, config, store)
-    rows, keep = rows_to_save(zones, table, stored)
+    rows, keep = rows_to_save(zones, filled(table), stored)
     assert keep == [tmp_path / "zones" / "a.test.zone"]
     assert [row.path for row in rows] == [tmp_path / "zones" / "b.test.zone"]
 
@@ -195,3 +209,122 @@ def test_a_zone_with_names_laid_over_it_is_not_stored(tmp_path: Path) -> None:
     zones, table = cold(tmp_path, config)
     rows, _ = rows_to_save(zones, table, {})
     assert [row.path.name for row in rows] == ["b.test.zone"]
+
+
+QUESTIONS = [
+    (f"{name}{origin}.", rdtype)
+    for origin in ("z0.test", "z3.test")
+    for name, rdtype in [
+        ("", "SOA"),
+        ("", "MX"),
+        ("", "NS"),
+        ("mx.", "A"),
+        ("mx.", "AAAA"),
+        ("nx.", "A"),
+        ("deep.nx.", "MX"),
+        ("ns1.", "TXT"),
+    ]
+]
+
+
+def replies(table: AnswerTable) -> list[bytes]:
+    """The engine's reply to each of QUESTIONS (fast path, slow path for what is pending)."""
+    engine = Engine(table)
+    found = []
+    for name, rdtype in QUESTIONS:
+        query = dns.message.make_query(name, rdtype, use_edns=False)
+        query.id = 7
+        reply = engine.handle(query.to_wire())
+        assert isinstance(reply, bytes)
+        found.append(reply)
+    return found
+
+
+def five_zones(tmp_path: Path) -> Config:
+    return setup(tmp_path, {f"z{i}.test": zone_text(f"z{i}.test") for i in range(5)})
+
+
+def flip_answers(tmp_path: Path, origin: str) -> None:
+    """One bit flipped in one zone's stored answers where they still decode: mx's address
+    192.0.2.25 reads 192.0.2.24 (only the checksum can tell)."""
+    path = str(tmp_path / "zones" / f"{origin}.zone")
+    with sqlite3.connect(tmp_path / STORE_FILE) as db:
+        (body,) = db.execute("SELECT body FROM answers WHERE path = ?", (path,)).fetchone()
+        assert b"\xc0\x00\x02\x19" in body
+        broken = body.replace(b"\xc0\x00\x02\x19", b"\xc0\x00\x02\x18")
+        db.execute("UPDATE answers SET body = ? WHERE path = ?", (broken, path))
+
+
+def test_a_warm_start_reads_no_answer_before_a_zone_is_asked(tmp_path: Path) -> None:
+    """Every stored zone is pending with a lazy index; a question reads that zone's row only."""
+    config = five_zones(tmp_path)
+    store = save(tmp_path, config)
+    asked: list[list[Path]] = []
+    answers_of = store.answers_of
+
+    def counting(rows: Iterable[StoredIndex]) -> Mapping[Path, bytes | None]:
+        rows = list(rows)
+        asked.append([row.path for row in rows])
+        return answers_of(rows)
+
+    store.answers_of = counting  # type: ignore[method-assign]
+    _, table, lazies = warm_with_rows(tmp_path, config, store)
+    assert table.pending == set(table.zones) and not table.entries
+    assert asked == [] and all(table.zones[lazy.origin] is lazy for lazy in lazies.values())
+    engine = Engine(table)
+    engine.handle(dns.message.make_query("nx.z2.test.", "A").to_wire())
+    assert asked == [[tmp_path / "zones" / "z2.test.zone"]]
+
+
+def test_a_pending_stored_zone_answers_as_the_cold_start_before_and_after_it_is_laid_in(
+    tmp_path: Path,
+) -> None:
+    """Byte for byte: first from the slow path (its index read from its row), then from the
+    stored answers laid in by the fill."""
+    config = five_zones(tmp_path)
+    expected = replies(cold(tmp_path, config)[1])
+    store = save(tmp_path, config)
+    _, table, lazies = warm_with_rows(tmp_path, config, store)
+    assert replies(table) == expected
+    table = filled(table)
+    assert replies(table) == expected
+    assert all(lazy.filled is table.zones[lazy.origin] for lazy in lazies.values())
+    assert served(table) == served(cold(tmp_path, config)[1])
+
+
+def test_a_corrupt_row_found_when_laid_in_is_compiled_from_the_file_and_saved_again(tmp_path: Path) -> None:
+    """The index checked out at start, the answers do not when read: never served."""
+    config = five_zones(tmp_path)
+    store = save(tmp_path, config)
+    flip_answers(tmp_path, "z3.test")
+    zones, table, lazies = warm_with_rows(tmp_path, config, store)
+    assert len(lazies) == 5
+    table = filled(table)
+    assert served(table) == served(cold(tmp_path, config)[1])
+    assert lazies[tmp_path / "zones" / "z3.test.zone"].filled is None
+    rows, keep = rows_to_save(zones, table, lazies)
+    assert [row.path.name for row in rows] == ["z3.test.zone"] and len(keep) == 4
+
+
+def test_a_corrupt_row_found_by_a_query_is_not_served(tmp_path: Path) -> None:
+    """A question for a pending zone whose row does not check out is answered from its file."""
+    config = five_zones(tmp_path)
+    expected = replies(cold(tmp_path, config)[1])
+    store = save(tmp_path, config)
+    flip_answers(tmp_path, "z0.test")
+    flip_answers(tmp_path, "z3.test")
+    _, table, _ = warm_with_rows(tmp_path, config, store)
+    assert replies(table) == expected
+    assert replies(filled(table)) == expected
+
+
+def test_a_compile_step_over_a_pending_stored_zone_gives_a_plain_index(tmp_path: Path) -> None:
+    """Where a fill compiles a stored zone instead (`fill_table`), its lazy index becomes a
+    plain `CompiledZone` with the same contents."""
+    config = five_zones(tmp_path)
+    store = save(tmp_path, config)
+    _, table, _ = warm_with_rows(tmp_path, config, store)
+    table = fill_table(table, list(table.pending))
+    assert not table.pending
+    assert all(type(zone) is CompiledZone for zone in table.zones.values())
+    assert served(table) == served(cold(tmp_path, config)[1])
