@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import dns.name
 
-from dynmx.answer.compiler import AnswerTable, fill_table
+from dynmx.answer.compiler import AnswerTable
 from dynmx.answer.engine import Engine
 from dynmx.app.answerstore import AnswerKeeper
 from dynmx.app.listeners import zone_gate
@@ -33,6 +32,7 @@ from dynmx.app.zonescan import soa_serial, zone_data
 from dynmx.config import Config, PoolConfig
 from dynmx.errors import Problem
 from dynmx.policy.served import PoolPlans, build_table
+from dynmx.store import warm
 from dynmx.zone.loader import LoadedZone
 
 if TYPE_CHECKING:
@@ -56,8 +56,9 @@ Batch = dict[dns.name.Name, LoadedZone | None]  # origin -> version published (N
 
 
 def fill_slice(table: AnswerTable) -> AnswerTable:
-    """`table` with one compile step of its pending zones done (any thread)."""
-    return fill_table(table, list(itertools.islice(table.pending, FILL_SLICE)), FILL_NAMES)
+    """`table` with one step of its pending zones done (any thread): zones of the answer store
+    laid in from it (`store.warm`), the others compiled."""
+    return warm.fill_slice(table, FILL_SLICE, FILL_NAMES)
 
 
 def worth_staging(zones: Zones) -> bool:
