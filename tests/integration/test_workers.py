@@ -11,7 +11,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dns.message
@@ -21,7 +21,7 @@ import dns.tsigkeyring
 import dns.update
 import pytest
 
-from tests.conftest import EDITS, TEST_SECRET, RunningServer, wait_until, write_config
+from tests.conftest import EDITS, TEST_SECRET, RunningServer, start_server, wait_until, write_config
 from tests.control_token import authorized
 
 ZONE = """\
@@ -47,15 +47,33 @@ SOCKETS = 24  # client sockets (source ports): the kernel hashes them over the w
 Serve = Callable[..., RunningServer]
 
 
-@pytest.fixture
-def server(serve: Serve, tmp_path: Path) -> RunningServer:
-    config = write_config(
-        tmp_path,
+def _config(folder: Path) -> Path:
+    return write_config(
+        folder,
         ZONE,
         f'workers = {WORKERS}\n[http]\nlisten = "127.0.0.1:0"\n'
         f'[[pool]]\nname = "rr.example.test."\nstrategy = "round-robin"\nttl = 30\n{POOL}' + EDITS,
     )
-    return serve("--config", str(config))
+
+
+@pytest.fixture
+def server(serve: Serve, tmp_path: Path) -> RunningServer:
+    """A server of the test's own: for tests that edit, drain, reload, restart or stop it."""
+    return serve("--config", str(_config(tmp_path)))
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningServer, Path]]:
+    """One server (and its folder) for the tests that only query it and read its log and state."""
+    folder = tmp_path_factory.mktemp("workers")
+    server = start_server("--config", str(_config(folder)))
+    yield server, folder
+    server.stop()
+
+
+@pytest.fixture
+def reader(shared: tuple[RunningServer, Path]) -> RunningServer:
+    return shared[0]
 
 
 def _status(server: RunningServer) -> dict[str, object]:
@@ -102,7 +120,8 @@ def _first(reply: dns.message.Message) -> str:
     return str(min(reply.answer[0], key=lambda r: r.preference).exchange)
 
 
-def test_every_worker_is_started_and_answers(server: RunningServer) -> None:
+def test_every_worker_is_started_and_answers(reader: RunningServer) -> None:
+    server = reader
     workers = _workers(server)
     assert workers["count"] == WORKERS
     rows = workers["workers"]
@@ -113,18 +132,18 @@ def test_every_worker_is_started_and_answers(server: RunningServer) -> None:
     wait_until(lambda: all(row["queries"] > 0 for row in _workers(server)["workers"]), timeout=10)  # type: ignore[index, union-attr]
 
 
-def test_workers_start_from_the_control_processs_zones_not_the_files(
-    server: RunningServer, tmp_path: Path
-) -> None:
+def test_workers_start_from_the_control_processs_zones_not_the_files(reader: RunningServer) -> None:
     """Parsed once: each worker keeps the control process's version of every unchanged file."""
+    server = reader
     assert "event=handover-written zones=1 " in server.log_text()
     ready = [line for line in server.lines if "logger=dynmx.worker event=worker-ready" in line]
     assert len(ready) == WORKERS
     assert all("zones=1 handed=1" in line for line in ready)
 
 
-def test_the_handover_leaves_no_file_in_the_state_directory(server: RunningServer, tmp_path: Path) -> None:
+def test_the_handover_leaves_no_file_in_the_state_directory(shared: tuple[RunningServer, Path]) -> None:
     """The zones go to the workers in a file with no name (`tests/integration/test_handover_server.py`)."""
+    server, tmp_path = shared
     assert "event=handover-written zones=1 kind=file " in server.log_text()
     assert not [p for p in (tmp_path / "state").iterdir() if "zones" in p.name]
 
@@ -163,14 +182,16 @@ def test_a_worker_started_again_parses_a_file_changed_since_the_start(
     assert all(r.answer for r in _ask_from_many(server, "new.example.test", "A"))
 
 
-def test_the_control_process_compiles_no_answer_of_its_own(server: RunningServer) -> None:
+def test_the_control_process_compiles_no_answer_of_its_own(reader: RunningServer) -> None:
     """It answers no query: its table stays staged (indexed, every zone pending)."""
+    server = reader
     assert "zones=1 entries=" in server.wait_for_log("event=serving")
     assert server.wait_for_log("event=serving").rstrip().endswith("pending=1")
     assert "event=compiled" not in server.log_text()
 
 
-def test_status_gives_the_size_of_a_workers_table_not_the_control_processs(server: RunningServer) -> None:
+def test_status_gives_the_size_of_a_workers_table_not_the_control_processs(reader: RunningServer) -> None:
+    server = reader
     ready = re.search(r"event=worker-ready worker=\d+ pid=\d+ entries=(\d+)", server.log_text())
     assert ready is not None
     entries = int(ready.group(1))
@@ -184,15 +205,17 @@ def test_status_gives_the_size_of_a_workers_table_not_the_control_processs(serve
     assert _status(server)["entries"] == entries
 
 
-def test_tcp_is_answered_by_the_workers(server: RunningServer) -> None:
+def test_tcp_is_answered_by_the_workers(reader: RunningServer) -> None:
+    server = reader
     reply = dns.query.tcp(
         dns.message.make_query("ns1.example.test", "A"), "127.0.0.1", port=server.dns_port, timeout=5
     )
     assert reply.answer[0][0].address == "127.0.0.1"
 
 
-def test_round_robin_is_fair_within_the_number_of_workers(server: RunningServer) -> None:
+def test_round_robin_is_fair_within_the_number_of_workers(reader: RunningServer) -> None:
     """Each worker rotates on its own: over all, first places differ by at most one per worker."""
+    server = reader
     firsts: Counter[str] = Counter()
     for _ in range(10):
         firsts.update(_first(reply) for reply in _ask_from_many(server, "rr.example.test"))
