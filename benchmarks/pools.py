@@ -7,7 +7,12 @@ Issue 29's: pool MX at least 0.85x NSD's rate for the same answer, static (NSD h
 pools). `DYNMX_SRC=DIR` runs another tree's dynmx, as in bench.py.
 Same method as bench.py: server on core 0, dnsperf on core 1, warm-up not counted.
 
-    .venv/bin/python benchmarks/pools.py [--seconds 10]
+    .venv/bin/python benchmarks/pools.py [--seconds 10] [--rounds 5] [--base DIR] [--servers dynmx,nsd]
+
+With `--rounds N` the servers are started once and measured in turn each round (order
+reversed every other round); each ratio is the median of the rounds' ratios, and each
+run also gives the server's CPU microseconds per query. `--base DIR`: another tree's dynmx
+("base") in the same rounds, as in bench.py.
 
 Not a test; asserts nothing. Writes benchmarks/out/pools-<time>.json.
 """
@@ -18,12 +23,13 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -93,7 +99,7 @@ def write_queries(directory: Path) -> dict[str, Path]:
 
 
 @contextmanager
-def dynmx_pool(workdir: Path) -> Iterator[tuple[int, int]]:
+def dynmx_pool(workdir: Path, src: Path = SRC) -> Iterator[tuple[int, int]]:
     zones = workdir / "zones"
     zones.mkdir()
     (zones / f"{ZONE}.zone").write_text(
@@ -103,7 +109,7 @@ def dynmx_pool(workdir: Path) -> Iterator[tuple[int, int]]:
     config = workdir / "dynmx.toml"
     config.write_text(POOL_CONFIG.format(host=HOST, port=port, zones=zones, zone=ZONE) + ADDRESS_POOL)
     cmd = [*pin(SERVER_CORE), sys.executable, "-m", "dynmx", "serve", "--config", str(config)]
-    with _process(cmd, port) as pid:
+    with _process(cmd, port, src, cwd=workdir) as pid:
         yield port, pid
 
 
@@ -134,14 +140,16 @@ def pdns_lua(workdir: Path) -> Iterator[tuple[int, int]]:
         "daemon=no\nguardian=no\nsetuid=\nsetgid=\nwebserver=no\napi=no\nlog-dns-queries=no\n"
     )
     cmd = [*pin(SERVER_CORE), "pdns_server", f"--config-dir={workdir}"]
-    with _process(cmd, port) as pid:
+    with _process(cmd, port, cwd=workdir) as pid:
         yield port, pid
 
 
 @contextmanager
-def _process(cmd: list[str], port: int) -> Iterator[int]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys([str(SRC), str(ROOT)]))}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def _process(cmd: list[str], port: int, src: Path = SRC, cwd: Path | None = None) -> Iterator[int]:
+    """`cmd` started in `cwd`, not here: `python -m` puts its working directory first on the
+    path, which would run this tree's dynmx whatever PYTHONPATH says."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys([str(src), str(ROOT)]))}
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_soa(HOST, port, ZONE, alive=lambda: proc.poll() is None)
         yield proc.pid
@@ -154,11 +162,39 @@ def _process(cmd: list[str], port: int) -> Iterator[int]:
             proc.wait(timeout=5)
 
 
+def ratios_of(runs: list[Run]) -> dict[str, float]:
+    """The ratios this benchmark reports, from one round's runs."""
+    qps = {(r.server, r.queries): r.qps for r in runs}
+    cpu = {(r.server, r.queries): r.cpu_us for r in runs}
+    pairs = {
+        "dynmx pool / dynmx static": (("dynmx", "pool"), ("dynmx", "static")),
+        "dynmx address pool / dynmx static A": (("dynmx", "a-pool"), ("dynmx", "a-static")),
+        "dynmx pool / nsd static": (("dynmx", "pool"), ("nsd", "static")),
+        "dynmx static / nsd static": (("dynmx", "static"), ("nsd", "static")),
+        "base pool / nsd static": (("base", "pool"), ("nsd", "static")),
+        "base static / nsd static": (("base", "static"), ("nsd", "static")),
+        "dynmx pool / pdns lua": (("dynmx", "pool"), ("pdns-lua", "pool")),
+    }
+    found = {label: qps[a] / qps[b] for label, (a, b) in pairs.items() if qps.get(a) and qps.get(b)}
+    # NSD's CPU per query over ours: the qps ratio a saturated core would give.
+    for label, (a, b) in pairs.items():
+        if "nsd" in label and cpu.get(a) and cpu.get(b):
+            found[f"{label} (cpu)"] = cpu[b] / cpu[a]
+    return found
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds (1-50)")
+    parser.add_argument("--base", type=Path, help="another tree's dynmx, run as 'base' in the same rounds")
+    parser.add_argument("--servers", default="dynmx,nsd,pdns-lua", help="which to run, comma-separated")
+    parser.add_argument("--queries", default="static,pool,a-static,a-pool", help="query files to run")
     args = parser.parse_args()
-    if not shutil.which("pdns_server") and os.geteuid() == 0:
+    if not 1 <= args.rounds <= 50:
+        parser.error("--rounds must be between 1 and 50")
+    wanted = args.servers.split(",")
+    if "pdns-lua" in wanted and not shutil.which("pdns_server") and os.geteuid() == 0:
         subprocess.run(
             [
                 "apt-get",
@@ -173,44 +209,68 @@ def main() -> int:
             env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
         )
     OUT.mkdir(parents=True, exist_ok=True)
-    queries = write_queries(OUT)
+    queries = {name: path for name, path in write_queries(OUT).items() if name in args.queries.split(",")}
     runs: list[Run] = []
-    servers = {"dynmx": dynmx_pool}
-    try:
-        Nsd(Path(tempfile.gettempdir()), {})
-        servers["nsd"] = nsd_static
-    except NsdUnavailable:
-        print("pools: nsd not installed; skipping NSD", file=sys.stderr)
-    if shutil.which("pdns_server"):
-        servers["pdns-lua"] = pdns_lua
-    else:
-        print("pools: pdns_server not installed; skipping PowerDNS", file=sys.stderr)
-    for server, start in servers.items():
-        with tempfile.TemporaryDirectory(prefix="dynmx-pools-") as tmp, start(Path(tmp)) as (port, pid):
+    servers: dict[str, Callable[[Path], AbstractContextManager[tuple[int, int]]]] = {}
+    if "dynmx" in wanted:
+        servers["dynmx"] = dynmx_pool
+    if args.base:
+        base = args.base.resolve()
+        servers["base"] = lambda workdir: dynmx_pool(workdir, base)
+    if "nsd" in wanted:
+        try:
+            Nsd(Path(tempfile.gettempdir()), {})
+            servers["nsd"] = nsd_static
+        except NsdUnavailable:
+            print("pools: nsd not installed; skipping NSD", file=sys.stderr)
+    if "pdns-lua" in wanted:
+        if shutil.which("pdns_server"):
+            servers["pdns-lua"] = pdns_lua
+        else:
+            print("pools: pdns_server not installed; skipping PowerDNS", file=sys.stderr)
+    load_before = os.getloadavg()
+    with ExitStack() as stack:
+        started = {}
+        for server, start in servers.items():
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="dynmx-pools-"))
+            started[server] = stack.enter_context(start(Path(tmp)))
+        order = list(started)
+        for number in range(args.rounds):
             for name, path in queries.items():
-                if (server != "dynmx" and name.startswith("a-")) or (server == "nsd" and name != "static"):
-                    continue
-                run = measure(server, name, port, pid, path, args.seconds)
-                runs.append(run)
-                summary = f"{run.qps:10.0f} qps, lost {run.lost}, cpu {run.server_cpu:.0%}"
-                print(f"pools: {server:8} {name:6} {summary}")
-    qps = {(r.server, r.queries): r.qps for r in runs}
-    ratios = {
-        "dynmx pool / dynmx static": qps[("dynmx", "pool")] / qps[("dynmx", "static")],
-        "dynmx address pool / dynmx static A": qps[("dynmx", "a-pool")] / qps[("dynmx", "a-static")],
-    }
-    if ("nsd", "static") in qps:
-        ratios["dynmx pool / nsd static"] = qps[("dynmx", "pool")] / qps[("nsd", "static")]
-        ratios["dynmx static / nsd static"] = qps[("dynmx", "static")] / qps[("nsd", "static")]
-    if ("pdns-lua", "pool") in qps:
-        ratios["dynmx pool / pdns lua"] = qps[("dynmx", "pool")] / qps[("pdns-lua", "pool")]
+                for server in order if number % 2 == 0 else order[::-1]:
+                    if (server in ("nsd", "pdns-lua") and name.startswith("a-")) or (
+                        server == "nsd" and name != "static"
+                    ):
+                        continue
+                    port, pid = started[server]
+                    run = measure(server, name, port, pid, path, args.seconds)
+                    run.round_number = number
+                    runs.append(run)
+                    summary = f"{run.qps:10.0f} qps, lost {run.lost}, cpu {run.server_cpu:.0%}"
+                    print(f"pools: round {number} {server:8} {name:8} {summary} {run.cpu_us:.2f} us/q")
+    rounds = [ratios_of([r for r in runs if r.round_number == number]) for number in range(args.rounds)]
+    ratios = {label: statistics.median(r[label] for r in rounds if label in r) for label in rounds[0]}
+    print(f"\n{args.rounds} round(s); medians over rounds:")
+    for server in started:
+        for name in queries:
+            mine = [r for r in runs if r.server == server and r.queries == name]
+            if mine:
+                qps = statistics.median(r.qps for r in mine)
+                cpu = statistics.median(r.cpu_us for r in mine)
+                print(f"  {server:8} {name:8} {qps:9.0f} qps {cpu:6.2f} us/q")
     for label, ratio in ratios.items():
-        print(f"{label}: {ratio:.2f}")
+        spread = [r[label] for r in rounds if label in r]
+        print(f"{label}: {ratio:.2f} (rounds {min(spread):.2f}-{max(spread):.2f})")
+    load_after = os.getloadavg()
+    print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} (1 min)")
     result = {
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "seconds": args.seconds,
+        "rounds": args.rounds,
+        "load_average": {"before": load_before, "after": load_after},
         "runs": [asdict(r) for r in runs],
         "ratios": ratios,
+        "round_ratios": rounds,
     }
     path = OUT / f"pools-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
