@@ -20,7 +20,7 @@ import dns.update
 import pytest
 
 from dynmx.zone.loader import load_zone_file
-from tests.conftest import EDITS, TEST_SECRET, RunningServer, write_config
+from tests.conftest import EDITS, TEST_SECRET, RunningServer, wait_until, write_config
 
 SECRET = TEST_SECRET
 ZONE = """\
@@ -177,7 +177,8 @@ def test_updates_acknowledged_during_reloads_are_never_lost(serve: Serve, tmp_pa
         assert _update(server, **{f"race{index}": "192.0.2.200"}).rcode() == dns.rcode.NOERROR
         added.append(f"race{index}.example.test")
     server.wait_for_log("event=zone-loaded", timeout=10)
-    time.sleep(2)  # the last reload finishes
+    reloads = sum(1 for index in range(40) if index % 4 == 0)  # one `event=reloaded` per SIGHUP
+    wait_until(lambda: sum("event=reloaded " in line for line in server.lines) >= reloads, timeout=30)
     assert [name for name in added if not _lookup(server, name)] == []
     server.stop()
     restarted = serve("--config", str(config))
