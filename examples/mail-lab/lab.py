@@ -20,6 +20,7 @@ Exit status: 0 all checks passed, 1 a check failed, 2 the lab could not be set u
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -265,7 +266,15 @@ class Lab:
         return None
 
     # ---------------------------------------------------------------- sinks
-    def start_sink(self, name: str) -> None:
+    def start_sinks(self, names: list[str]) -> None:
+        """Start every sink named, then wait for each to listen (they start side by side)."""
+        for name in names:
+            self._spawn_sink(name)
+        for name in names:
+            address = ROGUE_ADDRESS if name == ROGUE else SINKS[name]
+            wait_for(functools.partial(port_open, address, 25), 15, f"sink {name} to listen")
+
+    def _spawn_sink(self, name: str) -> None:
         address = ROGUE_ADDRESS if name == ROGUE else SINKS[name]
         command = [sys.executable, str(HERE / "sink.py"), "--name", name, "--address", address]
         command += ["--port", "25", "--log", str(self.sink_log(name))]
@@ -279,16 +288,18 @@ class Lab:
                 text=True,
             )
         self.processes[f"sink-{name}"] = process
-        wait_for(lambda: port_open(address, 25), 15, f"sink {name} to listen")
 
-    def stop_sink(self, name: str) -> None:
-        process = self.processes.pop(f"sink-{name}")
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+    def stop_sinks(self, names: list[str]) -> None:
+        """SIGTERM every sink named, then wait for each to exit."""
+        stopping = [self.processes.pop(f"sink-{name}") for name in names]
+        for process in stopping:
+            process.send_signal(signal.SIGTERM)
+        for process in stopping:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
 
     # ---------------------------------------------------------------- unbound
     def start_unbound(self) -> None:
@@ -474,9 +485,11 @@ stub-zone:
             self.stop_postfix()
         except Exception as problem:  # keep stopping the rest
             errors.append(f"postfix: {problem}")
-        for name, process in list(self.processes.items()):
+        for process in self.processes.values():  # all told at once, then waited for in turn
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
+        for name, process in list(self.processes.items()):
+            if process.poll() is None:
                 try:
                     process.wait(10)
                 except subprocess.TimeoutExpired:
@@ -549,8 +562,7 @@ def run(args: argparse.Namespace) -> int:
                 host = f"{name}.example.test"
                 lab.identities[name] = make_identity(host, work / "tls", pinned_elsewhere=name == ROGUE)
         lab.start_dynmx()
-        for name in [*SINKS, *([ROGUE] if args.dane else [])]:
-            lab.start_sink(name)
+        lab.start_sinks([*SINKS, *([ROGUE] if args.dane else [])])
         tls = ", STARTTLS required, TLSA 3 1 1 each" if args.dane else ""
         rogue = f"; {ROGUE} {ROGUE_ADDRESS} (certificate not the one its TLSA names)" if args.dane else ""
         log(f"sinks listening on port 25 of {', '.join(SINKS.values())}{tls}{rogue}")
@@ -586,14 +598,13 @@ def run(args: argparse.Namespace) -> int:
                 time.sleep(delay)
             for at, action, names in events:
                 if at == index:
-                    for name in names:
-                        (lab.stop_sink if action == "kill" else lab.start_sink)(name)
+                    (lab.stop_sinks if action == "kill" else lab.start_sinks)(names)
                     event_times.append(time.time())
                     log(f"{action} {'+'.join(names)}")
             submitted.append(submit(index, run_id))
         log(f"submitted {len(submitted)} in {time.monotonic() - t0:.1f} s; waiting for the queue to drain")
         try:
-            drained = wait_for(lab.queue_empty, args.drain_timeout, "the Postfix queue to drain", step=1.0)
+            drained = wait_for(lab.queue_empty, args.drain_timeout, "the Postfix queue to drain", step=0.25)
             log(f"queue empty {drained:.1f} s after the last submission")
         except RuntimeError as error:
             failures.append(str(error))
@@ -607,7 +618,7 @@ def run(args: argparse.Namespace) -> int:
                 time.sleep(period)
             submitted += hinted
             try:
-                wait_for(lab.queue_empty, args.drain_timeout, "the Postfix queue to drain", step=1.0)
+                wait_for(lab.queue_empty, args.drain_timeout, "the Postfix queue to drain", step=0.25)
             except RuntimeError as error:
                 failures.append(str(error))
         wrong: list[str] = []
@@ -620,7 +631,7 @@ def run(args: argparse.Namespace) -> int:
                 time.sleep(period)
             submitted += wrong
             try:
-                wait_for(lab.queue_empty, args.drain_timeout, "the Postfix queue to drain", step=1.0)
+                wait_for(lab.queue_empty, args.drain_timeout, "the Postfix queue to drain", step=0.25)
             except RuntimeError as error:
                 failures.append(str(error))
 
