@@ -91,7 +91,7 @@ def test_mail_lab_weighted_shares_follow_the_weights() -> None:
     """Weights 3,2,1, seeded draw, no kills: each primary's share within 4 sigma of w / sum w."""
     output = _run_lab(
         "--strategy", "weighted", "--weights", "3,2,1", "--messages", str(WEIGHTED_MESSAGES),
-        "--rate", "25", "--no-failover", "--no-relay-phase", "--hint", "0", "--chart", "",
+        "--rate", "50", "--no-failover", "--no-relay-phase", "--hint", "0", "--chart", "",
     )  # fmt: skip
     match = SUMMARY.search(output)
     assert match, output
