@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from tests.conftest import ROOT, RunningServer, _free_tcp_port, wait_until
+from tests.conftest import ROOT, RunningServer, _free_tcp_port, start_server, wait_until
 from tests.control_token import authorized, token_env
 
 Serve = Callable[..., RunningServer]
@@ -94,7 +94,16 @@ def _drain(server: RunningServer, host: str) -> None:
 
 @pytest.fixture
 def server(serve: Serve, tmp_path: Path) -> RunningServer:
+    """A server of the test's own: for tests that drain or reload."""
     return serve("--config", str(_write_config(tmp_path)))
+
+
+@pytest.fixture(scope="module")
+def reader(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """One server for the tests that only read its routes (no probes: nothing changes by itself)."""
+    server = start_server("--config", str(_write_config(tmp_path_factory.mktemp("routes"))))
+    yield server
+    server.stop()
 
 
 class Sink:
@@ -118,13 +127,15 @@ def sink() -> Iterator[Sink]:
     sink.stop()
 
 
-def test_a_cursor_comes_with_the_full_table(server: RunningServer) -> None:
+def test_a_cursor_comes_with_the_full_table(reader: RunningServer) -> None:
+    server = reader
     result = _since(server, "")
     assert result["full"] is True and result["cursor"]
     assert sorted(route["domain"] for route in result["routes"]) == ["example.test.", "static.example.test."]
 
 
-def test_nothing_changed_lists_nothing_and_keeps_the_cursor(server: RunningServer) -> None:
+def test_nothing_changed_lists_nothing_and_keeps_the_cursor(reader: RunningServer) -> None:
+    server = reader
     cursor = _cursor(server)
     assert _since(server, cursor) == {"cursor": cursor, "full": False, "routes": []}
 
@@ -185,7 +196,8 @@ def test_a_cursor_from_before_a_restart_gives_the_full_table(serve: Serve, tmp_p
     assert sorted(route["domain"] for route in result["routes"]) == ["example.test.", "static.example.test."]
 
 
-def test_without_since_the_json_is_the_plain_list_with_the_cursor_in_a_header(server: RunningServer) -> None:
+def test_without_since_the_json_is_the_plain_list_with_the_cursor_in_a_header(reader: RunningServer) -> None:
+    server = reader
     body, cursor = _get(server, "/routes", format="json")
     assert [route["domain"] for route in json.loads(body)] == ["example.test.", "static.example.test."]
     assert _since(server, cursor)["full"] is False
@@ -216,6 +228,7 @@ def test_routes_command_prints_the_cursor_as_a_comment_and_then_only_the_drained
     assert lines[0] != first[0]
 
 
-def test_routes_command_with_a_bare_since_gives_json_with_a_cursor(server: RunningServer) -> None:
+def test_routes_command_with_a_bare_since_gives_json_with_a_cursor(reader: RunningServer) -> None:
+    server = reader
     result = json.loads(_cli(server, "--format", "json", "--since"))
     assert result["full"] is True and _since(server, result["cursor"])["routes"] == []
