@@ -20,7 +20,7 @@ import dns.name
 
 from dynmx.answer.compiler import AnswerTable
 from dynmx.answer.zoneset import name_key
-from dynmx.app.zonescan import remember_indexes
+from dynmx.app.zonescan import remember_indexes, remember_keys
 from dynmx.config import Config, PoolConfig
 from dynmx.policy.served import PoolPlans
 from dynmx.store.answers import AnswerStore, Header, StoredIndex, fingerprint, origins_digest
@@ -75,6 +75,7 @@ class AnswerKeeper:
             found.whole or "-",
             time.monotonic() - started,
         )
+        remember_keys({str(path): (row.name, row.origin) for path, row in found.zones.items()})
         return warm_zones(found.zones)
 
     def kept(self, zones: Mapping[Path, LoadedZone]) -> dict[Path, LoadedZone]:
@@ -98,7 +99,8 @@ class AnswerKeeper:
         Its stored zones are pending: `warm.fill_slice` lays their answers in."""
         kept = self.kept(zones)
         log.info("event=answer-store-used zones=%d changed=%d", len(kept), len(self.stored) - len(kept))
-        if not kept or origins_digest(name_key(z.origin) for z in zones.values()) != self._origins:
+        served = (self.stored[p].origin if p in kept else name_key(z.origin) for p, z in zones.items())
+        if not kept or origins_digest(served) != self._origins:
             self.stored = {}
             return None
         table, data, self.lazies = warm_table(

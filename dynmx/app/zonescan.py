@@ -239,6 +239,12 @@ def _stamp(info: os.stat_result | None, now: float) -> Stamp | None:
     return (info.st_mtime_ns, info.st_ctime_ns, info.st_size, info.st_ino)
 
 
+def remember_keys(keys: dict[str, tuple[dns.name.Name, bytes]]) -> None:
+    """Table keys known elsewhere (the answer store's rows) of the origins the next scan will
+    find, by file name: a version kept by it does not compute its key again."""
+    _keys.update(keys)
+
+
 def changed_origins(before: dict[Path, LoadedZone], after: dict[Path, LoadedZone]) -> list[dns.name.Name]:
     """Origins of the zones in `after` that are not the very version `before` had."""
     return [zone.origin for path, zone in after.items() if before.get(path) is not zone]

@@ -257,17 +257,18 @@ class AnswerStore:
         found: dict[Path, bytes | None] = {row.path: None for row in wanted.values()}
         names = list(wanted)
         try:
-            with self._reading:
-                if self._reader is None:
-                    self._reader = self._open()
-                for at in range(0, len(names), _CHUNK):
-                    chunk = names[at : at + _CHUNK]
-                    marks = ",".join("?" * len(chunk))
-                    query = f"SELECT path, checksum, body FROM answers WHERE path IN ({marks})"
-                    for name, checksum, body in self._reader.execute(query, chunk).fetchall():
-                        row = wanted.get(name)
-                        if row is not None and _checksum(row.head, body) == checksum:
-                            found[row.path] = body
+            for at in range(0, len(names), _CHUNK):  # the lock a chunk at a time: a query's
+                chunk = names[at : at + _CHUNK]  # first read waits for one chunk of a fill
+                marks = ",".join("?" * len(chunk))
+                query = f"SELECT path, checksum, body FROM answers WHERE path IN ({marks})"
+                with self._reading:
+                    if self._reader is None:
+                        self._reader = self._open()
+                    got = self._reader.execute(query, chunk).fetchall()
+                for name, checksum, body in got:
+                    row = wanted.get(name)
+                    if row is not None and _checksum(row.head, body) == checksum:
+                        found[row.path] = body
         except sqlite3.Error as error:  # read from the files instead
             log.warning("event=answer-store-unreadable path=%s reason=%s", self.path, error)
         bad = [str(path) for path, body in found.items() if body is None]

@@ -222,7 +222,8 @@ def name_of(wire: bytes) -> dns.name.Name:
         raise StoreCorrupt(f"answer store origin does not decode: {error}") from error
 
 
-_NAME_SLOT = dns.name.Name.__dict__.get("labels")
+# The `labels` slot of dnspython's Name (on the class its immutable decorator wraps).
+_NAME_SLOT = next((cls.__dict__["labels"] for cls in dns.name.Name.__mro__ if "labels" in cls.__dict__), None)
 
 
 def _name(wire: bytes) -> dns.name.Name:

@@ -120,10 +120,11 @@ class LazyZoneData(ZoneData):
 
     __slots__ = ()
 
-    def __init__(self, origin: dns.name.Name, zone: LazyZone) -> None:  # no __post_init__: nothing read
+    def __init__(self, origin: dns.name.Name, zone: LazyZone, key: bytes | None = None) -> None:
+        # no __post_init__: nothing read; `key`, when known (the store's row has it), is not made again
         object.__setattr__(self, "origin", origin)
         object.__setattr__(self, "zone", zone)
-        object.__setattr__(self, "key", name_key(origin))
+        object.__setattr__(self, "key", name_key(origin) if key is None else key)
 
     def __getattr__(self, name: str) -> Any:
         if name not in _FIELDS or name in ("origin", "zone", "key"):

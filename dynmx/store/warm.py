@@ -95,8 +95,12 @@ def warm_table(
     changed: list[dns.name.Name] = []
     for path, loaded in zones.items():
         row = stored.get(path)
-        if row is not None and isinstance(loaded.zone, LazyZone) and row.origin == name_key(loaded.origin):
-            lazy = LazyZoneData(loaded.origin, loaded.zone)
+        if (
+            row is not None
+            and isinstance(loaded.zone, LazyZone)
+            and (loaded.origin is row.name or row.origin == name_key(loaded.origin))
+        ):
+            lazy = LazyZoneData(loaded.origin, loaded.zone, row.origin)
             data.append(lazy)
             pending = Pending(row, answers_of, lazy)
             index = lazies[path] = LazyIndex(row.origin, row.signed, pending, pending.read_index)
