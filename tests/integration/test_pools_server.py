@@ -8,7 +8,7 @@ import subprocess
 import sys
 import urllib.request
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dns.message
@@ -17,7 +17,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from tests.conftest import ROOT, RunningServer
+from tests.conftest import ROOT, RunningServer, start_server
 from tests.control_token import token_env
 
 ZONE = """\
@@ -83,8 +83,7 @@ action = "nxdomain"
 Serve = Callable[..., RunningServer]
 
 
-@pytest.fixture
-def server(serve: Serve, tmp_path: Path) -> RunningServer:
+def _config(tmp_path: Path) -> Path:
     zones = tmp_path / "zones"
     zones.mkdir()
     (zones / "example.test.zone").write_text(ZONE.format(mx=MX_LINES))
@@ -98,7 +97,22 @@ def server(serve: Serve, tmp_path: Path) -> RunningServer:
     )
     config = tmp_path / "dynmx.toml"
     config.write_text(CONFIG.format(zones=zones, pools=pools))
-    return serve("--config", str(config))
+    return config
+
+
+@pytest.fixture
+def server(serve: Serve, tmp_path: Path) -> RunningServer:
+    """A server of the test's own: for tests that count from zero, set loads or reload."""
+    return serve("--config", str(_config(tmp_path)))
+
+
+@pytest.fixture(scope="module")
+def reader(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """One server for the tests that only query it (every answer they check holds from any
+    point of a rotation; no probes, so nothing changes by itself)."""
+    server = start_server("--config", str(_config(tmp_path_factory.mktemp("pools"))))
+    yield server
+    server.stop()
 
 
 def _client(source: str) -> socket.socket:
@@ -131,7 +145,8 @@ def _firsts(server: RunningServer, name: str, count: int) -> list[str]:
     return firsts
 
 
-def test_round_robin_gives_each_primary_first_place_equally(server: RunningServer) -> None:
+def test_round_robin_gives_each_primary_first_place_equally(reader: RunningServer) -> None:
+    server = reader
     firsts = _firsts(server, "rr.example.test", 999)
     assert Counter(firsts) == {"mx1.example.test.": 333, "mx2.example.test.": 333, "mx3.example.test.": 333}
     assert all(len(set(firsts[i : i + 3])) == 3 for i in range(0, 999, 3))
@@ -146,7 +161,8 @@ def test_first_place_counter_per_member_is_exported(server: RunningServer) -> No
     assert line in metrics
 
 
-def test_weighted_first_place_follows_weights(server: RunningServer) -> None:
+def test_weighted_first_place_follows_weights(reader: RunningServer) -> None:
+    server = reader
     shares = Counter(_firsts(server, "weighted.example.test", 1000))
     assert set(shares) == {"mx1.example.test.", "mx2.example.test."}  # weight 0 is never first
     assert abs(shares["mx1.example.test."] / 1000 - 0.75) < 0.05
@@ -177,7 +193,8 @@ def test_least_load_puts_the_least_loaded_member_first(server: RunningServer) ->
     assert set(_firsts(server, "least.example.test", 1000)) == {"mx2.example.test."}
 
 
-def test_static_keeps_base_preferences(server: RunningServer) -> None:
+def test_static_keeps_base_preferences(reader: RunningServer) -> None:
+    server = reader
     reply = _ask(server, "static.example.test")
     assert sorted((r.preference, str(r.exchange)) for r in reply.answer[0]) == [
         (10, "mx1.example.test."),
@@ -187,30 +204,35 @@ def test_static_keeps_base_preferences(server: RunningServer) -> None:
     ]
 
 
-def test_rfc5321_relay_is_always_ranked_after_primaries(server: RunningServer) -> None:
+def test_rfc5321_relay_is_always_ranked_after_primaries(reader: RunningServer) -> None:
+    server = reader
     for _ in range(6):
         records = sorted(_ask(server, "rr.example.test").answer[0], key=lambda r: r.preference)
         assert str(records[-1].exchange) == "relay.example.test."
 
 
-def test_hint_name_answers_the_hint_order(server: RunningServer) -> None:
+def test_hint_name_answers_the_hint_order(reader: RunningServer) -> None:
+    server = reader
     reply = _ask(server, "urgent._hint.rr.example.test")
     assert [str(r.exchange) for r in reply.answer[0]] == ["mx3.example.test."]
     assert reply.answer[0].ttl == 30
 
 
-def test_unknown_hint_label_is_nxdomain(server: RunningServer) -> None:
+def test_unknown_hint_label_is_nxdomain(reader: RunningServer) -> None:
+    server = reader
     assert _ask(server, "nope._hint.rr.example.test").rcode() == dns.rcode.NXDOMAIN
 
 
-def test_client_prefix_hint_answers_as_the_hint(server: RunningServer) -> None:
+def test_client_prefix_hint_answers_as_the_hint(reader: RunningServer) -> None:
+    server = reader
     from_hinted = _ask(server, "rr.example.test", source="127.0.0.2")
     assert [str(r.exchange) for r in from_hinted.answer[0]] == ["mx3.example.test."]
     from_other = _ask(server, "rr.example.test", source="127.0.0.1")
     assert len(from_other.answer[0]) == 4
 
 
-def test_client_prefix_refuse_and_drop(server: RunningServer) -> None:
+def test_client_prefix_refuse_and_drop(reader: RunningServer) -> None:
+    server = reader
     assert _ask(server, "rr.example.test", source="127.0.0.3").rcode() == dns.rcode.REFUSED
     with _client("127.0.0.4") as sock:
         sock.settimeout(0.5)
@@ -219,17 +241,20 @@ def test_client_prefix_refuse_and_drop(server: RunningServer) -> None:
             sock.recvfrom(65535)
 
 
-def test_rfc7505_null_mx_name_action_keeps_other_records(server: RunningServer) -> None:
+def test_rfc7505_null_mx_name_action_keeps_other_records(reader: RunningServer) -> None:
+    server = reader
     reply = _ask(server, "suspended.example.test")
     assert [(r.preference, str(r.exchange)) for r in reply.answer[0]] == [(0, ".")]
     assert _ask(server, "suspended.example.test", rdtype="TXT").answer
 
 
-def test_nxdomain_name_action(server: RunningServer) -> None:
+def test_nxdomain_name_action(reader: RunningServer) -> None:
+    server = reader
     assert _ask(server, "gone.example.test", rdtype="A").rcode() == dns.rcode.NXDOMAIN
 
 
-def test_pool_answer_over_tcp_rotates_too(server: RunningServer) -> None:
+def test_pool_answer_over_tcp_rotates_too(reader: RunningServer) -> None:
+    server = reader
     firsts = set()
     for _ in range(3):
         reply = dns.query.tcp(
@@ -239,7 +264,8 @@ def test_pool_answer_over_tcp_rotates_too(server: RunningServer) -> None:
     assert len(firsts) == 3
 
 
-def test_routes_export_postfix_transport_and_json(server: RunningServer) -> None:
+def test_routes_export_postfix_transport_and_json(reader: RunningServer) -> None:
+    server = reader
     common = ["--http", f"127.0.0.1:{server.http_port}"]
     postfix = subprocess.run(
         [sys.executable, "-m", "dynmx", "routes", *common],
