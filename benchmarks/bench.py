@@ -26,6 +26,7 @@ Results are printed as a table and written to benchmarks/out/bench-<time>.json.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -402,6 +403,9 @@ def main() -> int:
     parser.add_argument(
         "--base", type=Path, help="another tree's dynmx, measured as 'base' in the same rounds"
     )
+    parser.add_argument(
+        "--tree", action="append", default=[], metavar="NAME=DIR", help="more trees' dynmx (repeatable)"
+    )
     args = parser.parse_args()
     if not 1 <= args.seconds <= 300:
         parser.error("--seconds must be between 1 and 300")
@@ -413,6 +417,12 @@ def main() -> int:
         base = args.base.resolve()
         starters["base"] = lambda zone_dir: dynmx_server(zone_dir, base)
         servers.append("base")
+    for tree in args.tree:
+        name, _, directory = tree.partition("=")
+        if not directory or name in starters:
+            parser.error(f"--tree {tree}: expected NAME=DIR with a new NAME")
+        starters[name] = functools.partial(dynmx_server, src=Path(directory).resolve())
+        servers.append(name)
     ensure_tools(need_nsd="nsd" in servers)
 
     OUT.mkdir(parents=True, exist_ok=True)

@@ -174,8 +174,13 @@ class Engine(SlowPath):
                     reply = self._fast(data, addr, tcp)
                 elif hit.__class__ is bytes:
                     reply = data[:2] + hit
-                else:
-                    reply = self._picked(data, hit, addr)  # type: ignore[arg-type]
+                else:  # a pool's question: the selector picks, the reply for its pick is kept
+                    picked: Picked = hit  # type: ignore[assignment]
+                    entry = picked[0].pick(addr)
+                    if entry is None:
+                        return None
+                    found = picked[1].get(id(entry))
+                    reply = data[:2] + found[1] if found is not None else self._joined(data, picked, entry)
             rrl = self.rrl
             if rrl is None or tcp or reply.__class__ is not bytes or not isinstance(addr, tuple):
                 return reply
@@ -190,17 +195,10 @@ class Engine(SlowPath):
                 return None
             return header_only((data[0] << 8) | data[1], RCODE_SERVFAIL, bool(data[2] & 1))
 
-    def _picked(self, data: bytes, hit: Picked, addr: object) -> bytes | None:
-        """A cached question of a pool: the selector picks; the reply for that entry is
-        joined once (the dict holds the entry, so its id stays its own)."""
-        entry = hit[0].pick(addr)
-        if entry is None:
-            return None
-        tails = hit[1]
-        found = tails.get(id(entry))
-        if found is not None:
-            return data[:2] + found[1]
-        _, _, rd, opt, question, limit = hit
+    def _joined(self, data: bytes, hit: Picked, entry: Entry) -> bytes:
+        """The reply to a cached pool question with the entry its selector picked, joined
+        and kept for the next time (the dict holds the entry, so its id stays its own)."""
+        _, tails, rd, opt, question, limit = hit
         body = entry.body
         if 12 + len(question) + len(body) + len(opt) > limit:
             return assemble(data, parse_query(data), entry, limit)
