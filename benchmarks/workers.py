@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -27,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench import HOST, OUT, QPS_LIMIT, ROOT, WARMUP_SECONDS, Run, parse_dnsperf, tree_cpu_seconds
+from bench import HOST, OUT, QPS_LIMIT, ROOT, SRC, WARMUP_SECONDS, Run, parse_dnsperf, tree_cpu_seconds
 from pools import HOSTS, POOL_CONFIG, STATIC_MX, ZONE, ZONE_HEAD
 
 from tests.nsd import Nsd, free_port, wait_for_soa
@@ -77,7 +78,9 @@ def dynmx(zones: Path, count: int, cpus: str) -> Iterator[tuple[int, int]]:
         cmd += ["--workers", str(count)]
         log = Path(workdir) / "dynmx.log"
         with log.open("wb") as out:
-            proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+            # Started outside the tree: `python -m` puts its working directory first on the path.
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys([str(SRC), str(ROOT)]))}
+            proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
             try:
                 wait_for_soa(HOST, port, ZONE, alive=lambda: proc.poll() is None)
@@ -158,7 +161,9 @@ def main() -> int:
             print(
                 f"N={count}: NSD {nsd_qps:,.0f} qps; dynmx static {runs['dynmx-static'].qps:,.0f} "
                 f"({row['static_ratio']}x), pool {runs['dynmx-pool'].qps:,.0f} ({row['pool_ratio']}x); "
-                f"lost {sum(r.lost for r in runs.values())}",
+                f"lost {sum(r.lost for r in runs.values())}; CPU us/query: NSD {runs['nsd'].cpu_us:.2f}, "
+                f"static {runs['dynmx-static'].cpu_us:.2f}, pool {runs['dynmx-pool'].cpu_us:.2f}; "
+                f"load {os.getloadavg()[0]:.2f}",
                 flush=True,
             )
     OUT.mkdir(parents=True, exist_ok=True)
