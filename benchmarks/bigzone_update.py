@@ -167,7 +167,14 @@ def wire(names: int, edits: int) -> dict[str, object]:
             if "event=compiled" in line:
                 break
         compiled_s = time.monotonic() - started
-        threading.Thread(target=lambda: [None for _ in process.stderr], daemon=True).start()  # type: ignore[union-attr]
+        served_s: list[float] = []  # the server's own time from commit to swap, per edit
+
+        def drain() -> None:
+            for line in process.stderr:  # type: ignore[union-attr]
+                if "event=edit-served" in line and "seconds=" in line:
+                    served_s.append(float(line.rsplit("seconds=", 1)[1].split()[0]))
+
+        threading.Thread(target=drain, daemon=True).start()
         stop = threading.Event()
         answered_at: list[float] = []
         timeouts = [0]
@@ -187,12 +194,14 @@ def wire(names: int, edits: int) -> dict[str, object]:
         thread.start()
         time.sleep(0.5)
         acks: list[float] = []
+        begun_at: list[float] = []
         seen: list[bool] = []
         edits_from = time.monotonic()
         for i in range(edits):
             update = dns.update.UpdateMessage("big.test.", keyring=keyring, keyname=KEY)
             update.add(f"edit{i}.big.test.", 60, "TXT", f'"edit {i}"')
             begun = time.perf_counter()
+            begun_at.append(time.monotonic())
             reply = dns.query.tcp(update, "127.0.0.1", port=port, timeout=60)
             acks.append((time.perf_counter() - begun) * 1000)
             answer = dns.query.udp(
@@ -206,6 +215,13 @@ def wire(names: int, edits: int) -> dict[str, object]:
         thread.join(5)
         during = [t for t in answered_at if edits_from - 0.1 <= t <= edits_to + 0.1]
         gaps = [(b - a) * 1000 for a, b in itertools.pairwise(during)]
+        # Each silence over 20 ms: the edit it fell in (or after), how far into it, how long.
+        silences = []
+        for a, b in itertools.pairwise(during):
+            if (b - a) * 1000 > 20:
+                edit = max((i for i, t in enumerate(begun_at) if t <= a), default=-1)
+                offset = (a - begun_at[edit]) * 1000 if edit >= 0 else 0.0
+                silences.append([edit, round(offset, 1), round((b - a) * 1000, 1)])
         return {
             "mode": "wire",
             "names": names,
@@ -217,6 +233,9 @@ def wire(names: int, edits: int) -> dict[str, object]:
             "longest_silence_ms": round(max(gaps), 1) if gaps else None,
             "probe_interval_ms": round(1000 / PROBE_RATE, 1),
             "probe_timeouts": timeouts[0],
+            "acks_ms": [round(a, 1) for a in acks],
+            "served_ms": [round(s * 1000, 1) for s in served_s],
+            "silences_over_20ms": silences,
         }
     finally:
         process.terminate()

@@ -34,7 +34,7 @@ from dataclasses import replace
 import dns.name
 
 from dynmx.answer.dynamic import ServedPolicy
-from dynmx.answer.entries import TRACK_FROM, compile_names, compile_zone, tracked
+from dynmx.answer.entries import TRACK_FROM, Compiled, compile_names, compile_zone, tracked
 from dynmx.answer.incremental import edit_plan, recompile_names
 from dynmx.answer.layer import drop_name, with_policy
 from dynmx.answer.table import (
@@ -80,7 +80,7 @@ def compile_table(zones: Iterable[ZoneData], policy: ServedPolicy | None = None)
     for zone in zoneset:
         result = compile_zone(zoneset, zone, entries, refs)
         origin = result.zone.origin
-        compiled[origin], keys[origin], uses[origin] = result.zone, tuple(result.keys), frozenset(result.uses)
+        compiled[origin], keys[origin], uses[origin] = result.zone, _held(result), frozenset(result.uses)
         if result.negatives is not None:
             negatives[origin] = result.negatives
     table = with_policy(zoneset, entries, compiled, keys, uses, policy or ServedPolicy())
@@ -127,7 +127,8 @@ def fill_table(table: AnswerTable, origins: Iterable[bytes], max_names: int | No
         compile_names(table.zoneset, zone, now, entries, new_keys, new_uses, table.refs, tracking)
         for name in table.forced:
             drop_name(entries, new_keys, name)
-        keys[origin] = (*keys.get(origin, ()), *new_keys)
+        held = keys.get(origin, ())  # a tracked zone's as a list: an edit extends it in place
+        keys[origin] = [*held, *new_keys] if tracking is not None else (*held, *new_keys)
         uses[origin] = uses.get(origin, NO_NAMES) | new_uses
         if budget is not None:
             budget -= len(now)
@@ -207,10 +208,16 @@ def recompile_table(
             staged.add(origin)
             continue
         result = compile_zone(zoneset, zone, entries, table.refs)
-        compiled[origin], keys[origin], uses[origin] = result.zone, tuple(result.keys), frozenset(result.uses)
+        compiled[origin], keys[origin], uses[origin] = result.zone, _held(result), frozenset(result.uses)
         if result.negatives is not None:
             negatives[origin] = result.negatives
     pending = (table.pending - dirty) | staged
     unfilled = {origin: names for origin, names in table.unfilled.items() if origin not in dirty}
     recompiled = with_policy(zoneset, entries, compiled, keys, uses, policy)
     return replace(recompiled, pending=pending, unfilled=unfilled, refs=table.refs, negatives=negatives)
+
+
+def _held(result: Compiled) -> Sequence[bytes]:
+    """A compiled zone's keys: a list for a tracked zone (its edits extend it in place, no
+    copy of a million keys), a tuple for the others."""
+    return result.keys if result.negatives is not None else tuple(result.keys)
