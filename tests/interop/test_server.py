@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dns.flags
@@ -23,7 +23,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from tests.conftest import ROOT, RunningServer
+from tests.conftest import ROOT, RunningServer, start_server
 from tests.control_token import authorized, token_env
 
 ZONE = """\
@@ -47,6 +47,17 @@ def zones(tmp_path: Path) -> Path:
     directory.mkdir()
     (directory / "example.test.zone").write_text(ZONE)
     return directory
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """One server of ZONE on 127.0.0.1 for the tests that only query it."""
+    directory = tmp_path_factory.mktemp("server") / "zones"
+    directory.mkdir()
+    (directory / "example.test.zone").write_text(ZONE)
+    server = start_server("--zones", str(directory), "--listen", "127.0.0.1:0")
+    yield server
+    server.stop()
 
 
 def _config(tmp_path: Path, zones: Path, extra: str = "") -> Path:
@@ -78,16 +89,16 @@ def _tcp_exchange(sock: socket.socket, count: int) -> list[dns.message.Message]:
     return replies
 
 
-def test_udp_query_is_answered_authoritatively(serve: Serve, zones: Path) -> None:
-    server = serve("--zones", str(zones), "--listen", "127.0.0.1:0")
+def test_udp_query_is_answered_authoritatively(plain: RunningServer) -> None:
+    server = plain
     reply = _udp(server, "example.test", "MX")
     assert reply.rcode() == dns.rcode.NOERROR
     assert reply.flags & dns.flags.AA
     assert [str(r.exchange) for r in reply.answer[0]] == ["mx1.example.test."]
 
 
-def test_rfc7766_s8_truncated_udp_answer_is_complete_over_tcp(serve: Serve, zones: Path) -> None:
-    server = serve("--zones", str(zones), "--listen", "127.0.0.1:0")
+def test_rfc7766_s8_truncated_udp_answer_is_complete_over_tcp(plain: RunningServer) -> None:
+    server = plain
     over_udp = _udp(server, "big.example.test", "TXT")
     assert over_udp.flags & dns.flags.TC and not over_udp.answer
     query = dns.message.make_query("big.example.test", "TXT")
@@ -96,8 +107,8 @@ def test_rfc7766_s8_truncated_udp_answer_is_complete_over_tcp(serve: Serve, zone
     assert len(over_tcp.answer[0]) == 2
 
 
-def test_rfc7766_s6_2_pipelined_queries_on_one_connection_are_all_answered(serve: Serve, zones: Path) -> None:
-    server = serve("--zones", str(zones), "--listen", "127.0.0.1:0")
+def test_rfc7766_s6_2_pipelined_queries_on_one_connection_are_all_answered(plain: RunningServer) -> None:
+    server = plain
     queries = [
         dns.message.make_query(n, "A", id=1000 + i)
         for i, n in enumerate(["ns1.example.test", "mx1.example.test", "nope.example.test"])
@@ -111,8 +122,8 @@ def test_rfc7766_s6_2_pipelined_queries_on_one_connection_are_all_answered(serve
     assert by_id[1002].rcode() == dns.rcode.NXDOMAIN
 
 
-def test_rfc7766_s8_length_prefix_split_across_writes(serve: Serve, zones: Path) -> None:
-    server = serve("--zones", str(zones), "--listen", "127.0.0.1:0")
+def test_rfc7766_s8_length_prefix_split_across_writes(plain: RunningServer) -> None:
+    server = plain
     wire = dns.message.make_query("mx1.example.test", "A", id=77).to_wire()
     framed = struct.pack(">H", len(wire)) + wire
     with socket.create_connection(server.address, timeout=3) as sock:
@@ -312,11 +323,11 @@ def test_sigterm_stops_within_five_seconds(serve: Serve, zones: Path) -> None:
 
 
 @pytest.mark.interop
-def test_dig_reads_the_answer(serve: Serve, zones: Path) -> None:
+def test_dig_reads_the_answer(plain: RunningServer) -> None:
     dig = shutil.which("dig")
     if dig is None:
         pytest.skip("dig not installed (./dev test installs dnsutils)")
-    server = serve("--zones", str(zones), "--listen", "127.0.0.1:0")
+    server = plain
     result = subprocess.run(
         [
             dig,
