@@ -140,7 +140,7 @@ def measure(zones: int, reloads: int, workdir: Path) -> dict[str, object]:
 
 def profile(zones: int, workdir: Path) -> dict[str, object]:
     """The no-change reload in this process under cProfile."""
-    from dynmx.app import App
+    from dynmx.app import App, loading
     from dynmx.config import load_config
 
     zone_dir = workdir / "zones"
@@ -154,24 +154,24 @@ def profile(zones: int, workdir: Path) -> dict[str, object]:
         await app.start()
         try:
             for _ in range(int(TIMEOUT * 10)):  # a staged start compiles behind
-                if app._filling is None or app._filling.done():
+                if not app.publisher.filling:
                     break
                 await asyncio.sleep(0.1)
             settle(zone_dir)
             await app.reload()  # once unprofiled: the first reload sees the config for the first time
             profiler, inner = cProfile.Profile(), cProfile.Profile()
-            load = app._load
+            load = loading.load
 
             def profiled_load(*args: Any, **kwargs: Any) -> Any:  # the scan runs off the loop
                 return inner.runcall(load, *args, **kwargs)
 
-            app._load = profiled_load  # type: ignore[method-assign]
+            loading.load = profiled_load
             started = time.monotonic()
             profiler.enable()
             await app.reload()
             profiler.disable()
             seconds = time.monotonic() - started
-            app._load = load  # type: ignore[method-assign]
+            loading.load = load
             stats = pstats.Stats(profiler)
             stats.add(pstats.Stats(inner))
             stats.dump_stats(str(dump))

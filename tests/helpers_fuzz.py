@@ -46,7 +46,8 @@ from dynmx.answer.engine import Engine
 from dynmx.answer.zoneset import ZoneData
 from dynmx.app.health_monitor import HealthMonitor
 from dynmx.app.listeners import zone_gate
-from dynmx.app.update_service import LARGE_UPDATE, TransferService, UpdateService
+from dynmx.app.transfer_service import TransferService
+from dynmx.app.update_service import LARGE_UPDATE, UpdateService
 from dynmx.config import Config, from_mapping
 from dynmx.control.journal import Journal
 from dynmx.control.owner import ZoneOwner

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import TYPE_CHECKING
 
-from dynmx.config import Config, PoolConfig
+import dns.name
+import dns.rdatatype
+
+from dynmx.config import Config, PoolConfig, absolute_name
+from dynmx.errors import ControlError
 from dynmx.policy.served import PoolPlans
 from dynmx.policy.strategies import Mode, Ordering, Plan
+
+if TYPE_CHECKING:
+    from dynmx.app import App
 
 SHARE_DIGITS = 3  # a share as a fraction: 0.333
 # How a query picks among the pool's orderings, in words (what `Mode` means to an operator).
@@ -166,3 +174,38 @@ def explain_query(
         why.append(f"{pool.strategy}: {MODE_WORDS[plan.mode]}, {upcoming['first']} first")
         result["answer"] = upcoming["answer"]
     return result
+
+
+def explain(app: App, name: str, source: str = "", hint: str = "") -> dict[str, object]:
+    """What a query for `name` MX would get now, and why (`dynmx explain`)."""
+    try:
+        owner = absolute_name(name)
+    except ValueError as error:
+        raise ControlError(str(error)) from None
+    pool = next((p for p in app.config.pool if p.name == owner), None)
+    hint_label = hint
+    if pool is None:
+        for candidate in app.config.pool:
+            suffix = f"._hint.{candidate.name}"
+            if owner.endswith(suffix):
+                pool, hint_label = candidate, owner[: -len(suffix)]
+    selector = None
+    if pool is not None and app.engine is not None:
+        selector = app.engine.table.selectors.get((dns.name.from_text(pool.name), dns.rdatatype.MX))
+    return explain_query(
+        app.config,
+        owner,
+        pool,
+        app.health.pool_status(pool.name, first_counts(app, pool.name)) if pool else None,
+        app.health.plans_for(pool) if pool else None,
+        selector.counter if selector is not None else 0,
+        source,
+        hint_label,
+    )
+
+
+def first_counts(app: App, pool: str) -> dict[str, int]:
+    """How often each member of `pool` was given first, from the hot path's counters."""
+    if app.engine is None:
+        return {}
+    return {member: n for (name, owner, member), n in app.hot_stats().firsts.items() if owner == pool}

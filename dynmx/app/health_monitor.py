@@ -21,8 +21,9 @@ from dynmx.answer.zoneset import ZoneSet
 from dynmx.app.health_report import HealthReport
 from dynmx.app.health_targets import member_address, member_tlsa, probe_spec
 from dynmx.app.promote_hooks import PromotionHooks
-from dynmx.config import Config, PoolConfig
+from dynmx.config import Config, PoolConfig, absolute_name
 from dynmx.control.store import StateStore
+from dynmx.errors import ControlError
 from dynmx.health.prober import Prober, Target
 from dynmx.health.probes import ProbeResult
 from dynmx.health.state import Health, MemberHealth, observe, pending_results
@@ -45,6 +46,17 @@ class PoolHealth:
     loads: dict[str, float] = field(default_factory=dict)  # set by the operator (no load probe)
     promotion: promotion.Promotion = field(default_factory=promotion.Promotion)
     plans: PoolPlans | None = None
+
+
+def member(config: Config, pool: str, host: str) -> tuple[str, str]:
+    """Normalise and check a (pool, host) named by an operator."""
+    pool, host = absolute_name(pool), absolute_name(host)
+    found = next((p for p in config.pool if p.name == pool), None)
+    if found is None:
+        raise ControlError(f"no pool {pool}")
+    if host not in {m.host for m in found.member}:
+        raise ControlError(f"{host} is not a member of pool {pool}")
+    return pool, host
 
 
 class HealthMonitor(HealthReport, PromotionHooks):

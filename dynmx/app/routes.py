@@ -1,32 +1,16 @@
 """Routes of the control HTTP listener (reload, status, metrics, member actions, explain),
-of the dyndns2 listener (/nic/update), and the control listener's guard.
+of the dyndns2 listener (/nic/update), and of the local control socket (edits).
 
 Handlers run in the HTTP server's threads; anything that touches the running state is
-handed to the event loop and awaited with a timeout, so state has one writer.
-
-The guard of the TCP control listener (`control_guard`), in the order it checks:
-
-* an `Origin` header that is not the listener's own origin is refused (403): a web page
-  on another site is not an operator (CSRF);
-* a `Host` that is neither the listener's own address, a loopback address, `localhost`
-  nor one of `[http] allowed_hosts` is refused (403): a page whose name was rebound to
-  this address must not read what it answers (DNS rebinding); /nic/update is exempt (a
-  router names the server as it likes; its password protects it);
-* /metrics is open (Prometheus scrapes it without credentials), /nic/update needs its
-  own basic auth, GET /status, /routes and /explain are open when `[http] public_status`;
-  everything else (and those, by default) needs `Authorization: Bearer TOKEN` with the
-  token of `STATE_DIR/control.token` (401 otherwise), as rndc needs its key.
-
-The local control socket has no guard: its file mode (0600) authorizes, as knotc's does.
+handed to the event loop and awaited with a timeout, so state has one writer. Who may call
+them is `dynmx.app.guard`'s to decide.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import logging
-import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Coroutine
@@ -37,15 +21,16 @@ import dns.name
 import dns.rcode
 import dns.rdatatype
 
-from dynmx.app import zonestatus
+from dynmx.app import zone_ops, zonestatus
+from dynmx.app.explain import explain as explain_now
 from dynmx.app.explain import next_answer
 from dynmx.app.fleet import fleet_route
-from dynmx.config import HttpConfig, absolute_name
+from dynmx.app.health_monitor import member
+from dynmx.config import absolute_name
 from dynmx.control import dyndns2
-from dynmx.control.token import TOKEN_FILE, bearer_matches
 from dynmx.control.zones import ZoneEditRefused
 from dynmx.errors import ControlError, ZoneLoadError
-from dynmx.server.http import Guard, Request, Response, Route
+from dynmx.server.http import Request, Response, Route
 
 if TYPE_CHECKING:
     from dynmx.app import App
@@ -55,11 +40,8 @@ log = logging.getLogger("dynmx.app.control")
 T = TypeVar("T")
 LOOP_TIMEOUT = 30.0
 EDIT_TIMEOUT = 300.0  # an edit waits to be answered from (a large zone compiles for a while)
-OPEN_PATHS = frozenset({"/metrics"})  # served without the token: Prometheus scrapes it
-READ_PATHS = frozenset({"/status", "/routes", "/explain"})  # without it too under `public_status`
 DYNDNS2_PATH = "/nic/update"
 DYNDNS2_PORT = 8245  # of `[dyndns2] listen` without one: the port DynDNS served the protocol on
-REFUSAL_LOG_INTERVAL = 60.0  # seconds between two lines of one kind of refusal
 
 
 def _json(status: int, body: object) -> Response:
@@ -98,7 +80,7 @@ def control_routes(app: App, loop: asyncio.AbstractEventLoop) -> dict[tuple[str,
         try:
             pool, host, value = params(request.query, "pool", "host", "value")
             load = float(value)
-            on_loop(lambda: app.health.set_load(*app.member(pool, host), load))
+            on_loop(lambda: app.health.set_load(*member(app.config, pool, host), load))
             in_every_answer()
         except ValueError as error:
             return _text(400, f"need pool=, host= and a numeric value= ({error})")
@@ -109,7 +91,7 @@ def control_routes(app: App, loop: asyncio.AbstractEventLoop) -> dict[tuple[str,
     def member_drain(request: Request) -> Response:
         try:
             pool, host, drained = params(request.query, "pool", "host", "drained")
-            on_loop(lambda: app.health.set_drained(*app.member(pool, host), drained == "1"))
+            on_loop(lambda: app.health.set_drained(*member(app.config, pool, host), drained == "1"))
             in_every_answer()
         except ValueError as error:
             return _text(400, f"need pool=, host= and drained=0|1 ({error})")
@@ -125,7 +107,7 @@ def control_routes(app: App, loop: asyncio.AbstractEventLoop) -> dict[tuple[str,
         source = parsed.get("from", [""])[0]
         hint = parsed.get("hint", [""])[0]
         try:
-            return _json(200, on_loop(lambda: app.explain(name, source, hint)))
+            return _json(200, on_loop(lambda: explain_now(app, name, source, hint)))
         except ControlError as error:
             return _text(404, str(error))
 
@@ -138,7 +120,7 @@ def control_routes(app: App, loop: asyncio.AbstractEventLoop) -> dict[tuple[str,
         since = parsed["since"][0] if "since" in parsed else None
         if fmt not in ("postfix", "json"):
             return _text(400, "format=postfix|json (and since=CURSOR)")
-        future = asyncio.run_coroutine_threadsafe(app.routes(fmt, since), loop)
+        future = asyncio.run_coroutine_threadsafe(app.pages.routes(fmt, since), loop)
         body, cursor = future.result(timeout=LOOP_TIMEOUT)
         ctype = "application/json" if fmt == "json" else "text/plain"
         return 200, ctype, body.encode() + (b"\n" if fmt == "json" else b""), {"Dynmx-Cursor": cursor}
@@ -157,7 +139,7 @@ def control_routes(app: App, loop: asyncio.AbstractEventLoop) -> dict[tuple[str,
             pool["next"] = next_answer(plans.plan, counter, app.config.server.workers or 1)
 
     def status(_: Request) -> Response:
-        body = asyncio.run_coroutine_threadsafe(app.status(), loop).result(timeout=LOOP_TIMEOUT)
+        body = asyncio.run_coroutine_threadsafe(app.pages.status(), loop).result(timeout=LOOP_TIMEOUT)
         pools = body.get("pools")
         if isinstance(pools, list):
             on_loop(lambda: upcoming(pools))
@@ -263,7 +245,7 @@ def nic_update_route(app: App, loop: asyncio.AbstractEventLoop, dedicated: bool)
             return _text(404, "not found")
         auth = request.headers.get("authorization")
         hosts = [dyndns2.DynHost(h.hostname, h.username, h.password) for h in app.config.dyndns2.host]
-        login = app.dyndns2_logins.check(request.client, auth, hosts, request.query)  # logs refusals
+        login = app.dyndns2.logins.check(request.client, auth, hosts, request.query)  # logs refusals
         if login.refusal is not None:
             refusal = login.refusal
             return refusal.status, "text/plain", refusal.body.encode() + b"\n", refusal.headers
@@ -271,7 +253,7 @@ def nic_update_route(app: App, loop: asyncio.AbstractEventLoop, dedicated: bool)
         async def call() -> Response:
             if not served_here():
                 return _text(404, "not found")
-            result = await app.dyndns2(request.query, auth, request.client)
+            result = await app.dyndns2.handle(request.query, auth, request.client)
             return result.status, "text/plain", result.body.encode() + b"\n", result.headers
 
         return asyncio.run_coroutine_threadsafe(call(), loop).result(timeout=LOOP_TIMEOUT)
@@ -282,100 +264,6 @@ def nic_update_route(app: App, loop: asyncio.AbstractEventLoop, dedicated: bool)
 def dyndns2_routes(app: App, loop: asyncio.AbstractEventLoop) -> dict[tuple[str, str], Route]:
     """The dyndns2 listener's one route."""
     return {("GET", DYNDNS2_PATH): nic_update_route(app, loop, dedicated=True)}
-
-
-class _Refusals:
-    """One log line per kind of refusal and interval, with the count of those in between."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._last: dict[str, float] = {}
-        self._since: dict[str, int] = {}
-
-    def note(self, kind: str, request: Request, detail: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            self._since[kind] = self._since.get(kind, 0) + 1
-            if now - self._last.get(kind, -REFUSAL_LOG_INTERVAL) < REFUSAL_LOG_INTERVAL:
-                return
-            self._last[kind], count = now, self._since.pop(kind)
-        log.warning(
-            "event=control-refused reason=%s client=%s path=%s%s count=%d",
-            kind,
-            request.client,
-            request.path,
-            f" {detail}" if detail else "",
-            count,
-        )
-
-
-def control_guard(app: App) -> Guard:
-    """The TCP control listener's checks (module docstring); settings read per request, so a
-    reload applies them to the next one."""
-    refusals = _Refusals()
-
-    def guard(request: Request) -> Response | None:
-        settings = app.config.http
-        origin = request.headers.get("origin")
-        if origin is not None and not _own_origin(origin, request, settings):
-            refusals.note("origin", request, f"origin={origin[:100]!r}")
-            return _text(403, "cross-origin request refused")
-        host = request.headers.get("host")
-        if request.path != DYNDNS2_PATH and host is not None and not _allowed_host(host, request, settings):
-            refusals.note("host", request, f"host={host[:100]!r}")
-            return _text(403, f"Host {host[:100]!r} is not this listener's (add it to [http] allowed_hosts)")
-        if request.path in OPEN_PATHS or request.path == DYNDNS2_PATH:
-            return None
-        if settings.public_status and request.method == "GET" and request.path in READ_PATHS:
-            return None
-        if bearer_matches(request.headers.get("authorization"), app.control_token):
-            return None
-        refusals.note("token", request, "")
-        body = f"needs the control token: Authorization: Bearer <STATE_DIR/{TOKEN_FILE}>"
-        return 401, "text/plain", body.encode() + b"\n", {"WWW-Authenticate": 'Bearer realm="dynmx"'}
-
-    return guard
-
-
-def _split_host(value: str) -> str:
-    """The host of a Host header or URL authority, without port or brackets, lower-case."""
-    text = value.strip().lower()
-    if text.startswith("["):
-        return text[1 : text.find("]")] if "]" in text else text
-    return text.rsplit(":", 1)[0] if text.count(":") == 1 else text
-
-
-def _allowed_host(value: str, request: Request, settings: HttpConfig) -> bool:
-    host = _split_host(value).rstrip(".")
-    if host == "localhost" or host in settings.allowed_hosts:
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return address.is_loopback or _same_address(address, request.local)
-
-
-def _same_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address, local: str) -> bool:
-    try:
-        mine = ipaddress.ip_address(local)
-    except ValueError:
-        return False
-    if isinstance(mine, ipaddress.IPv6Address) and mine.ipv4_mapped is not None:
-        mine = mine.ipv4_mapped
-    return address == mine
-
-
-def _own_origin(origin: str, request: Request, settings: HttpConfig) -> bool:
-    """Whether `Origin` names this listener: http, an allowed host, its port."""
-    parsed = urllib.parse.urlsplit(origin.strip())
-    try:
-        port = parsed.port or 80
-    except ValueError:
-        return False
-    return (
-        parsed.scheme == "http" and port == request.port and _allowed_host(parsed.netloc, request, settings)
-    )
 
 
 def local_routes(app: App, loop: asyncio.AbstractEventLoop) -> dict[tuple[str, str], Route]:
@@ -409,10 +297,10 @@ def local_routes(app: App, loop: asyncio.AbstractEventLoop) -> dict[tuple[str, s
         return route
 
     async def add(request: Request) -> dict[str, object]:
-        return await app.add_zone(zone_param(request), request.body.decode("utf-8", "replace"))
+        return await zone_ops.add_zone(app, zone_param(request), request.body.decode("utf-8", "replace"))
 
     async def remove(request: Request) -> dict[str, object]:
-        return await app.remove_zone(zone_param(request))
+        return await zone_ops.remove_zone(app, zone_param(request))
 
     return {
         ("POST", "/update"): update,

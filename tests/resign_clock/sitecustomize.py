@@ -13,7 +13,7 @@ from typing import Any
 TRIGGER = os.environ.get("DYNMX_TEST_RESIGN_TRIGGER")
 
 if TRIGGER:
-    import dynmx.app as app
+    import dynmx.app.lifecycle as app
     import dynmx.policy.signing as signing
     from dynmx.zone import signer
 

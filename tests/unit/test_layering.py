@@ -81,7 +81,7 @@ APP_WRITER_DEBT = {
     "app/__init__.py": {"dynmx.control.writer"},
     "app/catalog.py": {"dynmx.control.writer"},
     "app/secondary.py": {"dynmx.control.writer"},
-    "app/update_service.py": {"dynmx.control.journal"},
+    "app/transfer_service.py": {"dynmx.control.journal"},
 }
 SANS_IO = {"wire", "policy", "zone", "answer"}
 IO_MODULES = {"asyncio", "socket", "selectors", "dns.query", "dns.asyncquery", "httpx", "dynmx.server"}
