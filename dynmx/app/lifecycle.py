@@ -45,7 +45,10 @@ async def serve(app: App) -> None:
     try:
         await startup(app)
     except BaseException:
-        await shutdown(app)
+        try:
+            await shutdown(app)
+        except Exception:  # the start's own error is the one the operator must see
+            log.exception("event=stop-after-failed-start-failed")
         raise
     await main_loop(app)
     await shutdown(app)
