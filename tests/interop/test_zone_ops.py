@@ -27,7 +27,7 @@ import pytest
 
 from dynmx.app.zonestatus import PeerLog, read_file_serial
 from dynmx.cli.zones import status_lines
-from tests.conftest import EDITS, ROOT, TEST_SECRET, RunningServer, wait_until, write_config
+from tests.conftest import EDITS, ROOT, TEST_SECRET, RunningServer, start_server, wait_until, write_config
 from tests.nsd import Nsd, NsdUnavailable, free_port
 
 Serve = Callable[..., RunningServer]
@@ -74,6 +74,16 @@ def _primary(tmp_path: Path, notify: str = "") -> Path:
     tmp_path.mkdir(exist_ok=True)
     extra = 'allow_transfer = ["127.0.0.0/8"]\n' + (f'notify = ["{notify}"]\n' if notify else "")
     return write_config(tmp_path, ZONE, EDITS + extra)
+
+
+@pytest.fixture(scope="module")
+def quiet_primary(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The config of one running primary without notify targets, for the commands that only
+    ask it something and are refused (nothing they do changes it)."""
+    config = _primary(tmp_path_factory.mktemp("quiet-primary"))
+    server = start_server("--config", str(config))
+    yield config
+    server.stop()
 
 
 # -- plain calls ---------------------------------------------------------------------------
@@ -224,16 +234,14 @@ def test_rfc1996_zone_notify_sends_notify_with_the_served_soa_now(
     assert message.answer[0][0].serial == 100
 
 
-def test_zone_notify_of_a_zone_without_targets_says_so(serve: Serve, tmp_path: Path) -> None:
-    config = _primary(tmp_path)
-    serve("--config", str(config))
+def test_zone_notify_of_a_zone_without_targets_says_so(quiet_primary: Path) -> None:
+    config = quiet_primary
     result = dynmx("zone", "notify", "example.test", "--config", str(config))
     assert result.returncode == 1 and "no notify targets" in result.stdout
 
 
-def test_zone_retransfer_of_a_primary_zone_is_refused(serve: Serve, tmp_path: Path) -> None:
-    config = _primary(tmp_path)
-    serve("--config", str(config))
+def test_zone_retransfer_of_a_primary_zone_is_refused(quiet_primary: Path) -> None:
+    config = quiet_primary
     result = dynmx("zone", "retransfer", "example.test", "--config", str(config))
     assert result.returncode == 2
     assert "is a primary zone here: it has no primary to transfer from" in result.stderr
@@ -328,9 +336,8 @@ def test_zone_status_reports_a_journal_set_aside_at_start(serve: Serve, tmp_path
     ), entry["problems"]
 
 
-def test_zone_status_of_an_unknown_zone_is_an_error(serve: Serve, tmp_path: Path) -> None:
-    config = _primary(tmp_path)
-    serve("--config", str(config))
+def test_zone_status_of_an_unknown_zone_is_an_error(quiet_primary: Path) -> None:
+    config = quiet_primary
     result = dynmx("zone", "status", "other.test", "--config", str(config))
     assert result.returncode == 2 and "other.test. is not served" in result.stderr
 
