@@ -238,8 +238,12 @@ def wire(names: int, edits: int) -> dict[str, object]:
             "silences_over_20ms": silences,
         }
     finally:
-        process.terminate()
-        process.wait(10)
+        process.terminate()  # a graceful stop writes the zone file the edits left waiting
+        try:
+            process.wait(300)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
 
 
 def main() -> int:
