@@ -16,6 +16,7 @@ measures each query file on each server in turn (the order reversed every other 
 so a neighbour's load on a shared machine falls on all of them alike; the table gives
 medians over rounds, the ratio is the median of the rounds' ratios. `--base DIR` adds
 another tree's dynmx ("base", e.g. `git archive` of an older commit) to the same rounds.
+`--tree NAME=DIR` (repeatable) adds more, e.g. the same tree with another batch size.
 The `cpu` figures: the server's CPU share of one core, and its CPU microseconds per
 answered query (process CPU time / completed queries), the figure that moves least with
 what else runs.

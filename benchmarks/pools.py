@@ -12,7 +12,8 @@ Same method as bench.py: server on core 0, dnsperf on core 1, warm-up not counte
 With `--rounds N` the servers are started once and measured in turn each round (order
 reversed every other round); each ratio is the median of the rounds' ratios, and each
 run also gives the server's CPU microseconds per query. `--base DIR`: another tree's dynmx
-("base") in the same rounds, as in bench.py.
+("base") in the same rounds, as in bench.py. `--tree NAME=DIR`
+(repeatable) adds more, e.g. the same tree with another batch size.
 
 Not a test; asserts nothing. Writes benchmarks/out/pools-<time>.json.
 """
@@ -20,6 +21,7 @@ Not a test; asserts nothing. Writes benchmarks/out/pools-<time>.json.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -162,8 +164,8 @@ def _process(cmd: list[str], port: int, src: Path = SRC, cwd: Path | None = None
             proc.wait(timeout=5)
 
 
-def ratios_of(runs: list[Run]) -> dict[str, float]:
-    """The ratios this benchmark reports, from one round's runs."""
+def ratios_of(runs: list[Run], trees: tuple[str, ...] = ()) -> dict[str, float]:
+    """The ratios this benchmark reports, from one round's runs (`trees`: other dynmx trees)."""
     qps = {(r.server, r.queries): r.qps for r in runs}
     cpu = {(r.server, r.queries): r.cpu_us for r in runs}
     pairs = {
@@ -173,6 +175,11 @@ def ratios_of(runs: list[Run]) -> dict[str, float]:
         "dynmx static / nsd static": (("dynmx", "static"), ("nsd", "static")),
         "base pool / nsd static": (("base", "pool"), ("nsd", "static")),
         "base static / nsd static": (("base", "static"), ("nsd", "static")),
+        **{
+            f"{tree} {kind} / nsd static": ((tree, kind), ("nsd", "static"))
+            for tree in trees
+            for kind in ("static", "pool")
+        },
         "dynmx pool / pdns lua": (("dynmx", "pool"), ("pdns-lua", "pool")),
     }
     found = {label: qps[a] / qps[b] for label, (a, b) in pairs.items() if qps.get(a) and qps.get(b)}
@@ -188,6 +195,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds (1-50)")
     parser.add_argument("--base", type=Path, help="another tree's dynmx, run as 'base' in the same rounds")
+    parser.add_argument(
+        "--tree", action="append", default=[], metavar="NAME=DIR", help="more trees' dynmx (repeatable)"
+    )
     parser.add_argument("--servers", default="dynmx,nsd,pdns-lua", help="which to run, comma-separated")
     parser.add_argument("--queries", default="static,pool,a-static,a-pool", help="query files to run")
     args = parser.parse_args()
@@ -217,6 +227,11 @@ def main() -> int:
     if args.base:
         base = args.base.resolve()
         servers["base"] = lambda workdir: dynmx_pool(workdir, base)
+    for tree in args.tree:
+        name, _, directory = tree.partition("=")
+        if not directory or name in servers:
+            parser.error(f"--tree {tree}: expected NAME=DIR with a new NAME")
+        servers[name] = functools.partial(dynmx_pool, src=Path(directory).resolve())
     if "nsd" in wanted:
         try:
             Nsd(Path(tempfile.gettempdir()), {})
@@ -248,7 +263,10 @@ def main() -> int:
                     runs.append(run)
                     summary = f"{run.qps:10.0f} qps, lost {run.lost}, cpu {run.server_cpu:.0%}"
                     print(f"pools: round {number} {server:8} {name:8} {summary} {run.cpu_us:.2f} us/q")
-    rounds = [ratios_of([r for r in runs if r.round_number == number]) for number in range(args.rounds)]
+    trees = tuple(name for name in started if name not in ("dynmx", "base", "nsd", "pdns-lua"))
+    rounds = [
+        ratios_of([r for r in runs if r.round_number == number], trees) for number in range(args.rounds)
+    ]
     ratios = {label: statistics.median(r[label] for r in rounds if label in r) for label in rounds[0]}
     print(f"\n{args.rounds} round(s); medians over rounds:")
     for server in started:
