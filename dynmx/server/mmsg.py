@@ -7,7 +7,9 @@ arrays the kernel fills and reads are allocated once; the lengths and senders of
 batch are read from them through `memoryview` slices (one call each, no `ctypes`
 attribute access per datagram), a reply is copied once, into the send buffer, and only
 its length is written per reply. The socket is non-blocking and the loop only calls when it is
-readable, so a lone query is answered at once (the effect of `MSG_WAITFORONE`).
+readable, so a lone query is answered at once (the effect of `MSG_WAITFORONE`); a wakeup
+takes up to `DRAIN` full batches before it yields to the loop. The libc calls are made
+without `argtypes` (each argument passed ready), which halves what a call costs.
 
 `available()` says whether the calls exist (Linux); elsewhere the listeners keep the event
 loop's datagram endpoint (`dynmx.server.udp.UdpServer`), which behaves the same.
