@@ -9,7 +9,7 @@ attribute access per datagram), a reply is copied once, into the send buffer, an
 its length is written per reply. The socket is non-blocking and the loop only calls when it is
 readable, so a lone query is answered at once (the effect of `MSG_WAITFORONE`); a wakeup
 takes up to `DRAIN` full batches before it yields to the loop. The libc calls are made
-without `argtypes` (each argument passed ready), which halves what a call costs.
+without `argtypes`, each argument passed ready, so no call converts its arguments.
 
 `available()` says whether the calls exist (Linux); elsewhere the listeners keep the event
 loop's datagram endpoint (`dynmx.server.udp.UdpServer`), which behaves the same.
@@ -79,7 +79,7 @@ def _load() -> Any:
             _libc = False
         else:
             # No argtypes: each argument is passed ready (small ints, a c_void_p made once per
-            # batch, None), which halves the cost of a call against converting by argtypes.
+            # batch, None), so a call converts nothing.
             for call in (library.recvmmsg, library.sendmmsg):
                 call.restype = ctypes.c_int
             _libc = library
