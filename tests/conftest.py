@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -199,6 +200,15 @@ def fresh_refusal_log() -> Iterator[None]:
 
 
 LAYERS = ("unit", "integration", "interop")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every process the tests start (servers, CLI commands) imports dynmx anew: each keeps its
+    bytecode in a cache outside the tree, as an installed package has it, even where the shell
+    sets PYTHONDONTWRITEBYTECODE (every start would compile every module again)."""
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    cache = Path(tempfile.gettempdir()) / f"dynmx-tests-pycache-{os.getuid()}"
+    os.environ.setdefault("PYTHONPYCACHEPREFIX", str(cache))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
