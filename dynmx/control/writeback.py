@@ -10,6 +10,12 @@ file with several versions waiting is written once, at its newest. A large zone'
 one write, made after the burst rather than beside it (as Knot's `zonefile-sync` delay
 and BIND's periodic dumps of dynamic zones); `flush` does not wait.
 
+While a file is written, threads hand over the GIL every `SWITCH_SECONDS` instead of
+Python's 5 ms: writing a large zone is seconds of Python on this thread, and the event
+loop, which wants the GIL back after every wait for a packet, would otherwise wait up to
+5 ms each time (every answer late, an UPDATE's reply, which crosses threads several
+times, by tens of milliseconds).
+
 A write that fails is tried again every `RETRY_SECONDS`; meanwhile `blocked` says why,
 and the owner acknowledges no edit of that zone (what cannot be kept is not promised).
 A file changed on disk since dynmx last read or wrote it (a hand edit racing an edit
@@ -22,6 +28,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import sys
 import threading
 import time
 import weakref
@@ -40,6 +47,7 @@ RETRY_SECONDS = 5.0
 QUIET_FROM = 100_000
 QUIET_SECONDS = 2.0
 MAX_WAIT_SECONDS = 30.0
+SWITCH_SECONDS = 0.0005
 
 
 class WriteBack:
@@ -179,7 +187,12 @@ class WriteBack:
         """Write one file; the error's text when it failed."""
         try:
             self._keep_conflict(path)
-            digest = self._write(path, zone)
+            switch = sys.getswitchinterval()
+            sys.setswitchinterval(min(switch, SWITCH_SECONDS))
+            try:
+                digest = self._write(path, zone)
+            finally:
+                sys.setswitchinterval(switch)
         except Exception as error:  # the journal has the edit: it stays there until the file has it
             reason = str(error) or type(error).__name__
             log.error("event=write-back-failed file=%s error=%r retry_seconds=%g", path, reason, self._retry)
