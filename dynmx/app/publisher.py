@@ -229,10 +229,11 @@ class TablePublisher:
         self.state.by_file[zone.path] = zone
         self.state.edits += 1
         self.state.edited[zone.path] = self.state.edits
+        sent = self.workers.broadcast("zone", zone) if self.workers is not None else None
         serial = soa_serial(zone)
         self.state.serial_of[zone.origin.to_text()] = serial
         log.info("event=zone-published zone=%s serial=%d", zone.origin, serial)
-        return self.serve(zone)
+        return self._serve_change(zone.origin, zone, sent)
 
     def serve(self, zone: LoadedZone) -> asyncio.Future[None]:
         """Compile `zone` (as published) again, here and in every worker."""
