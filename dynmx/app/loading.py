@@ -27,6 +27,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dynmx.app")
 
+# Above this many new zone versions in one load, each zone's line is DEBUG and one summary
+# line is INFO: a hosting start-up of 100,000 zones is not 100,000 lines to read (NSD logs
+# none per zone; BIND and Knot one each).
+ZONE_LINES = 1000
+
 
 @dataclass
 class Loaded:
@@ -110,13 +115,18 @@ def after_load(app: App, zones: dict[Path, LoadedZone], problems: list[Problem],
     arrived = [zone for path, zone in zones.items() if previous.get(path) is not zone]
     left = [zone for path, zone in previous.items() if zones.get(path) is not zone]
     names = set()
+    loaded = 0
+    per_zone = logging.INFO if len(arrived) <= ZONE_LINES else logging.DEBUG
     for zone in arrived:
         serial = soa_serial(zone)
         name = zone.origin.to_text()
         names.add(name)
         if app.state.serial_of.get(name) != serial:
-            log.info("event=zone-loaded zone=%s serial=%d file=%s", name, serial, zone.path)
+            loaded += 1
+            log.log(per_zone, "event=zone-loaded zone=%s serial=%d file=%s", name, serial, zone.path)
         app.state.serial_of[name] = serial
+    if per_zone == logging.DEBUG:
+        log.info("event=zones-loaded zones=%d seconds=%.2f", loaded, seconds)
     for gone in {zone.origin.to_text() for zone in left} - names:
         log.info("event=zone-removed zone=%s", gone)
         app.state.serial_of.pop(gone, None)
