@@ -10,7 +10,7 @@ whole passes of each list, the two lists taking turns, `--rounds` times; the fig
 median of CPU µs per query. `DYNMX_SRC=DIR` measures another tree (as bench.py), so two
 commits can be compared in turn on the same zones.
 
-    .venv/bin/python benchmarks/spread_engine.py [--zones 100000] [--seconds 3] [--rounds 5]
+    .venv/bin/python benchmarks/spread_engine.py [--zones 20000] [--seconds 3] [--rounds 5]
 
 Not a test; it checks only that the questions are answered (NOERROR). Prints one JSON
 line and writes it to benchmarks/out/spread-engine-<time>.json.
@@ -78,7 +78,7 @@ def engine_us(engine: Engine, queries: list[bytes], seconds: float) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--zones", type=int, default=100_000)
+    parser.add_argument("--zones", type=int, default=20_000, help="zones compiled in process (~4 ms each)")
     parser.add_argument("--seconds", type=float, default=3.0, help="per figure and round")
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
