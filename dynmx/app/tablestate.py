@@ -66,6 +66,7 @@ class Event(enum.Enum):
     TAKE = "take"  # the waiting edits taken as one batch, under the reload lock
     ROUND_END = "round-end"  # that batch served (or its compile failed)
     WRITE = "write"  # the compiled answers handed to the store
+    ZONES_CHANGED = "zones-changed"  # a zone added or removed: the store no longer fits the origins
 
 
 # state -> {event: next state}; what is missing is illegal.
@@ -91,8 +92,8 @@ EDIT_TRANSITIONS: dict[Edits, dict[Event, Edits]] = {
     Edits.BEHIND: {Event.PUBLISH: Edits.BEHIND, Event.ROUND_END: Edits.QUEUED},
 }
 STORE_TRANSITIONS: dict[Store, dict[Event, Store]] = {
-    Store.COLD: {Event.WRITE: Store.WRITTEN},
-    Store.WRITTEN: {},
+    Store.COLD: {Event.WRITE: Store.WRITTEN, Event.ZONES_CHANGED: Store.COLD},
+    Store.WRITTEN: {Event.ZONES_CHANGED: Store.COLD},
 }
 
 S = TypeVar("S", Table, Edits, Store)
@@ -172,8 +173,13 @@ class TableLifecycle(Generic[K, V, W]):
     # -- the store ---------------------------------------------------------------------
 
     def store_due(self, pending: bool) -> bool:
-        """Whether the compiled answers should be written now: once, when none is pending."""
+        """Whether the compiled answers should be written now: when none is pending, once
+        per start and again after a zone is added or removed."""
         return self.store is Store.COLD and not pending
 
     def stored(self) -> None:
         self.store = step(STORE_TRANSITIONS, self.store, Event.WRITE)
+
+    def zones_changed(self) -> None:
+        """A zone was added or removed: a restart could not use the store as written."""
+        self.store = step(STORE_TRANSITIONS, self.store, Event.ZONES_CHANGED)

@@ -176,3 +176,39 @@ def test_reload_after_a_warm_start_refuses_a_change_without_a_new_serial(serve: 
         dns.message.make_query("mx.z1.test.", "A"), "127.0.0.1", port=warm.dns_port, timeout=3
     )
     assert [r.to_text() for rrset in reply.answer for r in rrset] == ["192.0.2.25"]
+
+
+def _writes(server: RunningServer) -> int:
+    return server.log_text().count("event=answer-store-written")
+
+
+@pytest.mark.parametrize("change", ["added", "removed"])
+def test_a_zone_added_or_removed_by_a_reload_is_written_to_the_store_so_the_restart_is_warm(
+    serve: Serve, config: Path, change: str
+) -> None:
+    """Knot keeps its zone database current as zones come and go; without writing again the
+    next start would find the store's origins changed and compile every zone."""
+    first = serve("--config", str(config))
+    first.wait_for_log("event=answer-store-written")
+    zones = config.parent / "zones"
+    if change == "added":
+        (zones / "new.test.zone").write_text(zone_text("new.test"))
+        served = ZONES + 2
+    else:
+        (zones / "z3.test.zone").unlink()
+        served = ZONES
+    first.process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 20
+    while _writes(first) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _writes(first) == 2
+    first.stop()
+    warm = serve("--config", str(config))
+    assert f"zones={served} changed=0" in warm.wait_for_log("event=answer-store-used")
+    reply = dns.query.udp(
+        dns.message.make_query("mx.new.test." if change == "added" else "mx.z3.test.", "A"),
+        "127.0.0.1",
+        port=warm.dns_port,
+        timeout=3,
+    )
+    assert reply.rcode() == (dns.rcode.NOERROR if change == "added" else dns.rcode.REFUSED)

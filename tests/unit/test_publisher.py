@@ -155,6 +155,13 @@ def test_the_store_is_written_once_per_start() -> None:
     assert not life.store_due(pending=False)
 
 
+def test_a_zone_added_or_removed_after_the_store_is_written_makes_it_due_again() -> None:
+    life: Life = TableLifecycle()
+    life.stored()
+    life.zones_changed()
+    assert life.store_due(pending=False)
+
+
 def test_writing_the_store_twice_is_illegal() -> None:
     life: Life = TableLifecycle()
     life.stored()
