@@ -87,7 +87,6 @@ class CommandError(DynmxError):
     cannot be reached, or the server refused it; the message says which and why."""
 
 
-ControlError = CommandError  # the old name, while app/ moves to the new one
 
 
 class StaleBase(DynmxError):

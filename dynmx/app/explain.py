@@ -9,7 +9,7 @@ import dns.name
 import dns.rdatatype
 
 from dynmx.config import Config, PoolConfig, absolute_name
-from dynmx.errors import ControlError
+from dynmx.errors import CommandError
 from dynmx.policy.served import PoolPlans
 from dynmx.policy.strategies import Mode, Ordering, Plan
 
@@ -181,7 +181,7 @@ def explain(app: App, name: str, source: str = "", hint: str = "") -> dict[str, 
     try:
         owner = absolute_name(name)
     except ValueError as error:
-        raise ControlError(str(error)) from None
+        raise CommandError(str(error)) from None
     pool = next((p for p in app.config.pool if p.name == owner), None)
     hint_label = hint
     if pool is None:

@@ -23,7 +23,7 @@ from dynmx.app.health_targets import member_address, member_tlsa, probe_spec
 from dynmx.app.promote_hooks import PromotionHooks
 from dynmx.config import Config, PoolConfig, absolute_name
 from dynmx.control.store import StateStore
-from dynmx.errors import ControlError
+from dynmx.errors import CommandError
 from dynmx.health.prober import Prober, Target
 from dynmx.health.probes import ProbeResult
 from dynmx.health.state import Health, MemberHealth, observe, pending_results
@@ -53,9 +53,9 @@ def member(config: Config, pool: str, host: str) -> tuple[str, str]:
     pool, host = absolute_name(pool), absolute_name(host)
     found = next((p for p in config.pool if p.name == pool), None)
     if found is None:
-        raise ControlError(f"no pool {pool}")
+        raise CommandError(f"no pool {pool}")
     if host not in {m.host for m in found.member}:
-        raise ControlError(f"{host} is not a member of pool {pool}")
+        raise CommandError(f"{host} is not a member of pool {pool}")
     return pool, host
 
 

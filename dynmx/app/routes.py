@@ -29,7 +29,7 @@ from dynmx.app.health_monitor import member
 from dynmx.config import absolute_name
 from dynmx.control import dyndns2
 from dynmx.control.zones import ZoneEditRefused
-from dynmx.errors import ControlError, ZoneLoadError
+from dynmx.errors import CommandError, ZoneLoadError
 from dynmx.server.http import Request, Response, Route
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ def control_routes(app: App, loop: asyncio.AbstractEventLoop) -> dict[tuple[str,
             in_every_answer()
         except ValueError as error:
             return _text(400, f"need pool=, host= and a numeric value= ({error})")
-        except ControlError as error:
+        except CommandError as error:
             return _text(404, str(error))
         return _text(200, "ok")
 
@@ -95,7 +95,7 @@ def control_routes(app: App, loop: asyncio.AbstractEventLoop) -> dict[tuple[str,
             in_every_answer()
         except ValueError as error:
             return _text(400, f"need pool=, host= and drained=0|1 ({error})")
-        except ControlError as error:
+        except CommandError as error:
             return _text(404, str(error))
         return _text(200, "ok")
 
@@ -108,7 +108,7 @@ def control_routes(app: App, loop: asyncio.AbstractEventLoop) -> dict[tuple[str,
         hint = parsed.get("hint", [""])[0]
         try:
             return _json(200, on_loop(lambda: explain_now(app, name, source, hint)))
-        except ControlError as error:
+        except CommandError as error:
             return _text(404, str(error))
 
     def routes(request: Request) -> Response:
@@ -150,7 +150,7 @@ def control_routes(app: App, loop: asyncio.AbstractEventLoop) -> dict[tuple[str,
         future = asyncio.run_coroutine_threadsafe(app.selfcheck.round(), loop)
         try:
             report = future.result(timeout=300)
-        except ControlError as error:
+        except CommandError as error:
             return _text(409, str(error))
         return _json(
             200, {**report.to_json(), "lines": report.lines(), "status": on_loop(app.selfcheck.status)}

@@ -23,7 +23,7 @@ import dns.rdatatype
 from dynmx.config import Config, RegistrarConfig, SelfCheckSourceConfig, parse_hostport
 from dynmx.control.owner import ZoneOwner
 from dynmx.control.update import Change, Op
-from dynmx.errors import ConfigError, ControlError
+from dynmx.errors import CommandError, ConfigError
 from dynmx.selfcheck.decide import Action
 from dynmx.selfcheck.discovery import DnsWhoamiSource, HttpEchoSource, InterfaceSource, Source
 from dynmx.selfcheck.dyndns2_client import Dyndns2Adapter, Dyndns2Settings
@@ -169,7 +169,7 @@ class SelfCheckService:
     async def round(self) -> RoundReport:
         """One round now (also `dynmx selfcheck`), then offer the confirmed addresses to registrars."""
         if self.checker is None:
-            raise ControlError("the self-check is off (selfcheck.enabled = false)")
+            raise CommandError("the self-check is off (selfcheck.enabled = false)")
         report = await self.checker.run_round()
         pushes: list[PushReport] = []
         for name in report.names:
