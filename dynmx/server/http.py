@@ -20,7 +20,7 @@ Bounds, so that nobody who can connect can exhaust threads or descriptors:
   at DEBUG and a count, never a traceback.
 
 A `Guard` sees each request before its body is read and may refuse it (the control
-listener's token, Host and Origin checks live in `dynmx.app.control`).
+listener's token, Host and Origin checks live in `dynmx.app.guard`).
 
 This module holds the listeners and their connection caps; one request is read and
 answered in `http_handler`, and what a route sees and returns is in `http_request`.
