@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -219,6 +220,11 @@ class TablePublisher:
             len(table.entries),
             time.monotonic() - started,
         )
+        # The compiled entries live as long as the table: later full collections skip them
+        # (over a million-record zone's entries, one holds the GIL, and every answer, for
+        # most of a second). Frozen without collecting first, which would be that pause
+        # once; little of what a fill leaves is cyclic garbage.
+        gc.freeze()
         self.save_answers()
 
     def save_answers(self) -> None:
