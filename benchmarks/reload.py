@@ -140,7 +140,8 @@ def measure(zones: int, reloads: int, workdir: Path) -> dict[str, object]:
 
 def profile(zones: int, workdir: Path) -> dict[str, object]:
     """The no-change reload in this process under cProfile."""
-    from dynmx.app import App, loading
+    from dynmx.app import loading
+    from dynmx.app.root import App
     from dynmx.config import load_config
 
     zone_dir = workdir / "zones"

@@ -27,7 +27,7 @@ from dynmx.zone.catalog import Shared
 from dynmx.zone.loader import LoadedZone
 
 if TYPE_CHECKING:
-    from dynmx.app import App
+    from dynmx.app.root import App
 
 log = logging.getLogger("dynmx.app")
 

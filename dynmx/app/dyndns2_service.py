@@ -17,7 +17,7 @@ from dynmx.control import dyndns2
 from dynmx.errors import DynmxError
 
 if TYPE_CHECKING:
-    from dynmx.app import App
+    from dynmx.app.root import App
 
 log = logging.getLogger("dynmx.app")
 

@@ -14,7 +14,7 @@ from dynmx.policy.served import PoolPlans
 from dynmx.policy.strategies import Mode, Ordering, Plan
 
 if TYPE_CHECKING:
-    from dynmx.app import App
+    from dynmx.app.root import App
 
 SHARE_DIGITS = 3  # a share as a fraction: 0.333
 # How a query picks among the pool's orderings, in words (what `Mode` means to an operator).

@@ -33,7 +33,7 @@ from dynmx.app import zonestatus
 from dynmx.config import parse_hostport
 
 if TYPE_CHECKING:
-    from dynmx.app import App
+    from dynmx.app.root import App
 
 CONCURRENCY = 32  # SOA questions in flight at once
 QUERY_TIMEOUT = 1.0  # seconds per try

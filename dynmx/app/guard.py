@@ -29,7 +29,7 @@ from dynmx.control.token import TOKEN_FILE, bearer_matches
 from dynmx.server.http import Guard, Request, Response
 
 if TYPE_CHECKING:
-    from dynmx.app import App
+    from dynmx.app.root import App
 
 log = logging.getLogger("dynmx.app.control")
 

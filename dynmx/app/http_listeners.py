@@ -21,7 +21,7 @@ from dynmx.control.token import ensure_token
 from dynmx.server.http import ControlHttp, Limits
 
 if TYPE_CHECKING:
-    from dynmx.app import App
+    from dynmx.app.root import App
 
 log = logging.getLogger("dynmx.app")
 

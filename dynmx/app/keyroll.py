@@ -30,7 +30,7 @@ from dynmx.zone.rollover import (
 )
 
 if TYPE_CHECKING:
-    from dynmx.app import App
+    from dynmx.app.root import App
 
 log = logging.getLogger("dynmx.app.keyroll")
 

@@ -33,7 +33,7 @@ from dynmx.server import sdnotify
 from dynmx.zone.loader import LoadedZone
 
 if TYPE_CHECKING:
-    from dynmx.app import App
+    from dynmx.app.root import App
 
 log = logging.getLogger("dynmx.app")
 

@@ -23,7 +23,7 @@ from dynmx.zone.batch import available_cpus
 from dynmx.zone.loader import LoadedZone
 
 if TYPE_CHECKING:
-    from dynmx.app import App
+    from dynmx.app.root import App
 
 log = logging.getLogger("dynmx.app")
 

@@ -25,7 +25,7 @@ from dynmx.policy.signing_check import config_problems
 from dynmx.server import sdnotify
 
 if TYPE_CHECKING:
-    from dynmx.app import App
+    from dynmx.app.root import App
 
 log = logging.getLogger("dynmx.app")
 

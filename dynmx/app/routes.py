@@ -33,7 +33,7 @@ from dynmx.errors import CommandError, ZoneLoadError
 from dynmx.server.http import Request, Response, Route
 
 if TYPE_CHECKING:
-    from dynmx.app import App
+    from dynmx.app.root import App
 
 log = logging.getLogger("dynmx.app.control")
 

@@ -17,7 +17,7 @@ from dynmx.app.explain import first_counts
 from dynmx.policy.route_log import RouteLog
 
 if TYPE_CHECKING:
-    from dynmx.app import App
+    from dynmx.app.root import App
 
 
 class StatusPages:

@@ -18,7 +18,7 @@ from dynmx.control.zones import remove_zone as remove_zone_files
 from dynmx.zone.soa import serial_of
 
 if TYPE_CHECKING:
-    from dynmx.app import App
+    from dynmx.app.root import App
 
 log = logging.getLogger("dynmx.app")
 

@@ -40,7 +40,7 @@ from dynmx.zone.loader import LoadedZone
 from dynmx.zone.soa import serial_of
 
 if TYPE_CHECKING:
-    from dynmx.app import App
+    from dynmx.app.root import App
 
 log = logging.getLogger("dynmx.zonestatus")
 

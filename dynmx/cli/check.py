@@ -48,7 +48,7 @@ def _check_files(args: argparse.Namespace) -> int:
 
 def run_check(args: argparse.Namespace) -> int:
     """Validate everything `serve` would load; exit 1 with `file:line: reason` lines."""
-    from dynmx.app import scan_zones, zone_data
+    from dynmx.app.zonescan import scan_zones, zone_data
     from dynmx.config import readable_secrets
     from dynmx.policy.checks import check_policy
     from dynmx.policy.signing_check import config_problems

@@ -20,7 +20,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     setup_logging(config.log.level)
-    from dynmx.app import App
+    from dynmx.app.root import App
 
     try:
         import uvloop

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dynmx.app import App
+from dynmx.app.root import App
 from dynmx.config import load_config
 from tests.conftest import write_config
 
