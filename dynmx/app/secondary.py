@@ -13,7 +13,8 @@ is TSIG-signed and every message of the answer must verify (RFC 8945 §5.3.1), a
 A zone without a current copy answers SERVFAIL, as NSD does: before its first transfer,
 and once SOA EXPIRE seconds have passed since the primary last answered (RFC 1035 §3.3.13).
 That time is the zone file's mtime (touched by a refresh that finds nothing new), so a
-restart still knows a copy is stale, as NSD's xfrd.state does.
+restart still knows a copy is stale, as NSD's xfrd.state does. The timing itself (which
+state, when to try next, when the copy expires) is `dynmx.zone.refresh`, a sans-IO table.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-import math
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -44,6 +44,7 @@ from dynmx.config import Config, parse_hostport
 from dynmx.control.update import Change
 from dynmx.control.writer import apply_changes, diff_zones, records_of, write_atomically
 from dynmx.errors import Problem
+from dynmx.zone import refresh as timing
 from dynmx.zone.loader import LoadedZone
 from dynmx.zone.soa import serial_of
 from dynmx.zone.validate import validate
@@ -53,7 +54,6 @@ log = logging.getLogger("dynmx.secondary")
 # (version before, version received, the changes between): journal them
 Record = Callable[[LoadedZone, LoadedZone, list[Change]], None]
 TRANSFER_TIMEOUT = 10.0
-FIRST_RETRY = 5.0
 
 
 def _copy(zone: dns.zone.Zone) -> dns.zone.Zone:
@@ -111,16 +111,25 @@ class SecondaryService:
         self.tasks: list[asyncio.Task[None]] = []
         self.task_of: dict[dns.name.Name, asyncio.Task[None]] = {}
         self.paths: dict[dns.name.Name, Path] = {}  # the files of zones a catalog brought
-        self.verified: dict[dns.name.Name, float] = {}  # when the primary last answered (time.time)
-        self.unavailable: frozenset[dns.name.Name] = frozenset()
+        self.states: dict[dns.name.Name, timing.ZoneRefresh] = {}  # each followed zone's refresh state
+
+    @property
+    def verified(self) -> dict[dns.name.Name, float]:
+        """When the primary last answered (time.time), for the zones where that is known."""
+        return {o: s.verified for o, s in self.states.items() if s.verified is not None}
+
+    @property
+    def unavailable(self) -> frozenset[dns.name.Name]:
+        """The zones without a current copy: they answer SERVFAIL."""
+        return frozenset(o for o, s in self.states.items() if s.state is timing.State.EXPIRED)
 
     def start(self) -> None:
         zones = self.zones() if self.primaries else {}  # every served zone by name: not for none
-        for origin in self.primaries:
-            if origin in zones:
-                self.verified[origin] = _mtime(zones[origin].path)
         now = time.time()
-        self.unavailable = frozenset(o for o in self.primaries if self._expires_in(o, now) <= 0)
+        for origin in self.primaries:
+            current = zones.get(origin)
+            verified = _mtime(current.path) if current is not None else None
+            self.states[origin] = timing.initial(verified, _timers(current), now)
         for origin in sorted(self.unavailable):
             log.warning("event=zone-unavailable zone=%s reason=%s", origin, self._why(origin))
         self.on_unavailable(self.unavailable)
@@ -149,8 +158,8 @@ class SecondaryService:
         if key is not None:
             self.keys[origin] = key
         self.notifiers[origin] = notifiers or []
-        if origin in self.zones():
-            self.verified[origin] = _mtime(self.zones()[origin].path)
+        verified = _mtime(self.zones()[origin].path) if origin in self.zones() else None
+        self.states[origin] = timing.ZoneRefresh(verified=verified)  # its loop checks expiry first thing
         self._start_following(origin)
 
     async def unfollow(self, origin: dns.name.Name) -> None:
@@ -162,10 +171,10 @@ class SecondaryService:
             with contextlib.suppress(asyncio.CancelledError):  # wait_for swallowed ends by the above)
                 await task
             self.tasks.remove(task)
-        for table in (self.primaries, self.paths, self.keys, self.notifiers, self.wake, self.verified):
+        was_unavailable = origin in self.unavailable
+        for table in (self.primaries, self.paths, self.keys, self.notifiers, self.wake, self.states):
             table.pop(origin, None)
-        if origin in self.unavailable:
-            self.unavailable -= {origin}
+        if was_unavailable:
             self.on_unavailable(self.unavailable)
 
     async def stop(self) -> None:
@@ -185,6 +194,7 @@ class SecondaryService:
             return False
         if primary[0] != source and not address_in(source, self.notifiers.get(origin, [])):
             return False
+        self._observe(origin, timing.Event.NOTIFY, None)
         self.wake[origin].set()
         return True
 
@@ -196,7 +206,7 @@ class SecondaryService:
                 raise
             except Exception:  # a bug of ours must not end the loop
                 log.exception("event=secondary-error zone=%s", origin)
-                wait = FIRST_RETRY
+                wait = self._observe(origin, timing.Event.FAILED, None)
             wait = min(wait, self._check_expiry(origin))
             event = self.wake[origin]
             with contextlib.suppress(TimeoutError):
@@ -227,16 +237,15 @@ class SecondaryService:
                 port,
                 type(error).__name__,
             )
-            return self._soa_field(current, "retry", FIRST_RETRY)
+            return self._observe(origin, timing.Event.FAILED, _timers(current))
         if current is not None and serial_of(target) == serial_of(current.zone):
-            self._verified(origin, current.path)
-            return self._soa_field(current, "refresh", FIRST_RETRY)
+            return self._verified(origin, current)
         problems = _problems(target, path)
         if problems:
             log.error(
                 "event=secondary-refused zone=%s problems=%r", origin, "; ".join(str(p) for p in problems)
             )
-            return self._soa_field(current, "retry", FIRST_RETRY)
+            return self._observe(origin, timing.Event.FAILED, _timers(current))
         received = LoadedZone(origin, target, path)
         if current is not None:
             loop = asyncio.get_running_loop()
@@ -246,8 +255,8 @@ class SecondaryService:
             "event=secondary-updated zone=%s serial=%d primary=%s:%d", origin, serial_of(target), host, port
         )
         await self.publish(received)
-        self.verified[origin] = time.time()  # its file, written behind, gets this mtime or later
-        return self._soa_field(received, "refresh", FIRST_RETRY)
+        # now: its file, written behind, gets this mtime or later
+        return self._observe(origin, timing.Event.ANSWERED, _timers(received))
 
     async def retransfer(self, origin: dns.name.Name) -> tuple[int, int | None]:
         """A full AXFR now, whatever serial we hold (`dynmx zone retransfer`, as `knotc
@@ -280,23 +289,25 @@ class SecondaryService:
             port,
         )
         await self.publish(received)
-        self.verified[origin] = time.time()
+        self._observe(origin, timing.Event.ANSWERED, _timers(received))
         self._check_expiry(origin)
         return serial_of(target), before
 
-    def _verified(self, origin: dns.name.Name, path: Path) -> None:
-        """The primary has nothing newer: our copy is current, and its file says so from now."""
-        self.verified[origin] = time.time()
+    def _verified(self, origin: dns.name.Name, current: LoadedZone) -> float:
+        """The primary has nothing newer: our copy is current, and its file says so from now;
+        return the seconds until the next refresh."""
+        wait = self._observe(origin, timing.Event.ANSWERED, _timers(current))
         with contextlib.suppress(OSError):  # not written yet: the write stamps it
-            os.utime(path)
+            os.utime(current.path)
+        return wait
 
-    def _expires_in(self, origin: dns.name.Name, now: float) -> float:
-        """Seconds until the copy is SOA EXPIRE seconds past its last confirmation by the
-        primary: 0 or less once it is, minus infinity without a copy."""
-        current = self.zones().get(origin)
-        if current is None:
-            return -math.inf
-        return self.verified.get(origin, now) + self._soa_field(current, "expire", math.inf) - now
+    def _observe(self, origin: dns.name.Name, event: timing.Event, timers: timing.Timers | None) -> float:
+        """Fold `event` into the zone's refresh state; return the seconds until the next refresh."""
+        state = self.states.get(origin)
+        if state is None:  # unfollowed while its refresh ran: nothing to keep
+            return timing.observe(timing.ZoneRefresh(), event, timers, time.time())[1]
+        self.states[origin], wait = timing.observe(state, event, timers, time.time())
+        return wait
 
     def _why(self, origin: dns.name.Name) -> str:
         return "expired" if origin in self.zones() else "no-copy"
@@ -304,21 +315,24 @@ class SecondaryService:
     def _check_expiry(self, origin: dns.name.Name) -> float:
         """Mark `origin` unavailable or available again, telling the server of a change;
         return the seconds until it expires (infinity when it is unavailable already)."""
-        left = self._expires_in(origin, time.time())
-        expired = left <= 0
-        if expired != (origin in self.unavailable):
-            if expired:
-                log.warning("event=zone-unavailable zone=%s reason=%s", origin, self._why(origin))
-                self.unavailable |= {origin}
-            else:
-                log.info("event=zone-available zone=%s", origin)
-                self.unavailable -= {origin}
+        state = self.states.get(origin, timing.ZoneRefresh())
+        state, change, left = timing.check(state, _timers(self.zones().get(origin)), time.time())
+        if origin in self.states:
+            self.states[origin] = state
+        if change is timing.Availability.UNAVAILABLE:
+            log.warning("event=zone-unavailable zone=%s reason=%s", origin, self._why(origin))
+        elif change is timing.Availability.AVAILABLE:
+            log.info("event=zone-available zone=%s", origin)
+        if change is not None:
             self.on_unavailable(self.unavailable)
-        return math.inf if expired else left
+        return left
 
-    @staticmethod
-    def _soa_field(zone: LoadedZone | None, field: str, default: float) -> float:
-        if zone is None:
-            return default
-        soa = zone.zone.nodes[zone.origin].get_rdataset(dns.rdataclass.IN, dns.rdatatype.SOA)
-        return float(getattr(soa[0], field)) if soa is not None else default
+
+def _timers(zone: LoadedZone | None) -> timing.Timers | None:
+    """The SOA timers of the copy held (None: no copy); the defaults where it has no SOA."""
+    if zone is None:
+        return None
+    soa = zone.zone.nodes[zone.origin].get_rdataset(dns.rdataclass.IN, dns.rdatatype.SOA)
+    if soa is None:
+        return timing.Timers()
+    return timing.Timers(float(soa[0].refresh), float(soa[0].retry), float(soa[0].expire))
