@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
 from aiosmtpd.controller import Controller
 
@@ -202,6 +203,9 @@ def fresh_refusal_log() -> Iterator[None]:
 LAYERS = ("unit", "integration", "interop")
 
 
+QUICK_DIVISOR = 5  # `-m unit`: examples per property test, divided by this
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Every process the tests start (servers, CLI commands) imports dynmx anew: each keeps its
     bytecode in a cache outside the tree, as an installed package has it, even where the shell
@@ -211,9 +215,17 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("PYTHONPYCACHEPREFIX", str(cache))
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark each test by its directory: `./dev test -m unit` runs the plain-call set."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test by its directory: `./dev test -m unit` runs the plain-call set. That
+    inner-loop run tries a fifth of each property test's examples (at least 10); the whole
+    suite, which CI runs, tries every one."""
+    quick = config.getoption("markexpr") == "unit"
     for item in items:
         layer = item.path.parent.name
         if layer in LAYERS:
             item.add_marker(layer)
+        test = getattr(item, "obj", None)
+        chosen = getattr(test, "_hypothesis_internal_use_settings", None)  # set by @given
+        if quick and chosen is not None:
+            fewer = max(10, chosen.max_examples // QUICK_DIVISOR)
+            test._hypothesis_internal_use_settings = hypothesis.settings(chosen, max_examples=fewer)  # type: ignore[union-attr]
