@@ -87,8 +87,6 @@ class CommandError(DynmxError):
     cannot be reached, or the server refused it; the message says which and why."""
 
 
-
-
 class StaleBase(DynmxError):
     """A commit planned on a zone version that is not the newest: refused, nothing written."""
 
