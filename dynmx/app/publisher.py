@@ -51,7 +51,7 @@ STAGE_FROM_NAMES = 20_000
 # second of an idle core.
 FILL_SLICE = 1000  # zones
 FILL_NAMES = 5_000
-RESAVE_QUIET = 2.0  # seconds without a zone added or removed before the store is written again
+RESAVE_AFTER = 2.0  # seconds from a zone added or removed to the store written again (one write)
 
 Zones = dict[Path, LoadedZone]
 Batch = dict[dns.name.Name, LoadedZone | None]  # origin -> version published (None: removed)
@@ -116,7 +116,6 @@ class TablePublisher:
         self._compiling: asyncio.Task[None] | None = None  # serving published edits
         self._filling: asyncio.Task[None] | None = None  # compiling pending zones
         self._stored_zones: int | None = None  # how many zones the last store write held
-        self._zone_count = 0  # how many zones the table swapped in last has
         self._resave: asyncio.TimerHandle | None = None  # the store written again once zone changes pause
 
     # -- the served zones ------------------------------------------------------------------
@@ -176,17 +175,17 @@ class TablePublisher:
         self.engine.swap(table)
         self.life.served(bool(table.pending))
         self.keep_filling()
-        previous, self._zone_count = self._zone_count, len(table.zones)
-        count = self._zone_count
-        if self._stored_zones is not None and count != self._stored_zones and count != previous:
+        if self._stored_zones not in (None, len(table.zones)) and self._resave is None:
             # A zone added or removed: written again, or the next start finds the store's
             # origins changed and compiles every zone. (Counted, not compared name by name, to
             # keep an edit's swap cheap; a swap that adds one and removes one is caught by the
             # store's origins digest at the next start, which then compiles.)
             self.life.zones_changed()
-            if self._resave is not None:
-                self._resave.cancel()
-            self._resave = asyncio.get_running_loop().call_later(RESAVE_QUIET, self.save_answers)
+            self._resave = asyncio.get_running_loop().call_later(RESAVE_AFTER, self._save_again)
+
+    def _save_again(self) -> None:
+        self._resave = None
+        self.save_answers()  # at once, or at the end of the fill while zones are pending
 
     def keep_filling(self) -> None:
         """Start compiling the served table's pending zones, unless that is under way (or
@@ -235,7 +234,7 @@ class TablePublisher:
             return
         self.life.stored()
         zones, table = dict(self.state.by_file), self.engine.table
-        self._stored_zones = self._zone_count = len(table.zones)
+        self._stored_zones = len(table.zones)
         asyncio.get_running_loop().run_in_executor(None, self.answers.save, self.config(), zones, table)
 
     # -- edits -----------------------------------------------------------------------------
