@@ -309,6 +309,10 @@ class SecondaryService:
         self.states[origin], wait = timing.observe(state, event, timers, time.time())
         return wait
 
+    def expires_in(self, origin: dns.name.Name, zone: LoadedZone | None, now: float) -> float:
+        """Seconds until `zone`, the copy of `origin` held, expires (minus infinity without one)."""
+        return timing.expires_in(self.states.get(origin, timing.ZoneRefresh()), _timers(zone), now)
+
     def _why(self, origin: dns.name.Name) -> str:
         return "expired" if origin in self.zones() else "no-copy"
 

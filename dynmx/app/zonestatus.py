@@ -257,9 +257,7 @@ def _notify_facts(app: App, name: str, targets: Iterable[str], now: float) -> li
 def _secondary_facts(app: App, origin: dns.name.Name, zone: LoadedZone | None, now: float) -> dict[str, Any]:
     host, port = app.secondary.primaries[origin]
     verified = app.secondary.verified.get(origin)
-    expire = _soa_number(zone, "expire")
-    # as the secondary service counts it: SOA EXPIRE past the primary's last answer
-    left = -math.inf if zone is None or expire is None else (verified or now) + expire - now
+    left = app.secondary.expires_in(origin, zone, now)
     refresh = _soa_number(zone, "refresh")
     facts: dict[str, Any] = {
         "primary": f"{host}:{port}" if ":" not in host else f"[{host}]:{port}",
