@@ -175,6 +175,10 @@ class AnswerTable:
     forced: frozenset[bytes] = frozenset()  # names whose every type is NXDOMAIN or REFUSED
     keys: dict[bytes, Sequence[bytes]] = field(default_factory=dict)  # zone origin -> its entry keys
     uses: dict[bytes, frozenset[bytes]] = field(default_factory=dict)  # zone -> other zones it answers from
+    # Zone -> the names outside it that its CNAME chains reached (in another zone or in none);
+    # a zone not here reached none. None: not known (a table made elsewhere, the answer
+    # store's): adding or removing a zone then compiles every zone (`answer.reach`).
+    reach: dict[bytes, frozenset[bytes]] | None = None
     pending: frozenset[bytes] = frozenset()  # zones indexed but not compiled yet (a staged table)
     # Of a pending zone compiled in part, the names still to compile; a pending zone that is
     # not here has all its names to go.
