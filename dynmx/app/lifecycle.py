@@ -2,7 +2,8 @@
 `main_loop` until SIGTERM/SIGINT (or `request_stop`), then `shutdown`, which drains TCP
 within a grace period. A start-up that fails half way runs the same `shutdown`, which stops
 only what was started, so a failed start leaves no worker, listener, socket file or pid
-file behind and releases `state_dir`'s lock.
+file behind and releases `state_dir`'s lock. `run` is `asyncio.run` without the wait for
+the executor's threads (see there).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import dns.name
 
-from dynmx.app import heap, loading
+from dynmx.app import heap, loading, reload
 from dynmx.app.catalog import ensure_catalog_file
 from dynmx.app.dnssec_metrics import DnssecSampler
 from dynmx.app.listeners import Listeners, bind_all, make_engine
@@ -38,6 +39,46 @@ if TYPE_CHECKING:
 log = logging.getLogger("dynmx.app")
 
 SHUTDOWN_GRACE = 4.0  # seconds for in-flight TCP replies; the whole stop stays under 5 s
+SCAN_WAIT = 600.0  # seconds a stop waits for a reload's scan (its parse processes) to end
+
+
+def run(app: App) -> None:
+    """`serve` on a new event loop (uvloop's, once installed), then the loop closed without
+    waiting for its executor's threads, which `asyncio.run` would join: what may still run
+    there after `shutdown` is a slice of the fill, a reload's scan, an edit's compile (memory
+    only) or a write of the answer store (one SQLite transaction: abandoned, it leaves the
+    rows of the last write, as a crash does), and among 100,000 zones the last takes many
+    seconds. Zone files and the journal are written and closed by `shutdown` before this
+    returns; the caller then ends the process without joining those threads either. Only
+    a reload's scan is waited for (`reload.scans_ended`): it may be parsing in child
+    processes, which must not outlive the server."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(serve(app))
+    finally:
+        try:
+            _cancel_tasks(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()  # the default executor is shut down without waiting
+            if not reload.scans_ended(SCAN_WAIT):
+                log.warning("event=stop-left-scan seconds=%.0f", SCAN_WAIT)
+
+
+def _cancel_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what is left (a reload waiting for its scan, a notify) and let it unwind, as
+    `asyncio.run` does; a task awaiting a thread ends at once, the thread is left."""
+    tasks = asyncio.all_tasks(loop)
+    for task in tasks:
+        task.cancel()
+    if not tasks:
+        return
+    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("event=task-failed-at-stop error=%r", str(task.exception()))
 
 
 async def serve(app: App) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -25,9 +26,32 @@ from dynmx.policy.signing_check import config_problems
 from dynmx.server import sdnotify
 
 if TYPE_CHECKING:
+    from dynmx.answer.compiler import AnswerTable
     from dynmx.app.root import App
 
 log = logging.getLogger("dynmx.app")
+
+# The reload scans running in a thread, each until it ends, even when its reload was cancelled
+# by a stop: a scan of many changed files parses in child processes, which the process must
+# not leave behind (`lifecycle.run` waits for these, and for no other thread).
+_scans: set[threading.Event] = set()
+
+
+def scans_ended(timeout: float) -> bool:
+    """Wait up to `timeout` seconds for the reload scans under way; whether they all ended."""
+    deadline = time.monotonic() + timeout
+    return all(ended.wait(max(0.0, deadline - time.monotonic())) for ended in list(_scans))
+
+
+def _scan(app: App, previous: AnswerTable | None) -> loading.Loaded:
+    """`loading.load` for a reload (in an executor thread), known to `scans_ended` while it runs."""
+    ended = threading.Event()
+    _scans.add(ended)
+    try:
+        return loading.load(app, previous=previous)
+    finally:
+        _scans.discard(ended)
+        ended.set()
 
 
 async def reload(app: App, reread_config: bool = True) -> list[Problem]:
@@ -56,7 +80,7 @@ async def _reload(app: App, reread_config: bool = True) -> tuple[list[Problem], 
     before = app.state.by_file
     assert app.engine is not None
     previous = app.engine.table if answers_alike(config, app.config) else None
-    loaded = await loop.run_in_executor(None, functools.partial(loading.load, app, previous=previous))
+    loaded = await loop.run_in_executor(None, functools.partial(_scan, app, previous))
     zones, problems, table = loaded.zones, loaded.problems, loaded.table
     # Committed while the files were read: the version in memory is the newer one (a hand
     # edit of its file is kept beside it when the edit is written: `WriteBack`).

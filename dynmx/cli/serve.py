@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
+from typing import NoReturn
 
 from dynmx.cli.options import config_from_args
 
@@ -12,14 +15,15 @@ log = logging.getLogger("dynmx.cli")
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    import asyncio
-
+    """Serve until SIGTERM or SIGINT; a server that stopped in order ends its process at once
+    (`exit_now`), a start that failed returns its status."""
     from dynmx.control.lock import StateDirBusy
     from dynmx.logs import setup_logging
     from dynmx.server.bind import ListenFailed
 
     config = config_from_args(args)
     setup_logging(config.log.level)
+    from dynmx.app.lifecycle import run
     from dynmx.app.root import App
 
     try:
@@ -36,7 +40,7 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"dynmx: {error}: one server per state_dir; stop it or give this one another", file=sys.stderr)
         return 1
     try:
-        asyncio.run(app.serve_forever())
+        run(app)
     except ListenFailed as error:
         log.error(
             "event=listen-failed addr=%s proto=%s service=%s error=%r",
@@ -54,4 +58,16 @@ def run_serve(args: argparse.Namespace) -> int:
         log.error("event=start-failed error=%r", str(error))
         print(f"dynmx: cannot start: {error}", file=sys.stderr)
         return 1
-    return 0
+    exit_now(0)
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process after an orderly stop: zone files written, the journal and the state
+    stores closed, the log flushed here. What `sys.exit` would add is freeing the heap object
+    by object (every compiled answer; among 100,000 zones, seconds of one core) and joining
+    the threads `lifecycle.run` leaves, which hold nothing that must be finished."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more to say
+            stream.flush()
+    os._exit(code)
