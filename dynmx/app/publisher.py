@@ -29,7 +29,7 @@ from dynmx.answer.engine import Engine
 from dynmx.app.answerstore import AnswerKeeper
 from dynmx.app.listeners import zone_gate
 from dynmx.app.tablestate import TableLifecycle
-from dynmx.app.zonescan import soa_serial, zone_data
+from dynmx.app.zonescan import release_compiled, soa_serial, zone_data
 from dynmx.config import Config, PoolConfig
 from dynmx.errors import Problem
 from dynmx.policy.served import PoolPlans, build_table
@@ -51,7 +51,7 @@ STAGE_FROM_NAMES = 20_000
 # second of an idle core.
 FILL_SLICE = 1000  # zones
 FILL_NAMES = 5_000
-RESAVE_AFTER = 2.0  # seconds from a zone added or removed to the store written again (one write)
+RESAVE_AFTER = 2.0  # seconds from a change served to the store written again (one write per burst)
 
 Zones = dict[Path, LoadedZone]
 Batch = dict[dns.name.Name, LoadedZone | None]  # origin -> version published (None: removed)
@@ -60,13 +60,16 @@ Batch = dict[dns.name.Name, LoadedZone | None]  # origin -> version published (N
 def fill_slice(table: AnswerTable) -> AnswerTable:
     """`table` with one step of its pending zones done (any thread): zones of the answer store
     laid in from it (`store.warm`), the others compiled."""
-    return warm.fill_slice(table, FILL_SLICE, FILL_NAMES)
+    filled = warm.fill_slice(table, FILL_SLICE, FILL_NAMES)
+    release_compiled(table, filled)  # small zones kept as their bytes: parsed nodes let go
+    return filled
 
 
 def worth_staging(zones: Zones) -> bool:
     """Whether compiling all of these zones should be done behind a staged table."""
-    names = sum(len(zone.zone.nodes) for zone in zones.values())
-    return len(zones) >= STAGE_FROM_ZONES or names >= STAGE_FROM_NAMES
+    if len(zones) >= STAGE_FROM_ZONES:
+        return True  # without counting nodes: a zone kept as its bytes is not parsed for it
+    return sum(len(zone.zone.nodes) for zone in zones.values()) >= STAGE_FROM_NAMES
 
 
 @dataclass
@@ -115,8 +118,9 @@ class TablePublisher:
         self.unavailable: frozenset[dns.name.Name] = frozenset()  # secondary zones answering SERVFAIL
         self._compiling: asyncio.Task[None] | None = None  # serving published edits
         self._filling: asyncio.Task[None] | None = None  # compiling pending zones
-        self._stored_zones: int | None = None  # how many zones the last store write held
-        self._resave: asyncio.TimerHandle | None = None  # the store written again once zone changes pause
+        self._stored = False  # the store was handed a write since start
+        self._saving: asyncio.Future[None] | None = None  # that write, while in its thread
+        self._resave: asyncio.TimerHandle | None = None  # the store written again once changes pause
 
     # -- the served zones ------------------------------------------------------------------
 
@@ -156,13 +160,14 @@ class TablePublisher:
             stage_from=0 if indexed_only else STAGE_FROM_NAMES,
         )
 
-    def warm_table(self, zones: Zones) -> AnswerTable | None:
+    def warm_table(self, zones: Zones, kept: Zones | None = None) -> AnswerTable | None:
         """The start-up table from the answer store (None: compile as usual): the zones it does
-        not hold are compiled, or staged when they are many, as at a cold start."""
-        kept = self.answers.kept(zones)
+        not hold are compiled, or staged when they are many, as at a cold start. `kept`:
+        `AnswerKeeper.kept(zones)`, when the caller has it."""
+        kept = self.answers.kept(zones) if kept is None else kept
         cold = {p: z for p, z in zones.items() if p not in kept}
         stage_from = 0 if worth_staging(cold) else STAGE_FROM_NAMES
-        return self.answers.table(self.config(), zones, self.plans_for, self.rng, stage_from)
+        return self.answers.table(self.config(), zones, self.plans_for, self.rng, stage_from, kept)
 
     def first(self, engine: Engine) -> None:
         """The engine of the first table: queries are answered from it once listeners open."""
@@ -172,14 +177,15 @@ class TablePublisher:
     def swap(self, table: AnswerTable) -> None:
         """Answer from `table` from now on, and compile behind what it still has staged."""
         assert self.engine is not None
+        changed = table is not self.engine.table
         self.engine.swap(table)
         self.life.served(bool(table.pending))
         self.keep_filling()
-        if self._stored_zones not in (None, len(table.zones)) and self._resave is None:
-            # A zone added or removed: written again, or the next start finds the store's
-            # origins changed and compiles every zone. (Counted, not compared name by name, to
-            # keep an edit's swap cheap; a swap that adds one and removes one is caught by the
-            # store's origins digest at the next start, which then compiles.)
+        if changed and self._stored and self._resave is None:
+            # Zones added, removed or compiled again: the store is written again once changes
+            # pause (only the rows of the zones compiled since, and the origins), or the next
+            # start would find the origins changed and compile every zone. What changed is
+            # found in the write's thread, not here: a swap stays cheap.
             self.life.zones_changed()
             self._resave = asyncio.get_running_loop().call_later(RESAVE_AFTER, self._save_again)
 
@@ -227,15 +233,21 @@ class TablePublisher:
         self.save_answers()
 
     def save_answers(self) -> None:
-        """When every zone is compiled, once per start and again after zones were added or
-        removed: the store written off the loop."""
+        """When every zone is compiled, once per start and again after changes were served:
+        the store written off the loop, one write at a time (a change served meanwhile is
+        written by the next)."""
         assert self.engine is not None
         if not self.answers_here or not self.life.store_due(bool(self.engine.table.pending)):
             return
+        loop = asyncio.get_running_loop()
+        if self._saving is not None and not self._saving.done():
+            if self._resave is None:  # after this write: it holds an older table
+                self._resave = loop.call_later(RESAVE_AFTER, self._save_again)
+            return
         self.life.stored()
+        self._stored = True
         zones, table = dict(self.state.by_file), self.engine.table
-        self._stored_zones = len(table.zones)
-        asyncio.get_running_loop().run_in_executor(None, self.answers.save, self.config(), zones, table)
+        self._saving = loop.run_in_executor(None, self.answers.save, self.config(), zones, table)
 
     # -- edits -----------------------------------------------------------------------------
 

@@ -18,7 +18,9 @@ with its own table, as h11's client and server do:
   the batch it joined is served or its compile failed: an edit is committed and journaled
   before it is published, so a failed compile is served by the next reload.
 * STORE, the compiled answers kept for the next start. COLD until a start has compiled
-  every zone; then WRITTEN, once per start (a later edit is the journal's to replay).
+  every zone; then WRITTEN, until a table with other zones or other answers is served
+  (ZONES_CHANGED: a zone added, removed, reloaded or edited), which makes it COLD again:
+  written again (only the rows that changed) once no zone is pending.
 
 An event a part's table does not list for its state is a bug in the caller: it raises
 `IllegalTransition`, as h11 raises `LocalProtocolError`, instead of leaving the table in a
@@ -66,7 +68,7 @@ class Event(enum.Enum):
     TAKE = "take"  # the waiting edits taken as one batch, under the reload lock
     ROUND_END = "round-end"  # that batch served (or its compile failed)
     WRITE = "write"  # the compiled answers handed to the store
-    ZONES_CHANGED = "zones-changed"  # a zone added or removed: the store no longer fits the origins
+    ZONES_CHANGED = "zones-changed"  # a table of other zones or answers served: the store is behind it
 
 
 # state -> {event: next state}; what is missing is illegal.
@@ -174,12 +176,12 @@ class TableLifecycle(Generic[K, V, W]):
 
     def store_due(self, pending: bool) -> bool:
         """Whether the compiled answers should be written now: when none is pending, once
-        per start and again after a zone is added or removed."""
+        per start and again after other zones or answers were served."""
         return self.store is Store.COLD and not pending
 
     def stored(self) -> None:
         self.store = step(STORE_TRANSITIONS, self.store, Event.WRITE)
 
     def zones_changed(self) -> None:
-        """A zone was added or removed: a restart could not use the store as written."""
+        """A table of other zones or answers was served: the store is behind it."""
         self.store = step(STORE_TRANSITIONS, self.store, Event.ZONES_CHANGED)

@@ -10,11 +10,18 @@ and hashed, not parsed. Writes are SQLite transactions: a crash (kill -9, power 
 leaves the rows of the last committed write, each consistent with its own key, so the
 worst a crash costs is a cold start of the zones it did not reach.
 
-A start reads only the index (`zone`: a row's key, what its answers use, the zone file's
-bytes) and checks each index row against its own digest; the answers (`answers`) are read
-zone by zone when first needed (`answers_of`), each checked against a digest over its
-index row and its bytes then: a row that does not check out is never served, its zone is
-compiled from its file instead.
+A start reads only the index (`zone`: a row's key, what its answers use) in one query and
+checks each index row against its own digest; the answers (`answers`) are read zone by zone
+when first needed (`answers_of`), each checked against a digest over its index row and its
+bytes then: a row that does not check out is never served, its zone is compiled from its
+file instead. The zone file's bytes kept beside the index (`source_of`) are read only when
+the zone itself is needed (an edit, the slow path), and checked then against the file digest
+the index row holds.
+
+After the first write, a server writes only what changed (`update`): the rows of zones
+compiled again, and the removal of rows no longer served, in one transaction with the new
+origins. Each write ends with the write-ahead log folded into the file and truncated, so the
+next start opens a file, not a log to replay.
 """
 
 from __future__ import annotations
@@ -26,24 +33,31 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import dns.name
 
 from dynmx import __version__
 from dynmx.store.codec import CODEC_VERSION, Decoder, StoreCorrupt, StoredZone, name_of, row_meta
+from dynmx.zone.filebytes import file_digest
 
 log = logging.getLogger("dynmx.store")
 
 STORE_FILE = "answers.sqlite"
-# .2: the index apart from the answers, each with its own digest
-FORMAT = f"dynmx-answers/{CODEC_VERSION}.2/{__version__}"
+# .2: the index apart from the answers, each with its own digest; .3: the zone file's bytes
+# outside the index row's digest (checked against the file digest when read)
+FORMAT = f"dynmx-answers/{CODEC_VERSION}.3/{__version__}"
 RACY_SECONDS = 2.0  # as the zone scan: a stamp this fresh may hide a second write
 _CHUNK = 500  # paths per `answers_of` query (SQLite's bound on parameters is larger)
+_BATCH = 2000  # rows encoded and inserted at a time: a first write never holds them all
 
 Stamp = tuple[int, int, int, int]  # mtime_ns, ctime_ns, size, inode
+# The marshal version of an index row's digest: 2, whose bytes do not depend on how many
+# references each value has (version 3 and later flag shared objects).
+_HEAD = 2
 
 _TABLES = (
     "CREATE TABLE IF NOT EXISTS header (key TEXT PRIMARY KEY, value BLOB NOT NULL)",
@@ -87,11 +101,13 @@ class ZoneRow:
     serial: int
     body: bytes
     source: bytes  # the zone file's bytes the answers were compiled from (its digest is `digest`)
+    # what the index keeps of `body` (`codec.row_meta`), when the encoder gave it already
+    meta: tuple[bytes, tuple[bytes, ...], bool] | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class StoredIndex:
-    """A current row's index: enough to serve its zone as pending until its answers are read."""
+class StoredIndex(NamedTuple):
+    """A current row's index: enough to serve its zone as pending until its answers are read
+    (a tuple: a start makes one per zone)."""
 
     path: Path
     origin: bytes  # the table key
@@ -99,9 +115,8 @@ class StoredIndex:
     serial: int
     uses: frozenset[bytes]  # zones its answers use
     signed: bool
-    digest: bytes
+    digest: bytes  # of the zone file's bytes (`AnswerStore.source_of`)
     stamp: Stamp | None
-    source: bytes
     head: bytes  # the index row's digest: the answers' checksum covers it
 
 
@@ -140,11 +155,51 @@ def _head(
     serial: int,
     uses: bytes,
     signed: int,
-    source: bytes,
 ) -> bytes:
-    """An index row's digest (marshal of the tuple: self-delimiting, one C call)."""
-    parts = (path, origin, spelled, stamp, digest, serial, uses, signed, source)
-    return hashlib.sha256(marshal.dumps(parts, 4)).digest()
+    """An index row's digest (marshal of the tuple: self-delimiting, one C call). The zone
+    file's bytes are not in it: `digest` is theirs, checked when they are read."""
+    parts = (path, origin, spelled, stamp, digest, serial, uses, signed)
+    return hashlib.sha256(marshal.dumps(parts, _HEAD)).digest()
+
+
+class _Paths:
+    """`Path`s of stored file names, made as `Path.iterdir` makes its entries (a parsed
+    directory and a name: a fifth of the time of parsing each whole name)."""
+
+    def __init__(self) -> None:
+        self._dirs: dict[str, Path] = {}
+
+    def __call__(self, name: str) -> Path:
+        head, _, tail = name.rpartition("/")
+        if not head or tail in ("", ".", ".."):
+            return Path(name)
+        base = self._dirs.get(head)
+        if base is None:
+            base = self._dirs[head] = Path(head)
+        child = getattr(base, "_make_child_relpath", None)  # CPython's pathlib since 3.4
+        return child(tail) if child is not None else base / tail
+
+
+def _batches(rows: Iterable[ZoneRow]) -> Iterator[tuple[list[tuple[object, ...]], list[tuple[object, ...]]]]:
+    """The index and answers rows of `rows`, `_BATCH` at a time."""
+    index: list[tuple[object, ...]] = []
+    answers: list[tuple[object, ...]] = []
+    for row in rows:
+        stamp_raw = marshal.dumps(row.stamp) if row.stamp is not None else b""
+        name = str(row.path)
+        spelled, used, presigned = row.meta if row.meta is not None else row_meta(row.body)
+        uses = marshal.dumps(tuple(sorted(used)), 4)
+        signed = int(presigned)  # as SQLite gives it back
+        head = _head(name, row.origin, spelled, stamp_raw, row.digest, row.serial, uses, signed)
+        index.append(
+            (name, row.origin, spelled, stamp_raw, row.digest, row.serial, uses, signed, row.source, head)
+        )
+        answers.append((name, _checksum(head, row.body), row.body))
+        if len(index) >= _BATCH:
+            yield index, answers
+            index, answers = [], []
+    if index:
+        yield index, answers
 
 
 def _checksum(head: bytes, body: bytes) -> bytes:
@@ -163,6 +218,7 @@ class AnswerStore:
         self._db: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._reading = threading.Lock()
+        self.dropped = 0  # rows deleted by the last write
 
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -207,7 +263,7 @@ class AnswerStore:
             if stored["format"] != FORMAT.encode() or stored["shaping"] != shaping:
                 return Loaded({}, {}, "header")
             rows = db.execute(
-                "SELECT path, origin, spelled, stamp, digest, serial, uses, signed, source, head FROM zone"
+                "SELECT path, origin, spelled, stamp, digest, serial, uses, signed, head FROM zone"
             ).fetchall()
         except sqlite3.DatabaseError as error:
             log.warning("event=answer-store-unreadable path=%s reason=%s", self.path, error)
@@ -218,15 +274,18 @@ class AnswerStore:
         journal = journal_serials or {}
         empty: frozenset[bytes] = frozenset()
         stat = os.stat
-        for name, origin, spelled, stamp_raw, digest, serial, uses, signed, source, head in rows:
-            path = Path(name)
-            if _head(name, origin, spelled, stamp_raw, digest, serial, uses, signed, source) != head:
+        path_of = _Paths()
+        sha256, dumps, loads = hashlib.sha256, marshal.dumps, marshal.loads
+        for name, origin, spelled, stamp_raw, digest, serial, uses, signed, head in rows:
+            path = path_of(name)
+            parts = (name, origin, spelled, stamp_raw, digest, serial, uses, signed)
+            if sha256(dumps(parts, _HEAD)).digest() != head:  # `_head`, inline
                 stale[path] = "checksum"
                 continue
             if origin in journal and journal[origin] != serial:
                 stale[path] = "journal"
                 continue
-            stamp = marshal.loads(stamp_raw) if stamp_raw else None
+            stamp = loads(stamp_raw) if stamp_raw else None
             if read_digest is not None:
                 try:
                     info = stat(name)
@@ -238,7 +297,7 @@ class AnswerStore:
                     continue
             try:
                 spelled_name = name_of(spelled)
-                used = frozenset(marshal.loads(uses)) or empty
+                used = frozenset(loads(uses)) or empty
             except (StoreCorrupt, ValueError, TypeError, EOFError):
                 stale[path] = "corrupt"
                 continue
@@ -246,7 +305,7 @@ class AnswerStore:
                 stale[path] = "mismatch"
                 continue
             zones[path] = StoredIndex(
-                path, origin, spelled_name, serial, used, bool(signed), digest, stamp, source, head
+                path, origin, spelled_name, serial, used, bool(signed), digest, stamp, head
             )
         return Loaded(zones, stale, origins=bytes(stored["origins"]))
 
@@ -288,49 +347,87 @@ class AnswerStore:
             zones[path] = decoder.decode(body)
         return zones
 
+    def source_of(self, path: Path, digest: bytes) -> bytes | None:
+        """The zone file's bytes kept with this row, when they still have `digest` (any thread);
+        None when missing or changed (the caller reads the file instead)."""
+        try:
+            with self._reading:
+                if self._reader is None:
+                    self._reader = self._open()
+                got = self._reader.execute("SELECT source FROM zone WHERE path = ?", (str(path),)).fetchone()
+        except sqlite3.Error as error:
+            log.warning("event=answer-store-unreadable path=%s reason=%s", self.path, error)
+            return None
+        if got is None or file_digest(got[0]) != digest:
+            return None
+        return bytes(got[0])
+
     def save(self, header: Header, rows: Iterable[ZoneRow], keep: Iterable[Path] = ()) -> int:
         """Make the store hold exactly `rows` (plus the rows of `keep`, already current),
-        under `header`, in one transaction. Returns the rows written."""
+        under `header`, in one transaction. Returns the rows written. `rows` may be a
+        generator: they are encoded and inserted a batch at a time."""
+        written = self._write(header, rows, {str(path) for path in keep}, whole=True)
+        assert written is not None  # a whole write is never refused
+        return written
+
+    def update(self, header: Header, rows: Iterable[ZoneRow], present: Collection[str]) -> int | None:
+        """Write `rows` and delete every row whose path is neither theirs nor in `present`
+        (the rows still current; read once every row is written, so it may be filled while
+        they are made), under `header`'s origins, in one transaction. None, with nothing
+        written, when the store was written under another format or shaping (the rows not
+        given would be lost: `save` them all instead)."""
+        return self._write(header, rows, present, whole=False)
+
+    def _write(
+        self, header: Header, rows: Iterable[ZoneRow], keep: Collection[str], whole: bool
+    ) -> int | None:
         db = self._connect()
         written = 0
-        keep_names = {str(path) for path in keep}
-        index: list[tuple[object, ...]] = []
-        answers: list[tuple[object, ...]] = []
-        for row in rows:
-            stamp_raw = marshal.dumps(row.stamp) if row.stamp is not None else b""
-            name = str(row.path)
-            spelled, used, presigned = row_meta(row.body)
-            uses = marshal.dumps(tuple(sorted(used)), 4)
-            signed = int(presigned)  # as SQLite gives it back
-            head = _head(
-                name, row.origin, spelled, stamp_raw, row.digest, row.serial, uses, signed, row.source
-            )
-            index.append(
-                (name, row.origin, spelled, stamp_raw, row.digest, row.serial, uses, signed, row.source, head)
-            )
-            answers.append((name, _checksum(head, row.body), row.body))
+        wanted = header.rows()
         try:
             db.execute("BEGIN IMMEDIATE")
-            if dict(db.execute("SELECT key, value FROM header").fetchall()) != header.rows():
+            stored = dict(db.execute("SELECT key, value FROM header").fetchall())
+            same_shape = all(stored.get(key) == wanted[key] for key in ("format", "shaping"))
+            if not same_shape and not whole:
+                db.execute("ROLLBACK")
+                return None
+            if not same_shape:
                 for table in ("zone", "answers", "header"):
                     db.execute(f"DROP TABLE IF EXISTS {table}")
                 for statement in _TABLES:
                     db.execute(statement)
-                db.executemany("INSERT INTO header VALUES (?, ?)", header.rows().items())
-                keep_names = set()
-            names = keep_names | {str(item[0]) for item in index}
-            old = [(name,) for (name,) in db.execute("SELECT path FROM zone") if name not in names]
+                keep = ()
+            db.executemany("INSERT OR REPLACE INTO header VALUES (?, ?)", wanted.items())
+            names: set[str] = set()
+            for index, answers in _batches(rows):
+                names.update(str(item[0]) for item in index)
+                db.executemany("INSERT OR REPLACE INTO zone VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", index)
+                db.executemany("INSERT OR REPLACE INTO answers VALUES (?, ?, ?)", answers)
+                written += len(index)
+            old = [
+                (name,)
+                for (name,) in db.execute("SELECT path FROM zone")
+                if name not in names and name not in keep
+            ]
             db.executemany("DELETE FROM zone WHERE path = ?", old)
             db.executemany("DELETE FROM answers WHERE path = ?", old)
-            db.executemany("INSERT OR REPLACE INTO zone VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", index)
-            db.executemany("INSERT OR REPLACE INTO answers VALUES (?, ?, ?)", answers)
-            written = len(index)
+            self.dropped = len(old)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+        self._fold_log(db)
         return written
+
+    @staticmethod
+    def _fold_log(db: sqlite3.Connection) -> None:
+        """The write-ahead log folded into the file and emptied: a large write would otherwise
+        leave a log of its size, which the next start's first read scans whole."""
+        try:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as error:  # a reader in the way: folded by a later write
+            log.info("event=answer-store-log-kept reason=%s", error)
 
     def drop(self, paths: Iterable[Path]) -> None:
         """Forget these zones' rows (an edit made them stale: not worth a read at start)."""

@@ -204,6 +204,13 @@ class Decoder:
             raise StoreCorrupt(f"answer store row does not decode: {error}") from error
 
 
+def zone_meta(table: AnswerTable, origin: bytes) -> tuple[bytes, tuple[bytes, ...], bool]:
+    """What `row_meta` reads back from `encode_zone(table, origin, ...)`, without encoding."""
+    spelled = table.zoneset.by_key[origin].origin.to_wire()
+    assert spelled is not None  # without a file to write to, to_wire gives the bytes
+    return spelled, tuple(sorted(table.uses.get(origin, ()))), bool(table.zones[origin].signed)
+
+
 def row_meta(blob: bytes) -> tuple[bytes, tuple[bytes, ...], bool]:
     """What the store's index keeps of a zone beside its answers, so a start reads no answer:
     its origin as spelled (wire), the zones its answers use, whether it is pre-signed."""

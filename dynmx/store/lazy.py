@@ -5,8 +5,9 @@ what works on zone data: an edit (UPDATE, CLI, dyndns2), a transfer out, the slo
 (wildcards, below a cut, DO=1 of a pre-signed zone), a reload judging a hand-edited file
 against the served version, a zone whose answers use this one being compiled again.
 `LazyZone` is a `dns.zone.Zone` whose nodes are parsed on first access from the zone
-file's bytes the store kept with the answers (never from the file, which may have changed
-since: the served version is the one the answers were made from); `LazyZoneData` is a
+file's bytes the store kept with the answers (read from the store then, not at start), or
+from the file when it still has those very bytes (the same digest): never from a file that
+changed since, as the served version is the one the answers were made from; `LazyZoneData` is a
 `ZoneData` that knows its origin and key at once and indexes that zone on first use of
 anything else; `LazyIndex` is the `CompiledZone` of a zone whose answers are still in the
 store (pending in the table): its names and NXDOMAIN are read from its row on first use.
@@ -28,19 +29,23 @@ import dns.zone
 from dynmx.answer.compiler import CompiledZone
 from dynmx.answer.zoneset import ZoneData, name_key
 from dynmx.errors import Problem, ZoneLoadError
-from dynmx.zone.loader import LoadedZone, parse_zone
+from dynmx.zone.loader import LoadedZone, parse_zone, read_zone_bytes
 
 _NODES = dns.zone.Zone.__dict__["nodes"]  # the slot under the `nodes` property below
 _PARSE = threading.Lock()  # one zone parsed once, whichever thread asks first
 
+# The zone file's bytes, or where to get them: a function of its path and digest that gives
+# them when they still have it, else None.
+Source = bytes | Callable[[Path, bytes], bytes | None]
+
 
 class LazyZone(dns.zone.Zone):
     """A zone whose nodes are parsed from `source` (the bytes of `path` the stored answers were
-    made from, checked against `digest`) on first access."""
+    made from, or a function giving them, checked against `digest`) on first access."""
 
     __slots__ = ("_digest", "_parsed", "_path", "_source", "stored_serial")
 
-    def __init__(self, origin: dns.name.Name, path: Path, digest: bytes, serial: int, source: bytes) -> None:
+    def __init__(self, origin: dns.name.Name, path: Path, digest: bytes, serial: int, source: Source) -> None:
         super().__init__(origin, dns.rdataclass.IN, relativize=False)
         self._path = path
         self._digest = digest
@@ -68,9 +73,21 @@ class LazyZone(dns.zone.Zone):
 
     nodes = property(_get_nodes, _set_nodes)
 
+    def _bytes(self) -> bytes:
+        """The bytes the answers were made from: kept by the store (which gives them only while
+        they have the digest), else the file's, which `_read` checks against the digest."""
+        source = self._source
+        kept = source(self._path, self._digest) if callable(source) else source
+        if kept is not None:
+            return kept
+        try:
+            return read_zone_bytes(self._path)  # checked against the digest by `_read`
+        except ZoneLoadError:
+            return b""
+
     def _read(self) -> dict[dns.name.Name, dns.node.Node]:
-        loaded = parse_zone(self._path, self._source, self.origin)
-        if loaded.digest != self._digest:  # the store's checksum makes this a bug, never a file
+        loaded = parse_zone(self._path, self._bytes(), self.origin)
+        if loaded.digest != self._digest:  # neither the store nor the file has those bytes
             reason = "answer store: the kept bytes of this zone file do not match their digest"
             raise ZoneLoadError([Problem(str(self._path), 0, reason)])
         return dict(loaded.zone.nodes)
@@ -94,7 +111,7 @@ def lazy_loaded(
     digest: bytes,
     stamp: tuple[int, int, int, int] | None,
     serial: int,
-    source: bytes,
+    source: Source,
 ) -> LoadedZone:
     """The `LoadedZone` of a file whose answers come from the store."""
     return LoadedZone(origin, LazyZone(origin, path, digest, serial, source), path, digest, stamp)
@@ -164,12 +181,13 @@ class LazyIndex(CompiledZone):
         return object.__new__(cls)
 
     def __init__(
-        self, origin: bytes, signed: bool, pending: object, read: Callable[[], CompiledZone]
+        self, origin: bytes, signed: bool, pending: Any, read: Callable[[], CompiledZone] | None
     ) -> None:
         object.__setattr__(self, "origin", origin)
         object.__setattr__(self, "complete", False)
         object.__setattr__(self, "signed", signed)
         object.__setattr__(self, "pending", pending)  # what `read` reads from (warm.Pending)
+        # None: `pending.read_index` (no bound method made per stored zone)
         object.__setattr__(self, "read", read)
         object.__setattr__(self, "filled", None)
 
@@ -180,7 +198,8 @@ class LazyIndex(CompiledZone):
             try:
                 object.__getattribute__(self, "names")
             except AttributeError:
-                full = object.__getattribute__(self, "read")()
+                read = object.__getattribute__(self, "read")
+                full = read() if read is not None else self.pending.read_index()
                 for field in _INDEX_FIELDS:
                     object.__setattr__(self, field, object.__getattribute__(full, field))
         return object.__getattribute__(self, name)

@@ -8,8 +8,9 @@ use) and hands it to `build_table` as the previous table with the other zones ch
 (and any stored zone whose answers use one of them) are compiled or staged as after an
 edit, and the policy (pools, name actions) is laid over the whole as always. `fill_slice`
 then lays the stored answers in, a slice of zones at a time, behind the served table (a
-zone whose row does not check out is compiled from its file instead); `rows_to_save` gives
-what to write back once every zone is compiled.
+zone whose row does not check out is compiled from its file instead); `rows_to_write` gives
+what to write back once every zone is compiled: the rows of the zones whose compiled index
+is not the one the store holds (all of them the first time), a batch at a time.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from __future__ import annotations
 import gc
 import itertools
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 import dns.name
 
@@ -29,8 +31,8 @@ from dynmx.config import Config, PoolConfig
 from dynmx.errors import ZoneLoadError
 from dynmx.policy.served import PoolPlans, build_table
 from dynmx.store.answers import StoredIndex, ZoneRow
-from dynmx.store.codec import Decoder, StoreCorrupt, encode_zone, storable
-from dynmx.store.lazy import LazyIndex, LazyZone, LazyZoneData, lazy_loaded
+from dynmx.store.codec import Decoder, StoreCorrupt, encode_zone, storable, zone_meta
+from dynmx.store.lazy import LazyIndex, LazyZone, LazyZoneData, Source, lazy_loaded
 from dynmx.wire.response import Entry
 from dynmx.zone.loader import LoadedZone, file_digest, read_zone_bytes
 
@@ -43,10 +45,9 @@ STORED_SLICE = 5000
 AnswersOf = Callable[[Iterable[StoredIndex]], Mapping[Path, bytes | None]]
 
 
-@dataclass(frozen=True, slots=True)
-class Pending:
+class Pending(NamedTuple):
     """What a pending stored zone is read from: its index row, where its answers are, and its
-    zone (to compile it from when its row does not check out)."""
+    zone (to compile it from when its row does not check out). A tuple: one per stored zone."""
 
     row: StoredIndex
     answers_of: AnswersOf
@@ -65,11 +66,19 @@ class Pending:
         return index_zone(self.data, complete=False)
 
 
-def warm_zones(stored: Mapping[Path, StoredIndex]) -> dict[Path, LoadedZone]:
-    """Each stored zone as a `LoadedZone` read (from the bytes the store kept) only when first
-    needed; the scan keeps it by its stamp (stat only) or, failing that, by its bytes' digest."""
+def _file_only(path: Path, digest: bytes) -> bytes | None:
+    return None  # no bytes kept: the zone is read from its file, checked against the digest
+
+
+def warm_zones(
+    stored: Mapping[Path, StoredIndex], source_of: Callable[[Path, bytes], bytes | None] | None = None
+) -> dict[Path, LoadedZone]:
+    """Each stored zone as a `LoadedZone` read only when first needed, from the bytes the store
+    kept (`source_of`, `AnswerStore.source_of`) or its file while it has them; the scan keeps
+    it by its stamp (stat only) or, failing that, by its bytes' digest."""
+    source: Source = source_of if source_of is not None else _file_only
     return {
-        path: lazy_loaded(row.name, path, row.digest, row.stamp, row.serial, row.source)
+        path: lazy_loaded(row.name, path, row.digest, row.stamp, row.serial, source)
         for path, row in stored.items()
     }
 
@@ -104,7 +113,7 @@ def warm_table(
             lazy = LazyZoneData(loaded.origin, loaded.zone, row.origin)
             data.append(lazy)
             pending = Pending(row, answers_of, lazy)
-            index = lazies[path] = LazyIndex(row.origin, row.signed, pending, pending.read_index)
+            index = lazies[path] = LazyIndex(row.origin, row.signed, pending, None)
             compiled[row.origin], keys[row.origin], uses[row.origin] = index, (), row.uses
             continue
         fresh = ZoneData(loaded.origin, loaded.zone)
@@ -226,21 +235,40 @@ def rows_to_save(
     zones: Mapping[Path, LoadedZone], table: AnswerTable, stored: Mapping[Path, LazyIndex]
 ) -> tuple[list[ZoneRow], list[Path]]:
     """New rows for the zones compiled from their files, and the paths whose stored row is
-    still the one served (not encoded again). A zone made in memory (an edit, the journal
-    replayed) has no digest: its file is not what is served, so it gets no row; nor does one
-    whose file no longer has the bytes it was read from (read again here, kept in the row)."""
-    rows: list[ZoneRow] = []
-    keep: list[Path] = []
+    still the one served (not encoded again): `rows_to_write` with the stored rows of
+    `stored` (those laid in from the store) as what the store holds."""
+    written = {path: lazy.filled for path, lazy in stored.items() if lazy.filled is not None}
+    after: dict[Path, CompiledZone] = {}
+    rows = list(rows_to_write(zones, table, written, after))
+    changed = {row.path for row in rows}
+    return rows, [path for path in after if path not in changed]
+
+
+def rows_to_write(
+    zones: Mapping[Path, LoadedZone],
+    table: AnswerTable,
+    written: Mapping[Path, CompiledZone],
+    after: dict[Path, CompiledZone],
+    unchanged: set[str] | None = None,
+) -> Iterator[ZoneRow]:
+    """The rows to write for `table`, given what the store holds (`written`: per file, the
+    compiled index its row was made from), one at a time: a zone whose index is still that
+    one keeps its row (nothing encoded); any other compiled from its file gets a new row.
+    `after` is filled with what the store holds once they are written (a zone without a row
+    is left out: its row, if any, is to be deleted), `unchanged` with the file names of the
+    rows kept as they are. A zone made in memory (an edit, the
+    journal replayed) has no digest: its file is not what is served, so it gets no row; nor
+    does one whose file no longer has the bytes it was read from (read again here, kept in
+    the row)."""
     for path, loaded in zones.items():
         key = name_key(loaded.origin)
-        lazy = stored.get(path)
-        if (
-            lazy is not None
-            and lazy.filled is not None
-            and table.zones.get(key) is lazy.filled
-            and isinstance(loaded.zone, LazyZone)
-        ):
-            keep.append(path)  # laid in from its row, and served so since
+        index = table.zones.get(key)
+        if index is None:
+            continue
+        if written.get(path) is index:
+            after[path] = index  # its row was made from this very compile
+            if unchanged is not None:
+                unchanged.add(str(path))
             continue
         if not loaded.digest or not storable(table, key):
             continue
@@ -255,5 +283,5 @@ def rows_to_save(
             continue  # changed since it was read: the next reload judges it
         serial = int(data.soa[1][0].serial)
         body = encode_zone(table, key, serial)
-        rows.append(ZoneRow(path, key, loaded.stamp, loaded.digest, serial, body, source))
-    return rows, keep
+        after[path] = index
+        yield ZoneRow(path, key, loaded.stamp, loaded.digest, serial, body, source, zone_meta(table, key))

@@ -72,7 +72,7 @@ def warm_with_rows(
 ) -> tuple[dict[Path, LoadedZone], AnswerTable, dict[Path, LazyIndex]]:
     """The warm table as served first: its stored zones pending, no answer read."""
     found = store.load(fingerprint(config), read_digest, now=time.time() + 10)
-    zones, _ = scan_zones(tmp_path / "zones", warm_zones(found.zones), 1)
+    zones, _ = scan_zones(tmp_path / "zones", warm_zones(found.zones, store.source_of), 1)
     table, _, lazies = warm_table(
         config, zones, found.zones, lambda pool: plan_all(pool, {}), None, None, store.answers_of
     )
