@@ -36,7 +36,8 @@ import dns.name
 from dynmx.answer.dynamic import ServedPolicy
 from dynmx.answer.entries import TRACK_FROM, Compiled, compile_names, compile_zone, tracked
 from dynmx.answer.incremental import edit_plan, recompile_names
-from dynmx.answer.layer import drop_name, with_policy
+from dynmx.answer.layer import drop_name, forced_keys, with_policy
+from dynmx.answer.reach import affected
 from dynmx.answer.table import (
     DO_KEY,
     NO_NAMES,
@@ -77,14 +78,19 @@ def compile_table(zones: Iterable[ZoneData], policy: ServedPolicy | None = None)
     uses: dict[bytes, frozenset[bytes]] = {}
     refs: dict[bytes, set[bytes]] = {}
     negatives: dict[bytes, Negatives] = {}
+    reach: dict[bytes, frozenset[bytes]] = {}
+    shared: dict[frozenset[bytes], frozenset[bytes]] = {}  # zones made from one template reach alike
     for zone in zoneset:
         result = compile_zone(zoneset, zone, entries, refs)
         origin = result.zone.origin
         compiled[origin], keys[origin], uses[origin] = result.zone, _held(result), frozenset(result.uses)
+        if result.reach:
+            reached = frozenset(result.reach)
+            reach[origin] = shared.setdefault(reached, reached)
         if result.negatives is not None:
             negatives[origin] = result.negatives
     table = with_policy(zoneset, entries, compiled, keys, uses, policy or ServedPolicy())
-    return replace(table, refs=refs, negatives=negatives)
+    return replace(table, refs=refs, negatives=negatives, reach=reach)
 
 
 def staged_table(zones: Iterable[ZoneData], policy: ServedPolicy | None = None) -> AnswerTable:
@@ -93,7 +99,7 @@ def staged_table(zones: Iterable[ZoneData], policy: ServedPolicy | None = None) 
     zoneset = ZoneSet.of(zones)
     compiled = {index.origin: index for index in (index_zone(zone, complete=False) for zone in zoneset)}
     table = with_policy(zoneset, {}, compiled, {}, {}, policy or ServedPolicy())
-    return replace(table, pending=frozenset(compiled))
+    return replace(table, pending=frozenset(compiled), reach={})  # nothing compiled, nothing reached
 
 
 def fill_table(table: AnswerTable, origins: Iterable[bytes], max_names: int | None = None) -> AnswerTable:
@@ -106,6 +112,7 @@ def fill_table(table: AnswerTable, origins: Iterable[bytes], max_names: int | No
     compiled, keys, uses = dict(table.zones), dict(table.keys), dict(table.uses)
     unfilled = dict(table.unfilled)
     negatives = dict(table.negatives)
+    reach = dict(table.reach) if table.reach is not None else None
     done: set[bytes] = set()
     budget = max_names
     for origin in origins:
@@ -120,16 +127,21 @@ def fill_table(table: AnswerTable, origins: Iterable[bytes], max_names: int | No
             negatives.pop(origin, None)
             if tracked(zone):
                 negatives[origin] = Negatives()
+            if reach is not None:
+                reach.pop(origin, None)
         now, rest = (names, ()) if budget is None else (names[:budget], names[budget:])
         new_keys: list[bytes] = []
         new_uses: set[bytes] = set()
+        new_reach: set[bytes] = set()
         tracking = negatives.get(origin)
-        compile_names(table.zoneset, zone, now, entries, new_keys, new_uses, table.refs, tracking)
+        compile_names(table.zoneset, zone, now, entries, new_keys, new_uses, table.refs, tracking, new_reach)
         for name in table.forced:
             drop_name(entries, new_keys, name)
         held = keys.get(origin, ())  # a tracked zone's as a list: an edit extends it in place
         keys[origin] = [*held, *new_keys] if tracking is not None else (*held, *new_keys)
         uses[origin] = uses.get(origin, NO_NAMES) | new_uses
+        if reach is not None and new_reach:
+            reach[origin] = reach.get(origin, NO_NAMES) | new_reach
         if budget is not None:
             budget -= len(now)
         if rest:
@@ -149,6 +161,7 @@ def fill_table(table: AnswerTable, origins: Iterable[bytes], max_names: int | No
         pending=table.pending - done,
         unfilled=unfilled,
         negatives=negatives,
+        reach=reach,
         live=None,  # a dict of its own: no delta of an earlier table applies to it
         generation=0,
         delta=None,
@@ -165,9 +178,10 @@ def recompile_table(
     """A new table after `changed` zones changed: those and the zones whose answers used them
     are compiled again, the rest is copied (a zone still pending stays so, unless changed).
     One of them with at least `stage_from` names is staged instead: indexed and pending, for
-    `fill_table`. `zones` is the whole new set; a new zone or a removed one changes what
-    every chain may reach, so everything is compiled again (staged, with `stage_from`
-    names or more in all).
+    `fill_table`. `zones` is the whole new set: a zone added or removed compiles itself and
+    the zones it affects (`reach.affected`: the parent, chains that reached its names, the
+    zones just below it), all of them staged when they have `stage_from` names together;
+    every zone when `table` does not know where its chains went (`AnswerTable.reach`).
 
     An ordinary edit of a tracked zone gives a table that shares `table`'s entries and
     carries its delta: it must be served (`Engine.swap` settles it) or settled before
@@ -176,45 +190,112 @@ def recompile_table(
     compiled again from `zones`."""
     zoneset = ZoneSet.of(zones)
     table.settle()
-    if (
-        not table.current
-        or len(zoneset) != len(table.zones)
-        or any(z.key not in table.zones for z in zoneset)
-    ):
-        if stage_from is not None and sum(len(zone.names) for zone in zoneset) >= stage_from:
-            return staged_table(zoneset, policy)
-        return compile_table(zoneset, policy)
-    edited = {wire_key(name) for name in changed} & zoneset.by_key.keys()
-    plans = {origin: edit_plan(table, zoneset.by_key[origin], policy) for origin in edited}
+    if not table.current:
+        return _whole(zoneset, policy, stage_from)
+    served = zoneset.by_key
+    added = [key for key in served if key not in table.zones]
+    removed = (
+        [key for key in table.zones if key not in served]
+        if len(table.zones) + len(added) != len(served)
+        else []
+    )
+    if added or removed:
+        moved = affected(table, zoneset, added, removed)
+        if moved is None:
+            return _whole(zoneset, policy, stage_from)
+        edited = {wire_key(name) for name in changed} & table.zones.keys() & served.keys()
+        moved |= edited | {zone for zone, used in table.uses.items() if not edited.isdisjoint(used)}
+        together = (
+            stage_from is not None
+            and sum(len(served[origin].names) for origin in moved & served.keys()) >= stage_from
+        )
+        return _rebuild(table, zoneset, moved, removed, policy, 0 if together else stage_from)
+    edited = {wire_key(name) for name in changed} & served.keys()
+    plans = {origin: edit_plan(table, served[origin], policy) for origin in edited}
     if plans and all(names is not None for names in plans.values()):
         made = recompile_names(table, zoneset, {o: n for o, n in plans.items() if n is not None}, policy)
         if made is not None:
             return made
     dirty = {wire_key(name) for name in changed}
     dirty |= {zone for zone, used in table.uses.items() if used & dirty}
+    return _rebuild(table, zoneset, dirty, (), policy, stage_from)
+
+
+def _whole(zoneset: ZoneSet, policy: ServedPolicy, stage_from: int | None) -> AnswerTable:
+    """Every zone compiled, or staged when they have `stage_from` names in all."""
+    if stage_from is not None and sum(len(zone.names) for zone in zoneset) >= stage_from:
+        return staged_table(zoneset, policy)
+    return compile_table(zoneset, policy)
+
+
+def _rebuild(
+    table: AnswerTable,
+    zoneset: ZoneSet,
+    dirty: set[bytes],
+    removed: Sequence[bytes],
+    policy: ServedPolicy,
+    stage_from: int | None,
+) -> AnswerTable:
+    """`table` with the `dirty` zones compiled again (staged from `stage_from` names), the
+    `removed` ones dropped, the rest copied, and `policy` laid over all of it."""
     dirty &= zoneset.by_key.keys()  # a zone already gone from both (removed by an earlier compile)
     entries = dict(table.entries)
     compiled, keys, uses = dict(table.zones), dict(table.keys), dict(table.uses)
+    reach = dict(table.reach) if table.reach is not None else None
     negatives = dict(table.negatives)
-    for origin in dirty:
+    dirty |= _policy_moved(table, zoneset, policy, entries)
+    for origin in (*removed, *dirty):
         for key in keys.get(origin, ()):
             entries.pop(key, None)
+    for origin in removed:
+        for parts in (compiled, keys, uses, negatives, reach if reach is not None else {}):
+            parts.pop(origin, None)
     staged: set[bytes] = set()
     for origin in dirty:
         zone = zoneset.by_key[origin]
         negatives.pop(origin, None)
+        if reach is not None:
+            reach.pop(origin, None)
         if stage_from is not None and len(zone.names) >= stage_from:
             compiled[origin], keys[origin], uses[origin] = index_zone(zone, complete=False), (), NO_NAMES
             staged.add(origin)
             continue
         result = compile_zone(zoneset, zone, entries, table.refs)
         compiled[origin], keys[origin], uses[origin] = result.zone, _held(result), frozenset(result.uses)
+        if reach is not None and result.reach:
+            reach[origin] = frozenset(result.reach)
         if result.negatives is not None:
             negatives[origin] = result.negatives
-    pending = (table.pending - dirty) | staged
-    unfilled = {origin: names for origin, names in table.unfilled.items() if origin not in dirty}
+    gone = set(removed)
+    pending = (table.pending - dirty - gone) | staged
+    unfilled = {
+        origin: names
+        for origin, names in table.unfilled.items()
+        if origin not in dirty and origin not in gone
+    }
     recompiled = with_policy(zoneset, entries, compiled, keys, uses, policy)
-    return replace(recompiled, pending=pending, unfilled=unfilled, refs=table.refs, negatives=negatives)
+    return replace(
+        recompiled, pending=pending, unfilled=unfilled, refs=table.refs, negatives=negatives, reach=reach
+    )
+
+
+def _policy_moved(
+    table: AnswerTable, zoneset: ZoneSet, policy: ServedPolicy, entries: dict[bytes, Entry]
+) -> set[bytes]:
+    """The zones holding a name that a name action or a pool's dynamic RRset left since `table`:
+    that entry is dropped, and the zone is compiled again (its static entries back)."""
+    before = set(table.forced)
+    before |= {wire_key(owner) + rdtype.to_bytes(2, "big") for owner, rdtype in table.selectors}
+    after = set(forced_keys(policy))
+    after |= {wire_key(spec.owner) + spec.rdtype.to_bytes(2, "big") for spec in policy.dynamic}
+    zones: set[bytes] = set()
+    for key in before - after:
+        entries.pop(key, None)
+        entries.pop(DO_KEY + key, None)
+        zone = zoneset.find_key(key if key in table.forced else key[:-2])
+        if zone is not None:
+            zones.add(zone.key)
+    return zones
 
 
 def _held(result: Compiled) -> Sequence[bytes]:

@@ -9,14 +9,14 @@ A zone of `TRACK_FROM` names or more is tracked: what each answer uses goes into
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import dns.name
 import dns.rdatatype
 
-from dynmx.answer.lookup import CNAME, DS, SOA, TARGET_TYPES, Answer, ExtrasMemo, lookup
+from dynmx.answer.lookup import CNAME, DS, SOA, TARGET_TYPES, Answer, ExtrasMemo, Outcome, lookup
 from dynmx.answer.render import render
-from dynmx.answer.table import DO_KEY, CompiledZone, Negatives, Shared, index_zone, wire_key
+from dynmx.answer.table import DO_KEY, CompiledZone, Negatives, Shared, index_zone, shared_entry, wire_key
 from dynmx.answer.zoneset import WILDCARD, ZoneData, ZoneSet
 from dynmx.wire.response import Entry
 
@@ -35,18 +35,21 @@ class Compiled:
     keys: list[bytes]
     uses: set[bytes]
     negatives: Negatives | None = None
+    reach: set[bytes] = field(default_factory=set)
 
 
 def compile_zone(
     zoneset: ZoneSet, zone: ZoneData, entries: dict[bytes, Entry], refs: dict[bytes, set[bytes]] | None = None
 ) -> Compiled:
-    """Add one zone's entries to `entries`; return its byte-level index, keys and zones used
-    (and, with `refs` for a zone of TRACK_FROM names or more, its `Negatives`)."""
+    """Add one zone's entries to `entries`; return its byte-level index, keys, zones used and
+    names reached outside it (and, with `refs` for a zone of TRACK_FROM names or more, its
+    `Negatives`)."""
     keys: list[bytes] = []
     uses: set[bytes] = set()
+    reach: set[bytes] = set()
     negatives = Negatives() if refs is not None and tracked(zone) else None
-    compile_names(zoneset, zone, zone.names, entries, keys, uses, refs, negatives)
-    return Compiled(index_zone(zone), keys, uses, negatives)
+    compile_names(zoneset, zone, zone.names, entries, keys, uses, refs, negatives, reach)
+    return Compiled(index_zone(zone), keys, uses, negatives, reach)
 
 
 def tracked(zone: ZoneData) -> bool:
@@ -63,12 +66,15 @@ def compile_names(
     uses: set[bytes],
     refs: dict[bytes, set[bytes]] | None = None,
     negatives: Negatives | None = None,
+    reach: set[bytes] | None = None,
 ) -> None:
-    """Add the entries of these names of one zone to `entries`, their keys to `keys`, and
-    the other zones their answers used to `uses`. A name that a zone below serves (occluded
-    by it) is left to that zone: its entries are that zone's, whatever this one does.
-    With `negatives` (a tracked zone), what each answer uses goes into `refs` and its
-    NODATA entries are shared through `negatives`."""
+    """Add the entries of these names of one zone to `entries`, their keys to `keys`, the
+    other zones their answers used to `uses`, and (with `reach`) the names outside this
+    zone their CNAME chains reached, served by another zone or by none: a zone added at or
+    above one of those changes this zone's answers (`answer.reach`). A name that a zone
+    below serves (occluded by it) is left to that zone: its entries are that zone's,
+    whatever this one does. With `negatives` (a tracked zone), what each answer uses goes
+    into `refs` and its NODATA entries are shared through `negatives`."""
     own = zone.key
     apex_labels = len(zone.origin.labels)  # names here are at or below the apex: cheaper than ==
     tracking = negatives is not None and refs is not None
@@ -76,6 +82,8 @@ def compile_names(
     def note(answer: Answer) -> Answer:
         # A chain into another zone, or DS answered by the parent: an edit there recompiles us.
         uses.update(other for other in answer.zones if other != own)
+        if reach is not None and (len(answer.zones) > 1 or answer.outcome is Outcome.CHAIN_END):
+            _reached(zoneset, zone, answer, reach)  # the chain left this zone
         return answer
 
     memo: ExtrasMemo = {}
@@ -87,7 +95,7 @@ def compile_names(
             prefix = DO_KEY if do else b""
             default = note(lookup(zoneset, name, None, memo=memo, do=do))
             rendered = render(default, name)  # compared as rendered: a shared entry may await its body
-            default_entry = rendered
+            default_entry = rendered if tracking else shared_entry(rendered)  # zones alike: one entry
             if tracking:
                 default_entry = _track(zone, name, key, default, rendered, refs, negatives)  # type: ignore[arg-type]
             entries[prefix + key] = default_entry
@@ -105,8 +113,20 @@ def compile_names(
                     typed = prefix + key + qtype.to_bytes(2, "big")  # one object: table and key list
                     if tracking:
                         entry = _track(zone, name, key, answer, entry, refs, negatives)  # type: ignore[arg-type]
+                    else:
+                        entry = shared_entry(entry)
                     entries[typed] = entry
                     keys.append(typed)
+
+
+def _reached(zoneset: ZoneSet, zone: ZoneData, answer: Answer, reach: set[bytes]) -> None:
+    """Add to `reach` the CNAME targets of `answer` that `zone` does not serve (the names the
+    chain went to, or stopped at, outside it)."""
+    for _, rdataset in answer.answer:
+        if rdataset.rdtype == CNAME:
+            key = wire_key(rdataset[0].target)
+            if zoneset.find_key(key) is not zone:
+                reach.add(key)
 
 
 def _track(

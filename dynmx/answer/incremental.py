@@ -107,6 +107,7 @@ def recompile_names(
     delta = Delta(live, shared, base)
     sets = delta.sets
     compiled, keys, uses = dict(table.zones), dict(table.keys), dict(table.uses)
+    reach = dict(table.reach) if table.reach is not None else None
     negatives = dict(table.negatives)
     staging: dict[bytes, Negatives] = {}  # zone -> its NODATA entries after the edit
     for origin in plans:  # first: the names rendered below find these by their new bodies
@@ -123,7 +124,7 @@ def recompile_names(
     whole = {zone for zone, used in table.uses.items() if used & plans.keys() and zone not in negatives}
     whole -= plans.keys()
     for origin in whole:
-        _compile_whole(zoneset, zoneset.by_key[origin], policy, keys, delta, compiled, uses)
+        _compile_whole(zoneset, zoneset.by_key[origin], policy, keys, delta, compiled, uses, reach)
     forced = forced_keys(policy)
     fresh: dict[bytes, list[bytes]] = {}  # zone -> keys new to the table
     new_refs: dict[bytes, set[bytes]] = {}
@@ -144,11 +145,14 @@ def recompile_names(
                 staged = staging[zone.key] = Negatives(dict(kept.shared))
         new_keys: list[bytes] = []
         new_uses: set[bytes] = set()
-        compile_names(zoneset, zone, [name], sets, new_keys, new_uses, new_refs, staged)
+        new_reach: set[bytes] = set()
+        compile_names(zoneset, zone, [name], sets, new_keys, new_uses, new_refs, staged, new_reach)
         delta.drops.extend(old for old in dropped if old not in sets)
         fresh.setdefault(zone.key, []).extend(k for k in new_keys if k not in live)
         if not new_uses <= uses.get(zone.key, NO_NAMES):
             uses[zone.key] = uses.get(zone.key, NO_NAMES) | new_uses
+        if reach is not None and not new_reach <= reach.get(zone.key, NO_NAMES):
+            reach[zone.key] = reach.get(zone.key, NO_NAMES) | new_reach  # grows only, as `uses`
     for origin, added in fresh.items():
         held = keys.get(origin, ())
         if isinstance(held, list):  # only grows: a key without an entry costs nothing
@@ -171,6 +175,7 @@ def recompile_names(
         forced=forced,
         keys=keys,
         uses=uses,
+        reach=reach,
         pending=table.pending - whole,
         unfilled={origin: names for origin, names in table.unfilled.items() if origin not in whole},
         signed=any(zone.signed for zone in compiled.values()),
@@ -189,6 +194,7 @@ def _compile_whole(
     delta: Delta,
     compiled: dict[bytes, CompiledZone],
     uses: dict[bytes, frozenset[bytes]],
+    reach: dict[bytes, frozenset[bytes]] | None,
 ) -> None:
     """An untracked zone that uses an edited one, compiled again into the delta (its name
     actions laid over it), its keys that are gone dropped."""
@@ -203,6 +209,11 @@ def _compile_whole(
     delta.sets.update(entries)
     delta.drops.extend(key for key in old_keys if key not in entries)
     compiled[origin], keys[origin], uses[origin] = result.zone, new_keys, frozenset(result.uses)
+    if reach is not None:
+        if result.reach:
+            reach[origin] = frozenset(result.reach)
+        else:
+            reach.pop(origin, None)
 
 
 def _rendered(entries: dict[bytes, Entry], old: ZoneSet, name: dns.name.Name, key: bytes) -> list[bytes]:
