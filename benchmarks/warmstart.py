@@ -25,7 +25,11 @@ zone's answers are in the table (`all_compiled_s`: `event=serving ... pending=0`
 40 zones were answered byte for byte as after the cold start, right after the first answer
 (`early_equal_to_cold`) and once all was laid in (`late_equal_to_cold`).
 
-    .venv/bin/python benchmarks/warmstart.py [--zones 10000] [--server [--rounds 3]]
+With `--base DIR` (a checkout of another commit, e.g. `git worktree add /tmp/base HEAD~1`),
+that checkout's server is timed too, on its own copy of the zones (cold once, then warm in
+each round before this one's): a before/after in the same rounds, beside the same NSD loads.
+
+    .venv/bin/python benchmarks/warmstart.py [--zones 10000] [--server [--rounds 3] [--base DIR]]
 """
 
 from __future__ import annotations
@@ -206,14 +210,15 @@ def ask(port: int, asked: list[tuple[str, str]]) -> list[str]:
 
 
 def serve_once(
-    workdir: Path, last: str, asked: list[tuple[str, str]], timeout: float = 1800.0
+    workdir: Path, last: str, asked: list[tuple[str, str]], timeout: float = 1800.0, repo: Path | None = None
 ) -> dict[str, object]:
     """One `dynmx serve` from spawn until the last zone answers its SOA (NSD's measure in
     scale.py), until every zone is compiled, and until the store is written; `asked`
     answered right after the first SOA answer and again once all is compiled.
 
     Python's bytecode is cached as an installed package has it (pip compiles it): a cache
-    under workdir, written by the first run, read by the later ones."""
+    under workdir, written by the first run, read by the later ones. `repo`: the checkout
+    whose dynmx runs (this one by default)."""
     import signal
     import threading
 
@@ -224,7 +229,9 @@ def serve_once(
     env = dict(os.environ, PYTHONPYCACHEPREFIX=str(workdir / "pycache"))
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     started = time.monotonic()
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+    process = subprocess.Popen(
+        command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, cwd=repo
+    )
     out: dict[str, object] = {}
     done = threading.Event()
     compiled = threading.Event()
@@ -257,6 +264,7 @@ def serve_once(
                 out["store_read_line"] = float(line.split("zones=")[1].split()[0])
             elif "event=answer-store-written" in line:
                 out["store_written_s"] = now
+                out["store_written"] = line.split("event=answer-store-written")[1].strip()
                 done.set()
             if "all_compiled_s" in out and "vm_hwm_mib" not in out:
                 with open(f"/proc/{process.pid}/status") as status:
@@ -275,8 +283,11 @@ def serve_once(
     return out
 
 
-def run_servers(workdir: Path, zones: int, rounds: int) -> dict[str, object]:
-    """Cold once (it writes the store), then `rounds` warm starts and NSD loads, interleaved."""
+def run_servers(workdir: Path, zones: int, rounds: int, base: Path | None = None) -> dict[str, object]:
+    """Cold once (it writes the store), then `rounds` warm starts and NSD loads, interleaved;
+    with `base`, that checkout's cold start once and a warm start in each round too."""
+    import shutil
+
     from scale import nsd_case, origin
 
     last = sorted(origin(index) + "." for index in range(zones))[-1]
@@ -284,9 +295,25 @@ def run_servers(workdir: Path, zones: int, rounds: int) -> dict[str, object]:
     cold = serve_once(workdir, last, asked)
     reference = cold.pop("late")
     cold.pop("early", None)
-    results: dict[str, object] = {"cold": cold, "warm": [], "nsd": []}
+    results: dict[str, object] = {"cold": cold, "warm": [], "nsd": [], "base_warm": []}
     print(f"warmstart: server cold: {cold}", flush=True)
+    base_dir = workdir / "base"
+    if base is not None:
+        (base_dir / "state").mkdir(parents=True)
+        shutil.copytree(workdir / "zones", base_dir / "zones")
+        time.sleep(2.1)  # past the racy window, as for the first copy
+        base_cold = serve_once(base_dir, last, asked, repo=base)
+        base_cold.pop("early", None), base_cold.pop("late", None)
+        results["base_cold"] = base_cold
+        print(f"warmstart: base cold: {base_cold}", flush=True)
     for _ in range(rounds):
+        if base is not None:
+            before = serve_once(base_dir, last, asked, repo=base)
+            before["early_equal_to_cold"] = before.pop("early", None) == reference
+            before["late_equal_to_cold"] = before.pop("late", None) == reference
+            before["loadavg"] = os.getloadavg()
+            results["base_warm"].append(before)  # type: ignore[attr-defined]
+            print(f"warmstart: base warm: {before}", flush=True)
         warm = serve_once(workdir, last, asked)
         early, late = warm.pop("early", None), warm.pop("late", None)
         warm["early_equal_to_cold"] = early == reference
@@ -310,6 +337,7 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--server", action="store_true", help="time `dynmx serve` and NSD instead")
     parser.add_argument("--rounds", type=int, default=3, help="warm starts and NSD loads (--server)")
+    parser.add_argument("--base", type=Path, help="another checkout timed in the same rounds (--server)")
     args = parser.parse_args()
     if args.phase != "all":
         result = (run_cold if args.phase == "cold" else run_warm)(args.workdir)
@@ -322,7 +350,7 @@ def main() -> int:
         time.sleep(2.1)  # past the racy window: the stamps are trusted, as on a real restart
         results: dict[str, object] = {"zones": args.zones, "loadavg_before": os.getloadavg()}
         if args.server:
-            results["server"] = run_servers(workdir, args.zones, args.rounds)
+            results["server"] = run_servers(workdir, args.zones, args.rounds, args.base)
         for phase in () if args.server else ("cold", "warm"):
             done = subprocess.run(
                 [sys.executable, __file__, "--phase", phase, "--workdir", str(workdir)],
