@@ -14,10 +14,11 @@ results are cached apart from the DO=0 ones.
 
 UDP replies the fast path made are kept by the query's bytes after its ID (PowerDNS's
 packet cache): a repeated question (same name, case, type, flags and OPT) costs one dict
-lookup and a concatenation. A pool's answer is kept as its selector, which still picks
-per query. The cache is emptied on every table swap and when full; it is not used while
-a zone gate is set (its answer depends on the source), and names that tell the
-self-check are never kept.
+lookup and a concatenation. A pool's answer is kept as its `PoolReplies`: the selector
+still picks per query, the reply for each pick is joined once. The cache is emptied on
+every table swap and when full; it is not used while a zone gate is set (its answer
+depends on the source), and names that tell the self-check are never kept. The batched
+UDP loop reads the same cache itself (`udp_memo`), so a hit costs no call into the engine.
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ from dynmx.answer import rrl
 from dynmx.answer.acl import ZoneGate
 from dynmx.answer.clients import ClientAction, ClientRules, Network
 from dynmx.answer.compiler import DO_KEY, AnswerTable
+from dynmx.answer.dynamic import Selector
 from dynmx.answer.finder import META_QTYPE_MIN
 from dynmx.answer.hooks import ChaosConfig, ControlHandler, Deferred, TransferHandler, TsigHook
+from dynmx.answer.picked import PoolReplies
 from dynmx.answer.slowpath import CLASS_IN, SELFCHECK_LABEL, TYPE_AXFR, TYPE_IXFR, SlowPath
 from dynmx.errors import DropPacket, FormError
 from dynmx.wire.query import HEADER_LEN, MAX_NAME_LEN, OPCODE_QUERY, OPTION_NSID, parse_query
@@ -44,7 +47,6 @@ from dynmx.wire.response import (
     RCODE_SERVFAIL,
     TCP_LIMIT,
     UDP_PAYLOAD,
-    Chooser,
     Entry,
     assemble,
     edns_option,
@@ -56,12 +58,6 @@ log = logging.getLogger("dynmx.engine")
 
 MAX_QEND = HEADER_LEN + MAX_NAME_LEN  # the offset after the longest question name
 PACKET_CACHE = 20_000  # UDP replies kept by query bytes; emptied when full
-PICKED_TAILS = 64  # replies kept per cached pool question (a generation's variants and hints)
-
-# A cached UDP question whose answer a selector picks: the selector, the replies joined so
-# far (id of the entry picked -> the entry, the reply after its ID), and what a reply is
-# joined from: RD, OPT, the question as asked, the size limit.
-Picked = tuple[Chooser, dict[int, tuple[Entry, bytes]], int, bytes, bytes, int]
 
 
 class Engine(SlowPath):
@@ -83,7 +79,7 @@ class Engine(SlowPath):
         self.chaos = chaos or ChaosConfig()
         self.lru_size = lru_size
         self._lru: OrderedDict[bytes, Entry] = OrderedDict()
-        self._packets: dict[bytes, bytes | Picked] = {}  # UDP query after its ID -> reply after it
+        self._packets: dict[bytes, bytes | PoolReplies] = {}  # UDP query after its ID -> reply after it
         # Signed NXDOMAIN replies by proof (`denial`): the template and its pointers.
         self._proofs: OrderedDict[bytes, tuple[Entry, tuple[int, ...]]] = OrderedDict()
         self.control: ControlHandler | None = None
@@ -175,12 +171,10 @@ class Engine(SlowPath):
                 elif hit.__class__ is bytes:
                     reply = data[:2] + hit
                 else:  # a pool's question: the selector picks, the reply for its pick is kept
-                    picked: Picked = hit  # type: ignore[assignment]
-                    entry = picked[0].pick(addr)
-                    if entry is None:
+                    tail = hit.reply(addr)  # type: ignore[union-attr]  # not bytes: PoolReplies
+                    if tail is None:
                         return None
-                    found = picked[1].get(id(entry))
-                    reply = data[:2] + found[1] if found is not None else self._joined(data, picked, entry)
+                    reply = data[:2] + tail
             rrl = self.rrl
             if rrl is None or tcp or reply.__class__ is not bytes or not isinstance(addr, tuple):
                 return reply
@@ -195,18 +189,15 @@ class Engine(SlowPath):
                 return None
             return header_only((data[0] << 8) | data[1], RCODE_SERVFAIL, bool(data[2] & 1))
 
-    def _joined(self, data: bytes, hit: Picked, entry: Entry) -> bytes:
-        """The reply to a cached pool question with the entry its selector picked, joined
-        and kept for the next time (the dict holds the entry, so its id stays its own)."""
-        _, tails, rd, opt, question, limit = hit
-        body = entry.body
-        if 12 + len(question) + len(body) + len(opt) > limit:
-            return assemble(data, parse_query(data), entry, limit)
-        tail = b"".join((entry.head_opt[rd] if opt else entry.head[rd], question, body, opt))
-        if len(tails) >= PICKED_TAILS:
-            tails.clear()
-        tails[id(entry)] = (entry, tail)
-        return data[:2] + tail
+    def udp_memo(self) -> tuple[dict[bytes, bytes | PoolReplies], set[str] | None] | None:
+        """The packet cache as the batched UDP loop reads it, or None while it is not used
+        (a zone gate is set). With it, the sources whose replies are sent as they are (RRL's
+        exempt ones, or None: every source, RRL being off); for any other source the loop
+        calls `handle`. The dict is replaced on a swap: read it again per batch."""
+        if self.gate is not None:
+            return None
+        rrl = self.rrl
+        return self._packets, (rrl.exempt_hosts if rrl is not None else None)
 
     def _fast(self, data: bytes, addr: object, tcp: bool) -> bytes | Deferred | None:
         size = len(data)
@@ -278,8 +269,11 @@ class Engine(SlowPath):
         else:
             selector = entry.selector
             if selector is not None:
-                if keep:
-                    self._keep(data[2:], (selector, {}, data[2] & 1, opt, data[12 : qend + 4], limit))
+                if keep and isinstance(selector, Selector):
+                    pooled = PoolReplies(selector, data[2:], data[2] & 1, opt, data[12 : qend + 4], limit)
+                    self._keep(pooled.query, pooled)
+                    tail = pooled.reply(addr)
+                    return None if tail is None else data[:2] + tail
                 entry = selector.pick(addr)
                 if entry is None:
                     return None
@@ -300,7 +294,7 @@ class Engine(SlowPath):
             return data[:2] + tail
         return b"".join((data[:2], head, question, body, opt))
 
-    def _keep(self, query: bytes, reply: bytes | Picked) -> None:
+    def _keep(self, query: bytes, reply: bytes | PoolReplies) -> None:
         packets = self._packets
         if len(packets) >= PACKET_CACHE:
             packets.clear()

@@ -6,10 +6,20 @@ each side; here a readable socket costs two system calls for up to `BATCH` queri
 arrays the kernel fills and reads are allocated once; the lengths and senders of a whole
 batch are read from them through `memoryview` slices (one call each, no `ctypes`
 attribute access per datagram), a reply is copied once, into the send buffer, and only
-its length is written per reply. The socket is non-blocking and the loop only calls when it is
-readable, so a lone query is answered at once (the effect of `MSG_WAITFORONE`); a wakeup
-takes up to `DRAIN` full batches before it yields to the loop. The libc calls are made
-without `argtypes`, each argument passed ready, so no call converts its arguments.
+its length is written per reply.
+
+A handler bound to an object with `udp_memo()` (the engine) offers its replies memo: a dict
+from a datagram's bytes after its first two to the reply's bytes after its first two, which
+are the datagram's own (a DNS message ID). A datagram found there is answered in the loop,
+with no call: the two octets copied from the received slot to the send slot, the rest
+from the memo. A memo value that is not bytes is asked per datagram (`reply(sender)`: the
+rest of the reply, or None for silence). Only senders the memo names (or all, where it
+names none) are answered from it; everything else goes to the handler.
+
+The socket is non-blocking and the loop only calls when it is readable, so a lone query
+is answered at once (the effect of `MSG_WAITFORONE`); a wakeup takes up to `DRAIN` full
+batches before it yields to the loop. The libc calls are made without `argtypes`, each
+argument passed ready, so no call converts its arguments.
 
 `available()` says whether the calls exist (Linux); elsewhere the listeners keep the event
 loop's datagram endpoint (`dynmx.server.udp.UdpServer`), which behaves the same.
@@ -25,7 +35,7 @@ import logging
 import socket
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from dynmx.server.udp import Handler
 
@@ -91,6 +101,22 @@ def available() -> bool:
     return bool(_load())
 
 
+class Picked(Protocol):
+    """A memo value decided per datagram (a pool's answer)."""
+
+    def reply(self, sender: object) -> bytes | None: ...
+
+
+# The memo (datagram after its first two octets -> reply after them), and the hosts whose
+# datagrams it may answer (None: any).
+Memo = tuple[dict[bytes, Any], "set[str] | None"]
+
+
+def _memo_of(handler: Handler) -> Callable[[], Memo | None] | None:
+    """The `udp_memo` of the object `handler` is bound to, if it offers one."""
+    return getattr(getattr(handler, "__self__", None), "udp_memo", None)
+
+
 def _address(raw: bytes) -> tuple[str, int]:
     """A sockaddr_in or sockaddr_in6 as the (host, port) the handlers take."""
     family = int.from_bytes(raw[:2], sys.byteorder)
@@ -108,10 +134,12 @@ class Batch:
     def __init__(self, size: int = BATCH, datagram: int = DATAGRAM, family: int = socket.AF_INET) -> None:
         self.size = size
         self.datagram = datagram
+        self.stride = datagram + (datagram & 1)  # slots start at even offsets: IDs copy as one u16
         self.family = family
         self.namelen = SOCKADDR_LEN[family]
-        self._recv_data = ctypes.create_string_buffer(size * datagram)
-        self._send_data = ctypes.create_string_buffer(size * datagram)
+        self._recv_data = ctypes.create_string_buffer(size * self.stride)
+        self._send_data = ctypes.create_string_buffer(size * self.stride)
+        self.recv_data: Any = self._recv_data  # sliced per datagram: a c_char array's slice is bytes
         self._names = ctypes.create_string_buffer(size * NAME_SIZE)
         self._recv_iov = (_Iovec * size)()
         self._send_iov = (_Iovec * size)()
@@ -121,9 +149,9 @@ class Batch:
         self.recv_at = ctypes.c_void_p(ctypes.addressof(self.recv_msgs))  # the arrays as passed to libc
         self.send_at = ctypes.c_void_p(ctypes.addressof(self.send_msgs))
         for i in range(size):
-            self._recv_iov[i].base = ctypes.addressof(self._recv_data) + i * datagram
+            self._recv_iov[i].base = ctypes.addressof(self._recv_data) + i * self.stride
             self._recv_iov[i].len = datagram
-            self._send_iov[i].base = ctypes.addressof(self._send_data) + i * datagram
+            self._send_iov[i].base = ctypes.addressof(self._send_data) + i * self.stride
             header = self.recv_msgs[i].hdr
             header.name = self._names_at + i * NAME_SIZE
             header.namelen = NAME_SIZE  # the kernel writes the length used: the family's, each time
@@ -135,6 +163,8 @@ class Batch:
             self._reply_to(i, i)
         self.recv_view = memoryview(self._recv_data).cast("B")
         self.send_view = memoryview(self._send_data).cast("B")
+        self.recv_u16 = self.recv_view.cast("H")  # a slot's first two octets: [slot * stride // 2]
+        self.send_u16 = self.send_view.cast("H")
         self.names_view = memoryview(self._names).cast("B")
         self.names_u64 = self.names_view.cast("Q")
         self.recv_u32 = memoryview(self.recv_msgs).cast("B").cast("I")
@@ -195,13 +225,22 @@ class BatchedUdp:
         self, sock: socket.socket, handler: Handler, size: int = BATCH, batches: int = DRAIN
     ) -> None:
         self.sock = sock
-        self.handler = handler
+        self.handler = handler  # and its memo, if it offers one
         self.batch = Batch(size, family=sock.family)
         self.batches = batches
         self.received = 0
         self._libc = _load()
         self._fd = sock.fileno()
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def handler(self) -> Handler:
+        return self._handler
+
+    @handler.setter
+    def handler(self, handler: Handler) -> None:
+        self._handler = handler
+        self._memo = _memo_of(handler)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.sock.setblocking(False)
@@ -230,8 +269,12 @@ class BatchedUdp:
                 return
 
     def _answer(self, batch: Batch, count: int) -> None:
-        handler, size, data, out = self.handler, batch.datagram, batch.recv_view, batch.send_view
+        handler, stride, data, out = self._handler, batch.stride, batch.recv_data, batch.send_view
         addresses, sizes, lengths = batch.addresses, batch.send_iov_sizes, batch.lengths(count)
+        ids, out_ids, half = batch.recv_u16, batch.send_u16, stride >> 1
+        found = self._memo() if self._memo is not None else None
+        memo: dict[bytes, Any] = found[0] if found is not None else {}
+        hosts: set[str] | None = found[1] if found is not None else set()  # without one: nobody
         replies = 0
         slot = -1
         for key in batch.keys(count):
@@ -240,14 +283,29 @@ class BatchedUdp:
             if length < 0:
                 continue
             sender = addresses.get(key) or batch.sender(slot, key)
-            begin = slot * size
-            reply = handler(data[begin : begin + length].tobytes(), sender, False)
+            begin = slot * stride
+            if hosts is None or sender[0] in hosts:
+                tail = memo.get(data[begin + 2 : begin + length])
+                if tail is not None:
+                    if tail.__class__ is not bytes:
+                        tail = tail.reply(sender)
+                        if tail is None:
+                            continue
+                    start = replies * stride
+                    out_ids[replies * half] = ids[slot * half]
+                    out[start + 2 : start + 2 + len(tail)] = tail
+                    sizes[replies * 2 + 1] = len(tail) + 2  # the iovec's iov_len
+                    if replies != slot:
+                        batch.reply_to(replies, slot)
+                    replies += 1
+                    continue
+            reply = handler(data[begin : begin + length], sender, False)
             if reply is None:
                 continue
             if reply.__class__ is bytes:
-                start = replies * size
+                start = replies * stride
                 out[start : start + len(reply)] = reply
-                sizes[replies * 2 + 1] = len(reply)  # the iovec's iov_len
+                sizes[replies * 2 + 1] = len(reply)
                 if replies != slot:
                     batch.reply_to(replies, slot)
                 replies += 1

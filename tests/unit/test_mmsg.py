@@ -186,3 +186,105 @@ def test_replies_after_a_silent_datagram_go_to_their_own_senders_and_the_next_ba
     assert b.recv(100) == b"re:b2"
     assert a.recv(100) == b"re:a2"
     udp.close()
+
+
+class _Memoed:
+    """A handler's owner that offers a memo (as the engine offers its packet cache)."""
+
+    def __init__(self, memo: dict[bytes, object], hosts: set[str] | None) -> None:
+        self.memo = memo
+        self.hosts = hosts
+        self.offered = True
+        self.seen: list[bytes] = []
+
+    def handle(self, data: bytes, peer: object, tcp: bool) -> bytes:
+        self.seen.append(data)
+        return b"re:" + data
+
+    def udp_memo(self) -> tuple[dict[bytes, object], set[str] | None] | None:
+        return (self.memo, self.hosts) if self.offered else None
+
+
+class _PerSender:
+    def __init__(self, silent_port: int) -> None:
+        self.silent_port = silent_port
+
+    def reply(self, sender: object) -> bytes | None:
+        assert isinstance(sender, tuple)
+        return None if sender[1] == self.silent_port else f"to {sender[1]}".encode()
+
+
+def test_a_datagram_in_the_memo_is_answered_with_its_own_first_two_octets_and_no_handler_call(
+    clients: list[socket.socket],
+) -> None:
+    server = _server()
+    owner = _Memoed({b"question": b"answer"}, None)
+    udp = BatchedUdp(server, owner.handle)
+    client = _client(clients)
+    client.sendto(b"\x12\x34question", server.getsockname())
+    client.sendto(b"\xab\xcdquestion", server.getsockname())
+    client.sendto(b"\x00\x01other", server.getsockname())
+    udp.readable()
+    assert [client.recv(100) for _ in range(3)] == [b"\x12\x34answer", b"\xab\xcdanswer", b"re:\x00\x01other"]
+    assert owner.seen == [b"\x00\x01other"]
+    udp.close()
+
+
+def test_a_sender_the_memo_does_not_name_goes_to_the_handler(clients: list[socket.socket]) -> None:
+    """The engine names RRL's exempt sources; any other source's reply is rate limited."""
+    server = _server()
+    owner = _Memoed({b"question": b"answer"}, {"192.0.2.1"})
+    udp = BatchedUdp(server, owner.handle)
+    client = _client(clients)
+    client.sendto(b"\x12\x34question", server.getsockname())
+    udp.readable()
+    assert client.recv(100) == b"re:\x12\x34question"
+    owner.hosts = {"127.0.0.1"}
+    client.sendto(b"\x12\x35question", server.getsockname())
+    udp.readable()
+    assert client.recv(100) == b"\x12\x35answer"
+    udp.close()
+
+
+def test_without_a_memo_every_datagram_goes_to_the_handler(clients: list[socket.socket]) -> None:
+    """The engine offers none while a zone gate is set (the answer depends on the source)."""
+    server = _server()
+    owner = _Memoed({b"question": b"answer"}, None)
+    owner.offered = False
+    udp = BatchedUdp(server, owner.handle)
+    client = _client(clients)
+    client.sendto(b"\x12\x34question", server.getsockname())
+    udp.readable()
+    assert client.recv(100) == b"re:\x12\x34question"
+    udp.close()
+
+
+def test_a_memo_value_decided_per_datagram_is_asked_with_its_sender_and_may_stay_silent(
+    clients: list[socket.socket],
+) -> None:
+    server = _server()
+    a, b = _client(clients), _client(clients)
+    owner = _Memoed({b"pool": _PerSender(a.getsockname()[1])}, None)
+    udp = BatchedUdp(server, owner.handle)
+    a.sendto(b"\x00\x01pool", server.getsockname())
+    b.sendto(b"\x00\x02pool", server.getsockname())
+    a.sendto(b"\x00\x03mine", server.getsockname())
+    udp.readable()
+    assert b.recv(100) == b"\x00\x02" + f"to {b.getsockname()[1]}".encode()
+    assert a.recv(100) == b"re:\x00\x03mine"
+    a.settimeout(0.2)
+    with pytest.raises(TimeoutError):
+        a.recv(100)
+    udp.close()
+
+
+def test_a_new_handler_brings_its_own_memo(clients: list[socket.socket]) -> None:
+    """A worker that builds a new engine sets its handle as the loop's handler."""
+    server = _server()
+    udp = BatchedUdp(server, _Memoed({b"question": b"old"}, None).handle)
+    udp.handler = _Memoed({b"question": b"new"}, None).handle
+    client = _client(clients)
+    client.sendto(b"\x12\x34question", server.getsockname())
+    udp.readable()
+    assert client.recv(100) == b"\x12\x34new"
+    udp.close()
