@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import dns.name
 
-from dynmx.app import heap, loading, reload
+from dynmx.app import heap, loading, reload, zonedir
 from dynmx.app.catalog import ensure_catalog_file
 from dynmx.app.dnssec_metrics import DnssecSampler
 from dynmx.app.listeners import Listeners, bind_all, make_engine
@@ -109,6 +109,7 @@ async def startup(app: App) -> None:
         log.warning("event=config-readable-secrets file=%s mode=%04o", path, mode)
     sdnotify.notify("STATUS=loading zones")
     ensure_catalog_file(app.config, app.zones_dir)
+    began, edits = time.time(), app.state.edits  # what the first reload may skip a scan by
     with heap.loading():
         loaded = loading.load(app, reconcile=True)
     zones, problems, table = loaded.zones, loaded.problems, loaded.table
@@ -170,6 +171,8 @@ async def startup(app: App) -> None:
     sdnotify.ready(f"serving {len(zones)} zones")
     app.publisher.keep_filling()
     app.publisher.save_answers()
+    glanced = loop.run_in_executor(None, zonedir.glance, app.zones_dir)
+    glanced.add_done_callback(lambda done: _remember_scan(app, done, began, edits))
     app.resigning = loop.create_task(
         resign_daily(functools.partial(_dnssec_zones, app), functools.partial(_resign, app))
     )
@@ -206,6 +209,15 @@ async def shutdown(app: App) -> None:
     if app.pid_path is not None:  # only the file this process wrote
         app.pid_path.unlink(missing_ok=True)
     log.info("event=stopped")
+
+
+def _remember_scan(
+    app: App, glanced: asyncio.Future[zonedir.Glance | None], began: float, edits: int
+) -> None:
+    """The zone directory as the start-up found it, glanced once serving: a reload with no
+    file changed since is spared its scan (files changed after `began` are not trusted)."""
+    if not glanced.cancelled() and glanced.exception() is None:
+        reload.remember_scan(app, glanced.result(), began, edits)
 
 
 def _dnssec_zones(app: App) -> list[LoadedZone]:

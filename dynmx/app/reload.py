@@ -13,14 +13,15 @@ import functools
 import logging
 import threading
 import time
+import weakref
 from typing import TYPE_CHECKING
 
-from dynmx.app import loading
+from dynmx.app import loading, zonedir
 from dynmx.app.answerconfig import answers_alike
 from dynmx.app.health_monitor import HealthMonitor
 from dynmx.app.loading import after_load, expect_files
 from dynmx.app.services import notify_secondaries, start_services
-from dynmx.app.zonescan import changed_origins, soa_serial
+from dynmx.app.zonescan import soa_serial
 from dynmx.errors import ConfigError, JournalFork, Problem, StaleBase
 from dynmx.policy.signing_check import config_problems
 from dynmx.server import sdnotify
@@ -35,6 +36,9 @@ log = logging.getLogger("dynmx.app")
 # by a stop: a scan of many changed files parses in child processes, which the process must
 # not leave behind (`lifecycle.run` waits for these, and for no other thread).
 _scans: set[threading.Event] = set()
+# Per server: the zone directory as the last scan saw it (`zonedir`), which a reload that
+# finds it unchanged is spared its scan by.
+_scanned: weakref.WeakKeyDictionary[App, zonedir.Scanned] = weakref.WeakKeyDictionary()
 
 
 def scans_ended(timeout: float) -> bool:
@@ -80,6 +84,15 @@ async def _reload(app: App, reread_config: bool = True) -> tuple[list[Problem], 
     before = app.state.by_file
     assert app.engine is not None
     previous = app.engine.table if answers_alike(config, app.config) else None
+    began = time.time()
+    settings = app.config.server.max_zone_file_size
+    seen = await loop.run_in_executor(None, zonedir.glance, app.zones_dir)
+    if (
+        previous is not None
+        and not app.state.problems
+        and zonedir.unchanged_since(_scanned.get(app), seen, mark, settings)
+    ):
+        return _nothing_changed(app, config_problem, reread_config, started)
     loaded = await loop.run_in_executor(None, functools.partial(_scan, app, previous))
     zones, problems, table = loaded.zones, loaded.problems, loaded.table
     # Committed while the files were read: the version in memory is the newer one (a hand
@@ -111,8 +124,36 @@ async def _reload(app: App, reread_config: bool = True) -> tuple[list[Problem], 
             if path in newer or path in loaded.accepted:
                 zones[path] = app.state.by_file[path]
         table = app.publisher.compile(zones, table, [zones[path].origin for path in redo])
-    expect_files(app, zones, before)
+    fresh = {path: zone for path, zone in zones.items() if before.get(path) is not zone}
+    expect_files(app, fresh, before)
     app.publisher.swap(table)
+    sent = _follow(app, table, config_problem, reread_config)
+    after_load(app, zones, problems, time.monotonic() - started)
+    for path, zone in fresh.items():
+        old = before.get(path)
+        if path not in newer and (old is None or soa_serial(old) != soa_serial(zone)):
+            notify_secondaries(app, zone)
+    if seen is not None and not problems:  # what the next reload compares the directory with
+        _scanned[app] = zonedir.Scanned(seen, began, mark, settings)
+    else:
+        _scanned.pop(app, None)
+    log.info(
+        "event=reloaded zones=%d changed=%d incremental=%s table=%s scan=%s seconds=%.3f",
+        len(zones),
+        len(fresh),
+        "yes" if previous is not None else "no",
+        "kept" if table is previous else "new",
+        "full",
+        time.monotonic() - started,
+    )
+    if app.catalog.producer is not None:  # zones may have come or gone with their files
+        app.catalog.producer.request()
+    return (problems if config_problem is None else [config_problem, *problems]), sent
+
+
+def _follow(app: App, table: AnswerTable, config_problem: Problem | None, reread_config: bool) -> int | None:
+    """What follows the table a reload serves: the workers told (the change sent to them),
+    the prober and the services started anew under a config read again."""
     sent = None
     if app.workers is not None:
         sent = app.workers.broadcast("reload", app.config, app.pool_plans(), *app.file_state())
@@ -120,22 +161,32 @@ async def _reload(app: App, reread_config: bool = True) -> tuple[list[Problem], 
         app.health.start(table.zoneset)
         start_services(app)
     app.health.reapply()  # verdicts that came in while the table compiled
-    after_load(app, zones, problems, time.monotonic() - started)
-    for path, zone in zones.items():
-        old = before.get(path)
-        if path not in newer and old is not zone and (old is None or soa_serial(old) != soa_serial(zone)):
-            notify_secondaries(app, zone)
+    return sent
+
+
+def _nothing_changed(
+    app: App, config_problem: Problem | None, reread_config: bool, started: float
+) -> tuple[list[Problem], int | None]:
+    """No zone file changed since the last scan (`zonedir`) and no edit since: the served
+    versions and table stay as they are, unread and unvisited; the config read again
+    still takes effect."""
+    assert app.engine is not None
+    sent = _follow(app, app.engine.table, config_problem, reread_config)
+    seconds = time.monotonic() - started
+    app.metrics.observe_load(len(app.state.by_file), 0, seconds)
     log.info(
-        "event=reloaded zones=%d changed=%d incremental=%s table=%s seconds=%.3f",
-        len(zones),
-        len(changed_origins(before, zones)),
-        "yes" if previous is not None else "no",
-        "kept" if table is previous else "new",
-        time.monotonic() - started,
+        "event=reloaded zones=%d changed=0 incremental=yes table=kept scan=skipped seconds=%.3f",
+        len(app.state.by_file),
+        seconds,
     )
-    if app.catalog.producer is not None:  # zones may have come or gone with their files
-        app.catalog.producer.request()
-    return (problems if config_problem is None else [config_problem, *problems]), sent
+    return ([] if config_problem is None else [config_problem]), sent
+
+
+def remember_scan(app: App, seen: zonedir.Glance | None, began: float, edits: int) -> None:
+    """A scan made elsewhere (the start-up's), for the next reload to compare the directory
+    with; `seen` may be taken after it, since only files older than `began` are trusted."""
+    if seen is not None and not app.state.problems:
+        _scanned[app] = zonedir.Scanned(seen, began, edits, app.config.server.max_zone_file_size)
 
 
 async def reconfigure(app: App) -> Problem | None:
