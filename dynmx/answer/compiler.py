@@ -241,9 +241,13 @@ def _rebuild(
     dirty &= zoneset.by_key.keys()  # a zone already gone from both (removed by an earlier compile)
     entries = dict(table.entries)
     compiled, keys, uses = dict(table.zones), dict(table.keys), dict(table.uses)
-    reach = dict(table.reach) if table.reach is not None else None
     negatives = dict(table.negatives)
     dirty |= _policy_moved(table, zoneset, policy, entries)
+    reach: dict[bytes, frozenset[bytes]] | None = None
+    if table.reach is not None:
+        reach = dict(table.reach)
+    elif dirty >= zoneset.by_key.keys():  # every zone compiled here (a cold start's first table)
+        reach = {}
     for origin in (*removed, *dirty):
         for key in keys.get(origin, ()):
             entries.pop(key, None)

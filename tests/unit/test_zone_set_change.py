@@ -25,7 +25,7 @@ import dynmx.answer.entries as entries_module
 from dynmx.answer.compiler import AnswerTable, compile_table, fill_table, recompile_table, wire_key
 from dynmx.answer.dynamic import ServedPolicy
 from dynmx.answer.engine import Engine
-from dynmx.answer.zoneset import ZoneData
+from dynmx.answer.zoneset import ZoneData, ZoneSet
 from dynmx.config import from_mapping
 from dynmx.policy.served import build_table, plan_all
 from tests.signing import SignerUnavailable, sign_zone
@@ -349,3 +349,21 @@ def test_a_pool_whose_name_a_new_zone_serves_gets_its_carrier() -> None:
     assert _replies(after) == _replies(fresh)
     back = _build(zones, after, ["b.t."])
     assert _view(back) == _view(_build(zones))
+
+
+def test_a_table_whose_every_zone_the_compiler_made_knows_its_chains_from_the_first_edit(
+    compiles: list[str],
+) -> None:
+    """A cold start through the answer store (no row kept): every zone indexed, then all of
+    them compiled as changed; the next add compiles the new zone alone."""
+    zones = _numbered(5)
+    zones[2] = _zone("z2.test.", APEX + "www CNAME www.new.test.\n")
+    indexed = {zone.key: compiler.index_zone(zone, complete=False) for zone in zones}
+    empty = AnswerTable({}, indexed, ZoneSet(zones), pending=frozenset(indexed))
+    table = recompile_table(empty, zones, [zone.origin for zone in zones], ServedPolicy())
+    assert table.reach == {zones[2].key: {wire_key(dns.name.from_text("www.new.test."))}}
+    added = _zone("new.test.", APEX + "www A 192.0.2.99\n")
+    compiles.clear()
+    after = recompile_table(table, [*zones, added], [added.origin], ServedPolicy())
+    assert sorted(compiles) == ["new.test.", "z2.test."]
+    assert _view(after) == _view(compile_table([*zones, added]))
