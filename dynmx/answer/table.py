@@ -18,7 +18,7 @@ from dynmx.answer.dynamic import Selector
 from dynmx.answer.lookup import Answer, Outcome
 from dynmx.answer.render import render
 from dynmx.answer.zoneset import WILDCARD, ZoneData, ZoneSet, name_key
-from dynmx.wire.response import Entry
+from dynmx.wire.response import Entry, RRsetSpan
 
 wire_key = name_key  # the table key of a name: its uncompressed wire form, lower-cased (RFC 4343)
 # Prefix of the keys of DO=1 entries: a wire name never starts with a byte over 63.
@@ -231,6 +231,27 @@ class AnswerTable:
 
 NO_NAMES: frozenset[bytes] = frozenset()  # most zones have no cut and no wildcard: one empty set for all
 
+# Entries by content, for `shared_entry`: cleared when full (a miss costs one more object).
+_SHARED: dict[tuple[bytes, int, bool, tuple[RRsetSpan, ...], bool], Entry] = {}
+SHARED_MAX = 1 << 16
+
+
+def shared_entry(entry: Entry) -> Entry:
+    """One entry for every equal static one. Names in a body are compressed against the
+    question, so zones made from one template (a hoster's) have byte-equal answers: a
+    hundred thousand such zones hold a few dozen entries, not a million. Not for an entry
+    whose body an edit lays anew in place (a tracked zone's `Shared` NODATA): it is its own."""
+    if entry.selector is not None:
+        return entry
+    key = (entry.body, entry.rcode, entry.authoritative, entry.spans, entry.partial_tc)
+    found = _SHARED.get(key)
+    if found is not None:
+        return found
+    if len(_SHARED) >= SHARED_MAX:
+        _SHARED.clear()
+    _SHARED[key] = entry
+    return entry
+
 
 def nxdomain_entries(zone: ZoneData) -> tuple[Entry, Entry]:
     """The zone's NXDOMAIN: uncompressed, and compressed against the origin as the question."""
@@ -250,7 +271,7 @@ def index_zone(zone: ZoneData, complete: bool = True) -> CompiledZone:
         )
         or NO_NAMES,
         nxdomain=nxdomain,
-        nx_compressed=compressed,
+        nx_compressed=shared_entry(compressed),
         nx_pointers=pointers_of_one_rr(compressed.body),
         complete=complete,
         signed=zone.signed,

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import dns.exception
 import dns.name
@@ -22,12 +26,23 @@ from dynmx.zone.loader import (
     LoadedZone,
     check_size,
     file_digest,
+    parse_zone,
     read_digest,
     read_zone_bytes,
 )
 from dynmx.zone.soa import serial_of
+from dynmx.zone.source import Few, SourceZone
+
+if TYPE_CHECKING:
+    from dynmx.answer.table import AnswerTable
 
 RACY_SECONDS = 2.0  # a file changed this recently is read again at the next reload
+# A scan that parses this many files at once (a start-up of many zones) keeps each small
+# zone as its bytes (`SourceZone`) and its index: the parsed nodes of all of them at once
+# would be most of the server's memory; each is parsed again when it is compiled, then let go.
+COMPACT_FROM = 1000
+COMPACT_MAX_BYTES = 16 * 1024  # larger files keep their nodes (parsing them again costs more)
+COMPACT_MAX_NODES = 256
 
 Stamp = tuple[int, int, int, int]  # (mtime_ns, ctime_ns, size, inode)
 
@@ -138,11 +153,20 @@ def scan_zones(
             to_parse.append((path, read_zone_bytes(path, max_size)))
         except ZoneLoadError as error:
             results[reading[path]] = error.problems
-    for path, parsed in parse_many(to_parse, processes).items():
+    compact = parse_compact if len(to_parse) >= COMPACT_FROM else None
+    made_here: list[ZoneData] = []  # indexes of the zones kept as their bytes
+    for path, parsed in parse_many(to_parse, processes, chunk=compact).items():
+        place = reading[path]
+        if isinstance(parsed, tuple):  # a small zone as its bytes, with its index
+            parsed, made = parsed
+            made_here.append(made)
+            parsed.zone.same_file(files[place])
         stamp = stamps.get(path)
-        if stamp is not None and isinstance(parsed, LoadedZone):
-            parsed = dataclasses.replace(parsed, stamp=stamp)
-        results[reading[path]] = parsed
+        if isinstance(parsed, LoadedZone) and (stamp is not None or parsed.path is not files[place]):
+            # The scan's own path object: one per file, not a second one from the parse process.
+            parsed = dataclasses.replace(parsed, stamp=stamp, path=files[place])
+        results[place] = parsed
+    remember_indexes(made_here)
     versions: list[LoadedZone | None] = []  # of each file in `files`; None: not served
     claims: dict[bytes, int] = {}  # by wire key: dnspython's name hash collides (see ZoneSet)
     shared: dict[bytes, list[int]] = {}  # the keys claimed by more than one file
@@ -182,6 +206,93 @@ def scan_zones(
     _keys.clear()
     _keys.update(keys)
     return loaded, problems
+
+
+def parse_compact(files: Sequence[tuple[Path, bytes]]) -> list[tuple[Path, object]]:
+    """`parse_many`'s chunk for a scan of many files (in a parse process, mostly): each small
+    zone as a released `SourceZone` (its bytes) and its index (`ZoneData`, made from the
+    parsed nodes, which are then let go); a larger zone as parsed; a bad file's problems."""
+    found: list[tuple[Path, object]] = []
+    for path, data in files:
+        try:
+            loaded = parse_zone(path, data)
+        except ZoneLoadError as error:
+            found.append((path, error.problems))
+            continue
+        zone = loaded.zone
+        if len(data) > COMPACT_MAX_BYTES or len(zone.nodes) > COMPACT_MAX_NODES:
+            found.append((path, loaded))
+            continue
+        source = SourceZone.of(zone, path, data, serial_of(zone))
+        index = CompactZoneData.of(ZoneData(loaded.origin, zone), source)
+        found.append((path, (dataclasses.replace(loaded, zone=source), index)))
+    return found
+
+
+_INDEX = threading.RLock()  # a compact index made again, or let go, by one thread at a time
+_KEPT = frozenset({"origin", "zone", "key", "signer", "edit"})  # what a released index holds
+_MADE = tuple(name for cls in ZoneData.__mro__ for name in getattr(cls, "__slots__", ()) if name not in _KEPT)
+
+
+class CompactZoneData(ZoneData):
+    """The index of a small zone kept as its bytes (`SourceZone`): its name sets held as
+    `Few`, and, once the zone is compiled (`release`), only its origin, key and zone; the
+    rest is made again from the zone's bytes on first use, into this very object, so that
+    identity checks (`find_key(key) is zone`) hold."""
+
+    __slots__ = ()
+
+    @classmethod
+    def of(cls, full: ZoneData, zone: SourceZone) -> CompactZoneData:
+        """`full` (the index of `zone`'s nodes, parsed) held compactly, over `zone`."""
+        made: CompactZoneData = object.__new__(cls)
+        for name in (*_KEPT, *_MADE):
+            with contextlib.suppress(AttributeError):  # a slot the full index left unset
+                object.__setattr__(made, name, object.__getattribute__(full, name))
+        object.__setattr__(made, "zone", zone)
+        made._compact()
+        return made
+
+    def _compact(self) -> None:
+        object.__setattr__(self, "names", Few(object.__getattribute__(self, "names")))
+        object.__setattr__(self, "name_keys", Few(object.__getattribute__(self, "name_keys")))
+
+    def __getattr__(self, name: str) -> Any:
+        """A field let go by `release`: the whole index made again from the zone's bytes."""
+        if name not in _MADE:
+            raise AttributeError(name)
+        with _INDEX:
+            full = ZoneData(self.origin, self.zone)
+            for field in _MADE:
+                with contextlib.suppress(AttributeError):
+                    object.__setattr__(self, field, object.__getattribute__(full, field))
+            self._compact()
+            return (
+                object.__getattribute__(self, name) if name in ("names", "name_keys") else getattr(full, name)
+            )
+
+    def release(self) -> None:
+        """Let go of everything but origin, key and zone (and the zone's parsed nodes)."""
+        with _INDEX:
+            for field in _MADE:
+                with contextlib.suppress(AttributeError):
+                    object.__delattr__(self, field)
+            zone = self.zone
+            if isinstance(zone, SourceZone):
+                zone.release()
+
+
+def release_compiled(before: AnswerTable, after: AnswerTable) -> int:
+    """Let go of the parsed nodes of the small zones `after` compiled that `before` had
+    pending (they are answered from the table now); returns how many."""
+    released = 0
+    by_key = after.zoneset.by_key
+    for origin in before.pending - after.pending:
+        data = by_key.get(origin)
+        if isinstance(data, CompactZoneData):
+            data.release()
+            released += 1
+    return released
 
 
 def unchanged(kept: LoadedZone, stamp: Stamp, confirmed: tuple[LoadedZone, Stamp] | None) -> bool:

@@ -25,10 +25,11 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from typing import Any
 
 from dynmx.errors import Problem, ZoneLoadError
 from dynmx.zone.filebytes import read_zone_bytes
@@ -53,22 +54,28 @@ def available_cpus() -> int:
 
 
 def parse_many(
-    files: Sequence[tuple[Path, bytes]], processes: int, min_files: int = PARALLEL_FROM
-) -> dict[Path, Parsed]:
+    files: Sequence[tuple[Path, bytes]],
+    processes: int,
+    min_files: int = PARALLEL_FROM,
+    chunk: Callable[[Sequence[tuple[Path, bytes]]], list[tuple[Path, Any]]] | None = None,
+) -> dict[Path, Any]:
     """Each file's zone, or its problems. With `processes` > 1 and at least `min_files`
     files, the parsing is spread over that many processes; should they fail to start or
-    die, the files are parsed here instead."""
+    die, the files are parsed here instead. `chunk` (a module-level function, so that a
+    process can be handed it) parses a list of files instead of `parse_zone`, and says
+    what each file gives."""
+    parse = _parse_chunk_list if chunk is None else chunk
     if processes < 2 or len(files) < min_files:
-        return dict(_parse_chunk(files))
+        return dict(parse(files))
     chunks = [files[start : start + CHUNK] for start in range(0, len(files), CHUNK)]
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["dynmx.zone.loader"])
+    context.set_forkserver_preload(["dynmx.zone.loader", parse.__module__])
     try:
         with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
-            return dict(itertools.chain.from_iterable(pool.map(_parse_chunk_list, chunks)))
+            return dict(itertools.chain.from_iterable(pool.map(parse, chunks)))
     except (BrokenProcessPool, OSError) as error:
         log.warning("event=parallel-parse-failed error=%r files=%d fallback=serial", str(error), len(files))
-        return dict(_parse_chunk(files))
+        return dict(parse(files))
 
 
 def check_apart(

@@ -6,9 +6,14 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.zone
 
+from dynmx.zone.source import SourceZone
+
 
 def serial_of(zone: dns.zone.Zone) -> int:
-    """The SOA serial at the zone's apex (a loaded zone always has one)."""
+    """The SOA serial at the zone's apex (a loaded zone always has one); a released
+    `SourceZone` knows it without being parsed again."""
+    if isinstance(zone, SourceZone) and not zone.parsed:
+        return zone.serial
     assert zone.origin is not None
     soa = zone.nodes[zone.origin].get_rdataset(dns.rdataclass.IN, dns.rdatatype.SOA)
     assert soa is not None
