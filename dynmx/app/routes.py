@@ -278,7 +278,7 @@ def local_routes(app: App, loop: asyncio.AbstractEventLoop) -> dict[tuple[str, s
 
     def update(request: Request) -> Response:
         async def call() -> Response:
-            outcome = app.updates.apply_local(request.body)
+            outcome = await app.updates.apply_local(request.body)
             if outcome.served is not None:
                 await outcome.served
             body = {"rcode": dns.rcode.to_text(outcome.rcode), "reason": outcome.reason}

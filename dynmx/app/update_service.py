@@ -3,18 +3,22 @@
 The engine hands every UPDATE/NOTIFY message here. TSIG is verified by dnspython with
 the configured keyring; a key must be listed in the zone's `allow_update`, unsigned
 updates are REFUSED (nothing changes). The reply to a signed update is signed with the
-same key. A zone change is committed (journal, atomic file) before the reply is sent,
-so an acknowledged update survives a crash.
+same key. A zone change is journaled durably before the reply is sent, so an
+acknowledged update survives a crash; the journal's fsync is awaited on its own thread
+while queries go on being answered. The UPDATEs of one zone take turns (RFC 2136 §3.7:
+serially): each is planned on the version its predecessor left and journaled after it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import dns.exception
 import dns.message
@@ -121,6 +125,7 @@ class UpdateService:
         self.is_secondary: Callable[[dns.name.Name], bool] | None = None
         self._planner: ThreadPoolExecutor | None = None
         self._waiting = 0
+        self._turns: set[asyncio.Task[Outcome]] = set()  # edits under way, each in the zone's turn
 
     @property
     def max_records(self) -> int:
@@ -161,12 +166,52 @@ class UpdateService:
             formerr = header_only(query.msg_id, RCODE_FORMERR, query.rd, opcode=query.opcode)
             return tsig.signed(formerr, verified)
         assert isinstance(message, dns.update.UpdateMessage)
-        zone = self.zones()[origin]
-        outcome = self.edit(zone, message, key)
+        planned = None
+        if not self.owner.turn(origin).busy:  # no edit under way: the served version is the newest
+            zone = self.zones()[origin]
+            try:
+                changes = self.plan(zone, message, key)
+            except UpdateRefused as refused:  # answered at once, as is an update that changes nothing
+                return _reply(message, self._rejected(origin, key, refused).rcode)
+            if not changes:
+                return _reply(message, dns.rcode.NOERROR)
+            planned = (zone, changes)
+        return self._answer(message, origin, key, planned)
+
+    async def _answer(
+        self,
+        message: dns.update.UpdateMessage,
+        origin: dns.name.Name,
+        key: dns.name.Name | None,
+        planned: tuple[LoadedZone, list[Change]] | None = None,
+    ) -> bytes:
+        """Planned (again, unless `planned` was on the version found in turn) and committed in the
+        zone's turn; acknowledged once the edit is answered (a client that reads back after
+        NOERROR sees it)."""
+        outcome = await self.in_turn(origin, lambda zone: self.edit(zone, message, key, planned))
         reply = _reply(message, outcome.rcode)
-        if outcome.served is None:
-            return reply
-        return self._when_served(outcome.served, reply)
+        if outcome.served is not None:
+            await outcome.served
+        return reply
+
+    async def in_turn(
+        self, origin: dns.name.Name, step: Callable[[LoadedZone], Coroutine[Any, Any, Outcome]]
+    ) -> Outcome:
+        """`step` on the zone's newest version, in the zone's turn (`ZoneOwner.edits`). It runs in
+        a task of its own that the caller's cancellation does not reach: an edit handed to the
+        journal is published even if the client that asked for it is gone."""
+
+        async def turn() -> Outcome:
+            async with self.owner.turn(origin):
+                zone = self.zones().get(origin)
+                if zone is None:  # removed meanwhile
+                    return Outcome(dns.rcode.NOTAUTH, f"{origin} is not served here")
+                return await step(zone)
+
+        task = asyncio.ensure_future(turn())
+        self._turns.add(task)
+        task.add_done_callback(self._turns.discard)
+        return await asyncio.shield(task)
 
     def _admit(self, data: bytes, query: Query, verified: tsig.Verified | None, peer: object) -> int | None:
         """The rcode refusing an UPDATE from what the raw wire says (the zone, the key, the
@@ -189,12 +234,6 @@ class UpdateService:
             origin, _host(peer), key, reason, records,
         )  # fmt: skip
         return rcode
-
-    @staticmethod
-    async def _when_served(served: Awaitable[None], reply: bytes) -> bytes:
-        """Acknowledge once the edit is answered: a client that reads back after NOERROR sees it."""
-        await served
-        return reply
 
     async def _edit_off_loop(
         self,
@@ -224,12 +263,10 @@ class UpdateService:
                 if isinstance(plan, UpdateRefused):
                     return _reply(message, self._rejected(origin, key, plan).rcode)
                 last = attempt == PLAN_ATTEMPTS
-                if self.zones().get(origin) is not zone:  # replaced while planned (an edit, a reload)
-                    if last:
-                        log.error("event=update-refused zone=%s key=%s reason=stale", origin, key)
-                    outcome = Outcome(dns.rcode.SERVFAIL, "the zone changed while planned", stale=True)
-                else:  # the owner refuses it too (StaleBase) if the journal moved on
-                    outcome = self.commit(zone, plan, key, last=last)
+                step = functools.partial(
+                    self._commit_planned, planned_on=zone, changes=plan, key=key, last=last
+                )
+                outcome = await self.in_turn(origin, step)
                 if outcome.stale and attempt < PLAN_ATTEMPTS:
                     log.info("event=update-replanned zone=%s key=%s attempt=%d", origin, key, attempt)
                     continue
@@ -240,6 +277,17 @@ class UpdateService:
             raise AssertionError("unreachable: the last attempt returns")
         finally:
             self._waiting -= 1
+
+    async def _commit_planned(
+        self, head: LoadedZone, planned_on: LoadedZone, changes: list[Change], key: dns.name.Name, last: bool
+    ) -> Outcome:
+        """A large update's plan, committed in the zone's turn if the zone is still the version it
+        was planned on (the owner refuses it too, StaleBase, if the journal moved on)."""
+        if head is not planned_on:  # replaced while planned (an edit, a reload)
+            if last:
+                log.error("event=update-refused zone=%s key=%s reason=stale", head.origin, key)
+            return Outcome(dns.rcode.SERVFAIL, "the zone changed while planned", stale=True)
+        return await self.commit(head, changes, key, last=last)
 
     def _parse_and_plan(
         self, data: bytes, verified: tsig.Verified | None, zone: LoadedZone, key: dns.name.Name
@@ -267,9 +315,10 @@ class UpdateService:
         log.info("event=notify-received zone=%s peer=%s", origin, source)
         return question_only(data, query, 0, authoritative=True)
 
-    def apply_local(self, wire: bytes) -> Outcome:
+    async def apply_local(self, wire: bytes) -> Outcome:
         """An UPDATE from the local control socket (`dynmx record`): the socket's file mode is
-        its authorization, so no key and no key rules; everything else as over the wire."""
+        its authorization, so no key and no key rules; everything else as over the wire (in
+        the zone's turn, with the UPDATEs that meet it)."""
         try:
             message = dns.message.from_wire(wire)
         except dns.exception.DNSException as error:
@@ -282,15 +331,25 @@ class UpdateService:
             return Outcome(dns.rcode.NOTAUTH, f"{origin} is not served here")
         if self.is_secondary is not None and self.is_secondary(origin):
             return Outcome(dns.rcode.REFUSED, f"{origin} is a secondary zone: edit it on its primary")
-        return self.edit(zone, message, None)
+        return await self.in_turn(origin, lambda head: self.edit(head, message, None))
 
-    def edit(self, zone: LoadedZone, message: dns.update.UpdateMessage, key: dns.name.Name | None) -> Outcome:
-        """RFC 2136 §3 on `zone` for `key` (None: local, unrestricted), committed by the owner."""
+    async def edit(
+        self,
+        zone: LoadedZone,
+        message: dns.update.UpdateMessage,
+        key: dns.name.Name | None,
+        planned: tuple[LoadedZone, list[Change]] | None = None,
+    ) -> Outcome:
+        """RFC 2136 §3 on `zone` for `key` (None: local, unrestricted), committed by the owner;
+        in the zone's turn (`in_turn`), `zone` its newest version. `planned`: changes already
+        planned, used if they were planned on `zone` itself."""
+        if planned is not None and planned[0] is zone:
+            return await self.commit(zone, planned[1], key)
         try:
             changes = self.plan(zone, message, key)
         except UpdateRefused as refused:
             return self._rejected(zone.origin, key, refused)
-        return self.commit(zone, changes, key)
+        return await self.commit(zone, changes, key)
 
     def plan(
         self, zone: LoadedZone, message: dns.update.UpdateMessage, key: dns.name.Name | None
@@ -310,17 +369,18 @@ class UpdateService:
         REFUSALS.refused(log, logging.INFO, "update-rejected", fields, origin, key, rcode, str(refused))
         return Outcome(refused.rcode, str(refused))
 
-    def commit(
+    async def commit(
         self, zone: LoadedZone, changes: list[Change], key: dns.name.Name | None, last: bool = True
     ) -> Outcome:
-        """Hand `changes`, planned on `zone`, to the owner. A commit refused because `zone` is no
+        """Hand `changes`, planned on `zone`, to the owner, in the zone's turn; published at once
+        once durable (the next edit in turn builds on it). A commit refused because `zone` is no
         longer the newest version is `stale` (and logged only when `last`: the caller may plan
         again)."""
         origin = zone.origin
         if not changes:
             return Outcome(dns.rcode.NOERROR, "no change")
         try:
-            updated = self.owner.commit(zone, changes)
+            updated = await self.owner.commit_durably(zone, changes)
         except ZoneLoadError as error:
             log.warning("event=update-refused zone=%s reason=invalid-result problems=%r", origin, str(error))
             return Outcome(dns.rcode.REFUSED, "; ".join(p.reason for p in error.problems))

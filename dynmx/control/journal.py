@@ -9,14 +9,26 @@ The journal is one line of history per zone: a unique index refuses a second cha
 from the same serial (a fork), and an entry whose file has not been written yet is
 never pruned. A history that cannot be trusted any more is moved aside to
 `journal_quarantine` (kept for inspection, never replayed).
+
+Writes run on one thread of their own with its own connection (`submit`), in the order
+they were handed in: an append waits for its fsync there, so the event loop goes on
+answering meanwhile and awaits the append's future before acknowledging the change (as
+BIND and Knot write their journal before they answer an UPDATE). Reads stay on the
+connection of the thread that opened the journal; a change still on its way is already
+the zone's `head`, so no second change can be planned from the same serial.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
+from queue import SimpleQueue
+from typing import TypeVar
 
 from dynmx.errors import JournalFork, JournalUnavailable
 
@@ -57,6 +69,8 @@ class JournalEntry:
 
 
 DEFAULT_KEEP = 1000
+T = TypeVar("T")
+Write = Callable[[sqlite3.Connection], T]
 
 
 class Journal:
@@ -76,10 +90,15 @@ class Journal:
         # the write-back thread sets it, appends and pruning read it on the loop.
         self.flushed: dict[str, int] = {}
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
+        self.db = _connect(path)
         self.db.executescript(SCHEMA)
+        # zone -> (the serial its newest change makes, how many of its changes are on their way)
+        self._pending: dict[str, tuple[int, int]] = {}
+        self._pending_lock = threading.Lock()
+        self._writes: SimpleQueue[tuple[Write[object], Callable[[], object], Future[object]] | None] = (
+            SimpleQueue()
+        )
+        self._writer: threading.Thread | None = None  # started by the first write
         self.forked = self._one_line_per_zone()
 
     def _one_line_per_zone(self) -> list[str]:
@@ -97,27 +116,89 @@ class Journal:
         return forked
 
     def append(self, entry: JournalEntry) -> None:
-        """Add one change; JournalFork if the zone already has a change from its old serial."""
+        """Add one change and wait until it is durable (blocks: on the event loop, `submit`);
+        JournalFork if the zone already has a change from its old serial."""
+        self.submit(entry).result()
+
+    def submit(self, entry: JournalEntry) -> Future[None]:
+        """Hand one change to the journal's thread: the future is done once it is durable, or
+        fails with JournalFork or JournalUnavailable. Changes are written in the order given."""
+        with self._pending_lock:
+            _, waiting = self._pending.get(entry.zone, (0, 0))
+            self._pending[entry.zone] = (entry.new_serial, waiting + 1)
+        return self._write(lambda db: self._insert(db, entry), lambda: self._arrived(entry.zone))
+
+    def _arrived(self, zone: str) -> None:
+        """A change of `zone` was written or refused (before its future is done): the journal
+        itself says the zone's head again once none is on its way."""
+        with self._pending_lock:
+            serial, waiting = self._pending.pop(zone, (0, 1))
+            if waiting > 1:
+                self._pending[zone] = (serial, waiting - 1)
+
+    def _insert(self, db: sqlite3.Connection, entry: JournalEntry) -> None:
+        """On the journal's thread: the change and the pruning it allows, one transaction (one fsync)."""
         try:
-            self.db.execute(
-                "INSERT INTO journal (zone, old_serial, new_serial, removed, added, at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    entry.zone,
-                    entry.old_serial,
-                    entry.new_serial,
-                    "\n".join(entry.removed),
-                    "\n".join(entry.added),
-                    time.time(),
-                ),
-            )
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute(
+                    "INSERT INTO journal (zone, old_serial, new_serial, removed, added, at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        entry.zone,
+                        entry.old_serial,
+                        entry.new_serial,
+                        "\n".join(entry.removed),
+                        "\n".join(entry.added),
+                        time.time(),
+                    ),
+                )
+                self._prune(db, entry.zone)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
         except sqlite3.IntegrityError:
             raise JournalFork(
                 f"{entry.zone}: the journal already has a change from serial {entry.old_serial}"
             ) from None
         except sqlite3.Error as error:  # a full disk, an I/O error: the change is not kept
             raise JournalUnavailable(f"cannot write the journal {self.path}: {error}") from None
-        self.prune(entry.zone)
+
+    def _write(self, write: Write[T], after: Callable[[], object] = lambda: None) -> Future[T]:
+        """Run `write` on the journal's thread, after every write handed in before it; `after`
+        runs there once it ended, however it ended, before its future is done."""
+        future: Future[T] = Future()
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._run_writes, name="dynmx-journal", daemon=True)
+            self._writer.start()
+        self._writes.put((write, after, future))  # type: ignore[arg-type]
+        return future
+
+    def _run_writes(self) -> None:
+        """The journal's thread. A write handed in is done even if its waiter gave up (a future
+        cancelled): what was handed in reaches the disk in order, or fails, never vanishes."""
+        db: sqlite3.Connection | None = None
+        while (item := self._writes.get()) is not None:
+            write, after, future = item
+            waited = future.set_running_or_notify_cancel()
+            error: BaseException | None = None
+            try:
+                if db is None:
+                    db = _connect(self.path)
+                result = write(db)
+            except sqlite3.Error as failed:  # the journal cannot be opened
+                error = JournalUnavailable(f"cannot write the journal {self.path}: {failed}")
+            except BaseException as failed:
+                error = failed
+            after()
+            if waited and error is not None:
+                future.set_exception(error)
+            elif waited:
+                future.set_result(result)
+        if db is not None:
+            db.close()
 
     def mark_flushed(self, zone: str, serial: int) -> None:
         """The zone file holds `serial` now: changes up to it may be pruned (any thread)."""
@@ -125,10 +206,13 @@ class Journal:
 
     def prune(self, zone: str) -> None:
         """Drop changes beyond the newest `keep`, but none the zone file lacks."""
+        self._write(lambda db: self._prune(db, zone)).result()
+
+    def _prune(self, db: sqlite3.Connection, zone: str) -> None:
         flushed = self.flushed.get(zone)
         if flushed is None:
             return
-        self.db.execute(
+        db.execute(
             "DELETE FROM journal WHERE zone = ?1"
             " AND seq <= (SELECT seq FROM journal WHERE zone = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2)"
             " AND seq <= (SELECT MAX(seq) FROM journal WHERE zone = ?1 AND new_serial = ?3)",
@@ -136,7 +220,12 @@ class Journal:
         )
 
     def head(self, zone: str) -> int | None:
-        """The serial the zone's newest change made; None without changes."""
+        """The serial the zone's newest change made (or makes, still on its way); None without
+        changes."""
+        with self._pending_lock:
+            pending = self._pending.get(zone)
+        if pending is not None:
+            return pending[0]
         row = self.db.execute(
             "SELECT new_serial FROM journal WHERE zone = ? ORDER BY seq DESC LIMIT 1", (zone,)
         ).fetchone()
@@ -170,25 +259,42 @@ class Journal:
 
     def quarantine(self, zone: str, reason: str) -> int:
         """Move the zone's history aside (kept in `journal_quarantine`); returns how many changes."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            self.db.execute(
-                f"INSERT INTO journal_quarantine ({COLUMNS}, reason, quarantined_at)"
-                f" SELECT {COLUMNS}, ?, ? FROM journal WHERE zone = ?",
-                (reason, time.time(), zone),
-            )
-            moved = self.db.execute("DELETE FROM journal WHERE zone = ?", (zone,)).rowcount
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+        moved = self._write(lambda db: _quarantine(db, zone, reason)).result()
         self.flushed.pop(zone, None)
-        return int(moved)
+        return moved
 
     def forget(self, zone: str) -> None:
         """A removed zone's history: a zone added again under that name starts a new one."""
-        self.db.execute("DELETE FROM journal WHERE zone = ?", (zone,))
+        self._write(lambda db: db.execute("DELETE FROM journal WHERE zone = ?", (zone,))).result()
         self.flushed.pop(zone, None)
 
     def close(self) -> None:
+        """Ends once every change handed in is written (or refused)."""
+        if self._writer is not None:
+            self._writes.put(None)
+            self._writer.join()
+            self._writer = None
         self.db.close()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    return db
+
+
+def _quarantine(db: sqlite3.Connection, zone: str, reason: str) -> int:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute(
+            f"INSERT INTO journal_quarantine ({COLUMNS}, reason, quarantined_at)"
+            f" SELECT {COLUMNS}, ?, ? FROM journal WHERE zone = ?",
+            (reason, time.time(), zone),
+        )
+        moved = db.execute("DELETE FROM journal WHERE zone = ?", (zone,)).rowcount
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return int(moved)

@@ -9,10 +9,18 @@ refuse, and any while the zone's file cannot be written (`WriteBlocked`: what ca
 kept is not acknowledged). A version made outside (a file edited by hand, a transfer)
 is judged before it is served (`judge`) and its difference journaled (`record`), so
 every serial served is one line of history that IXFR can follow.
+
+On the event loop an edit is committed with `commit_durably`: the journal's fsync runs on
+the journal's thread while queries go on being answered, and the new version is returned
+once its entry is durable. Edits of one zone take their turn (`turn`): the holder reads
+the zone's newest version, plans on it, commits and publishes before the next one reads it,
+so the zone's edits reach the journal in the order they are answered (RFC 2136 §3.7).
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import logging
 import time
 from collections.abc import Callable
@@ -68,6 +76,46 @@ def judge(before: LoadedZone, after: LoadedZone) -> list[Change] | Problem:
     return changes
 
 
+class Turn:
+    """Whose turn it is to edit one zone: `async with turn:` waits for it, first come first
+    served, and hands it straight to the next waiter when left (so `busy` never lies between
+    two holders: a version read while the turn is not busy is the zone's newest)."""
+
+    def __init__(self) -> None:
+        self._held = False
+        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    @property
+    def busy(self) -> bool:
+        return self._held
+
+    async def __aenter__(self) -> None:
+        if not self._held:
+            self._held = True
+            return
+        handed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(handed)
+        try:
+            await handed
+        except asyncio.CancelledError:
+            if handed.done() and not handed.cancelled():
+                self._leave()  # handed over just as the waiter went: pass it on
+            else:
+                self._waiting.remove(handed)
+            raise
+
+    async def __aexit__(self, *_: object) -> None:
+        self._leave()
+
+    def _leave(self) -> None:
+        while self._waiting:
+            handed = self._waiting.popleft()
+            if not handed.done():
+                handed.set_result(None)  # still held: now by that waiter
+                return
+        self._held = False
+
+
 class ZoneOwner:
     """Owns the zone files and journal of one state directory while it lives."""
 
@@ -84,6 +132,14 @@ class ZoneOwner:
         self.writer = ZoneWriter(self.journal, policies(config), write, self._check)
         # The reason a file cannot be written now, or None (the server's write-back says).
         self.blocked: Callable[[Path], str | None] = lambda path: None
+        self._turns: dict[dns.name.Name, Turn] = {}
+
+    def turn(self, origin: dns.name.Name) -> Turn:
+        """The zone's turn: held from reading its newest version until the edit is published."""
+        turn = self._turns.get(origin)
+        if turn is None:
+            turn = self._turns[origin] = Turn()
+        return turn
 
     def reconfigure(self, config: Config) -> None:
         self.config = config
@@ -102,6 +158,21 @@ class ZoneOwner:
         if reason is not None:
             raise WriteBlocked(f"{head.origin}: edits are not acknowledged while {reason}")
         return self.writer.commit(head, changes, time.time() if now is None else now)
+
+    async def commit_durably(
+        self, head: LoadedZone, changes: list[Change], now: float | None = None
+    ) -> LoadedZone:
+        """`commit` for the event loop: the journal entry is written on the journal's thread and
+        awaited, the loop answers queries meanwhile. The entry is handed over before this first
+        waits, so it is written even if the caller is cancelled (the caller then publishes
+        nothing: hold the zone's turn in a task that is not cancelled)."""
+        reason = self.blocked(head.path)
+        if reason is not None:
+            raise WriteBlocked(f"{head.origin}: edits are not acknowledged while {reason}")
+        updated, entry = self.writer.stage(head, changes, time.time() if now is None else now)
+        await asyncio.wrap_future(self.journal.submit(entry))
+        self.writer.write(updated.path, updated.zone)
+        return updated
 
     def record(self, before: LoadedZone, after: LoadedZone, changes: list[Change]) -> None:
         """Journal a version `judge` accepted; StaleBase when the journal moved on meanwhile."""
@@ -166,6 +237,7 @@ class ZoneOwner:
     def forget(self, origin: dns.name.Name) -> None:
         """A zone removed for good: its history goes with it."""
         self.journal.forget(origin.to_text())
+        self._turns.pop(origin, None)
 
     def close(self) -> None:
         self.journal.close()

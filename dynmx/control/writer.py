@@ -25,7 +25,7 @@ import dns.zone
 
 from dynmx.control.diffs import JournalMismatch, _holds, diff_zones, journal_entry, replay
 from dynmx.control.edit_validation import edit_problems, records_of
-from dynmx.control.journal import Journal
+from dynmx.control.journal import Journal, JournalEntry
 from dynmx.control.update import Change
 from dynmx.control.versions import _apply, _new_version, _origin, apply_changes, soa_change
 from dynmx.control.zonefile import write_atomically
@@ -76,6 +76,15 @@ class ZoneWriter:
     def commit(self, loaded: LoadedZone, changes: list[Change], now: float) -> LoadedZone:
         """Apply `changes` to `loaded` durably; raises ZoneLoadError (nothing written) if invalid,
         StaleBase if `loaded` is not the zone's newest version in the journal."""
+        updated, entry = self.stage(loaded, changes, now)
+        self.journal.append(entry)
+        self.write(updated.path, updated.zone)
+        return updated
+
+    def stage(self, loaded: LoadedZone, changes: list[Change], now: float) -> tuple[LoadedZone, JournalEntry]:
+        """The new version and its journal entry, nothing written yet: the caller appends the
+        entry (`Journal.append`, or `submit` and wait), then hands the version to `write`.
+        Raises ZoneLoadError and StaleBase as `commit`."""
         name = loaded.origin.to_text()
         head = self.journal.head(name)
         if head is not None and head != serial_of(loaded.zone):
@@ -94,9 +103,8 @@ class ZoneWriter:
             problems = [Problem(str(loaded.path), 0, reason) for reason in reasons]
         if problems:
             raise ZoneLoadError([Problem(str(loaded.path), 0, p.reason) for p in problems])
-        self.journal.append(journal_entry(name, loaded.zone, zone, [*changes, *serial]))
-        self.write(loaded.path, zone)
-        return LoadedZone(loaded.origin, zone, loaded.path)
+        entry = journal_entry(name, loaded.zone, zone, [*changes, *serial])
+        return LoadedZone(loaded.origin, zone, loaded.path), entry
 
     def record(self, before: LoadedZone, after: LoadedZone) -> list[Change]:
         """Journal a version made elsewhere (a zone file edited by hand, a transfer) as the

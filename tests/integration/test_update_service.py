@@ -157,16 +157,16 @@ def test_large_update_planned_on_a_stale_version_is_planned_again(
 ) -> None:
     """The owner refuses a commit on a stale base; the update is planned again on the new head."""
     owner = wired.updates.owner
-    commit = owner.commit
+    commit = owner.commit_durably
     calls: list[int] = []
 
-    def stale_once(*args: object, **kwargs: object) -> object:
+    async def stale_once(*args: object, **kwargs: object) -> object:
         calls.append(1)
         if len(calls) == 1:
             raise StaleBase("example.test.: planned on an older serial")
-        return commit(*args, **kwargs)  # type: ignore[arg-type]
+        return await commit(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(owner, "commit", stale_once)
+    monkeypatch.setattr(owner, "commit_durably", stale_once)
     reply = send(wired, big_update(LARGE, keyring=KEYRING, keyname=KEY_NAME))
     assert rcode(reply) == dns.rcode.NOERROR and len(calls) == 2
 
@@ -193,10 +193,10 @@ def test_large_update_whose_zone_was_replaced_while_planned_is_planned_on_the_ne
 def test_large_update_stale_at_every_attempt_is_servfail(
     wired: ControlledEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def always_stale(*_: object, **__: object) -> object:
+    async def always_stale(*_: object, **__: object) -> object:
         raise StaleBase("example.test.: planned on an older serial")
 
-    monkeypatch.setattr(wired.updates.owner, "commit", always_stale)
+    monkeypatch.setattr(wired.updates.owner, "commit_durably", always_stale)
     reply = send(wired, big_update(LARGE, keyring=KEYRING, keyname=KEY_NAME))
     assert rcode(reply) == dns.rcode.SERVFAIL
 
