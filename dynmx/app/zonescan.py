@@ -230,7 +230,7 @@ def parse_compact(files: Sequence[tuple[Path, bytes]]) -> list[tuple[Path, objec
 
 
 _INDEX = threading.RLock()  # a compact index made again, or let go, by one thread at a time
-_KEPT = frozenset({"origin", "zone", "key", "signer", "edit"})  # what a released index holds
+_KEPT = frozenset({"origin", "zone", "key", "signer", "edit", "overlay"})  # what a released index holds
 _MADE = tuple(name for cls in ZoneData.__mro__ for name in getattr(cls, "__slots__", ()) if name not in _KEPT)
 
 

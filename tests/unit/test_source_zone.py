@@ -189,6 +189,8 @@ def test_a_released_index_is_made_again_from_the_zone_bytes_as_it_was(tmp_path: 
     whole = ZoneData(loaded.origin, load_zone_file(path).zone)
     index.release()
     assert not loaded.zone.parsed
+    assert index.overlay == {} and serial_of(index.zone) == 1  # as the answer store asks: not parsed
+    assert not loaded.zone.parsed
     assert set(index.names) == whole.names and set(index.name_keys) == whole.name_keys
     assert index.negative_soa[1] == whole.negative_soa[1] and index.apex_ns[1] == whole.apex_ns[1]
     assert index.cuts == whole.cuts and index.signed == whole.signed
