@@ -5,16 +5,21 @@ The event loop's datagram endpoint costs a system call and a Python callback per
 each side; here a readable socket costs two system calls for up to `BATCH` queries. The
 arrays the kernel fills and reads are allocated once; the lengths and senders of a whole
 batch are read from them through `memoryview` slices (one call each, no `ctypes`
-attribute access per datagram), a reply is copied once, into the send buffer, and only
-its length is written per reply.
+attribute access per datagram). A reply is not copied at all: each is sent from two
+pieces, the query's own first two octets (its ID) read from the receive buffer, and the
+rest of the reply read from the bytes object that holds it (CPython keeps a bytes object's
+octets at a fixed offset from its `id()`; `available()` checks that, and the objects are
+held until the send returns). Only the piece's address and length are written per reply.
 
 A handler bound to an object with `udp_memo()` (the engine) offers its replies memo: a dict
 from a datagram's bytes after its first two to the reply's bytes after its first two, which
-are the datagram's own (a DNS message ID). A datagram found there is answered in the loop,
-with no call: the two octets copied from the received slot to the send slot, the rest
-from the memo. A memo value that is not bytes is asked per datagram (`reply(sender)`: the
-rest of the reply, or None for silence). Only senders the memo names (or all, where it
-names none) are answered from it; everything else goes to the handler.
+are the datagram's own (a DNS message ID). Datagrams found there are answered in the loop,
+with no call into the handler; a memo value that is not bytes is asked per datagram
+(`reply(sender)`: the rest of the reply, or None for silence). The memo answers only the
+senders it names (RRL's exempt sources), or any where it names none; which senders it
+named is learnt per sender address, so a whole batch is checked with one set operation.
+The first datagram the memo does not hold ends the run: the replies so far are sent, and
+the handler takes over from there (its calls may change the memo).
 
 The socket is non-blocking and the loop only calls when it is readable, so a lone query
 is answered at once (the effect of `MSG_WAITFORONE`); a wakeup takes up to `DRAIN` full
@@ -47,6 +52,9 @@ DATAGRAM = 65535  # the largest UDP payload: nothing a client sends is cut
 NAME_SIZE = 128  # sizeof(struct sockaddr_storage)
 ADDRESS_CACHE = 4096  # sockaddr bytes -> (host, port), so few peers cost no inet_ntop each
 MSG_TRUNC = 0x20
+# Where a bytes object's octets start, from its id(): CPython's layout (id() is the object's
+# address; the octets end with one NUL not counted). `available()` checks it before use.
+BYTES_DATA = bytes.__basicsize__ - 1
 
 
 class _Iovec(ctypes.Structure):
@@ -92,8 +100,20 @@ def _load() -> Any:
             # batch, None), so a call converts nothing.
             for call in (library.recvmmsg, library.sendmmsg):
                 call.restype = ctypes.c_int
-            _libc = library
+            _libc = library if _bytes_in_place() else False
     return _libc
+
+
+def _bytes_in_place() -> bool:
+    """Whether a bytes object's octets lie at id() + BYTES_DATA, so a reply is sent from
+    where it is (CPython; elsewhere the event loop's endpoint serves)."""
+    if ctypes.sizeof(ctypes.c_size_t) != ctypes.sizeof(ctypes.c_void_p):  # iovecs are read as pointers
+        return False
+    probe = bytes(range(256)) * 2
+    try:
+        return ctypes.string_at(id(probe) + BYTES_DATA, len(probe)) == probe
+    except (OSError, ValueError):  # pragma: no cover - an interpreter where id() is no address
+        return False
 
 
 def available() -> bool:
@@ -128,54 +148,59 @@ def _address(raw: bytes) -> tuple[str, int]:
 
 class Batch:
     """The arrays of one socket's batches: received datagrams and their senders' addresses,
-    and the replies going back to them. Reply `j` goes to the sender of datagram `j` unless
-    moved (`reply_to`): with every query answered, nothing but the lengths is written."""
+    and the replies going back to them.
+
+    Reply `j` goes to the sender of datagram `j` unless moved (`reply_to`). It is sent from
+    two pieces, no copy made: the first two octets of datagram `j` (the message ID), read
+    from the receive buffer, then the reply's own bytes, wherever they are (`answer`); a
+    reply that carries its own first two octets is sent whole (`answer_whole`)."""
 
     def __init__(self, size: int = BATCH, datagram: int = DATAGRAM, family: int = socket.AF_INET) -> None:
         self.size = size
         self.datagram = datagram
-        self.stride = datagram + (datagram & 1)  # slots start at even offsets: IDs copy as one u16
         self.family = family
         self.namelen = SOCKADDR_LEN[family]
-        self._recv_data = ctypes.create_string_buffer(size * self.stride)
-        self._send_data = ctypes.create_string_buffer(size * self.stride)
+        self._recv_data = ctypes.create_string_buffer(size * datagram)
         self.recv_data: Any = self._recv_data  # sliced per datagram: a c_char array's slice is bytes
+        self._recv_at = ctypes.addressof(self._recv_data)
         self._names = ctypes.create_string_buffer(size * NAME_SIZE)
         self._recv_iov = (_Iovec * size)()
-        self._send_iov = (_Iovec * size)()
+        self._send_iov = (_Iovec * (2 * size))()  # per reply: its ID, its rest
+        # The send iovecs as words: reply j's ID piece at [4j] (base) and [4j + 1] (length), the
+        # rest at [4j + 2] and [4j + 3].
+        self.send_iov_words = memoryview(self._send_iov).cast("B").cast("P")
         self.recv_msgs = (_Mmsghdr * size)()
         self.send_msgs = (_Mmsghdr * size)()
         self._names_at = ctypes.addressof(self._names)
         self.recv_at = ctypes.c_void_p(ctypes.addressof(self.recv_msgs))  # the arrays as passed to libc
         self.send_at = ctypes.c_void_p(ctypes.addressof(self.send_msgs))
         for i in range(size):
-            self._recv_iov[i].base = ctypes.addressof(self._recv_data) + i * self.stride
+            self._recv_iov[i].base = self._recv_at + i * datagram
             self._recv_iov[i].len = datagram
-            self._send_iov[i].base = ctypes.addressof(self._send_data) + i * self.stride
             header = self.recv_msgs[i].hdr
             header.name = self._names_at + i * NAME_SIZE
             header.namelen = NAME_SIZE  # the kernel writes the length used: the family's, each time
             header.iov = ctypes.pointer(self._recv_iov[i])
             header.iovlen = 1
             sending = self.send_msgs[i].hdr
-            sending.iov = ctypes.pointer(self._send_iov[i])
-            sending.iovlen = 1
+            sending.iov = ctypes.pointer(self._send_iov[2 * i])
+            sending.iovlen = 2
             self._reply_to(i, i)
-        self.recv_view = memoryview(self._recv_data).cast("B")
-        self.send_view = memoryview(self._send_data).cast("B")
-        self.recv_u16 = self.recv_view.cast("H")  # a slot's first two octets: [slot * stride // 2]
-        self.send_u16 = self.send_view.cast("H")
         self.names_view = memoryview(self._names).cast("B")
         self.names_u64 = self.names_view.cast("Q")
         self.recv_u32 = memoryview(self.recv_msgs).cast("B").cast("I")
-        self.send_iov_sizes = memoryview(self._send_iov).cast("B").cast("L")  # size_t on Linux
+        self.begins = range(0, size * datagram, datagram)  # each datagram's offset
+        self.starts = range(2, size * datagram, datagram)  # and that of the octets after its ID
         self.addresses: dict[object, tuple[str, int]] = {}
-        self._moved: list[int] = []  # replies sent elsewhere than to their own datagram's sender
+        self._moved: list[int] = []  # replies sent elsewhere, or whole: set back after the send
 
     def _reply_to(self, index: int, slot: int) -> None:
         header = self.send_msgs[index].hdr
         header.name = self._names_at + slot * NAME_SIZE
         header.namelen = self.namelen
+        words = self.send_iov_words
+        words[4 * index] = self._recv_at + slot * self.datagram
+        words[4 * index + 1] = 2
 
     def lengths(self, count: int) -> list[int]:
         """The sizes of the first `count` datagrams, in one call; a truncated one as -1 (the
@@ -206,13 +231,27 @@ class Batch:
         found = self.addresses[key] = _address(self.names_view[start : start + self.namelen].tobytes())
         return found
 
+    def answer(self, index: int, rest: bytes) -> None:
+        """Reply `index` is its datagram's ID and then `rest` (held by the caller until sent)."""
+        words = self.send_iov_words
+        words[4 * index + 2] = id(rest) + BYTES_DATA
+        words[4 * index + 3] = len(rest)
+
+    def answer_whole(self, index: int, reply: bytes) -> None:
+        """Reply `index` is `reply` as it is (held by the caller until sent)."""
+        words = self.send_iov_words
+        words[4 * index + 1] = 0  # no ID piece
+        words[4 * index + 2] = id(reply) + BYTES_DATA
+        words[4 * index + 3] = len(reply)
+        self._moved.append(index)
+
     def reply_to(self, index: int, slot: int) -> None:
         """Send reply `index` to the sender of datagram `slot` (a datagram before it got none)."""
         self._reply_to(index, slot)
         self._moved.append(index)
 
     def sent(self) -> None:
-        """After a send: every reply slot points at its own datagram's sender again."""
+        """After a send: every reply slot is its own datagram's ID and sender again."""
         for index in self._moved:
             self._reply_to(index, index)
         self._moved.clear()
@@ -232,6 +271,8 @@ class BatchedUdp:
         self._libc = _load()
         self._fd = sock.fileno()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._hosts: object = None  # the memo's named hosts as last seen (a set is never None)
+        self._named: set[object] = set()  # keys of senders those hosts name
 
     @property
     def handler(self) -> Handler:
@@ -269,53 +310,115 @@ class BatchedUdp:
                 return
 
     def _answer(self, batch: Batch, count: int) -> None:
-        handler, stride, data, out = self._handler, batch.stride, batch.recv_data, batch.send_view
-        addresses, sizes, lengths = batch.addresses, batch.send_iov_sizes, batch.lengths(count)
-        ids, out_ids, half = batch.recv_u16, batch.send_u16, stride >> 1
+        keys = batch.keys(count)
+        lengths = batch.lengths(count)
         found = self._memo() if self._memo is not None else None
-        memo: dict[bytes, Any] = found[0] if found is not None else {}
-        hosts: set[str] | None = found[1] if found is not None else set()  # without one: nobody
-        replies = 0
-        slot = -1
-        for key in batch.keys(count):
-            slot += 1
+        start = 0
+        if found is not None:
+            memo, hosts = found
+            if hosts is not self._hosts:  # another rate limiter: its sources are learnt again
+                self._hosts = hosts
+                self._named.clear()
+            if hosts is None or self._named.issuperset(keys):
+                held: list[bytes] = []
+                done, start = self._from_memo(batch, keys, lengths, memo.get, held)
+                if done:
+                    self._send(batch, 0, done)  # before any handler call, which may change the memo
+                if start == count:
+                    return
+        self._each(batch, start, count, keys, lengths, found)
+
+    def _from_memo(
+        self,
+        batch: Batch,
+        keys: list[object],
+        lengths: list[int],
+        get: Callable[[bytes], Any],
+        held: list[bytes],
+    ) -> tuple[int, int]:
+        """Answer datagrams 0, 1, ... from the memo, each with the reply of its own index,
+        until one it does not hold: how many were answered, and where the handler takes over
+        (one further where a memo value asked per sender chose silence). The memo holds its
+        bytes until the send; what a value asked per sender made is put in `held`."""
+        data, words, addresses = batch.recv_data, batch.send_iov_words, batch.addresses
+        at = 2  # the reply's rest iovec, as words: [4 * index + 2]
+        for key, begin, length in zip(keys, batch.begins, lengths, strict=False):
+            rest = get(data[begin + 2 : begin + length])
+            if rest.__class__ is not bytes:
+                if rest is None:
+                    return at >> 2, at >> 2
+                rest = rest.reply(addresses.get(key) or batch.sender(at >> 2, key))
+                if rest is None:
+                    return at >> 2, (at >> 2) + 1
+                held.append(rest)
+            words[at] = id(rest) + BYTES_DATA  # sent from where it is, alive until then
+            words[at + 1] = len(rest)
+            at += 4
+        return at >> 2, at >> 2
+
+    def _each(
+        self,
+        batch: Batch,
+        start: int,
+        count: int,
+        keys: list[object],
+        lengths: list[int],
+        found: Memo | None,
+    ) -> None:
+        """Datagrams `start` on, one by one: from the memo for the senders it names, else
+        through the handler."""
+        handler, data, datagram, addresses = self._handler, batch.recv_data, batch.datagram, batch.addresses
+        memo, hosts = found if found is not None else (None, None)
+        named = self._named
+        held: list[bytes] = []  # the replies sent from where they are, alive until sent
+        replies = start
+        for slot in range(start, count):
             length = lengths[slot]
             if length < 0:
                 continue
+            key = keys[slot]
             sender = addresses.get(key) or batch.sender(slot, key)
-            begin = slot * stride
-            if hosts is None or sender[0] in hosts:
-                tail = memo.get(data[begin + 2 : begin + length])
-                if tail is not None:
-                    if tail.__class__ is not bytes:
-                        tail = tail.reply(sender)
-                        if tail is None:
-                            continue
-                    start = replies * stride
-                    out_ids[replies * half] = ids[slot * half]
-                    out[start + 2 : start + 2 + len(tail)] = tail
-                    sizes[replies * 2 + 1] = len(tail) + 2  # the iovec's iov_len
-                    if replies != slot:
-                        batch.reply_to(replies, slot)
-                    replies += 1
-                    continue
+            begin = slot * datagram
+            rest = None
+            if memo is not None and (hosts is None or sender[0] in hosts):
+                if len(named) >= ADDRESS_CACHE:
+                    named.clear()
+                named.add(key)
+                rest = memo.get(data[begin + 2 : begin + length])
+            if rest is not None:
+                if rest.__class__ is not bytes:
+                    rest = rest.reply(sender)
+                    if rest is None:
+                        continue
+                held.append(rest)
+                if replies != slot:
+                    batch.reply_to(replies, slot)
+                batch.answer(replies, rest)
+                replies += 1
+                continue
             reply = handler(data[begin : begin + length], sender, False)
             if reply is None:
                 continue
-            if reply.__class__ is bytes:
-                start = replies * stride
-                out[start : start + len(reply)] = reply
-                sizes[replies * 2 + 1] = len(reply)
+            if isinstance(reply, bytes):
+                if reply.__class__ is not bytes:
+                    reply = bytes(reply)
+                held.append(reply)
                 if replies != slot:
                     batch.reply_to(replies, slot)
+                batch.answer_whole(replies, reply)
                 replies += 1
             else:
-                asyncio.ensure_future(reply).add_done_callback(self._later(sender))  # type: ignore[arg-type]
-        if replies:
-            sent = self._libc.sendmmsg(self._fd, batch.send_at, replies, socket.MSG_DONTWAIT)
-            if sent < 0:  # a reply the kernel will not take now is dropped, as UDP drops
-                log.debug("event=udp-error error=%s", errno.errorcode.get(ctypes.get_errno(), "?"))
-            batch.sent()
+                asyncio.ensure_future(reply).add_done_callback(self._later(sender))
+        if replies > start:
+            self._send(batch, start, replies - start)
+
+    def _send(self, batch: Batch, first: int, replies: int) -> None:
+        """Send `replies` replies from reply `first` on, in one call."""
+        at = batch.send_at if not first else ctypes.c_void_p(batch.send_at.value + first * MMSG_SIZE)  # type: ignore[operator]
+        sent = self._libc.sendmmsg(self._fd, at, replies, socket.MSG_DONTWAIT)
+        if sent < 0:  # a reply the kernel will not take now is dropped, as UDP drops
+            log.debug("event=udp-error error=%s", errno.errorcode.get(ctypes.get_errno(), "?"))
+        batch.sent()
 
     def _later(self, sender: tuple[str, int]) -> Callable[[asyncio.Future[Any]], None]:
         """A reply decided elsewhere (a worker forwards UPDATE/NOTIFY): sent on its own."""

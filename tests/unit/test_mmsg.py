@@ -288,3 +288,36 @@ def test_a_new_handler_brings_its_own_memo(clients: list[socket.socket]) -> None
     udp.readable()
     assert client.recv(100) == b"\x12\x34new"
     udp.close()
+
+
+def test_replies_made_per_sender_reach_their_own_senders_when_the_whole_batch_is_answered_from_the_memo(
+    clients: list[socket.socket],
+) -> None:
+    """Each reply is sent from where it lies, so one made per query must live until the send."""
+    server = _server()
+    senders = [_client(clients) for _ in range(6)]
+    owner = _Memoed({b"pool": _PerSender(0)}, {"127.0.0.1"})
+    udp = BatchedUdp(server, owner.handle)
+    for _ in range(2):  # the first round names the senders, the second is answered in one run
+        for client in senders:
+            client.sendto(b"\x00\x07pool", server.getsockname())
+        udp.readable()
+        for client in senders:
+            assert client.recv(100) == b"\x00\x07" + f"to {client.getsockname()[1]}".encode()
+    udp.close()
+
+
+def test_a_datagram_the_memo_lacks_ends_the_run_and_the_handler_answers_the_rest(
+    clients: list[socket.socket],
+) -> None:
+    server = _server()
+    owner = _Memoed({b"question": b"answer"}, None)
+    udp = BatchedUdp(server, owner.handle)
+    client = _client(clients)
+    for wire in (b"\x00\x01question", b"\x00\x02other", b"\x00\x03question", b"\x00\x04more"):
+        client.sendto(wire, server.getsockname())
+    udp.readable()
+    replies = [client.recv(100) for _ in range(4)]
+    assert replies == [b"\x00\x01answer", b"re:\x00\x02other", b"\x00\x03answer", b"re:\x00\x04more"]
+    assert owner.seen == [b"\x00\x02other", b"\x00\x04more"]
+    udp.close()
