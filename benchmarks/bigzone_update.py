@@ -14,6 +14,14 @@ then sends `--edits` TSIG-signed UPDATEs over TCP (each a TXT add at a new name,
 query that must see it) while a probe sends 200 SOA queries per second over UDP; reports
 the median and largest time to acknowledge and the longest gap between answered probes.
 
+`small`: the same server with a zone of 10 records; `--clients` threads each send
+`--edits` UPDATEs back to back (TXT adds at new names) while the probe runs; reports the
+distribution of acknowledgement times and the longest gap between answered probes.
+
+`--workdir DIR` keeps the zone and the state directory there, so a second run starts warm
+from the stored answers instead of compiling the zone again; `--root DIR` serves another
+checkout of dynmx (a base worktree) with the same script, for before/after rounds.
+
 The zone is load.py's shape (A on every name, MX on every 4th, AAAA on every 10th:
 740,741 names make 1,000,002 records). Not a test; asserts nothing.
 """
@@ -145,27 +153,159 @@ def _udp_exchange(sock: socket.socket, wire: bytes, port: int) -> bool:
     return True
 
 
-def wire(names: int, edits: int) -> dict[str, object]:
-    work = Path(tempfile.mkdtemp(prefix="bigzone-"))
-    (work / "zones").mkdir()
-    write_zone(work / "zones", names)
-    config = write_config(work, work / "zones")
+SMALL_ZONE = """\
+$ORIGIN big.test.
+$TTL 3600
+@    SOA ns1 hostmaster 1 7200 3600 1209600 300
+@    NS  ns1
+ns1  A   127.0.0.1
+www  A   192.0.2.1
+mail A   192.0.2.2
+@    MX  10 mail
+@    TXT "v=spf1 mx -all"
+a    A   192.0.2.3
+b    A   192.0.2.4
+c    A   192.0.2.5
+"""
+
+
+def _workdir(workdir: str | None, names: int) -> tuple[Path, Path]:
+    """The work directory and config: `workdir` reused when it holds a zone of `names` names
+    (0: the 10-record zone), else a new temporary one."""
+    work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="bigzone-"))
+    zones = work / "zones"
+    marker = work / f"names-{names}"
+    if not marker.exists():
+        zones.mkdir(parents=True, exist_ok=True)
+        if names:
+            write_zone(zones, names)
+        else:
+            (zones / "big.test.zone").write_text(SMALL_ZONE)
+        marker.touch()
+    return work, write_config(work, zones)
+
+
+def _start(config: Path, root: Path) -> tuple[subprocess.Popen[str], int]:
+    """`dynmx serve` from `root`, once it says the zone is compiled: the process and its port."""
     process = subprocess.Popen(
         [sys.executable, "-m", "dynmx", "serve", "--config", str(config)],
         stderr=subprocess.PIPE,
         text=True,
-        cwd=ROOT,
+        cwd=root,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert process.stderr is not None
     port = 0
-    started = time.monotonic()
+    for line in process.stderr:
+        if "event=listening" in line and "proto=http" not in line and port == 0:
+            port = int(line.rsplit("port=", 1)[1].split()[0])
+        if "event=compiled" in line or ("event=serving" in line and "pending=0" in line):
+            break  # every zone compiled (or loaded compiled from the state directory)
+    return process, port
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    process.terminate()  # a graceful stop writes the zone file the edits left waiting
     try:
-        for line in process.stderr:
-            if "event=listening" in line and "proto=http" not in line and port == 0:
-                port = int(line.rsplit("port=", 1)[1].split()[0])
-            if "event=compiled" in line:
-                break
+        process.wait(300)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
+class Probe:
+    """200 SOA queries a second over UDP on a thread; `gaps` are the pairs of consecutive
+    answers between two moments."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.answered_at: list[float] = []
+        self.timeouts = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        query = dns.message.make_query("big.test.", "SOA").to_wire()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(1.0)
+            while not self._stop.wait(1 / PROBE_RATE):
+                if _udp_exchange(sock, query, self.port):
+                    self.answered_at.append(time.monotonic())
+                else:
+                    self.timeouts += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def gaps(self, start: float, end: float) -> list[tuple[float, float]]:
+        during = [t for t in self.answered_at if start - 0.1 <= t <= end + 0.1]
+        return list(itertools.pairwise(during))
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def small(edits: int, clients: int, workdir: str | None, root: Path) -> dict[str, object]:
+    _, config = _workdir(workdir, 0)
+    process, port = _start(config, root)
+    tag = f"{int(time.time()) % 100000}"
+    keyring = dns.tsigkeyring.from_text({KEY: ("hmac-sha256", SECRET)})
+    acks: list[float] = []
+    failed = [0]
+
+    def client(number: int) -> None:
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            for i in range(edits):
+                update = dns.update.UpdateMessage("big.test.", keyring=keyring, keyname=KEY)
+                update.add(f"s{tag}-{number}-{i}.big.test.", 60, "TXT", f'"edit {i}"')
+                begun = time.perf_counter()
+                dns.query.send_tcp(sock, update)
+                reply, _ = dns.query.receive_tcp(sock, keyring=keyring, request_mac=update.mac)
+                acks.append((time.perf_counter() - begun) * 1000)
+                if reply.rcode() != dns.rcode.NOERROR:
+                    failed[0] += 1
+
+    try:
+        probe = Probe(port)
+        time.sleep(0.5)
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+        started = time.monotonic()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(300)
+        ended = time.monotonic()
+        time.sleep(0.2)
+        probe.stop()
+        gaps = probe.gaps(started, ended)
+        return {
+            "mode": "small",
+            "records": 10,
+            "clients": clients,
+            "edits": len(acks),
+            "failed": failed[0],
+            "updates_per_s": round(len(acks) / (ended - started), 1),
+            "ack_ms_p50": round(_percentile(acks, 0.5), 1),
+            "ack_ms_p90": round(_percentile(acks, 0.9), 1),
+            "ack_ms_p99": round(_percentile(acks, 0.99), 1),
+            "ack_ms_max": round(max(acks), 1),
+            "longest_silence_ms": round(max((b - a) * 1000 for a, b in gaps), 1) if gaps else None,
+            "probe_timeouts": probe.timeouts,
+        }
+    finally:
+        _stop(process)
+
+
+def wire(names: int, edits: int, workdir: str | None = None, root: Path = ROOT) -> dict[str, object]:
+    _, config = _workdir(workdir, names)
+    tag = f"{int(time.time()) % 100000}"  # names no earlier run in the same workdir added
+    started = time.monotonic()
+    process, port = _start(config, root)
+    try:
         compiled_s = time.monotonic() - started
         served_s: list[float] = []  # the server's own time from commit to swap, per edit
 
@@ -199,13 +339,13 @@ def wire(names: int, edits: int) -> dict[str, object]:
         edits_from = time.monotonic()
         for i in range(edits):
             update = dns.update.UpdateMessage("big.test.", keyring=keyring, keyname=KEY)
-            update.add(f"edit{i}.big.test.", 60, "TXT", f'"edit {i}"')
+            update.add(f"edit{tag}-{i}.big.test.", 60, "TXT", f'"edit {i}"')
             begun = time.perf_counter()
             begun_at.append(time.monotonic())
             reply = dns.query.tcp(update, "127.0.0.1", port=port, timeout=60)
             acks.append((time.perf_counter() - begun) * 1000)
             answer = dns.query.udp(
-                dns.message.make_query(f"edit{i}.big.test.", "TXT"), "127.0.0.1", port=port
+                dns.message.make_query(f"edit{tag}-{i}.big.test.", "TXT"), "127.0.0.1", port=port
             )
             seen.append(reply.rcode() == dns.rcode.NOERROR and len(answer.answer) == 1)
             time.sleep(0.1)
@@ -238,26 +378,26 @@ def wire(names: int, edits: int) -> dict[str, object]:
             "silences_over_20ms": silences,
         }
     finally:
-        process.terminate()  # a graceful stop writes the zone file the edits left waiting
-        try:
-            process.wait(300)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        _stop(process)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=("inproc", "wire"))
+    parser.add_argument("mode", choices=("inproc", "wire", "small"))
     parser.add_argument("--names", type=int, default=MILLION_NAMES)
-    parser.add_argument("--edits", type=int, default=10)
+    parser.add_argument("--edits", type=int, default=10, help="small: per client")
+    parser.add_argument("--clients", type=int, default=4, help="small: clients sending at once")
     parser.add_argument("--profile", action="store_true", help="inproc: cProfile the edits")
+    parser.add_argument("--workdir", help="wire, small: keep zone and state here (a rerun starts warm)")
+    parser.add_argument("--root", type=Path, default=ROOT, help="wire, small: the dynmx checkout to serve")
     args = parser.parse_args()
-    result = (
-        inproc(args.names, args.edits, args.profile)
-        if args.mode == "inproc"
-        else wire(args.names, args.edits)
-    )
+    if args.mode == "inproc":
+        result = inproc(args.names, args.edits, args.profile)
+    elif args.mode == "wire":
+        result = wire(args.names, args.edits, args.workdir, args.root)
+    else:
+        result = small(args.edits, args.clients, args.workdir, args.root)
+    result["loadavg"] = Path("/proc/loadavg").read_text().split()[:3]
     print(json.dumps(result))
     return 0
 
