@@ -367,3 +367,15 @@ def test_a_table_whose_every_zone_the_compiler_made_knows_its_chains_from_the_fi
     after = recompile_table(table, [*zones, added], [added.origin], ServedPolicy())
     assert sorted(compiles) == ["new.test.", "z2.test."]
     assert _view(after) == _view(compile_table([*zones, added]))
+
+
+def test_twenty_zones_added_at_once_compile_with_the_zones_they_affect_alone(compiles: list[str]) -> None:
+    """A catalog's members arriving together: the same rules, tested label by label."""
+    zones = [*_numbered(30), _zone("test.", APEX + "www.n7 A 192.0.2.5\n")]
+    zones[4] = _zone("z4.test.", APEX + "www CNAME www.n13.test.\n")
+    table = compile_table(zones)
+    added = [_zone(f"n{i}.test.", APEX + "www A 192.0.2.99\n") for i in range(20)]
+    compiles.clear()
+    after = recompile_table(table, [*zones, *added], [zone.origin for zone in added], ServedPolicy())
+    assert sorted(compiles) == sorted(["test.", "z4.test.", *(zone.origin.to_text() for zone in added)])
+    assert _view(after) == _view(compile_table([*zones, *added]))
