@@ -1,13 +1,16 @@
 """CPU time per query inside one process: the engine alone, and the batched UDP loop around it.
 
 Not a test; asserts nothing. The figure is CPU microseconds per answered query, which
-(unlike qps on a shared machine) barely moves with what else runs. Two layers:
+(unlike qps on a shared machine) barely moves with what else runs. Three layers:
 
 * engine: `Engine.handle` called on ready datagrams (static MX, round-robin pool MX,
   NXDOMAIN, DO=1), no sockets;
 * loop: `BatchedUdp.readable` on a loopback socket with `batch` queries waiting (sent by a
   client socket in the same process, outside the timed span), replies read back and
-  checked after; the span is the server's system calls plus its Python work.
+  checked after; the span is the server's system calls plus its Python work;
+* python: the loop's Python work alone: one received batch answered again and again, the
+  send replaced by a stub (no system call), so what is left is the per-datagram work in
+  Python between the two system calls.
 
     .venv/bin/python benchmarks/percore.py [--seconds 2] [--rounds 5]
 
@@ -144,6 +147,53 @@ def loop_us(engine: Engine, queries: list[bytes], batch: int, seconds: float) ->
     return spent / done * 1e6
 
 
+class _NoSend:
+    """The C library with sendmmsg answered by a stub: every reply counted as sent."""
+
+    def __init__(self, libc: object) -> None:
+        self.recvmmsg = libc.recvmmsg  # type: ignore[attr-defined]
+
+    @staticmethod
+    def sendmmsg(fd: int, msgs: object, count: int, flags: int) -> int:
+        return count
+
+
+def python_us(engine: Engine, queries: list[bytes], batch: int, seconds: float) -> float:
+    """CPU µs per datagram of the loop's Python work on one batch of `batch` queries."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.bind(("127.0.0.1", 0))
+    client.connect(server.getsockname())
+    udp = BatchedUdp(server, engine.handle, size=batch)
+    try:
+        for round_trip in range(2):  # the first batch makes the cache and learns the sender
+            for data in queries[:batch]:
+                client.send(data)
+            deadline = time.perf_counter() + 2
+            while time.perf_counter() < deadline:
+                count = udp._libc.recvmmsg(udp._fd, udp.batch.recv_at, batch, socket.MSG_DONTWAIT, None)
+                if count == batch:
+                    break
+                time.sleep(0.01)
+            else:
+                raise RuntimeError("the batch did not arrive")
+            if round_trip == 0:
+                udp._answer(udp.batch, batch)
+        udp._libc = _NoSend(udp._libc)
+        done = 0
+        start = time.thread_time()
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            for _ in range(100):
+                udp._answer(udp.batch, batch)
+            done += 100 * batch
+        return (time.thread_time() - start) / done * 1e6
+    finally:
+        udp.close()
+        client.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="per figure and round")
@@ -163,6 +213,8 @@ def main() -> int:
                 for size in batches:
                     key = f"loop {mix} batch={size}"
                     samples.setdefault(key, []).append(loop_us(engine, queries, size, args.seconds / 2))
+                    key = f"python {mix} batch={size}"
+                    samples.setdefault(key, []).append(python_us(engine, queries, size, args.seconds / 4))
     medians = {key: round(statistics.median(values), 3) for key, values in samples.items()}
     load = os.getloadavg()
     for key, value in medians.items():

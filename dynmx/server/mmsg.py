@@ -397,6 +397,9 @@ class BatchedUdp:
                 replies += 1
                 continue
             reply = handler(data[begin : begin + length], sender, False)
+            if self._memo is not None:  # the handler may have replaced it (a new table)
+                found = self._memo()
+                memo, hosts = found if found is not None else (None, None)
             if reply is None:
                 continue
             if isinstance(reply, bytes):

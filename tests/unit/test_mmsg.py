@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 from collections.abc import Iterator
 
+import dns.message
+import dns.name
+import dns.zone
 import pytest
 
+from dynmx.answer.engine import Engine
+from dynmx.answer.zoneset import ZoneData
+from dynmx.config import from_mapping
+from dynmx.policy.served import build_table, plan_all
 from dynmx.server.mmsg import BatchedUdp, available
 
 pytestmark = pytest.mark.skipif(not available(), reason="no recvmmsg/sendmmsg here")
@@ -320,4 +328,46 @@ def test_a_datagram_the_memo_lacks_ends_the_run_and_the_handler_answers_the_rest
     replies = [client.recv(100) for _ in range(4)]
     assert replies == [b"\x00\x01answer", b"re:\x00\x02other", b"\x00\x03answer", b"re:\x00\x04more"]
     assert owner.seen == [b"\x00\x02other", b"\x00\x04more"]
+    udp.close()
+
+
+def test_the_engine_answers_through_the_loop_as_through_handle_and_a_pool_rotates_across_both(
+    clients: list[socket.socket],
+) -> None:
+    """A question cached by the engine is answered in the loop; the rotation is one per pool."""
+    origin = "example.test."
+    text = f"$ORIGIN {origin}\n$TTL 60\n@ SOA ns hm 1 7200 3600 1209600 300\n@ NS ns\nns A 192.0.2.53\n"
+    text += "".join(f"mx{i} A 192.0.2.{i}\n" for i in (1, 2, 3)) + "www A 192.0.2.80\npool MX 10 mx1\n"
+    pool = {
+        "name": f"pool.{origin}",
+        "strategy": "round-robin",
+        "member": [{"host": f"mx{i}.{origin}", "preference": 10 * i, "probe": "none"} for i in (1, 2, 3)],
+    }
+    config = from_mapping({"pool": [pool]})
+    plans = {p.name: plan_all(p, {}) for p in config.pool}
+    zone = ZoneData(dns.name.from_text(origin), dns.zone.from_text(text, origin=origin, relativize=False))
+    engine = Engine(build_table(config, [zone], lambda p: plans[p.name], rng=random.Random(3).random))
+    server = _server()
+    udp = BatchedUdp(server, engine.handle)
+    client = _client(clients)
+
+    def asked(name: str, qid: int) -> bytes:
+        client.sendto(dns.message.make_query(name, "MX", id=qid).to_wire(), server.getsockname())
+        udp.readable()
+        return client.recv(1000)
+
+    def first(reply: bytes) -> str:
+        (rrset,) = dns.message.from_wire(reply).answer
+        return str(min(rrset, key=lambda mx: mx.preference).exchange)
+
+    www = dns.message.make_query("www.example.test.", "MX", id=7).to_wire()
+    assert asked("www.example.test.", 7) == engine.handle(www, client.getsockname(), False)
+    assert asked("www.example.test.", 8)[:2] == b"\x00\x08"  # from the memo, its own ID
+    firsts = [first(asked(f"pool.{origin}", qid)) for qid in range(3)]
+    via_handle = engine.handle(
+        dns.message.make_query(f"pool.{origin}", "MX").to_wire(), ("127.0.0.1", 9), False
+    )
+    assert isinstance(via_handle, bytes)
+    assert [*firsts, first(via_handle), first(asked(f"pool.{origin}", 4))] == [*firsts, *firsts[:2]]
+    assert len(set(firsts)) == 3
     udp.close()

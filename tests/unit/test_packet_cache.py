@@ -177,3 +177,38 @@ def test_the_cache_keeps_at_most_its_bound_of_questions(monkeypatch: pytest.Monk
         engine.handle(_query(f"missing{index}.example.test."), HERE, False)
         assert len(engine._packets) <= 8
     assert _ask(engine, _query("missing3.example.test.")).rcode() == dns.rcode.NXDOMAIN
+
+
+def test_the_memo_the_udp_loop_reads_holds_each_cached_reply_after_its_id() -> None:
+    engine, _, _ = _build()
+    wire = _query("www.example.test.", qid=0x1234)
+    reply = engine.handle(wire, HERE, False)
+    found = engine.udp_memo()
+    assert found is not None and isinstance(reply, bytes)
+    memo, hosts = found
+    assert memo[wire[2:]] == reply[2:]
+    assert hosts is None  # without RRL every source may be answered from it
+
+
+def test_the_memo_names_only_the_sources_rrl_exempts() -> None:
+    engine, _, _ = _build()
+    engine.rrl = RateLimiter(RrlSettings(rate=1, slip=0))
+    engine.handle(_query("www.example.test."), HERE, False)
+    engine.handle(_query("www.example.test."), AWAY, False)
+    found = engine.udp_memo()
+    assert found is not None and found[1] == {HERE[0]}
+
+
+def test_no_memo_is_offered_while_a_zone_gate_is_set() -> None:
+    """Its answers depend on the source: every query goes through `handle`."""
+    engine, _, _ = _build()
+    engine.gate = ZoneGate({dns.name.from_text(ORIGIN).to_digestable(): []})
+    assert engine.udp_memo() is None
+
+
+def test_a_swap_offers_a_new_empty_memo() -> None:
+    engine, table, _ = _build()
+    engine.handle(_query("www.example.test."), HERE, False)
+    engine.swap(table)
+    found = engine.udp_memo()
+    assert found is not None and found[0] == {}
