@@ -13,7 +13,8 @@ the files are older than the scan's racy window, then times, `--reloads` times e
 * `dynmx reload -c CONFIG` (over the control socket) until the command returns
   (`command_s`, which includes starting the `dynmx` command itself).
 
-Then one file's serial is bumped and one more reload is timed (`one_changed_s`).
+Then one file's serial is bumped and one more reload is timed (`one_changed_s`), and the
+server is stopped with SIGTERM (`sigterm_to_exit_s`, killed after 10 s).
 
 `--profile` instead runs the reload inside this process (an `App` started on the same
 files, answering on 127.0.0.1) under cProfile, and prints the functions with the most own
@@ -145,6 +146,10 @@ def measure(zones: int, reloads: int, workdir: Path) -> dict[str, object]:
         bump_first(zone_dir)
         changed = sighup(server)
         result |= {"unchanged": runs, "command_s": commands, "one_changed": changed}
+        stopping = time.monotonic()
+        status = server.stop()  # SIGTERM; killed after 10 s
+        result["sigterm_to_exit_s"] = round(time.monotonic() - stopping, 3)
+        result["exit_status"] = status
         result["log"] = server.log_summary()
     best = min(float(run["sighup_s"]) for run in runs)
     print(
@@ -155,6 +160,7 @@ def measure(zones: int, reloads: int, workdir: Path) -> dict[str, object]:
     )
     print(f"reload: {zones} zones: one file changed: {changed['sighup_s']} s ({changed['line']})")
     print(f"reload: last line with no file changed: {runs[-1]['line']}")
+    print(f"reload: SIGTERM to exit {result['sigterm_to_exit_s']} s (status {result['exit_status']})")
     return result
 
 

@@ -27,7 +27,7 @@ Stamp = tuple[int, int, int, int]  # mtime_ns, ctime_ns, size, inode
 @dataclass(frozen=True, slots=True)
 class Glance:
     """The directory as seen once: names in listing order and their stamps, and the newest
-    mtime or ctime among them (ns since the epoch)."""
+    ctime among them (ns since the epoch)."""
 
     directory: Path
     names: list[str]
@@ -39,13 +39,20 @@ def glance(directory: Path) -> Glance | None:
     """Stat every `*.zone` file of `directory` (None: the directory or a file could not be
     read: let a scan say why). One pass, no file opened."""
     try:
-        with os.scandir(directory) as listing:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)  # each stat relative to it: no path walk
+    except OSError:
+        return None
+    try:
+        with os.scandir(fd) as listing:
             entries = [entry for entry in listing if entry.name.endswith(".zone") and entry.is_file()]
         infos = [entry.stat() for entry in entries]
     except OSError:
         return None
+    finally:
+        os.close(fd)
     stamps = [(info.st_mtime_ns, info.st_ctime_ns, info.st_size, info.st_ino) for info in infos]
-    newest = max((max(stamp[0], stamp[1]) for stamp in stamps), default=0)
+    # Any write moves the ctime, which nothing sets back (an mtime may be set anywhere).
+    newest = max((info.st_ctime_ns for info in infos), default=0)
     return Glance(directory, [entry.name for entry in entries], stamps, newest)
 
 
