@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import dns.exception
 import dns.name
 
-from dynmx.answer.compiler import AnswerTable, CompiledZone
+from dynmx.answer.compiler import TRACK_FROM, AnswerTable, CompiledZone
+from dynmx.answer.table import shared_entry
 from dynmx.errors import DynmxError
 from dynmx.wire.response import Entry, RRsetSpan
 
@@ -111,6 +112,10 @@ _SET = [Entry.__dict__[name].__set__ for name in _SLOTS] if Entry.__slots__ == _
 _new = object.__new__
 
 
+def _itself(entry: Entry) -> Entry:
+    return entry
+
+
 class Decoder:
     """Decodes rows, sharing span tuples between entries as the compiler does (zones made
     from one template have equal spans: one tuple for all of them)."""
@@ -197,7 +202,8 @@ class Decoder:
             )
             models = [self._model(shape) for shape in shapes]
             made = self._made
-            entries = tuple([made(models[at], body) for at, body in zip(which, bodies, strict=True)])
+            share = shared_entry if len(names) < TRACK_FROM else _itself  # zones alike: one entry
+            entries = tuple([share(made(models[at], body)) for at, body in zip(which, bodies, strict=True)])
             name = _name(spelled)
             return StoredZone(origin, name, index, tuple(keys), entries, frozenset(uses), int(serial))
         except (ValueError, TypeError, EOFError, IndexError, dns.exception.DNSException) as error:

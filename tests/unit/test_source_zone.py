@@ -194,3 +194,19 @@ def test_a_released_index_is_made_again_from_the_zone_bytes_as_it_was(tmp_path: 
     assert set(index.names) == whole.names and set(index.name_keys) == whole.name_keys
     assert index.negative_soa[1] == whole.negative_soa[1] and index.apex_ns[1] == whole.apex_ns[1]
     assert index.cuts == whole.cuts and index.signed == whole.signed
+
+
+def test_answers_read_back_from_the_store_are_one_entry_for_zones_alike(tmp_path: Path) -> None:
+    from dynmx.store.codec import Decoder, encode_zone
+
+    paths = _write(tmp_path, 2)
+    table = compile_table([ZoneData(z.origin, z.zone) for z in map(load_zone_file, paths)])
+    read = [
+        Decoder().decode(encode_zone(table, wire_key(dns.name.from_text(f"z{i}.src.test.")), 1))
+        for i in (0, 1)
+    ]
+    www = [dict(zip(zone.keys, zone.entries, strict=True)) for zone in read]
+    first, second = (
+        www[i][wire_key(dns.name.from_text(f"www.z{i}.src.test.")) + b"\x00\x01"] for i in (0, 1)
+    )
+    assert first is second
