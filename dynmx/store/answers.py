@@ -48,8 +48,9 @@ log = logging.getLogger("dynmx.store")
 
 STORE_FILE = "answers.sqlite"
 # .2: the index apart from the answers, each with its own digest; .3: the zone file's bytes
-# outside the index row's digest (checked against the file digest when read)
-FORMAT = f"dynmx-answers/{CODEC_VERSION}.3/{__version__}"
+# outside the index row's digest (checked against the file digest when read); .4: where
+# each zone's CNAME chains reached (`AnswerTable.reach`)
+FORMAT = f"dynmx-answers/{CODEC_VERSION}.4/{__version__}"
 RACY_SECONDS = 2.0  # as the zone scan: a stamp this fresh may hide a second write
 _CHUNK = 500  # paths per `answers_of` query (SQLite's bound on parameters is larger)
 _BATCH = 2000  # rows encoded and inserted at a time: a first write never holds them all
@@ -70,6 +71,7 @@ _TABLES = (
     serial INTEGER NOT NULL,
     uses BLOB NOT NULL,
     signed INTEGER NOT NULL,
+    reach BLOB NOT NULL,
     source BLOB NOT NULL,
     head BLOB NOT NULL
 )""",
@@ -103,6 +105,8 @@ class ZoneRow:
     source: bytes  # the zone file's bytes the answers were compiled from (its digest is `digest`)
     # what the index keeps of `body` (`codec.row_meta`), when the encoder gave it already
     meta: tuple[bytes, tuple[bytes, ...], bool] | None = None
+    # the names outside the zone its CNAME chains reached (`AnswerTable.reach`); None: not known
+    reach: Collection[bytes] | None = None
 
 
 class StoredIndex(NamedTuple):
@@ -115,6 +119,7 @@ class StoredIndex(NamedTuple):
     serial: int
     uses: frozenset[bytes]  # zones its answers use
     signed: bool
+    reach: frozenset[bytes] | None  # names outside it its chains reached; None: not known
     digest: bytes  # of the zone file's bytes (`AnswerStore.source_of`)
     stamp: Stamp | None
     head: bytes  # the index row's digest: the answers' checksum covers it
@@ -155,10 +160,11 @@ def _head(
     serial: int,
     uses: bytes,
     signed: int,
+    reach: bytes,
 ) -> bytes:
     """An index row's digest (marshal of the tuple: self-delimiting, one C call). The zone
     file's bytes are not in it: `digest` is theirs, checked when they are read."""
-    parts = (path, origin, spelled, stamp, digest, serial, uses, signed)
+    parts = (path, origin, spelled, stamp, digest, serial, uses, signed, reach)
     return hashlib.sha256(marshal.dumps(parts, _HEAD)).digest()
 
 
@@ -190,9 +196,22 @@ def _batches(rows: Iterable[ZoneRow]) -> Iterator[tuple[list[tuple[object, ...]]
         spelled, used, presigned = row.meta if row.meta is not None else row_meta(row.body)
         uses = marshal.dumps(tuple(sorted(used)), 4)
         signed = int(presigned)  # as SQLite gives it back
-        head = _head(name, row.origin, spelled, stamp_raw, row.digest, row.serial, uses, signed)
+        reach = marshal.dumps(tuple(sorted(row.reach)), 4) if row.reach is not None else b""
+        head = _head(name, row.origin, spelled, stamp_raw, row.digest, row.serial, uses, signed, reach)
         index.append(
-            (name, row.origin, spelled, stamp_raw, row.digest, row.serial, uses, signed, row.source, head)
+            (
+                name,
+                row.origin,
+                spelled,
+                stamp_raw,
+                row.digest,
+                row.serial,
+                uses,
+                signed,
+                reach,
+                row.source,
+                head,
+            )
         )
         answers.append((name, _checksum(head, row.body), row.body))
         if len(index) >= _BATCH:
@@ -263,7 +282,7 @@ class AnswerStore:
             if stored["format"] != FORMAT.encode() or stored["shaping"] != shaping:
                 return Loaded({}, {}, "header")
             rows = db.execute(
-                "SELECT path, origin, spelled, stamp, digest, serial, uses, signed, head FROM zone"
+                "SELECT path, origin, spelled, stamp, digest, serial, uses, signed, reach, head FROM zone"
             ).fetchall()
         except sqlite3.DatabaseError as error:
             log.warning("event=answer-store-unreadable path=%s reason=%s", self.path, error)
@@ -276,9 +295,9 @@ class AnswerStore:
         stat = os.stat
         path_of = _Paths()
         sha256, dumps, loads = hashlib.sha256, marshal.dumps, marshal.loads
-        for name, origin, spelled, stamp_raw, digest, serial, uses, signed, head in rows:
+        for name, origin, spelled, stamp_raw, digest, serial, uses, signed, reach_raw, head in rows:
             path = path_of(name)
-            parts = (name, origin, spelled, stamp_raw, digest, serial, uses, signed)
+            parts = (name, origin, spelled, stamp_raw, digest, serial, uses, signed, reach_raw)
             if sha256(dumps(parts, _HEAD)).digest() != head:  # `_head`, inline
                 stale[path] = "checksum"
                 continue
@@ -298,6 +317,7 @@ class AnswerStore:
             try:
                 spelled_name = name_of(spelled)
                 used = frozenset(loads(uses)) or empty
+                reach = (frozenset(loads(reach_raw)) or empty) if reach_raw else None
             except (StoreCorrupt, ValueError, TypeError, EOFError):
                 stale[path] = "corrupt"
                 continue
@@ -305,7 +325,7 @@ class AnswerStore:
                 stale[path] = "mismatch"
                 continue
             zones[path] = StoredIndex(
-                path, origin, spelled_name, serial, used, bool(signed), digest, stamp, head
+                path, origin, spelled_name, serial, used, bool(signed), reach, digest, stamp, head
             )
         return Loaded(zones, stale, origins=bytes(stored["origins"]))
 
@@ -401,7 +421,7 @@ class AnswerStore:
             names: set[str] = set()
             for index, answers in _batches(rows):
                 names.update(str(item[0]) for item in index)
-                db.executemany("INSERT OR REPLACE INTO zone VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", index)
+                db.executemany("INSERT OR REPLACE INTO zone VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", index)
                 db.executemany("INSERT OR REPLACE INTO answers VALUES (?, ?, ?)", answers)
                 written += len(index)
             old = [

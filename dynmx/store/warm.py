@@ -35,6 +35,7 @@ from dynmx.store.codec import Decoder, StoreCorrupt, encode_zone, storable, zone
 from dynmx.store.lazy import LazyIndex, LazyZone, LazyZoneData, Source, lazy_loaded
 from dynmx.wire.response import Entry
 from dynmx.zone.loader import LoadedZone, file_digest, read_zone_bytes
+from dynmx.zone.soa import serial_of
 
 log = logging.getLogger("dynmx.store")
 
@@ -103,6 +104,10 @@ def warm_table(
     data: list[ZoneData] = []
     lazies: dict[Path, LazyIndex] = {}
     changed: list[dns.name.Name] = []
+    # Where each stored zone's chains reached, from its index row: a zone added or removed
+    # later compiles only the zones it affects (`answer.reach`). One row without it, and
+    # the table does not know (every zone compiled then, as for any table without it).
+    reach: dict[bytes, frozenset[bytes]] | None = {}
     for path, loaded in zones.items():
         row = stored.get(path)
         if (
@@ -115,13 +120,19 @@ def warm_table(
             pending = Pending(row, answers_of, lazy)
             index = lazies[path] = LazyIndex(row.origin, row.signed, pending, None)
             compiled[row.origin], keys[row.origin], uses[row.origin] = index, (), row.uses
+            if row.reach is None:
+                reach = None
+            elif row.reach and reach is not None:
+                reach[row.origin] = row.reach
             continue
         fresh = ZoneData(loaded.origin, loaded.zone)
         data.append(fresh)
         compiled[fresh.key] = index_zone(fresh, complete=False)
         changed.append(fresh.origin)
     zoneset = ZoneSet(data)
-    previous = AnswerTable(entries, compiled, zoneset, keys=keys, uses=uses, pending=frozenset(compiled))
+    previous = AnswerTable(
+        entries, compiled, zoneset, keys=keys, uses=uses, pending=frozenset(compiled), reach=reach
+    )
     table = build_table(config, data, plan_of, rng, previous=previous, changed=changed, stage_from=stage_from)
     return table, data, lazies
 
@@ -281,7 +292,10 @@ def rows_to_write(
             continue
         if file_digest(source) != loaded.digest:
             continue  # changed since it was read: the next reload judges it
-        serial = int(data.soa[1][0].serial)
+        serial = serial_of(data.zone)  # a small zone kept as its bytes is not parsed for it
         body = encode_zone(table, key, serial)
         after[path] = index
-        yield ZoneRow(path, key, loaded.stamp, loaded.digest, serial, body, source, zone_meta(table, key))
+        reach = table.reach.get(key, ()) if table.reach is not None else None
+        yield ZoneRow(
+            path, key, loaded.stamp, loaded.digest, serial, body, source, zone_meta(table, key), reach
+        )

@@ -78,6 +78,24 @@ def test_zone_add_writes_one_row_and_the_restart_compiles_nothing(serve: Serve, 
     assert a_of(warm.dns_port, "new.test.") == (dns.rcode.NOERROR, ["192.0.2.77"])
 
 
+def test_zone_add_after_a_warm_start_compiles_and_writes_one_zone(serve: Serve, config: Path) -> None:
+    """The stored rows keep where each zone's CNAME chains reached (`AnswerTable.reach`): a
+    zone added to a warm-started server compiles the zones it affects (here none but itself),
+    not every zone, and the write after it holds that one row."""
+    first = serve("--config", str(config))
+    wait_writes(first, 1)
+    first.stop()
+    warm = serve("--config", str(config))
+    assert wait_writes(warm, 1)[0] == (ZONES + 1, 0, 0)  # every row laid in from the store
+    added = dynmx(
+        "zone", "add", "new.test", "--ns", "ns1.new.test=192.0.2.53", "--a", "192.0.2.77", "-c", str(config)
+    )
+    assert added.returncode == 0, added.stderr
+    assert wait_writes(warm, 2)[1] == (ZONES + 2, 1, 0)
+    assert a_of(warm.dns_port, "new.test.") == (dns.rcode.NOERROR, ["192.0.2.77"])
+    assert a_of(warm.dns_port, "alias.z5.test.")[1] == ["mx.z1.test.", "192.0.2.25"]
+
+
 def test_a_reload_that_adds_one_zone_and_removes_another_is_written(serve: Serve, config: Path) -> None:
     """The same number of zones, other origins: written again (one row in, one out), so the
     restart finds the store's origins current."""
