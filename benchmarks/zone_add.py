@@ -163,9 +163,10 @@ def main() -> int:
     parser.add_argument("--before", type=Path, help="a dynmx checkout to run first, for the figure before")
     args = parser.parse_args()
     report: dict[str, object] = {"source": source(), "zones": args.zones, "loadavg_start": loadavg()}
+    here = harness.SRC  # `run` points harness.SRC at the tree it runs
     if args.before is not None:
         report["before"] = run(args.before.resolve(), args.zones, args.adds)
-    report["after"] = run(harness.SRC, args.zones, args.adds)
+    report["after"] = run(here, args.zones, args.adds)
     report["loadavg_end"] = loadavg()
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"zone-add-{stamp()}.json"
