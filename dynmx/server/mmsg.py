@@ -189,10 +189,14 @@ class Batch:
         self.names_view = memoryview(self._names).cast("B")
         self.names_u64 = self.names_view.cast("Q")
         self.recv_u32 = memoryview(self.recv_msgs).cast("B").cast("I")
+        # Per count of datagrams: where their lengths and sender keys lie, as array slices.
+        self._length_at = [
+            slice(LEN_AT // 4, LEN_AT // 4 + n * MMSG_SIZE // 4, MMSG_SIZE // 4) for n in range(size + 1)
+        ]
+        self._key_at = [slice(0, n * NAME_SIZE // 8, NAME_SIZE // 8) for n in range(size + 1)]
         self.begins = range(0, size * datagram, datagram)  # each datagram's offset
-        self.starts = range(2, size * datagram, datagram)  # and that of the octets after its ID
         self.addresses: dict[object, tuple[str, int]] = {}
-        self._moved: list[int] = []  # replies sent elsewhere, or whole: set back after the send
+        self.moved: list[int] = []  # replies sent elsewhere, or whole: set back by `sent`
 
     def _reply_to(self, index: int, slot: int) -> None:
         header = self.send_msgs[index].hdr
@@ -205,19 +209,18 @@ class Batch:
     def lengths(self, count: int) -> list[int]:
         """The sizes of the first `count` datagrams, in one call; a truncated one as -1 (the
         kernel cut it: it cannot be answered)."""
-        stride = MMSG_SIZE // 4
-        sizes = self.recv_u32[LEN_AT // 4 : LEN_AT // 4 + count * stride : stride].tolist()
+        sizes: list[int] = self.recv_u32[self._length_at[count]].tolist()
         if self.datagram < DATAGRAM:  # a full-size buffer holds any UDP payload whole
+            stride = MMSG_SIZE // 4
             flags = self.recv_u32[FLAGS_AT // 4 : FLAGS_AT // 4 + count * stride : stride].tolist()
             sizes = [-1 if flag & MSG_TRUNC else size for size, flag in zip(sizes, flags, strict=True)]
         return sizes
 
-    def keys(self, count: int) -> list[object]:
+    def keys(self, count: int) -> list[Any]:
         """A hashable stand-in for each sender's address: for IPv4 the first 8 octets of its
         sockaddr (family, port, address) as one integer, read for all in one call."""
         if self.family == socket.AF_INET:
-            stride = NAME_SIZE // 8
-            return list(self.names_u64[0 : count * stride : stride].tolist())
+            return self.names_u64[self._key_at[count]].tolist()
         return [
             self.names_view[slot * NAME_SIZE : slot * NAME_SIZE + self.namelen].tobytes()
             for slot in range(count)
@@ -243,18 +246,18 @@ class Batch:
         words[4 * index + 1] = 0  # no ID piece
         words[4 * index + 2] = id(reply) + BYTES_DATA
         words[4 * index + 3] = len(reply)
-        self._moved.append(index)
+        self.moved.append(index)
 
     def reply_to(self, index: int, slot: int) -> None:
         """Send reply `index` to the sender of datagram `slot` (a datagram before it got none)."""
         self._reply_to(index, slot)
-        self._moved.append(index)
+        self.moved.append(index)
 
     def sent(self) -> None:
         """After a send: every reply slot is its own datagram's ID and sender again."""
-        for index in self._moved:
+        for index in self.moved:
             self._reply_to(index, index)
-        self._moved.clear()
+        self.moved.clear()
 
 
 class BatchedUdp:
@@ -310,51 +313,45 @@ class BatchedUdp:
                 return
 
     def _answer(self, batch: Batch, count: int) -> None:
+        """Answer datagrams 0, 1, ... from the memo, each with the reply of its own index, until
+        one it does not hold; send those, and hand the rest to `_each` (its handler calls may
+        change the memo). The memo holds its bytes until the send; what a value asked per
+        sender made is held here."""
         keys = batch.keys(count)
         lengths = batch.lengths(count)
         found = self._memo() if self._memo is not None else None
-        start = 0
+        done = 0
         if found is not None:
             memo, hosts = found
             if hosts is not self._hosts:  # another rate limiter: its sources are learnt again
                 self._hosts = hosts
                 self._named.clear()
             if hosts is None or self._named.issuperset(keys):
+                get, data, words, addresses = memo.get, batch.recv_data, batch.send_iov_words, batch.addresses
                 held: list[bytes] = []
-                done, start = self._from_memo(batch, keys, lengths, memo.get, held)
-                if done:
-                    self._send(batch, 0, done)  # before any handler call, which may change the memo
-                if start == count:
+                silent = False
+                at = 2  # the reply's rest iovec, as words: [4 * index + 2]
+                for key, begin, length in zip(keys, batch.begins, lengths, strict=False):
+                    rest = get(data[begin + 2 : begin + length])
+                    if rest.__class__ is not bytes:
+                        if rest is None:
+                            break
+                        rest = rest.reply(addresses.get(key) or batch.sender(at >> 2, key))
+                        if rest is None:  # silence: the handler starts one further
+                            silent = True
+                            break
+                        held.append(rest)
+                    words[at] = id(rest) + BYTES_DATA  # sent from where it is, alive until then
+                    words[at + 1] = len(rest)
+                    at += 4
+                else:
+                    self._send(batch, 0, count)
                     return
-        self._each(batch, start, count, keys, lengths, found)
-
-    def _from_memo(
-        self,
-        batch: Batch,
-        keys: list[object],
-        lengths: list[int],
-        get: Callable[[bytes], Any],
-        held: list[bytes],
-    ) -> tuple[int, int]:
-        """Answer datagrams 0, 1, ... from the memo, each with the reply of its own index,
-        until one it does not hold: how many were answered, and where the handler takes over
-        (one further where a memo value asked per sender chose silence). The memo holds its
-        bytes until the send; what a value asked per sender made is put in `held`."""
-        data, words, addresses = batch.recv_data, batch.send_iov_words, batch.addresses
-        at = 2  # the reply's rest iovec, as words: [4 * index + 2]
-        for key, begin, length in zip(keys, batch.begins, lengths, strict=False):
-            rest = get(data[begin + 2 : begin + length])
-            if rest.__class__ is not bytes:
-                if rest is None:
-                    return at >> 2, at >> 2
-                rest = rest.reply(addresses.get(key) or batch.sender(at >> 2, key))
-                if rest is None:
-                    return at >> 2, (at >> 2) + 1
-                held.append(rest)
-            words[at] = id(rest) + BYTES_DATA  # sent from where it is, alive until then
-            words[at + 1] = len(rest)
-            at += 4
-        return at >> 2, at >> 2
+                done = at >> 2
+                if done:
+                    self._send(batch, 0, done)
+                done += silent
+        self._each(batch, done, count, keys, lengths, found)
 
     def _each(
         self,
@@ -421,7 +418,8 @@ class BatchedUdp:
         sent = self._libc.sendmmsg(self._fd, at, replies, socket.MSG_DONTWAIT)
         if sent < 0:  # a reply the kernel will not take now is dropped, as UDP drops
             log.debug("event=udp-error error=%s", errno.errorcode.get(ctypes.get_errno(), "?"))
-        batch.sent()
+        if batch.moved:
+            batch.sent()
 
     def _later(self, sender: tuple[str, int]) -> Callable[[asyncio.Future[Any]], None]:
         """A reply decided elsewhere (a worker forwards UPDATE/NOTIFY): sent on its own."""
