@@ -9,6 +9,7 @@ a store that cannot be read or written is logged and left alone.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sqlite3
 import threading
@@ -128,13 +129,16 @@ class AnswerKeeper:
             return
         with self._lock:
             started = time.monotonic()
-            header = Header(shaping(config), origins_digest(name_key(z.origin) for z in zones.values()))
             try:
-                written, after = self._write(header, zones, table)
+                done = self._write(config, zones, table)
             except Exception as error:  # the store is an optimisation: never a reason to stop serving
                 self._written = None  # not known what it holds: everything written next time
                 log.warning("event=answer-store-unwritable reason=%r", str(error))
                 return
+            if done is None:
+                log.debug("event=answer-store-current zones=%d", len(zones))
+                return
+            written, after = done
             self._written = after
             self.writes += 1
             self.rows_written = written
@@ -147,21 +151,31 @@ class AnswerKeeper:
             )
 
     def _write(
-        self, header: Header, zones: Mapping[Path, LoadedZone], table: AnswerTable
-    ) -> tuple[int, dict[Path, CompiledZone]]:
+        self, config: Config, zones: Mapping[Path, LoadedZone], table: AnswerTable
+    ) -> tuple[int, dict[Path, CompiledZone]] | None:
         """Only the changed rows when the store holds what this process knows (it wrote it, or
-        laid its rows in), else every row: (rows written, what the store holds then)."""
+        laid its rows in), else every row: (rows written, what the store holds then); None
+        when this process wrote the store and nothing served since differs from it (no
+        transaction: an edit of a zone that is not stored, a swap of pools)."""
         written = self._written
+        mine = written is not None
         if written is None:  # the rows laid in from the store at a warm start are there already
             written = {path: lazy.filled for path, lazy in self.lazies.items() if lazy.filled is not None}
         after: dict[Path, CompiledZone] = {}
         if written:
             unchanged: set[str] = set()
-            count = self.store.update(
-                header, rows_to_write(zones, table, written, after, unchanged), unchanged
-            )
+            rows = rows_to_write(zones, table, written, after, unchanged)
+            first = next(rows, None)  # the scan up to the first changed zone: all of it when none
+            if first is None and mine and after.keys() == written.keys():
+                return None
+            header = _header(config, zones)
+            count = self.store.update(header, itertools.chain([first] if first else [], rows), unchanged)
             if count is not None:
                 return count, after
             after = {}  # written under another shaping: all of it again
-        count = self.store.save(header, rows_to_write(zones, table, {}, after))
+        count = self.store.save(_header(config, zones), rows_to_write(zones, table, {}, after))
         return count, after
+
+
+def _header(config: Config, zones: Mapping[Path, LoadedZone]) -> Header:
+    return Header(shaping(config), origins_digest(name_key(z.origin) for z in zones.values()))

@@ -30,7 +30,7 @@ from tests.integration.test_store import (
     rows_of,
     write_zones,
 )
-from tests.integration.test_store_server import ZONES, Serve, zone_text
+from tests.integration.test_store_server import ZONES, Serve, txt, update_txt, zone_text
 from tests.integration.test_store_server import config as config  # the fixture
 
 WRITTEN = re.compile(r"event=answer-store-written zones=(\d+) written=(\d+) dropped=(\d+)")
@@ -138,6 +138,20 @@ def test_a_served_table_without_changes_writes_nothing(serve: Serve, config: Pat
     first.wait_for_log("event=reloaded")
     time.sleep(3)  # past the re-save delay
     assert len(writes(first)) == 1
+
+
+def test_an_edit_drops_its_zone_row_once_and_a_second_edit_writes_nothing(serve: Serve, config: Path) -> None:
+    """An UPDATE makes its zone's version one of memory (the journal replays it at start): its
+    row is deleted by the next write; a second edit changes nothing the store holds, so no
+    transaction is made for it."""
+    first = serve("--config", str(config))
+    wait_writes(first, 1)
+    assert update_txt(first, "one") == dns.rcode.NOERROR
+    assert wait_writes(first, 2)[1] == (ZONES, 0, 1)
+    assert update_txt(first, "two") == dns.rcode.NOERROR
+    assert '"two"' in txt(first)
+    time.sleep(3)  # past the re-save delay
+    assert len(writes(first)) == 2
 
 
 def test_update_writes_only_the_changed_rows(tmp_path: Path) -> None:
