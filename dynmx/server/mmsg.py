@@ -336,7 +336,11 @@ class BatchedUdp:
                     if rest.__class__ is not bytes:
                         if rest is None:
                             break
-                        rest = rest.reply(addresses.get(key) or batch.sender(at >> 2, key))
+                        try:
+                            rest = rest.reply(addresses.get(key) or batch.sender(at >> 2, key))
+                        except Exception:  # a bug of the memo's: the handler answers (SERVFAIL)
+                            log.exception("event=internal-error kind=udp-memo")
+                            break
                         if rest is None:  # silence: the handler starts one further
                             silent = True
                             break
@@ -382,11 +386,16 @@ class BatchedUdp:
                     named.clear()
                 named.add(key)
                 rest = memo.get(data[begin + 2 : begin + length])
-            if rest is not None:
-                if rest.__class__ is not bytes:
+            if rest is not None and rest.__class__ is not bytes:
+                try:
                     rest = rest.reply(sender)
+                except Exception:  # a bug of the memo's: the handler answers (SERVFAIL)
+                    log.exception("event=internal-error kind=udp-memo")
+                    rest = None
+                else:
                     if rest is None:
                         continue
+            if rest is not None:
                 held.append(rest)
                 if replies != slot:
                     batch.reply_to(replies, slot)

@@ -371,3 +371,22 @@ def test_the_engine_answers_through_the_loop_as_through_handle_and_a_pool_rotate
     assert [*firsts, first(via_handle), first(asked(f"pool.{origin}", 4))] == [*firsts, *firsts[:2]]
     assert len(set(firsts)) == 3
     udp.close()
+
+
+class _Broken:
+    def reply(self, sender: object) -> bytes | None:
+        raise RuntimeError("a bug")
+
+
+def test_a_memo_value_that_fails_leaves_its_datagram_to_the_handler(clients: list[socket.socket]) -> None:
+    """As `Engine.handle` answers its own internal errors (SERVFAIL), never the loop raising."""
+    server = _server()
+    owner = _Memoed({b"pool": _Broken(), b"question": b"answer"}, {"127.0.0.1"})
+    udp = BatchedUdp(server, owner.handle)
+    client = _client(clients)
+    for _ in range(2):  # datagram by datagram while the sender is new, then in one run
+        client.sendto(b"\x00\x01pool", server.getsockname())
+        client.sendto(b"\x00\x02question", server.getsockname())
+        udp.readable()
+        assert [client.recv(100) for _ in range(2)] == [b"re:\x00\x01pool", b"\x00\x02answer"]
+    udp.close()
