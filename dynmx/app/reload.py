@@ -179,6 +179,8 @@ def _nothing_changed(
         len(app.state.by_file),
         seconds,
     )
+    if app.catalog.producer is not None:  # as after any reload: the config may have moved it
+        app.catalog.producer.request()
     return ([] if config_problem is None else [config_problem]), sent
 
 
