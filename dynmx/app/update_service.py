@@ -197,7 +197,7 @@ class UpdateService:
     async def in_turn(
         self, origin: dns.name.Name, step: Callable[[LoadedZone], Coroutine[Any, Any, Outcome]]
     ) -> Outcome:
-        """`step` on the zone's newest version, in the zone's turn (`ZoneOwner.edits`). It runs in
+        """`step` on the zone's newest version, in the zone's turn (`ZoneOwner.turn`). It runs in
         a task of its own that the caller's cancellation does not reach: an edit handed to the
         journal is published even if the client that asked for it is gone."""
 
