@@ -31,7 +31,7 @@ class PoolReplies:
         "query",
         "question",
         "rd",
-        "rotates",
+        "rotating",
         "rotation",
         "seen",
         "selector",
@@ -45,27 +45,34 @@ class PoolReplies:
         self.opt = opt
         self.question = question  # as asked, letter case kept
         self.limit = limit
-        self.seen: SelectorState | None = None  # the generation `rotation` was joined for (or found unfit)
+        self.seen: SelectorState | None = None  # the generation last looked at
         self.rotation: tuple[bytes, ...] = ()  # one reply per variant of `seen`; empty: ask `pick`
-        self.rotates = False  # ROTATE (the counter steps) or FIXED (always the first)
+        self.rotating: SelectorState | None = None  # `seen` where its counter picks from `rotation`
         self.tails: dict[int, tuple[Entry, bytes]] = {}  # id(entry) -> entry, reply (the entry held)
 
     def reply(self, addr: object) -> bytes | None:
         """The reply after its ID to one query from `addr`; None to stay silent."""
         selector = self.selector
         state = selector.state
-        if state is not self.seen:
-            self._learn(state)
-        rotation = self.rotation
-        if rotation:
-            # Selector.pick's own steps for a generation without source rules.
-            if self.rotates:
-                index = selector.counter % len(rotation)
-                selector.counter = index + 1
-            else:
-                index = 0
+        if state is self.rotating:  # Selector.pick's own steps for a rotation without source rules
+            rotation = self.rotation
+            index = selector.counter % len(rotation)
+            selector.counter = index + 1
             state.hits[index] += 1
             return rotation[index]
+        return self._other(state, addr)
+
+    def _other(self, state: SelectorState, addr: object) -> bytes | None:
+        """`reply` for a new generation, a single ordering, or a pick that depends on more
+        than the counter."""
+        if state is not self.seen:
+            self._learn(state)
+            if state is self.rotating:
+                return self.reply(addr)
+        if self.rotation:  # FIXED: always the first, the counter left alone (as `pick`)
+            state.hits[0] += 1
+            return self.rotation[0]
+        selector = self.selector
         entry = selector.pick(addr)
         if entry is None:
             return None
@@ -76,6 +83,7 @@ class PoolReplies:
         """A new generation: join its replies if a query's pick depends on the counter alone."""
         self.seen = state
         self.rotation = ()
+        self.rotating = None
         self.tails.clear()
         plain = state.mode in (ROTATE, FIXED) and state.relay_rules is None
         if not plain or self.selector.rules is not None:
@@ -83,8 +91,8 @@ class PoolReplies:
         replies = [self._join(entry) for entry in state.variants]
         joined = tuple(reply for reply in replies if reply is not None)
         if len(joined) == len(replies):
-            self.rotates = state.mode == ROTATE
             self.rotation = joined
+            self.rotating = state if state.mode == ROTATE else None
 
     def _join(self, entry: Entry) -> bytes | None:
         """The reply to this question with `entry`, or None when it does not fit whole."""

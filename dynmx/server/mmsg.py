@@ -328,6 +328,7 @@ class BatchedUdp:
                 self._named.clear()
             if hosts is None or self._named.issuperset(keys):
                 get, data, words, addresses = memo.get, batch.recv_data, batch.send_iov_words, batch.addresses
+                ident, size, offset = id, len, BYTES_DATA  # as locals: read once, not per datagram
                 held: list[bytes] = []
                 silent = False
                 at = 2  # the reply's rest iovec, as words: [4 * index + 2]
@@ -345,8 +346,8 @@ class BatchedUdp:
                             silent = True
                             break
                         held.append(rest)
-                    words[at] = id(rest) + BYTES_DATA  # sent from where it is, alive until then
-                    words[at + 1] = len(rest)
+                    words[at] = ident(rest) + offset  # sent from where it is, alive until then
+                    words[at + 1] = size(rest)
                     at += 4
                 else:
                     self._send(batch, 0, count)
