@@ -260,7 +260,11 @@ def nxdomain_entries(zone: ZoneData) -> tuple[Entry, Entry]:
 
 
 def index_zone(zone: ZoneData, complete: bool = True) -> CompiledZone:
-    """The byte-level index of one zone: what answers its missing names."""
+    """The byte-level index of one zone: what answers its missing names. A zone read with its
+    index already made (`app.zonescan.CompactZoneData.staged`) is not looked at again."""
+    made: CompiledZone | None = getattr(zone, "staged", None)
+    if made is not None:
+        return made if not complete else replace(made, complete=True)
     nxdomain, compressed = nxdomain_entries(zone)
     return CompiledZone(
         origin=zone.key,

@@ -17,6 +17,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.zone
 
+from dynmx.answer.table import index_zone
 from dynmx.answer.zoneset import ZoneData, name_key
 from dynmx.errors import Problem, ZoneLoadError
 from dynmx.store.lazy import zone_serial
@@ -240,18 +241,28 @@ class CompactZoneData(ZoneData):
     rest is made again from the zone's bytes on first use, into this very object, so that
     identity checks (`find_key(key) is zone`) hold."""
 
-    __slots__ = ()
+    __slots__ = ("staged",)
 
     @classmethod
     def of(cls, full: ZoneData, zone: SourceZone) -> CompactZoneData:
-        """`full` (the index of `zone`'s nodes, parsed) held compactly, over `zone`."""
+        """`full` (the index of `zone`'s nodes, parsed) as a released index over `zone`, holding
+        only what a staged table needs of it: its byte-level index (`staged`, `index_zone`)."""
+        full.names, full.name_keys = Few(full.names), Few(full.name_keys)
         made: CompactZoneData = object.__new__(cls)
-        for name in (*_KEPT, *_MADE):
+        for name in _KEPT:
             with contextlib.suppress(AttributeError):  # a slot the full index left unset
                 object.__setattr__(made, name, object.__getattribute__(full, name))
         object.__setattr__(made, "zone", zone)
-        made._compact()
+        object.__setattr__(made, "staged", index_zone(full, complete=False))
         return made
+
+    def __getstate__(self) -> tuple[None, dict[str, Any]]:
+        """The fields held now, read without making the others again (pickled as it is)."""
+        held = {}
+        for name in (*_KEPT, *_MADE, "staged"):
+            with contextlib.suppress(AttributeError):
+                held[name] = object.__getattribute__(self, name)
+        return None, held
 
     def _compact(self) -> None:
         object.__setattr__(self, "names", Few(object.__getattribute__(self, "names")))
@@ -274,6 +285,7 @@ class CompactZoneData(ZoneData):
     def release(self) -> None:
         """Let go of everything but origin, key and zone (and the zone's parsed nodes)."""
         with _INDEX:
+            object.__setattr__(self, "staged", None)  # the table holds its own (complete) index
             for field in _MADE:
                 with contextlib.suppress(AttributeError):
                     object.__delattr__(self, field)
