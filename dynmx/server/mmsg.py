@@ -78,6 +78,7 @@ class _Mmsghdr(ctypes.Structure):
 
 
 MMSG_SIZE = ctypes.sizeof(_Mmsghdr)
+MSG_WORDS = MMSG_SIZE // ctypes.sizeof(ctypes.c_void_p)  # a message's name pointer: its first word
 FLAGS_AT = _Msghdr.flags.offset
 LEN_AT = _Mmsghdr.len.offset
 SOCKADDR_LEN: dict[int, int] = {
@@ -107,8 +108,14 @@ def _load() -> Any:
 def _bytes_in_place() -> bool:
     """Whether a bytes object's octets lie at id() + BYTES_DATA, so a reply is sent from
     where it is (CPython; elsewhere the event loop's endpoint serves)."""
-    if ctypes.sizeof(ctypes.c_size_t) != ctypes.sizeof(ctypes.c_void_p):  # iovecs are read as pointers
-        return False
+    word = ctypes.sizeof(ctypes.c_void_p)
+    if (
+        ctypes.sizeof(ctypes.c_size_t) != word
+        or MMSG_SIZE % word
+        or _Mmsghdr.hdr.offset
+        or _Msghdr.name.offset
+    ):
+        return False  # the arrays are written as pointer-sized words: a message's name is its first
     probe = bytes(range(256)) * 2
     try:
         return ctypes.string_at(id(probe) + BYTES_DATA, len(probe)) == probe
@@ -153,7 +160,7 @@ class Batch:
     Reply `j` goes to the sender of datagram `j` unless moved (`reply_to`). It is sent from
     two pieces, no copy made: the first two octets of datagram `j` (the message ID), read
     from the receive buffer, then the reply's own bytes, wherever they are (`answer`); a
-    reply that carries its own first two octets is sent whole (`answer_whole`)."""
+    reply that carries its own first two octets is sent whole (an empty first piece)."""
 
     def __init__(self, size: int = BATCH, datagram: int = DATAGRAM, family: int = socket.AF_INET) -> None:
         self.size = size
@@ -196,7 +203,15 @@ class Batch:
         self._key_at = [slice(0, n * NAME_SIZE // 8, NAME_SIZE // 8) for n in range(size + 1)]
         self.begins = range(0, size * datagram, datagram)  # each datagram's offset
         self.addresses: dict[object, tuple[str, int]] = {}
-        self.moved: list[int] = []  # replies sent elsewhere, or whole: set back by `sent`
+        # The send messages as words (a message's name pointer is its first), and both send
+        # arrays as they stand now, every reply to its own datagram's sender with its ID:
+        # copied back whole after a send that changed them (`sent`).
+        self.send_msg_words = memoryview(self.send_msgs).cast("B").cast("P")
+        self._send_iov_bytes = memoryview(self._send_iov).cast("B")
+        self._send_msg_bytes = memoryview(self.send_msgs).cast("B")
+        self._iov_as_built = self._send_iov_bytes.tobytes()
+        self._msgs_as_built = self._send_msg_bytes.tobytes()
+        self.touched = False  # a reply moved or sent whole since the arrays were as built
 
     def _reply_to(self, index: int, slot: int) -> None:
         header = self.send_msgs[index].hdr
@@ -240,24 +255,18 @@ class Batch:
         words[4 * index + 2] = id(rest) + BYTES_DATA
         words[4 * index + 3] = len(rest)
 
-    def answer_whole(self, index: int, reply: bytes) -> None:
-        """Reply `index` is `reply` as it is (held by the caller until sent)."""
-        words = self.send_iov_words
-        words[4 * index + 1] = 0  # no ID piece
-        words[4 * index + 2] = id(reply) + BYTES_DATA
-        words[4 * index + 3] = len(reply)
-        self.moved.append(index)
-
     def reply_to(self, index: int, slot: int) -> None:
-        """Send reply `index` to the sender of datagram `slot` (a datagram before it got none)."""
-        self._reply_to(index, slot)
-        self.moved.append(index)
+        """Send reply `index` to the sender of datagram `slot` (a datagram before it got none),
+        with that datagram's ID."""
+        self.send_msg_words[index * MSG_WORDS] = self._names_at + slot * NAME_SIZE
+        self.send_iov_words[4 * index] = self._recv_at + slot * self.datagram
+        self.touched = True
 
     def sent(self) -> None:
         """After a send: every reply slot is its own datagram's ID and sender again."""
-        for index in self.moved:
-            self._reply_to(index, index)
-        self.moved.clear()
+        self._send_iov_bytes[:] = self._iov_as_built
+        self._send_msg_bytes[:] = self._msgs_as_built
+        self.touched = False
 
 
 class BatchedUdp:
@@ -368,8 +377,10 @@ class BatchedUdp:
         found: Memo | None,
     ) -> None:
         """Datagrams `start` on, one by one: from the memo for the senders it names, else
-        through the handler."""
+        through the handler. The memo is the one read for the batch: a handler call may add
+        to it or empty it, never replace it (a new table is swapped in between batches)."""
         handler, data, datagram, addresses = self._handler, batch.recv_data, batch.datagram, batch.addresses
+        words = batch.send_iov_words
         memo, hosts = found if found is not None else (None, None)
         named = self._named
         held: list[bytes] = []  # the replies sent from where they are, alive until sent
@@ -404,9 +415,6 @@ class BatchedUdp:
                 replies += 1
                 continue
             reply = handler(data[begin : begin + length], sender, False)
-            if self._memo is not None:  # the handler may have replaced it (a new table)
-                found = self._memo()
-                memo, hosts = found if found is not None else (None, None)
             if reply is None:
                 continue
             if isinstance(reply, bytes):
@@ -415,7 +423,10 @@ class BatchedUdp:
                 held.append(reply)
                 if replies != slot:
                     batch.reply_to(replies, slot)
-                batch.answer_whole(replies, reply)
+                words[4 * replies + 1] = 0  # no ID piece: the reply is sent whole, as it is
+                words[4 * replies + 2] = id(reply) + BYTES_DATA
+                words[4 * replies + 3] = len(reply)
+                batch.touched = True
                 replies += 1
             else:
                 asyncio.ensure_future(reply).add_done_callback(self._later(sender))
@@ -428,7 +439,7 @@ class BatchedUdp:
         sent = self._libc.sendmmsg(self._fd, at, replies, socket.MSG_DONTWAIT)
         if sent < 0:  # a reply the kernel will not take now is dropped, as UDP drops
             log.debug("event=udp-error error=%s", errno.errorcode.get(ctypes.get_errno(), "?"))
-        if batch.moved:
+        if batch.touched:
             batch.sent()
 
     def _later(self, sender: tuple[str, int]) -> Callable[[asyncio.Future[Any]], None]:
