@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import dns.message
+import dns.name
 import dns.query
 import dns.rcode
 import dns.tsigkeyring
@@ -33,6 +34,7 @@ import pytest
 from tests.conftest import EDITS, ROOT, TEST_SECRET, RunningServer, write_config
 
 KEYRING = dns.tsigkeyring.from_text({"ops-key.": ("hmac-sha256", TEST_SECRET)})
+KEY_NAME = dns.name.from_text("ops-key.")
 ZONE = """\
 $ORIGIN example.test.
 $TTL 3600
@@ -53,10 +55,19 @@ def _update(
     port: int, change: Callable[[dns.update.UpdateMessage], None], udp: bool = False
 ) -> dns.rcode.Rcode:
     """Over TCP, or UDP for many clients at once (TCP allows 20 connections per source)."""
-    update = dns.update.UpdateMessage("example.test.", keyring=KEYRING, keyname="ops-key.")
+    update = dns.update.UpdateMessage(
+        "example.test.", keyring=KEYRING, keyname=dns.name.from_text("ops-key.")
+    )
     change(update)
     send = dns.query.udp if udp else dns.query.tcp
     return send(update, "127.0.0.1", port=port, timeout=10).rcode()
+
+
+def _adding(name: str, address: str) -> Callable[[dns.update.UpdateMessage], None]:
+    def change(update: dns.update.UpdateMessage) -> None:
+        update.add(name, 300, "A", address)
+
+    return change
 
 
 def _answers(port: int, name: str, rdtype: str = "A") -> list[str]:
@@ -117,7 +128,7 @@ def test_queries_are_answered_while_an_updates_journal_fsync_takes_200_ms(
     started = time.monotonic()
     for index in range(3):
         sent = time.monotonic()
-        assert _update(server.dns_port, lambda u, i=index: u.add(f"slow{i}", 300, "A", "192.0.2.7")) == 0
+        assert _update(server.dns_port, _adding(f"slow{index}", "192.0.2.7")) == dns.rcode.NOERROR
         assert time.monotonic() - sent >= FSYNC_DELAY_US / 1e6  # the fault was in effect
         assert _answers(server.dns_port, f"slow{index}.example.test") == ["192.0.2.7"]
     silence = probe.longest_silence(started, time.monotonic())
@@ -138,9 +149,7 @@ def test_rfc2136_3_7_concurrent_updates_to_one_zone_land_in_the_journal_in_seria
 
     def send(index: int) -> None:
         start.wait(10)
-        rcodes[index] = _update(
-            server.dns_port, lambda u: u.add(f"c{index}", 300, "A", "192.0.2.8"), udp=True
-        )
+        rcodes[index] = _update(server.dns_port, _adding(f"c{index}", "192.0.2.8"), udp=True)
 
     threads = [threading.Thread(target=send, args=(index,)) for index in range(count)]
     for thread in threads:
@@ -205,7 +214,7 @@ def test_record_add_and_updates_that_meet_are_all_kept_in_one_line_of_history(
     ]
     rcodes: list[int] = []
     for index in range(30):  # over the seconds the CLI processes take to start and send
-        rcodes.append(_update(server.dns_port, lambda u, i=index: u.add(f"u{i}", 300, "A", "192.0.2.9")))
+        rcodes.append(_update(server.dns_port, _adding(f"u{index}", "192.0.2.9")))
         if all(actor.poll() is not None for actor in cli):
             break
         time.sleep(0.05)
