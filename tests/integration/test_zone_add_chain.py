@@ -96,8 +96,8 @@ def test_a_chain_into_a_zone_just_removed_ends_at_its_cname_again(serve: Serve, 
 
 
 def test_a_zone_added_after_a_warm_restart_is_chained_into_too(serve: Serve, config: Path) -> None:
-    """The answers laid in from the answer store do not say where their chains went: the add
-    then compiles every zone, and answers alike."""
+    """The answers laid in from the answer store come with where their chains went (its index
+    rows): the add compiles the zones it affects from that, and answers alike."""
     serve("--config", str(config)).stop()
     server = serve("--config", str(config))
     assert dynmx("zone", "add", "shop.test", "--a", "192.0.2.25", "-c", str(config)).returncode == 0
