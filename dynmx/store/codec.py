@@ -55,8 +55,12 @@ def storable(table: AnswerTable, origin: bytes) -> bool:
     data = table.zoneset.by_key.get(origin)
     if data is None or data.signer is not None or data.overlay:
         return False  # signed by dynmx, or laid over by pools (hint names, null MX) that may change
-    entries = table.entries
-    return all(k in entries and entries[k].selector is None for k in table.keys.get(origin, ()))
+    get = table.entries.get
+    for key in table.keys.get(origin, ()):  # a loop, not all(...): some 15 keys per zone, 100,000 zones
+        entry = get(key)
+        if entry is None or entry.selector is not None:
+            return False
+    return True
 
 
 def _entry_tuple(entry: Entry) -> EntryTuple:
@@ -64,8 +68,15 @@ def _entry_tuple(entry: Entry) -> EntryTuple:
     return (entry.rcode, entry.authoritative, entry.body, spans, entry.partial_tc)
 
 
-def encode_zone(table: AnswerTable, origin: bytes, serial: int) -> bytes:
-    """The bytes of one storable zone of `table` (check `storable` first)."""
+# An entry's spans as plain tuples, by the spans object's identity (the object is kept with
+# them, so the identity stays its own): the compiler shares one spans tuple between many
+# entries, so a write of many zones converts each once (`encode_zone`'s `memo`).
+SpansMemo = dict[int, tuple[object, tuple[SpanTuple, ...]]]
+
+
+def encode_zone(table: AnswerTable, origin: bytes, serial: int, memo: SpansMemo | None = None) -> bytes:
+    """The bytes of one storable zone of `table` (check `storable` first). `memo`: one dict
+    for every zone of one write, to convert shared spans once."""
     index = table.zones[origin]
     keys = tuple(table.keys.get(origin, ()))
     nx_compressed = _entry_tuple(index.nx_compressed) if index.nx_compressed is not None else None
@@ -83,7 +94,7 @@ def encode_zone(table: AnswerTable, origin: bytes, serial: int) -> bytes:
         index.nx_pointers,
         index.signed,
         keys,
-        *_by_shape([table.entries[k] for k in keys]),
+        *_by_shape([table.entries[k] for k in keys], {} if memo is None else memo),
         tuple(sorted(table.uses.get(origin, ()))),
     )
     return marshal.dumps(record, _MARSHAL_VERSION)
@@ -92,14 +103,21 @@ def encode_zone(table: AnswerTable, origin: bytes, serial: int) -> bytes:
 Shape = tuple[int, bool, tuple[SpanTuple, ...], bool]
 
 
-def _by_shape(entries: list[Entry]) -> tuple[tuple[Shape, ...], tuple[int, ...], tuple[bytes, ...]]:
+def _by_shape(
+    entries: list[Entry], memo: SpansMemo
+) -> tuple[tuple[Shape, ...], tuple[int, ...], tuple[bytes, ...]]:
     """The zone's entries as its distinct shapes (rcode, flags, spans: a handful), the shape
     of each entry, and each entry's body: one shape looked up per row, not per entry."""
     shapes: dict[Shape, int] = {}
     which = []
     for entry in entries:
-        spans = tuple((s.end, s.section, s.count, s.required) for s in entry.spans)
-        shape = (entry.rcode, entry.authoritative, spans, entry.partial_tc)
+        made = memo.get(id(entry.spans))
+        if made is None or made[0] is not entry.spans:
+            made = memo[id(entry.spans)] = (
+                entry.spans,
+                tuple((s.end, s.section, s.count, s.required) for s in entry.spans),
+            )
+        shape = (entry.rcode, entry.authoritative, made[1], entry.partial_tc)
         which.append(shapes.setdefault(shape, len(shapes)))
     return tuple(shapes), tuple(which), tuple(entry.body for entry in entries)
 

@@ -31,7 +31,7 @@ from dynmx.config import Config, PoolConfig
 from dynmx.errors import ZoneLoadError
 from dynmx.policy.served import PoolPlans, build_table
 from dynmx.store.answers import StoredIndex, ZoneRow
-from dynmx.store.codec import Decoder, StoreCorrupt, encode_zone, storable, zone_meta
+from dynmx.store.codec import Decoder, SpansMemo, StoreCorrupt, encode_zone, storable, zone_meta
 from dynmx.store.lazy import LazyIndex, LazyZone, LazyZoneData, Source, lazy_loaded
 from dynmx.wire.response import Entry
 from dynmx.zone.loader import LoadedZone, file_digest, read_zone_bytes
@@ -271,6 +271,7 @@ def rows_to_write(
     journal replayed) has no digest: its file is not what is served, so it gets no row; nor
     does one whose file no longer has the bytes it was read from (read again here, kept in
     the row)."""
+    memo: SpansMemo = {}
     for path, loaded in zones.items():
         key = name_key(loaded.origin)
         index = table.zones.get(key)
@@ -293,7 +294,7 @@ def rows_to_write(
         if file_digest(source) != loaded.digest:
             continue  # changed since it was read: the next reload judges it
         serial = serial_of(data.zone)  # a small zone kept as its bytes is not parsed for it
-        body = encode_zone(table, key, serial)
+        body = encode_zone(table, key, serial, memo)
         after[path] = index
         reach = table.reach.get(key, ()) if table.reach is not None else None
         yield ZoneRow(
