@@ -236,10 +236,11 @@ _MADE = tuple(name for cls in ZoneData.__mro__ for name in getattr(cls, "__slots
 
 
 class CompactZoneData(ZoneData):
-    """The index of a small zone kept as its bytes (`SourceZone`): its name sets held as
-    `Few`, and, once the zone is compiled (`release`), only its origin, key and zone; the
-    rest is made again from the zone's bytes on first use, into this very object, so that
-    identity checks (`find_key(key) is zone`) hold."""
+    """The index of a small zone kept as its bytes (`SourceZone`): until the zone is compiled
+    only its origin, key, zone and the staged table's index of it (`staged`), and only the
+    first three once compiled (`release`); the rest is made again from the zone's bytes on
+    first use, into this very object, so that identity checks (`find_key(key) is zone`)
+    hold. Its name keys are a `Few`."""
 
     __slots__ = ("staged",)
 
@@ -247,7 +248,7 @@ class CompactZoneData(ZoneData):
     def of(cls, full: ZoneData, zone: SourceZone) -> CompactZoneData:
         """`full` (the index of `zone`'s nodes, parsed) as a released index over `zone`, holding
         only what a staged table needs of it: its byte-level index (`staged`, `index_zone`)."""
-        full.names, full.name_keys = Few(full.names), Few(full.name_keys)
+        full.name_keys = Few(full.name_keys)  # the staged index's `names`, kept beyond the compile
         made: CompactZoneData = object.__new__(cls)
         for name in _KEPT:
             with contextlib.suppress(AttributeError):  # a slot the full index left unset
@@ -265,7 +266,7 @@ class CompactZoneData(ZoneData):
         return None, held
 
     def _compact(self) -> None:
-        object.__setattr__(self, "names", Few(object.__getattribute__(self, "names")))
+        # Names stay a set: dnspython compares names in Python, a tuple of them costs the compile.
         object.__setattr__(self, "name_keys", Few(object.__getattribute__(self, "name_keys")))
 
     def __getattr__(self, name: str) -> Any:
@@ -278,9 +279,7 @@ class CompactZoneData(ZoneData):
                 with contextlib.suppress(AttributeError):
                     object.__setattr__(self, field, object.__getattribute__(full, field))
             self._compact()
-            return (
-                object.__getattribute__(self, name) if name in ("names", "name_keys") else getattr(full, name)
-            )
+            return object.__getattribute__(self, name) if name == "name_keys" else getattr(full, name)
 
     def release(self) -> None:
         """Let go of everything but origin, key and zone (and the zone's parsed nodes)."""
