@@ -13,7 +13,9 @@ calls are stopped, nothing else is traced.
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -123,6 +125,23 @@ def test_queries_are_answered_while_an_updates_journal_fsync_takes_200_ms(
     now the probe is never without an answer for 50 ms, and each UPDATE is acknowledged only
     after its fsync (it takes at least the delay) and is answered from then on."""
     server = serve("--config", str(write_config(tmp_path, ZONE, EDITS)), prefix=SLOW_DISK)
+    try:
+        _slow_disk_updates_keep_answers(server, tmp_path)
+    finally:
+        _stop_under_strace(server)
+
+
+def _stop_under_strace(server: RunningServer) -> None:
+    """strace 6.1 (Debian 12) detaches from the server it started when it is itself stopped,
+    and has no --kill-on-exit: the server is stopped first, then strace exits with it."""
+    pid = server.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    for child in children.read_text().split() if children.exists() else ():
+        os.kill(int(child), signal.SIGTERM)
+    server.stop()
+
+
+def _slow_disk_updates_keep_answers(server: RunningServer, tmp_path: Path) -> None:
     probe = Probe(server.dns_port)
     time.sleep(0.2)
     started = time.monotonic()
