@@ -87,6 +87,7 @@ def one_run(workdir: Path, config: Path, at: str, delay: float, limit: float) ->
         "stopped_s": stopped,
         "killed": killed,
         "returncode": server.proc.returncode,
+        "store_lines": [line for line in server.tail if "answer-store" in line],
         "tail": list(server.tail)[-4:],
     }
 
