@@ -25,6 +25,7 @@ from pathlib import Path
 
 import dns.name
 
+from dynmx.app.turns import commit_in_turn
 from dynmx.config import Config, PoolConfig, pool_from_mapping
 from dynmx.control.owner import ZoneOwner
 from dynmx.control.update import Change, Op
@@ -98,6 +99,7 @@ class CatalogProducer:
         self._carried: Shared | None = None
         self._watch: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self.looked = asyncio.Event()  # the first look is done (served, or refused and logged)
 
     def start(self) -> None:
         self._watch = asyncio.get_running_loop().create_task(self._watch_shared(), name="catalog")
@@ -114,31 +116,33 @@ class CatalogProducer:
     async def sync(self) -> None:
         """Commit what the catalog lacks or holds too much (one edit, one serial), and serve it."""
         async with self._lock:
-            zones = self.zones()
-            catalog = zones.get(self.origin)
-            if catalog is None:
-                return  # its file failed to load: the problem is reported by the scan
-            shared = self.shared()
-            wanted = records(self.origin, self.members(zones), shared)
-            have = held(catalog.zone)
-            changes = [Change(Op.DELETE, name, CATALOG_TTL, rdata) for name, rdata in have - wanted]
-            changes += [Change(Op.ADD, name, CATALOG_TTL, rdata) for name, rdata in wanted - have]
-            self._carried = shared
-            if not changes:
-                return
+            made: list[Change] = []
+
+            def changes_of(catalog: LoadedZone) -> list[Change] | None:
+                shared = self.shared()
+                wanted = records(self.origin, self.members(self.zones()), shared)
+                have = held(catalog.zone)
+                changes = [Change(Op.DELETE, name, CATALOG_TTL, rdata) for name, rdata in have - wanted]
+                changes += [Change(Op.ADD, name, CATALOG_TTL, rdata) for name, rdata in wanted - have]
+                self._carried = shared
+                made.extend(changes)
+                return sorted(changes, key=_order) if changes else None
+
             try:
-                updated = self.owner.commit(catalog, sorted(changes, key=_order))
+                updated = await commit_in_turn(
+                    self.owner, self.origin, lambda: self.zones().get(self.origin), changes_of, self.publish
+                )
             except DynmxError as error:
                 log.error("event=catalog-refused zone=%s error=%r", self.origin, str(error))
                 self._carried = None  # tried again at the next look
                 return
-            log.info(
-                "event=catalog-updated zone=%s serial=%d changes=%d",
-                self.origin,
-                serial_of(updated.zone),
-                len(changes),
-            )
-            await self.publish(updated)
+            if updated is not None:  # None: nothing to change, or its file failed to load (the scan says)
+                log.info(
+                    "event=catalog-updated zone=%s serial=%d changes=%d",
+                    self.origin,
+                    serial_of(updated.zone),
+                    len(made),
+                )
 
     def request(self, members: bool = True) -> None:
         """A look soon (from code on the loop that cannot wait for it): a full sync when zones
@@ -159,6 +163,7 @@ class CatalogProducer:
                 raise
             except Exception:  # a bug of ours must not end the loop
                 log.exception("event=catalog-error zone=%s", self.origin)
+            self.looked.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), SHARED_POLL)
             self._wake.clear()

@@ -67,6 +67,12 @@ class CatalogRole:
             )
             self.producer.start()
 
+    async def ready(self) -> None:
+        """The producer's first look done, so the catalog lists every zone from the first query
+        on (its edit takes the catalog zone's turn and is journaled off the loop)."""
+        if self.producer is not None:
+            await self.producer.looked.wait()
+
     async def stop(self) -> None:
         if self.producer is not None:
             await self.producer.stop()

@@ -13,11 +13,14 @@ import dns.name
 import dns.rdataclass
 import dns.rdatatype
 
+from dynmx.app.turns import commit_in_turn
 from dynmx.control import dyndns2
 from dynmx.errors import DynmxError
 
 if TYPE_CHECKING:
     from dynmx.app.root import App
+    from dynmx.control.update import Change
+    from dynmx.zone.loader import LoadedZone
 
 log = logging.getLogger("dynmx.app")
 
@@ -58,12 +61,25 @@ class Dyndns2Service:
             zone = self.app.zone_of(dns.name.from_text(hostname))
             if zone is None:
                 return dyndns2.DynResult(200, "nohost")
+            changes = dyndns2.to_changes(hostname, swaps, settings.ttl)
             try:
-                updated = self.app.owner.commit(zone, dyndns2.to_changes(hostname, swaps, settings.ttl))
+                updated = await self._commit(zone.origin, changes)
             except DynmxError as error:  # invalid, or not durable now (the owner says why)
                 log.warning("event=dyndns2-refused host=%s reason=%r", hostname, str(error))
                 self.state.forget(hostname, swaps)
                 return dyndns2.DynResult(200, "911")
-            await self.app.publish_zone(updated)
+            if updated is None:  # the zone went while the edit waited for its turn
+                self.state.forget(hostname, swaps)
+                return dyndns2.DynResult(200, "nohost")
             log.info("event=dyndns2-update host=%s address=%s", hostname, ",".join(s.new for s in swaps))
         return result
+
+    async def _commit(self, origin: dns.name.Name, changes: list[Change]) -> LoadedZone | None:
+        """In the zone's turn, as an UPDATE: served when this returns; None when the zone went."""
+        return await commit_in_turn(
+            self.app.owner,
+            origin,
+            lambda: self.app.zones_by_origin().get(origin),
+            lambda _: changes,
+            self.app.publish_zone,
+        )

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 import dns.name
 import dns.zone
 
+from dynmx.app.turns import commit_in_turn
 from dynmx.config import Config, ZoneConfig
 from dynmx.zone.keys import ACTIVE, ALGORITHMS, ROLES, ZoneKey, load_keys, new_key, save_keys
 from dynmx.zone.rollover import (
@@ -31,6 +33,7 @@ from dynmx.zone.rollover import (
 
 if TYPE_CHECKING:
     from dynmx.app.root import App
+    from dynmx.zone.loader import LoadedZone
 
 log = logging.getLogger("dynmx.app.keyroll")
 
@@ -138,7 +141,14 @@ async def rollover(app: App, origin: dns.name.Name, step: str) -> dict[str, Any]
     if step == DS_SEEN_STEP:  # an observation: nothing served changes
         store(app.config, origin, step, keys)
         return describe(origin, keys, timing(app.config, origin, zone.zone), now)
-    renewed = app.owner.commit(zone, [])  # before the key file: a refused commit changes nothing
-    store(app.config, origin, step, keys)
-    await app.publish_zone(renewed)
+
+    def publish(renewed: LoadedZone) -> Awaitable[None]:
+        store(app.config, origin, step, keys)  # after the commit: a refused one changes nothing
+        return app.publish_zone(renewed)
+
+    renewed = await commit_in_turn(
+        app.owner, origin, lambda: app.zones_by_origin().get(origin), lambda _: [], publish
+    )
+    if renewed is None:
+        raise RolloverRefused(f"{origin} is not served")
     return describe(origin, keys, timing(app.config, origin, renewed.zone), now)

@@ -162,6 +162,7 @@ async def startup(app: App) -> None:
     if cfg.pid_file:
         app.pid_path = Path(app.config.path(cfg.pid_file))
         app.pid_path.write_text(f"{os.getpid()}\n")
+    await app.catalog.ready()
     log.info(
         "event=serving zones=%d entries=%d pending=%d",
         len(zones),

@@ -20,6 +20,7 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 
+from dynmx.app.turns import commit_in_turn
 from dynmx.config import Config, RegistrarConfig, SelfCheckSourceConfig, parse_hostport
 from dynmx.control.owner import ZoneOwner
 from dynmx.control.update import Change, Op
@@ -197,15 +198,22 @@ class SelfCheckService:
 
     async def repair(self, name: str, family: int, address: str) -> None:
         """Our published address is wrong: put `address` in our own zone, through the one writer."""
-        zone = self.zones()[dns.name.from_text(self._zone_of(name))]
+        origin = dns.name.from_text(self._zone_of(name))
         owner = dns.name.from_text(name)
         rdtype = RDTYPE[family]
-        node = zone.zone.get_node(owner)
-        current = node.get_rdataset(dns.rdataclass.IN, rdtype) if node is not None else None
-        ttl = current.ttl if current is not None else self.config.defaults.ttl
-        changes = [Change(Op.DELETE, owner, ttl, rdata) for rdata in current or []]
-        changes.append(Change(Op.ADD, owner, ttl, dns.rdata.from_text(dns.rdataclass.IN, rdtype, address)))
-        await self.publish(self.owner.commit(zone, changes))
+
+        def changes_of(zone: LoadedZone) -> list[Change]:
+            node = zone.zone.get_node(owner)
+            current = node.get_rdataset(dns.rdataclass.IN, rdtype) if node is not None else None
+            ttl = current.ttl if current is not None else self.config.defaults.ttl
+            changes = [Change(Op.DELETE, owner, ttl, rdata) for rdata in current or []]
+            added = dns.rdata.from_text(dns.rdataclass.IN, rdtype, address)
+            return [*changes, Change(Op.ADD, owner, ttl, added)]
+
+        newest = lambda: self.zones().get(origin)  # noqa: E731
+        zone = await commit_in_turn(self.owner, origin, newest, changes_of, self.publish)
+        if zone is None:
+            raise KeyError(f"{origin} is not served")
         apex = zone.zone.get_node(zone.origin)
         ns = apex.get_rdataset(dns.rdataclass.IN, dns.rdatatype.NS) if apex is not None else None
         warning = glue_warning(name, zone.origin.to_text(), [r.target.to_text() for r in ns or []])

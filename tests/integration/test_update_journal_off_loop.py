@@ -12,6 +12,7 @@ calls are stopped, nothing else is traced.
 
 from __future__ import annotations
 
+import base64
 import itertools
 import os
 import shutil
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -245,3 +247,44 @@ def test_record_add_and_updates_that_meet_are_all_kept_in_one_line_of_history(
     assert len(journal) == 3 + len(rcodes)
     assert all(new == old + 1 for old, new, _ in journal)
     assert all(b[0] == a[1] for a, b in itertools.pairwise(journal))
+
+
+DYNDNS2 = (
+    '[http]\nlisten = "127.0.0.1:0"\n'
+    "[dyndns2]\nenabled = true\nttl = 60\nmin_interval = 0\n"
+    '[[dyndns2.host]]\nhostname = "home.example.test."\nusername = "home"\npassword = "s3cret"\n'
+)
+
+
+def _dyndns2(server: RunningServer, address: str) -> str:
+    url = f"http://127.0.0.1:{server.http_port}/nic/update?hostname=home.example.test&myip={address}"
+    request = urllib.request.Request(url)
+    request.add_header("Authorization", "Basic " + base64.b64encode(b"home:s3cret").decode())
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return str(response.read().decode().strip())
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace makes the slow disk")
+def test_a_dyndns2_update_that_meets_an_updates_journal_fsync_waits_its_turn(
+    serve: Serve, tmp_path: Path
+) -> None:
+    """A router's dyndns2 update arrives while an RFC 2136 UPDATE of the same zone is in its
+    200 ms journal fsync: it takes the zone's turn after it (RFC 2136 §3.7) and is applied on
+    the UPDATE's version, not refused as stale ("911"); both are answered and journaled in
+    one line of history."""
+    server = serve("--config", str(write_config(tmp_path, ZONE, EDITS + DYNDNS2)), prefix=SLOW_DISK)
+    try:
+        rcodes: list[int] = []
+        sender = threading.Thread(
+            target=lambda: rcodes.append(_update(server.dns_port, _adding("slow", "192.0.2.7")))
+        )
+        sender.start()
+        time.sleep(FSYNC_DELAY_US / 1e6 / 4)  # the UPDATE is in its fsync
+        assert _dyndns2(server, "192.0.2.9") == "good 192.0.2.9"
+        sender.join(10)
+        assert rcodes == [dns.rcode.NOERROR]
+        assert _answers(server.dns_port, "home.example.test") == ["192.0.2.9"]
+        assert _answers(server.dns_port, "slow.example.test") == ["192.0.2.7"]
+        assert [(old, new) for old, new, _ in _journal(tmp_path)] == [(1, 2), (2, 3)]
+    finally:
+        _stop_under_strace(server)
