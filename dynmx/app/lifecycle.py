@@ -25,6 +25,7 @@ from dynmx.app.dnssec_metrics import DnssecSampler
 from dynmx.app.listeners import Listeners, bind_all, make_engine
 from dynmx.app.resign import resign_daily
 from dynmx.app.services import start_services
+from dynmx.app.turns import commit_in_turn
 from dynmx.app.workers.handover import handed_over
 from dynmx.app.workers.pool import WorkerPool
 from dynmx.config import Config, parse_hostport, readable_secrets
@@ -227,19 +228,21 @@ def _dnssec_zones(app: App) -> list[LoadedZone]:
     return [zone for zone in app.state.by_file.values() if zone.origin in wanted]
 
 
-def _resign(app: App, zone: LoadedZone) -> None:
+async def _resign(app: App, zone: LoadedZone) -> None:
     """Compile `zone` again (here and in every worker), signed in the current window, under
     a new serial committed like an edit with no change (journal, serial policy, write-back,
     NOTIFY): a secondary transfers the renewed signatures only when the serial moves, as
     Knot and BIND bump it when they re-sign. When the owner refuses the commit now (the file
-    cannot be written), the zone is still re-signed under its old serial."""
+    cannot be written), the zone is still re-signed under its old serial. The commit takes
+    the zone's turn, as every edit does."""
+    origin = zone.origin
     try:
-        renewed = app.owner.commit(zone, [])
+        await commit_in_turn(
+            app.owner, origin, lambda: app.zones_by_origin().get(origin), lambda _: [], app.publish_zone
+        )
     except DynmxError as error:
-        log.warning("event=dnssec-resign-serial-kept zone=%s reason=%r", zone.origin, str(error))
-        app.publisher.serve(zone)
-    else:
-        app.publish_zone(renewed)
+        log.warning("event=dnssec-resign-serial-kept zone=%s reason=%r", origin, str(error))
+        app.publisher.serve(app.zones_by_origin().get(origin, zone))
 
 
 def worker_start(

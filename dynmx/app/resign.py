@@ -34,4 +34,6 @@ async def resign_daily(
         await sleep(until_next_window(clock()))
         for zone in signed():
             log.info("event=dnssec-resign zone=%s", zone.origin)
-            republish(zone)
+            outcome = republish(zone)
+            if isinstance(outcome, Awaitable):
+                await outcome
