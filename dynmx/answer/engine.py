@@ -28,6 +28,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from random import random
 
 from dynmx.answer import rrl
 from dynmx.answer.acl import ZoneGate
@@ -58,6 +59,10 @@ log = logging.getLogger("dynmx.engine")
 
 MAX_QEND = HEADER_LEN + MAX_NAME_LEN  # the offset after the longest question name
 PACKET_CACHE = 20_000  # UDP replies kept by query bytes; emptied when full
+# Once the cache has filled, a new question is kept with this chance: a mix spread over more
+# questions than it holds would otherwise spend its misses refilling it (a hot question is
+# still kept after a few misses).
+ADMIT_WHEN_FULL = 1 / 8
 
 
 class Engine(SlowPath):
@@ -80,6 +85,7 @@ class Engine(SlowPath):
         self.lru_size = lru_size
         self._lru: OrderedDict[bytes, Entry] = OrderedDict()
         self._packets: dict[bytes, bytes | PoolReplies] = {}  # UDP query after its ID -> reply after it
+        self._admit_all = True  # until the cache first fills
         # Signed NXDOMAIN replies by proof (`denial`): the template and its pointers.
         self._proofs: OrderedDict[bytes, tuple[Entry, tuple[int, ...]]] = OrderedDict()
         self.control: ControlHandler | None = None
@@ -110,6 +116,7 @@ class Engine(SlowPath):
         self._lru = OrderedDict()
         self._proofs = OrderedDict()
         self._packets = {}
+        self._admit_all = True
 
     def handle_tcp(self, data: bytes, addr: object) -> bytes | list[bytes] | Deferred | None:
         """A message on a TCP connection: zone transfers may answer with several messages."""
@@ -256,7 +263,7 @@ class Engine(SlowPath):
                 entry = entries.get(name + data[qend : qend + 2]) or entries.get(name)
         else:
             entry = entries.get(name + data[qend : qend + 2]) or entries.get(name)
-        keep = not tcp and self.gate is None
+        keep = not tcp and self.gate is None and (self._admit_all or random() < ADMIT_WHEN_FULL)
         if entry is None:
             if self.on_selfcheck is not None and SELFCHECK_LABEL in name:
                 self.on_selfcheck(name)
@@ -298,4 +305,5 @@ class Engine(SlowPath):
         packets = self._packets
         if len(packets) >= PACKET_CACHE:
             packets.clear()
+            self._admit_all = False
         packets[query] = reply

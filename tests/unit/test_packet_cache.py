@@ -179,6 +179,38 @@ def test_the_cache_keeps_at_most_its_bound_of_questions(monkeypatch: pytest.Monk
     assert _ask(engine, _query("missing3.example.test.")).rcode() == dns.rcode.NXDOMAIN
 
 
+def test_once_full_the_cache_keeps_only_some_new_questions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mix spread over more questions than the cache holds: after it first fills, about one
+    new question in `ADMIT_WHEN_FULL`'s inverse is kept, not each (each would be a dict insert
+    and a reply copied for nothing); a question asked again and again is still kept."""
+    monkeypatch.setattr(engine_module, "PACKET_CACHE", 100_000)
+    engine, _, _ = _build()
+    engine._admit_all = False  # as after the cache first filled
+    for index in range(800):
+        engine.handle(_query(f"missing{index}.example.test."), HERE, False)
+    assert 40 <= len(engine._packets) <= 200  # 1/8 of 800 is 100
+    wire = _query("www.example.test.")
+    for _ in range(200):  # bounded: kept after 8 tries on average
+        engine.handle(wire, HERE, False)
+        if wire[2:] in engine._packets:
+            break
+    assert wire[2:] in engine._packets
+
+
+def test_a_cache_that_filled_keeps_every_new_question_again_after_a_swap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(engine_module, "PACKET_CACHE", 8)
+    engine, table, _ = _build()
+    for index in range(9):
+        engine.handle(_query(f"missing{index}.example.test."), HERE, False)
+    assert not engine._admit_all
+    engine.swap(table)
+    for index in range(5):
+        engine.handle(_query(f"other{index}.example.test."), HERE, False)
+    assert len(engine._packets) == 5
+
+
 def test_the_memo_the_udp_loop_reads_holds_each_cached_reply_after_its_id() -> None:
     engine, _, _ = _build()
     wire = _query("www.example.test.", qid=0x1234)
