@@ -74,7 +74,8 @@ def run_cold(workdir: Path) -> dict[str, float]:
     from dynmx.app.zonescan import scan_zones, zone_data
     from dynmx.config import load_config
     from dynmx.policy.served import build_table, plan_all
-    from dynmx.store.answers import AnswerStore, Header, fingerprint, origins_digest
+    from dynmx.store.answers import AnswerStore
+    from dynmx.store.rows import Header, fingerprint, origins_digest
     from dynmx.store.warm import rows_to_save
 
     config = load_config(config_for(workdir))
@@ -122,8 +123,9 @@ def run_warm(workdir: Path) -> dict[str, float]:
     from dynmx.app.zonescan import scan_zones
     from dynmx.config import load_config
     from dynmx.policy.served import plan_all
-    from dynmx.store.answers import AnswerStore, fingerprint, origins_digest
+    from dynmx.store.answers import AnswerStore
     from dynmx.store.lazy import LazyZone
+    from dynmx.store.rows import fingerprint, origins_digest
     from dynmx.store.warm import fill_slice, warm_table, warm_zones
 
     config = load_config(config_for(workdir))

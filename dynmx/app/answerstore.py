@@ -25,8 +25,9 @@ from dynmx.answer.zoneset import name_key
 from dynmx.app.zonescan import remember_indexes, remember_keys
 from dynmx.config import Config, PoolConfig
 from dynmx.policy.served import PoolPlans
-from dynmx.store.answers import AnswerStore, Header, StoredIndex, fingerprint, origins_digest
+from dynmx.store.answers import AnswerStore
 from dynmx.store.lazy import LazyIndex, LazyZone
+from dynmx.store.rows import Header, StoredIndex, fingerprint, origins_digest
 from dynmx.store.warm import rows_to_write, warm_table, warm_zones
 from dynmx.zone.loader import LoadedZone
 

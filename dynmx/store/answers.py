@@ -33,32 +33,28 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
-from typing import NamedTuple
 
-import dns.name
-
-from dynmx import __version__
-from dynmx.store.codec import CODEC_VERSION, Decoder, StoreCorrupt, StoredZone, name_of, row_meta
+from dynmx.store.codec import Decoder, StoreCorrupt, StoredZone, name_of
+from dynmx.store.rows import (
+    DIGEST_MARSHAL,
+    FORMAT,
+    Header,
+    Loaded,
+    PathMaker,
+    StoredIndex,
+    ZoneRow,
+    batches,
+    checksum,
+    stamp_of,
+)
 from dynmx.zone.filebytes import file_digest
 
 log = logging.getLogger("dynmx.store")
 
 STORE_FILE = "answers.sqlite"
-# .2: the index apart from the answers, each with its own digest; .3: the zone file's bytes
-# outside the index row's digest (checked against the file digest when read); .4: where
-# each zone's CNAME chains reached (`AnswerTable.reach`)
-FORMAT = f"dynmx-answers/{CODEC_VERSION}.4/{__version__}"
-RACY_SECONDS = 2.0  # as the zone scan: a stamp this fresh may hide a second write
 _CHUNK = 500  # paths per `answers_of` query (SQLite's bound on parameters is larger)
-_BATCH = 2000  # rows encoded and inserted at a time: a first write never holds them all
-
-Stamp = tuple[int, int, int, int]  # mtime_ns, ctime_ns, size, inode
-# The marshal version of an index row's digest: 2, whose bytes do not depend on how many
-# references each value has (version 3 and later flag shared objects).
-_HEAD = 2
 
 _TABLES = (
     "CREATE TABLE IF NOT EXISTS header (key TEXT PRIMARY KEY, value BLOB NOT NULL)",
@@ -77,155 +73,6 @@ _TABLES = (
 )""",
     "CREATE TABLE IF NOT EXISTS answers (path TEXT PRIMARY KEY, checksum BLOB NOT NULL, body BLOB NOT NULL)",
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Header:
-    """What shapes every row: a change of either makes the whole store stale. The origins are
-    known only once the zone files are scanned: `load` checks the shaping and gives the
-    stored origins back for the caller to compare (`Loaded.origins`)."""
-
-    shaping: bytes  # fingerprint of the config's answer-shaping parts (`fingerprint`)
-    origins: bytes  # fingerprint of the served origins (`origins_digest`)
-
-    def rows(self) -> dict[str, bytes]:
-        return {"format": FORMAT.encode(), "shaping": self.shaping, "origins": self.origins}
-
-
-@dataclass(frozen=True, slots=True)
-class ZoneRow:
-    """One zone to keep: its file's identity and its compiled bytes (`codec.encode_zone`)."""
-
-    path: Path
-    origin: bytes
-    stamp: Stamp | None
-    digest: bytes
-    serial: int
-    body: bytes
-    source: bytes  # the zone file's bytes the answers were compiled from (its digest is `digest`)
-    # what the index keeps of `body` (`codec.row_meta`), when the encoder gave it already
-    meta: tuple[bytes, tuple[bytes, ...], bool] | None = None
-    # the names outside the zone its CNAME chains reached (`AnswerTable.reach`); None: not known
-    reach: Collection[bytes] | None = None
-
-
-class StoredIndex(NamedTuple):
-    """A current row's index: enough to serve its zone as pending until its answers are read
-    (a tuple: a start makes one per zone)."""
-
-    path: Path
-    origin: bytes  # the table key
-    name: dns.name.Name  # as the zone file spells it
-    serial: int
-    uses: frozenset[bytes]  # zones its answers use
-    signed: bool
-    reach: frozenset[bytes] | None  # names outside it its chains reached; None: not known
-    digest: bytes  # of the zone file's bytes (`AnswerStore.source_of`)
-    stamp: Stamp | None
-    head: bytes  # the index row's digest: the answers' checksum covers it
-
-
-@dataclass(frozen=True, slots=True)
-class Loaded:
-    """What `load` found current, and why the rest was not (for a log line)."""
-
-    zones: dict[Path, StoredIndex]
-    stale: dict[Path, str]
-    whole: str | None = None  # why no row at all was used, when none was
-    origins: bytes = b""  # the origins the rows were compiled among (`origins_digest`)
-
-
-def fingerprint(*parts: object) -> bytes:
-    """A digest of what shapes answers (give it the config): equal reprs, equal answers."""
-    return hashlib.sha256(repr(parts).encode()).digest()
-
-
-def origins_digest(origins: Iterable[bytes]) -> bytes:
-    return hashlib.sha256(b"".join(sorted(origins, key=bytes))).digest()  # wire names: self-delimiting
-
-
-def stamp_of(info: os.stat_result, now: float) -> Stamp | None:
-    """A stat that can be trusted to name the file's version, or None (too fresh)."""
-    if now - max(info.st_mtime, info.st_ctime) < RACY_SECONDS:
-        return None
-    return (info.st_mtime_ns, info.st_ctime_ns, info.st_size, info.st_ino)
-
-
-def _head(
-    path: str,
-    origin: bytes,
-    spelled: bytes,
-    stamp: bytes,
-    digest: bytes,
-    serial: int,
-    uses: bytes,
-    signed: int,
-    reach: bytes,
-) -> bytes:
-    """An index row's digest (marshal of the tuple: self-delimiting, one C call). The zone
-    file's bytes are not in it: `digest` is theirs, checked when they are read."""
-    parts = (path, origin, spelled, stamp, digest, serial, uses, signed, reach)
-    return hashlib.sha256(marshal.dumps(parts, _HEAD)).digest()
-
-
-class _Paths:
-    """`Path`s of stored file names, made as `Path.iterdir` makes its entries (a parsed
-    directory and a name: a fifth of the time of parsing each whole name)."""
-
-    def __init__(self) -> None:
-        self._dirs: dict[str, Path] = {}
-
-    def __call__(self, name: str) -> Path:
-        head, _, tail = name.rpartition("/")
-        if not head or tail in ("", ".", ".."):
-            return Path(name)
-        base = self._dirs.get(head)
-        if base is None:
-            base = self._dirs[head] = Path(head)
-        child = getattr(base, "_make_child_relpath", None)  # CPython's pathlib since 3.4
-        return child(tail) if child is not None else base / tail
-
-
-def _batches(rows: Iterable[ZoneRow]) -> Iterator[tuple[list[tuple[object, ...]], list[tuple[object, ...]]]]:
-    """The index and answers rows of `rows`, `_BATCH` at a time."""
-    index: list[tuple[object, ...]] = []
-    answers: list[tuple[object, ...]] = []
-    for row in rows:
-        stamp_raw = marshal.dumps(row.stamp) if row.stamp is not None else b""
-        name = str(row.path)
-        spelled, used, presigned = row.meta if row.meta is not None else row_meta(row.body)
-        uses = marshal.dumps(tuple(sorted(used)), 4)
-        signed = int(presigned)  # as SQLite gives it back
-        reach = marshal.dumps(tuple(sorted(row.reach)), 4) if row.reach is not None else b""
-        head = _head(name, row.origin, spelled, stamp_raw, row.digest, row.serial, uses, signed, reach)
-        index.append(
-            (
-                name,
-                row.origin,
-                spelled,
-                stamp_raw,
-                row.digest,
-                row.serial,
-                uses,
-                signed,
-                reach,
-                row.source,
-                head,
-            )
-        )
-        answers.append((name, _checksum(head, row.body), row.body))
-        if len(index) >= _BATCH:
-            yield index, answers
-            index, answers = [], []
-    if index:
-        yield index, answers
-
-
-def _checksum(head: bytes, body: bytes) -> bytes:
-    """The answers' digest, over their index row's too: neither is served without the other."""
-    h = hashlib.sha256(head)
-    h.update(body)
-    return h.digest()
 
 
 class AnswerStore:
@@ -293,12 +140,12 @@ class AnswerStore:
         journal = journal_serials or {}
         empty: frozenset[bytes] = frozenset()
         stat = os.stat
-        path_of = _Paths()
+        path_of = PathMaker()
         sha256, dumps, loads = hashlib.sha256, marshal.dumps, marshal.loads
         for name, origin, spelled, stamp_raw, digest, serial, uses, signed, reach_raw, head in rows:
             path = path_of(name)
             parts = (name, origin, spelled, stamp_raw, digest, serial, uses, signed, reach_raw)
-            if sha256(dumps(parts, _HEAD)).digest() != head:  # `_head`, inline
+            if sha256(dumps(parts, DIGEST_MARSHAL)).digest() != head:  # `row_digest`, inline
                 stale[path] = "checksum"
                 continue
             if origin in journal and journal[origin] != serial:
@@ -344,9 +191,9 @@ class AnswerStore:
                     if self._reader is None:
                         self._reader = self._open()
                     got = self._reader.execute(query, chunk).fetchall()
-                for name, checksum, body in got:
+                for name, kept, body in got:
                     row = wanted.get(name)
-                    if row is not None and _checksum(row.head, body) == checksum:
+                    if row is not None and checksum(row.head, body) == kept:
                         found[row.path] = body
         except sqlite3.Error as error:  # read from the files instead
             log.warning("event=answer-store-unreadable path=%s reason=%s", self.path, error)
@@ -419,7 +266,7 @@ class AnswerStore:
                 keep = ()
             db.executemany("INSERT OR REPLACE INTO header VALUES (?, ?)", wanted.items())
             names: set[str] = set()
-            for index, answers in _batches(rows):
+            for index, answers in batches(rows):
                 names.update(str(item[0]) for item in index)
                 db.executemany("INSERT OR REPLACE INTO zone VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", index)
                 db.executemany("INSERT OR REPLACE INTO answers VALUES (?, ?, ?)", answers)

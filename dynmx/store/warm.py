@@ -30,9 +30,9 @@ from dynmx.answer.zoneset import ZoneData, ZoneSet, name_key
 from dynmx.config import Config, PoolConfig
 from dynmx.errors import ZoneLoadError
 from dynmx.policy.served import PoolPlans, build_table
-from dynmx.store.answers import StoredIndex, ZoneRow
 from dynmx.store.codec import Decoder, SpansMemo, StoreCorrupt, encode_zone, storable, zone_meta
 from dynmx.store.lazy import LazyIndex, LazyZone, LazyZoneData, Source, lazy_loaded
+from dynmx.store.rows import StoredIndex, ZoneRow
 from dynmx.wire.response import Entry
 from dynmx.zone.loader import LoadedZone, file_digest, read_zone_bytes
 from dynmx.zone.soa import serial_of

@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 
 from dynmx.answer.compiler import AnswerTable, CompiledZone, compile_table
 from dynmx.answer.zoneset import ZoneData, name_key
-from dynmx.store.answers import STORE_FILE, AnswerStore, Header, ZoneRow, fingerprint, origins_digest
+from dynmx.store.answers import STORE_FILE, AnswerStore
 from dynmx.store.codec import Decoder, StoreCorrupt, StoredZone, encode_zone, lay_in, storable
+from dynmx.store.rows import Header, ZoneRow, fingerprint, origins_digest
 from dynmx.wire.response import Entry
 from dynmx.zone.loader import LoadedZone, load_zone_file, read_digest
 

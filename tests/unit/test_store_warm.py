@@ -20,8 +20,9 @@ from dynmx.app.zonescan import scan_zones
 from dynmx.config import Config, load_config
 from dynmx.errors import ZoneLoadError
 from dynmx.policy.served import build_table, plan_all
-from dynmx.store.answers import STORE_FILE, AnswerStore, Header, StoredIndex, fingerprint, origins_digest
+from dynmx.store.answers import STORE_FILE, AnswerStore
 from dynmx.store.lazy import LazyIndex, LazyZone, lazy_loaded
+from dynmx.store.rows import Header, StoredIndex, fingerprint, origins_digest
 from dynmx.store.warm import fill_slice, rows_to_save, warm_table, warm_zones
 from dynmx.zone.loader import LoadedZone, load_zone_file, read_digest
 
