@@ -25,7 +25,7 @@ def until_next_window(now: float) -> float:
 
 async def resign_daily(
     signed: Callable[[], Iterable[LoadedZone]],
-    republish: Callable[[LoadedZone], object],
+    republish: Callable[[LoadedZone], Awaitable[object]],
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> None:
@@ -34,6 +34,4 @@ async def resign_daily(
         await sleep(until_next_window(clock()))
         for zone in signed():
             log.info("event=dnssec-resign zone=%s", zone.origin)
-            outcome = republish(zone)
-            if isinstance(outcome, Awaitable):
-                await outcome
+            await republish(zone)

@@ -8,7 +8,8 @@ journal entry is still on its way, and be refused as stale."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 import dns.name
 
@@ -16,7 +17,18 @@ from dynmx.control.owner import ZoneOwner
 from dynmx.control.update import Change
 from dynmx.zone.loader import LoadedZone
 
-_RUNNING: set[asyncio.Task[tuple[LoadedZone | None, Awaitable[None] | None]]] = set()
+_RUNNING: set[asyncio.Task[Any]] = set()
+T = TypeVar("T")
+
+
+async def shielded(work: Coroutine[Any, Any, T]) -> T:
+    """`work` in a task of its own that the caller's cancellation does not reach (held here
+    until done): an edit handed to the journal is always published, or the zone's next edit
+    would find the journal ahead of the served version."""
+    task = asyncio.ensure_future(work)
+    _RUNNING.add(task)
+    task.add_done_callback(_RUNNING.discard)
+    return await asyncio.shield(task)
 
 
 async def commit_in_turn(
@@ -27,10 +39,8 @@ async def commit_in_turn(
     publish: Callable[[LoadedZone], Awaitable[None]],
 ) -> LoadedZone | None:
     """The new version, served when this returns; None when the zone is gone or `changes_of`
-    says there is nothing to do (None). The turn runs in a task of its own that the caller's
-    cancellation does not reach: an entry handed to the journal is always published, or the
-    zone's next edit would find the journal ahead of the served version. Raises what the
-    owner raises (StaleBase, WriteBlocked, an invalid result)."""
+    says there is nothing to do (None). The turn runs `shielded`. Raises what the owner
+    raises (StaleBase, WriteBlocked, an invalid result)."""
 
     async def turn() -> tuple[LoadedZone | None, Awaitable[None] | None]:
         async with owner.turn(origin):
@@ -41,10 +51,7 @@ async def commit_in_turn(
             updated = await owner.commit_durably(zone, changes)
             return updated, publish(updated)
 
-    task = asyncio.ensure_future(turn())
-    _RUNNING.add(task)
-    task.add_done_callback(_RUNNING.discard)
-    updated, served = await asyncio.shield(task)
+    updated, served = await shielded(turn())
     if served is not None:
         await served
     return updated

@@ -33,6 +33,7 @@ import dns.tsigkeyring
 import dns.update
 
 from dynmx.answer.zoneset import note_edit
+from dynmx.app.turns import shielded
 from dynmx.config import Config
 from dynmx.control import tsig
 from dynmx.control.owner import WriteBlocked, ZoneOwner
@@ -125,7 +126,6 @@ class UpdateService:
         self.is_secondary: Callable[[dns.name.Name], bool] | None = None
         self._planner: ThreadPoolExecutor | None = None
         self._waiting = 0
-        self._turns: set[asyncio.Task[Outcome]] = set()  # edits under way, each in the zone's turn
 
     @property
     def max_records(self) -> int:
@@ -208,10 +208,7 @@ class UpdateService:
                     return Outcome(dns.rcode.NOTAUTH, f"{origin} is not served here")
                 return await step(zone)
 
-        task = asyncio.ensure_future(turn())
-        self._turns.add(task)
-        task.add_done_callback(self._turns.discard)
-        return await asyncio.shield(task)
+        return await shielded(turn())
 
     def _admit(self, data: bytes, query: Query, verified: tsig.Verified | None, peer: object) -> int | None:
         """The rcode refusing an UPDATE from what the raw wire says (the zone, the key, the

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import dns.dnssec
 import dns.message
@@ -386,11 +387,12 @@ def test_signatures_are_renewed_each_day_before_they_expire() -> None:
         if len(waits) > 2:
             raise asyncio.CancelledError
 
+    async def republish(zone: Any) -> None:
+        republished.append(str(zone.origin))
+
     zone = type("Zone", (), {"origin": ORIGIN})()
     with pytest.raises(asyncio.CancelledError):
-        asyncio.run(
-            resign_daily(lambda: [zone], lambda z: republished.append(str(z.origin)), lambda: noon, sleep)
-        )
+        asyncio.run(resign_daily(lambda: [zone], republish, lambda: noon, sleep))
     assert waits == [DAY / 2 + 60] * 3 and republished == ["example.test."] * 2
 
 
